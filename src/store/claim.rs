@@ -1,0 +1,184 @@
+//! Claiming due tasks under a lease, renewing leases, and recovering the tasks of
+//! runners whose lease expired.
+
+use super::conn::{begin, finish, on_conn};
+use super::model::TaskRow;
+use super::run::record_failure_on;
+use super::schema::warren_tasks::dsl as t;
+use super::signals::Pending;
+use super::{AnyConn, ClaimedTask, Store, StoreError, StoreResult, Task};
+use crate::task::{Millis, RetryPolicy, TaskId, TaskType};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Text};
+use diesel_async::RunQueryDsl;
+
+/// PostgreSQL claim: lock due rows in queue order, skipping rows other claimers hold,
+/// and take them in one statement.
+const PG_CLAIM: &str = "\
+WITH due AS (
+    SELECT id FROM warren_tasks
+    WHERE state = 'pending' AND next_attempt <= $1 AND cluster = ANY($2)
+    ORDER BY priority, next_attempt, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE warren_tasks AS w
+SET state = 'running', lease_owner = $4, lease_until = $5,
+    lease_token = w.lease_token + 1, started_at = $1
+FROM due WHERE w.id = due.id
+RETURNING w.*";
+
+impl Store {
+    /// Claims up to `limit` due pending tasks of the given clusters for `owner`, in
+    /// (priority, next attempt, id) order, each with a lease of `lease_ms` and a new
+    /// fencing token. Concurrent claimers never receive the same task.
+    pub async fn claim(
+        &self,
+        owner: &str,
+        clusters: &[String],
+        limit: usize,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<ClaimedTask>> {
+        if limit == 0 || clusters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let until = now + lease_ms;
+        let mut pooled = self.conn().await?;
+        let rows: Vec<TaskRow> = match pooled.any() {
+            AnyConn::Postgres(c) => {
+                diesel::sql_query(PG_CLAIM)
+                    .bind::<BigInt, _>(now)
+                    .bind::<Array<Text>, _>(clusters)
+                    .bind::<BigInt, _>(limit as i64)
+                    .bind::<Text, _>(owner)
+                    .bind::<BigInt, _>(until)
+                    .load(c)
+                    .await?
+            }
+            mut conn @ AnyConn::Sqlite(_) => {
+                // SQLite has one writer at a time: select and take inside one
+                // immediate transaction.
+                begin(&mut conn).await?;
+                let result = async {
+                    let AnyConn::Sqlite(c) = &mut conn else {
+                        unreachable!()
+                    };
+                    let ids: Vec<i64> = t::warren_tasks
+                        .select(t::id)
+                        .filter(t::state.eq("pending"))
+                        .filter(t::next_attempt.le(now))
+                        .filter(t::cluster.eq_any(clusters))
+                        .order((t::priority, t::next_attempt, t::id))
+                        .limit(limit as i64)
+                        .load(&mut **c)
+                        .await?;
+                    let rows = diesel::update(t::warren_tasks.filter(t::id.eq_any(&ids)))
+                        .set((
+                            t::state.eq("running"),
+                            t::lease_owner.eq(owner),
+                            t::lease_until.eq(until),
+                            t::lease_token.eq(t::lease_token + 1),
+                            t::started_at.eq(now),
+                        ))
+                        .returning(TaskRow::as_returning())
+                        .get_results(&mut **c)
+                        .await?;
+                    Ok::<_, StoreError>(rows)
+                }
+                .await;
+                finish(&mut conn, result).await?
+            }
+        };
+        let mut claimed = rows
+            .into_iter()
+            .map(|row| {
+                let token = row.lease_token;
+                Task::try_from(row).map(|task| ClaimedTask { task, token })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        claimed.sort_by_key(|c| (c.task.priority, c.task.next_attempt, c.task.id));
+        Ok(claimed)
+    }
+
+    /// Extends the lease of a running task. Returns false when the token is stale: the
+    /// task was cancelled or claimed by someone else, and the runner should stop it.
+    pub async fn renew_lease(
+        &self,
+        id: TaskId,
+        token: i64,
+        owner: &str,
+        lease_ms: i64,
+    ) -> StoreResult<bool> {
+        let until = self.now() + lease_ms;
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let n = on_conn!(&mut conn, c => {
+            diesel::update(
+                t::warren_tasks
+                    .filter(t::id.eq(id))
+                    .filter(t::lease_token.eq(token))
+                    .filter(t::state.eq("running")),
+            )
+            .set((t::lease_until.eq(until), t::lease_owner.eq(owner)))
+            .execute(c)
+            .await?
+        });
+        Ok(n == 1)
+    }
+
+    /// Returns tasks whose lease expired (their runner or node died) to the queue. Each
+    /// counts as a failure under its type's retry policy (`policy`), but is due again at
+    /// once: the crash was not the task's choice of delay. Returns the recovered ids.
+    pub async fn recover_expired_leases(
+        &self,
+        policy: &(dyn Fn(&TaskType) -> RetryPolicy + Sync),
+    ) -> StoreResult<Vec<TaskId>> {
+        let now: Millis = self.now();
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let expired: Vec<(i64, String, i64, Option<String>)> = on_conn!(&mut conn, c => {
+            t::warren_tasks
+                .select((t::id, t::task_type, t::lease_token, t::lease_owner))
+                .filter(t::state.eq("running"))
+                .filter(t::lease_until.lt(now))
+                .load(c)
+                .await?
+        });
+        let mut recovered = Vec::new();
+        for (id, task_type, token, owner) in expired {
+            let retry = task_type
+                .parse::<TaskType>()
+                .map(|tt| policy(&tt))
+                .unwrap_or_default();
+            let error = format!(
+                "the lease of runner '{}' expired before the task was resolved (the runner or its node stopped)",
+                owner.unwrap_or_default()
+            );
+            let mut pending = Pending::default();
+            begin(&mut conn).await?;
+            let result = record_failure_on(
+                &mut conn,
+                &mut pending,
+                id,
+                token,
+                &error,
+                None,
+                Some(now),
+                retry,
+                now,
+            )
+            .await;
+            match finish(&mut conn, result).await {
+                Ok(_) => {
+                    pending.deliver(&self.inner.signals);
+                    recovered.push(id);
+                }
+                // Renewed or recovered by someone else in the meantime.
+                Err(StoreError::LeaseLost { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(recovered)
+    }
+}

@@ -1,0 +1,161 @@
+//! One connection type over both backends, and the transaction helpers the store uses.
+//!
+//! Queries are written once with diesel's DSL against the shared schema; the
+//! [`on_conn!`] macro type-checks and runs such a query for whichever backend the
+//! connection belongs to.
+
+use diesel::connection::AnsiTransactionManager;
+use diesel::SqliteConnection;
+use diesel_async::pooled_connection::deadpool::Object;
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, TransactionManager};
+
+/// The SQLite connection type: diesel's synchronous connection run on a blocking pool.
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+/// A borrowed connection to either backend. Functions that take an `AnyConn` run on
+/// whatever transaction is open on it, so an application can schedule tasks as part
+/// of its own transaction.
+pub enum AnyConn<'a> {
+    /// A PostgreSQL connection.
+    Postgres(&'a mut AsyncPgConnection),
+    /// A SQLite connection.
+    Sqlite(&'a mut SqliteConn),
+}
+
+impl<'a> From<&'a mut AsyncPgConnection> for AnyConn<'a> {
+    fn from(c: &'a mut AsyncPgConnection) -> AnyConn<'a> {
+        AnyConn::Postgres(c)
+    }
+}
+
+impl<'a> From<&'a mut SqliteConn> for AnyConn<'a> {
+    fn from(c: &'a mut SqliteConn) -> AnyConn<'a> {
+        AnyConn::Sqlite(c)
+    }
+}
+
+impl AnyConn<'_> {
+    /// A shorter-lived borrow of the same connection.
+    pub fn reborrow(&mut self) -> AnyConn<'_> {
+        match self {
+            AnyConn::Postgres(c) => AnyConn::Postgres(c),
+            AnyConn::Sqlite(c) => AnyConn::Sqlite(c),
+        }
+    }
+
+    /// Whether this is a PostgreSQL connection.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, AnyConn::Postgres(_))
+    }
+}
+
+/// Runs `$body` with `$c` bound to the concrete connection inside `$conn` (an `AnyConn`).
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::store::AnyConn::Postgres(inner) => {
+                let $c: &mut diesel_async::AsyncPgConnection = &mut **inner;
+                $body
+            }
+            $crate::store::AnyConn::Sqlite(inner) => {
+                let $c: &mut $crate::store::SqliteConn = &mut **inner;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_conn;
+
+/// A connection owned by the store's pool.
+pub(crate) enum PooledConn {
+    Postgres(Object<AsyncPgConnection>),
+    Sqlite(Object<SqliteConn>),
+}
+
+impl PooledConn {
+    pub(crate) fn any(&mut self) -> AnyConn<'_> {
+        match self {
+            PooledConn::Postgres(c) => AnyConn::Postgres(c),
+            PooledConn::Sqlite(c) => AnyConn::Sqlite(c),
+        }
+    }
+
+    /// Removes the connection from the pool and closes it, which rolls back whatever
+    /// transaction it holds (and, on SQLite, releases the write lock at once).
+    pub(crate) fn discard(self) {
+        match self {
+            PooledConn::Postgres(c) => drop(Object::take(c)),
+            PooledConn::Sqlite(c) => drop(Object::take(c)),
+        }
+    }
+}
+
+/// Opens a transaction for the store's own short read-then-write work. On SQLite it
+/// takes the write lock at once (`BEGIN IMMEDIATE`), so it waits for the lock instead
+/// of failing midway.
+pub(crate) async fn begin(conn: &mut AnyConn<'_>) -> diesel::QueryResult<()> {
+    begin_with(conn, true).await
+}
+
+/// Opens a transaction for task code or an application. On SQLite it is deferred: it
+/// takes the write lock only at its first write, so a long task that has not written
+/// yet does not hold up the queue (cancels, claims, lease renewals).
+pub(crate) async fn begin_deferred(conn: &mut AnyConn<'_>) -> diesel::QueryResult<()> {
+    begin_with(conn, false).await
+}
+
+async fn begin_with(conn: &mut AnyConn<'_>, immediate: bool) -> diesel::QueryResult<()> {
+    let sql = if immediate {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
+    };
+    match conn {
+        AnyConn::Postgres(c) => {
+            <AsyncPgConnection as AsyncConnection>::TransactionManager::begin_transaction(&mut **c)
+                .await
+        }
+        AnyConn::Sqlite(c) => {
+            c.spawn_blocking(|inner| AnsiTransactionManager::begin_transaction_sql(inner, sql))
+                .await
+        }
+    }
+}
+
+/// Commits the transaction opened by [`begin`].
+pub(crate) async fn commit(conn: &mut AnyConn<'_>) -> diesel::QueryResult<()> {
+    on_conn!(conn, c => commit_on(c).await)
+}
+
+/// Rolls back the transaction opened by [`begin`].
+pub(crate) async fn rollback(conn: &mut AnyConn<'_>) -> diesel::QueryResult<()> {
+    on_conn!(conn, c => rollback_on(c).await)
+}
+
+async fn commit_on<C: AsyncConnection>(c: &mut C) -> diesel::QueryResult<()> {
+    C::TransactionManager::commit_transaction(c).await
+}
+
+async fn rollback_on<C: AsyncConnection>(c: &mut C) -> diesel::QueryResult<()> {
+    C::TransactionManager::rollback_transaction(c).await
+}
+
+/// Commits when `result` is `Ok`, rolls back otherwise, and passes `result` on.
+pub(crate) async fn finish<T>(
+    conn: &mut AnyConn<'_>,
+    result: Result<T, super::StoreError>,
+) -> Result<T, super::StoreError> {
+    match result {
+        Ok(value) => {
+            commit(conn).await?;
+            Ok(value)
+        }
+        Err(e) => {
+            // The original error matters more than a failed rollback; a connection whose
+            // rollback failed is discarded by the pool's recycle check.
+            let _ = rollback(conn).await;
+            Err(e)
+        }
+    }
+}

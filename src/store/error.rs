@@ -1,0 +1,99 @@
+//! Errors of the store, each naming the task, tag or setting it is about.
+
+use crate::task::{TaskId, TaskState};
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+    /// No connection could be had.
+    #[error("cannot get a database connection to {url}: {message}")]
+    Pool {
+        /// The database URL, password removed.
+        url: String,
+        /// What the pool said.
+        message: String,
+    },
+    /// The URL is of no supported kind.
+    #[error("unsupported database URL '{0}': use sqlite://PATH (or a file path) or postgres://USER@HOST/DB")]
+    BadUrl(String),
+    /// Bringing the schema up to date failed.
+    #[error("migrating {url} failed: {message}")]
+    Migration {
+        /// The database URL, password removed.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+    /// No task has this id.
+    #[error("task {0} does not exist")]
+    NotFound(TaskId),
+    /// The task's lease was lost: it was cancelled, or its lease expired and another
+    /// runner claimed it. Nothing the run did was committed.
+    #[error("task {id}: lease token {token} is no longer valid (the task was cancelled, or its lease expired and it was claimed again); the run's changes were rolled back")]
+    LeaseLost {
+        /// The task.
+        id: TaskId,
+        /// The stale fencing token.
+        token: i64,
+    },
+    /// The operation does not apply to a task in this state.
+    #[error("task {id} is {state}: cannot {action}")]
+    WrongState {
+        /// The task.
+        id: TaskId,
+        /// Its current state.
+        state: TaskState,
+        /// What was asked.
+        action: &'static str,
+    },
+    /// An argument is invalid.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// Which argument.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No scheduled task has this tag.
+    #[error("scheduled task '{0}' does not exist")]
+    UnknownScheduled(String),
+    /// A stored value could not be read back (a corrupt or foreign row).
+    #[error("task {id}: stored {field} is unreadable: {message}")]
+    Corrupt {
+        /// The task.
+        id: TaskId,
+        /// The column.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// Waiting for a task's outcome took longer than allowed.
+    #[error("task {id} has no outcome after waiting {waited_ms} ms")]
+    WaitTimeout {
+        /// The task.
+        id: TaskId,
+        /// How long was waited.
+        waited_ms: u64,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying the same call later may succeed (connection trouble, a busy
+    /// database or a serialization conflict).
+    pub fn is_transient(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            StoreError::Pool { .. } => true,
+            StoreError::Database(Error::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection
+                ) || info.message().contains("database is locked")
+            }
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Operating on tasks: describe, list, count, retry now, cancel, delete, duplicate,
+//! prune, and task metadata.
+
+use super::conn::{begin, finish, on_conn};
+use super::model::TaskRow;
+use super::schedule::metadata_rows;
+use super::schema::warren_task_metadata::dsl as m;
+use super::schema::warren_tasks::dsl as t;
+use super::signals::{announce_outcome, announce_work, Pending};
+use super::{
+    AnyConn, NewTask, QueueCounts, ScheduleOptions, StateFilter, Store, StoreError, StoreResult,
+    Task, TaskFilter,
+};
+use crate::task::{Millis, TaskId, TaskState};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+diesel::define_sql_function! {
+    /// SQL `lower()`, the same on both backends.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// Default retention of finished tasks: three days.
+pub const DEFAULT_RETENTION_MS: i64 = 3 * 24 * 60 * 60 * 1000;
+
+/// Turns a `*` mask into a LIKE pattern (other LIKE wildcards are matched literally).
+fn like_pattern(mask: &str) -> String {
+    let mut out = String::with_capacity(mask.len());
+    for ch in mask.to_lowercase().chars() {
+        match ch {
+            '*' => out.push('%'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+async fn load_row(conn: &mut AnyConn<'_>, id: TaskId) -> StoreResult<TaskRow> {
+    let row: Option<TaskRow> = on_conn!(conn, c => {
+        t::warren_tasks
+            .find(id)
+            .select(TaskRow::as_select())
+            .first(c)
+            .await
+            .optional()?
+    });
+    row.ok_or(StoreError::NotFound(id))
+}
+
+async fn load_task(conn: &mut AnyConn<'_>, id: TaskId) -> StoreResult<Task> {
+    Task::try_from(load_row(conn, id).await?)
+}
+
+pub(super) async fn get_metadata_on(
+    conn: &mut AnyConn<'_>,
+    id: TaskId,
+    key: &str,
+) -> StoreResult<Option<String>> {
+    let key_norm = key.to_lowercase();
+    Ok(on_conn!(conn, c => {
+        m::warren_task_metadata
+            .select(m::value)
+            .filter(m::task_id.eq(id))
+            .filter(m::key_norm.eq(&key_norm))
+            .first(c)
+            .await
+            .optional()?
+    }))
+}
+
+pub(super) async fn set_metadata_on(
+    conn: &mut AnyConn<'_>,
+    id: TaskId,
+    key: &str,
+    value: &str,
+) -> StoreResult<()> {
+    let rows = metadata_rows(id, &[(key.to_string(), value.to_string())])?;
+    let key_norm = key.to_lowercase();
+    on_conn!(conn, c => {
+        diesel::delete(
+            m::warren_task_metadata
+                .filter(m::task_id.eq(id))
+                .filter(m::key_norm.eq(&key_norm)),
+        )
+        .execute(c)
+        .await?
+    });
+    super::schedule::insert_metadata(conn, rows).await
+}
+
+/// The listing query for `filter`, boxed for backend `$db` (a boxed query is tied to
+/// one backend, so it is built once per backend from this one definition).
+macro_rules! list_query {
+    ($db:ty, $filter:expr, $now:expr) => {{
+        let filter: &TaskFilter = $filter;
+        let now: Millis = $now;
+        let mut query = t::warren_tasks
+            .select(TaskRow::as_select())
+            .into_boxed::<$db>();
+        if let Some(mask) = &filter.type_mask {
+            query = query.filter(lower(t::task_type).like(like_pattern(mask)).escape('\\'));
+        }
+        query = match filter.state {
+            StateFilter::All => query,
+            StateFilter::Pending => query
+                .filter(t::state.eq("pending"))
+                .filter(t::next_attempt.le(now)),
+            StateFilter::Future => query
+                .filter(t::state.eq("pending"))
+                .filter(t::next_attempt.gt(now)),
+            StateFilter::Running => query.filter(t::state.eq("running")),
+            StateFilter::Completed => query.filter(t::state.eq("completed")),
+            StateFilter::Failed => query.filter(t::state.eq("failed")),
+            StateFilter::Cancelled => query.filter(t::state.eq("cancelled")),
+            StateFilter::Unfinished => query.filter(t::state.eq_any(["pending", "running"])),
+        };
+        if let Some(from) = filter.created_from {
+            query = query.filter(t::created_at.ge(from));
+        }
+        if let Some(until) = filter.created_until {
+            query = query.filter(t::created_at.lt(until));
+        }
+        if let Some(before) = filter.before_id {
+            query = query.filter(t::id.lt(before));
+        }
+        query.order(t::id.desc()).limit(filter.limit)
+    }};
+}
+
+impl Store {
+    /// Every field of a task, metadata included.
+    pub async fn describe(&self, id: TaskId) -> StoreResult<Task> {
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let mut task = load_task(&mut conn, id).await?;
+        task.metadata = on_conn!(&mut conn, c => {
+            m::warren_task_metadata
+                .select((m::key, m::value))
+                .filter(m::task_id.eq(id))
+                .order(m::key_norm)
+                .load(c)
+                .await?
+        });
+        Ok(task)
+    }
+
+    /// Lists tasks matching `filter`, newest first (metadata not filled in).
+    pub async fn list(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>> {
+        if !(1..=10_000).contains(&filter.limit) {
+            return Err(StoreError::Invalid {
+                field: "limit",
+                message: format!("{} is outside 1–10000", filter.limit),
+            });
+        }
+        let now = self.now();
+        let mut pooled = self.conn().await?;
+        let rows: Vec<TaskRow> = match pooled.any() {
+            AnyConn::Postgres(c) => list_query!(diesel::pg::Pg, filter, now).load(c).await?,
+            AnyConn::Sqlite(c) => {
+                list_query!(diesel::sqlite::Sqlite, filter, now)
+                    .load(c)
+                    .await?
+            }
+        };
+        rows.into_iter().map(Task::try_from).collect()
+    }
+
+    /// Task counts per type and state; `pending` counts only tasks due now, `future`
+    /// the ones waiting for a later attempt.
+    pub async fn queue_counts(&self) -> StoreResult<Vec<QueueCounts>> {
+        let now = self.now();
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let by_state: Vec<(String, String, i64)> = on_conn!(&mut conn, c => {
+            t::warren_tasks
+                .group_by((t::task_type, t::state))
+                .select((t::task_type, t::state, diesel::dsl::count_star()))
+                .load(c)
+                .await?
+        });
+        let later: Vec<(String, i64)> = on_conn!(&mut conn, c => {
+            t::warren_tasks
+                .filter(t::state.eq("pending"))
+                .filter(t::next_attempt.gt(now))
+                .group_by(t::task_type)
+                .select((t::task_type, diesel::dsl::count_star()))
+                .load(c)
+                .await?
+        });
+        let rows = by_state.into_iter().map(|(ty, st, n)| {
+            let future = later
+                .iter()
+                .find(|(lt, _)| *lt == ty && st == "pending")
+                .map_or(0, |(_, f)| *f);
+            (ty, st, future, n)
+        });
+        let mut counts: Vec<QueueCounts> = Vec::new();
+        for (task_type, state, future, n) in rows {
+            let entry = match counts.iter_mut().find(|c| c.task_type == task_type) {
+                Some(entry) => entry,
+                None => {
+                    counts.push(QueueCounts {
+                        task_type: task_type.clone(),
+                        ..QueueCounts::default()
+                    });
+                    counts.last_mut().expect("just pushed")
+                }
+            };
+            match state.as_str() {
+                "pending" => {
+                    entry.future += future;
+                    entry.pending += n - future;
+                }
+                "running" => entry.running += n,
+                "completed" => entry.completed += n,
+                "failed" => entry.failed += n,
+                _ => entry.cancelled += n,
+            }
+        }
+        counts.sort_by(|a, b| a.task_type.cmp(&b.task_type));
+        Ok(counts)
+    }
+
+    /// Runs a task as soon as possible: a pending task's next attempt moves to now
+    /// (never before its not-before time); a failed or cancelled task is queued again
+    /// with a fresh failure count. Running and completed tasks are refused.
+    pub async fn retry_now(&self, id: TaskId) -> StoreResult<Millis> {
+        let now = self.now();
+        self.in_transaction(async |conn, pending| {
+            let task = load_task(conn, id).await?;
+            let at = task.not_before.map_or(now, |nb| nb.max(now));
+            let scope = t::warren_tasks
+                .filter(t::id.eq(id))
+                .filter(t::state.eq(task.state.as_str()));
+            let n = match task.state {
+                TaskState::Pending => on_conn!(conn, c => {
+                    diesel::update(scope).set(t::next_attempt.eq(at)).execute(c).await?
+                }),
+                TaskState::Failed | TaskState::Cancelled => on_conn!(conn, c => {
+                    diesel::update(scope)
+                        .set((
+                            t::state.eq("pending"),
+                            t::next_attempt.eq(at),
+                            t::finished_at.eq(None::<i64>),
+                            t::failures.eq(0),
+                        ))
+                        .execute(c)
+                        .await?
+                }),
+                state => {
+                    return Err(StoreError::WrongState {
+                        id,
+                        state,
+                        action:
+                            "retry it (only pending, failed and cancelled tasks can be retried)",
+                    })
+                }
+            };
+            if n != 1 {
+                return Err(StoreError::WrongState {
+                    id,
+                    state: load_task(conn, id).await?.state,
+                    action: "retry it (its state changed meanwhile)",
+                });
+            }
+            if at <= now {
+                announce_work(conn, pending, &task.cluster).await?;
+            }
+            Ok(at)
+        })
+        .await
+    }
+
+    /// Cancels a pending or running task. A running task's lease token is bumped, so its
+    /// run can no longer resolve or commit; the caller should also stop the runner.
+    /// Returns the state the task was in.
+    pub async fn cancel(&self, id: TaskId, reason: &str) -> StoreResult<TaskState> {
+        let now = self.now();
+        self.in_transaction(async |conn, pending| {
+            let task = load_task(conn, id).await?;
+            if task.state.is_finished() {
+                return Err(StoreError::WrongState {
+                    id,
+                    state: task.state,
+                    action: "cancel it (it has finished)",
+                });
+            }
+            let n = on_conn!(conn, c => {
+                diesel::update(
+                    t::warren_tasks
+                        .filter(t::id.eq(id))
+                        .filter(t::lease_token.eq(task.lease_token))
+                        .filter(t::state.eq(task.state.as_str())),
+                )
+                .set((
+                    t::state.eq("cancelled"),
+                    t::finished_at.eq(now),
+                    t::last_error.eq(reason),
+                    t::lease_token.eq(t::lease_token + 1),
+                    t::lease_owner.eq(None::<String>),
+                    t::lease_until.eq(None::<i64>),
+                ))
+                .execute(c)
+                .await?
+            });
+            if n != 1 {
+                return Err(StoreError::WrongState {
+                    id,
+                    state: load_task(conn, id).await?.state,
+                    action: "cancel it (its state changed meanwhile)",
+                });
+            }
+            announce_outcome(conn, pending, id).await?;
+            Ok(task.state)
+        })
+        .await
+    }
+
+    /// Deletes a task that is not running (cancel a running task first).
+    pub async fn delete(&self, id: TaskId) -> StoreResult<()> {
+        self.in_transaction(async |conn, _| {
+            let task = load_task(conn, id).await?;
+            if task.state == TaskState::Running {
+                return Err(StoreError::WrongState {
+                    id,
+                    state: task.state,
+                    action: "delete it while it runs (cancel it first)",
+                });
+            }
+            on_conn!(conn, c => {
+                diesel::delete(m::warren_task_metadata.filter(m::task_id.eq(id)))
+                    .execute(c)
+                    .await?;
+                diesel::delete(
+                    t::warren_tasks
+                        .filter(t::id.eq(id))
+                        .filter(t::state.ne("running")),
+                )
+                .execute(c)
+                .await?
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// Schedules a finished task again as a new task with the same type, data, aux data,
+    /// priority, timeout, cluster and metadata. Returns the new id.
+    pub async fn duplicate(&self, id: TaskId) -> StoreResult<TaskId> {
+        let original = self.describe(id).await?;
+        if !original.state.is_finished() {
+            return Err(StoreError::WrongState {
+                id,
+                state: original.state,
+                action: "duplicate it (only finished tasks can be rescheduled as new tasks)",
+            });
+        }
+        let task = NewTask {
+            task_type: original.task_type,
+            data: original.data,
+            options: ScheduleOptions {
+                not_before: None,
+                priority: Some(original.priority),
+                timeout_ms: Some(original.timeout_ms),
+                aux_data: original.aux_data,
+                metadata: original.metadata,
+                cluster: Some(original.cluster),
+            },
+        };
+        self.schedule(task).await
+    }
+
+    /// Deletes tasks that finished more than `retention_ms` ago; returns how many.
+    pub async fn prune_finished(&self, retention_ms: i64) -> StoreResult<usize> {
+        let cutoff = self.now() - retention_ms;
+        self.in_transaction(async |conn, _| {
+            let old = t::warren_tasks
+                .select(t::id)
+                .filter(t::finished_at.lt(cutoff));
+            Ok(on_conn!(conn, c => {
+                diesel::delete(m::warren_task_metadata.filter(m::task_id.eq_any(old)))
+                    .execute(c)
+                    .await?;
+                diesel::delete(t::warren_tasks.filter(t::finished_at.lt(cutoff)))
+                    .execute(c)
+                    .await?
+            }))
+        })
+        .await
+    }
+
+    /// Reads one metadata value of a task (keys compare case-insensitively).
+    pub async fn metadata(&self, id: TaskId, key: &str) -> StoreResult<Option<String>> {
+        let mut pooled = self.conn().await?;
+        get_metadata_on(&mut pooled.any(), id, key).await
+    }
+
+    /// Sets one metadata value of a task.
+    pub async fn set_metadata(&self, id: TaskId, key: &str, value: &str) -> StoreResult<()> {
+        self.in_transaction(async |conn, _| {
+            load_row(conn, id).await?;
+            set_metadata_on(conn, id, key, value).await
+        })
+        .await
+    }
+
+    /// Runs `body` in a transaction of its own and delivers its wake-ups after commit.
+    pub(super) async fn in_transaction<R>(
+        &self,
+        body: impl AsyncFnOnce(&mut AnyConn<'_>, &mut Pending) -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let mut pending = Pending::default();
+        begin(&mut conn).await?;
+        let result = body(&mut conn, &mut pending).await;
+        let value = finish(&mut conn, result).await?;
+        pending.deliver(&self.inner.signals);
+        Ok(value)
+    }
+}

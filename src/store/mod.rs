@@ -1,0 +1,226 @@
+//! The durable task store: one interface over two backends, SQLite (the embedded
+//! default) and PostgreSQL.
+//!
+//! Every SQL statement Warren runs lives under this module. The store implements the
+//! managed-task lifecycle and lease protocol of `docs/state-machine.md`: scheduling inside
+//! a caller's transaction, claiming with leases and fencing tokens, resolving inside the
+//! task's own transaction, the retry rule, waiting for outcomes, scheduled-task state and
+//! the node registry.
+
+mod claim;
+mod conn;
+mod error;
+mod manage;
+mod model;
+mod nodes;
+mod postgres;
+mod run;
+mod schedule;
+mod scheduled;
+pub mod schema;
+pub mod signals;
+mod sqlite;
+mod wait;
+
+pub use conn::{AnyConn, SqliteConn};
+pub use diesel_async::AsyncPgConnection as PgConn;
+pub use error::StoreError;
+pub use manage::DEFAULT_RETENTION_MS;
+pub use model::*;
+pub use nodes::NodeInfo;
+pub use run::{ResolveOutcome, TaskRun};
+pub use scheduled::{ScheduledRun, ScheduledSpec, ScheduledState};
+pub use wait::WaitFor;
+
+use crate::clock::{SharedClock, SystemClock};
+use conn::PooledConn;
+use diesel_async::pooled_connection::deadpool::Pool;
+use signals::Signals;
+use std::sync::Arc;
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// A SQLite file (WAL mode, one writer at a time).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Settings for opening a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://PATH`, `sqlite:PATH`, a plain file path, or `postgres://…`.
+    pub url: String,
+    /// Largest number of pooled connections.
+    pub max_connections: usize,
+    /// How long SQLite waits for the write lock before giving up (ms).
+    pub sqlite_busy_timeout_ms: u64,
+}
+
+impl StoreConfig {
+    /// Defaults for `url`: 16 connections on PostgreSQL, 8 on SQLite, 30 s busy timeout.
+    pub fn new(url: impl Into<String>) -> StoreConfig {
+        let url = url.into();
+        let max_connections = if is_postgres_url(&url) { 16 } else { 8 };
+        StoreConfig {
+            url,
+            max_connections,
+            sqlite_busy_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// The default database: the SQLite file `warren.db` in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://warren.db";
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A handle on the task store; cheap to clone and shared by every part of a node.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    clock: SharedClock,
+    signals: Signals,
+    url: String,
+}
+
+enum Backend {
+    Postgres(Pool<PgConn>),
+    Sqlite(Pool<SqliteConn>),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("url", &redact_url(&self.inner.url))
+            .finish()
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Opens the database at `url` with default settings and the system clock, and brings
+    /// its schema up to date.
+    pub async fn open(url: &str) -> StoreResult<Store> {
+        Store::open_with(StoreConfig::new(url), Arc::new(SystemClock)).await
+    }
+
+    /// Opens a database with explicit settings and clock, and runs pending migrations.
+    pub async fn open_with(config: StoreConfig, clock: SharedClock) -> StoreResult<Store> {
+        let backend = if is_postgres_url(&config.url) {
+            postgres::migrate(&config.url).await?;
+            Backend::Postgres(postgres::pool(&config)?)
+        } else {
+            let path = sqlite::path_from_url(&config.url)?;
+            sqlite::migrate(&path).await?;
+            Backend::Sqlite(sqlite::pool(&path, &config)?)
+        };
+        let store = Store {
+            inner: Arc::new(Inner {
+                backend,
+                clock,
+                signals: Signals::default(),
+                url: config.url,
+            }),
+        };
+        // Fail early, with the URL in the message, when the database cannot be reached.
+        store.conn().await?;
+        Ok(store)
+    }
+
+    /// Brings the schema at `url` up to date without opening a pool (`warren migrate`).
+    /// Returns the versions that were applied.
+    pub async fn migrate(url: &str) -> StoreResult<Vec<String>> {
+        if is_postgres_url(url) {
+            postgres::migrate(url).await
+        } else {
+            sqlite::migrate(&sqlite::path_from_url(url)?).await
+        }
+    }
+
+    /// Which backend this store uses.
+    pub fn backend(&self) -> BackendKind {
+        match self.inner.backend {
+            Backend::Postgres(_) => BackendKind::Postgres,
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+        }
+    }
+
+    /// The clock this store reads the time from.
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    /// The current time according to the store's clock.
+    pub fn now(&self) -> crate::task::Millis {
+        self.inner.clock.now()
+    }
+
+    /// A pooled connection, for running an application's own transaction that schedules
+    /// tasks with [`Store::schedule_in`].
+    pub async fn connection(&self) -> StoreResult<PooledConnection> {
+        Ok(PooledConnection(self.conn().await?))
+    }
+
+    async fn conn(&self) -> StoreResult<PooledConn> {
+        let map = |e: diesel_async::pooled_connection::deadpool::PoolError| StoreError::Pool {
+            url: redact_url(&self.inner.url),
+            message: e.to_string(),
+        };
+        Ok(match &self.inner.backend {
+            Backend::Postgres(pool) => PooledConn::Postgres(pool.get().await.map_err(map)?),
+            Backend::Sqlite(pool) => PooledConn::Sqlite(pool.get().await.map_err(map)?),
+        })
+    }
+}
+
+/// A connection borrowed from the store's pool; [`PooledConnection::as_any`] gives the
+/// form that [`Store::schedule_in`] takes, and the backend's diesel connection is
+/// reachable for the application's own queries.
+pub struct PooledConnection(PooledConn);
+
+impl PooledConnection {
+    /// The connection in the form the store's functions take.
+    pub fn as_any(&mut self) -> AnyConn<'_> {
+        self.0.any()
+    }
+
+    /// Opens a transaction (on SQLite a deferred one: it takes the write lock at its
+    /// first write).
+    pub async fn begin(&mut self) -> StoreResult<()> {
+        Ok(conn::begin_deferred(&mut self.0.any()).await?)
+    }
+
+    /// Commits the transaction opened by [`PooledConnection::begin`].
+    pub async fn commit(&mut self) -> StoreResult<()> {
+        Ok(conn::commit(&mut self.0.any()).await?)
+    }
+
+    /// Rolls back the transaction opened by [`PooledConnection::begin`].
+    pub async fn rollback(&mut self) -> StoreResult<()> {
+        Ok(conn::rollback(&mut self.0.any()).await?)
+    }
+}

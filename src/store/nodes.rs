@@ -1,0 +1,146 @@
+//! The node registry (every `warren serve` process sharing the database, with a
+//! heartbeat) and small persistent settings.
+
+use super::conn::on_conn;
+use super::schema::warren_nodes::dsl as n;
+use super::schema::warren_settings::dsl as s;
+use super::{Store, StoreResult};
+use crate::task::Millis;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::Serialize;
+use serde_json::Value;
+
+/// A node as registered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeInfo {
+    /// Unique node name.
+    pub name: String,
+    /// When it (last) started.
+    pub started_at: Millis,
+    /// Its latest heartbeat.
+    pub heartbeat_at: Millis,
+    /// What the node says of itself (version, pid, clusters …).
+    pub info: Value,
+}
+
+const MAINTENANCE_OFFSET_KEY: &str = "maintenance_offset_minutes";
+
+impl Store {
+    /// Registers (or re-registers) a node as started now.
+    pub async fn register_node(&self, name: &str, info: &Value) -> StoreResult<()> {
+        let now = self.now();
+        let info = info.to_string();
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        on_conn!(&mut conn, c => {
+            diesel::insert_into(n::warren_nodes)
+                .values((
+                    n::name.eq(name),
+                    n::started_at.eq(now),
+                    n::heartbeat_at.eq(now),
+                    n::info.eq(&info),
+                ))
+                .on_conflict(n::name)
+                .do_update()
+                .set((
+                    n::started_at.eq(now),
+                    n::heartbeat_at.eq(now),
+                    n::info.eq(&info),
+                ))
+                .execute(c)
+                .await?
+        });
+        Ok(())
+    }
+
+    /// Records a heartbeat. Returns false when the node is not registered (it was
+    /// pruned as dead), so the caller can register again.
+    pub async fn heartbeat(&self, name: &str) -> StoreResult<bool> {
+        let now = self.now();
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let updated = on_conn!(&mut conn, c => {
+            diesel::update(n::warren_nodes.find(name))
+                .set(n::heartbeat_at.eq(now))
+                .execute(c)
+                .await?
+        });
+        Ok(updated == 1)
+    }
+
+    /// Every registered node, by name.
+    pub async fn list_nodes(&self) -> StoreResult<Vec<NodeInfo>> {
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let rows: Vec<(String, i64, i64, String)> = on_conn!(&mut conn, c => {
+            n::warren_nodes
+                .select((n::name, n::started_at, n::heartbeat_at, n::info))
+                .order(n::name)
+                .load(c)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(name, started_at, heartbeat_at, info)| NodeInfo {
+                name,
+                started_at,
+                heartbeat_at,
+                info: serde_json::from_str(&info).unwrap_or(Value::String(info)),
+            })
+            .collect())
+    }
+
+    /// Removes a node (on clean shutdown).
+    pub async fn remove_node(&self, name: &str) -> StoreResult<()> {
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        on_conn!(&mut conn, c => {
+            diesel::delete(n::warren_nodes.find(name)).execute(c).await?
+        });
+        Ok(())
+    }
+
+    /// Removes nodes whose last heartbeat is older than `silence_ms`; returns their names.
+    pub async fn prune_nodes(&self, silence_ms: i64) -> StoreResult<Vec<String>> {
+        let cutoff = self.now() - silence_ms;
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        Ok(on_conn!(&mut conn, c => {
+            diesel::delete(n::warren_nodes.filter(n::heartbeat_at.lt(cutoff)))
+                .returning(n::name)
+                .get_results(c)
+                .await?
+        }))
+    }
+
+    /// Reads a setting, storing `init` first if it is not set yet (the first writer
+    /// wins, so every node sees the same value).
+    pub async fn setting_or_init(&self, key: &str, init: &str) -> StoreResult<String> {
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        Ok(on_conn!(&mut conn, c => {
+            diesel::insert_into(s::warren_settings)
+                .values((s::key.eq(key), s::value.eq(init)))
+                .on_conflict(s::key)
+                .do_nothing()
+                .execute(c)
+                .await?;
+            s::warren_settings.select(s::value).find(key).first(c).await?
+        }))
+    }
+
+    /// The maintenance zone's offset in minutes: `configured` (the value of
+    /// `WARREN_MAINTENANCE_OFFSET`) when it is valid, otherwise a random offset chosen
+    /// once per database and stored, as the reference does.
+    pub async fn maintenance_offset(&self, configured: Option<&str>) -> StoreResult<u32> {
+        if let Some(minutes) = crate::cron::parse_maintenance_offset(configured) {
+            return Ok(minutes);
+        }
+        let random = rand::random_range(0..1440u32).to_string();
+        let stored = self
+            .setting_or_init(MAINTENANCE_OFFSET_KEY, &random)
+            .await?;
+        Ok(crate::cron::parse_maintenance_offset(Some(&stored)).unwrap_or(0))
+    }
+}

@@ -1,0 +1,58 @@
+//! PostgreSQL: the connection pool and the embedded migrations.
+
+use super::conn::PooledConn;
+use super::{redact_url, StoreConfig, StoreError, StoreResult};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::AsyncPgConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Builds the connection pool (connections are opened lazily).
+pub(super) fn pool(config: &StoreConfig) -> StoreResult<Pool<AsyncPgConnection>> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(config.url.clone());
+    Pool::builder(manager)
+        .max_size(config.max_connections)
+        .build()
+        .map_err(|e| StoreError::Pool {
+            url: redact_url(&config.url),
+            message: e.to_string(),
+        })
+}
+
+/// Applies pending migrations. Runs on a blocking thread, since diesel's migration
+/// harness is synchronous.
+pub(super) async fn migrate(url: &str) -> StoreResult<Vec<String>> {
+    let owned = url.to_string();
+    let failed = |message: String| StoreError::Migration {
+        url: redact_url(url),
+        message,
+    };
+    tokio::task::spawn_blocking(move || {
+        use diesel::Connection;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&owned)
+            .map_err(|e| e.to_string())?;
+        conn.run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(|v| v.to_string()).collect())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))?
+    .map_err(failed)
+}
+
+/// Opens a connection outside the pool (for LISTEN).
+pub(super) async fn dedicated(url: &str) -> diesel::ConnectionResult<AsyncPgConnection> {
+    use diesel_async::AsyncConnection;
+    AsyncPgConnection::establish(url).await
+}
+
+impl PooledConn {
+    /// Whether this is a PostgreSQL connection.
+    #[allow(dead_code)]
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self, PooledConn::Postgres(_))
+    }
+}

@@ -1,0 +1,429 @@
+//! A task run: the task's own transaction, resolution inside it fenced by the lease
+//! token, and the retry rule for failures outside it.
+
+use super::conn::{begin, begin_deferred, finish, on_conn, rollback, PooledConn};
+use super::schema::warren_tasks::dsl as t;
+use super::signals::{announce_outcome, announce_work, Pending};
+use super::{AnyConn, ClaimedTask, Store, StoreError, StoreResult};
+use crate::task::{decide_failure, FailureDecision, Millis, Resolution, RetryPolicy, TaskId};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+/// What became of a task after its run was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolveOutcome {
+    /// Completed; its database work committed with the completion.
+    Completed,
+    /// Failed for good (a permanent failure, or out of retries).
+    Failed,
+    /// Cancelled by its own resolution.
+    Cancelled,
+    /// Back in the queue; runs again at this instant.
+    Pending {
+        /// Next attempt.
+        next_attempt: Millis,
+    },
+}
+
+/// One run of a claimed task: a transaction open on a connection of its own. The task's
+/// database work runs on [`TaskRun::conn`]; [`TaskRun::resolve`] writes the resolution
+/// in the same transaction and commits, so the work and the dequeue commit together.
+/// Dropping a run without resolving it closes its connection, which rolls back.
+///
+/// On SQLite the transaction takes the write lock at its first write and keeps it to
+/// the end (SQLite has one writer at a time): other writers wait for it, up to the busy
+/// timeout. A task that reads, then writes after another connection committed, gets
+/// SQLite's "database is locked" error; the run then fails and is retried.
+pub struct TaskRun {
+    store: Store,
+    conn: Option<PooledConn>,
+    claimed: ClaimedTask,
+    pending: Pending,
+}
+
+impl std::fmt::Debug for TaskRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskRun")
+            .field("id", &self.claimed.task.id)
+            .field("token", &self.claimed.token)
+            .finish()
+    }
+}
+
+impl Drop for TaskRun {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.discard();
+        }
+    }
+}
+
+impl Store {
+    /// Opens the transaction a claimed task runs in.
+    pub async fn begin_run(&self, claimed: ClaimedTask) -> StoreResult<TaskRun> {
+        let mut pooled = self.conn().await?;
+        begin_deferred(&mut pooled.any()).await?;
+        Ok(TaskRun {
+            store: self.clone(),
+            conn: Some(pooled),
+            claimed,
+            pending: Pending::default(),
+        })
+    }
+
+    /// Records a failure of a run outside its transaction (a temporary failure, trap,
+    /// timeout or missing resolution), fenced by the token, and applies the retry rule.
+    pub async fn record_failure(
+        &self,
+        id: TaskId,
+        token: i64,
+        error: &str,
+        stack: Option<&str>,
+        next_retry: Option<Millis>,
+        policy: RetryPolicy,
+    ) -> StoreResult<ResolveOutcome> {
+        let now = self.now();
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let mut pending = Pending::default();
+        begin(&mut conn).await?;
+        let result = record_failure_on(
+            &mut conn,
+            &mut pending,
+            id,
+            token,
+            error,
+            stack,
+            next_retry,
+            policy,
+            now,
+        )
+        .await;
+        let outcome = finish(&mut conn, result).await?;
+        pending.deliver(&self.inner.signals);
+        Ok(outcome)
+    }
+}
+
+/// The retry rule applied to a running task on `conn` (inside an open transaction).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn record_failure_on(
+    conn: &mut AnyConn<'_>,
+    pending: &mut Pending,
+    id: TaskId,
+    token: i64,
+    error: &str,
+    stack: Option<&str>,
+    next_retry: Option<Millis>,
+    policy: RetryPolicy,
+    now: Millis,
+) -> StoreResult<ResolveOutcome> {
+    let fenced = t::warren_tasks
+        .filter(t::id.eq(id))
+        .filter(t::lease_token.eq(token))
+        .filter(t::state.eq("running"));
+    let current: Option<(i32, Option<i64>, String)> = on_conn!(conn, c => {
+        fenced
+            .select((t::failures, t::not_before, t::cluster))
+            .first(c)
+            .await
+            .optional()?
+    });
+    let Some((failures, not_before, cluster)) = current else {
+        return Err(StoreError::LeaseLost { id, token });
+    };
+    let outcome = match decide_failure(policy, failures, now, next_retry, not_before) {
+        FailureDecision::GiveUp => {
+            on_conn!(conn, c => {
+                diesel::update(fenced)
+                    .set((
+                        t::state.eq("failed"),
+                        t::finished_at.eq(now),
+                        t::failures.eq(t::failures + 1),
+                        t::iterations.eq(t::iterations + 1),
+                        t::last_error.eq(error),
+                        t::last_stack.eq(stack),
+                        t::lease_owner.eq(None::<String>),
+                        t::lease_until.eq(None::<i64>),
+                    ))
+                    .execute(c)
+                    .await?
+            });
+            ResolveOutcome::Failed
+        }
+        FailureDecision::Retry { next_attempt } => {
+            on_conn!(conn, c => {
+                diesel::update(fenced)
+                    .set((
+                        t::state.eq("pending"),
+                        t::next_attempt.eq(next_attempt),
+                        t::failures.eq(t::failures + 1),
+                        t::iterations.eq(t::iterations + 1),
+                        t::last_error.eq(error),
+                        t::last_stack.eq(stack),
+                        t::lease_owner.eq(None::<String>),
+                        t::lease_until.eq(None::<i64>),
+                    ))
+                    .execute(c)
+                    .await?
+            });
+            if next_attempt <= now {
+                announce_work(conn, pending, &cluster).await?;
+            }
+            ResolveOutcome::Pending { next_attempt }
+        }
+    };
+    announce_outcome(conn, pending, id).await?;
+    Ok(outcome)
+}
+
+impl TaskRun {
+    /// The claimed task (with its lease token).
+    pub fn claimed(&self) -> &ClaimedTask {
+        &self.claimed
+    }
+
+    /// The connection carrying the task's transaction, for the task's own SQL.
+    pub fn conn(&mut self) -> AnyConn<'_> {
+        self.conn
+            .as_mut()
+            .expect("a task run keeps its connection until it is resolved")
+            .any()
+    }
+
+    /// Schedules a managed task in the run's transaction: it exists only if the run
+    /// commits.
+    pub async fn schedule(&mut self, task: super::NewTask) -> StoreResult<TaskId> {
+        let now = self.store.now();
+        let conn = self.conn.as_mut().expect("open run");
+        let ids = super::schedule::insert_tasks(
+            &mut conn.any(),
+            &mut self.pending,
+            std::slice::from_ref(&task),
+            now,
+        )
+        .await?;
+        Ok(ids[0])
+    }
+
+    /// Reads a metadata value of this task in the run's transaction.
+    pub async fn metadata(&mut self, key: &str) -> StoreResult<Option<String>> {
+        let id = self.claimed.task.id;
+        super::manage::get_metadata_on(&mut self.conn(), id, key).await
+    }
+
+    /// Sets a metadata value of this task in the run's transaction.
+    pub async fn set_metadata(&mut self, key: &str, value: &str) -> StoreResult<()> {
+        let id = self.claimed.task.id;
+        super::manage::set_metadata_on(&mut self.conn(), id, key, value).await
+    }
+
+    /// Applies the run's resolution. Completion, permanent failure, cancellation and
+    /// restart are written in the task's transaction, fenced by the lease token, and
+    /// committed with the task's work; a temporary failure rolls that work back and
+    /// records the failure with the retry rule of `policy`.
+    ///
+    /// Fails with [`StoreError::LeaseLost`] (and rolls everything back) when the task
+    /// was cancelled or claimed again meanwhile.
+    pub async fn resolve(
+        mut self,
+        resolution: Resolution,
+        policy: RetryPolicy,
+    ) -> StoreResult<ResolveOutcome> {
+        let (id, token) = (self.claimed.task.id, self.claimed.token);
+        let resolution = check_json(id, resolution);
+        if let Resolution::TemporaryFailure {
+            error,
+            stack,
+            next_retry,
+        } = &resolution
+        {
+            self.rollback().await?;
+            return self
+                .store
+                .record_failure(id, token, error, stack.as_deref(), *next_retry, policy)
+                .await;
+        }
+        let now = self.store.now();
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut pooled = self.conn.take().expect("open run");
+        let mut conn = pooled.any();
+        let result = write_resolution(&mut conn, &mut pending, id, token, resolution, now).await;
+        match finish(&mut conn, result).await {
+            Ok(outcome) => {
+                pending.deliver(&self.store.inner.signals);
+                Ok(outcome)
+            }
+            Err(e) => {
+                drop(conn);
+                pooled.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Rolls back the task's transaction without resolving (the caller records the
+    /// failure itself, e.g. after a timeout).
+    pub async fn rollback(&mut self) -> StoreResult<()> {
+        if let Some(mut pooled) = self.conn.take() {
+            if rollback(&mut pooled.any()).await.is_err() {
+                pooled.discard();
+            }
+        }
+        self.pending = Pending::default();
+        Ok(())
+    }
+}
+
+/// Turns a resolution carrying malformed JSON into a temporary failure that says so,
+/// so bad output from task code never reaches the queue.
+fn check_json(id: TaskId, resolution: Resolution) -> Resolution {
+    let check = |what: &str, text: Option<&String>, object: bool| -> Result<(), String> {
+        let Some(text) = text else { return Ok(()) };
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) if object && !v.is_object() => Err(format!(
+                "task {id}: the restart's {what} must be a JSON object"
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!(
+                "task {id}: the resolution's {what} is not valid JSON: {e}"
+            )),
+        }
+    };
+    let verdict = match &resolution {
+        Resolution::Completion { result } => check("result", Some(result), false),
+        Resolution::PermanentFailure { result, .. } => check("result", result.as_ref(), false),
+        Resolution::Restart {
+            new_data,
+            new_aux_data,
+            ..
+        } => check("new data", new_data.as_ref(), true)
+            .and_then(|_| check("new aux data", new_aux_data.as_ref(), true)),
+        _ => Ok(()),
+    };
+    match verdict {
+        Ok(()) => resolution,
+        Err(error) => Resolution::TemporaryFailure {
+            error,
+            stack: None,
+            next_retry: None,
+        },
+    }
+}
+
+async fn write_resolution(
+    conn: &mut AnyConn<'_>,
+    pending: &mut Pending,
+    id: TaskId,
+    token: i64,
+    resolution: Resolution,
+    now: Millis,
+) -> StoreResult<ResolveOutcome> {
+    let fenced = t::warren_tasks
+        .filter(t::id.eq(id))
+        .filter(t::lease_token.eq(token))
+        .filter(t::state.eq("running"));
+    let no_lease = (
+        t::lease_owner.eq(None::<String>),
+        t::lease_until.eq(None::<i64>),
+        t::iterations.eq(t::iterations + 1),
+    );
+    let (rows, outcome) = match resolution {
+        Resolution::Completion { result } => {
+            let n = on_conn!(conn, c => {
+                diesel::update(fenced)
+                    .set((
+                        t::state.eq("completed"),
+                        t::finished_at.eq(now),
+                        t::result.eq(result),
+                        t::last_error.eq(None::<String>),
+                        t::last_stack.eq(None::<String>),
+                        no_lease,
+                    ))
+                    .execute(c)
+                    .await?
+            });
+            (n, ResolveOutcome::Completed)
+        }
+        Resolution::PermanentFailure { error, result } => {
+            let n = on_conn!(conn, c => {
+                diesel::update(fenced)
+                    .set((
+                        t::state.eq("failed"),
+                        t::finished_at.eq(now),
+                        t::result.eq(result),
+                        t::last_error.eq(error),
+                        no_lease,
+                    ))
+                    .execute(c)
+                    .await?
+            });
+            (n, ResolveOutcome::Failed)
+        }
+        Resolution::Cancellation { error } => {
+            let n = on_conn!(conn, c => {
+                diesel::update(fenced)
+                    .set((
+                        t::state.eq("cancelled"),
+                        t::finished_at.eq(now),
+                        t::last_error.eq(error),
+                        no_lease,
+                    ))
+                    .execute(c)
+                    .await?
+            });
+            (n, ResolveOutcome::Cancelled)
+        }
+        Resolution::Restart {
+            at,
+            new_data,
+            new_aux_data,
+        } => {
+            let next_attempt = at.max(now);
+            let n = on_conn!(conn, c => {
+                diesel::update(fenced)
+                    .set((
+                        t::state.eq("pending"),
+                        t::next_attempt.eq(next_attempt),
+                        t::failures.eq(0),
+                        t::last_error.eq(None::<String>),
+                        t::last_stack.eq(None::<String>),
+                        no_lease,
+                    ))
+                    .execute(c)
+                    .await?
+            });
+            if n == 1 {
+                if let Some(data) = new_data {
+                    on_conn!(conn, c => {
+                        diesel::update(t::warren_tasks.filter(t::id.eq(id)))
+                            .set(t::data.eq(data))
+                            .execute(c)
+                            .await?
+                    });
+                }
+                if let Some(aux) = new_aux_data {
+                    on_conn!(conn, c => {
+                        diesel::update(t::warren_tasks.filter(t::id.eq(id)))
+                            .set(t::aux_data.eq(aux))
+                            .execute(c)
+                            .await?
+                    });
+                }
+                if next_attempt <= now {
+                    let cluster: String = on_conn!(conn, c => {
+                        t::warren_tasks.select(t::cluster).find(id).first(c).await?
+                    });
+                    announce_work(conn, pending, &cluster).await?;
+                }
+            }
+            (n, ResolveOutcome::Pending { next_attempt })
+        }
+        Resolution::TemporaryFailure { .. } => unreachable!("handled outside the transaction"),
+    };
+    if rows != 1 {
+        return Err(StoreError::LeaseLost { id, token });
+    }
+    announce_outcome(conn, pending, id).await?;
+    Ok(outcome)
+}

@@ -1,0 +1,267 @@
+//! Scheduling managed tasks, alone or in batches, inside a caller's transaction.
+
+use super::conn::{begin, finish};
+use super::schema::{warren_task_metadata, warren_tasks};
+use super::signals::{announce_work, Pending};
+use super::{AnyConn, NewTask, Store, StoreError, StoreResult, DEFAULT_CLUSTER};
+use crate::task::{is_valid_name_part, Millis, Priority, TaskId};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde_json::Value;
+
+#[derive(Clone, Insertable)]
+#[diesel(table_name = warren_tasks, treat_none_as_default_value = false)]
+struct TaskInsert {
+    task_type: String,
+    cluster: String,
+    state: &'static str,
+    data: String,
+    aux_data: Option<String>,
+    priority: i32,
+    timeout_ms: i64,
+    created_at: i64,
+    not_before: Option<i64>,
+    next_attempt: i64,
+}
+
+#[derive(Clone, Insertable)]
+#[diesel(table_name = warren_task_metadata, treat_none_as_default_value = false)]
+pub(super) struct MetadataInsert {
+    pub task_id: i64,
+    pub key_norm: String,
+    pub key: String,
+    pub value: String,
+}
+
+/// Largest number of tasks one insert statement carries (both backends' bind limits
+/// stay far away).
+const BATCH_CHUNK: usize = 1000;
+
+fn json_object(field: &'static str, value: &Value) -> StoreResult<String> {
+    match value {
+        Value::Object(_) => Ok(value.to_string()),
+        other => Err(StoreError::Invalid {
+            field,
+            message: format!("must be a JSON object, got {}", json_kind(other)),
+        }),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Validates a task's options and turns it into a row.
+fn to_row(task: &NewTask, now: Millis) -> StoreResult<TaskInsert> {
+    let o = &task.options;
+    let cluster = o.cluster.clone().unwrap_or_else(|| DEFAULT_CLUSTER.into());
+    if !is_valid_name_part(&cluster) {
+        return Err(StoreError::Invalid {
+            field: "cluster",
+            message: format!("'{cluster}' may only use letters, digits, '_', '-' and '.'"),
+        });
+    }
+    if o.timeout_ms.is_some_and(|t| t < 0) {
+        return Err(StoreError::Invalid {
+            field: "timeout",
+            message: "must be 0 (the task type's timeout) or a positive number of ms".into(),
+        });
+    }
+    Ok(TaskInsert {
+        task_type: task.task_type.to_string(),
+        cluster,
+        state: "pending",
+        data: json_object("task data", &task.data)?,
+        aux_data: o
+            .aux_data
+            .as_ref()
+            .map(|v| json_object("aux data", v))
+            .transpose()?,
+        priority: o.priority.unwrap_or(Priority::NORMAL).0,
+        timeout_ms: o.timeout_ms.unwrap_or(0),
+        created_at: now,
+        not_before: o.not_before,
+        next_attempt: o.not_before.map_or(now, |nb| nb.max(now)),
+    })
+}
+
+/// Metadata rows for a task; a key given twice (in any case) keeps its last value.
+pub(super) fn metadata_rows(
+    task_id: TaskId,
+    metadata: &[(String, String)],
+) -> StoreResult<Vec<MetadataInsert>> {
+    let mut rows: Vec<MetadataInsert> = Vec::new();
+    for (key, value) in metadata {
+        if key.trim().is_empty() {
+            return Err(StoreError::Invalid {
+                field: "metadata",
+                message: "keys must not be empty".into(),
+            });
+        }
+        let key_norm = key.to_lowercase();
+        rows.retain(|r| r.key_norm != key_norm);
+        rows.push(MetadataInsert {
+            task_id,
+            key_norm,
+            key: key.clone(),
+            value: value.clone(),
+        });
+    }
+    Ok(rows)
+}
+
+/// Inserts task rows with one statement and returns their ids. diesel-async cannot
+/// build a multi-row insert for SQLite, so there it runs through diesel's synchronous
+/// API on the connection's blocking thread.
+async fn insert_rows(conn: &mut AnyConn<'_>, rows: Vec<TaskInsert>) -> StoreResult<Vec<i64>> {
+    Ok(match conn {
+        AnyConn::Postgres(c) => {
+            diesel::insert_into(warren_tasks::table)
+                .values(&rows)
+                .returning(warren_tasks::id)
+                .get_results(&mut **c)
+                .await?
+        }
+        AnyConn::Sqlite(c) => {
+            c.spawn_blocking(move |inner| {
+                diesel::RunQueryDsl::get_results(
+                    diesel::insert_into(warren_tasks::table)
+                        .values(&rows)
+                        .returning(warren_tasks::id),
+                    inner,
+                )
+            })
+            .await?
+        }
+    })
+}
+
+/// Inserts metadata rows (see [`insert_rows`] for the SQLite detour).
+pub(super) async fn insert_metadata(
+    conn: &mut AnyConn<'_>,
+    rows: Vec<MetadataInsert>,
+) -> StoreResult<()> {
+    for chunk in rows.chunks(BATCH_CHUNK) {
+        let chunk = chunk.to_vec();
+        match conn {
+            AnyConn::Postgres(c) => {
+                diesel::insert_into(warren_task_metadata::table)
+                    .values(&chunk)
+                    .execute(&mut **c)
+                    .await?;
+            }
+            AnyConn::Sqlite(c) => {
+                c.spawn_blocking(move |inner| {
+                    diesel::RunQueryDsl::execute(
+                        diesel::insert_into(warren_task_metadata::table).values(&chunk),
+                        inner,
+                    )
+                })
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Inserts `tasks` on `conn` (inside whatever transaction is open there) and queues the
+/// wake-ups. Returns the new ids in input order.
+pub(super) async fn insert_tasks(
+    conn: &mut AnyConn<'_>,
+    pending: &mut Pending,
+    tasks: &[NewTask],
+    now: Millis,
+) -> StoreResult<Vec<TaskId>> {
+    let rows = tasks
+        .iter()
+        .map(|t| to_row(t, now))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let mut ids = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(BATCH_CHUNK) {
+        ids.extend(insert_rows(conn, chunk.to_vec()).await?);
+    }
+    // Ids are assigned in input order by one multi-row insert; RETURNING's order is
+    // not promised, so sort them back.
+    ids.sort_unstable();
+    let mut meta = Vec::new();
+    for (task, id) in tasks.iter().zip(&ids) {
+        meta.extend(metadata_rows(*id, &task.options.metadata)?);
+    }
+    insert_metadata(conn, meta).await?;
+    let mut clusters: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.next_attempt <= now)
+        .map(|r| r.cluster.as_str())
+        .collect();
+    clusters.sort_unstable();
+    clusters.dedup();
+    for cluster in clusters {
+        announce_work(conn, pending, cluster).await?;
+    }
+    Ok(ids)
+}
+
+impl Store {
+    /// Schedules a managed task inside the caller's open transaction on `conn`: the task
+    /// exists only if that transaction commits. On PostgreSQL the queue is woken by the
+    /// commit itself; on SQLite call [`Store::wake`] after committing (or rely on the
+    /// queue's safety poll).
+    pub async fn schedule_in(&self, conn: &mut AnyConn<'_>, task: NewTask) -> StoreResult<TaskId> {
+        let ids = self
+            .schedule_batch_in(conn, std::slice::from_ref(&task))
+            .await?;
+        Ok(ids[0])
+    }
+
+    /// Schedules several managed tasks inside the caller's open transaction on `conn`.
+    pub async fn schedule_batch_in(
+        &self,
+        conn: &mut AnyConn<'_>,
+        tasks: &[NewTask],
+    ) -> StoreResult<Vec<TaskId>> {
+        let mut pending = Pending::default();
+        insert_tasks(conn, &mut pending, tasks, self.now()).await
+    }
+
+    /// Schedules a managed task in a transaction of its own.
+    pub async fn schedule(&self, task: NewTask) -> StoreResult<TaskId> {
+        let ids = self.schedule_batch(std::slice::from_ref(&task)).await?;
+        Ok(ids[0])
+    }
+
+    /// Schedules several managed tasks in one transaction: all or none.
+    pub async fn schedule_batch(&self, tasks: &[NewTask]) -> StoreResult<Vec<TaskId>> {
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let mut pending = Pending::default();
+        begin(&mut conn).await?;
+        let result = insert_tasks(&mut conn, &mut pending, tasks, self.now()).await;
+        let ids = finish(&mut conn, result).await?;
+        pending.deliver(&self.inner.signals);
+        Ok(ids)
+    }
+
+    /// Wakes this process's queue for `cluster` (or every cluster with
+    /// [`super::signals::ANY_CLUSTER`]). Needed on SQLite after committing a transaction
+    /// that used [`Store::schedule_in`]; harmless on PostgreSQL.
+    pub fn wake(&self, cluster: &str) {
+        let _ = self.inner.signals.new_work.send(cluster.to_string());
+    }
+
+    /// Subscribes to "new work in cluster X" wake-ups. The payload is the cluster, or
+    /// `*` when every cluster should look again.
+    pub async fn subscribe_work(&self) -> StoreResult<tokio::sync::broadcast::Receiver<String>> {
+        let rx = self.inner.signals.new_work.subscribe();
+        if self.backend() == super::BackendKind::Postgres {
+            self.inner.signals.ensure_listener(&self.inner.url).await?;
+        }
+        Ok(rx)
+    }
+}

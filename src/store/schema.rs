@@ -1,0 +1,87 @@
+//! The diesel schema shared by both backends. Every instant is a `BigInt` of
+//! milliseconds since the Unix epoch, so the same table definitions fit SQLite and
+//! PostgreSQL alike.
+
+diesel::table! {
+    /// The managed-task queue: one row per task, kept until pruned.
+    warren_tasks (id) {
+        id -> BigInt,
+        task_type -> Text,
+        cluster -> Text,
+        state -> Text,
+        data -> Text,
+        aux_data -> Nullable<Text>,
+        result -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        last_stack -> Nullable<Text>,
+        priority -> Integer,
+        timeout_ms -> BigInt,
+        created_at -> BigInt,
+        not_before -> Nullable<BigInt>,
+        next_attempt -> BigInt,
+        started_at -> Nullable<BigInt>,
+        finished_at -> Nullable<BigInt>,
+        failures -> Integer,
+        iterations -> Integer,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        lease_token -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Per-task key/value metadata; keys are unique per task, compared case-insensitively.
+    warren_task_metadata (task_id, key_norm) {
+        task_id -> BigInt,
+        key_norm -> Text,
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    /// State of each scheduled (`<task>`) tag, shared by every node.
+    warren_scheduled (tag) {
+        tag -> Text,
+        mask -> Nullable<Text>,
+        zone -> Text,
+        enabled -> Bool,
+        next_run -> Nullable<BigInt>,
+        run_requested -> Bool,
+        running -> Bool,
+        run_owner -> Nullable<Text>,
+        run_until -> Nullable<BigInt>,
+        run_token -> BigInt,
+        last_start -> Nullable<BigInt>,
+        last_finish -> Nullable<BigInt>,
+        last_outcome -> Nullable<Text>,
+        last_output -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Nodes (`warren serve` processes) sharing the database, with their heartbeats.
+    warren_nodes (name) {
+        name -> Text,
+        started_at -> BigInt,
+        heartbeat_at -> BigInt,
+        info -> Text,
+    }
+}
+
+diesel::table! {
+    /// Small persistent settings, such as the maintenance zone's offset.
+    warren_settings (key) {
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::joinable!(warren_task_metadata -> warren_tasks (task_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    warren_tasks,
+    warren_task_metadata,
+    warren_scheduled,
+    warren_nodes,
+    warren_settings,
+);

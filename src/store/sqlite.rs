@@ -1,0 +1,83 @@
+//! SQLite: the file, its pragmas, the connection pool and the embedded migrations.
+
+use super::conn::SqliteConn;
+use super::{StoreConfig, StoreError, StoreResult};
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, SqliteConnection};
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use futures_util::FutureExt;
+use std::path::{Path, PathBuf};
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// The file path in a SQLite URL: `sqlite://PATH`, `sqlite:PATH`, or a plain path.
+pub(super) fn path_from_url(url: &str) -> StoreResult<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.is_empty() || path.contains("://") || path == ":memory:" {
+        // An in-memory database would be a different, empty database per connection.
+        return Err(StoreError::BadUrl(url.to_string()));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Opens one connection with Warren's settings: WAL journal, a busy timeout, foreign keys.
+fn establish(path: &str, busy_timeout_ms: u64) -> diesel::ConnectionResult<SqliteConnection> {
+    let mut conn = SqliteConnection::establish(path)?;
+    conn.batch_execute(&format!(
+        "PRAGMA busy_timeout = {busy_timeout_ms}; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+    ))
+    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+/// Builds the connection pool.
+pub(super) fn pool(path: &Path, config: &StoreConfig) -> StoreResult<Pool<SqliteConn>> {
+    let busy = config.sqlite_busy_timeout_ms;
+    let mut manager_config = ManagerConfig::<SqliteConn>::default();
+    manager_config.custom_setup = Box::new(move |url| {
+        let url = url.to_string();
+        async move {
+            tokio::task::spawn_blocking(move || establish(&url, busy))
+                .await
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?
+                .map(SyncConnectionWrapper::new)
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
+        path.to_string_lossy(),
+        manager_config,
+    );
+    Pool::builder(manager)
+        .max_size(config.max_connections)
+        .build()
+        .map_err(|e| StoreError::Pool {
+            url: path.display().to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Creates the file if needed and applies pending migrations.
+pub(super) async fn migrate(path: &Path) -> StoreResult<Vec<String>> {
+    let path_text = path.to_string_lossy().to_string();
+    let failed = |message: String| StoreError::Migration {
+        url: format!("sqlite://{}", path.display()),
+        message,
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut conn = establish(&path_text, 30_000).map_err(|e| e.to_string())?;
+        conn.run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(|v| v.to_string()).collect())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))?
+    .map_err(failed)
+}

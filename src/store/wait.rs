@@ -1,0 +1,119 @@
+//! Waiting for a task's outcome, woken by notifications rather than polling.
+
+use super::schema::warren_tasks::dsl as t;
+use super::signals::ANY_TASK;
+use super::{BackendKind, Store, StoreError, StoreResult, TaskOutcome};
+use crate::task::{TaskId, TaskState};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+
+/// Which outcomes end a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitFor {
+    /// Only a finished task: completed, failed or cancelled.
+    #[default]
+    Finished,
+    /// Also a pending task that has failed at least once (a temporary failure).
+    AnyOutcome,
+}
+
+/// How often a SQLite waiter looks again on its own: writers in other processes
+/// (such as `warren schedule` against a running service's file) cannot signal it.
+const SQLITE_RECHECK: Duration = Duration::from_secs(1);
+
+impl Store {
+    /// Waits up to `timeout` for task `id` to reach an outcome that `accept` counts,
+    /// and returns it. Woken by the commit that writes the outcome (PostgreSQL
+    /// `LISTEN`/`NOTIFY`, or an in-process signal on SQLite).
+    pub async fn wait(
+        &self,
+        id: TaskId,
+        timeout: Duration,
+        accept: WaitFor,
+    ) -> StoreResult<TaskOutcome> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        // Subscribe before the first look, so an outcome committed in between still
+        // wakes us.
+        let mut rx = self.inner.signals.outcomes.subscribe();
+        if self.backend() == BackendKind::Postgres {
+            self.inner.signals.ensure_listener(&self.inner.url).await?;
+        }
+        loop {
+            if let Some(outcome) = self.outcome_if(id, accept).await? {
+                return Ok(outcome);
+            }
+            let recheck = match self.backend() {
+                BackendKind::Sqlite => (Instant::now() + SQLITE_RECHECK).min(deadline),
+                BackendKind::Postgres => deadline,
+            };
+            loop {
+                match tokio::time::timeout_at(recheck, rx.recv()).await {
+                    Ok(Ok(changed)) if changed == id || changed == ANY_TASK => break,
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(RecvError::Lagged(_))) => break,
+                    Ok(Err(RecvError::Closed)) | Err(_) => break,
+                }
+            }
+            if Instant::now() >= deadline {
+                if let Some(outcome) = self.outcome_if(id, accept).await? {
+                    return Ok(outcome);
+                }
+                return Err(StoreError::WaitTimeout {
+                    id,
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+        }
+    }
+
+    async fn outcome_if(&self, id: TaskId, accept: WaitFor) -> StoreResult<Option<TaskOutcome>> {
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let row: Option<(String, Option<String>, Option<String>, i32)> = super::conn::on_conn!(&mut conn, c => {
+            t::warren_tasks
+                .find(id)
+                .select((t::state, t::result, t::last_error, t::failures))
+                .first(c)
+                .await
+                .optional()?
+        });
+        let Some((state, result, error, failures)) = row else {
+            return Err(StoreError::NotFound(id));
+        };
+        let corrupt = |field, message: String| StoreError::Corrupt { id, field, message };
+        let state: TaskState = state
+            .parse()
+            .map_err(|e: crate::task::TaskStateError| corrupt("state", e.to_string()))?;
+        let counts = state.is_finished()
+            || (accept == WaitFor::AnyOutcome && state == TaskState::Pending && failures > 0);
+        if !counts {
+            return Ok(None);
+        }
+        let result = result
+            .map(|r| serde_json::from_str(&r).map_err(|e| corrupt("result", e.to_string())))
+            .transpose()?;
+        Ok(Some(TaskOutcome {
+            id,
+            state,
+            result,
+            error,
+            failures,
+        }))
+    }
+
+    /// Subscribes to "task N has a new outcome" signals (the payload is the task id, or
+    /// [`ANY_TASK`] when every waiter should look again).
+    pub async fn subscribe_outcomes(
+        &self,
+    ) -> StoreResult<tokio::sync::broadcast::Receiver<TaskId>> {
+        let rx = self.inner.signals.outcomes.subscribe();
+        if self.backend() == BackendKind::Postgres {
+            self.inner.signals.ensure_listener(&self.inner.url).await?;
+        }
+        Ok(rx)
+    }
+}

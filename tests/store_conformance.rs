@@ -1,0 +1,1541 @@
+//! The store's conformance suite: every test body runs against SQLite and PostgreSQL
+//! (`sqlite::NAME` and `postgres::NAME`).
+
+mod support;
+
+use serde_json::json;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use support::{count, exec, Backend, TestDb, MIN, T0};
+use warren::store::{
+    NewTask, ResolveOutcome, ScheduleOptions, StateFilter, Store, StoreError, TaskFilter, WaitFor,
+};
+use warren::task::{Priority, Resolution, RetryPolicy, TaskState, TaskType};
+
+conformance!(
+    schedule_and_describe_keep_every_field,
+    schedule_in_caller_transaction_exists_only_if_committed,
+    bad_input_is_refused_and_changes_nothing,
+    claims_follow_priority_then_next_attempt_then_id,
+    claims_respect_not_before_and_clusters,
+    concurrent_claimers_never_share_a_task,
+    stale_fencing_token_cannot_resolve,
+    expired_lease_is_recovered_and_claimed_again,
+    task_effects_commit_with_completion,
+    task_effects_vanish_with_temporary_failure,
+    tasks_scheduled_by_a_run_exist_only_if_it_commits,
+    retry_schedule_doubles_then_caps_at_one_day,
+    max_failures_edge_cases,
+    explicit_retry_and_not_before_win,
+    restart_resets_failures_and_replaces_data,
+    permanent_failure_and_cancellation_resolutions,
+    malformed_result_json_becomes_a_temporary_failure,
+    cancel_pending_running_and_finished,
+    retry_now_delete_duplicate_and_prune,
+    list_filters_paging_and_counts,
+    metadata_is_case_insensitive,
+    wait_returns_promptly_after_the_commit,
+    wait_times_out_and_accepts_temporary_failures,
+    scheduled_ticks_run_once_across_nodes,
+    scheduled_runs_never_overlap_and_missed_ticks_coalesce,
+    scheduled_run_now_and_enable,
+    nodes_heartbeat_and_settings,
+);
+
+fn ping() -> TaskType {
+    "demo:ping".parse().unwrap()
+}
+
+fn task(data: serde_json::Value) -> NewTask {
+    NewTask::new(ping(), data)
+}
+
+fn task_with(data: serde_json::Value, options: ScheduleOptions) -> NewTask {
+    task(data).with_options(options)
+}
+
+fn clusters() -> Vec<String> {
+    vec!["default".to_string()]
+}
+
+const LEASE: i64 = 30_000;
+
+/// Claims exactly one task (the next due one) and opens its run.
+async fn claim_one(store: &Store) -> warren::store::TaskRun {
+    let mut claimed = store.claim("node-a", &clusters(), 1, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1, "expected one due task");
+    store.begin_run(claimed.remove(0)).await.unwrap()
+}
+
+fn complete(result: serde_json::Value) -> Resolution {
+    Resolution::Completion {
+        result: result.to_string(),
+    }
+}
+
+fn temporary(error: &str) -> Resolution {
+    Resolution::TemporaryFailure {
+        error: error.into(),
+        stack: Some("at runTask (task.js:3)".into()),
+        next_retry: None,
+    }
+}
+
+async fn schedule_and_describe_keep_every_field(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s
+        .schedule(task_with(
+            json!({"ping": 42}),
+            ScheduleOptions {
+                not_before: Some(T0 + 5 * MIN),
+                priority: Some(Priority::INTERACTIVE),
+                timeout_ms: Some(2500),
+                aux_data: Some(json!({"extra": true})),
+                metadata: vec![("Origin".into(), "test".into())],
+                cluster: Some("mail".into()),
+            },
+        ))
+        .await
+        .unwrap();
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.task_type, ping());
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!(t.data, json!({"ping": 42}));
+    assert_eq!(t.aux_data, Some(json!({"extra": true})));
+    assert_eq!(t.merged_data(), json!({"ping": 42, "extra": true}));
+    assert_eq!(t.priority, Priority::INTERACTIVE);
+    assert_eq!(t.timeout_ms, 2500);
+    assert_eq!(t.cluster, "mail");
+    assert_eq!(t.created_at, T0);
+    assert_eq!(t.not_before, Some(T0 + 5 * MIN));
+    assert_eq!(t.next_attempt, T0 + 5 * MIN);
+    assert_eq!((t.failures, t.iterations, t.lease_token), (0, 0, 0));
+    assert_eq!(t.metadata, vec![("Origin".to_string(), "test".to_string())]);
+    assert_eq!((t.result, t.last_error, t.finished_at), (None, None, None));
+
+    let plain = s
+        .describe(s.schedule(task(json!({}))).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(plain.priority, Priority::NORMAL);
+    assert_eq!(plain.cluster, "default");
+    assert_eq!(plain.next_attempt, T0);
+    assert!(matches!(
+        s.describe(999_999).await,
+        Err(StoreError::NotFound(999_999))
+    ));
+}
+
+async fn schedule_in_caller_transaction_exists_only_if_committed(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let mut conn = s.connection().await.unwrap();
+    exec(
+        &mut conn.as_any(),
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY)",
+    )
+    .await;
+
+    conn.begin().await.unwrap();
+    exec(&mut conn.as_any(), "INSERT INTO orders VALUES (1)").await;
+    let kept = s
+        .schedule_in(&mut conn.as_any(), task(json!({"order": 1})))
+        .await
+        .unwrap();
+    conn.commit().await.unwrap();
+
+    conn.begin().await.unwrap();
+    exec(&mut conn.as_any(), "INSERT INTO orders VALUES (2)").await;
+    let batch = s
+        .schedule_batch_in(
+            &mut conn.as_any(),
+            &[task(json!({"order": 2})), task(json!({"order": 3}))],
+        )
+        .await
+        .unwrap();
+    conn.rollback().await.unwrap();
+    drop(conn);
+
+    assert_eq!(s.describe(kept).await.unwrap().data, json!({"order": 1}));
+    for id in batch {
+        assert!(matches!(s.describe(id).await, Err(StoreError::NotFound(_))));
+    }
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM orders").await, 1);
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM warren_tasks").await, 1);
+}
+
+async fn bad_input_is_refused_and_changes_nothing(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let err = s.schedule(task(json!([1, 2]))).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid task data: must be a JSON object, got an array"
+    );
+    let err = s
+        .schedule_batch(&[
+            task(json!({"ok": 1})),
+            task_with(
+                json!({}),
+                ScheduleOptions {
+                    cluster: Some("no spaces".into()),
+                    ..Default::default()
+                },
+            ),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("invalid cluster: 'no spaces'"),
+        "{err}"
+    );
+    let err = s
+        .schedule(task_with(
+            json!({}),
+            ScheduleOptions {
+                aux_data: Some(json!("x")),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid aux data: must be a JSON object, got a string"
+    );
+    let err = s
+        .list(&TaskFilter {
+            limit: 0,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "invalid limit: 0 is outside 1–10000");
+    assert!("sometimes".parse::<StateFilter>().is_err());
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM warren_tasks").await, 0);
+}
+
+async fn claims_follow_priority_then_next_attempt_then_id(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let opts = |p: Priority, nb: Option<i64>| ScheduleOptions {
+        priority: Some(p),
+        not_before: nb,
+        ..Default::default()
+    };
+    // Scheduled at different times so next_attempt differs.
+    let bg = s
+        .schedule(task_with(
+            json!({"n": "bg"}),
+            opts(Priority::BACKGROUND, None),
+        ))
+        .await
+        .unwrap();
+    db.clock.advance(1000);
+    let normal_first = s
+        .schedule(task_with(
+            json!({"n": "normal-first"}),
+            opts(Priority::NORMAL, None),
+        ))
+        .await
+        .unwrap();
+    let urgent = s
+        .schedule(task_with(
+            json!({"n": "urgent"}),
+            opts(Priority::UPDATE_INTERACTIVE, None),
+        ))
+        .await
+        .unwrap();
+    // Same priority, earlier next attempt than normal_first: an explicit earlier time.
+    db.clock.advance(1000);
+    let normal_second = s
+        .schedule(task_with(
+            json!({"n": "normal-second"}),
+            opts(Priority::NORMAL, None),
+        ))
+        .await
+        .unwrap();
+    let normal_same = s
+        .schedule(task_with(
+            json!({"n": "normal-same"}),
+            opts(Priority::NORMAL, None),
+        ))
+        .await
+        .unwrap();
+    let order: Vec<i64> = s
+        .claim("n", &clusters(), 10, LEASE)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.task.id)
+        .collect();
+    assert_eq!(
+        order,
+        vec![urgent, normal_first, normal_second, normal_same, bg]
+    );
+}
+
+async fn claims_respect_not_before_and_clusters(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let later = s
+        .schedule(task_with(
+            json!({}),
+            ScheduleOptions {
+                not_before: Some(T0 + MIN),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let mail = s
+        .schedule(task_with(
+            json!({}),
+            ScheduleOptions {
+                cluster: Some("mail".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(s
+        .claim("n", &clusters(), 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    let got = s
+        .claim("n", &["mail".to_string()], 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![mail]
+    );
+    assert_eq!(got[0].task.state, TaskState::Running);
+    assert_eq!(got[0].task.lease_owner.as_deref(), Some("n"));
+    assert_eq!(got[0].task.lease_until, Some(T0 + LEASE));
+    assert_eq!(got[0].token, 1);
+    db.clock.advance(MIN);
+    let got = s.claim("n", &clusters(), 10, LEASE).await.unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![later]
+    );
+}
+
+async fn concurrent_claimers_never_share_a_task(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    const TASKS: usize = 10_000;
+    let batch: Vec<NewTask> = (0..TASKS).map(|i| task(json!({"i": i}))).collect();
+    s.schedule_batch(&batch).await.unwrap();
+    let mut claimers = Vec::new();
+    for w in 0..8 {
+        let store = s.clone();
+        claimers.push(tokio::spawn(async move {
+            let owner = format!("claimer-{w}");
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim(&owner, &["default".to_string()], 25, LEASE)
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|c| c.task.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for c in claimers {
+        for id in c.await.unwrap() {
+            total += 1;
+            assert!(seen.insert(id), "task {id} was claimed twice");
+        }
+    }
+    assert_eq!(total, TASKS);
+    assert_eq!(
+        count(
+            s,
+            "SELECT COUNT(*) AS n FROM warren_tasks WHERE state = 'running' AND lease_token = 1"
+        )
+        .await,
+        TASKS as i64
+    );
+}
+
+async fn stale_fencing_token_cannot_resolve(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let first = s.claim("a", &clusters(), 1, LEASE).await.unwrap().remove(0);
+    // The lease runs out; the task is recovered and claimed by another runner.
+    db.clock.advance(LEASE + 1);
+    assert_eq!(
+        s.recover_expired_leases(&|_| RetryPolicy::default())
+            .await
+            .unwrap(),
+        vec![id]
+    );
+    let second = s.claim("b", &clusters(), 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(second.token, first.token + 1);
+
+    let stale = s.begin_run(first.clone()).await.unwrap();
+    let err = stale
+        .resolve(complete(json!({"from": "a"})), RetryPolicy::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::LeaseLost { id: i, token } if i == id && token == first.token),
+        "{err}"
+    );
+    let err = s
+        .record_failure(id, first.token, "late", None, None, RetryPolicy::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. }));
+    assert!(!s.renew_lease(id, first.token, "a", LEASE).await.unwrap());
+
+    let fresh = s.begin_run(second).await.unwrap();
+    assert_eq!(
+        fresh
+            .resolve(complete(json!({"from": "b"})), RetryPolicy::default())
+            .await
+            .unwrap(),
+        ResolveOutcome::Completed
+    );
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.result, Some(json!({"from": "b"})));
+    assert_eq!(t.state, TaskState::Completed);
+}
+
+async fn expired_lease_is_recovered_and_claimed_again(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let c = s
+        .claim("dead-node", &clusters(), 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    // A renewed lease is not recovered.
+    db.clock.advance(LEASE - 1);
+    assert!(s
+        .renew_lease(id, c.token, "dead-node", LEASE)
+        .await
+        .unwrap());
+    db.clock.advance(LEASE - 1);
+    assert!(s
+        .recover_expired_leases(&|_| RetryPolicy::default())
+        .await
+        .unwrap()
+        .is_empty());
+    // Then the node dies.
+    db.clock.advance(2);
+    assert_eq!(
+        s.recover_expired_leases(&|_| RetryPolicy::default())
+            .await
+            .unwrap(),
+        vec![id]
+    );
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!((t.failures, t.iterations), (1, 1));
+    assert_eq!(
+        t.next_attempt,
+        s.now(),
+        "a crashed run is due again at once"
+    );
+    assert!(t.last_error.unwrap().contains("dead-node"));
+    let again = s.claim("live-node", &clusters(), 1, LEASE).await.unwrap();
+    assert_eq!(again[0].task.id, id);
+    assert_eq!(again[0].token, c.token + 1);
+    // With no retries allowed, an expired lease finishes the task as failed.
+    db.clock.advance(LEASE + 1);
+    let none = RetryPolicy {
+        max_failures: 1,
+        ..RetryPolicy::default()
+    };
+    s.recover_expired_leases(&|_| none).await.unwrap();
+    assert_eq!(s.describe(id).await.unwrap().state, TaskState::Failed);
+}
+
+async fn setup_effects_table(s: &Store) {
+    let mut conn = s.connection().await.unwrap();
+    exec(
+        &mut conn.as_any(),
+        "CREATE TABLE effects (task_id BIGINT NOT NULL)",
+    )
+    .await;
+}
+
+async fn task_effects_commit_with_completion(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    setup_effects_table(s).await;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let mut run = claim_one(s).await;
+    exec(
+        &mut run.conn(),
+        &format!("INSERT INTO effects VALUES ({id})"),
+    )
+    .await;
+    // Not visible outside the task's transaction before it commits.
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 0);
+    let outcome = run
+        .resolve(complete(json!({"pong": 42})), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome, ResolveOutcome::Completed);
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 1);
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.state, TaskState::Completed);
+    assert_eq!(t.result, Some(json!({"pong": 42})));
+    assert_eq!(t.finished_at, Some(T0));
+    assert_eq!((t.iterations, t.failures), (1, 0));
+    assert_eq!((t.lease_owner, t.lease_until), (None, None));
+}
+
+async fn task_effects_vanish_with_temporary_failure(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    setup_effects_table(s).await;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let mut run = claim_one(s).await;
+    exec(
+        &mut run.conn(),
+        &format!("INSERT INTO effects VALUES ({id})"),
+    )
+    .await;
+    let outcome = run
+        .resolve(temporary("smtp down"), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        ResolveOutcome::Pending {
+            next_attempt: T0 + 15 * MIN
+        }
+    );
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 0);
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!(t.last_error.as_deref(), Some("smtp down"));
+    assert_eq!(t.last_stack.as_deref(), Some("at runTask (task.js:3)"));
+    assert_eq!((t.failures, t.iterations), (1, 1));
+    // A run dropped without a resolution (a crashed runner) rolls back too.
+    db.clock.advance(15 * MIN);
+    let mut run = claim_one(s).await;
+    exec(
+        &mut run.conn(),
+        &format!("INSERT INTO effects VALUES ({id})"),
+    )
+    .await;
+    drop(run);
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 0);
+    // The database stays writable after the dropped run (no lock left behind).
+    s.schedule(task(json!({}))).await.unwrap();
+}
+
+async fn tasks_scheduled_by_a_run_exist_only_if_it_commits(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    s.schedule(task(json!({"n": 1}))).await.unwrap();
+    s.schedule(task(json!({"n": 2}))).await.unwrap();
+    let mut run = claim_one(s).await;
+    let child = run.schedule(task(json!({"child": "kept"}))).await.unwrap();
+    run.resolve(complete(json!(null)), RetryPolicy::default())
+        .await
+        .unwrap();
+    let mut run = claim_one(s).await;
+    let lost = run.schedule(task(json!({"child": "lost"}))).await.unwrap();
+    run.resolve(temporary("no"), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.describe(child).await.unwrap().data,
+        json!({"child": "kept"})
+    );
+    assert!(matches!(
+        s.describe(lost).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Moves the clock to the only unfinished task's next attempt, fails it once (claim +
+/// temporary failure) and returns the outcome.
+async fn fail_once(db: &TestDb, policy: RetryPolicy) -> ResolveOutcome {
+    let s = &db.store;
+    let next = s
+        .list(&TaskFilter {
+            state: StateFilter::Unfinished,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    db.clock.set(next[0].next_attempt.max(s.now()));
+    claim_one(s)
+        .await
+        .resolve(temporary("boom"), policy)
+        .await
+        .unwrap()
+}
+
+async fn retry_schedule_doubles_then_caps_at_one_day(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    db.store.schedule(task(json!({}))).await.unwrap();
+    let mut delays = Vec::new();
+    let mut failed_at = T0;
+    for _ in 0..9 {
+        match fail_once(&db, RetryPolicy::default()).await {
+            ResolveOutcome::Pending { next_attempt } => {
+                delays.push((next_attempt - failed_at) / MIN);
+                failed_at = next_attempt;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(delays, vec![15, 30, 60, 120, 240, 480, 1440, 1440, 1440]);
+    let t = db
+        .store
+        .list(&TaskFilter::default())
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((t.failures, t.iterations), (9, 9));
+    // A custom failreschedule doubles from its own base.
+    let db2 = TestDb::new(b).await.unwrap();
+    db2.store.schedule(task(json!({}))).await.unwrap();
+    let fast = RetryPolicy {
+        fail_reschedule_ms: 1000,
+        max_failures: -1,
+    };
+    assert_eq!(
+        fail_once(&db2, fast).await,
+        ResolveOutcome::Pending {
+            next_attempt: T0 + 1000
+        }
+    );
+    assert_eq!(
+        fail_once(&db2, fast).await,
+        ResolveOutcome::Pending {
+            next_attempt: T0 + 1000 + 2000
+        }
+    );
+}
+
+async fn max_failures_edge_cases(b: Backend) {
+    // maxfailures = N ends with N + 1 failures; 0 never retries; -1 retries forever.
+    for (max, expected_failures) in [(0, 1), (1, 2), (2, 3)] {
+        let Some(db) = TestDb::new(b).await else {
+            return;
+        };
+        let id = db.store.schedule(task(json!({}))).await.unwrap();
+        let policy = RetryPolicy {
+            fail_reschedule_ms: MIN,
+            max_failures: max,
+        };
+        let mut outcomes = Vec::new();
+        loop {
+            let o = fail_once(&db, policy).await;
+            outcomes.push(o);
+            if o == ResolveOutcome::Failed {
+                break;
+            }
+        }
+        assert_eq!(
+            outcomes.len() as i32,
+            expected_failures,
+            "maxfailures={max}"
+        );
+        let t = db.store.describe(id).await.unwrap();
+        assert_eq!(t.state, TaskState::Failed);
+        assert_eq!(t.failures, expected_failures, "maxfailures={max}");
+        assert_eq!(t.last_error.as_deref(), Some("boom"));
+        assert!(t.finished_at.is_some());
+    }
+}
+
+async fn explicit_retry_and_not_before_win(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let run = claim_one(s).await;
+    let at = T0 + 3 * MIN;
+    let r = Resolution::TemporaryFailure {
+        error: "later".into(),
+        stack: None,
+        next_retry: Some(at),
+    };
+    assert_eq!(
+        run.resolve(r, RetryPolicy::default()).await.unwrap(),
+        ResolveOutcome::Pending { next_attempt: at }
+    );
+    // A retry time in the past means now.
+    db.clock.set(at);
+    let run = claim_one(s).await;
+    let r = Resolution::TemporaryFailure {
+        error: "again".into(),
+        stack: None,
+        next_retry: Some(T0),
+    };
+    assert_eq!(
+        run.resolve(r, RetryPolicy::default()).await.unwrap(),
+        ResolveOutcome::Pending { next_attempt: at }
+    );
+    // not-before holds back retries too.
+    let nb = T0 + 24 * 60 * MIN;
+    let id2 = s
+        .schedule(task_with(
+            json!({}),
+            ScheduleOptions {
+                not_before: Some(nb),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    db.clock.set(nb);
+    let mut claimed = s.claim("n", &clusters(), 10, LEASE).await.unwrap();
+    claimed.retain(|c| c.task.id == id2);
+    // Pretend the clock is behind not-before (an operator moved it back): the retry
+    // still waits for not-before.
+    db.clock.set(nb - 60 * MIN);
+    let run = s.begin_run(claimed.remove(0)).await.unwrap();
+    let outcome = run
+        .resolve(temporary("x"), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome, ResolveOutcome::Pending { next_attempt: nb });
+    assert_eq!(s.describe(id).await.unwrap().failures, 2);
+}
+
+async fn restart_resets_failures_and_replaces_data(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s
+        .schedule(task_with(
+            json!({"step": 1}),
+            ScheduleOptions {
+                aux_data: Some(json!({"a": 1})),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    fail_once(&db, RetryPolicy::default()).await;
+    fail_once(&db, RetryPolicy::default()).await;
+    db.clock.set(s.describe(id).await.unwrap().next_attempt);
+    let now = s.now();
+    let run = claim_one(s).await;
+    let r = Resolution::Restart {
+        at: now + 10 * MIN,
+        new_data: Some(json!({"step": 2}).to_string()),
+        new_aux_data: None,
+    };
+    assert_eq!(
+        run.resolve(r, RetryPolicy::default()).await.unwrap(),
+        ResolveOutcome::Pending {
+            next_attempt: now + 10 * MIN
+        }
+    );
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!((t.failures, t.iterations), (0, 3));
+    assert_eq!(t.data, json!({"step": 2}));
+    assert_eq!(t.aux_data, Some(json!({"a": 1})));
+    assert_eq!(t.last_error, None);
+    // A restart in the past runs now; new aux data replaces the old.
+    db.clock.set(now + 10 * MIN);
+    let run = claim_one(s).await;
+    let r = Resolution::Restart {
+        at: 0,
+        new_data: None,
+        new_aux_data: Some(json!({"b": 2}).to_string()),
+    };
+    assert_eq!(
+        run.resolve(r, RetryPolicy::default()).await.unwrap(),
+        ResolveOutcome::Pending {
+            next_attempt: now + 10 * MIN
+        }
+    );
+    assert_eq!(
+        s.describe(id).await.unwrap().aux_data,
+        Some(json!({"b": 2}))
+    );
+    // A restart of a task cancelled meanwhile is skipped: the cancellation stands.
+    let run = claim_one(s).await;
+    s.cancel(id, "operator").await.unwrap();
+    let r = Resolution::Restart {
+        at: 0,
+        new_data: None,
+        new_aux_data: None,
+    };
+    assert!(matches!(
+        run.resolve(r, RetryPolicy::default()).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_eq!(s.describe(id).await.unwrap().state, TaskState::Cancelled);
+}
+
+async fn permanent_failure_and_cancellation_resolutions(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let a = s.schedule(task(json!({}))).await.unwrap();
+    let c = s.schedule(task(json!({}))).await.unwrap();
+    let run = claim_one(s).await;
+    let r = Resolution::PermanentFailure {
+        error: "bad address".into(),
+        result: Some(json!({"code": 550}).to_string()),
+    };
+    assert_eq!(
+        run.resolve(r, RetryPolicy::default()).await.unwrap(),
+        ResolveOutcome::Failed
+    );
+    let run = claim_one(s).await;
+    let r = Resolution::Cancellation {
+        error: "not needed".into(),
+    };
+    assert_eq!(
+        run.resolve(r, RetryPolicy::default()).await.unwrap(),
+        ResolveOutcome::Cancelled
+    );
+    let ta = s.describe(a).await.unwrap();
+    assert_eq!(
+        (ta.state, ta.last_error.as_deref(), ta.result),
+        (
+            TaskState::Failed,
+            Some("bad address"),
+            Some(json!({"code": 550}))
+        )
+    );
+    let tc = s.describe(c).await.unwrap();
+    assert_eq!(
+        (tc.state, tc.last_error.as_deref()),
+        (TaskState::Cancelled, Some("not needed"))
+    );
+    // Finished tasks are never claimed again.
+    db.clock.advance(100 * 24 * 60 * MIN);
+    assert!(s
+        .claim("n", &clusters(), 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn malformed_result_json_becomes_a_temporary_failure(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let run = claim_one(s).await;
+    let r = Resolution::Completion {
+        result: "{not json".into(),
+    };
+    assert!(matches!(
+        run.resolve(r, RetryPolicy::default()).await.unwrap(),
+        ResolveOutcome::Pending { .. }
+    ));
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.state, TaskState::Pending);
+    assert!(t.last_error.unwrap().starts_with(&format!(
+        "task {id}: the resolution's result is not valid JSON"
+    )));
+}
+
+async fn cancel_pending_running_and_finished(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let pending = s
+        .schedule(task_with(
+            json!({}),
+            ScheduleOptions {
+                not_before: Some(T0 + MIN),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let running = s.schedule(task(json!({}))).await.unwrap();
+    assert_eq!(
+        s.cancel(pending, "not wanted").await.unwrap(),
+        TaskState::Pending
+    );
+    let run = claim_one(s).await;
+    assert_eq!(run.claimed().task.id, running);
+    assert_eq!(
+        s.cancel(running, "stop it").await.unwrap(),
+        TaskState::Running
+    );
+    // The runner's lease is void: it can neither renew nor complete.
+    assert!(!s
+        .renew_lease(running, run.claimed().token, "node-a", LEASE)
+        .await
+        .unwrap());
+    assert!(matches!(
+        run.resolve(complete(json!(1)), RetryPolicy::default())
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let t = s.describe(running).await.unwrap();
+    assert_eq!(
+        (t.state, t.last_error.as_deref(), t.finished_at),
+        (TaskState::Cancelled, Some("stop it"), Some(T0))
+    );
+    let err = s.cancel(running, "again").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("task {running} is cancelled: cannot cancel it (it has finished)")
+    );
+    db.clock.advance(2 * MIN);
+    assert!(s
+        .claim("n", &clusters(), 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        s.cancel(12345, "x").await,
+        Err(StoreError::NotFound(12345))
+    ));
+}
+
+async fn retry_now_delete_duplicate_and_prune(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    // Retry now pulls a waiting retry forward.
+    let id = s
+        .schedule(task_with(
+            json!({"x": 1}),
+            ScheduleOptions {
+                metadata: vec![("k".into(), "v".into())],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    fail_once(&db, RetryPolicy::default()).await;
+    assert_eq!(s.retry_now(id).await.unwrap(), s.now());
+    assert_eq!(
+        s.claim("n", &clusters(), 1, LEASE).await.unwrap()[0]
+            .task
+            .id,
+        id
+    );
+    // ... but not past not-before.
+    let nb = s
+        .schedule(task_with(
+            json!({}),
+            ScheduleOptions {
+                not_before: Some(T0 + 60 * MIN),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(s.retry_now(nb).await.unwrap(), T0 + 60 * MIN);
+    // Running tasks cannot be retried or deleted.
+    assert!(matches!(
+        s.retry_now(id).await,
+        Err(StoreError::WrongState {
+            state: TaskState::Running,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.delete(id).await,
+        Err(StoreError::WrongState {
+            state: TaskState::Running,
+            ..
+        })
+    ));
+    // A failed task can be retried with a fresh failure count.
+    s.record_failure(
+        id,
+        2,
+        "fatal",
+        None,
+        None,
+        RetryPolicy {
+            max_failures: 0,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.describe(id).await.unwrap().state, TaskState::Failed);
+    s.retry_now(id).await.unwrap();
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(
+        (t.state, t.failures, t.finished_at),
+        (TaskState::Pending, 0, None)
+    );
+    assert!(matches!(
+        s.duplicate(id).await,
+        Err(StoreError::WrongState { .. })
+    ));
+    // Complete it, duplicate it, prune it.
+    let run = claim_one(s).await;
+    run.resolve(complete(json!("ok")), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.retry_now(id).await,
+        Err(StoreError::WrongState {
+            state: TaskState::Completed,
+            ..
+        })
+    ));
+    let copy = s.duplicate(id).await.unwrap();
+    let c = s.describe(copy).await.unwrap();
+    assert_eq!(
+        (c.state, c.data.clone(), c.metadata.clone()),
+        (
+            TaskState::Pending,
+            json!({"x": 1}),
+            vec![("k".to_string(), "v".to_string())]
+        )
+    );
+    db.clock.advance(3 * 24 * 60 * MIN - 1);
+    assert_eq!(
+        s.prune_finished(warren::store::DEFAULT_RETENTION_MS)
+            .await
+            .unwrap(),
+        0
+    );
+    db.clock.advance(2);
+    assert_eq!(
+        s.prune_finished(warren::store::DEFAULT_RETENTION_MS)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(s.describe(id).await, Err(StoreError::NotFound(_))));
+    assert_eq!(
+        count(
+            s,
+            &format!("SELECT COUNT(*) AS n FROM warren_task_metadata WHERE task_id = {id}")
+        )
+        .await,
+        0
+    );
+    s.delete(nb).await.unwrap();
+    assert!(matches!(s.delete(nb).await, Err(StoreError::NotFound(_))));
+    assert!(s.describe(copy).await.is_ok());
+}
+
+async fn list_filters_paging_and_counts(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let mail: TaskType = "mail:send".parse().unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            s.schedule(NewTask::new(mail.clone(), json!({"i": i})))
+                .await
+                .unwrap(),
+        );
+        db.clock.advance(1000);
+    }
+    let later = s
+        .schedule(task_with(
+            json!({}),
+            ScheduleOptions {
+                not_before: Some(T0 + 60 * MIN),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let run = claim_one(s).await; // the oldest mail task
+    run.resolve(complete(json!(true)), RetryPolicy::default())
+        .await
+        .unwrap();
+    let running = s.claim("n", &clusters(), 1, LEASE).await.unwrap()[0]
+        .task
+        .id;
+
+    let list = |f: TaskFilter| async move {
+        s.list(&f)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list(TaskFilter::default()).await,
+        vec![later, ids[4], ids[3], ids[2], ids[1], ids[0]]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            type_mask: Some("MAIL:*".into()),
+            state: StateFilter::Pending,
+            ..Default::default()
+        })
+        .await,
+        vec![ids[4], ids[3], ids[2]]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            type_mask: Some("*:ping".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![later]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            type_mask: Some("mail_send".into()),
+            ..Default::default()
+        })
+        .await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        list(TaskFilter {
+            state: StateFilter::Future,
+            ..Default::default()
+        })
+        .await,
+        vec![later]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            state: StateFilter::Running,
+            ..Default::default()
+        })
+        .await,
+        vec![running]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            state: StateFilter::Completed,
+            ..Default::default()
+        })
+        .await,
+        vec![ids[0]]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            state: StateFilter::Unfinished,
+            limit: 2,
+            ..Default::default()
+        })
+        .await,
+        vec![later, ids[4]]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            before_id: Some(ids[3]),
+            limit: 2,
+            ..Default::default()
+        })
+        .await,
+        vec![ids[2], ids[1]]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            created_from: Some(T0 + 1000),
+            created_until: Some(T0 + 3000),
+            ..Default::default()
+        })
+        .await,
+        vec![ids[2], ids[1]]
+    );
+
+    let counts = s.queue_counts().await.unwrap();
+    assert_eq!(counts.len(), 2);
+    let m = &counts.iter().find(|c| c.task_type == "mail:send").unwrap();
+    assert_eq!((m.pending, m.running, m.completed, m.future), (3, 1, 1, 0));
+    let p = &counts.iter().find(|c| c.task_type == "demo:ping").unwrap();
+    assert_eq!((p.pending, p.future), (0, 1));
+}
+
+async fn metadata_is_case_insensitive(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s
+        .schedule(task_with(
+            json!({}),
+            ScheduleOptions {
+                metadata: vec![("Key".into(), "1".into()), ("KEY".into(), "2".into())],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(s.metadata(id, "key").await.unwrap().as_deref(), Some("2"));
+    s.set_metadata(id, "kEy", "3").await.unwrap();
+    assert_eq!(
+        s.describe(id).await.unwrap().metadata,
+        vec![("kEy".to_string(), "3".to_string())]
+    );
+    let mut run = claim_one(s).await;
+    run.set_metadata("progress", "50%").await.unwrap();
+    assert_eq!(
+        run.metadata("PROGRESS").await.unwrap().as_deref(),
+        Some("50%")
+    );
+    run.resolve(temporary("x"), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.metadata(id, "progress").await.unwrap(),
+        None,
+        "metadata set in a failed run rolls back"
+    );
+    assert!(matches!(
+        s.set_metadata(4242, "a", "b").await,
+        Err(StoreError::NotFound(4242))
+    ));
+}
+
+async fn wait_returns_promptly_after_the_commit(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = db.store.clone();
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let run = claim_one(&s).await;
+    let waiter = {
+        let s = s.clone();
+        tokio::spawn(async move { s.wait(id, Duration::from_secs(30), WaitFor::Finished).await })
+    };
+    // Let the waiter subscribe and make its first check: it must still be waiting.
+    tokio::task::yield_now().await;
+    assert!(!waiter.is_finished());
+    let committed = Instant::now();
+    run.resolve(complete(json!({"pong": 1})), RetryPolicy::default())
+        .await
+        .unwrap();
+    let outcome = waiter.await.unwrap().unwrap();
+    let took = committed.elapsed();
+    assert_eq!(outcome.state, TaskState::Completed);
+    assert_eq!(outcome.result, Some(json!({"pong": 1})));
+    // Woken by the commit's notification, well inside SQLite's 1 s safety re-check
+    // (PostgreSQL waiters have no re-check at all).
+    assert!(
+        took < Duration::from_millis(500),
+        "wait returned {took:?} after the commit"
+    );
+    // A finished task answers at once.
+    let again = s
+        .wait(id, Duration::from_millis(1), WaitFor::Finished)
+        .await
+        .unwrap();
+    assert_eq!(again.state, TaskState::Completed);
+}
+
+async fn wait_times_out_and_accepts_temporary_failures(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = db.store.clone();
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let err = s
+        .wait(id, Duration::from_millis(50), WaitFor::Finished)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::WaitTimeout { id: i, .. } if i == id));
+    let waiter = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.wait(id, Duration::from_secs(30), WaitFor::AnyOutcome)
+                .await
+        })
+    };
+    claim_one(&s)
+        .await
+        .resolve(temporary("flaky"), RetryPolicy::default())
+        .await
+        .unwrap();
+    let outcome = waiter.await.unwrap().unwrap();
+    assert_eq!(
+        (outcome.state, outcome.error.as_deref(), outcome.failures),
+        (TaskState::Pending, Some("flaky"), 1)
+    );
+    assert!(matches!(
+        s.wait(777, Duration::from_millis(10), WaitFor::Finished)
+            .await,
+        Err(StoreError::NotFound(777))
+    ));
+}
+
+fn spec(tag: &str, mask: Option<&str>) -> warren::store::ScheduledSpec {
+    warren::store::ScheduledSpec {
+        tag: tag.into(),
+        mask: mask.map(|m| m.parse().unwrap()),
+        zone: warren::cron::ZoneSpec::Utc,
+    }
+}
+
+async fn scheduled_ticks_run_once_across_nodes(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let nodes = [
+        db.store.clone(),
+        db.another_node().await,
+        db.another_node().await,
+    ];
+    let tags = vec!["demo:every5".to_string()];
+    for n in &nodes {
+        n.sync_scheduled(&[spec("demo:every5", Some("*/5 * * * *"))], 0)
+            .await
+            .unwrap();
+    }
+    let st = &db.store.list_scheduled().await.unwrap()[0];
+    assert_eq!(st.next_run, Some(T0 + 5 * MIN));
+    let mut runs = 0;
+    for tick in 1..=6 {
+        db.clock.set(T0 + tick * 5 * MIN);
+        let claims = futures_claims(&nodes, &tags).await;
+        assert_eq!(claims.len(), 1, "tick {tick} ran {} times", claims.len());
+        let (node, run) = &claims[0];
+        assert!(nodes[*node]
+            .finish_scheduled(&run.tag, run.token, "completed", "ok")
+            .await
+            .unwrap());
+        runs += 1;
+    }
+    assert_eq!(runs, 6);
+    assert_eq!(
+        nodes[0].next_scheduled_wakeup(&tags).await.unwrap(),
+        Some(T0 + 35 * MIN)
+    );
+}
+
+/// Every node tries to claim at the same moment; returns (node index, run) for each win.
+async fn futures_claims(
+    nodes: &[Store],
+    tags: &[String],
+) -> Vec<(usize, warren::store::ScheduledRun)> {
+    let mut handles = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let (n, tags) = (n.clone(), tags.to_vec());
+        handles.push(tokio::spawn(async move {
+            n.claim_due_scheduled(&format!("node-{i}"), &tags, 60 * MIN, 0)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = Vec::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        won.extend(h.await.unwrap().into_iter().map(|r| (i, r)));
+    }
+    won
+}
+
+async fn scheduled_runs_never_overlap_and_missed_ticks_coalesce(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let tags = vec!["demo:minutely".to_string()];
+    s.sync_scheduled(&[spec("demo:minutely", Some("* * * * *"))], 0)
+        .await
+        .unwrap();
+    db.clock.set(T0 + MIN);
+    let run = s
+        .claim_due_scheduled("a", &tags, 10 * MIN, 0)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(!run.requested);
+    // Three ticks pass while it runs: none starts.
+    for _ in 0..3 {
+        db.clock.advance(MIN);
+        assert!(s
+            .claim_due_scheduled("b", &tags, 10 * MIN, 0)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    assert!(s
+        .finish_scheduled(&run.tag, run.token, "completed", "done")
+        .await
+        .unwrap());
+    // The missed ticks run once, right after.
+    assert_eq!(
+        s.claim_due_scheduled("b", &tags, 10 * MIN, 0)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let st = s.list_scheduled().await.unwrap().remove(0);
+    assert_eq!(st.next_run, Some(T0 + 5 * MIN));
+    assert_eq!(st.last_outcome.as_deref(), Some("completed"));
+    assert!(st.running);
+    // The node running it dies; once its claim expires the tag runs again, and a week
+    // of ticks missed while everything was down is one run.
+    db.clock.advance(7 * 24 * 60 * MIN);
+    let runs = s
+        .claim_due_scheduled("c", &tags, 10 * MIN, 0)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert!(s
+        .claim_due_scheduled("c", &tags, 10 * MIN, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    // The dead node's late finish is refused.
+    assert!(!s
+        .finish_scheduled(&run.tag, run.token + 1, "completed", "late")
+        .await
+        .unwrap());
+    assert!(s
+        .finish_scheduled(&runs[0].tag, runs[0].token, "failed", "boom")
+        .await
+        .unwrap());
+}
+
+async fn scheduled_run_now_and_enable(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let tags = vec!["demo:manual".to_string(), "demo:daily".to_string()];
+    s.sync_scheduled(
+        &[
+            spec("demo:manual", None),
+            spec("demo:daily", Some("0 3 * * *")),
+        ],
+        0,
+    )
+    .await
+    .unwrap();
+    assert!(s
+        .claim_due_scheduled("a", &tags, MIN, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    s.request_scheduled_run("demo:manual").await.unwrap();
+    assert_eq!(s.next_scheduled_wakeup(&tags).await.unwrap(), Some(T0));
+    let runs = s.claim_due_scheduled("a", &tags, MIN, 0).await.unwrap();
+    assert_eq!(
+        (runs.len(), runs[0].tag.as_str(), runs[0].requested),
+        (1, "demo:manual", true)
+    );
+    assert!(matches!(
+        s.request_scheduled_run("demo:nope").await,
+        Err(StoreError::UnknownScheduled(_))
+    ));
+    // Disabled: the mask no longer fires, but run-now still works.
+    s.set_scheduled_enabled("demo:daily", false, 0)
+        .await
+        .unwrap();
+    db.clock.set(T0 + 2 * 24 * 60 * MIN);
+    assert!(s
+        .claim_due_scheduled("a", &tags, MIN, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    // Re-enabled: the next run is computed from now, nothing is made up.
+    s.set_scheduled_enabled("demo:daily", true, 0)
+        .await
+        .unwrap();
+    assert!(s
+        .claim_due_scheduled("a", &tags, MIN, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    let daily = s
+        .list_scheduled()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.tag == "demo:daily")
+        .unwrap();
+    assert_eq!(daily.next_run, Some(T0 + 2 * 24 * 60 * MIN + 3 * 60 * MIN));
+    // A changed mask moves the next run.
+    s.sync_scheduled(&[spec("demo:daily", Some("30 1 * * *"))], 0)
+        .await
+        .unwrap();
+    let daily = s
+        .list_scheduled()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.tag == "demo:daily")
+        .unwrap();
+    assert_eq!(
+        (daily.mask.as_deref(), daily.next_run),
+        (Some("30 1 * * *"), Some(T0 + 2 * 24 * 60 * MIN + 90 * MIN))
+    );
+}
+
+async fn nodes_heartbeat_and_settings(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    s.register_node("alpha", &json!({"pid": 1})).await.unwrap();
+    db.clock.advance(MIN);
+    s.register_node("beta", &json!({"pid": 2})).await.unwrap();
+    assert!(s.heartbeat("beta").await.unwrap());
+    assert!(!s.heartbeat("gamma").await.unwrap());
+    let nodes = s.list_nodes().await.unwrap();
+    assert_eq!(
+        nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+        vec!["alpha", "beta"]
+    );
+    assert_eq!(nodes[1].info, json!({"pid": 2}));
+    assert_eq!(
+        s.prune_nodes(MIN / 2).await.unwrap(),
+        vec!["alpha".to_string()]
+    );
+    s.remove_node("beta").await.unwrap();
+    assert!(s.list_nodes().await.unwrap().is_empty());
+    // The maintenance offset: a valid setting wins; otherwise one random value is
+    // chosen once and every node sees it.
+    assert_eq!(s.maintenance_offset(Some("90")).await.unwrap(), 90);
+    let first = s.maintenance_offset(None).await.unwrap();
+    assert!(first < 1440);
+    let other = db.another_node().await;
+    assert_eq!(other.maintenance_offset(Some("1440")).await.unwrap(), first);
+    assert_eq!(other.maintenance_offset(Some("-5")).await.unwrap(), first);
+}
