@@ -1,1 +1,448 @@
-fn main() {}
+//! Throughput of the task store on SQLite and PostgreSQL.
+//!
+//! Measures, per backend:
+//! - single enqueue: one `Store::schedule` per task, each in its own transaction;
+//! - batch enqueue: `Store::schedule_batch` of 1,000 tasks per call;
+//! - claim → complete with 1, 4 and 16 concurrent workers. Each worker loops
+//!   `claim(.., 1, ..)` (one task per claim, as a runner does), `begin_run`,
+//!   `resolve(Completion)` until the queue is empty; every resolution commits in its
+//!   own transaction. A second variant claims up to 10 tasks at a time and still
+//!   resolves each one in its own transaction.
+//!
+//! The queue is pre-filled with `schedule_batch` before each claim measurement, outside
+//! the timed section, and emptied between measurements.
+//!
+//! Run: `cargo bench --bench store`. SQLite uses a temporary file. PostgreSQL runs when
+//! `WARREN_BENCH_DATABASE_URL` (or `WARREN_TEST_DATABASE_URL`) names a server, e.g.
+//! `postgres://postgres@127.0.0.1/postgres`; the bench creates the database
+//! `warren_bench_<pid>` there and drops it at the end.
+//!
+//! Sizes: `WARREN_BENCH_TASKS=N` sets the task count of every measurement (for a quick
+//! run); `WARREN_BENCH_SINGLE_TASKS`, `WARREN_BENCH_BATCH_TASKS` and
+//! `WARREN_BENCH_CLAIM_TASKS` set one kind each. `WARREN_BENCH_BACKENDS=sqlite` or
+//! `=postgres` runs one backend only.
+//!
+//! Output: a table at the end, and one JSON line per measurement as it finishes.
+
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use serde_json::json;
+use std::error::Error;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use warren::clock::SystemClock;
+use warren::store::{AnyConn, NewTask, ResolveOutcome, Store, StoreConfig};
+use warren::task::{Resolution, RetryPolicy, TaskType};
+
+type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+const LEASE_MS: i64 = 60_000;
+const BATCH: usize = 1_000;
+const WORKER_COUNTS: [usize; 3] = [1, 4, 16];
+
+/// Task counts of one backend's measurements.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    single: usize,
+    batch: usize,
+    claim: usize,
+}
+
+impl Sizes {
+    /// Defaults for a backend (SQLite is slower per commit), then env overrides.
+    fn for_backend(postgres: bool) -> BenchResult<Sizes> {
+        let mut sizes = if postgres {
+            Sizes {
+                single: 5_000,
+                batch: 100_000,
+                claim: 20_000,
+            }
+        } else {
+            Sizes {
+                single: 5_000,
+                batch: 100_000,
+                claim: 10_000,
+            }
+        };
+        if let Some(n) = env_count("WARREN_BENCH_TASKS")? {
+            sizes = Sizes {
+                single: n,
+                batch: n,
+                claim: n,
+            };
+        }
+        sizes.single = env_count("WARREN_BENCH_SINGLE_TASKS")?.unwrap_or(sizes.single);
+        sizes.batch = env_count("WARREN_BENCH_BATCH_TASKS")?.unwrap_or(sizes.batch);
+        sizes.claim = env_count("WARREN_BENCH_CLAIM_TASKS")?.unwrap_or(sizes.claim);
+        // Whole batches only.
+        sizes.batch = sizes.batch.div_ceil(BATCH).max(1) * BATCH;
+        Ok(sizes)
+    }
+}
+
+fn env_count(name: &str) -> BenchResult<Option<usize>> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            let n: usize = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name}={v} is not a whole number"))?;
+            if n == 0 {
+                return Err(format!("{name} must be at least 1").into());
+            }
+            Ok(Some(n))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// One row of the report.
+struct Measurement {
+    backend: &'static str,
+    name: String,
+    tasks: usize,
+    seconds: f64,
+}
+
+impl Measurement {
+    fn per_second(&self) -> f64 {
+        self.tasks as f64 / self.seconds
+    }
+
+    fn json_line(&self) -> String {
+        json!({
+            "backend": self.backend,
+            "measurement": self.name,
+            "tasks": self.tasks,
+            "seconds": (self.seconds * 1000.0).round() / 1000.0,
+            "tasks_per_s": self.per_second().round(),
+        })
+        .to_string()
+    }
+}
+
+fn bench_task(i: usize) -> NewTask {
+    let task_type: TaskType = "bench:noop".parse().expect("valid task type");
+    NewTask::new(task_type, json!({ "i": i }))
+}
+
+fn clusters() -> Vec<String> {
+    vec!["default".to_string()]
+}
+
+/// Runs SQL text on a pooled connection of the store (bench housekeeping only).
+async fn exec(store: &Store, sql: &str) -> BenchResult<()> {
+    let mut conn = store.connection().await?;
+    match conn.as_any() {
+        AnyConn::Postgres(c) => c.batch_execute(sql).await?,
+        AnyConn::Sqlite(c) => c.batch_execute(sql).await?,
+    }
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+async fn count(store: &Store, sql: &str) -> BenchResult<i64> {
+    let mut conn = store.connection().await?;
+    let rows: Vec<Count> = match conn.as_any() {
+        AnyConn::Postgres(c) => diesel::sql_query(sql).load(c).await?,
+        AnyConn::Sqlite(c) => diesel::sql_query(sql).load(c).await?,
+    };
+    Ok(rows[0].n)
+}
+
+/// Empties the queue so each measurement starts from the same state.
+async fn reset(store: &Store, postgres: bool) -> BenchResult<()> {
+    if postgres {
+        exec(store, "TRUNCATE warren_task_metadata, warren_tasks").await
+    } else {
+        exec(
+            store,
+            "DELETE FROM warren_task_metadata; DELETE FROM warren_tasks",
+        )
+        .await
+    }
+}
+
+/// Fills the queue with `n` due tasks in batches (not timed), then refreshes the
+/// planner's statistics as autovacuum would on a live queue.
+async fn prefill(store: &Store, postgres: bool, n: usize) -> BenchResult<()> {
+    let mut next = 0;
+    while next < n {
+        let end = (next + BATCH).min(n);
+        let tasks: Vec<NewTask> = (next..end).map(bench_task).collect();
+        store.schedule_batch(&tasks).await?;
+        next = end;
+    }
+    exec(
+        store,
+        if postgres {
+            "ANALYZE warren_tasks"
+        } else {
+            "ANALYZE"
+        },
+    )
+    .await
+}
+
+async fn single_enqueue(store: &Store, n: usize) -> BenchResult<Duration> {
+    let start = Instant::now();
+    for i in 0..n {
+        store.schedule(bench_task(i)).await?;
+    }
+    Ok(start.elapsed())
+}
+
+async fn batch_enqueue(store: &Store, n: usize) -> BenchResult<Duration> {
+    // Build the tasks first: the bench measures the store, not JSON construction.
+    let batches: Vec<Vec<NewTask>> = (0..n / BATCH)
+        .map(|b| (b * BATCH..(b + 1) * BATCH).map(bench_task).collect())
+        .collect();
+    let start = Instant::now();
+    for batch in &batches {
+        store.schedule_batch(batch).await?;
+    }
+    Ok(start.elapsed())
+}
+
+/// One worker: claims up to `per_claim` tasks, opens each one's run and resolves it by
+/// completion (one transaction per task), until a claim comes back empty. Returns how
+/// many tasks it completed.
+async fn worker(store: Store, owner: String, per_claim: usize) -> BenchResult<usize> {
+    let clusters = clusters();
+    let mut done = 0;
+    loop {
+        let claimed = store.claim(&owner, &clusters, per_claim, LEASE_MS).await?;
+        if claimed.is_empty() {
+            return Ok(done);
+        }
+        for task in claimed {
+            let run = store.begin_run(task).await?;
+            let outcome = run
+                .resolve(
+                    Resolution::Completion {
+                        result: "{}".to_string(),
+                    },
+                    RetryPolicy::default(),
+                )
+                .await?;
+            if outcome != ResolveOutcome::Completed {
+                return Err(format!("unexpected outcome {outcome:?}").into());
+            }
+            done += 1;
+        }
+    }
+}
+
+async fn claim_complete(
+    store: &Store,
+    workers: usize,
+    per_claim: usize,
+    n: usize,
+) -> BenchResult<Duration> {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|w| {
+            tokio::spawn(worker(
+                store.clone(),
+                format!("bench-worker-{w}"),
+                per_claim,
+            ))
+        })
+        .collect();
+    let mut done = 0;
+    for handle in handles {
+        done += handle.await??;
+    }
+    let elapsed = start.elapsed();
+    if done != n {
+        return Err(format!("workers completed {done} tasks, expected {n}").into());
+    }
+    let completed = count(
+        store,
+        "SELECT COUNT(*) AS n FROM warren_tasks WHERE state = 'completed'",
+    )
+    .await?;
+    if completed != n as i64 {
+        return Err(format!("{completed} tasks completed in the database, expected {n}").into());
+    }
+    Ok(elapsed)
+}
+
+/// Runs every measurement against an open store, printing a JSON line after each.
+async fn run_all(
+    store: &Store,
+    backend: &'static str,
+    sizes: Sizes,
+    out: &mut Vec<Measurement>,
+) -> BenchResult<()> {
+    let postgres = backend == "postgres";
+    let mut record = |name: String, tasks: usize, elapsed: Duration| {
+        let m = Measurement {
+            backend,
+            name,
+            tasks,
+            seconds: elapsed.as_secs_f64(),
+        };
+        println!("{}", m.json_line());
+        out.push(m);
+    };
+
+    reset(store, postgres).await?;
+    let elapsed = single_enqueue(store, sizes.single).await?;
+    record(
+        "single enqueue (schedule, 1 tx per task)".into(),
+        sizes.single,
+        elapsed,
+    );
+
+    reset(store, postgres).await?;
+    let elapsed = batch_enqueue(store, sizes.batch).await?;
+    record(
+        format!("batch enqueue (schedule_batch of {BATCH})"),
+        sizes.batch,
+        elapsed,
+    );
+
+    for per_claim in [1, 10] {
+        for workers in WORKER_COUNTS {
+            reset(store, postgres).await?;
+            prefill(store, postgres, sizes.claim).await?;
+            let elapsed = claim_complete(store, workers, per_claim, sizes.claim).await?;
+            let claim = if per_claim == 1 {
+                "claim 1".to_string()
+            } else {
+                format!("claim up to {per_claim}")
+            };
+            let plural = if workers == 1 { "" } else { "s" };
+            record(
+                format!("{claim} + complete each in own tx, {workers} worker{plural}"),
+                sizes.claim,
+                elapsed,
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn bench_sqlite(out: &mut Vec<Measurement>) -> BenchResult<()> {
+    let path = std::env::temp_dir().join(format!("warren_bench_{}.db", std::process::id()));
+    let remove = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    };
+    remove();
+    let sizes = Sizes::for_backend(false)?;
+    eprintln!("SQLite: {} ({sizes:?})", path.display());
+    let url = format!("sqlite://{}", path.display());
+    let result = async {
+        let store = Store::open_with(StoreConfig::new(url), Arc::new(SystemClock)).await?;
+        run_all(&store, "sqlite", sizes, out).await
+    }
+    .await;
+    remove();
+    result
+}
+
+/// `server_url` with its database name replaced by `db`.
+fn database_url(server_url: &str, db: &str) -> BenchResult<String> {
+    let scheme_end = server_url
+        .find("://")
+        .ok_or_else(|| format!("not a PostgreSQL URL: {server_url}"))?
+        + 3;
+    let (without_query, query) = match server_url.split_once('?') {
+        Some((base, q)) => (base, format!("?{q}")),
+        None => (server_url, String::new()),
+    };
+    let host_part = match without_query[scheme_end..].find('/') {
+        Some(slash) => &without_query[..scheme_end + slash],
+        None => without_query,
+    };
+    Ok(format!("{host_part}/{db}{query}"))
+}
+
+async fn bench_postgres(server_url: &str, out: &mut Vec<Measurement>) -> BenchResult<()> {
+    let name = format!("warren_bench_{}", std::process::id());
+    let url = database_url(server_url, &name)?;
+    let sizes = Sizes::for_backend(true)?;
+    eprintln!(
+        "PostgreSQL: database {name} on {} ({sizes:?})",
+        warren::store::redact_url(server_url)
+    );
+    let mut admin = AsyncPgConnection::establish(server_url).await?;
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
+        ))
+        .await?;
+    let result = async {
+        let store = Store::open_with(StoreConfig::new(url), Arc::new(SystemClock)).await?;
+        run_all(&store, "postgres", sizes, out).await
+        // The store (and its pool) is dropped here, before the database.
+    }
+    .await;
+    let dropped = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+    result?;
+    Ok(dropped?)
+}
+
+fn print_table(rows: &[Measurement]) {
+    let width = rows
+        .iter()
+        .map(|m| m.name.len())
+        .max()
+        .unwrap_or(11)
+        .max(11);
+    println!();
+    println!(
+        "{:<8}  {:<width$}  {:>8}  {:>8}  {:>9}",
+        "backend", "measurement", "tasks", "seconds", "tasks/s"
+    );
+    println!("{}", "-".repeat(8 + 2 + width + 2 + 8 + 2 + 8 + 2 + 9));
+    for m in rows {
+        println!(
+            "{:<8}  {:<width$}  {:>8}  {:>8.3}  {:>9.0}",
+            m.backend,
+            m.name,
+            m.tasks,
+            m.seconds,
+            m.per_second()
+        );
+    }
+}
+
+fn main() -> BenchResult<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let only = std::env::var("WARREN_BENCH_BACKENDS").unwrap_or_default();
+    let wants = |b: &str| only.is_empty() || only.split(',').any(|o| o.trim() == b);
+    let mut rows = Vec::new();
+    runtime.block_on(async {
+        if wants("sqlite") {
+            bench_sqlite(&mut rows).await?;
+        }
+        if wants("postgres") {
+            let server = ["WARREN_BENCH_DATABASE_URL", "WARREN_TEST_DATABASE_URL"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
+            match server {
+                Some(server) => bench_postgres(&server, &mut rows).await?,
+                None => println!(
+                    "skipped PostgreSQL: set WARREN_BENCH_DATABASE_URL (or WARREN_TEST_DATABASE_URL) \
+                     to a server URL such as postgres://postgres@127.0.0.1/postgres"
+                ),
+            }
+        }
+        Ok::<_, Box<dyn Error + Send + Sync>>(())
+    })?;
+    print_table(&rows);
+    Ok(())
+}

@@ -68,6 +68,8 @@ macro_rules! on_conn {
 pub(crate) use on_conn;
 
 /// A connection owned by the store's pool.
+// Short-lived and moved rarely, so the size difference between backends is harmless.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum PooledConn {
     Postgres(Object<AsyncPgConnection>),
     Sqlite(Object<SqliteConn>),

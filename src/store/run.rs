@@ -255,7 +255,6 @@ impl TaskRun {
                 Ok(outcome)
             }
             Err(e) => {
-                drop(conn);
                 pooled.discard();
                 Err(e)
             }

@@ -1,0 +1,86 @@
+//! The command-line interface: argument parsing and one module per command group.
+
+mod cron;
+mod migrate;
+mod modules;
+
+use clap::{Parser, Subcommand};
+use std::fmt;
+use warren::store::DEFAULT_DATABASE_URL;
+
+/// Warren: durable managed, ephemeral and scheduled tasks with WebAssembly task code.
+#[derive(Debug, Parser)]
+#[command(name = "warren", version, about)]
+pub struct Cli {
+    /// Database URL: sqlite://PATH (default: sqlite://warren.db) or postgres://USER@HOST/DB.
+    #[arg(long, global = true, env = "WARREN_DATABASE_URL")]
+    pub database: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or upgrade the database schema.
+    Migrate,
+    /// Cron masks: compute fire times.
+    #[command(subcommand)]
+    Cron(cron::CronCommand),
+    /// Module definitions: validate and summarise them.
+    #[command(subcommand)]
+    Modules(modules::ModulesCommand),
+}
+
+impl Cli {
+    /// The database URL given, or the default SQLite file.
+    pub fn database_url(&self) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
+    }
+}
+
+/// Why a command failed, and with which exit status.
+#[derive(Debug)]
+pub enum Failure {
+    /// The user's input is invalid (exit status 2).
+    Invalid(String),
+    /// Something else went wrong, such as the database (exit status 1).
+    Error(String),
+}
+
+impl Failure {
+    /// The process exit status for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Invalid(_) => 2,
+            Failure::Error(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Invalid(m) | Failure::Error(m) => write!(f, "warren: {m}"),
+        }
+    }
+}
+
+impl From<warren::store::StoreError> for Failure {
+    fn from(e: warren::store::StoreError) -> Failure {
+        Failure::Error(e.to_string())
+    }
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let database = cli.database_url();
+    match cli.command {
+        Command::Migrate => migrate::run(&database).await,
+        Command::Cron(cmd) => cron::run(cmd, cli.database.as_deref()).await,
+        Command::Modules(cmd) => modules::run(cmd),
+    }
+}
