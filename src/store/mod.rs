@@ -9,6 +9,7 @@
 
 mod claim;
 mod conn;
+pub mod dynamic;
 mod error;
 mod manage;
 mod model;
