@@ -7,3 +7,4 @@ pub mod cron;
 pub mod moduledef;
 pub mod store;
 pub mod task;
+pub mod wasm;

@@ -1553,6 +1553,7 @@ async fn task_sql_binds_parameters_and_returns_json_rows(b: Backend) {
         "CREATE TABLE notes (id BIGINT, body TEXT, score REAL)",
     )
     .await;
+    conn.begin().await.unwrap();
     let p = |json: &str| parse_params(json).unwrap();
     let insert = "INSERT INTO notes (id, body, score) VALUES ($1, $2, $3);";
     let hostile = "'); DROP TABLE notes; --";
@@ -1627,5 +1628,17 @@ async fn task_sql_binds_parameters_and_returns_json_rows(b: Backend) {
     .await
     .is_err());
     assert!(execute(&mut conn.as_any(), " ; ", vec![]).await.is_err());
-    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM notes").await, 2);
+    // After a failed statement the transaction goes on (a savepoint on PostgreSQL).
+    assert_eq!(
+        execute(
+            &mut conn.as_any(),
+            "DELETE FROM notes WHERE id = $1",
+            p("[2]")
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    conn.commit().await.unwrap();
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM notes").await, 1);
 }

@@ -177,13 +177,38 @@ fn single_statement(sql: &str) -> StoreResult<&str> {
     Ok(trimmed)
 }
 
-/// Runs a statement on `conn` and returns the number of rows it changed.
+/// Runs `body` inside a savepoint on PostgreSQL, so a failing statement is undone
+/// alone and the transaction stays usable (as it does on SQLite): task code may catch
+/// the error and go on.
+async fn in_savepoint<T>(
+    c: &mut diesel_async::AsyncPgConnection,
+    body: impl AsyncFnOnce(&mut diesel_async::AsyncPgConnection) -> diesel::QueryResult<T>,
+) -> diesel::QueryResult<T> {
+    use diesel_async::SimpleAsyncConnection;
+    c.batch_execute("SAVEPOINT warren_task_sql").await?;
+    match body(c).await {
+        Ok(value) => {
+            c.batch_execute("RELEASE SAVEPOINT warren_task_sql").await?;
+            Ok(value)
+        }
+        Err(e) => {
+            c.batch_execute(
+                "ROLLBACK TO SAVEPOINT warren_task_sql; RELEASE SAVEPOINT warren_task_sql",
+            )
+            .await?;
+            Err(e)
+        }
+    }
+}
+
+/// Runs a statement on `conn` (inside a transaction) and returns the number of rows it
+/// changed. A failing statement leaves the transaction usable.
 pub async fn execute(conn: &mut AnyConn<'_>, sql: &str, params: Vec<SqlParam>) -> StoreResult<u64> {
     let sql = single_statement(sql)?;
     let n = match conn {
         AnyConn::Postgres(c) => {
             let query = bind_params(diesel::sql_query(sql).into_boxed::<Pg>(), params);
-            query.execute(&mut **c).await?
+            in_savepoint(c, async |c| query.execute(c).await).await?
         }
         AnyConn::Sqlite(c) => {
             let sql = sqlite_placeholders(sql);
@@ -203,8 +228,8 @@ struct JsonRows {
     rows: String,
 }
 
-/// Runs a query (or a statement with `RETURNING`) on `conn` and returns its rows as a
-/// JSON array of objects keyed by column name.
+/// Runs a query (or a statement with `RETURNING`) on `conn` (inside a transaction) and
+/// returns its rows as a JSON array of objects keyed by column name.
 pub async fn query_json(
     conn: &mut AnyConn<'_>,
     sql: &str,
@@ -218,7 +243,7 @@ pub async fn query_json(
                 "WITH warren_q AS ({sql}) SELECT coalesce(json_agg(warren_q), '[]'::json)::text AS rows FROM warren_q"
             );
             let query = bind_params(diesel::sql_query(wrapped).into_boxed::<Pg>(), params);
-            let mut rows: Vec<JsonRows> = query.load(&mut **c).await?;
+            let mut rows: Vec<JsonRows> = in_savepoint(c, async |c| query.load(c).await).await?;
             Ok(rows.pop().map(|r| r.rows).unwrap_or_else(|| "[]".into()))
         }
         AnyConn::Sqlite(c) => {

@@ -21,6 +21,7 @@ mod scheduled;
 pub mod schema;
 pub mod signals;
 mod sqlite;
+mod transaction;
 mod wait;
 
 pub use conn::{AnyConn, SqliteConn};
@@ -31,6 +32,7 @@ pub use model::*;
 pub use nodes::NodeInfo;
 pub use run::{ResolveOutcome, TaskRun};
 pub use scheduled::{ScheduledRun, ScheduledSpec, ScheduledState};
+pub use transaction::Transaction;
 pub use wait::WaitFor;
 
 use crate::clock::{SharedClock, SystemClock};

@@ -1,0 +1,255 @@
+//! The state a task VM's store carries, and the host functions task code imports.
+
+use super::bindings::warren::task::{host, types};
+use crate::clock::SharedClock;
+use crate::store::{dynamic, NewTask, ScheduleOptions, TaskRun, Transaction};
+use crate::task::{Priority, TaskType};
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// The database side of a run: where the task's SQL goes.
+#[derive(Debug, Default)]
+pub enum TaskDb {
+    /// No database (scheduled tasks run without one).
+    #[default]
+    None,
+    /// A managed task's run: its SQL, scheduling and metadata use the run's transaction.
+    Managed(TaskRun),
+    /// An ephemeral task: a transaction of its own, committed when the task completes.
+    Ephemeral(Transaction),
+}
+
+impl TaskDb {
+    fn conn(&mut self) -> Result<crate::store::AnyConn<'_>, String> {
+        match self {
+            TaskDb::Managed(run) => Ok(run.conn()),
+            TaskDb::Ephemeral(tx) => Ok(tx.conn()),
+            TaskDb::None => Err("this task runs without a database transaction".into()),
+        }
+    }
+}
+
+/// One line a task logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// 0 error, 1 warn, 2 info, 3 debug, 4 trace.
+    pub level: u8,
+    /// The text.
+    pub message: String,
+}
+
+/// Why a run was interrupted by the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interruption {
+    Killed,
+    TimedOut,
+}
+
+/// Stops a running guest from any thread; checked every epoch tick.
+#[derive(Debug, Clone, Default)]
+pub struct KillSwitch(Arc<AtomicBool>);
+
+impl KillSwitch {
+    /// A switch that has not been thrown.
+    pub fn new() -> KillSwitch {
+        KillSwitch::default()
+    }
+
+    /// Interrupts the run this switch was given to (within two ticks).
+    pub fn kill(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`KillSwitch::kill`] was called.
+    pub fn is_killed(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Caps a VM's linear memory; exceeding the cap traps the guest, not the process.
+#[derive(Debug)]
+pub(crate) struct MemoryLimiter {
+    pub(crate) limit: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            wasmtime::bail!("memory limit of {} MiB exceeded", self.limit >> 20);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Everything a task VM's store holds.
+pub struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) kill: KillSwitch,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) interrupted: Option<Interruption>,
+    pub(crate) db: TaskDb,
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) clock: SharedClock,
+    pub(crate) task_type: String,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+/// Reads the options object of `schedule-task`.
+fn schedule_options(json: &str) -> Result<ScheduleOptions, String> {
+    let value: Value = if json.trim().is_empty() {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_str(json).map_err(|e| format!("options are not valid JSON: {e}"))?
+    };
+    let Value::Object(map) = value else {
+        return Err("options must be a JSON object".into());
+    };
+    let mut o = ScheduleOptions::default();
+    for (key, v) in map {
+        match key.as_str() {
+            "notBefore" => o.not_before = Some(v.as_i64().ok_or("notBefore must be milliseconds since the epoch")?),
+            "timeout" => o.timeout_ms = Some(v.as_i64().ok_or("timeout must be a number of milliseconds")?),
+            "auxData" => o.aux_data = Some(v),
+            "cluster" => o.cluster = Some(v.as_str().ok_or("cluster must be a string")?.to_string()),
+            "priority" => {
+                o.priority = Some(match v {
+                    Value::Number(n) => Priority(n.as_i64().and_then(|p| i32::try_from(p).ok()).ok_or("priority is out of range")?),
+                    Value::String(s) => s.parse().map_err(|e: crate::task::PriorityError| e.to_string())?,
+                    _ => return Err("priority must be a number or a name".into()),
+                })
+            }
+            "metadata" => {
+                let Value::Object(entries) = v else {
+                    return Err("metadata must be an object of strings".into());
+                };
+                for (k, val) in entries {
+                    let text = match val {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    o.metadata.push((k, text));
+                }
+            }
+            other => return Err(format!("unknown option '{other}' (known: notBefore, timeout, auxData, cluster, priority, metadata)")),
+        }
+    }
+    Ok(o)
+}
+
+impl host::Host for HostState {
+    async fn execute(&mut self, sql: String, params_json: String) -> Result<u64, String> {
+        let params = dynamic::parse_params(&params_json).map_err(|e| e.to_string())?;
+        let mut conn = self.db.conn()?;
+        dynamic::execute(&mut conn, &sql, params)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn query(&mut self, sql: String, params_json: String) -> Result<String, String> {
+        let params = dynamic::parse_params(&params_json).map_err(|e| e.to_string())?;
+        let mut conn = self.db.conn()?;
+        dynamic::query_json(&mut conn, &sql, params)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn schedule_task(
+        &mut self,
+        task_type: String,
+        data_json: String,
+        options_json: String,
+    ) -> Result<u64, String> {
+        let task_type: TaskType = task_type
+            .parse()
+            .map_err(|e: crate::task::TaskTypeError| e.to_string())?;
+        let data: Value = serde_json::from_str(&data_json)
+            .map_err(|e| format!("task data is not valid JSON: {e}"))?;
+        let task = NewTask::new(task_type, data).with_options(schedule_options(&options_json)?);
+        let id = match &mut self.db {
+            TaskDb::Managed(run) => run.schedule(task).await,
+            TaskDb::Ephemeral(tx) => tx.schedule(task).await,
+            TaskDb::None => return Err("this task runs without a database transaction".into()),
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(id as u64)
+    }
+
+    async fn get_metadata(&mut self, key: String) -> Option<String> {
+        match &mut self.db {
+            TaskDb::Managed(run) => match run.metadata(&key).await {
+                Ok(value) => value,
+                Err(e) => {
+                    self.log_line(1, format!("get-metadata('{key}') failed: {e}"));
+                    None
+                }
+            },
+            _ => None,
+        }
+    }
+
+    async fn set_metadata(&mut self, key: String, value: String) -> Result<(), String> {
+        match &mut self.db {
+            TaskDb::Managed(run) => run
+                .set_metadata(&key, &value)
+                .await
+                .map_err(|e| e.to_string()),
+            _ => Err("only managed tasks have metadata".into()),
+        }
+    }
+
+    async fn log(&mut self, level: u8, message: String) {
+        self.log_line(level, message);
+    }
+
+    async fn now_ms(&mut self) -> u64 {
+        self.clock.now().max(0) as u64
+    }
+}
+
+impl HostState {
+    fn log_line(&mut self, level: u8, message: String) {
+        let level = level.min(4);
+        match level {
+            0 => tracing::error!(task_type = %self.task_type, "{message}"),
+            1 => tracing::warn!(task_type = %self.task_type, "{message}"),
+            2 => tracing::info!(task_type = %self.task_type, "{message}"),
+            3 => tracing::debug!(task_type = %self.task_type, "{message}"),
+            _ => tracing::trace!(task_type = %self.task_type, "{message}"),
+        }
+        if self.logs.len() < 10_000 {
+            self.logs.push(LogLine { level, message });
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! The WebAssembly host: loading task code (WAT and JavaScript), reusable VMs, kills,
+//! timeouts, memory limits, and task SQL on the run's own transaction (both backends).
+//!
+//! JavaScript guests are compiled here from `tests/guests/*.js` with the toolkit in
+//! `guest/js` (install it with `npm ci --prefix guest/js`); nothing is precompiled.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use support::{count, exec, Backend, TestDb};
+use warren::clock::SystemClock;
+use warren::store::{NewTask, ResolveOutcome, Store};
+use warren::task::{Resolution, RetryPolicy, TaskState};
+use warren::wasm::{
+    EngineConfig, JsToolkit, KillSwitch, RunEnd, TaskCode, TaskDb, TaskInput, TaskVm, VmLimits,
+    WasmEngine, WasmError,
+};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn guests() -> PathBuf {
+    root().join("tests/guests")
+}
+
+/// One engine for the whole test binary; compiled components are cached under target/.
+fn engine() -> &'static WasmEngine {
+    static ENGINE: OnceLock<WasmEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        WasmEngine::new(EngineConfig {
+            cache_dir: Some(root().join("target/warren-test-cache")),
+            js: Some(JsToolkit::new(root().join("guest/js"))),
+            ..EngineConfig::default()
+        })
+        .expect("engine")
+    })
+}
+
+fn load(file: &str) -> Arc<TaskCode> {
+    let dir = if file.ends_with(".wat") {
+        guests().join("wat")
+    } else {
+        guests()
+    };
+    engine()
+        .load(&format!("guests:{file}"), &dir.join(file), &guests())
+        .unwrap_or_else(|e| panic!("load {file}: {e}"))
+}
+
+async fn vm(file: &str) -> TaskVm {
+    vm_with(file, VmLimits::default()).await
+}
+
+async fn vm_with(file: &str, limits: VmLimits) -> TaskVm {
+    TaskVm::new(engine(), load(file), limits, Arc::new(SystemClock))
+        .await
+        .expect("instantiate")
+}
+
+fn input(data: Value) -> TaskInput {
+    TaskInput {
+        id: 7,
+        task_type: "guests:test".into(),
+        data: data.to_string(),
+        aux_data: None,
+        failures: 0,
+        iteration: 0,
+    }
+}
+
+async fn run(vm: &mut TaskVm, data: Value) -> RunEnd {
+    vm.run(
+        input(data),
+        TaskDb::None,
+        Some(Duration::from_secs(30)),
+        KillSwitch::new(),
+    )
+    .await
+    .end
+}
+
+fn completion(end: &RunEnd) -> Value {
+    match end {
+        RunEnd::Resolved(Resolution::Completion { result }) => {
+            serde_json::from_str(result).unwrap()
+        }
+        other => panic!("expected a completion, got {other:?}"),
+    }
+}
+
+fn temporary_error(end: &RunEnd) -> (String, Option<String>) {
+    match end {
+        RunEnd::Resolved(Resolution::TemporaryFailure { error, stack, .. }) => {
+            (error.clone(), stack.clone())
+        }
+        other => panic!("expected a temporary failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn wat_component_completes_and_echoes() {
+    let mut v = vm("complete.wat").await;
+    assert_eq!(completion(&run(&mut v, json!({})).await), json!({}));
+    let mut v = vm("echo.wat").await;
+    assert_eq!(
+        completion(&run(&mut v, json!({"a": [1, 2]})).await),
+        json!({"a": [1, 2]})
+    );
+    let mut v = vm("temporary_failure.wat").await;
+    match run(&mut v, json!({})).await {
+        RunEnd::Resolved(Resolution::TemporaryFailure {
+            error, next_retry, ..
+        }) => {
+            assert_eq!((error.as_str(), next_retry), ("wat says no", Some(7)));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn code_that_does_not_implement_the_world_is_refused_at_load() {
+    let path = guests().join("wat/missing_export.wat");
+    let err = engine()
+        .load("guests:broken", &path, &guests())
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, WasmError::Invalid { .. }), "{text}");
+    assert!(text.contains("missing_export.wat"), "{text}");
+    assert!(
+        text.contains("run-task"),
+        "the message should name the missing export: {text}"
+    );
+    let err = engine()
+        .load("guests:nothing", &guests().join("nothing.wasm"), &guests())
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("cannot read task code"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_trap_is_a_failure_and_retires_the_vm() {
+    let mut v = vm("trap.wat").await;
+    match run(&mut v, json!({})).await {
+        RunEnd::Failed {
+            error,
+            stack,
+            timed_out,
+            killed,
+        } => {
+            assert!(error.starts_with("task trapped"), "{error}");
+            assert!(stack.unwrap().contains("unreachable"));
+            assert!(!timed_out && !killed);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!v.is_reusable());
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_by_its_timeout() {
+    for file in ["spin.wat", "infinite_loop.js"] {
+        let mut v = vm(file).await;
+        let started = Instant::now();
+        let report = v
+            .run(
+                input(json!({})),
+                TaskDb::None,
+                Some(Duration::from_millis(100)),
+                KillSwitch::new(),
+            )
+            .await;
+        match report.end {
+            RunEnd::Failed {
+                error, timed_out, ..
+            } => {
+                assert!(timed_out);
+                assert_eq!(error, "task has timed out after 100 ms");
+            }
+            other => panic!("{file}: {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{file}");
+        assert!(!v.is_reusable());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_from_another_thread_stops_the_guest() {
+    let mut v = vm("infinite_loop.js").await;
+    let kill = KillSwitch::new();
+    let killer = {
+        let kill = kill.clone();
+        // Let the guest get going, then kill it from a plain OS thread.
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let at = Instant::now();
+            kill.kill();
+            at
+        })
+    };
+    let report = v.run(input(json!({})), TaskDb::None, None, kill).await;
+    let killed_at = killer.join().unwrap();
+    match report.end {
+        RunEnd::Failed { error, killed, .. } => {
+            assert!(killed);
+            assert_eq!(error, "task was killed");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Two 5 ms ticks, with generous room for a loaded machine.
+    assert!(
+        killed_at.elapsed() < Duration::from_millis(500),
+        "stopped {:?} after the kill",
+        killed_at.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn globals_persist_on_a_reused_vm_and_reset_after_recycling() {
+    let limits = VmLimits {
+        max_runs: 3,
+        ..VmLimits::default()
+    };
+    let mut v = vm_with("counter.js", limits).await;
+    let counts: Vec<Value> = {
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            out.push(completion(&run(&mut v, json!({})).await)["count"].clone());
+        }
+        out
+    };
+    assert_eq!(counts, vec![json!(1), json!(2), json!(3)]);
+    assert!(!v.is_reusable(), "recycled after max_runs");
+    let mut fresh = vm_with("counter.js", limits).await;
+    assert_eq!(
+        completion(&run(&mut fresh, json!({})).await)["count"],
+        json!(1)
+    );
+}
+
+#[tokio::test]
+async fn a_memory_hog_is_stopped_and_the_process_carries_on() {
+    let limits = VmLimits {
+        memory_bytes: 64 << 20,
+        ..VmLimits::default()
+    };
+    let mut v = vm_with("memory_hog.js", limits).await;
+    let end = run(&mut v, json!({})).await;
+    let error = match &end {
+        RunEnd::Resolved(Resolution::TemporaryFailure { error, .. }) => error.clone(),
+        RunEnd::Failed { error, .. } => error.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        error.contains("out of memory") || error.contains("memory limit of 64 MiB"),
+        "{error}"
+    );
+    let mut other = vm("counter.js").await;
+    assert_eq!(
+        completion(&run(&mut other, json!({})).await)["count"],
+        json!(1)
+    );
+}
+
+#[tokio::test]
+async fn resolution_rules_are_enforced() {
+    let mut v = vm("two_resolutions.js").await;
+    assert_eq!(
+        temporary_error(&run(&mut v, json!({})).await).0,
+        "a resolution was already selected"
+    );
+    let mut v = vm("no_resolution.js").await;
+    let report = v
+        .run(input(json!({})), TaskDb::None, None, KillSwitch::new())
+        .await;
+    assert_eq!(temporary_error(&report.end).0, "no resolution selected");
+    assert!(report
+        .logs
+        .iter()
+        .any(|l| l.message.contains("returning without a resolution")));
+    // An exception carries its message and the JS stack.
+    let mut v = vm("insert_then_throw.js").await;
+    let (error, stack) = temporary_error(&run(&mut v, json!({})).await);
+    assert!(
+        error.contains("execute failed") || error.contains("deliberate"),
+        "{error}"
+    );
+    assert!(stack.is_some());
+    // A raw throw without the kit is a trap; the guest's stderr holds its message.
+    let mut v = vm("raw_throw.js").await;
+    match run(&mut v, json!({})).await {
+        RunEnd::Failed { stack, .. } => assert!(stack.unwrap().contains("guest stderr")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_json_data_is_a_permanent_failure() {
+    let mut v = vm("echo.js").await;
+    let mut bad = input(json!({}));
+    bad.data = "{not json".into();
+    match v.run(bad, TaskDb::None, None, KillSwitch::new()).await.end {
+        RunEnd::Resolved(Resolution::PermanentFailure { error, .. }) => {
+            assert!(error.starts_with("task data is not valid JSON"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Aux data is merged over the data.
+    let mut with_aux = input(json!({"a": 1, "b": 1}));
+    with_aux.aux_data = Some(json!({"b": 2}).to_string());
+    let end = v
+        .run(with_aux, TaskDb::None, None, KillSwitch::new())
+        .await
+        .end;
+    assert_eq!(completion(&end), json!({"a": 1, "b": 2}));
+}
+
+#[tokio::test]
+async fn compiled_components_are_cached_on_disk() {
+    let first = load("echo.wat");
+    let second = load("echo.wat");
+    assert!(
+        second.from_cache,
+        "the second load must come from the cache"
+    );
+    let _ = first;
+}
+
+/// Claims the one due task, runs `file` on it with the run's transaction, and applies
+/// the outcome as a runner does.
+async fn run_managed(store: &Store, file: &str) -> ResolveOutcome {
+    let claimed = store
+        .claim("test-runner", &["default".to_string()], 1, 60_000)
+        .await
+        .unwrap()
+        .remove(0);
+    let task = &claimed.task;
+    let input = TaskInput {
+        id: task.id,
+        task_type: task.task_type.to_string(),
+        data: task.data.to_string(),
+        aux_data: task.aux_data.as_ref().map(|v| v.to_string()),
+        failures: task.failures as u32,
+        iteration: task.iterations as u32,
+    };
+    let run = store.begin_run(claimed).await.unwrap();
+    let mut v = vm(file).await;
+    let report = v
+        .run(
+            input,
+            TaskDb::Managed(run),
+            Some(Duration::from_secs(30)),
+            KillSwitch::new(),
+        )
+        .await;
+    let TaskDb::Managed(run) = report.db else {
+        panic!("the run comes back")
+    };
+    let resolution = match report.end {
+        RunEnd::Resolved(r) => r,
+        RunEnd::Failed { error, stack, .. } => Resolution::TemporaryFailure {
+            error,
+            stack,
+            next_retry: None,
+        },
+    };
+    run.resolve(resolution, RetryPolicy::default())
+        .await
+        .unwrap()
+}
+
+async fn effects_db(b: Backend) -> Option<TestDb> {
+    let db = TestDb::new(b).await?;
+    let mut conn = db.store.connection().await.unwrap();
+    exec(
+        &mut conn.as_any(),
+        "CREATE TABLE guest_effects (task_id BIGINT, note TEXT)",
+    )
+    .await;
+    Some(db)
+}
+
+async fn effects_commit_with_completion(b: Backend) {
+    let Some(db) = effects_db(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s
+        .schedule(NewTask::new(
+            "guests:insert".parse().unwrap(),
+            json!({"note": "hello"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        run_managed(s, "insert_then_complete.js").await,
+        ResolveOutcome::Completed
+    );
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(
+        (t.state, t.result),
+        (TaskState::Completed, Some(json!({"inserted": 1})))
+    );
+    assert_eq!(
+        count(
+            s,
+            &format!(
+                "SELECT COUNT(*) AS n FROM guest_effects WHERE task_id = {id} AND note = 'hello'"
+            )
+        )
+        .await,
+        1
+    );
+}
+
+async fn effects_vanish_when_the_task_throws(b: Backend) {
+    let Some(db) = effects_db(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s
+        .schedule(NewTask::new("guests:throw".parse().unwrap(), json!({})))
+        .await
+        .unwrap();
+    let outcome = run_managed(s, "insert_then_throw.js").await;
+    assert!(
+        matches!(outcome, ResolveOutcome::Pending { next_attempt } if next_attempt > s.now()),
+        "{outcome:?}"
+    );
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM guest_effects").await, 0);
+    let t = s.describe(id).await.unwrap();
+    assert_eq!((t.state, t.failures), (TaskState::Pending, 1));
+    assert!(t.last_error.unwrap().contains("deliberate failure"));
+    assert!(t.last_stack.unwrap().contains("insert_then_throw.js"));
+}
+
+async fn host_functions_work_on_the_run_transaction(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s
+        .schedule(NewTask::new("guests:host".parse().unwrap(), json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        run_managed(s, "host_calls.js").await,
+        ResolveOutcome::Completed
+    );
+    let t = s.describe(id).await.unwrap();
+    let r = t.result.unwrap();
+    assert_eq!(r["rows"], json!([{"one": 1, "two": "two"}]));
+    assert!(
+        r["badError"].as_str().unwrap().contains("no_such_table"),
+        "{r}"
+    );
+    assert_eq!(
+        (r["metaBefore"].clone(), r["metaAfter"].clone()),
+        (Value::Null, json!("v"))
+    );
+    let scheduled = r["scheduled"].as_i64().unwrap();
+    let child = s.describe(scheduled).await.unwrap();
+    assert_eq!(
+        (child.data, child.priority),
+        (json!({"from": id}), warren::task::Priority::BACKGROUND)
+    );
+    assert_eq!(
+        s.metadata(id, "guest-key").await.unwrap().as_deref(),
+        Some("v")
+    );
+    assert!(r["now"].as_i64().unwrap() > 1_700_000_000_000);
+}
+
+async fn ephemeral_transaction_commits_on_completion(b: Backend) {
+    let Some(db) = effects_db(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let tx = s.begin_transaction().await.unwrap();
+    let mut v = vm("insert_then_complete.js").await;
+    let report = v
+        .run(
+            input(json!({"note": "ephemeral"})),
+            TaskDb::Ephemeral(tx),
+            None,
+            KillSwitch::new(),
+        )
+        .await;
+    assert_eq!(completion(&report.end), json!({"inserted": 1}));
+    let TaskDb::Ephemeral(tx) = report.db else {
+        panic!()
+    };
+    tx.commit().await.unwrap();
+    assert_eq!(
+        count(
+            s,
+            "SELECT COUNT(*) AS n FROM guest_effects WHERE note = 'ephemeral'"
+        )
+        .await,
+        1
+    );
+}
+
+conformance!(
+    effects_commit_with_completion,
+    effects_vanish_when_the_task_throws,
+    host_functions_work_on_the_run_transaction,
+    ephemeral_transaction_commits_on_completion,
+);
