@@ -1,9 +1,10 @@
 //! A task run: the task's own transaction, resolution inside it fenced by the lease
 //! token, and the retry rule for failures outside it.
 
-use super::conn::{begin, begin_deferred, finish, on_conn, rollback, PooledConn};
+use super::conn::{begin, finish, on_conn};
 use super::schema::warren_tasks::dsl as t;
 use super::signals::{announce_outcome, announce_work, Pending};
+use super::transaction::Transaction;
 use super::{AnyConn, ClaimedTask, Store, StoreError, StoreResult};
 use crate::task::{decide_failure, FailureDecision, Millis, Resolution, RetryPolicy, TaskId};
 use diesel::prelude::*;
@@ -35,10 +36,8 @@ pub enum ResolveOutcome {
 /// timeout. A task that reads, then writes after another connection committed, gets
 /// SQLite's "database is locked" error; the run then fails and is retried.
 pub struct TaskRun {
-    store: Store,
-    conn: Option<PooledConn>,
+    tx: Transaction,
     claimed: ClaimedTask,
-    pending: Pending,
 }
 
 impl std::fmt::Debug for TaskRun {
@@ -50,24 +49,12 @@ impl std::fmt::Debug for TaskRun {
     }
 }
 
-impl Drop for TaskRun {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            conn.discard();
-        }
-    }
-}
-
 impl Store {
     /// Opens the transaction a claimed task runs in.
     pub async fn begin_run(&self, claimed: ClaimedTask) -> StoreResult<TaskRun> {
-        let mut pooled = self.conn().await?;
-        begin_deferred(&mut pooled.any()).await?;
         Ok(TaskRun {
-            store: self.clone(),
-            conn: Some(pooled),
+            tx: self.begin_transaction().await?,
             claimed,
-            pending: Pending::default(),
         })
     }
 
@@ -185,25 +172,13 @@ impl TaskRun {
 
     /// The connection carrying the task's transaction, for the task's own SQL.
     pub fn conn(&mut self) -> AnyConn<'_> {
-        self.conn
-            .as_mut()
-            .expect("a task run keeps its connection until it is resolved")
-            .any()
+        self.tx.conn()
     }
 
     /// Schedules a managed task in the run's transaction: it exists only if the run
     /// commits.
     pub async fn schedule(&mut self, task: super::NewTask) -> StoreResult<TaskId> {
-        let now = self.store.now();
-        let conn = self.conn.as_mut().expect("open run");
-        let ids = super::schedule::insert_tasks(
-            &mut conn.any(),
-            &mut self.pending,
-            std::slice::from_ref(&task),
-            now,
-        )
-        .await?;
-        Ok(ids[0])
+        self.tx.schedule(task).await
     }
 
     /// Reads a metadata value of this task in the run's transaction.
@@ -226,51 +201,36 @@ impl TaskRun {
     /// Fails with [`StoreError::LeaseLost`] (and rolls everything back) when the task
     /// was cancelled or claimed again meanwhile.
     pub async fn resolve(
-        mut self,
+        self,
         resolution: Resolution,
         policy: RetryPolicy,
     ) -> StoreResult<ResolveOutcome> {
         let (id, token) = (self.claimed.task.id, self.claimed.token);
         let resolution = check_json(id, resolution);
+        let store = self.tx.store().clone();
         if let Resolution::TemporaryFailure {
             error,
             stack,
             next_retry,
         } = &resolution
         {
-            self.rollback().await?;
-            return self
-                .store
+            self.tx.rollback().await?;
+            return store
                 .record_failure(id, token, error, stack.as_deref(), *next_retry, policy)
                 .await;
         }
-        let now = self.store.now();
-        let mut pending = std::mem::take(&mut self.pending);
-        let mut pooled = self.conn.take().expect("open run");
-        let mut conn = pooled.any();
-        let result = write_resolution(&mut conn, &mut pending, id, token, resolution, now).await;
-        match finish(&mut conn, result).await {
-            Ok(outcome) => {
-                pending.deliver(&self.store.inner.signals);
-                Ok(outcome)
-            }
-            Err(e) => {
-                pooled.discard();
-                Err(e)
-            }
-        }
+        let now = store.now();
+        self.tx
+            .commit_with(async |conn, pending| {
+                write_resolution(conn, pending, id, token, resolution, now).await
+            })
+            .await
     }
 
     /// Rolls back the task's transaction without resolving (the caller records the
     /// failure itself, e.g. after a timeout).
-    pub async fn rollback(&mut self) -> StoreResult<()> {
-        if let Some(mut pooled) = self.conn.take() {
-            if rollback(&mut pooled.any()).await.is_err() {
-                pooled.discard();
-            }
-        }
-        self.pending = Pending::default();
-        Ok(())
+    pub async fn rollback(self) -> StoreResult<()> {
+        self.tx.rollback().await
     }
 }
 

@@ -1,9 +1,9 @@
 //! A transaction on a connection of its own, for work that must commit or roll back
 //! as one: an ephemeral task's SQL, or a managed task's run (see [`super::TaskRun`]).
 
-use super::conn::{begin_deferred, commit, rollback, PooledConn};
+use super::conn::{begin_deferred, commit, finish, rollback, PooledConn};
 use super::signals::Pending;
-use super::{AnyConn, NewTask, Store, StoreResult};
+use super::{AnyConn, NewTask, Store, StoreError, StoreResult};
 use crate::task::TaskId;
 
 /// An open transaction. Dropping it without [`Transaction::commit`] closes its
@@ -96,5 +96,27 @@ impl Transaction {
             }
         }
         Ok(())
+    }
+
+    /// Runs `body` as the transaction's last work, then commits; when `body` fails,
+    /// rolls back instead and passes its error on. Wake-ups go out after the commit.
+    pub(super) async fn commit_with<R>(
+        mut self,
+        body: impl AsyncFnOnce(&mut AnyConn<'_>, &mut Pending) -> Result<R, StoreError>,
+    ) -> StoreResult<R> {
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut pooled = self.conn.take().expect("open transaction");
+        let mut conn = pooled.any();
+        let result = body(&mut conn, &mut pending).await;
+        match finish(&mut conn, result).await {
+            Ok(value) => {
+                pending.deliver(&self.store.inner.signals);
+                Ok(value)
+            }
+            Err(e) => {
+                pooled.discard();
+                Err(e)
+            }
+        }
     }
 }
