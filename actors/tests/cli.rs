@@ -179,3 +179,102 @@ fn migrate_creates_then_reports_up_to_date() {
         stderr(&o)
     );
 }
+
+/// A module folder in a fresh temporary directory with the given code files.
+fn temp_module(name: &str, xml_body: &str, files: &[(&str, &Path)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("warren-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("tasks")).unwrap();
+    for (target, source) in files {
+        std::fs::copy(source, dir.join(target)).unwrap();
+    }
+    std::fs::write(
+        dir.join("moduledefinition.xml"),
+        format!("<module name=\"{name}\"><servicemanager>{xml_body}</servicemanager></module>"),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn build_compiles_task_code_then_reuses_the_cache() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let module = temp_module(
+        "buildok",
+        r#"<managedtask type="ping" code="tasks/ping.js"/><managedtask type="done" code="tasks/complete.wat"/>"#,
+        &[
+            (
+                "tasks/ping.js",
+                &repo.join("examples/modules/demo/tasks/ping.js"),
+            ),
+            (
+                "tasks/complete.wat",
+                &repo.join("tests/guests/wat/complete.wat"),
+            ),
+        ],
+    );
+    let build = || {
+        Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["build", module.to_str().unwrap()])
+            .env("WARREN_CACHE_DIR", repo.join("target/warren-test-cache"))
+            .env("WARREN_JS_KIT", repo.join("guest/js"))
+            .output()
+            .unwrap()
+    };
+    let first = build();
+    assert!(
+        first.status.success(),
+        "{}{}",
+        stdout(&first),
+        stderr(&first)
+    );
+    let out = stdout(&first);
+    assert!(
+        out.contains("[1/2] buildok:ping (tasks/ping.js) … "),
+        "{out}"
+    );
+    assert!(
+        out.contains("[2/2] buildok:done (tasks/complete.wat) … "),
+        "{out}"
+    );
+    assert!(out.contains("2 built, 0 failed"), "{out}");
+    let second = build();
+    assert_eq!(
+        stdout(&second).matches("… cached").count(),
+        2,
+        "{}",
+        stdout(&second)
+    );
+    let _ = std::fs::remove_dir_all(&module);
+}
+
+#[test]
+fn build_reports_code_that_does_not_implement_the_world() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let module = temp_module(
+        "buildbad",
+        r#"<managedtask type="bad" code="tasks/bad.wat"/>"#,
+        &[(
+            "tasks/bad.wat",
+            &repo.join("tests/guests/wat/missing_export.wat"),
+        )],
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["build", module.to_str().unwrap()])
+        .env("WARREN_CACHE_DIR", repo.join("target/warren-test-cache"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stdout(&o).contains("[1/1] buildbad:bad (tasks/bad.wat) … failed"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("bad.wat is not a valid task component"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("run-task"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&module);
+}

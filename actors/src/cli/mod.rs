@@ -1,5 +1,6 @@
 //! The command-line interface: argument parsing and one module per command group.
 
+mod build;
 mod cron;
 mod migrate;
 mod modules;
@@ -31,6 +32,11 @@ pub enum Command {
     /// Module definitions: validate and summarise them.
     #[command(subcommand)]
     Modules(modules::ModulesCommand),
+    /// Compile every module's task code (JavaScript and components) into the cache.
+    Build {
+        /// A modules folder (or one module folder).
+        modules: std::path::PathBuf,
+    },
 }
 
 impl Cli {
@@ -82,5 +88,6 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Migrate => migrate::run(&database).await,
         Command::Cron(cmd) => cron::run(cmd, cli.database.as_deref()).await,
         Command::Modules(cmd) => modules::run(cmd),
+        Command::Build { modules } => build::run(&modules),
     }
 }
