@@ -23,7 +23,7 @@
 //!
 //! | element | attributes (default) |
 //! |---|---|
-//! | `<managedtask>` | `type` (required; full name `module:type`), code, `cluster` (`default`), `priority` (name or integer; `normal`), `timeout` (ms, 0 = none; 0), `failreschedule` (ms, 1 to one day; 15 min), `maxfailures` (-1 = retry forever; -1), `description` |
+//! | `<managedtask>` | `type` (required; full name `module:type`), code, `cluster` (`default`), `priority` (name or integer; `normal`), `timeout` (ms, 0 = none; 0), `failreschedule` (ms, 1 to one day; 15 min), `maxfailures` (-1 = retry forever; -1), `memorylimit` (MiB of guest memory, 1 to 4096; 256), `description` |
 //! | `<ephemeraltask>` | as `<managedtask>` without `failreschedule` and `maxfailures`: ephemeral tasks are never retried |
 //! | `<taskcluster>` | `tag` (required), `workers` (1 to [`MAX_CLUSTER_WORKERS`]; 1) |
 //! | `<task>` | `tag` (required; full tag `module:tag`), code, `runat` (5-field cron mask; none = runs only when triggered by hand), `runtz` (`UTC`, an IANA zone or `maintenance`; UTC), `runatstartup` (`true`/`false`/`1`/`0`; false), `timeout` (minutes, 0 = none; 60), `description`, and `<arg>` children (their text, exactly as written, entities decoded) |
@@ -70,6 +70,12 @@ pub const DEFAULT_CLUSTER_WORKERS: u32 = 1;
 
 /// Most workers a cluster may ask for; a guard against typos such as `workers="1000000"`.
 pub const MAX_CLUSTER_WORKERS: u32 = 1024;
+
+/// Default linear-memory cap of a task's WebAssembly instance, in MiB.
+pub const DEFAULT_MEMORY_LIMIT_MB: u32 = 256;
+
+/// Largest `memorylimit` accepted, in MiB (a 32-bit guest cannot address more).
+pub const MAX_MEMORY_LIMIT_MB: u32 = 4096;
 
 /// Longest `failreschedule` accepted: one day, the retry rule's own ceiling.
 pub const MAX_FAIL_RESCHEDULE_MS: i64 = 24 * 60 * 60 * 1000;
@@ -155,6 +161,8 @@ pub struct TaskTypeDef {
     pub fail_reschedule_ms: i64,
     /// Failures before giving up; -1 = retry forever. 0 for ephemeral tasks (never retried).
     pub max_failures: i32,
+    /// Linear-memory cap of the task's WebAssembly instance, in MiB (`memorylimit`).
+    pub memory_limit_mb: u32,
     /// Free text for dashboards.
     pub description: Option<String>,
     /// The declaring element.
@@ -189,6 +197,8 @@ pub struct ScheduledTaskDef {
     pub description: Option<String>,
     /// Run time limit in milliseconds (declared in minutes); 0 = none.
     pub timeout_ms: u64,
+    /// Linear-memory cap of the task's WebAssembly instance, in MiB (`memorylimit`).
+    pub memory_limit_mb: u32,
     /// The `<arg>` texts, in order.
     pub args: Vec<String>,
     /// The declaring element.
@@ -446,6 +456,7 @@ const MANAGED_ATTRS: &[&str] = &[
     "cluster",
     "priority",
     "timeout",
+    "memorylimit",
     "failreschedule",
     "maxfailures",
     "description",
@@ -461,6 +472,7 @@ const EPHEMERAL_ATTRS: &[&str] = &[
     "cluster",
     "priority",
     "timeout",
+    "memorylimit",
     "description",
     "ifenvironset",
     "unlessenvironset",
@@ -477,6 +489,7 @@ const SCHEDULED_ATTRS: &[&str] = &[
     "runtz",
     "runatstartup",
     "timeout",
+    "memorylimit",
     "description",
     "ifenvironset",
     "unlessenvironset",
@@ -907,6 +920,18 @@ impl<'a, 'input> Parser<'a, 'input> {
 
     /// An optional integer attribute in `min..=max`; `default` when absent or invalid
     /// (an invalid value is reported).
+    /// The `memorylimit` attribute (MiB), or the default.
+    fn memory_limit(&mut self, node: Node) -> u32 {
+        self.integer(
+            node,
+            "memorylimit",
+            DEFAULT_MEMORY_LIMIT_MB,
+            1,
+            MAX_MEMORY_LIMIT_MB,
+            "a whole number of MiB from 1 to 4096",
+        )
+    }
+
     fn integer<T>(
         &mut self,
         node: Node,
@@ -1003,6 +1028,7 @@ impl<'a, 'input> Parser<'a, 'input> {
             i64::MAX as u64,
             "a whole number of milliseconds (0 = no timeout)",
         );
+        let memory_limit_mb = self.memory_limit(node);
         let (fail_reschedule_ms, max_failures) = match kind {
             TaskKind::Managed => (
                 self.integer(
@@ -1038,6 +1064,7 @@ impl<'a, 'input> Parser<'a, 'input> {
                 timeout_ms,
                 fail_reschedule_ms,
                 max_failures,
+                memory_limit_mb,
                 description,
                 location: self.location(node.range().start),
             }),
@@ -1122,6 +1149,7 @@ impl<'a, 'input> Parser<'a, 'input> {
             },
         };
         let run_at_startup = self.boolean(node, "runatstartup", false);
+        let memory_limit_mb = self.memory_limit(node);
         let minutes = self.integer(
             node,
             "timeout",
@@ -1171,6 +1199,7 @@ impl<'a, 'input> Parser<'a, 'input> {
                 run_at_startup,
                 description,
                 timeout_ms: minutes * 60_000,
+                memory_limit_mb,
                 args,
                 location: self.location(node.range().start),
             }),

@@ -218,6 +218,7 @@ fn defaults_of_a_minimal_module() {
     assert_eq!(a.timeout_ms, 0);
     assert_eq!(a.fail_reschedule_ms, 15 * 60 * 1000);
     assert_eq!(a.max_failures, -1);
+    assert_eq!(a.memory_limit_mb, 256);
     assert_eq!(a.description, None);
     assert_eq!(a.code, alpha_dir().join("tasks/ping.js"));
     let b = &m.ephemeral[0];
@@ -351,7 +352,7 @@ fn unknown_attributes_are_errors() {
 </module>"#),
         [
             "m/moduledefinition.xml:3:48: unknown attribute 'maxfailure' on <managedtask> (did you mean 'maxfailures'?)",
-            "m/moduledefinition.xml:4:40: unknown attribute 'colour' on <task> (allowed: tag, code, objectname, script, runat, runtz, runatstartup, timeout, description, ifenvironset, unlessenvironset)",
+            "m/moduledefinition.xml:4:40: unknown attribute 'colour' on <task> (allowed: tag, code, objectname, script, runat, runtz, runatstartup, timeout, memorylimit, description, ifenvironset, unlessenvironset)",
         ]
     );
 }
@@ -818,4 +819,29 @@ fn namespaced_definitions_load() {
 </module>"#,
     );
     assert_eq!(m.managed[0].task_type.as_str(), "m:a");
+}
+
+#[test]
+fn memory_limit_is_set_per_task_and_checked() {
+    let m = ok(r#"<module name="m">
+  <servicemanager>
+    <managedtask type="a" code="tasks/ping.js" memorylimit="64"/>
+    <ephemeraltask type="b" code="tasks/ping.js" memorylimit="1024"/>
+    <task tag="c" code="tasks/ping.js" memorylimit="32"/>
+  </servicemanager>
+</module>"#);
+    assert_eq!(m.managed[0].memory_limit_mb, 64);
+    assert_eq!(m.ephemeral[0].memory_limit_mb, 1024);
+    assert_eq!(m.scheduled[0].memory_limit_mb, 32);
+    let errs = errors(
+        r#"<module name="m"><servicemanager><managedtask type="a" code="tasks/ping.js" memorylimit="0"/></servicemanager></module>"#,
+    );
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].contains(":1:"), "{}", errs[0]);
+    assert!(errs[0].contains("memorylimit"), "{}", errs[0]);
+    assert!(
+        errs[0].contains("a whole number of MiB from 1 to 4096"),
+        "{}",
+        errs[0]
+    );
 }

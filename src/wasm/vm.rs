@@ -359,6 +359,11 @@ impl TaskVm {
         let interrupted = state.interrupted.take();
         let memory_exceeded = state.limiter.exceeded;
         let memory_limit = state.limiter.limit;
+        if memory_exceeded {
+            // The guest may have caught its out-of-memory error and resolved, but its
+            // heap is full: never run another task on it.
+            self.broken = true;
+        }
         let stdout = pipe_delta(&self.stdout, &mut self.stdout_seen);
         let stderr = pipe_delta(&self.stderr, &mut self.stderr_seen);
         let end = match result {
