@@ -2,6 +2,7 @@
 //! store on SQLite or PostgreSQL. It knows nothing of actors or HTTP; the
 //! `warren-actors` crate drives it.
 
+pub mod catalog;
 pub mod clock;
 pub mod cron;
 pub mod moduledef;

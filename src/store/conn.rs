@@ -10,8 +10,38 @@ use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, TransactionManager};
 
-/// The SQLite connection type: diesel's synchronous connection run on a blocking pool.
-pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+/// The SQLite connection type: diesel's synchronous connection run on tokio's blocking
+/// pool through [`DetachedBlocking`].
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, DetachedBlocking>;
+
+/// Runs SQLite work on tokio's blocking pool. Unlike diesel-async's default, a caller
+/// that stops waiting (a dropped future: a timeout, a stopping actor) does not block
+/// until the work is done — which panics on a single-threaded runtime such as actix's.
+/// The work still runs to its end on its blocking thread, holding the connection's lock,
+/// so the connection's state stays consistent for the next caller.
+pub struct DetachedBlocking;
+
+impl diesel_async::sync_connection_wrapper::SpawnBlocking for DetachedBlocking {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>,
+    >
+    where
+        R: Send + 'static,
+    {
+        use futures_util::FutureExt;
+        tokio::task::spawn_blocking(task)
+            .map(|joined| joined.map_err(|e| Box::new(e) as Box<_>))
+            .boxed()
+    }
+
+    fn get_runtime() -> DetachedBlocking {
+        DetachedBlocking
+    }
+}
 
 /// A borrowed connection to either backend. Functions that take an `AnyConn` run on
 /// whatever transaction is open on it, so an application can schedule tasks as part

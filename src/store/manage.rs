@@ -393,6 +393,21 @@ impl Store {
         .await
     }
 
+    /// The earliest next attempt among pending tasks of `clusters` (possibly in the
+    /// past), so a queue can sleep until then; `None` when nothing is pending.
+    pub async fn next_due(&self, clusters: &[String]) -> StoreResult<Option<Millis>> {
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        Ok(on_conn!(&mut conn, c => {
+            t::warren_tasks
+                .select(diesel::dsl::min(t::next_attempt))
+                .filter(t::state.eq("pending"))
+                .filter(t::cluster.eq_any(clusters))
+                .first::<Option<i64>>(c)
+                .await?
+        }))
+    }
+
     /// Reads one metadata value of a task (keys compare case-insensitively).
     pub async fn metadata(&self, id: TaskId, key: &str) -> StoreResult<Option<String>> {
         let mut pooled = self.conn().await?;

@@ -47,7 +47,7 @@ pub(super) fn pool(path: &Path, config: &StoreConfig) -> StoreResult<Pool<Sqlite
             tokio::task::spawn_blocking(move || establish(&url, busy))
                 .await
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?
-                .map(SyncConnectionWrapper::new)
+                .map(|c| SyncConnectionWrapper::with_runtime(c, super::conn::DetachedBlocking))
         }
         .boxed()
     });

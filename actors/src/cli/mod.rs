@@ -4,6 +4,8 @@ mod build;
 mod cron;
 mod migrate;
 mod modules;
+pub mod serve;
+mod tasks;
 
 use clap::{Parser, Subcommand};
 use std::fmt;
@@ -32,6 +34,12 @@ pub enum Command {
     /// Module definitions: validate and summarise them.
     #[command(subcommand)]
     Modules(modules::ModulesCommand),
+    /// Run a node: claim and run tasks of the modules in --modules until SIGINT/SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Schedule a managed task; prints its id.
+    Schedule(tasks::ScheduleArgs),
+    /// Wait for a task's outcome and print it as JSON (exit 1 unless it completed).
+    Wait(tasks::WaitArgs),
     /// Compile every module's task code (JavaScript and components) into the cache.
     Build {
         /// A modules folder (or one module folder).
@@ -89,5 +97,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Cron(cmd) => cron::run(cmd, cli.database.as_deref()).await,
         Command::Modules(cmd) => modules::run(cmd),
         Command::Build { modules } => build::run(&modules),
+        Command::Schedule(args) => tasks::schedule(&database, args).await,
+        Command::Wait(args) => tasks::wait(&database, args).await,
+        Command::Serve(_) => Err(Failure::Error(
+            "serve runs outside the async runtime".into(),
+        )),
     }
 }

@@ -1,0 +1,183 @@
+//! The public messages of a Warren node: what an embedding application sends to the
+//! [`crate::Supervisor`], and what it gets back.
+
+use actix::prelude::*;
+use serde::Serialize;
+use std::time::Duration;
+use warren::store::{NewTask, NodeInfo, QueueCounts, ScheduleOptions, ScheduledState, StoreError};
+use warren::task::{TaskId, TaskType};
+use warren::wasm::KillSwitch;
+
+/// Schedules a managed task (answers with its id) — see [`ScheduleTask::managed`].
+#[derive(Debug, Message)]
+#[rtype(result = "Result<TaskId, StoreError>")]
+pub struct ScheduleTask(pub NewTask);
+
+impl ScheduleTask {
+    /// A managed task of `task_type` with `data` and default options.
+    pub fn managed(task_type: TaskType, data: serde_json::Value) -> ScheduleTask {
+        ScheduleTask(NewTask::new(task_type, data))
+    }
+
+    /// The same task with scheduling options.
+    pub fn with_options(self, options: ScheduleOptions) -> ScheduleTask {
+        ScheduleTask(self.0.with_options(options))
+    }
+}
+
+/// Runs an ephemeral task and answers with an [`EphemeralTask`]: a future of its
+/// result that kills the task when dropped before it finishes.
+#[derive(Debug, Message)]
+#[rtype(result = "EphemeralTask")]
+pub struct RunEphemeralTask {
+    /// Task type (`module:type`, declared with `<ephemeraltask>`).
+    pub task_type: String,
+    /// Data, any JSON.
+    pub data: serde_json::Value,
+    /// Timeout; the task type's when `None`.
+    pub timeout: Option<Duration>,
+}
+
+impl RunEphemeralTask {
+    /// An ephemeral task of `task_type` with `data`.
+    pub fn new(task_type: &str, data: serde_json::Value) -> RunEphemeralTask {
+        RunEphemeralTask {
+            task_type: task_type.to_string(),
+            data,
+            timeout: None,
+        }
+    }
+}
+
+/// The queue's side of an ephemeral task.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct EphemeralRequest {
+    pub(crate) task_type: String,
+    pub(crate) data: String,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) kill: KillSwitch,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+}
+
+/// A running ephemeral task: await it for the result (JSON), or drop it to kill the
+/// task. Binding it to an actor's lifetime (keeping it in the actor) kills the task
+/// when the actor stops.
+#[derive(Debug)]
+pub struct EphemeralTask {
+    pub(crate) result: tokio::sync::oneshot::Receiver<Result<String, String>>,
+    pub(crate) kill: KillSwitch,
+    pub(crate) done: bool,
+}
+
+impl std::future::Future for EphemeralTask {
+    type Output = Result<serde_json::Value, String>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match std::pin::Pin::new(&mut self.result).poll(cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(answer) => {
+                self.done = true;
+                let answer = answer
+                    .map_err(|_| "the node stopped before the task finished".to_string())
+                    .and_then(|r| r)
+                    .and_then(|text| {
+                        serde_json::from_str(&text)
+                            .map_err(|e| format!("the task's result is not valid JSON: {e}"))
+                    });
+                std::task::Poll::Ready(answer)
+            }
+        }
+    }
+}
+
+impl Drop for EphemeralTask {
+    fn drop(&mut self) {
+        if !self.done {
+            self.kill.kill();
+        }
+    }
+}
+
+/// Cancels a managed task (killing it if it runs on this node); answers with the state
+/// it was in.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<warren::task::TaskState, StoreError>")]
+pub struct CancelTask(pub TaskId);
+
+/// Tells the queue that a task was cancelled, so it kills the run if it has it.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct Cancelled(pub TaskId);
+
+/// Retries a task now (see `Store::retry_now`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<warren::task::Millis, StoreError>")]
+pub struct RetryTask(pub TaskId);
+
+/// Runs a scheduled task now, whatever its schedule.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RunScheduledNow(pub String);
+
+/// Stops the node gracefully: stop claiming, let running tasks finish within the
+/// grace period (then kill them), release what is left, stop the system.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    /// How long running tasks may take to finish.
+    pub grace: Duration,
+}
+
+/// Asks the queue for its runners.
+#[derive(Debug, Message)]
+#[rtype(result = "QueueState")]
+pub struct QueueStatus;
+
+/// One runner's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunnerStatus {
+    /// Its cluster.
+    pub cluster: String,
+    /// Its number in the cluster.
+    pub index: usize,
+    /// The managed task it runs.
+    pub task_id: Option<TaskId>,
+    /// The task type (or tag) it runs.
+    pub task_type: Option<String>,
+    /// For how long.
+    pub running_ms: Option<u64>,
+}
+
+/// The queue's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueState {
+    /// Every runner.
+    pub runners: Vec<RunnerStatus>,
+    /// Runs finished since start.
+    pub completed: u64,
+    /// Whether it stopped claiming (shutting down).
+    pub draining: bool,
+}
+
+/// Everything the dashboard shows of a node.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<NodeStatus, StoreError>")]
+pub struct Status;
+
+/// The answer to [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// This node's name.
+    pub node: String,
+    /// Task counts per type and state.
+    pub counts: Vec<QueueCounts>,
+    /// Runners of this node.
+    pub queue: QueueState,
+    /// Scheduled tasks.
+    pub scheduled: Vec<ScheduledState>,
+    /// Every node sharing the database.
+    pub nodes: Vec<NodeInfo>,
+}

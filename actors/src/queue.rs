@@ -1,0 +1,487 @@
+//! QueueActor: claims due managed tasks for the clusters' idle runners, hands them
+//! out, renews their leases, recovers expired leases, and serves ephemeral tasks.
+//!
+//! It sleeps until a wake-up (a notification of new work, a finished run, the earliest
+//! next attempt) with a safety poll once a second; it never busy-polls.
+
+use crate::messages::{Cancelled, EphemeralRequest, QueueStatus, RunnerStatus};
+use crate::runner::{CurrentRun, ManagedOutcome, RunEphemeral, RunManaged, TaskRunner};
+use actix::prelude::*;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use warren::catalog::Catalog;
+use warren::store::Store;
+use warren::task::TaskId;
+
+/// How often the queue looks for work without being woken.
+const SAFETY_POLL: Duration = Duration::from_secs(1);
+
+/// One runner as the queue sees it.
+pub struct Slot {
+    /// The runner.
+    pub addr: Addr<TaskRunner>,
+    /// Its current run, shared with the runner.
+    pub current: CurrentRun,
+    /// The managed task it runs (id, lease token), or true for other work.
+    busy: Option<Option<(TaskId, i64)>>,
+}
+
+impl Slot {
+    /// A slot for a runner.
+    pub fn new(addr: Addr<TaskRunner>, current: CurrentRun) -> Slot {
+        Slot {
+            addr,
+            current,
+            busy: None,
+        }
+    }
+}
+
+/// The queue of one node.
+pub struct QueueActor {
+    store: Store,
+    catalog: Arc<Catalog>,
+    node: String,
+    lease_ms: i64,
+    clusters: BTreeMap<String, Vec<Slot>>,
+    claiming: BTreeMap<String, bool>,
+    ephemeral: BTreeMap<String, VecDeque<EphemeralRequest>>,
+    draining: bool,
+    timer: Option<SpawnHandle>,
+    timer_generation: u64,
+    completed: u64,
+}
+
+impl QueueActor {
+    /// A queue over `clusters` (each with its runners).
+    pub fn new(
+        store: Store,
+        catalog: Arc<Catalog>,
+        node: String,
+        lease_ms: i64,
+        clusters: BTreeMap<String, Vec<Slot>>,
+    ) -> QueueActor {
+        QueueActor {
+            store,
+            catalog,
+            node,
+            lease_ms,
+            claiming: clusters.keys().map(|c| (c.clone(), false)).collect(),
+            ephemeral: clusters
+                .keys()
+                .map(|c| (c.clone(), VecDeque::new()))
+                .collect(),
+            clusters,
+            draining: false,
+            timer: None,
+            timer_generation: 0,
+            completed: 0,
+        }
+    }
+
+    fn idle(&self, cluster: &str) -> Vec<usize> {
+        self.clusters[cluster]
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.busy.is_none())
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Serves waiting ephemeral tasks, then claims managed tasks for idle runners.
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        let clusters: Vec<String> = self.clusters.keys().cloned().collect();
+        for cluster in clusters {
+            let mut idle = self.idle(&cluster);
+            while let Some(&slot) = idle.first() {
+                let Some(req) = self
+                    .ephemeral
+                    .get_mut(&cluster)
+                    .and_then(VecDeque::pop_front)
+                else {
+                    break;
+                };
+                idle.remove(0);
+                self.start_ephemeral(&cluster, slot, req, ctx);
+            }
+            if idle.is_empty() || self.claiming[&cluster] {
+                continue;
+            }
+            self.claiming.insert(cluster.clone(), true);
+            let (store, node, lease) = (self.store.clone(), self.node.clone(), self.lease_ms);
+            let want = idle.len();
+            let names = vec![cluster.clone()];
+            let claim = async move { store.claim(&node, &names, want, lease).await };
+            ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
+                act.claiming.insert(cluster.clone(), false);
+                match result {
+                    Ok(tasks) => {
+                        let drained = tasks.len() < want;
+                        let idle = act.idle(&cluster);
+                        for (claimed, slot) in tasks.into_iter().zip(idle) {
+                            act.start_managed(&cluster, slot, claimed, ctx);
+                        }
+                        // Nothing more is due now: sleep until the next attempt.
+                        if drained {
+                            act.arm_timer(ctx);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(cluster = %cluster, error = %e, "claiming failed");
+                        act.arm_timer(ctx);
+                    }
+                }
+            }));
+        }
+    }
+
+    fn start_managed(
+        &mut self,
+        cluster: &str,
+        slot: usize,
+        claimed: warren::store::ClaimedTask,
+        ctx: &mut Context<Self>,
+    ) {
+        let s = &mut self.clusters.get_mut(cluster).expect("known cluster")[slot];
+        let (id, token) = (claimed.task.id, claimed.token);
+        s.busy = Some(Some((id, token)));
+        let task_type = claimed.task.task_type.to_string();
+        let cluster = cluster.to_string();
+        ctx.spawn(s.addr.send(RunManaged(claimed)).into_actor(self).map(
+            move |result, act, ctx| {
+                act.clusters.get_mut(&cluster).expect("known cluster")[slot].busy = None;
+                act.completed += 1;
+                match result {
+                    Ok(ManagedOutcome::Resolved(outcome)) => {
+                        tracing::debug!(task = id, %task_type, ?outcome, "task resolved")
+                    }
+                    Ok(ManagedOutcome::LeaseLost) => {
+                        tracing::info!(task = id, %task_type, "task lost its lease (cancelled or taken over)")
+                    }
+                    Ok(ManagedOutcome::StoreError(e)) => {
+                        tracing::warn!(task = id, %task_type, error = %e, "task could not be resolved; its lease will expire")
+                    }
+                    Err(e) => tracing::error!(task = id, %task_type, error = %e, "runner is gone"),
+                }
+                act.dispatch(ctx);
+            },
+        ));
+    }
+
+    fn start_ephemeral(
+        &mut self,
+        cluster: &str,
+        slot: usize,
+        req: EphemeralRequest,
+        ctx: &mut Context<Self>,
+    ) {
+        let s = &mut self.clusters.get_mut(cluster).expect("known cluster")[slot];
+        s.busy = Some(None);
+        let cluster = cluster.to_string();
+        let EphemeralRequest {
+            task_type,
+            data,
+            timeout,
+            kill,
+            reply,
+        } = req;
+        if kill.is_killed() {
+            s.busy = None;
+            let _ = reply.send(Err("the caller went away before the task started".into()));
+            return;
+        }
+        let msg = RunEphemeral {
+            task_type,
+            data,
+            timeout,
+            kill,
+        };
+        ctx.spawn(
+            s.addr
+                .send(msg)
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    act.clusters.get_mut(&cluster).expect("known cluster")[slot].busy = None;
+                    let _ =
+                        reply.send(result.unwrap_or_else(|e| Err(format!("runner is gone: {e}"))));
+                    act.dispatch(ctx);
+                }),
+        );
+    }
+
+    /// Sleeps until the earliest next attempt (at most [`SAFETY_POLL`]). Only the
+    /// latest arming counts; a store lookup in flight is never cancelled, just ignored.
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        self.timer_generation += 1;
+        let generation = self.timer_generation;
+        let (store, clusters) = (
+            self.store.clone(),
+            self.clusters.keys().cloned().collect::<Vec<_>>(),
+        );
+        let lookup = async move { store.next_due(&clusters).await };
+        ctx.spawn(lookup.into_actor(self).map(move |next, act, ctx| {
+            if generation != act.timer_generation {
+                return;
+            }
+            let now = act.store.now();
+            let wait = match next {
+                Ok(Some(at)) if at > now => {
+                    Duration::from_millis((at - now) as u64).min(SAFETY_POLL)
+                }
+                Ok(Some(_)) => Duration::ZERO,
+                _ => SAFETY_POLL,
+            };
+            if let Some(handle) = act.timer.take() {
+                ctx.cancel_future(handle);
+            }
+            act.timer = Some(ctx.run_later(wait, move |act, ctx| {
+                if generation != act.timer_generation {
+                    return;
+                }
+                act.timer = None;
+                act.dispatch(ctx);
+                act.arm_timer(ctx);
+            }));
+        }));
+    }
+
+    fn renew_leases(&mut self, ctx: &mut Context<Self>) {
+        for slot in self.clusters.values().flatten() {
+            let Some(Some((id, token))) = slot.busy else {
+                continue;
+            };
+            let (store, node, lease, current) = (
+                self.store.clone(),
+                self.node.clone(),
+                self.lease_ms,
+                slot.current.clone(),
+            );
+            ctx.spawn(
+                async move {
+                    match store.renew_lease(id, token, &node, lease).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            // Cancelled or taken over: stop the guest.
+                            if let Some(r) =
+                                current.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+                            {
+                                if r.task_id == Some(id) {
+                                    r.kill.kill();
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(task = id, error = %e, "lease renewal failed"),
+                    }
+                }
+                .into_actor(self),
+            );
+        }
+    }
+
+    fn recover(&mut self, ctx: &mut Context<Self>) {
+        let (store, catalog) = (self.store.clone(), self.catalog.clone());
+        let work = async move {
+            store
+                .recover_expired_leases(&|t| catalog.retry_policy(t))
+                .await
+        };
+        ctx.spawn(work.into_actor(self).map(|result, act, ctx| match result {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::info!(tasks = ?ids, "recovered tasks whose lease expired");
+                act.dispatch(ctx);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "lease recovery failed"),
+        }));
+    }
+}
+
+impl Actor for QueueActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let addr = ctx.address();
+        let store = self.store.clone();
+        // New work anywhere (NOTIFY on PostgreSQL, in-process on SQLite) wakes us.
+        actix::spawn(async move {
+            let Ok(mut rx) = store.subscribe_work().await else {
+                return;
+            };
+            loop {
+                match rx.recv().await {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if addr.try_send(Wake).is_err() && !addr.connected() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        let renew_every = Duration::from_millis((self.lease_ms / 3).max(100) as u64);
+        ctx.run_interval(renew_every, |act, ctx| act.renew_leases(ctx));
+        let recover_every = Duration::from_millis((self.lease_ms / 2).clamp(500, 10_000) as u64);
+        ctx.run_interval(recover_every, |act, ctx| act.recover(ctx));
+        self.recover(ctx);
+        self.dispatch(ctx);
+        self.arm_timer(ctx);
+    }
+}
+
+/// Look for work now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+impl Handler<Wake> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<EphemeralRequest> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, req: EphemeralRequest, ctx: &mut Context<Self>) {
+        let cluster = self
+            .catalog
+            .task_type(&req.task_type)
+            .map(|t| t.def.cluster.clone())
+            .filter(|c| self.clusters.contains_key(c));
+        match cluster {
+            Some(cluster) if !self.draining => {
+                self.ephemeral
+                    .get_mut(&cluster)
+                    .expect("known cluster")
+                    .push_back(req);
+                self.dispatch(ctx);
+            }
+            Some(_) => {
+                let _ = req.reply.send(Err("the node is shutting down".into()));
+            }
+            None => {
+                let _ = req.reply.send(Err(format!(
+                    "unknown ephemeral task type {} (not declared by any loaded module)",
+                    req.task_type
+                )));
+            }
+        }
+    }
+}
+
+impl Handler<Cancelled> for QueueActor {
+    type Result = bool;
+    /// Kills the run of a task that was just cancelled, if it runs here.
+    fn handle(&mut self, msg: Cancelled, _: &mut Context<Self>) -> bool {
+        let mut found = false;
+        for slot in self.clusters.values().flatten() {
+            if let Some(r) = slot
+                .current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                if r.task_id == Some(msg.0) {
+                    r.kill.kill();
+                    found = true;
+                }
+            }
+        }
+        found
+    }
+}
+
+impl Handler<QueueStatus> for QueueActor {
+    type Result = MessageResult<QueueStatus>;
+    fn handle(&mut self, _: QueueStatus, _: &mut Context<Self>) -> Self::Result {
+        let runners = self
+            .clusters
+            .iter()
+            .flat_map(|(cluster, slots)| {
+                slots.iter().enumerate().map(move |(i, s)| {
+                    let current = s.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    RunnerStatus {
+                        cluster: cluster.clone(),
+                        index: i,
+                        task_id: current.as_ref().and_then(|r| r.task_id),
+                        task_type: current.as_ref().map(|r| r.task_type.clone()),
+                        running_ms: current.map(|r| r.started.elapsed().as_millis() as u64),
+                    }
+                })
+            })
+            .collect();
+        MessageResult(crate::messages::QueueState {
+            runners,
+            completed: self.completed,
+            draining: self.draining,
+        })
+    }
+}
+
+/// Stop claiming; answer once every running task has finished.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+impl Handler<Drain> for QueueActor {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        self.draining = true;
+        for queue in self.ephemeral.values_mut() {
+            for req in queue.drain(..) {
+                let _ = req.reply.send(Err("the node is shutting down".into()));
+            }
+        }
+        Box::pin(
+            async {}
+                .into_actor(self)
+                .then(|_, act, _| wait_idle(act).into_actor(act)),
+        )
+    }
+}
+
+/// A future that resolves when no runner of `act` is busy, polling every 20 ms.
+fn wait_idle(act: &QueueActor) -> impl std::future::Future<Output = ()> + 'static {
+    let currents: Vec<CurrentRun> = act
+        .clusters
+        .values()
+        .flatten()
+        .map(|s| s.current.clone())
+        .collect();
+    async move {
+        loop {
+            let busy = currents
+                .iter()
+                .any(|c| c.lock().unwrap_or_else(|p| p.into_inner()).is_some());
+            if !busy {
+                return;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Kills every running guest (after the grace period of a shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct KillAll;
+
+impl Handler<KillAll> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, _: KillAll, _: &mut Context<Self>) {
+        for slot in self.clusters.values().flatten() {
+            if let Some(r) = slot
+                .current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                r.kill.kill();
+            }
+        }
+    }
+}

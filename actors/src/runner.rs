@@ -1,0 +1,441 @@
+//! TaskRunner: runs one task at a time on a thread of its own, keeping one live VM per
+//! task type and reusing it for the next task of that type.
+
+use crate::code::CodeCache;
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use warren::catalog::{Catalog, CatalogType};
+use warren::clock::SharedClock;
+use warren::store::{ClaimedTask, ResolveOutcome, Store, StoreError, Transaction};
+use warren::task::{Resolution, TaskId};
+use warren::wasm::{KillSwitch, RunEnd, TaskDb, TaskInput, TaskVm, VmLimits};
+
+/// What a runner is doing right now, readable (and killable) from other threads while
+/// the runner is busy.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// The managed task's id (`None` for ephemeral and scheduled runs).
+    pub task_id: Option<TaskId>,
+    /// Task type or scheduled tag.
+    pub task_type: String,
+    /// Stops the guest.
+    pub kill: KillSwitch,
+    /// When the run started.
+    pub started: Instant,
+}
+
+/// Shared view of a runner's current run.
+pub type CurrentRun = Arc<Mutex<Option<Running>>>;
+
+/// Everything a runner needs; cheap to clone into each run.
+#[derive(Clone)]
+pub struct RunnerEnv {
+    /// The store.
+    pub store: Store,
+    /// Compiled task code, shared by all runners.
+    pub code: CodeCache,
+    /// The loaded modules.
+    pub catalog: Arc<Catalog>,
+    /// The clock guests see.
+    pub clock: SharedClock,
+    /// VM recycling bounds (the memory limit comes from each task type).
+    pub vm_limits: VmLimits,
+}
+
+/// Runs tasks one at a time.
+pub struct TaskRunner {
+    env: RunnerEnv,
+    vms: HashMap<String, TaskVm>,
+    current: CurrentRun,
+}
+
+impl TaskRunner {
+    /// A runner publishing its current run in `current`.
+    pub fn new(env: RunnerEnv, current: CurrentRun) -> TaskRunner {
+        TaskRunner {
+            env,
+            vms: HashMap::new(),
+            current,
+        }
+    }
+
+    fn begin(&mut self, task_id: Option<TaskId>, task_type: &str) -> (Option<TaskVm>, KillSwitch) {
+        let kill = KillSwitch::new();
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
+            task_id,
+            task_type: task_type.to_string(),
+            kill: kill.clone(),
+            started: Instant::now(),
+        });
+        (self.vms.remove(task_type), kill)
+    }
+
+    fn end(&mut self, task_type: String, vm: Option<TaskVm>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if let Some(vm) = vm.filter(TaskVm::is_reusable) {
+            self.vms.insert(task_type, vm);
+        }
+    }
+}
+
+impl Actor for TaskRunner {
+    type Context = Context<Self>;
+}
+
+/// Runs a claimed managed task in its own transaction and resolves it.
+#[derive(Message)]
+#[rtype(result = "ManagedOutcome")]
+pub struct RunManaged(pub ClaimedTask);
+
+/// How a managed run ended, for the queue's bookkeeping and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManagedOutcome {
+    /// Resolved and committed (or the failure recorded).
+    Resolved(ResolveOutcome),
+    /// The lease was lost (cancelled, or claimed elsewhere): nothing committed.
+    LeaseLost,
+    /// The store failed; the lease will expire and the task run again.
+    StoreError(String),
+}
+
+/// Runs an ephemeral task: its SQL goes to a transaction of its own, committed when it
+/// completes. Answers with the result (JSON text) or the failure.
+#[derive(Message)]
+#[rtype(result = "Result<String, String>")]
+pub struct RunEphemeral {
+    /// Task type.
+    pub task_type: String,
+    /// Data, JSON text.
+    pub data: String,
+    /// Timeout from the call; the task type's applies when `None`.
+    pub timeout: Option<Duration>,
+    /// Throwing it kills the run (the caller went away).
+    pub kill: KillSwitch,
+}
+
+/// Runs a scheduled task; answers with (outcome, output) for the scheduled state.
+#[derive(Message)]
+#[rtype(result = "(String, String)")]
+pub struct RunScheduled {
+    /// Full tag.
+    pub tag: String,
+    /// Kill switch (shutdown, or the claim was lost).
+    pub kill: KillSwitch,
+}
+
+fn timeout_of(task_ms: i64, type_ms: u64) -> Option<Duration> {
+    match (task_ms, type_ms) {
+        (t, _) if t > 0 => Some(Duration::from_millis(t as u64)),
+        (_, 0) => None,
+        (_, t) => Some(Duration::from_millis(t)),
+    }
+}
+
+/// What a VM is made from: a task type's or a scheduled task's code.
+struct CodeRef<'a> {
+    name: &'a str,
+    code: &'a std::path::Path,
+    module_dir: &'a std::path::Path,
+    memory_limit_mb: u32,
+}
+
+impl<'a> From<&'a CatalogType> for CodeRef<'a> {
+    fn from(ct: &'a CatalogType) -> CodeRef<'a> {
+        CodeRef {
+            name: ct.def.task_type.as_str(),
+            code: &ct.def.code,
+            module_dir: &ct.module_dir,
+            memory_limit_mb: ct.def.memory_limit_mb,
+        }
+    }
+}
+
+/// A VM for `code`: the reused one, or a new instance.
+async fn vm_for(
+    env: &RunnerEnv,
+    code: CodeRef<'_>,
+    reused: Option<TaskVm>,
+) -> Result<TaskVm, String> {
+    if let Some(vm) = reused {
+        return Ok(vm);
+    }
+    let limits = VmLimits {
+        memory_bytes: (code.memory_limit_mb as usize) << 20,
+        ..env.vm_limits
+    };
+    let code = env
+        .code
+        .get(code.name, code.code, code.module_dir)
+        .map_err(|e| e.to_string())?;
+    TaskVm::new(env.code.engine(), code, limits, env.clock.clone())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn run_managed(
+    env: RunnerEnv,
+    claimed: ClaimedTask,
+    reused: Option<TaskVm>,
+    kill: KillSwitch,
+) -> (Option<TaskVm>, ManagedOutcome) {
+    let task = claimed.task.clone();
+    let (id, token) = (task.id, claimed.token);
+    let policy = env.catalog.retry_policy(&task.task_type);
+    let fail = |error: String| {
+        let store = env.store.clone();
+        async move {
+            match store
+                .record_failure(id, token, &error, None, None, policy)
+                .await
+            {
+                Ok(o) => ManagedOutcome::Resolved(o),
+                Err(StoreError::LeaseLost { .. }) => ManagedOutcome::LeaseLost,
+                Err(e) => ManagedOutcome::StoreError(e.to_string()),
+            }
+        }
+    };
+    let Some(ct) = env.catalog.task_type(task.task_type.as_str()) else {
+        let error = format!(
+            "task type {} is not declared by any module loaded on this node",
+            task.task_type
+        );
+        return (reused, fail(error).await);
+    };
+    let mut vm = match vm_for(&env, ct.into(), reused).await {
+        Ok(vm) => vm,
+        Err(error) => return (None, fail(error).await),
+    };
+    let run = match env.store.begin_run(claimed).await {
+        Ok(run) => run,
+        Err(e) => return (Some(vm), ManagedOutcome::StoreError(e.to_string())),
+    };
+    let input = TaskInput {
+        id,
+        task_type: task.task_type.to_string(),
+        data: task.data.to_string(),
+        aux_data: task.aux_data.as_ref().map(|v| v.to_string()),
+        failures: task.failures.max(0) as u32,
+        iteration: task.iterations.max(0) as u32,
+    };
+    let timeout = timeout_of(task.timeout_ms, ct.def.timeout_ms);
+    let report = vm.run(input, TaskDb::Managed(run), timeout, kill).await;
+    let TaskDb::Managed(run) = report.db else {
+        return (
+            Some(vm),
+            ManagedOutcome::StoreError("the run's transaction was lost".into()),
+        );
+    };
+    let resolution = match report.end {
+        RunEnd::Resolved(r) => r,
+        RunEnd::Failed { error, stack, .. } => Resolution::TemporaryFailure {
+            error,
+            stack,
+            next_retry: None,
+        },
+    };
+    let outcome = match run.resolve(resolution, policy).await {
+        Ok(o) => ManagedOutcome::Resolved(o),
+        Err(StoreError::LeaseLost { .. }) => ManagedOutcome::LeaseLost,
+        Err(e) => ManagedOutcome::StoreError(e.to_string()),
+    };
+    (Some(vm), outcome)
+}
+
+impl Handler<RunManaged> for TaskRunner {
+    type Result = AtomicResponse<Self, ManagedOutcome>;
+
+    fn handle(&mut self, msg: RunManaged, _: &mut Context<Self>) -> Self::Result {
+        let task_type = msg.0.task.task_type.to_string();
+        let (vm, kill) = self.begin(Some(msg.0.task.id), &task_type);
+        let env = self.env.clone();
+        AtomicResponse::new(Box::pin(
+            run_managed(env, msg.0, vm, kill)
+                .into_actor(self)
+                .map(move |(vm, outcome), act, _| {
+                    act.end(task_type, vm);
+                    outcome
+                }),
+        ))
+    }
+}
+
+async fn run_ephemeral(
+    env: RunnerEnv,
+    msg: RunEphemeral,
+    reused: Option<TaskVm>,
+) -> (Option<TaskVm>, Result<String, String>) {
+    let Some(ct) = env.catalog.task_type(&msg.task_type) else {
+        return (reused, Err(format!("unknown task type {}", msg.task_type)));
+    };
+    let mut vm = match vm_for(&env, ct.into(), reused).await {
+        Ok(vm) => vm,
+        Err(e) => return (None, Err(e)),
+    };
+    let tx = match env.store.begin_transaction().await {
+        Ok(tx) => tx,
+        Err(e) => return (Some(vm), Err(e.to_string())),
+    };
+    let input = TaskInput {
+        id: 0,
+        task_type: msg.task_type.clone(),
+        data: msg.data,
+        aux_data: None,
+        failures: 0,
+        iteration: 0,
+    };
+    let timeout = msg.timeout.or_else(|| timeout_of(0, ct.def.timeout_ms));
+    let report = vm
+        .run(input, TaskDb::Ephemeral(tx), timeout, msg.kill)
+        .await;
+    let tx = match report.db {
+        TaskDb::Ephemeral(tx) => Some(tx),
+        _ => None,
+    };
+    let result = finish_transaction(tx, report.end).await;
+    (Some(vm), result)
+}
+
+/// Commits an ephemeral or scheduled run's transaction when it completed, rolls it
+/// back otherwise, and says how the run ended.
+async fn finish_transaction(tx: Option<Transaction>, end: RunEnd) -> Result<String, String> {
+    let outcome = match end {
+        RunEnd::Resolved(Resolution::Completion { result }) => Ok(result),
+        RunEnd::Resolved(Resolution::PermanentFailure { error, .. })
+        | RunEnd::Resolved(Resolution::Cancellation { error })
+        | RunEnd::Resolved(Resolution::TemporaryFailure { error, .. })
+        | RunEnd::Failed { error, .. } => Err(error),
+        RunEnd::Resolved(Resolution::Restart { .. }) => {
+            Err("restart is not supported for this kind of task".to_string())
+        }
+    };
+    match (tx, &outcome) {
+        (Some(tx), Ok(_)) => tx.commit().await.map_err(|e| e.to_string())?,
+        (Some(tx), Err(_)) => {
+            let _ = tx.rollback().await;
+        }
+        (None, _) => {}
+    }
+    outcome
+}
+
+impl Handler<RunEphemeral> for TaskRunner {
+    type Result = AtomicResponse<Self, Result<String, String>>;
+
+    fn handle(&mut self, msg: RunEphemeral, _: &mut Context<Self>) -> Self::Result {
+        let task_type = msg.task_type.clone();
+        let (vm, _) = self.begin(None, &task_type);
+        // The caller's kill switch is the one that counts for this run.
+        if let Some(r) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            r.kill = msg.kill.clone();
+        }
+        let env = self.env.clone();
+        AtomicResponse::new(Box::pin(run_ephemeral(env, msg, vm).into_actor(self).map(
+            move |(vm, result), act, _| {
+                act.end(task_type, vm);
+                result
+            },
+        )))
+    }
+}
+
+async fn run_scheduled(
+    env: RunnerEnv,
+    msg: RunScheduled,
+    reused: Option<TaskVm>,
+) -> (Option<TaskVm>, (String, String)) {
+    let Some(s) = env.catalog.scheduled(&msg.tag) else {
+        return (
+            reused,
+            (
+                "failed".into(),
+                format!("unknown scheduled task {}", msg.tag),
+            ),
+        );
+    };
+    let code = CodeRef {
+        name: &s.def.tag,
+        code: &s.def.code,
+        module_dir: &s.module_dir,
+        memory_limit_mb: s.def.memory_limit_mb,
+    };
+    let mut vm = match vm_for(&env, code, reused).await {
+        Ok(vm) => vm,
+        Err(e) => return (None, ("failed".into(), e)),
+    };
+    let tx = match env.store.begin_transaction().await {
+        Ok(tx) => tx,
+        Err(e) => return (Some(vm), ("failed".into(), e.to_string())),
+    };
+    let input = TaskInput {
+        id: 0,
+        task_type: msg.tag.clone(),
+        data: serde_json::json!({ "args": s.def.args }).to_string(),
+        aux_data: None,
+        failures: 0,
+        iteration: 0,
+    };
+    let timeout = timeout_of(0, s.def.timeout_ms);
+    let report = vm
+        .run(input, TaskDb::Ephemeral(tx), timeout, msg.kill)
+        .await;
+    let mut output = String::new();
+    for line in &report.logs {
+        output.push_str(&line.message);
+        output.push('\n');
+    }
+    output.push_str(&report.stdout);
+    output.push_str(&report.stderr);
+    let timed_out = matches!(
+        report.end,
+        RunEnd::Failed {
+            timed_out: true,
+            ..
+        }
+    );
+    let tx = match report.db {
+        TaskDb::Ephemeral(tx) => Some(tx),
+        _ => None,
+    };
+    let outcome = match finish_transaction(tx, report.end).await {
+        Ok(result) => {
+            output.push_str(&result);
+            "completed".to_string()
+        }
+        Err(error) => {
+            output.push_str(&error);
+            if timed_out { "timeout" } else { "failed" }.to_string()
+        }
+    };
+    (Some(vm), (outcome, output))
+}
+
+impl Handler<RunScheduled> for TaskRunner {
+    type Result = AtomicResponse<Self, (String, String)>;
+
+    fn handle(&mut self, msg: RunScheduled, _: &mut Context<Self>) -> Self::Result {
+        let tag = msg.tag.clone();
+        let (vm, _) = self.begin(None, &tag);
+        if let Some(r) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            r.kill = msg.kill.clone();
+        }
+        let env = self.env.clone();
+        AtomicResponse::new(Box::pin(run_scheduled(env, msg, vm).into_actor(self).map(
+            move |(vm, out), act, _| {
+                act.end(tag, vm);
+                out
+            },
+        )))
+    }
+}

@@ -1,0 +1,222 @@
+//! A whole node in-process: managed, ephemeral and scheduled tasks of the demo module
+//! (JavaScript), cancellation, a dropped ephemeral caller, and graceful shutdown.
+
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+use warren::store::{Store, WaitFor};
+use warren::task::TaskState;
+use warren::wasm::EngineConfig;
+use warren_actors::*;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A modules folder holding the demo module and a `slow` module with an endless task.
+fn modules() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("warren-node-modules-{}", std::process::id()));
+    let slow = dir.join("slow");
+    std::fs::create_dir_all(slow.join("tasks")).unwrap();
+    std::fs::copy(
+        repo().join("tests/guests/infinite_loop.js"),
+        slow.join("tasks/loop.js"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("tests/guests/counter.js"),
+        slow.join("tasks/counter.js"),
+    )
+    .unwrap();
+    std::fs::write(
+        slow.join("moduledefinition.xml"),
+        r#"<module name="slow"><servicemanager>
+             <managedtask type="loop" code="tasks/loop.js"/>
+             <ephemeraltask type="spin" code="tasks/loop.js"/>
+             <ephemeraltask type="counter" code="tasks/counter.js"/>
+           </servicemanager></module>"#,
+    )
+    .unwrap();
+    let demo = dir.join("demo");
+    std::fs::create_dir_all(demo.join("tasks")).unwrap();
+    for entry in std::fs::read_dir(repo().join("examples/modules/demo/tasks")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, demo.join("tasks").join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(
+        repo().join("examples/modules/demo/moduledefinition.xml"),
+        demo.join("moduledefinition.xml"),
+    )
+    .unwrap();
+    dir
+}
+
+async fn start(db: &std::path::Path) -> (actix::Addr<Supervisor>, Store) {
+    let url = format!("sqlite://{}", db.display());
+    let (node, broken) = Warren::builder()
+        .database(&url)
+        .modules_dir(modules())
+        .node_name("test-node")
+        .engine(EngineConfig {
+            cache_dir: Some(repo().join("target/warren-test-cache")),
+            ..EngineConfig::default()
+        })
+        .start()
+        .await
+        .expect("node starts");
+    assert!(broken.is_empty(), "{broken:?}");
+    (node, Store::open(&url).await.unwrap())
+}
+
+/// Waits (by the store's notifications, bounded) until `check` holds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_node_runs_managed_ephemeral_and_scheduled_tasks() {
+    let db = std::env::temp_dir().join(format!("warren-node-{}.db", std::process::id()));
+    let (node, store) = start(&db).await;
+
+    // Managed: {"ping": 42} → {"pong": 42}.
+    let id = node
+        .send(ScheduleTask::managed(
+            "demo:ping".parse().unwrap(),
+            json!({"ping": 42}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = store
+        .wait(id, Duration::from_secs(60), WaitFor::Finished)
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.state, outcome.result),
+        (TaskState::Completed, Some(json!({"pong": 42})))
+    );
+
+    // Ephemeral: the caller gets the result.
+    let result = node
+        .send(RunEphemeralTask::new(
+            "demo:compile",
+            json!({"numbers": [3, 1, 2]}),
+        ))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(result["sum"], json!(6));
+    let err = node
+        .send(RunEphemeralTask::new("demo:nope", json!({})))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("unknown ephemeral task type demo:nope"),
+        "{err}"
+    );
+
+    // A dropped ephemeral caller kills its task; the runner then serves the next one.
+    let endless = node
+        .send(RunEphemeralTask::new("slow:spin", json!({})))
+        .await
+        .unwrap();
+    let status = || async { node.send(Status).await.unwrap().unwrap() };
+    eventually("the endless ephemeral task to start", || async {
+        status()
+            .await
+            .queue
+            .runners
+            .iter()
+            .any(|r| r.task_type.as_deref() == Some("slow:spin"))
+    })
+    .await;
+    drop(endless);
+    let count = node
+        .send(RunEphemeralTask::new("slow:counter", json!({})))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(count, json!({"count": 1}));
+
+    // Cancelling a running managed task kills it.
+    let looping = node
+        .send(ScheduleTask::managed(
+            "slow:loop".parse().unwrap(),
+            json!({}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    eventually("the endless managed task to run", || async {
+        status()
+            .await
+            .queue
+            .runners
+            .iter()
+            .any(|r| r.task_id == Some(looping))
+    })
+    .await;
+    assert_eq!(
+        node.send(CancelTask(looping)).await.unwrap().unwrap(),
+        TaskState::Running
+    );
+    eventually("the cancelled task's runner to be free", || async {
+        !status()
+            .await
+            .queue
+            .runners
+            .iter()
+            .any(|r| r.task_id == Some(looping))
+    })
+    .await;
+    assert_eq!(
+        store.describe(looping).await.unwrap().state,
+        TaskState::Cancelled
+    );
+
+    // Scheduled, by hand: the outcome is recorded.
+    node.send(RunScheduledNow("demo:heartbeat".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    eventually("the heartbeat to finish", || async {
+        store
+            .list_scheduled()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.tag == "demo:heartbeat" && s.last_outcome.as_deref() == Some("completed"))
+    })
+    .await;
+    let nodes = store.list_nodes().await.unwrap();
+    assert_eq!(
+        nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+        vec!["test-node"]
+    );
+
+    // Graceful shutdown unregisters the node and stops the system.
+    node.send(Shutdown {
+        grace: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    assert!(store.list_nodes().await.unwrap().is_empty());
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
