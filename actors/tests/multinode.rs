@@ -1,0 +1,224 @@
+//! Several `warren serve` processes on one PostgreSQL database share the queue: 2,000
+//! tasks that each insert one row in their transaction, one node SIGKILLed mid-run.
+//! Every task completes, every row exists exactly once, and the killed node's tasks are
+//! finished by the others after its leases expire.
+//!
+//! Needs `WARREN_TEST_DATABASE_URL` (a PostgreSQL server URL); skipped loudly without it
+//! (failing under `CI=true`).
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use warren::store::{NewTask, StateFilter, Store, TaskFilter};
+use warren::task::TaskState;
+
+const TASKS: usize = 2000;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn server_url() -> Option<String> {
+    match std::env::var("WARREN_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but WARREN_TEST_DATABASE_URL is not set")
+        }
+        _ => {
+            eprintln!("SKIPPED: multi-node test — set WARREN_TEST_DATABASE_URL to run it");
+            None
+        }
+    }
+}
+
+fn module_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("warren-multinode-{}", std::process::id()));
+    let module = dir.join("multi");
+    std::fs::create_dir_all(module.join("tasks")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/slow_insert.js"),
+        module.join("tasks/slow_insert.js"),
+    )
+    .unwrap();
+    std::fs::write(
+        module.join("moduledefinition.xml"),
+        r#"<module name="multi"><servicemanager>
+             <taskcluster tag="default" workers="2"/>
+             <managedtask type="insert" code="tasks/slow_insert.js"/>
+           </servicemanager></module>"#,
+    )
+    .unwrap();
+    dir
+}
+
+fn warren(args: &[&str], db: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+    cmd.args(args)
+        .env("WARREN_DATABASE_URL", db)
+        .env("WARREN_CACHE_DIR", repo().join("target/warren-test-cache"))
+        .env("WARREN_JS_KIT", repo().join("guest/js"))
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_the_queue_and_survive_a_killed_node() {
+    let Some(server) = server_url() else { return };
+    let name = format!("warren_t_multinode_{}", std::process::id());
+    let mut admin = AsyncPgConnection::establish(&server).await.unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let db = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+    let modules = module_dir();
+
+    let store = Store::open(&db).await.unwrap();
+    let mut conn = store.connection().await.unwrap();
+    if let warren::store::AnyConn::Postgres(c) = conn.as_any() {
+        c.batch_execute("CREATE TABLE effects (task_id BIGINT NOT NULL)")
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    let built = warren(&["build", modules.to_str().unwrap()], &db)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let tasks: Vec<NewTask> = (0..TASKS)
+        .map(|i| NewTask::new("multi:insert".parse().unwrap(), json!({ "i": i })))
+        .collect();
+    store.schedule_batch(&tasks).await.unwrap();
+
+    let mut nodes = Nodes(Vec::new());
+    for n in 1..=3 {
+        let child = warren(
+            &[
+                "serve",
+                "--modules",
+                modules.to_str().unwrap(),
+                "--node",
+                &format!("node{n}"),
+                "--lease",
+                "2",
+                "--grace",
+                "5",
+            ],
+            &db,
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+        nodes.0.push(child);
+    }
+
+    let completed = |store: Store| async move {
+        store
+            .queue_counts()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.completed)
+            .sum::<i64>()
+    };
+    // Let the nodes get going, then kill node2 in the middle of its work.
+    let started = Instant::now();
+    while completed(store.clone()).await < (TASKS / 5) as i64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the nodes make no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nodes.0[1].kill().unwrap();
+    nodes.0[1].wait().unwrap();
+    let orphans: Vec<i64> = store
+        .list(&TaskFilter {
+            state: StateFilter::Running,
+            limit: 100,
+            ..TaskFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.lease_owner.as_deref() == Some("node2"))
+        .map(|t| t.id)
+        .collect();
+    assert!(
+        !orphans.is_empty(),
+        "node2 was killed while it held no task"
+    );
+
+    while completed(store.clone()).await < TASKS as i64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "not every task completed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every row exactly once.
+    let mut conn = store.connection().await.unwrap();
+    let warren::store::AnyConn::Postgres(c) = conn.as_any() else {
+        unreachable!()
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        distinct_tasks: i64,
+    }
+    let counts: Vec<Counts> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT COUNT(*) AS rows, COUNT(DISTINCT task_id) AS distinct_tasks FROM effects",
+        ),
+        c,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (counts[0].rows, counts[0].distinct_tasks),
+        (TASKS as i64, TASKS as i64)
+    );
+    drop(conn);
+
+    // node2's tasks were taken over after their leases expired.
+    for id in orphans {
+        let t = store.describe(id).await.unwrap();
+        assert_eq!(t.state, TaskState::Completed, "task {id}");
+        assert!(t.failures >= 1, "task {id} should count the lost run");
+        assert_ne!(t.lease_owner.as_deref(), Some("node2"));
+    }
+
+    // The survivors shut down gracefully on SIGTERM.
+    for i in [0, 2] {
+        let pid = nodes.0[i].id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = nodes.0[i].wait().unwrap();
+        assert!(status.success(), "node exit {status:?}");
+    }
+    drop(store);
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+    let _ = std::fs::remove_dir_all(modules);
+}
