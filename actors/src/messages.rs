@@ -123,7 +123,8 @@ pub struct RetryTask(pub TaskId);
 pub struct RunScheduledNow(pub String);
 
 /// Stops the node gracefully: stop claiming, let running tasks finish within the
-/// grace period (then kill them), release what is left, stop the system.
+/// grace period (then kill them, so they are retried), and unregister the node. The
+/// application's actix system keeps running.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Shutdown {

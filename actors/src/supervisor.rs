@@ -394,7 +394,7 @@ impl Handler<Shutdown> for Supervisor {
                 tracing::info!("stopped");
             }
             .into_actor(self)
-            .map(|_, _, _| System::current().stop()),
+            .map(|_, _, ctx| ctx.stop()),
         )
     }
 }

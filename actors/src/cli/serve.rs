@@ -74,6 +74,7 @@ pub fn run(database: String, args: ServeArgs) -> Result<(), Failure> {
             wait_for_signal().await;
             tracing::info!("signal received");
             let _ = supervisor.send(Shutdown { grace }).await;
+            actix_rt::System::current().stop();
         });
         Ok::<_, Failure>(())
     })?;
