@@ -13,7 +13,11 @@ use warren::store::DEFAULT_DATABASE_URL;
 
 /// Warren: durable managed, ephemeral and scheduled tasks with WebAssembly task code.
 #[derive(Debug, Parser)]
-#[command(name = "warren", version, about)]
+#[command(
+    name = "warren",
+    version,
+    about = "Warren: durable managed, ephemeral and scheduled tasks with WebAssembly task code"
+)]
 pub struct Cli {
     /// Database URL: sqlite://PATH (default: sqlite://warren.db) or postgres://USER@HOST/DB.
     #[arg(long, global = true, env = "WARREN_DATABASE_URL")]
