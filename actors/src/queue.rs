@@ -436,32 +436,29 @@ impl Handler<Drain> for QueueActor {
                 let _ = req.reply.send(Err("the node is shutting down".into()));
             }
         }
-        Box::pin(
-            async {}
-                .into_actor(self)
-                .then(|_, act, _| wait_idle(act).into_actor(act)),
-        )
+        Box::pin(async {}.into_actor(self).then(|_, act, _| {
+            let currents = act
+                .clusters
+                .values()
+                .flatten()
+                .map(|s| s.current.clone())
+                .collect();
+            wait_idle(currents).into_actor(act)
+        }))
     }
 }
 
-/// A future that resolves when no runner of `act` is busy, polling every 20 ms.
-fn wait_idle(act: &QueueActor) -> impl std::future::Future<Output = ()> + 'static {
-    let currents: Vec<CurrentRun> = act
-        .clusters
-        .values()
-        .flatten()
-        .map(|s| s.current.clone())
-        .collect();
-    async move {
-        loop {
-            let busy = currents
-                .iter()
-                .any(|c| c.lock().unwrap_or_else(|p| p.into_inner()).is_some());
-            if !busy {
-                return;
-            }
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
+/// Resolves when none of the runners behind `currents` is running anything (checked
+/// every 20 ms while draining for a shutdown).
+pub(crate) async fn wait_idle(currents: Vec<CurrentRun>) {
+    loop {
+        let busy = currents
+            .iter()
+            .any(|c| c.lock().unwrap_or_else(|p| p.into_inner()).is_some());
+        if !busy {
+            return;
         }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

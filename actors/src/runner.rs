@@ -61,15 +61,20 @@ impl TaskRunner {
         }
     }
 
-    fn begin(&mut self, task_id: Option<TaskId>, task_type: &str) -> (Option<TaskVm>, KillSwitch) {
-        let kill = KillSwitch::new();
+    /// Publishes the run (so it can be killed) and takes the type's live VM, if any.
+    fn begin(
+        &mut self,
+        task_id: Option<TaskId>,
+        task_type: &str,
+        kill: &KillSwitch,
+    ) -> Option<TaskVm> {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
             task_id,
             task_type: task_type.to_string(),
             kill: kill.clone(),
             started: Instant::now(),
         });
-        (self.vms.remove(task_type), kill)
+        self.vms.remove(task_type)
     }
 
     fn end(&mut self, task_type: String, vm: Option<TaskVm>) {
@@ -248,7 +253,8 @@ impl Handler<RunManaged> for TaskRunner {
 
     fn handle(&mut self, msg: RunManaged, _: &mut Context<Self>) -> Self::Result {
         let task_type = msg.0.task.task_type.to_string();
-        let (vm, kill) = self.begin(Some(msg.0.task.id), &task_type);
+        let kill = KillSwitch::new();
+        let vm = self.begin(Some(msg.0.task.id), &task_type, &kill);
         let env = self.env.clone();
         AtomicResponse::new(Box::pin(
             run_managed(env, msg.0, vm, kill)
@@ -325,16 +331,7 @@ impl Handler<RunEphemeral> for TaskRunner {
 
     fn handle(&mut self, msg: RunEphemeral, _: &mut Context<Self>) -> Self::Result {
         let task_type = msg.task_type.clone();
-        let (vm, _) = self.begin(None, &task_type);
-        // The caller's kill switch is the one that counts for this run.
-        if let Some(r) = self
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
-            r.kill = msg.kill.clone();
-        }
+        let vm = self.begin(None, &task_type, &msg.kill);
         let env = self.env.clone();
         AtomicResponse::new(Box::pin(run_ephemeral(env, msg, vm).into_actor(self).map(
             move |(vm, result), act, _| {
@@ -421,15 +418,7 @@ impl Handler<RunScheduled> for TaskRunner {
 
     fn handle(&mut self, msg: RunScheduled, _: &mut Context<Self>) -> Self::Result {
         let tag = msg.tag.clone();
-        let (vm, _) = self.begin(None, &tag);
-        if let Some(r) = self
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
-            r.kill = msg.kill.clone();
-        }
+        let vm = self.begin(None, &tag, &msg.kill);
         let env = self.env.clone();
         AtomicResponse::new(Box::pin(run_scheduled(env, msg, vm).into_actor(self).map(
             move |(vm, out), act, _| {

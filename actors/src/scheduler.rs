@@ -194,19 +194,6 @@ impl Handler<StopScheduling> for SchedulerActor {
     fn handle(&mut self, _: StopScheduling, _: &mut Context<Self>) -> Self::Result {
         self.draining = true;
         let currents: Vec<_> = self.runners.iter().map(|s| s.current.clone()).collect();
-        Box::pin(
-            async move {
-                loop {
-                    if currents
-                        .iter()
-                        .all(|c| c.lock().unwrap_or_else(|p| p.into_inner()).is_none())
-                    {
-                        return;
-                    }
-                    actix_rt::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            .into_actor(self),
-        )
+        Box::pin(crate::queue::wait_idle(currents).into_actor(self))
     }
 }
