@@ -12,7 +12,10 @@ use warren_actors::{RunEphemeralTask, ScheduleTask, Shutdown, Warren};
 
 #[actix_rt::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let database = format!("sqlite://{}", std::env::temp_dir().join("warren-embed.db").display());
+    let database = format!(
+        "sqlite://{}",
+        std::env::temp_dir().join("warren-embed.db").display()
+    );
     let (node, skipped) = Warren::builder()
         .database(&database)
         .modules_dir("examples/modules")
@@ -26,19 +29,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A managed task: durable, retried on failure; its id comes back at once.
     let id = node
-        .send(ScheduleTask::managed("demo:ping".parse()?, json!({ "ping": 42 })))
+        .send(ScheduleTask::managed(
+            "demo:ping".parse()?,
+            json!({ "ping": 42 }),
+        ))
         .await??;
     let store = Store::open(&database).await?;
-    let outcome = store.wait(id, Duration::from_secs(60), WaitFor::Finished).await?;
-    println!("managed task {id}: {:?} {:?}", outcome.state, outcome.result);
+    let outcome = store
+        .wait(id, Duration::from_secs(60), WaitFor::Finished)
+        .await?;
+    println!(
+        "managed task {id}: {:?} {:?}",
+        outcome.state, outcome.result
+    );
 
     // An ephemeral task: the caller waits for the result (dropping it kills the task).
     let stats = node
-        .send(RunEphemeralTask::new("demo:compile", json!({ "numbers": [3, 1, 2] })))
+        .send(RunEphemeralTask::new(
+            "demo:compile",
+            json!({ "numbers": [3, 1, 2] }),
+        ))
         .await?
         .await?;
     println!("ephemeral result: {stats}");
 
-    node.send(Shutdown { grace: Duration::from_secs(10) }).await?;
+    node.send(Shutdown {
+        grace: Duration::from_secs(10),
+    })
+    .await?;
     Ok(())
 }
