@@ -1,0 +1,438 @@
+//! Cost of running task code in a WebAssembly VM, without a database.
+//!
+//! The guest is the JavaScript example task `demo:ping`
+//! (`examples/modules/demo/tasks/ping.js`, module folder `examples/modules/demo`): data
+//! `{"ping":42}` completes with `{"pong":42}`. Every run uses `TaskDb::None`, a 30 s
+//! timeout and a fresh `KillSwitch`, so only the VM is measured. Measurements:
+//!
+//! - `js_build`: JavaScript → component, i.e. `JsToolkit::compile` (`node build.mjs`,
+//!   QuickJS), into a fresh, empty cache folder;
+//! - `cold_load`: the first `WasmEngine::load` after that: the JavaScript stage is found
+//!   in the cache, the component is compiled by cranelift and written to the cache
+//!   (includes hashing the inputs, serializing and `instantiate_pre`);
+//! - `cache_load`: a further `WasmEngine::load` of the same code, the cache warm
+//!   (hash the inputs, deserialize the compiled component, `instantiate_pre`);
+//! - `instantiate`: `TaskVm::new` of the loaded code;
+//! - `first_call`: the first `TaskVm::run` on that fresh instance;
+//! - `fresh_call`: instantiate + first call, i.e. a fresh instance per task;
+//! - `drop_vm`: dropping that VM afterwards (not part of `fresh_call`);
+//! - `warm_call`: `TaskVm::run` on one reused VM (`max_runs` set far above the loop).
+//!
+//! Each is timed per sample; the table gives median, p99, min and max, and one JSON
+//! line per measurement (plus one per ratio) is printed as it finishes. The engine is
+//! the default one (pooling allocator when it can be reserved) and the VMs run on a
+//! multi-thread tokio runtime.
+//!
+//! Run: `cargo bench --bench vm` (needs Node.js and `npm ci --prefix guest/js`).
+//! `WARREN_BENCH_QUICK=1` runs far fewer iterations (a smoke test, not figures).
+
+use serde_json::{json, Value};
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use warren::clock::{SharedClock, SystemClock};
+use warren::task::Resolution;
+use warren::wasm::{
+    EngineConfig, JsToolkit, KillSwitch, RunEnd, TaskCode, TaskDb, TaskInput, TaskVm, VmLimits,
+    WasmEngine,
+};
+
+type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+const TASK_TYPE: &str = "demo:ping";
+const DATA: &str = r#"{"ping":42}"#;
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Iteration counts.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    /// Cold compiles (each into an emptied cache folder).
+    cold: usize,
+    /// Loads with the cache warm.
+    cache_loads: usize,
+    /// Fresh instances (instantiate, first call, drop).
+    fresh: usize,
+    /// Untimed calls on the reused VM before the timed ones.
+    warmup: usize,
+    /// Timed calls on the reused VM.
+    warm: usize,
+}
+
+impl Sizes {
+    fn from_env() -> Sizes {
+        let quick = std::env::var("WARREN_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        if quick {
+            Sizes {
+                cold: 1,
+                cache_loads: 5,
+                fresh: 20,
+                warmup: 20,
+                warm: 500,
+            }
+        } else {
+            Sizes {
+                cold: 3,
+                cache_loads: 30,
+                fresh: 500,
+                warmup: 500,
+                warm: 10_000,
+            }
+        }
+    }
+}
+
+/// Timings of one measurement, sorted.
+struct Measurement {
+    name: &'static str,
+    samples: Vec<Duration>,
+}
+
+impl Measurement {
+    fn new(name: &'static str, mut samples: Vec<Duration>) -> Measurement {
+        samples.sort();
+        Measurement { name, samples }
+    }
+
+    /// The sample at quantile `q` (nearest rank).
+    fn quantile(&self, q: f64) -> Duration {
+        let n = self.samples.len();
+        let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+        self.samples[rank - 1]
+    }
+
+    fn median(&self) -> Duration {
+        let n = self.samples.len();
+        if n % 2 == 1 {
+            self.samples[n / 2]
+        } else {
+            (self.samples[n / 2 - 1] + self.samples[n / 2]) / 2
+        }
+    }
+
+    fn min(&self) -> Duration {
+        self.samples[0]
+    }
+
+    fn max(&self) -> Duration {
+        self.samples[self.samples.len() - 1]
+    }
+
+    fn mean(&self) -> Duration {
+        self.samples.iter().sum::<Duration>() / self.samples.len() as u32
+    }
+
+    fn json_line(&self) -> String {
+        let us = |d: Duration| (d.as_secs_f64() * 1e7).round() / 10.0;
+        json!({
+            "bench": "vm",
+            "measurement": self.name,
+            "n": self.samples.len(),
+            "median_us": us(self.median()),
+            "p99_us": us(self.quantile(0.99)),
+            "min_us": us(self.min()),
+            "max_us": us(self.max()),
+            "mean_us": us(self.mean()),
+        })
+        .to_string()
+    }
+}
+
+/// A ratio of two medians against its target.
+struct Ratio {
+    name: &'static str,
+    value: f64,
+    target: f64,
+}
+
+impl Ratio {
+    fn met(&self) -> bool {
+        self.value >= self.target
+    }
+
+    fn json_line(&self) -> String {
+        json!({
+            "bench": "vm",
+            "ratio": self.name,
+            "value": (self.value * 10.0).round() / 10.0,
+            "target_min": self.target,
+            "met": self.met(),
+        })
+        .to_string()
+    }
+}
+
+/// A temporary folder, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> BenchResult<TempDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .subsec_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("warren-bench-vm-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn input(id: i64) -> TaskInput {
+    TaskInput {
+        id,
+        task_type: TASK_TYPE.into(),
+        data: DATA.into(),
+        aux_data: None,
+        failures: 0,
+        iteration: 0,
+    }
+}
+
+/// Checks that a run completed with `{"pong":42}`.
+fn check(end: &RunEnd) -> BenchResult<()> {
+    match end {
+        RunEnd::Resolved(Resolution::Completion { result }) => {
+            let value: Value = serde_json::from_str(result)?;
+            if value == json!({"pong": 42}) {
+                Ok(())
+            } else {
+                Err(format!("unexpected result {result}").into())
+            }
+        }
+        other => Err(format!("expected a completion, got {other:?}").into()),
+    }
+}
+
+fn record(out: &mut Vec<Measurement>, name: &'static str, samples: Vec<Duration>) {
+    let m = Measurement::new(name, samples);
+    println!("{}", m.json_line());
+    out.push(m);
+}
+
+/// Cold compiles into an emptied cache folder, then loads from the warm cache.
+/// Returns the code as loaded from the cache.
+fn compile_and_load(
+    engine: &WasmEngine,
+    kit: &JsToolkit,
+    entry: &Path,
+    module_dir: &Path,
+    sizes: Sizes,
+    out: &mut Vec<Measurement>,
+) -> BenchResult<Arc<TaskCode>> {
+    let cache = engine.cache().dir().to_path_buf();
+    let (mut js_build, mut cold_load) = (Vec::new(), Vec::new());
+    for _ in 0..sizes.cold {
+        if cache.exists() {
+            std::fs::remove_dir_all(&cache)?;
+        }
+        let started = Instant::now();
+        kit.compile(entry, module_dir, &cache)?;
+        js_build.push(started.elapsed());
+        let started = Instant::now();
+        let code = engine.load(TASK_TYPE, entry, module_dir)?;
+        cold_load.push(started.elapsed());
+        if code.from_cache {
+            return Err("the cold load came from the cache".into());
+        }
+    }
+    record(out, "js_build", js_build);
+    record(out, "cold_load", cold_load);
+
+    let mut cache_load = Vec::new();
+    let mut code = None;
+    for _ in 0..sizes.cache_loads {
+        let started = Instant::now();
+        let loaded = engine.load(TASK_TYPE, entry, module_dir)?;
+        cache_load.push(started.elapsed());
+        if !loaded.from_cache {
+            return Err("a load with the cache warm did not come from the cache".into());
+        }
+        code = Some(loaded);
+    }
+    record(out, "cache_load", cache_load);
+    code.ok_or_else(|| "no cache loads".into())
+}
+
+/// Fresh instance per task, then one reused VM.
+async fn run_vms(
+    engine: Arc<WasmEngine>,
+    code: Arc<TaskCode>,
+    sizes: Sizes,
+) -> BenchResult<Vec<Measurement>> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let limits = VmLimits {
+        max_runs: u32::MAX,
+        ..VmLimits::default()
+    };
+    let mut out = Vec::new();
+
+    let (mut instantiate, mut first_call, mut fresh_call, mut drop_vm) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..sizes.fresh {
+        let (code, clock, input, kill) = (
+            code.clone(),
+            clock.clone(),
+            input(i as i64),
+            KillSwitch::new(),
+        );
+        let started = Instant::now();
+        let mut vm = TaskVm::new(&engine, code, limits, clock).await?;
+        let instantiated = Instant::now();
+        let report = vm.run(input, TaskDb::None, Some(TIMEOUT), kill).await;
+        let called = Instant::now();
+        drop(vm);
+        let dropped = Instant::now();
+        check(&report.end)?;
+        instantiate.push(instantiated - started);
+        first_call.push(called - instantiated);
+        fresh_call.push(called - started);
+        drop_vm.push(dropped - called);
+    }
+    record(&mut out, "instantiate", instantiate);
+    record(&mut out, "first_call", first_call);
+    record(&mut out, "fresh_call", fresh_call);
+    record(&mut out, "drop_vm", drop_vm);
+
+    let mut vm = TaskVm::new(&engine, code, limits, clock).await?;
+    let mut warm_call = Vec::with_capacity(sizes.warm);
+    for i in 0..sizes.warmup + sizes.warm {
+        let (input, kill) = (input(i as i64), KillSwitch::new());
+        let started = Instant::now();
+        let report = vm.run(input, TaskDb::None, Some(TIMEOUT), kill).await;
+        let elapsed = started.elapsed();
+        check(&report.end)?;
+        if i >= sizes.warmup {
+            warm_call.push(elapsed);
+        }
+    }
+    if !vm.is_reusable() || vm.runs() as usize != sizes.warmup + sizes.warm {
+        return Err(format!("the reused VM was retired or miscounted: {vm:?}").into());
+    }
+    record(&mut out, "warm_call", warm_call);
+    Ok(out)
+}
+
+fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else if s >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{:.1} µs", s * 1e6)
+    }
+}
+
+fn print_table(rows: &[Measurement], ratios: &[Ratio]) {
+    println!();
+    println!(
+        "{:<12} {:>6} {:>11} {:>11} {:>11} {:>11}",
+        "measurement", "n", "median", "p99", "min", "max"
+    );
+    for m in rows {
+        println!(
+            "{:<12} {:>6} {:>11} {:>11} {:>11} {:>11}",
+            m.name,
+            m.samples.len(),
+            fmt_duration(m.median()),
+            fmt_duration(m.quantile(0.99)),
+            fmt_duration(m.min()),
+            fmt_duration(m.max()),
+        );
+    }
+    println!();
+    for r in ratios {
+        println!(
+            "{:<40} {:>9.1}×  (target ≥ {}×: {})",
+            r.name,
+            r.value,
+            r.target,
+            if r.met() { "met" } else { "MISSED" }
+        );
+    }
+}
+
+fn main() -> BenchResult<()> {
+    let sizes = Sizes::from_env();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let module_dir = root.join("examples/modules/demo");
+    let entry = module_dir.join("tasks/ping.js");
+    let kit = JsToolkit::new(root.join("guest/js"));
+    let tmp = TempDir::new()?;
+    let engine = Arc::new(WasmEngine::new(EngineConfig {
+        cache_dir: Some(tmp.0.join("cache")),
+        js: Some(kit.clone()),
+        ..EngineConfig::default()
+    })?);
+    eprintln!(
+        "vm bench: {TASK_TYPE} ({}), pooled: {}, cache: {}, {sizes:?}",
+        entry.display(),
+        engine.is_pooled(),
+        engine.cache().dir().display()
+    );
+
+    let mut rows = Vec::new();
+    let code = compile_and_load(&engine, &kit, &entry, &module_dir, sizes, &mut rows)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let vm_rows = runtime.block_on(async {
+        tokio::spawn(run_vms(engine.clone(), code, sizes))
+            .await
+            .map_err(|e| -> Box<dyn Error + Send + Sync> { e.into() })?
+    })?;
+    rows.extend(vm_rows);
+
+    let median = |name: &str| {
+        rows.iter()
+            .find(|m| m.name == name)
+            .map(|m| m.median().as_secs_f64())
+            .unwrap_or(f64::NAN)
+    };
+    let ratios = [
+        Ratio {
+            name: "cold_load / cache_load",
+            value: median("cold_load") / median("cache_load"),
+            target: 100.0,
+        },
+        Ratio {
+            name: "(js_build + cold_load) / cache_load",
+            value: (median("js_build") + median("cold_load")) / median("cache_load"),
+            target: 100.0,
+        },
+        Ratio {
+            name: "fresh_call / warm_call",
+            value: median("fresh_call") / median("warm_call"),
+            target: 10.0,
+        },
+    ];
+    for r in &ratios {
+        println!("{}", r.json_line());
+    }
+    print_table(&rows, &ratios);
+    if let Some(w) = rows.iter().find(|m| m.name == "warm_call") {
+        let verdict = |d: Duration| {
+            if d <= Duration::from_micros(50) {
+                "met"
+            } else {
+                "MISSED"
+            }
+        };
+        println!(
+            "{:<40} {:>11}  (target ≤ 50 µs: {}; p99 {}: {})",
+            "warm_call median",
+            fmt_duration(w.median()),
+            verdict(w.median()),
+            fmt_duration(w.quantile(0.99)),
+            verdict(w.quantile(0.99)),
+        );
+    }
+    drop(runtime);
+    Ok(())
+}
