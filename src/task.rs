@@ -336,6 +336,14 @@ pub enum FailureDecision {
 /// `failures >= max_failures` the task gives up. Otherwise an explicit `next_retry` wins
 /// (never earlier than now); else the delay is `fail_reschedule << failures` while fewer
 /// than six failures were seen, then one day. A `not_before` time is always respected.
+///
+/// ```
+/// use warren::task::{decide_failure, FailureDecision, RetryPolicy};
+/// let policy = RetryPolicy { fail_reschedule_ms: 60_000, max_failures: 1 };
+/// // First failure: retried after one minute. Second: out of retries.
+/// assert_eq!(decide_failure(policy, 0, 0, None, None), FailureDecision::Retry { next_attempt: 60_000 });
+/// assert_eq!(decide_failure(policy, 1, 0, None, None), FailureDecision::GiveUp);
+/// ```
 pub fn decide_failure(
     policy: RetryPolicy,
     failures: i32,
