@@ -147,7 +147,10 @@ for (const engine of ENGINES) {
     it('record inserts with bound parameters and logs', async () => {
       const run = await instance('record');
       assert.deepEqual(run(task({ message: 'hi' })), { tag: 'completion', val: '{"recorded":"hi"}' });
-      assert.deepEqual(host.calls, [['execute', 'INSERT INTO demo_log (message, at) VALUES ($1, $2)', ['hi', 1700000000000]]]);
+      assert.deepEqual(host.calls, [
+        ['execute', 'CREATE TABLE IF NOT EXISTS demo_log (message TEXT, at BIGINT)', []],
+        ['execute', 'INSERT INTO demo_log (message, at) VALUES ($1, $2)', ['hi', 1700000000000]],
+      ]);
       assert.deepEqual(host.logs, [[2, 'recorded "hi" (1 row) for task 12']]);
     });
 

@@ -3,8 +3,8 @@
 // The INSERT runs on the task's own transaction: it is committed together with the
 // completion, or rolled back if the task fails, so a message is recorded exactly once.
 //
-// Schedule it with {"message": "hello"}. It expects this table:
-//   CREATE TABLE demo_log (message TEXT, at BIGINT)
+// Schedule it with {"message": "hello"}. It creates its table, demo_log, on first use
+// (in the same transaction).
 import { defineTask } from 'warren';
 
 export const runTask = defineTask((task, ctx) => {
@@ -14,6 +14,7 @@ export const runTask = defineTask((task, ctx) => {
     ctx.resolveByPermanentFailure('data.message must be a string', { got: message ?? null });
     return;
   }
+  ctx.execute('CREATE TABLE IF NOT EXISTS demo_log (message TEXT, at BIGINT)', []);
   // Placeholders are numbered, $1, $2 …, on SQLite and PostgreSQL alike.
   const rows = ctx.execute('INSERT INTO demo_log (message, at) VALUES ($1, $2)', [message, ctx.nowMs()]);
   console.info(`recorded ${JSON.stringify(message)} (${rows} row) for task ${task.id}`);
