@@ -19,8 +19,10 @@
 //!
 //! Sizes: `WARREN_BENCH_TASKS=N` sets the task count of every measurement (for a quick
 //! run); `WARREN_BENCH_SINGLE_TASKS`, `WARREN_BENCH_BATCH_TASKS` and
-//! `WARREN_BENCH_CLAIM_TASKS` set one kind each. `WARREN_BENCH_BACKENDS=sqlite` or
-//! `=postgres` runs one backend only.
+//! `WARREN_BENCH_CLAIM_TASKS` set one kind each. `WARREN_BENCH_WORKERS=16` (a
+//! comma-separated list) replaces the worker counts 1, 4, 16. `WARREN_BENCH_BACKENDS=sqlite`
+//! or `=postgres` runs one backend only. A run that is interrupted leaves its PostgreSQL
+//! database behind (`DROP DATABASE warren_bench_<pid> WITH (FORCE)` removes it).
 //!
 //! Output: a table at the end, and one JSON line per measurement as it finishes.
 
@@ -273,6 +275,20 @@ async fn claim_complete(
     Ok(elapsed)
 }
 
+/// The worker counts of the claim measurements: `WARREN_BENCH_WORKERS` or 1, 4, 16.
+fn worker_counts() -> BenchResult<Vec<usize>> {
+    match std::env::var("WARREN_BENCH_WORKERS") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(|w| match w.trim().parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!("WARREN_BENCH_WORKERS: '{w}' is not a worker count").into()),
+            })
+            .collect(),
+        _ => Ok(WORKER_COUNTS.to_vec()),
+    }
+}
+
 /// Runs every measurement against an open store, printing a JSON line after each.
 async fn run_all(
     store: &Store,
@@ -281,6 +297,7 @@ async fn run_all(
     out: &mut Vec<Measurement>,
 ) -> BenchResult<()> {
     let postgres = backend == "postgres";
+    let workers_list = worker_counts()?;
     let mut record = |name: String, tasks: usize, elapsed: Duration| {
         let m = Measurement {
             backend,
@@ -309,7 +326,7 @@ async fn run_all(
     );
 
     for per_claim in [1, 10] {
-        for workers in WORKER_COUNTS {
+        for &workers in &workers_list {
             reset(store, postgres).await?;
             prefill(store, postgres, sizes.claim).await?;
             let elapsed = claim_complete(store, workers, per_claim, sizes.claim).await?;
@@ -375,10 +392,12 @@ async fn bench_postgres(server_url: &str, out: &mut Vec<Measurement>) -> BenchRe
         warren::store::redact_url(server_url)
     );
     let mut admin = AsyncPgConnection::establish(server_url).await?;
+    // A leftover from an interrupted run with the same pid goes first.
     admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-        ))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
     let result = async {
         let store = Store::open_with(StoreConfig::new(url), Arc::new(SystemClock)).await?;

@@ -4,7 +4,9 @@ use super::conn::PooledConn;
 use super::{redact_url, StoreConfig, StoreError, StoreResult};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::AsyncPgConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -12,7 +14,16 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// Builds the connection pool (connections are opened lazily).
 pub(super) fn pool(config: &StoreConfig) -> StoreResult<Pool<AsyncPgConnection>> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(config.url.clone());
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    // Reusing a connection checks that it holds no broken transaction and that its
+    // socket is still open, but sends no test query: that query would add a round trip
+    // to every claim and every run. A connection whose server went away fails its next
+    // statement; its socket is closed by then, so the pool drops it on return.
+    manager_config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        config.url.clone(),
+        manager_config,
+    );
     Pool::builder(manager)
         .max_size(config.max_connections)
         .build()

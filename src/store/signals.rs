@@ -7,6 +7,9 @@
 
 use super::{postgres, redact_url, StoreError, StoreResult};
 use crate::task::TaskId;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -194,14 +197,14 @@ async fn notify(
     channel: &'static str,
     payload: String,
 ) -> diesel::QueryResult<()> {
-    use diesel::sql_types::Text;
     match conn {
         super::AnyConn::Postgres(c) => {
-            diesel::sql_query("SELECT pg_notify($1, $2)")
-                .bind::<Text, _>(channel)
-                .bind::<Text, _>(payload)
-                .execute(&mut **c)
-                .await?;
+            PgNotify {
+                channel,
+                payload: &payload,
+            }
+            .execute(&mut **c)
+            .await?;
         }
         super::AnyConn::Sqlite(_) => match channel {
             TASKS_CHANNEL => pending.clusters.push(payload),
@@ -209,4 +212,28 @@ async fn notify(
         },
     }
     Ok(())
+}
+
+/// `SELECT pg_notify(channel, payload)`: a query fragment of its own rather than a
+/// `sql_query`, so each connection prepares it once instead of on every resolution.
+struct PgNotify<'a> {
+    channel: &'a str,
+    payload: &'a str,
+}
+
+impl QueryId for PgNotify<'_> {
+    type QueryId = ();
+    // No static id: the connection's statement cache keys it by its SQL text.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryFragment<Pg> for PgNotify<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        out.push_sql("SELECT pg_notify(");
+        out.push_bind_param::<Text, _>(self.channel)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(self.payload)?;
+        out.push_sql(")");
+        Ok(())
+    }
 }

@@ -5,7 +5,9 @@ use super::{StoreConfig, StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, SqliteConnection};
 use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use futures_util::FutureExt;
@@ -41,6 +43,9 @@ fn establish(path: &str, busy_timeout_ms: u64) -> diesel::ConnectionResult<Sqlit
 pub(super) fn pool(path: &Path, config: &StoreConfig) -> StoreResult<Pool<SqliteConn>> {
     let busy = config.sqlite_busy_timeout_ms;
     let mut manager_config = ManagerConfig::<SqliteConn>::default();
+    // A file connection does not go away: reusing one checks for a leftover transaction
+    // but runs no test query (a trip through the blocking pool per checkout).
+    manager_config.recycling_method = RecyclingMethod::Fast;
     manager_config.custom_setup = Box::new(move |url| {
         let url = url.to_string();
         async move {
