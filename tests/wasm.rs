@@ -361,14 +361,7 @@ async fn run_managed(store: &Store, file: &str) -> ResolveOutcome {
     let TaskDb::Managed(run) = report.db else {
         panic!("the run comes back")
     };
-    let resolution = match report.end {
-        RunEnd::Resolved(r) => r,
-        RunEnd::Failed { error, stack, .. } => Resolution::TemporaryFailure {
-            error,
-            stack,
-            next_retry: None,
-        },
-    };
+    let resolution = report.end.into_resolution();
     run.resolve(resolution, RetryPolicy::default())
         .await
         .unwrap()

@@ -232,14 +232,7 @@ async fn run_managed(
             ManagedOutcome::StoreError("the run's transaction was lost".into()),
         );
     };
-    let resolution = match report.end {
-        RunEnd::Resolved(r) => r,
-        RunEnd::Failed { error, stack, .. } => Resolution::TemporaryFailure {
-            error,
-            stack,
-            next_retry: None,
-        },
-    };
+    let resolution = report.end.into_resolution();
     let outcome = match run.resolve(resolution, policy).await {
         Ok(o) => ManagedOutcome::Resolved(o),
         Err(StoreError::LeaseLost { .. }) => ManagedOutcome::LeaseLost,

@@ -143,6 +143,22 @@ pub enum RunEnd {
     },
 }
 
+impl RunEnd {
+    /// The resolution a managed task's run stands for: the guest's own, or, when the
+    /// run failed (trap, timeout, kill, memory), a temporary failure carrying the error
+    /// and stack, so the retry rule applies.
+    pub fn into_resolution(self) -> Resolution {
+        match self {
+            RunEnd::Resolved(r) => r,
+            RunEnd::Failed { error, stack, .. } => Resolution::TemporaryFailure {
+                error,
+                stack,
+                next_retry: None,
+            },
+        }
+    }
+}
+
 /// Everything a run produced.
 #[derive(Debug)]
 pub struct RunReport {
