@@ -249,6 +249,25 @@ impl QueueActor {
         }));
     }
 
+    /// Kills every current run that `which` selects; says whether there was one.
+    fn kill_runs(&self, which: impl Fn(&crate::runner::Running) -> bool) -> bool {
+        let mut found = false;
+        for slot in self.clusters.values().flatten() {
+            if let Some(r) = slot
+                .current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                if which(r) {
+                    r.kill.kill();
+                    found = true;
+                }
+            }
+        }
+        found
+    }
+
     fn renew_leases(&mut self, ctx: &mut Context<Self>) {
         for slot in self.clusters.values().flatten() {
             let Some(Some((id, token))) = slot.busy else {
@@ -377,21 +396,7 @@ impl Handler<Cancelled> for QueueActor {
     type Result = bool;
     /// Kills the run of a task that was just cancelled, if it runs here.
     fn handle(&mut self, msg: Cancelled, _: &mut Context<Self>) -> bool {
-        let mut found = false;
-        for slot in self.clusters.values().flatten() {
-            if let Some(r) = slot
-                .current
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-            {
-                if r.task_id == Some(msg.0) {
-                    r.kill.kill();
-                    found = true;
-                }
-            }
-        }
-        found
+        self.kill_runs(|r| r.task_id == Some(msg.0))
     }
 }
 
@@ -470,15 +475,6 @@ pub struct KillAll;
 impl Handler<KillAll> for QueueActor {
     type Result = ();
     fn handle(&mut self, _: KillAll, _: &mut Context<Self>) {
-        for slot in self.clusters.values().flatten() {
-            if let Some(r) = slot
-                .current
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-            {
-                r.kill.kill();
-            }
-        }
+        self.kill_runs(|_| true);
     }
 }
