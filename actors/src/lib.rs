@@ -40,12 +40,15 @@
 
 mod code;
 pub mod messages;
+mod pool;
 mod queue;
+mod restart;
 mod runner;
 mod scheduler;
 mod supervisor;
 
 pub use messages::*;
+pub use restart::{Child, RestartPolicy};
 pub use supervisor::{
-    default_node_name, StartError, Supervisor, Warren, WarrenBuilder, SCHEDULED_RUNNERS,
+    default_node_name, GiveUp, StartError, Supervisor, Warren, WarrenBuilder, SCHEDULED_RUNNERS,
 };

@@ -4,7 +4,9 @@
 use actix::prelude::*;
 use serde::Serialize;
 use std::time::Duration;
-use warren::store::{NewTask, NodeInfo, QueueCounts, ScheduleOptions, ScheduledState, StoreError};
+use warren::store::{
+    CommitSignal, NewTask, NodeInfo, QueueCounts, ScheduleOptions, ScheduledState, StoreError,
+};
 use warren::task::{TaskId, TaskType};
 use warren::wasm::KillSwitch;
 
@@ -36,6 +38,9 @@ pub struct RunEphemeralTask {
     pub data: serde_json::Value,
     /// Timeout; the task type's when `None`.
     pub timeout: Option<Duration>,
+    /// Start only once this transaction committed; fail with "did not commit" if it
+    /// rolls back. See [`RunEphemeralTask::after_commit`].
+    pub after_commit: Option<CommitSignal>,
 }
 
 impl RunEphemeralTask {
@@ -45,7 +50,23 @@ impl RunEphemeralTask {
             task_type: task_type.to_string(),
             data,
             timeout: None,
+            after_commit: None,
         }
+    }
+
+    /// The same task with a timeout of its own.
+    pub fn with_timeout(mut self, timeout: Duration) -> RunEphemeralTask {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The same task, scheduled inside the caller's open transaction: it starts when
+    /// that transaction commits, and fails with "did not commit" when it rolls back.
+    /// Take the signal with `PooledConnection::after_commit` on the transaction's
+    /// connection.
+    pub fn after_commit(mut self, committed: CommitSignal) -> RunEphemeralTask {
+        self.after_commit = Some(committed);
+        self
     }
 }
 
@@ -111,6 +132,26 @@ pub struct CancelTask(pub TaskId);
 #[derive(Debug, Message)]
 #[rtype(result = "bool")]
 pub struct Cancelled(pub TaskId);
+
+/// Kills a managed task's run on this node without cancelling the task: the run
+/// counts as a failed attempt and is retried by the usual rule. Answers whether it ran
+/// here.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct Kill(pub TaskId);
+
+/// Runs the scheduled tasks due now (by the node's clock) on this node and answers with
+/// their tags once they finished — for applications and tests that drive time
+/// themselves (see `WarrenBuilder::scheduler_poll`).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<String>")]
+pub struct RunDueScheduled;
+
+/// Fault injection for tests of crash supervision: the child panics in a handler.
+#[doc(hidden)]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct InjectFault(pub crate::restart::Child);
 
 /// Retries a task now (see `Store::retry_now`).
 #[derive(Debug, Message)]

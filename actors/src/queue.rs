@@ -5,7 +5,9 @@
 //! next attempt) with a safety poll once a second; it never busy-polls.
 
 use crate::messages::{Cancelled, EphemeralRequest, QueueStatus, RunnerStatus};
-use crate::runner::{CurrentRun, ManagedOutcome, RunEphemeral, RunManaged, TaskRunner};
+use crate::pool::{Group, RunnerHandle, RunnerPool};
+use crate::restart::{Child, ChildGuard, ChildStopped, Crashed};
+use crate::runner::{CurrentRun, ManagedOutcome, RunEphemeral, RunManaged};
 use actix::prelude::*;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -17,25 +19,23 @@ use warren::task::TaskId;
 /// How often the queue looks for work without being woken.
 const SAFETY_POLL: Duration = Duration::from_secs(1);
 
-/// One runner as the queue sees it.
-pub struct Slot {
-    /// The runner.
-    pub addr: Addr<TaskRunner>,
-    /// Its current run, shared with the runner.
-    pub current: CurrentRun,
-    /// The managed task it runs (id, lease token), or true for other work.
-    busy: Option<Option<(TaskId, i64)>>,
+/// What a runner is busy with, as the queue sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    /// A managed task this queue handed it: (id, lease token).
+    Managed(TaskId, i64),
+    /// An ephemeral task this queue handed it.
+    Ephemeral,
+    /// A run handed to it before this queue started (by a queue that crashed); the
+    /// runner finishes and resolves it by itself, the queue only renews its lease
+    /// and waits for the runner to be idle.
+    Inherited(Option<(TaskId, i64)>),
 }
 
-impl Slot {
-    /// A slot for a runner.
-    pub fn new(addr: Addr<TaskRunner>, current: CurrentRun) -> Slot {
-        Slot {
-            addr,
-            current,
-            busy: None,
-        }
-    }
+/// One runner as the queue sees it.
+struct Slot {
+    runner: RunnerHandle,
+    busy: Option<Busy>,
 }
 
 /// The queue of one node.
@@ -44,6 +44,9 @@ pub struct QueueActor {
     catalog: Arc<Catalog>,
     node: String,
     lease_ms: i64,
+    pool: RunnerPool,
+    crashes: Recipient<Crashed>,
+    _guard: ChildGuard,
     clusters: BTreeMap<String, Vec<Slot>>,
     claiming: BTreeMap<String, bool>,
     ephemeral: BTreeMap<String, VecDeque<EphemeralRequest>>,
@@ -54,19 +57,45 @@ pub struct QueueActor {
 }
 
 impl QueueActor {
-    /// A queue over `clusters` (each with its runners).
-    pub fn new(
+    /// A queue feeding the runners of every cluster in `pool`, taking over whatever
+    /// they are running (after a restart); it reports runner crashes and its own end
+    /// to `supervisor`.
+    pub fn new<S>(
         store: Store,
         catalog: Arc<Catalog>,
         node: String,
         lease_ms: i64,
-        clusters: BTreeMap<String, Vec<Slot>>,
-    ) -> QueueActor {
+        pool: RunnerPool,
+        supervisor: Addr<S>,
+    ) -> QueueActor
+    where
+        S: Actor<Context = Context<S>> + Handler<Crashed> + Handler<ChildStopped>,
+    {
+        let clusters: BTreeMap<String, Vec<Slot>> = catalog
+            .clusters()
+            .keys()
+            .map(|cluster| {
+                let slots = pool
+                    .runners(&Group::Cluster(cluster.clone()))
+                    .into_iter()
+                    .map(|runner| {
+                        let busy = runner
+                            .running()
+                            .map(|r| Busy::Inherited(r.task_id.zip(r.token)));
+                        Slot { runner, busy }
+                    })
+                    .collect();
+                (cluster.clone(), slots)
+            })
+            .collect();
         QueueActor {
             store,
             catalog,
             node,
             lease_ms,
+            pool,
+            crashes: supervisor.clone().recipient(),
+            _guard: ChildGuard::new(Child::Queue, supervisor.recipient()),
             claiming: clusters.keys().map(|c| (c.clone(), false)).collect(),
             ephemeral: clusters
                 .keys()
@@ -93,6 +122,12 @@ impl QueueActor {
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
         if self.draining {
             return;
+        }
+        // Runs inherited from a crashed queue end without telling us.
+        for slot in self.clusters.values_mut().flatten() {
+            if matches!(slot.busy, Some(Busy::Inherited(_))) && slot.runner.running().is_none() {
+                slot.busy = None;
+            }
         }
         let clusters: Vec<String> = self.clusters.keys().cloned().collect();
         for cluster in clusters {
@@ -148,24 +183,32 @@ impl QueueActor {
     ) {
         let s = &mut self.clusters.get_mut(cluster).expect("known cluster")[slot];
         let (id, token) = (claimed.task.id, claimed.token);
-        s.busy = Some(Some((id, token)));
-        let task_type = claimed.task.task_type.to_string();
+        s.busy = Some(Busy::Managed(id, token));
+        let task_type = claimed.task.task_type.clone();
         let cluster = cluster.to_string();
-        ctx.spawn(s.addr.send(RunManaged(claimed)).into_actor(self).map(
+        ctx.spawn(s.runner.addr.send(RunManaged(claimed)).into_actor(self).map(
             move |result, act, ctx| {
                 act.clusters.get_mut(&cluster).expect("known cluster")[slot].busy = None;
                 act.completed += 1;
                 match result {
-                    Ok(ManagedOutcome::Resolved(outcome)) => {
+                    Ok(Ok(ManagedOutcome::Resolved(outcome))) => {
                         tracing::debug!(task = id, %task_type, ?outcome, "task resolved")
                     }
-                    Ok(ManagedOutcome::LeaseLost) => {
+                    Ok(Ok(ManagedOutcome::LeaseLost)) => {
                         tracing::info!(task = id, %task_type, "task lost its lease (cancelled or taken over)")
                     }
-                    Ok(ManagedOutcome::StoreError(e)) => {
+                    Ok(Ok(ManagedOutcome::StoreError(e))) => {
                         tracing::warn!(task = id, %task_type, error = %e, "task could not be resolved; its lease will expire")
                     }
-                    Err(e) => tracing::error!(task = id, %task_type, error = %e, "runner is gone"),
+                    Ok(Err(crash)) => {
+                        act.runner_crashed(&cluster, slot, crash.to_string(), ctx);
+                        act.fail_crashed(id, token, &task_type, crash.to_string(), ctx);
+                    }
+                    Err(e) => {
+                        let reason = format!("the runner is gone: {e}");
+                        act.runner_crashed(&cluster, slot, reason.clone(), ctx);
+                        act.fail_crashed(id, token, &task_type, reason, ctx);
+                    }
                 }
                 act.dispatch(ctx);
             },
@@ -180,7 +223,7 @@ impl QueueActor {
         ctx: &mut Context<Self>,
     ) {
         let s = &mut self.clusters.get_mut(cluster).expect("known cluster")[slot];
-        s.busy = Some(None);
+        s.busy = Some(Busy::Ephemeral);
         let cluster = cluster.to_string();
         let EphemeralRequest {
             task_type,
@@ -201,15 +244,71 @@ impl QueueActor {
             kill,
         };
         ctx.spawn(
-            s.addr
+            s.runner
+                .addr
                 .send(msg)
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.clusters.get_mut(&cluster).expect("known cluster")[slot].busy = None;
-                    let _ =
-                        reply.send(result.unwrap_or_else(|e| Err(format!("runner is gone: {e}"))));
+                    let answer = match result {
+                        Ok(Ok(answer)) => answer,
+                        Ok(Err(crash)) => {
+                            act.runner_crashed(&cluster, slot, crash.to_string(), ctx);
+                            Err(crash.to_string())
+                        }
+                        Err(e) => {
+                            let reason = format!("the runner is gone: {e}");
+                            act.runner_crashed(&cluster, slot, reason.clone(), ctx);
+                            Err(reason)
+                        }
+                    };
+                    let _ = reply.send(answer);
                     act.dispatch(ctx);
                 }),
+        );
+    }
+
+    /// Replaces a crashed runner and reports the crash to the Supervisor.
+    fn runner_crashed(
+        &mut self,
+        cluster: &str,
+        slot: usize,
+        reason: String,
+        _: &mut Context<Self>,
+    ) {
+        let group = Group::Cluster(cluster.to_string());
+        let fresh = self.pool.replace(&group, slot);
+        self.clusters.get_mut(cluster).expect("known cluster")[slot] = Slot {
+            runner: fresh,
+            busy: None,
+        };
+        self.crashes.do_send(Crashed {
+            what: format!("runner {cluster}#{slot}"),
+            reason,
+        });
+    }
+
+    /// Records a crashed run as a failed attempt (fenced: a no-op when the runner got to
+    /// resolve it), so the task is retried by the usual rule instead of waiting for its
+    /// lease to expire.
+    fn fail_crashed(
+        &mut self,
+        id: TaskId,
+        token: i64,
+        task_type: &warren::task::TaskType,
+        reason: String,
+        ctx: &mut Context<Self>,
+    ) {
+        let (store, policy) = (self.store.clone(), self.catalog.retry_policy(task_type));
+        ctx.spawn(
+            async move {
+                match store.record_failure(id, token, &reason, None, None, policy).await {
+                    Ok(outcome) => tracing::warn!(task = id, ?outcome, "crashed run recorded as a failure"),
+                    Err(warren::store::StoreError::LeaseLost { .. }) => {}
+                    Err(e) => tracing::warn!(task = id, error = %e, "recording a crashed run failed; its lease will expire"),
+                }
+            }
+            .into_actor(self),
         );
     }
 
@@ -253,13 +352,8 @@ impl QueueActor {
     fn kill_runs(&self, which: impl Fn(&crate::runner::Running) -> bool) -> bool {
         let mut found = false;
         for slot in self.clusters.values().flatten() {
-            if let Some(r) = slot
-                .current
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-            {
-                if which(r) {
+            if let Some(r) = slot.runner.running() {
+                if which(&r) {
                     r.kill.kill();
                     found = true;
                 }
@@ -270,14 +364,16 @@ impl QueueActor {
 
     fn renew_leases(&mut self, ctx: &mut Context<Self>) {
         for slot in self.clusters.values().flatten() {
-            let Some(Some((id, token))) = slot.busy else {
+            let (Some(Busy::Managed(id, token)) | Some(Busy::Inherited(Some((id, token))))) =
+                slot.busy
+            else {
                 continue;
             };
             let (store, node, lease, current) = (
                 self.store.clone(),
                 self.node.clone(),
                 self.lease_ms,
-                slot.current.clone(),
+                slot.runner.current.clone(),
             );
             ctx.spawn(
                 async move {
@@ -408,7 +504,7 @@ impl Handler<QueueStatus> for QueueActor {
             .iter()
             .flat_map(|(cluster, slots)| {
                 slots.iter().enumerate().map(move |(i, s)| {
-                    let current = s.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let current = s.runner.running();
                     RunnerStatus {
                         cluster: cluster.clone(),
                         index: i,
@@ -446,7 +542,7 @@ impl Handler<Drain> for QueueActor {
                 .clusters
                 .values()
                 .flatten()
-                .map(|s| s.current.clone())
+                .map(|s| s.runner.current.clone())
                 .collect();
             wait_idle(currents).into_actor(act)
         }))
@@ -476,5 +572,17 @@ impl Handler<KillAll> for QueueActor {
     type Result = ();
     fn handle(&mut self, _: KillAll, _: &mut Context<Self>) {
         self.kill_runs(|_| true);
+    }
+}
+
+/// Fault injection for tests of crash supervision: the queue panics in its handler.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PanicNow;
+
+impl Handler<PanicNow> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, _: PanicNow, _: &mut Context<Self>) {
+        panic!("injected fault: the queue panics");
     }
 }

@@ -18,6 +18,8 @@ use warren::wasm::{KillSwitch, RunEnd, TaskDb, TaskInput, TaskVm, VmLimits};
 pub struct Running {
     /// The managed task's id (`None` for ephemeral and scheduled runs).
     pub task_id: Option<TaskId>,
+    /// The managed task's fencing token, so a restarted queue can renew its lease.
+    pub token: Option<i64>,
     /// Task type or scheduled tag.
     pub task_type: String,
     /// Stops the guest.
@@ -64,12 +66,13 @@ impl TaskRunner {
     /// Publishes the run (so it can be killed) and takes the type's live VM, if any.
     fn begin(
         &mut self,
-        task_id: Option<TaskId>,
+        task: Option<(TaskId, i64)>,
         task_type: &str,
         kill: &KillSwitch,
     ) -> Option<TaskVm> {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
-            task_id,
+            task_id: task.map(|t| t.0),
+            token: task.map(|t| t.1),
             task_type: task_type.to_string(),
             kill: kill.clone(),
             started: Instant::now(),
@@ -89,9 +92,48 @@ impl Actor for TaskRunner {
     type Context = Context<Self>;
 }
 
+/// A runner crashed (its host code panicked) during a run; it stops, and whoever
+/// handed it the run replaces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerCrash(pub String);
+
+impl std::fmt::Display for RunnerCrash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the runner crashed: {}", self.0)
+    }
+}
+
+/// Runs `run` on the runner, catching a panic: the runner then forgets its VMs and
+/// stops (its state can no longer be trusted) and the crash is the answer.
+fn guarded<T: 'static>(
+    runner: &mut TaskRunner,
+    name: String,
+    run: impl std::future::Future<Output = (Option<TaskVm>, T)> + 'static,
+) -> AtomicResponse<TaskRunner, Result<T, RunnerCrash>> {
+    use futures_util::FutureExt;
+    let run = std::panic::AssertUnwindSafe(run).catch_unwind();
+    AtomicResponse::new(Box::pin(run.into_actor(runner).map(
+        move |result, act, ctx| match result {
+            Ok((vm, answer)) => {
+                act.end(name, vm);
+                Ok(answer)
+            }
+            Err(payload) => {
+                let reason = crate::restart::take_last_panic()
+                    .unwrap_or_else(|| crate::restart::payload_text(payload.as_ref()));
+                tracing::error!(run = %name, %reason, "the runner crashed; it will be replaced");
+                act.vms.clear();
+                *act.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                ctx.stop();
+                Err(RunnerCrash(reason))
+            }
+        },
+    )))
+}
+
 /// Runs a claimed managed task in its own transaction and resolves it.
 #[derive(Message)]
-#[rtype(result = "ManagedOutcome")]
+#[rtype(result = "Result<ManagedOutcome, RunnerCrash>")]
 pub struct RunManaged(pub ClaimedTask);
 
 /// How a managed run ended, for the queue's bookkeeping and logs.
@@ -108,7 +150,7 @@ pub enum ManagedOutcome {
 /// Runs an ephemeral task: its SQL goes to a transaction of its own, committed when it
 /// completes. Answers with the result (JSON text) or the failure.
 #[derive(Message)]
-#[rtype(result = "Result<String, String>")]
+#[rtype(result = "Result<Result<String, String>, RunnerCrash>")]
 pub struct RunEphemeral {
     /// Task type.
     pub task_type: String,
@@ -122,7 +164,7 @@ pub struct RunEphemeral {
 
 /// Runs a scheduled task; answers with (outcome, output) for the scheduled state.
 #[derive(Message)]
-#[rtype(result = "(String, String)")]
+#[rtype(result = "Result<(String, String), RunnerCrash>")]
 pub struct RunScheduled {
     /// Full tag.
     pub tag: String,
@@ -242,21 +284,14 @@ async fn run_managed(
 }
 
 impl Handler<RunManaged> for TaskRunner {
-    type Result = AtomicResponse<Self, ManagedOutcome>;
+    type Result = AtomicResponse<Self, Result<ManagedOutcome, RunnerCrash>>;
 
     fn handle(&mut self, msg: RunManaged, _: &mut Context<Self>) -> Self::Result {
         let task_type = msg.0.task.task_type.to_string();
         let kill = KillSwitch::new();
-        let vm = self.begin(Some(msg.0.task.id), &task_type, &kill);
+        let vm = self.begin(Some((msg.0.task.id, msg.0.token)), &task_type, &kill);
         let env = self.env.clone();
-        AtomicResponse::new(Box::pin(
-            run_managed(env, msg.0, vm, kill)
-                .into_actor(self)
-                .map(move |(vm, outcome), act, _| {
-                    act.end(task_type, vm);
-                    outcome
-                }),
-        ))
+        guarded(self, task_type, run_managed(env, msg.0, vm, kill))
     }
 }
 
@@ -320,18 +355,13 @@ async fn finish_transaction(tx: Option<Transaction>, end: RunEnd) -> Result<Stri
 }
 
 impl Handler<RunEphemeral> for TaskRunner {
-    type Result = AtomicResponse<Self, Result<String, String>>;
+    type Result = AtomicResponse<Self, Result<Result<String, String>, RunnerCrash>>;
 
     fn handle(&mut self, msg: RunEphemeral, _: &mut Context<Self>) -> Self::Result {
         let task_type = msg.task_type.clone();
         let vm = self.begin(None, &task_type, &msg.kill);
         let env = self.env.clone();
-        AtomicResponse::new(Box::pin(run_ephemeral(env, msg, vm).into_actor(self).map(
-            move |(vm, result), act, _| {
-                act.end(task_type, vm);
-                result
-            },
-        )))
+        guarded(self, task_type, run_ephemeral(env, msg, vm))
     }
 }
 
@@ -407,17 +437,12 @@ async fn run_scheduled(
 }
 
 impl Handler<RunScheduled> for TaskRunner {
-    type Result = AtomicResponse<Self, (String, String)>;
+    type Result = AtomicResponse<Self, Result<(String, String), RunnerCrash>>;
 
     fn handle(&mut self, msg: RunScheduled, _: &mut Context<Self>) -> Self::Result {
         let tag = msg.tag.clone();
         let vm = self.begin(None, &tag, &msg.kill);
         let env = self.env.clone();
-        AtomicResponse::new(Box::pin(run_scheduled(env, msg, vm).into_actor(self).map(
-            move |(vm, out), act, _| {
-                act.end(tag, vm);
-                out
-            },
-        )))
+        guarded(self, tag, run_scheduled(env, msg, vm))
     }
 }

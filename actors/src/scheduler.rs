@@ -1,7 +1,8 @@
 //! SchedulerActor: runs each `<task>` of the loaded modules at its cron times, once per
 //! tick across every node sharing the database, never overlapping itself.
 
-use crate::queue::Slot;
+use crate::pool::{Group, RunnerHandle, RunnerPool};
+use crate::restart::{Child, ChildGuard, ChildStopped, Crashed};
 use crate::runner::RunScheduled;
 use actix::prelude::*;
 use std::collections::VecDeque;
@@ -23,32 +24,65 @@ pub struct SchedulerActor {
     catalog: Arc<Catalog>,
     node: String,
     maintenance_offset: u32,
-    runners: Vec<Slot>,
+    pool: RunnerPool,
+    crashes: Recipient<Crashed>,
+    _guard: ChildGuard,
+    runners: Vec<RunnerHandle>,
     busy: Vec<Option<ScheduledRun>>,
     waiting: VecDeque<ScheduledRun>,
     draining: bool,
     claiming: bool,
+    poll: Option<Duration>,
+    idle_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl SchedulerActor {
-    /// A scheduler running scheduled tasks on `runners` (at most that many at once).
-    pub fn new(
+    /// A scheduler running scheduled tasks on the pool's scheduled-task runners (at
+    /// most that many at once); it reports runner crashes and its own end to
+    /// `supervisor`.
+    pub fn new<S>(
         store: Store,
         catalog: Arc<Catalog>,
         node: String,
         maintenance_offset: u32,
-        runners: Vec<Slot>,
-    ) -> SchedulerActor {
+        pool: RunnerPool,
+        supervisor: Addr<S>,
+    ) -> SchedulerActor
+    where
+        S: Actor<Context = Context<S>> + Handler<Crashed> + Handler<ChildStopped>,
+    {
+        let runners = pool.runners(&Group::Scheduled);
         SchedulerActor {
             busy: runners.iter().map(|_| None).collect(),
             store,
             catalog,
             node,
             maintenance_offset,
+            pool,
+            crashes: supervisor.clone().recipient(),
+            _guard: ChildGuard::new(Child::Scheduler, supervisor.recipient()),
             runners,
             waiting: VecDeque::new(),
             draining: false,
             claiming: false,
+            poll: Some(POLL),
+            idle_waiters: Vec::new(),
+        }
+    }
+
+    /// Polls the shared schedule every `poll`, or only when told to ([`RunDue`],
+    /// [`TickNow`]) when `None` — for tests and applications that drive time.
+    pub fn with_poll(mut self, poll: Option<Duration>) -> SchedulerActor {
+        self.poll = poll;
+        self
+    }
+
+    /// Answers the [`RunDue`] callers once nothing runs or waits.
+    fn notify_idle(&mut self) {
+        if self.waiting.is_empty() && self.busy.iter().all(Option::is_none) {
+            for waiter in self.idle_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
         }
     }
 
@@ -81,8 +115,15 @@ impl SchedulerActor {
         }));
     }
 
+    /// A runner free for a run: not busy with ours, nor with one a crashed scheduler
+    /// handed it.
+    fn free_runner(&self) -> Option<usize> {
+        (0..self.runners.len())
+            .find(|&i| self.busy[i].is_none() && self.runners[i].running().is_none())
+    }
+
     fn start_waiting(&mut self, ctx: &mut Context<Self>) {
-        while let Some(slot) = self.busy.iter().position(Option::is_none) {
+        while let Some(slot) = self.free_runner() {
             let Some(run) = self.waiting.pop_front() else {
                 return;
             };
@@ -97,21 +138,34 @@ impl SchedulerActor {
             let finish = self.runners[slot].addr.send(msg);
             ctx.spawn(
                 async move {
-                    let (outcome, output) = finish
-                        .await
-                        .unwrap_or_else(|e| ("failed".into(), format!("runner is gone: {e}")));
+                    let (crash, (outcome, output)) = match finish.await {
+                        Ok(Ok(ended)) => (None, ended),
+                        Ok(Err(crash)) => (Some(crash.to_string()), ("failed".into(), crash.to_string())),
+                        Err(e) => {
+                            let reason = format!("the runner is gone: {e}");
+                            (Some(reason.clone()), ("failed".into(), reason))
+                        }
+                    };
                     let recorded = store.finish_scheduled(&run.tag, run.token, &outcome, &output).await;
-                    (run, outcome, recorded)
+                    (run, outcome, recorded, crash)
                 }
                 .into_actor(self)
-                .map(move |(run, outcome, recorded), act, ctx| {
+                .map(move |(run, outcome, recorded, crash), act, ctx| {
                     act.busy[slot] = None;
+                    if let Some(reason) = crash {
+                        act.runners[slot] = act.pool.replace(&Group::Scheduled, slot);
+                        act.crashes.do_send(Crashed {
+                            what: format!("scheduled-task runner #{slot}"),
+                            reason,
+                        });
+                    }
                     match recorded {
                         Ok(true) => tracing::info!(tag = %run.tag, %outcome, "scheduled task finished"),
                         Ok(false) => tracing::warn!(tag = %run.tag, "scheduled task finished after its claim was taken over"),
                         Err(e) => tracing::warn!(tag = %run.tag, error = %e, "recording a scheduled run failed"),
                     }
                     act.start_waiting(ctx);
+                    act.notify_idle();
                     act.tick(ctx);
                 }),
             );
@@ -164,7 +218,9 @@ impl Actor for SchedulerActor {
                 tracing::error!(error = %e, "cannot set up the scheduled tasks");
             }
         }));
-        ctx.run_interval(POLL, |act, ctx| act.tick(ctx));
+        if let Some(poll) = self.poll {
+            ctx.run_interval(poll, |act, ctx| act.tick(ctx));
+        }
         ctx.run_interval(
             Duration::from_millis(RUN_LEASE_MS as u64 / 3),
             |act, ctx| act.renew(ctx),
@@ -184,6 +240,55 @@ impl Handler<TickNow> for SchedulerActor {
     }
 }
 
+/// Claims the scheduled runs due now and answers with their tags once they (and any
+/// other run of this scheduler) finished.
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct RunDue;
+
+impl Handler<RunDue> for SchedulerActor {
+    type Result = ResponseActFuture<Self, Vec<String>>;
+    fn handle(&mut self, _: RunDue, _: &mut Context<Self>) -> Self::Result {
+        let (store, node, offset, tags) = (
+            self.store.clone(),
+            self.node.clone(),
+            self.maintenance_offset,
+            self.catalog.scheduled_tags(),
+        );
+        let draining = self.draining || self.runners.is_empty();
+        let claim = async move {
+            if draining || tags.is_empty() {
+                return Ok(Vec::new());
+            }
+            store
+                .claim_due_scheduled(&node, &tags, RUN_LEASE_MS, offset)
+                .await
+        };
+        Box::pin(claim.into_actor(self).then(|result, act, ctx| {
+            let tags: Vec<String> = match result {
+                Ok(runs) => {
+                    let tags = runs.iter().map(|r| r.tag.clone()).collect();
+                    act.waiting.extend(runs);
+                    act.start_waiting(ctx);
+                    tags
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming scheduled tasks failed");
+                    Vec::new()
+                }
+            };
+            let (idle, wait) = tokio::sync::oneshot::channel();
+            act.idle_waiters.push(idle);
+            act.notify_idle();
+            async move {
+                let _ = wait.await;
+                tags
+            }
+            .into_actor(act)
+        }))
+    }
+}
+
 /// Stop starting scheduled tasks; answer when none runs.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -193,7 +298,19 @@ impl Handler<StopScheduling> for SchedulerActor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: StopScheduling, _: &mut Context<Self>) -> Self::Result {
         self.draining = true;
-        let currents: Vec<_> = self.runners.iter().map(|s| s.current.clone()).collect();
+        let currents: Vec<_> = self.runners.iter().map(|r| r.current.clone()).collect();
         Box::pin(crate::queue::wait_idle(currents).into_actor(self))
+    }
+}
+
+/// Fault injection for tests of crash supervision: the scheduler panics in its handler.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PanicNow;
+
+impl Handler<PanicNow> for SchedulerActor {
+    type Result = ();
+    fn handle(&mut self, _: PanicNow, _: &mut Context<Self>) {
+        panic!("injected fault: the scheduler panics");
     }
 }

@@ -1,14 +1,17 @@
 //! The Supervisor: starts a node (store, modules, engine, runners, queue, scheduler),
-//! answers the public messages, keeps the node registered, prunes old tasks, and shuts
-//! the node down gracefully.
+//! restarts a crashed child within its restart window, answers the public messages,
+//! keeps the node registered, prunes old tasks, and shuts the node down gracefully.
 
 use crate::code::CodeCache;
 use crate::messages::*;
-use crate::queue::{Drain, KillAll, QueueActor, Slot};
-use crate::runner::{CurrentRun, RunnerEnv, TaskRunner};
-use crate::scheduler::{SchedulerActor, StopScheduling, TickNow};
+use crate::pool::{Group, RunnerPool};
+use crate::queue::{Drain, KillAll, QueueActor};
+use crate::restart::{
+    install_panic_hook, Child, ChildStopped, Crashed, RestartPolicy, RestartWindow,
+};
+use crate::runner::RunnerEnv;
+use crate::scheduler::{RunDue, SchedulerActor, StopScheduling, TickNow};
 use actix::prelude::*;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +40,7 @@ pub enum StartError {
 }
 
 /// Settings of a node; build one with [`Warren::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WarrenBuilder {
     database: String,
     modules_dir: Option<PathBuf>,
@@ -47,6 +50,25 @@ pub struct WarrenBuilder {
     engine: EngineConfig,
     vm_limits: VmLimits,
     clock: SharedClock,
+    restart: RestartPolicy,
+    scheduler_poll: Option<Duration>,
+    on_give_up: GiveUp,
+}
+
+/// What the Supervisor does when crashes exceed its restart window, given the reason.
+pub type GiveUp = Arc<dyn Fn(&str) + Send + Sync>;
+
+impl std::fmt::Debug for WarrenBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WarrenBuilder")
+            .field("database", &warren::store::redact_url(&self.database))
+            .field("modules_dir", &self.modules_dir)
+            .field("node", &self.node)
+            .field("lease_ms", &self.lease_ms)
+            .field("retention_ms", &self.retention_ms)
+            .field("restart", &self.restart)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Entry point of the actor system.
@@ -65,6 +87,9 @@ impl Warren {
             engine: EngineConfig::default(),
             vm_limits: VmLimits::default(),
             clock: Arc::new(SystemClock),
+            restart: RestartPolicy::default(),
+            scheduler_poll: Some(Duration::from_secs(1)),
+            on_give_up: Arc::new(|_| System::current().stop_with_code(1)),
         }
     }
 }
@@ -116,6 +141,32 @@ impl WarrenBuilder {
         self.clock = clock;
         self
     }
+    /// VM recycling bounds.
+    pub fn vm_limits(mut self, limits: VmLimits) -> Self {
+        self.vm_limits = limits;
+        self
+    }
+    /// How many crashes (of the queue, the scheduler or a runner) the Supervisor
+    /// restarts within `within` before it gives up; default 10 in 60 s.
+    pub fn restart_policy(mut self, max_restarts: usize, within: Duration) -> Self {
+        self.restart = RestartPolicy {
+            max_restarts,
+            within,
+        };
+        self
+    }
+    /// What to do on giving up (the reason is logged too); default: stop the actix
+    /// system with exit code 1.
+    pub fn on_give_up(mut self, give_up: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_give_up = Arc::new(give_up);
+        self
+    }
+    /// How often the scheduler looks at the shared schedule; `None`: only when sent
+    /// [`RunDueScheduled`] (for tests and applications driving an injected clock).
+    pub fn scheduler_poll(mut self, every: Option<Duration>) -> Self {
+        self.scheduler_poll = every;
+        self
+    }
 
     /// Opens the database (migrating it), loads the modules — a module with errors is
     /// reported and skipped —, and starts the node. Call inside a running actix
@@ -151,32 +202,14 @@ impl WarrenBuilder {
             clock: self.clock.clone(),
             vm_limits: self.vm_limits,
         };
-        let mut clusters = BTreeMap::new();
+        install_panic_hook();
+        let pool = RunnerPool::new(env);
         for (cluster, workers) in catalog.clusters() {
-            let slots = (0..*workers).map(|_| start_runner(&env)).collect();
-            clusters.insert(cluster.clone(), slots);
+            pool.add(Group::Cluster(cluster.clone()), *workers as usize);
         }
-        let queue = QueueActor::new(
-            store.clone(),
-            catalog.clone(),
-            self.node.clone(),
-            self.lease_ms,
-            clusters,
-        )
-        .start();
-        let scheduled_slots = if catalog.scheduled_tasks().next().is_some() {
-            (0..SCHEDULED_RUNNERS).map(|_| start_runner(&env)).collect()
-        } else {
-            Vec::new()
-        };
-        let scheduler = SchedulerActor::new(
-            store.clone(),
-            catalog.clone(),
-            self.node.clone(),
-            offset,
-            scheduled_slots,
-        )
-        .start();
+        if catalog.scheduled_tasks().next().is_some() {
+            pool.add(Group::Scheduled, SCHEDULED_RUNNERS);
+        }
         let info = serde_json::json!({
             "pid": std::process::id(),
             "version": env!("CARGO_PKG_VERSION"),
@@ -185,15 +218,30 @@ impl WarrenBuilder {
         });
         store.register_node(&self.node, &info).await?;
         tracing::info!(node = %self.node, modules = modules.len(), skipped = broken.len(), "node started");
-        let supervisor = Supervisor {
-            store,
-            node: self.node,
-            info,
-            retention_ms: self.retention_ms,
-            queue,
-            scheduler,
-        }
-        .start();
+        let children = Children {
+            store: store.clone(),
+            catalog,
+            node: self.node.clone(),
+            lease_ms: self.lease_ms,
+            maintenance_offset: offset,
+            scheduler_poll: self.scheduler_poll,
+            pool,
+        };
+        let supervisor = Supervisor::create(move |ctx| {
+            let me = ctx.address();
+            Supervisor {
+                queue: children.start_queue(me.clone()),
+                scheduler: children.start_scheduler(me),
+                children,
+                store,
+                node: self.node,
+                info,
+                retention_ms: self.retention_ms,
+                window: RestartWindow::new(self.restart),
+                on_give_up: self.on_give_up,
+                stopping: false,
+            }
+        });
         Ok((supervisor, broken))
     }
 }
@@ -212,15 +260,42 @@ fn split(
     (ok, broken)
 }
 
-/// Starts a runner on an arbiter (a thread) of its own, so guest code never stalls
-/// the other actors.
-fn start_runner(env: &RunnerEnv) -> Slot {
-    let current = CurrentRun::default();
-    let arbiter = Arbiter::new();
-    let (env, shared) = (env.clone(), current.clone());
-    let addr =
-        TaskRunner::start_in_arbiter(&arbiter.handle(), move |_| TaskRunner::new(env, shared));
-    Slot::new(addr, current)
+/// What the Supervisor needs to (re)start its children.
+struct Children {
+    store: Store,
+    catalog: Arc<Catalog>,
+    node: String,
+    lease_ms: i64,
+    maintenance_offset: u32,
+    scheduler_poll: Option<Duration>,
+    pool: RunnerPool,
+}
+
+impl Children {
+    fn start_queue(&self, supervisor: Addr<Supervisor>) -> Addr<QueueActor> {
+        QueueActor::new(
+            self.store.clone(),
+            self.catalog.clone(),
+            self.node.clone(),
+            self.lease_ms,
+            self.pool.clone(),
+            supervisor,
+        )
+        .start()
+    }
+
+    fn start_scheduler(&self, supervisor: Addr<Supervisor>) -> Addr<SchedulerActor> {
+        SchedulerActor::new(
+            self.store.clone(),
+            self.catalog.clone(),
+            self.node.clone(),
+            self.maintenance_offset,
+            self.pool.clone(),
+            supervisor,
+        )
+        .with_poll(self.scheduler_poll)
+        .start()
+    }
 }
 
 /// The node's root actor.
@@ -229,14 +304,109 @@ pub struct Supervisor {
     node: String,
     info: serde_json::Value,
     retention_ms: i64,
+    children: Children,
     queue: Addr<QueueActor>,
     scheduler: Addr<SchedulerActor>,
+    window: RestartWindow,
+    on_give_up: GiveUp,
+    stopping: bool,
 }
 
 impl Supervisor {
     /// The store, for direct queries.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Counts a crash; gives up (stops the node, then calls the give-up action) when
+    /// there were too many within the restart window. Says whether to go on.
+    fn crashed(&mut self, what: &str, reason: &str, ctx: &mut Context<Self>) -> bool {
+        if self.window.record(std::time::Instant::now()) {
+            tracing::error!(%what, %reason, crashes_in_window = self.window.count(), "crashed; restarting it");
+            return true;
+        }
+        let why = format!(
+            "giving up: {} crashes within the restart window; the last: {what} ({reason})",
+            self.window.count()
+        );
+        tracing::error!("{why}");
+        self.stopping = true;
+        self.queue.do_send(KillAll);
+        let give_up = self.on_give_up.clone();
+        let (queue, scheduler, store, node) = (
+            self.queue.clone(),
+            self.scheduler.clone(),
+            self.store.clone(),
+            self.node.clone(),
+        );
+        ctx.spawn(
+            async move {
+                let stop = async {
+                    let _ = futures_util::join!(queue.send(Drain), scheduler.send(StopScheduling));
+                };
+                let _ = actix_rt::time::timeout(Duration::from_secs(5), stop).await;
+                let _ = store.remove_node(&node).await;
+                give_up(&why);
+            }
+            .into_actor(self)
+            .map(|_, _, ctx| ctx.stop()),
+        );
+        false
+    }
+}
+
+impl Handler<ChildStopped> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: ChildStopped, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        let reason = msg
+            .panic
+            .unwrap_or_else(|| "it stopped unexpectedly".to_string());
+        if !self.crashed(&msg.child.to_string(), &reason, ctx) {
+            return;
+        }
+        let me = ctx.address();
+        match msg.child {
+            Child::Queue => self.queue = self.children.start_queue(me),
+            Child::Scheduler => self.scheduler = self.children.start_scheduler(me),
+        }
+    }
+}
+
+impl Handler<Crashed> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Crashed, ctx: &mut Context<Self>) {
+        if !self.stopping {
+            self.crashed(&msg.what, &msg.reason, ctx);
+        }
+    }
+}
+
+impl Handler<InjectFault> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: InjectFault, _: &mut Context<Self>) {
+        match msg.0 {
+            Child::Queue => self.queue.do_send(crate::queue::PanicNow),
+            Child::Scheduler => self.scheduler.do_send(crate::scheduler::PanicNow),
+        }
+    }
+}
+
+impl Handler<RunDueScheduled> for Supervisor {
+    type Result = ResponseFuture<Vec<String>>;
+    fn handle(&mut self, _: RunDueScheduled, _: &mut Context<Self>) -> Self::Result {
+        let scheduler = self.scheduler.clone();
+        Box::pin(async move { scheduler.send(RunDue).await.unwrap_or_default() })
+    }
+}
+
+impl Handler<Kill> for Supervisor {
+    type Result = ResponseFuture<bool>;
+    fn handle(&mut self, msg: Kill, _: &mut Context<Self>) -> Self::Result {
+        let queue = self.queue.clone();
+        Box::pin(async move { queue.send(Cancelled(msg.0)).await.unwrap_or(false) })
     }
 }
 
@@ -290,13 +460,30 @@ impl Handler<RunEphemeralTask> for Supervisor {
     fn handle(&mut self, msg: RunEphemeralTask, _: &mut Context<Self>) -> Self::Result {
         let (reply, result) = tokio::sync::oneshot::channel();
         let kill = warren::wasm::KillSwitch::new();
-        self.queue.do_send(EphemeralRequest {
+        let request = EphemeralRequest {
             task_type: msg.task_type,
             data: msg.data.to_string(),
             timeout: msg.timeout,
             kill: kill.clone(),
             reply,
-        });
+        };
+        match msg.after_commit {
+            None => self.queue.do_send(request),
+            Some(committed) => {
+                // Starts once the caller's transaction committed; never if it did not.
+                let queue = self.queue.clone();
+                actix_rt::spawn(async move {
+                    if committed.await {
+                        queue.do_send(request);
+                    } else {
+                        let _ = request.reply.send(Err(
+                            "the task did not run: the transaction that scheduled it did not commit"
+                                .into(),
+                        ));
+                    }
+                });
+            }
+        }
         MessageResult(EphemeralTask {
             result,
             kill,
@@ -365,6 +552,7 @@ impl Handler<Status> for Supervisor {
 impl Handler<Shutdown> for Supervisor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.stopping = true;
         let (queue, scheduler, store, node) = (
             self.queue.clone(),
             self.scheduler.clone(),

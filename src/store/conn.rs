@@ -17,9 +17,42 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, DetachedBlocking>;
 /// Runs SQLite work on tokio's blocking pool. Unlike diesel-async's default, a caller
 /// that stops waiting (a dropped future: a timeout, a stopping actor) does not block
 /// until the work is done — which panics on a single-threaded runtime such as actix's.
-/// The work still runs to its end on its blocking thread, holding the connection's lock,
-/// so the connection's state stays consistent for the next caller.
-pub struct DetachedBlocking;
+/// The work still runs to its end on its blocking thread, holding the connection's lock.
+///
+/// One instance per connection counts the work in flight, so that the connection is
+/// not handed to a new caller while abandoned work still holds it: diesel-async's
+/// wrapper panics ("Cannot access shared transaction state") when its transaction
+/// state is touched while such work runs. The pool's pre-recycle hook
+/// ([`wait_for_abandoned_work`]) waits for it.
+#[derive(Default)]
+pub struct DetachedBlocking {
+    in_flight: std::sync::Arc<InFlight>,
+}
+
+/// Work in flight on one connection.
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl InFlight {
+    async fn wait_idle(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let idle = self.idle.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+thread_local! {
+    /// Set while the pre-recycle hook probes a connection: its no-op work only waits.
+    static PROBING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 impl diesel_async::sync_connection_wrapper::SpawnBlocking for DetachedBlocking {
     fn spawn_blocking<'a, R>(
@@ -33,14 +66,44 @@ impl diesel_async::sync_connection_wrapper::SpawnBlocking for DetachedBlocking {
         R: Send + 'static,
     {
         use futures_util::FutureExt;
-        tokio::task::spawn_blocking(task)
-            .map(|joined| joined.map_err(|e| Box::new(e) as Box<_>))
-            .boxed()
+        use std::sync::atomic::Ordering;
+        let in_flight = self.in_flight.clone();
+        if PROBING.with(|p| p.get()) {
+            // The probe's work is a no-op: drop it (and the connection handle it holds)
+            // now, and answer once the work before it has finished.
+            drop(task);
+            return async move {
+                in_flight.wait_idle().await;
+                Err(Box::<dyn std::error::Error + Send + Sync>::from("probe"))
+            }
+            .boxed();
+        }
+        in_flight.count.fetch_add(1, Ordering::AcqRel);
+        tokio::task::spawn_blocking(move || {
+            // Calling the task consumes it: the connection handle it holds is released
+            // before the work counts as done.
+            let result = task();
+            if in_flight.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+                in_flight.idle.notify_waiters();
+            }
+            result
+        })
+        .map(|joined| joined.map_err(|e| Box::new(e) as Box<_>))
+        .boxed()
     }
 
     fn get_runtime() -> DetachedBlocking {
-        DetachedBlocking
+        DetachedBlocking::default()
     }
+}
+
+/// Waits until no work abandoned by an earlier caller still runs on `conn` (see
+/// [`DetachedBlocking`]); the pool calls it before handing the connection out again.
+pub(super) async fn wait_for_abandoned_work(conn: &mut SqliteConn) {
+    PROBING.with(|p| p.set(true));
+    let probe = conn.spawn_blocking(|_| Ok(()));
+    PROBING.with(|p| p.set(false));
+    let _ = probe.await;
 }
 
 /// A borrowed connection to either backend. Functions that take an `AnyConn` run on

@@ -185,7 +185,12 @@ impl Store {
     /// A pooled connection, for running an application's own transaction that schedules
     /// tasks with [`Store::schedule_in`].
     pub async fn connection(&self) -> StoreResult<PooledConnection> {
-        Ok(PooledConnection(self.conn().await?))
+        Ok(PooledConnection {
+            conn: self.conn().await?,
+            store: self.clone(),
+            pending: signals::Pending::default(),
+            on_commit: Vec::new(),
+        })
     }
 
     async fn conn(&self) -> StoreResult<PooledConn> {
@@ -200,30 +205,87 @@ impl Store {
     }
 }
 
-/// A connection borrowed from the store's pool; [`PooledConnection::as_any`] gives the
-/// form that [`Store::schedule_in`] takes, and the backend's diesel connection is
-/// reachable for the application's own queries.
-pub struct PooledConnection(PooledConn);
+/// A connection borrowed from the store's pool, for an application's own transaction:
+/// [`PooledConnection::as_any`] gives the form that [`Store::schedule_in`] takes, and
+/// the backend's diesel connection is reachable for the application's own queries.
+pub struct PooledConnection {
+    conn: PooledConn,
+    store: Store,
+    pending: signals::Pending,
+    on_commit: Vec<tokio::sync::oneshot::Sender<bool>>,
+}
+
+/// Resolves to whether the transaction it was taken from committed (false on a
+/// rollback, a failed commit, or a connection dropped mid-transaction). Work that
+/// must only start once the caller's transaction is durable waits for it.
+#[derive(Debug)]
+pub struct CommitSignal(tokio::sync::oneshot::Receiver<bool>);
+
+impl std::future::Future for CommitSignal {
+    type Output = bool;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<bool> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or(false))
+    }
+}
 
 impl PooledConnection {
     /// The connection in the form the store's functions take.
     pub fn as_any(&mut self) -> AnyConn<'_> {
-        self.0.any()
+        self.conn.any()
     }
 
     /// Opens a transaction (on SQLite a deferred one: it takes the write lock at its
     /// first write).
     pub async fn begin(&mut self) -> StoreResult<()> {
-        Ok(conn::begin_deferred(&mut self.0.any()).await?)
+        Ok(conn::begin_deferred(&mut self.conn.any()).await?)
+    }
+
+    /// Schedules a managed task in the open transaction: it exists only if the
+    /// transaction commits, and the queue is woken by the commit (on both backends).
+    pub async fn schedule(&mut self, task: NewTask) -> StoreResult<crate::task::TaskId> {
+        let now = self.store.now();
+        let ids = schedule::insert_tasks(
+            &mut self.conn.any(),
+            &mut self.pending,
+            std::slice::from_ref(&task),
+            now,
+        )
+        .await?;
+        Ok(ids[0])
+    }
+
+    /// A signal that resolves when the open transaction ends: true if it committed.
+    pub fn after_commit(&mut self) -> CommitSignal {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.on_commit.push(tx);
+        CommitSignal(rx)
+    }
+
+    fn ended(&mut self, committed: bool) {
+        let pending = std::mem::take(&mut self.pending);
+        if committed {
+            pending.deliver(&self.store.inner.signals);
+        }
+        for signal in self.on_commit.drain(..) {
+            let _ = signal.send(committed);
+        }
     }
 
     /// Commits the transaction opened by [`PooledConnection::begin`].
     pub async fn commit(&mut self) -> StoreResult<()> {
-        Ok(conn::commit(&mut self.0.any()).await?)
+        let result = conn::commit(&mut self.conn.any()).await;
+        self.ended(result.is_ok());
+        Ok(result?)
     }
 
     /// Rolls back the transaction opened by [`PooledConnection::begin`].
     pub async fn rollback(&mut self) -> StoreResult<()> {
-        Ok(conn::rollback(&mut self.0.any()).await?)
+        self.ended(false);
+        Ok(conn::rollback(&mut self.conn.any()).await?)
     }
 }

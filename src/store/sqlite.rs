@@ -1,10 +1,10 @@
 //! SQLite: the file, its pragmas, the connection pool and the embedded migrations.
 
-use super::conn::SqliteConn;
+use super::conn::{wait_for_abandoned_work, DetachedBlocking, SqliteConn};
 use super::{StoreConfig, StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, SqliteConnection};
-use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::deadpool::{Hook, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
@@ -52,7 +52,7 @@ pub(super) fn pool(path: &Path, config: &StoreConfig) -> StoreResult<Pool<Sqlite
             tokio::task::spawn_blocking(move || establish(&url, busy))
                 .await
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?
-                .map(|c| SyncConnectionWrapper::with_runtime(c, super::conn::DetachedBlocking))
+                .map(|c| SyncConnectionWrapper::with_runtime(c, DetachedBlocking::default()))
         }
         .boxed()
     });
@@ -62,6 +62,13 @@ pub(super) fn pool(path: &Path, config: &StoreConfig) -> StoreResult<Pool<Sqlite
     );
     Pool::builder(manager)
         .max_size(config.max_connections)
+        // Work a dropped caller left running must end before the connection is reused.
+        .pre_recycle(Hook::async_fn(|conn: &mut SqliteConn, _| {
+            Box::pin(async move {
+                wait_for_abandoned_work(conn).await;
+                Ok(())
+            })
+        }))
         .build()
         .map_err(|e| StoreError::Pool {
             url: path.display().to_string(),

@@ -115,6 +115,7 @@ pub struct HostState {
     pub(crate) logs: Vec<LogLine>,
     pub(crate) clock: SharedClock,
     pub(crate) task_type: String,
+    pub(crate) panic_on_log: Option<&'static str>,
 }
 
 impl WasiView for HostState {
@@ -242,6 +243,9 @@ impl host::Host for HostState {
 
 impl HostState {
     fn log_line(&mut self, level: u8, message: String) {
+        if self.panic_on_log == Some(message.as_str()) {
+            panic!("injected host fault: the guest logged {message:?}");
+        }
         let level = level.min(4);
         match level {
             0 => tracing::error!(task_type = %self.task_type, "{message}"),

@@ -95,6 +95,10 @@ pub struct VmLimits {
     pub max_runs: u32,
     /// Age after which the VM is recycled (checked between runs).
     pub max_age: Duration,
+    /// Fault injection for tests of crash supervision: the host panics when the guest
+    /// logs exactly this message, as a bug in host code would. `None` in production.
+    #[doc(hidden)]
+    pub panic_on_log: Option<&'static str>,
 }
 
 impl Default for VmLimits {
@@ -103,6 +107,7 @@ impl Default for VmLimits {
             memory_bytes: 256 << 20,
             max_runs: 10_000,
             max_age: Duration::from_secs(15 * 60),
+            panic_on_log: None,
         }
     }
 }
@@ -262,6 +267,7 @@ impl TaskVm {
             logs: Vec::new(),
             clock,
             task_type: code.task_type.clone(),
+            panic_on_log: limits.panic_on_log,
         };
         let mut store = Store::new(&engine.engine, state);
         store.limiter(|s| &mut s.limiter);
