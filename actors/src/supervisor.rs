@@ -4,6 +4,7 @@
 
 use crate::code::CodeCache;
 use crate::messages::*;
+use crate::metrics::Metrics;
 use crate::queue::{Drain, KillAll, QueueActor, Slot};
 use crate::runner::{CurrentRun, RunnerEnv, TaskRunner};
 use crate::scheduler::{SchedulerActor, StopScheduling, TickNow};
@@ -47,6 +48,7 @@ pub struct WarrenBuilder {
     engine: EngineConfig,
     vm_limits: VmLimits,
     clock: SharedClock,
+    metrics: Arc<Metrics>,
 }
 
 /// Entry point of the actor system.
@@ -65,6 +67,7 @@ impl Warren {
             engine: EngineConfig::default(),
             vm_limits: VmLimits::default(),
             clock: Arc::new(SystemClock),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -117,6 +120,13 @@ impl WarrenBuilder {
         self
     }
 
+    /// The metrics registry the node counts into (a fresh one by default); the
+    /// dashboard gets it through [`GetNodeContext`].
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Opens the database (migrating it), loads the modules — a module with errors is
     /// reported and skipped —, and starts the node. Call inside a running actix
     /// `System`. Returns the Supervisor and the modules' errors.
@@ -150,6 +160,7 @@ impl WarrenBuilder {
             catalog: catalog.clone(),
             clock: self.clock.clone(),
             vm_limits: self.vm_limits,
+            metrics: self.metrics.clone(),
         };
         let mut clusters = BTreeMap::new();
         for (cluster, workers) in catalog.clusters() {
@@ -192,6 +203,7 @@ impl WarrenBuilder {
             retention_ms: self.retention_ms,
             queue,
             scheduler,
+            metrics: self.metrics,
         }
         .start();
         Ok((supervisor, broken))
@@ -231,6 +243,7 @@ pub struct Supervisor {
     retention_ms: i64,
     queue: Addr<QueueActor>,
     scheduler: Addr<SchedulerActor>,
+    metrics: Arc<Metrics>,
 }
 
 impl Supervisor {
@@ -246,6 +259,7 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(Duration::from_secs(5), |act, ctx| {
             let (store, node, info) = (act.store.clone(), act.node.clone(), act.info.clone());
+            let queue = act.queue.clone();
             ctx.spawn(
                 async move {
                     match store.heartbeat(&node).await {
@@ -254,6 +268,11 @@ impl Actor for Supervisor {
                             let _ = store.register_node(&node, &info).await;
                         }
                         Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                    }
+                    // The runners, for the dashboards of the other nodes.
+                    if let Ok(state) = queue.send(QueueStatus).await {
+                        let runners = RunnerStatus::publish(&state.runners, store.now());
+                        let _ = store.set_node_runners(&node, &runners).await;
                     }
                     // Nodes silent for a minute are gone.
                     let _ = store.prune_nodes(60_000).await;
@@ -280,8 +299,13 @@ impl Actor for Supervisor {
 impl Handler<ScheduleTask> for Supervisor {
     type Result = ResponseFuture<Result<warren::task::TaskId, StoreError>>;
     fn handle(&mut self, msg: ScheduleTask, _: &mut Context<Self>) -> Self::Result {
-        let store = self.store.clone();
-        Box::pin(async move { store.schedule(msg.0).await })
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        Box::pin(async move {
+            let task_type = msg.0.task_type.to_string();
+            let id = store.schedule(msg.0).await?;
+            metrics.task_scheduled(&task_type);
+            Ok(id)
+        })
     }
 }
 
@@ -358,6 +382,32 @@ impl Handler<Status> for Supervisor {
                 scheduled: store.list_scheduled().await?,
                 nodes: store.list_nodes().await?,
             })
+        })
+    }
+}
+
+impl Handler<QueueStatus> for Supervisor {
+    type Result = ResponseFuture<QueueState>;
+    /// This node's runners, as its queue sees them now.
+    fn handle(&mut self, _: QueueStatus, _: &mut Context<Self>) -> Self::Result {
+        let queue = self.queue.clone();
+        Box::pin(async move {
+            queue.send(QueueStatus).await.unwrap_or(QueueState {
+                runners: Vec::new(),
+                completed: 0,
+                draining: true,
+            })
+        })
+    }
+}
+
+impl Handler<GetNodeContext> for Supervisor {
+    type Result = MessageResult<GetNodeContext>;
+    fn handle(&mut self, _: GetNodeContext, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(NodeContext {
+            node: self.node.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
         })
     }
 }
