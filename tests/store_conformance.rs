@@ -32,6 +32,8 @@ conformance!(
     malformed_result_json_becomes_a_temporary_failure,
     cancel_pending_running_and_finished,
     retry_now_delete_duplicate_and_prune,
+    reschedule_moves_the_next_attempt_and_requeues_finished_tasks,
+    throughput_counts_finished_tasks_per_bucket_and_outcome,
     list_filters_paging_and_counts,
     metadata_is_case_insensitive,
     wait_returns_promptly_after_the_commit,
@@ -40,6 +42,7 @@ conformance!(
     scheduled_runs_never_overlap_and_missed_ticks_coalesce,
     scheduled_run_now_and_enable,
     nodes_heartbeat_and_settings,
+    nodes_publish_their_runners,
     task_sql_binds_parameters_and_returns_json_rows,
 );
 
@@ -1062,6 +1065,144 @@ async fn retry_now_delete_duplicate_and_prune(b: Backend) {
     assert!(s.describe(copy).await.is_ok());
 }
 
+async fn reschedule_moves_the_next_attempt_and_requeues_finished_tasks(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    // A pending task moves to the given instant, later or earlier.
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    assert_eq!(
+        s.reschedule(id, T0 + 10 * MIN).await.unwrap(),
+        T0 + 10 * MIN
+    );
+    assert_eq!(s.describe(id).await.unwrap().next_attempt, T0 + 10 * MIN);
+    assert!(s
+        .claim("n", &clusters(), 1, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.reschedule(id, T0 - MIN).await.unwrap(), T0 - MIN);
+    // Never before its not-before time.
+    let nb = s
+        .schedule(task_with(
+            json!({}),
+            ScheduleOptions {
+                not_before: Some(T0 + 60 * MIN),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(s.reschedule(nb, T0 + MIN).await.unwrap(), T0 + 60 * MIN);
+    // A running task is refused and left alone.
+    let run = claim_one(s).await;
+    assert_eq!(run.claimed().task.id, id);
+    let err = s.reschedule(id, T0 + MIN).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::WrongState {
+                state: TaskState::Running,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cannot reschedule it"), "{err}");
+    let before = s.describe(id).await.unwrap();
+    assert_eq!(before.state, TaskState::Running);
+    // A cancelled task is queued again with a fresh failure count.
+    drop(run);
+    s.cancel(id, "stop").await.unwrap();
+    assert_eq!(s.reschedule(id, T0 + 5 * MIN).await.unwrap(), T0 + 5 * MIN);
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(
+        (t.state, t.next_attempt, t.finished_at, t.failures),
+        (TaskState::Pending, T0 + 5 * MIN, None, 0)
+    );
+    // A completed task is refused; an unknown one is not found.
+    let done = s.schedule(task(json!({}))).await.unwrap();
+    s.reschedule(done, T0 - 2 * MIN).await.unwrap();
+    let run = claim_one(s).await;
+    assert_eq!(run.claimed().task.id, done);
+    run.resolve(complete(json!(1)), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.reschedule(done, T0).await,
+        Err(StoreError::WrongState {
+            state: TaskState::Completed,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.reschedule(999_999, T0).await,
+        Err(StoreError::NotFound(999_999))
+    ));
+}
+
+async fn throughput_counts_finished_tasks_per_bucket_and_outcome(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    // Minute 0: two completions; minute 2: a failure and a cancellation; a task still
+    // pending is not counted.
+    for _ in 0..2 {
+        s.schedule(task(json!({}))).await.unwrap();
+        let run = claim_one(s).await;
+        run.resolve(complete(json!(1)), RetryPolicy::default())
+            .await
+            .unwrap();
+    }
+    db.clock.advance(2 * MIN + 30_000);
+    s.schedule(task(json!({}))).await.unwrap();
+    let run = claim_one(s).await;
+    run.resolve(
+        Resolution::PermanentFailure {
+            error: "no".into(),
+            result: None,
+        },
+        RetryPolicy::default(),
+    )
+    .await
+    .unwrap();
+    let cancelled = s.schedule(task(json!({}))).await.unwrap();
+    s.cancel(cancelled, "stop").await.unwrap();
+    s.schedule(task(json!({}))).await.unwrap();
+
+    let points = s.throughput(T0, T0 + 4 * MIN, MIN).await.unwrap();
+    let counts: Vec<(i64, i64, i64, i64)> = points
+        .iter()
+        .map(|p| (p.at, p.completed, p.failed, p.cancelled))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            (T0, 2, 0, 0),
+            (T0 + MIN, 0, 0, 0),
+            (T0 + 2 * MIN, 0, 1, 1),
+            (T0 + 3 * MIN, 0, 0, 0),
+        ]
+    );
+    // The range's ends: `until` is exclusive, and a partial last bucket is kept.
+    let points = s
+        .throughput(T0 + MIN, T0 + 2 * MIN + 31_000, MIN)
+        .await
+        .unwrap();
+    assert_eq!(points.len(), 2);
+    assert_eq!((points[1].failed, points[1].cancelled), (1, 1));
+    assert!(s.throughput(T0, T0, MIN).await.unwrap().is_empty());
+    assert!(matches!(
+        s.throughput(T0, T0 + MIN, 0).await,
+        Err(StoreError::Invalid {
+            field: "bucket_ms",
+            ..
+        })
+    ));
+}
+
 async fn list_filters_paging_and_counts(b: Backend) {
     let Some(db) = TestDb::new(b).await else {
         return;
@@ -1539,6 +1680,23 @@ async fn nodes_heartbeat_and_settings(b: Backend) {
     let other = db.another_node().await;
     assert_eq!(other.maintenance_offset(Some("1440")).await.unwrap(), first);
     assert_eq!(other.maintenance_offset(Some("-5")).await.unwrap(), first);
+}
+
+async fn nodes_publish_their_runners(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    s.register_node("alpha", &json!({"pid": 1})).await.unwrap();
+    assert_eq!(s.list_nodes().await.unwrap()[0].runners, json!([]));
+    let runners = json!([{"cluster": "default", "index": 0, "task_id": 7}]);
+    assert!(s.set_node_runners("alpha", &runners).await.unwrap());
+    assert!(!s.set_node_runners("gamma", &runners).await.unwrap());
+    let other = db.another_node().await;
+    assert_eq!(other.list_nodes().await.unwrap()[0].runners, runners);
+    // Starting again forgets the runners of the previous start.
+    s.register_node("alpha", &json!({"pid": 2})).await.unwrap();
+    assert_eq!(s.list_nodes().await.unwrap()[0].runners, json!([]));
 }
 
 async fn task_sql_binds_parameters_and_returns_json_rows(b: Backend) {

@@ -7,6 +7,9 @@
 //!                  └──> TaskRunner × N  per cluster, each on a thread of its own
 //! ```
 //!
+//! `warren serve` also serves a dashboard, a JSON API and Prometheus metrics over HTTP
+//! ([`web`], [`metrics`]).
+//!
 //! An application embeds a node with [`Warren::builder`] and talks to it through the
 //! messages in [`messages`]:
 //!
@@ -40,12 +43,14 @@
 
 mod code;
 pub mod messages;
+pub mod metrics;
 mod pool;
 mod queue;
 mod restart;
 mod runner;
 mod scheduler;
 mod supervisor;
+pub mod web;
 
 pub use messages::*;
 pub use restart::{Child, RestartPolicy};

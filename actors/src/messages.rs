@@ -3,11 +3,13 @@
 
 use actix::prelude::*;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
 use warren::store::{
-    CommitSignal, NewTask, NodeInfo, QueueCounts, ScheduleOptions, ScheduledState, StoreError,
+    CommitSignal, NewTask, NodeInfo, QueueCounts, ScheduleOptions, ScheduledState, Store,
+    StoreError,
 };
-use warren::task::{TaskId, TaskType};
+use warren::task::{Millis, TaskId, TaskType};
 use warren::wasm::KillSwitch;
 
 /// Schedules a managed task (answers with its id) — see [`ScheduleTask::managed`].
@@ -193,6 +195,53 @@ pub struct RunnerStatus {
     pub running_ms: Option<u64>,
 }
 
+impl RunnerStatus {
+    /// Runners as a node publishes them with its heartbeat (see
+    /// `Store::set_node_runners`): a JSON array of `{cluster, index, task_id, task_type,
+    /// started_at}`, where `started_at` (ms) replaces `running_ms` so a reader can tell
+    /// how long a run has gone on whenever it reads.
+    pub fn publish(runners: &[RunnerStatus], now: Millis) -> serde_json::Value {
+        runners
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "cluster": r.cluster,
+                    "index": r.index,
+                    "task_id": r.task_id,
+                    "task_type": r.task_type,
+                    "started_at": r.running_ms.map(|ms| now - ms as Millis),
+                })
+            })
+            .collect()
+    }
+
+    /// Reads runners published by [`RunnerStatus::publish`] as of `now`; entries that
+    /// do not have that shape are skipped.
+    pub fn read_published(published: &serde_json::Value, now: Millis) -> Vec<RunnerStatus> {
+        let Some(entries) = published.as_array() else {
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .filter_map(|e| {
+                Some(RunnerStatus {
+                    cluster: e.get("cluster")?.as_str()?.to_string(),
+                    index: usize::try_from(e.get("index")?.as_u64()?).ok()?,
+                    task_id: e.get("task_id").and_then(serde_json::Value::as_i64),
+                    task_type: e
+                        .get("task_type")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_string),
+                    running_ms: e
+                        .get("started_at")
+                        .and_then(serde_json::Value::as_i64)
+                        .map(|at| (now - at).max(0) as u64),
+                })
+            })
+            .collect()
+    }
+}
+
 /// The queue's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueState {
@@ -202,6 +251,23 @@ pub struct QueueState {
     pub completed: u64,
     /// Whether it stopped claiming (shutting down).
     pub draining: bool,
+}
+
+/// Asks the Supervisor for what a dashboard serving its node needs
+/// ([`NodeContext`]).
+#[derive(Debug, Message)]
+#[rtype(result = "NodeContext")]
+pub struct GetNodeContext;
+
+/// The answer to [`GetNodeContext`]: the node's name, store and metrics.
+#[derive(Clone)]
+pub struct NodeContext {
+    /// This node's name.
+    pub node: String,
+    /// The node's store.
+    pub store: Store,
+    /// The node's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Everything the dashboard shows of a node.

@@ -2,6 +2,7 @@
 //! task type and reusing it for the next task of that type.
 
 use crate::code::CodeCache;
+use crate::metrics::{outcome_label, Metrics};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,8 @@ pub struct RunnerEnv {
     pub clock: SharedClock,
     /// VM recycling bounds (the memory limit comes from each task type).
     pub vm_limits: VmLimits,
+    /// The node's metrics: runs, durations, outcomes, VM instantiations and reuses.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs tasks one at a time.
@@ -77,11 +80,24 @@ impl TaskRunner {
             kill: kill.clone(),
             started: Instant::now(),
         });
-        self.vms.remove(task_type)
+        let vm = self.vms.remove(task_type);
+        if vm.is_some() {
+            self.env.metrics.vm_reused();
+        }
+        vm
     }
 
     fn end(&mut self, task_type: String, vm: Option<TaskVm>) {
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let run = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(run) = run {
+            self.env
+                .metrics
+                .run_duration(&task_type, run.started.elapsed());
+        }
         if let Some(vm) = vm.filter(TaskVm::is_reusable) {
             self.vms.insert(task_type, vm);
         }
@@ -216,9 +232,11 @@ async fn vm_for(
         .code
         .get(code.name, code.code, code.module_dir)
         .map_err(|e| e.to_string())?;
-    TaskVm::new(env.code.engine(), code, limits, env.clock.clone())
+    let vm = TaskVm::new(env.code.engine(), code, limits, env.clock.clone())
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    env.metrics.vm_instantiated();
+    Ok(vm)
 }
 
 async fn run_managed(
@@ -231,16 +249,19 @@ async fn run_managed(
     let (id, token) = (task.id, claimed.token);
     let policy = env.catalog.retry_policy(&task.task_type);
     let fail = |error: String| {
-        let store = env.store.clone();
+        let (store, metrics) = (env.store.clone(), env.metrics.clone());
+        let task_type = task.task_type.clone();
         async move {
-            match store
+            let outcome = match store
                 .record_failure(id, token, &error, None, None, policy)
                 .await
             {
                 Ok(o) => ManagedOutcome::Resolved(o),
                 Err(StoreError::LeaseLost { .. }) => ManagedOutcome::LeaseLost,
                 Err(e) => ManagedOutcome::StoreError(e.to_string()),
-            }
+            };
+            metrics.run_finished(task_type.as_str(), outcome_label(&outcome, false));
+            outcome
         }
     };
     let Some(ct) = env.catalog.task_type(task.task_type.as_str()) else {
@@ -256,7 +277,10 @@ async fn run_managed(
     };
     let run = match env.store.begin_run(claimed).await {
         Ok(run) => run,
-        Err(e) => return (Some(vm), ManagedOutcome::StoreError(e.to_string())),
+        Err(e) => {
+            env.metrics.run_finished(task.task_type.as_str(), "lost");
+            return (Some(vm), ManagedOutcome::StoreError(e.to_string()));
+        }
     };
     let input = TaskInput {
         id,
@@ -269,17 +293,21 @@ async fn run_managed(
     let timeout = timeout_of(task.timeout_ms, ct.def.timeout_ms);
     let report = vm.run(input, TaskDb::Managed(run), timeout, kill).await;
     let TaskDb::Managed(run) = report.db else {
+        env.metrics.run_finished(task.task_type.as_str(), "lost");
         return (
             Some(vm),
             ManagedOutcome::StoreError("the run's transaction was lost".into()),
         );
     };
     let resolution = report.end.into_resolution();
+    let restarted = matches!(resolution, Resolution::Restart { .. });
     let outcome = match run.resolve(resolution, policy).await {
         Ok(o) => ManagedOutcome::Resolved(o),
         Err(StoreError::LeaseLost { .. }) => ManagedOutcome::LeaseLost,
         Err(e) => ManagedOutcome::StoreError(e.to_string()),
     };
+    env.metrics
+        .run_finished(task.task_type.as_str(), outcome_label(&outcome, restarted));
     (Some(vm), outcome)
 }
 

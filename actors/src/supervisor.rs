@@ -4,6 +4,7 @@
 
 use crate::code::CodeCache;
 use crate::messages::*;
+use crate::metrics::Metrics;
 use crate::pool::{Group, RunnerPool};
 use crate::queue::{Drain, KillAll, QueueActor};
 use crate::restart::{
@@ -53,6 +54,7 @@ pub struct WarrenBuilder {
     restart: RestartPolicy,
     scheduler_poll: Option<Duration>,
     on_give_up: GiveUp,
+    metrics: Arc<Metrics>,
 }
 
 /// What the Supervisor does when crashes exceed its restart window, given the reason.
@@ -90,6 +92,7 @@ impl Warren {
             restart: RestartPolicy::default(),
             scheduler_poll: Some(Duration::from_secs(1)),
             on_give_up: Arc::new(|_| System::current().stop_with_code(1)),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -168,6 +171,13 @@ impl WarrenBuilder {
         self
     }
 
+    /// The metrics registry the node counts into (a fresh one by default); the
+    /// dashboard gets it through [`GetNodeContext`].
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Opens the database (migrating it), loads the modules — a module with errors is
     /// reported and skipped —, and starts the node. Call inside a running actix
     /// `System`. Returns the Supervisor and the modules' errors.
@@ -201,6 +211,7 @@ impl WarrenBuilder {
             catalog: catalog.clone(),
             clock: self.clock.clone(),
             vm_limits: self.vm_limits,
+            metrics: self.metrics.clone(),
         };
         install_panic_hook();
         let pool = RunnerPool::new(env);
@@ -240,6 +251,7 @@ impl WarrenBuilder {
                 window: RestartWindow::new(self.restart),
                 on_give_up: self.on_give_up,
                 stopping: false,
+                metrics: self.metrics,
             }
         });
         Ok((supervisor, broken))
@@ -310,6 +322,7 @@ pub struct Supervisor {
     window: RestartWindow,
     on_give_up: GiveUp,
     stopping: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Supervisor {
@@ -416,6 +429,7 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(Duration::from_secs(5), |act, ctx| {
             let (store, node, info) = (act.store.clone(), act.node.clone(), act.info.clone());
+            let queue = act.queue.clone();
             ctx.spawn(
                 async move {
                     match store.heartbeat(&node).await {
@@ -424,6 +438,11 @@ impl Actor for Supervisor {
                             let _ = store.register_node(&node, &info).await;
                         }
                         Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                    }
+                    // The runners, for the dashboards of the other nodes.
+                    if let Ok(state) = queue.send(QueueStatus).await {
+                        let runners = RunnerStatus::publish(&state.runners, store.now());
+                        let _ = store.set_node_runners(&node, &runners).await;
                     }
                     // Nodes silent for a minute are gone.
                     let _ = store.prune_nodes(60_000).await;
@@ -450,8 +469,13 @@ impl Actor for Supervisor {
 impl Handler<ScheduleTask> for Supervisor {
     type Result = ResponseFuture<Result<warren::task::TaskId, StoreError>>;
     fn handle(&mut self, msg: ScheduleTask, _: &mut Context<Self>) -> Self::Result {
-        let store = self.store.clone();
-        Box::pin(async move { store.schedule(msg.0).await })
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        Box::pin(async move {
+            let task_type = msg.0.task_type.to_string();
+            let id = store.schedule(msg.0).await?;
+            metrics.task_scheduled(&task_type);
+            Ok(id)
+        })
     }
 }
 
@@ -545,6 +569,32 @@ impl Handler<Status> for Supervisor {
                 scheduled: store.list_scheduled().await?,
                 nodes: store.list_nodes().await?,
             })
+        })
+    }
+}
+
+impl Handler<QueueStatus> for Supervisor {
+    type Result = ResponseFuture<QueueState>;
+    /// This node's runners, as its queue sees them now.
+    fn handle(&mut self, _: QueueStatus, _: &mut Context<Self>) -> Self::Result {
+        let queue = self.queue.clone();
+        Box::pin(async move {
+            queue.send(QueueStatus).await.unwrap_or(QueueState {
+                runners: Vec::new(),
+                completed: 0,
+                draining: true,
+            })
+        })
+    }
+}
+
+impl Handler<GetNodeContext> for Supervisor {
+    type Result = MessageResult<GetNodeContext>;
+    fn handle(&mut self, _: GetNodeContext, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(NodeContext {
+            node: self.node.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
         })
     }
 }

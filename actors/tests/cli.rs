@@ -278,3 +278,316 @@ fn build_reports_code_that_does_not_implement_the_world() {
     assert!(stderr(&o).contains("run-task"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&module);
 }
+
+/// A fresh SQLite database for one test: its path and URL.
+fn temp_db(name: &str) -> (PathBuf, String) {
+    let path = std::env::temp_dir().join(format!("warren-cli-{name}-{}.db", std::process::id()));
+    remove_db(&path);
+    let url = format!("sqlite://{}", path.display());
+    (path, url)
+}
+
+fn remove_db(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+/// Schedules a task with `warren schedule`; returns its id.
+fn schedule(url: &str, args: &[&str]) -> i64 {
+    let mut all = vec!["schedule", "--database", url];
+    all.extend_from_slice(args);
+    let o = warren(&all);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).trim().parse().expect("an id")
+}
+
+fn json_out(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+#[test]
+fn tasks_list_shows_a_table_or_json_with_filters() {
+    let (path, url) = temp_db("tasks-list");
+    let ping = schedule(&url, &["demo:ping", r#"{"ping": 1}"#]);
+    let record = schedule(
+        &url,
+        &["demo:record", "{}", "--not-before", "2040-01-01T00:00:00Z"],
+    );
+    let o = warren(&["tasks", "list", "--database", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("ID  TYPE         STATE    CREATED"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{record:<2}  demo:record  pending  ")),
+        "{out}"
+    );
+    assert!(lines[1].contains("next 2040-01-01 00:00:00Z"), "{out}");
+    assert!(
+        lines[2].starts_with(&format!("{ping:<2}  demo:ping    pending  ")),
+        "{out}"
+    );
+    assert!(lines[2].contains("due now"), "{out}");
+
+    let listed = json_out(&warren(&[
+        "tasks",
+        "list",
+        "--database",
+        &url,
+        "--type",
+        "demo:p*",
+        "--json",
+    ]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], serde_json::json!(ping));
+    assert_eq!(listed[0]["data"], serde_json::json!({"ping": 1}));
+    let future = json_out(&warren(&[
+        "tasks",
+        "list",
+        "--database",
+        &url,
+        "--state",
+        "future",
+        "--json",
+    ]));
+    assert_eq!(future[0]["id"], serde_json::json!(record));
+    let paged = json_out(&warren(&[
+        "tasks",
+        "list",
+        "--database",
+        &url,
+        "--before",
+        &record.to_string(),
+        "--limit",
+        "5",
+        "--from",
+        "2000-01-01T00:00:00Z",
+        "--json",
+    ]));
+    assert_eq!(paged.as_array().unwrap().len(), 1);
+    let o = warren(&[
+        "tasks",
+        "list",
+        "--database",
+        &url,
+        "--until",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(json_out(&o), serde_json::json!([]));
+
+    let o = warren(&["tasks", "list", "--database", &url, "--state", "sleeping"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid state: 'sleeping'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = warren(&["tasks", "list", "--database", &url, "--from", "yesterday"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid --from 'yesterday'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = warren(&["tasks", "list", "--database", &url, "--limit", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = warren(&["tasks", "list", "--database", "mysql://x"]);
+    assert_eq!(o.status.code(), Some(1));
+    remove_db(&path);
+}
+
+#[test]
+fn tasks_show_retry_cancel_and_delete() {
+    let (path, url) = temp_db("tasks-admin");
+    let id = schedule(
+        &url,
+        &["demo:ping", r#"{"ping": 7}"#, "--priority", "interactive"],
+    );
+    let ids = id.to_string();
+    let o = warren(&["tasks", "show", &ids, "--database", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(&format!(
+            "id            {id}\ntype          demo:ping\nstate         pending\n"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("priority      interactive (-100)"), "{out}");
+    assert!(
+        out.contains("data          {\n                \"ping\": 7\n              }"),
+        "{out}"
+    );
+    let shown = json_out(&warren(&[
+        "tasks",
+        "show",
+        &ids,
+        "--json",
+        "--database",
+        &url,
+    ]));
+    assert_eq!(
+        (shown["id"].as_i64(), shown["state"].as_str()),
+        (Some(id), Some("pending"))
+    );
+
+    let o = warren(&["tasks", "cancel", &ids, "--database", &url]);
+    assert_eq!(
+        stdout(&o),
+        format!("task {id} cancelled (it was pending)\n")
+    );
+    let o = warren(&["tasks", "cancel", &ids, "--database", &url]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot cancel it"), "{}", stderr(&o));
+    let shown = json_out(&warren(&[
+        "tasks",
+        "show",
+        &ids,
+        "--json",
+        "--database",
+        &url,
+    ]));
+    assert_eq!(shown["state"], "cancelled");
+
+    let o = warren(&["tasks", "retry", &ids, "--database", &url]);
+    assert_eq!(stdout(&o), format!("task {id} is pending and runs now\n"));
+    let shown = json_out(&warren(&[
+        "tasks",
+        "show",
+        &ids,
+        "--json",
+        "--database",
+        &url,
+    ]));
+    assert_eq!(shown["state"], "pending");
+
+    let o = warren(&["tasks", "delete", &ids, "--database", &url]);
+    assert_eq!(stdout(&o), format!("task {id} deleted\n"));
+    for command in ["show", "retry", "cancel", "delete"] {
+        let o = warren(&["tasks", command, &ids, "--database", &url]);
+        assert_eq!(o.status.code(), Some(2), "{command}");
+        assert_eq!(
+            stderr(&o),
+            format!("warren: task {id} does not exist\n"),
+            "{command}"
+        );
+    }
+    let o = warren(&["tasks", "show", "seven", "--database", &url]);
+    assert_eq!(o.status.code(), Some(2));
+    remove_db(&path);
+}
+
+#[test]
+fn scheduled_list_run_enable_and_disable() {
+    let (path, url) = temp_db("scheduled");
+    // A node records the declared tags when it starts; do what it does.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = warren::store::Store::open(&url).await.unwrap();
+        let spec = |tag: &str, mask: Option<&str>| warren::store::ScheduledSpec {
+            tag: tag.into(),
+            mask: mask.map(|m| m.parse().unwrap()),
+            zone: warren::cron::ZoneSpec::parse("UTC").unwrap(),
+        };
+        store
+            .sync_scheduled(
+                &[
+                    spec("demo:heartbeat", Some("* * * * *")),
+                    spec("demo:manual", None),
+                ],
+                0,
+            )
+            .await
+            .unwrap();
+    });
+    let o = warren(&["scheduled", "list", "--database", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("TAG             MASK       ZONE  STATUS"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("demo:heartbeat  * * * * *  UTC   enabled "),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("demo:manual     (by hand)  UTC   enabled "),
+        "{out}"
+    );
+
+    let o = warren(&["scheduled", "run", "demo:manual", "--database", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("run of demo:manual requested"),
+        "{}",
+        stdout(&o)
+    );
+    let o = warren(&["scheduled", "disable", "demo:heartbeat", "--database", &url]);
+    assert_eq!(
+        stdout(&o),
+        "demo:heartbeat disabled: it runs only when run by hand\n"
+    );
+    let listed = json_out(&warren(&[
+        "scheduled",
+        "list",
+        "--json",
+        "--database",
+        &url,
+    ]));
+    assert_eq!(
+        (&listed[0]["tag"], &listed[0]["enabled"]),
+        (
+            &serde_json::json!("demo:heartbeat"),
+            &serde_json::json!(false)
+        )
+    );
+    assert_eq!(listed[1]["run_requested"], serde_json::json!(true));
+    let o = warren(&["scheduled", "enable", "demo:heartbeat", "--database", &url]);
+    assert_eq!(stdout(&o), "demo:heartbeat enabled\n");
+    let listed = json_out(&warren(&[
+        "scheduled",
+        "list",
+        "--json",
+        "--database",
+        &url,
+    ]));
+    assert_eq!(listed[0]["enabled"], serde_json::json!(true));
+
+    for command in ["run", "enable", "disable"] {
+        let o = warren(&["scheduled", command, "demo:nope", "--database", &url]);
+        assert_eq!(o.status.code(), Some(2), "{command}");
+        assert_eq!(
+            stderr(&o),
+            "warren: scheduled task 'demo:nope' does not exist\n"
+        );
+    }
+    remove_db(&path);
+}
+
+#[test]
+fn serve_refuses_a_remote_address_without_allow_remote() {
+    let o = warren(&[
+        "serve",
+        "--modules",
+        fixtures().to_str().unwrap(),
+        "--listen",
+        "0.0.0.0:4900",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--allow-remote"), "{}", stderr(&o));
+    let o = warren(&["serve", "--modules", "x", "--listen", "nowhere"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid --listen 'nowhere'"),
+        "{}",
+        stderr(&o)
+    );
+}

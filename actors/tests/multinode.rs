@@ -121,6 +121,9 @@ async fn three_nodes_share_the_queue_and_survive_a_killed_node() {
                 "2",
                 "--grace",
                 "5",
+                // Three nodes on one machine: each dashboard on a port of its own.
+                "--listen",
+                "127.0.0.1:0",
             ],
             &db,
         )

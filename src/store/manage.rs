@@ -131,6 +131,35 @@ macro_rules! list_query {
     }};
 }
 
+/// Why a task is queued again, for the errors of [`Store::requeue`].
+#[derive(Debug, Clone, Copy)]
+enum Requeue {
+    /// [`Store::retry_now`].
+    Retry,
+    /// [`Store::reschedule`].
+    Reschedule,
+}
+
+impl Requeue {
+    /// The error's action when the task's state does not allow it.
+    fn refused(self) -> &'static str {
+        match self {
+            Requeue::Retry => "retry it (only pending, failed and cancelled tasks can be retried)",
+            Requeue::Reschedule => {
+                "reschedule it (only pending, failed and cancelled tasks can be rescheduled)"
+            }
+        }
+    }
+
+    /// The error's action when the task's state changed during the operation.
+    fn raced(self) -> &'static str {
+        match self {
+            Requeue::Retry => "retry it (its state changed meanwhile)",
+            Requeue::Reschedule => "reschedule it (its state changed meanwhile)",
+        }
+    }
+}
+
 impl Store {
     /// Every field of a task, metadata included.
     pub async fn describe(&self, id: TaskId) -> StoreResult<Task> {
@@ -229,10 +258,24 @@ impl Store {
     /// (never before its not-before time); a failed or cancelled task is queued again
     /// with a fresh failure count. Running and completed tasks are refused.
     pub async fn retry_now(&self, id: TaskId) -> StoreResult<Millis> {
+        self.requeue(id, self.now(), Requeue::Retry).await
+    }
+
+    /// Runs a task at `at` instead of when it was due: like [`Store::retry_now`], for a
+    /// pending, failed or cancelled task, but at the given instant (never before its
+    /// not-before time). Returns the next attempt.
+    pub async fn reschedule(&self, id: TaskId, at: Millis) -> StoreResult<Millis> {
+        self.requeue(id, at, Requeue::Reschedule).await
+    }
+
+    /// Sets the next attempt of a pending, failed or cancelled task to `at` (or its
+    /// not-before time, if later); a finished task is queued again with a fresh failure
+    /// count. `why` names the operation in the errors.
+    async fn requeue(&self, id: TaskId, at: Millis, why: Requeue) -> StoreResult<Millis> {
         let now = self.now();
         self.in_transaction(async |conn, pending| {
             let task = load_task(conn, id).await?;
-            let at = task.not_before.map_or(now, |nb| nb.max(now));
+            let at = task.not_before.map_or(at, |nb| nb.max(at));
             let scope = t::warren_tasks
                 .filter(t::id.eq(id))
                 .filter(t::state.eq(task.state.as_str()));
@@ -255,8 +298,7 @@ impl Store {
                     return Err(StoreError::WrongState {
                         id,
                         state,
-                        action:
-                            "retry it (only pending, failed and cancelled tasks can be retried)",
+                        action: why.refused(),
                     })
                 }
             };
@@ -264,7 +306,7 @@ impl Store {
                 return Err(StoreError::WrongState {
                     id,
                     state: load_task(conn, id).await?.state,
-                    action: "retry it (its state changed meanwhile)",
+                    action: why.raced(),
                 });
             }
             if at <= now {

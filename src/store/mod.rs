@@ -21,6 +21,7 @@ mod scheduled;
 pub mod schema;
 pub mod signals;
 mod sqlite;
+mod throughput;
 mod transaction;
 mod wait;
 
@@ -32,6 +33,7 @@ pub use model::*;
 pub use nodes::NodeInfo;
 pub use run::{ResolveOutcome, TaskRun};
 pub use scheduled::{ScheduledRun, ScheduledSpec, ScheduledState};
+pub use throughput::ThroughputPoint;
 pub use transaction::Transaction;
 pub use wait::WaitFor;
 

@@ -22,12 +22,15 @@ pub struct NodeInfo {
     pub heartbeat_at: Millis,
     /// What the node says of itself (version, pid, clusters …).
     pub info: Value,
+    /// Its runners as it last published them with [`Store::set_node_runners`] (a JSON
+    /// array; empty until it does).
+    pub runners: Value,
 }
 
 const MAINTENANCE_OFFSET_KEY: &str = "maintenance_offset_minutes";
 
 impl Store {
-    /// Registers (or re-registers) a node as started now.
+    /// Registers (or re-registers) a node as started now, with no runners published yet.
     pub async fn register_node(&self, name: &str, info: &Value) -> StoreResult<()> {
         let now = self.now();
         let info = info.to_string();
@@ -47,6 +50,7 @@ impl Store {
                     n::started_at.eq(now),
                     n::heartbeat_at.eq(now),
                     n::info.eq(&info),
+                    n::runners.eq("[]"),
                 ))
                 .execute(c)
                 .await?
@@ -69,24 +73,40 @@ impl Store {
         Ok(updated == 1)
     }
 
+    /// Publishes what a node's runners are doing (a JSON array, which the node shapes),
+    /// for the other nodes' dashboards. Returns false when the node is not registered.
+    pub async fn set_node_runners(&self, name: &str, runners: &Value) -> StoreResult<bool> {
+        let runners = runners.to_string();
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let updated = on_conn!(&mut conn, c => {
+            diesel::update(n::warren_nodes.find(name))
+                .set(n::runners.eq(&runners))
+                .execute(c)
+                .await?
+        });
+        Ok(updated == 1)
+    }
+
     /// Every registered node, by name.
     pub async fn list_nodes(&self) -> StoreResult<Vec<NodeInfo>> {
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
-        let rows: Vec<(String, i64, i64, String)> = on_conn!(&mut conn, c => {
+        let rows: Vec<(String, i64, i64, String, String)> = on_conn!(&mut conn, c => {
             n::warren_nodes
-                .select((n::name, n::started_at, n::heartbeat_at, n::info))
+                .select((n::name, n::started_at, n::heartbeat_at, n::info, n::runners))
                 .order(n::name)
                 .load(c)
                 .await?
         });
         Ok(rows
             .into_iter()
-            .map(|(name, started_at, heartbeat_at, info)| NodeInfo {
+            .map(|(name, started_at, heartbeat_at, info, runners)| NodeInfo {
                 name,
                 started_at,
                 heartbeat_at,
                 info: serde_json::from_str(&info).unwrap_or(Value::String(info)),
+                runners: serde_json::from_str(&runners).unwrap_or(Value::Array(Vec::new())),
             })
             .collect())
     }

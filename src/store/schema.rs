@@ -66,6 +66,7 @@ diesel::table! {
         started_at -> BigInt,
         heartbeat_at -> BigInt,
         info -> Text,
+        runners -> Text,
     }
 }
 

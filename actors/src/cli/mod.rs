@@ -4,7 +4,10 @@ mod build;
 mod cron;
 mod migrate;
 mod modules;
+mod scheduled;
 pub mod serve;
+mod table;
+mod task_admin;
 mod tasks;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +47,12 @@ pub enum Command {
     Schedule(tasks::ScheduleArgs),
     /// Wait for a task's outcome and print it as JSON (exit 1 unless it completed).
     Wait(tasks::WaitArgs),
+    /// Managed tasks: list, show, retry, cancel, delete.
+    #[command(subcommand)]
+    Tasks(task_admin::TasksCommand),
+    /// Scheduled tasks: list, run now, enable, disable.
+    #[command(subcommand)]
+    Scheduled(scheduled::ScheduledCommand),
     /// Compile every module's task code (JavaScript and components) into the cache.
     Build {
         /// A modules folder (or one module folder).
@@ -103,6 +112,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Build { modules } => build::run(&modules),
         Command::Schedule(args) => tasks::schedule(&database, args).await,
         Command::Wait(args) => tasks::wait(&database, args).await,
+        Command::Tasks(cmd) => task_admin::run(&database, cmd).await,
+        Command::Scheduled(cmd) => scheduled::run(&database, cmd).await,
         Command::Serve(_) => Err(Failure::Error(
             "serve runs outside the async runtime".into(),
         )),

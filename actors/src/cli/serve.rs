@@ -1,9 +1,12 @@
-//! `warren serve`: runs a node until SIGINT or SIGTERM, then shuts down gracefully.
+//! `warren serve`: runs a node and its dashboard until SIGINT or SIGTERM, then shuts
+//! both down gracefully.
 
 use super::Failure;
 use clap::{Args, ValueEnum};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
+use warren_actors::web::{generate_token, Dashboard, WebState};
 use warren_actors::{Shutdown, Warren};
 
 /// Log output format.
@@ -34,6 +37,55 @@ pub struct ServeArgs {
     /// tasks are taken over after this long).
     #[arg(long, default_value_t = 30)]
     pub lease: u64,
+    /// Where the dashboard, its API and /metrics listen: ADDR:PORT.
+    #[arg(long, default_value = "127.0.0.1:4900")]
+    pub listen: String,
+    /// Allow --listen on an address other than loopback (anyone who can reach it and
+    /// has the token can operate the node).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// The API's bearer token (default: a random one, printed with the dashboard's
+    /// address).
+    #[arg(long, env = "WARREN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Run without the dashboard, its API and /metrics.
+    #[arg(long)]
+    pub no_dashboard: bool,
+}
+
+/// The address to listen on, checked: `ADDR:PORT` (or `localhost:PORT`), loopback
+/// unless `allow_remote`.
+fn listen_address(listen: &str, allow_remote: bool) -> Result<SocketAddr, Failure> {
+    let addr = match listen.strip_prefix("localhost:") {
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .map(|port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
+        None => listen.parse::<SocketAddr>().ok(),
+    }
+    .ok_or_else(|| {
+        Failure::Invalid(format!(
+            "invalid --listen '{listen}': use ADDR:PORT, such as 127.0.0.1:4900 or [::1]:4900"
+        ))
+    })?;
+    if !addr.ip().is_loopback() && !allow_remote {
+        return Err(Failure::Invalid(format!(
+            "--listen {addr} is not a loopback address: add --allow-remote to serve the \
+             dashboard and its API to other machines"
+        )));
+    }
+    Ok(addr)
+}
+
+/// The token given (which must not be blank), or a new random one; says which.
+fn token(given: Option<String>) -> Result<(String, bool), Failure> {
+    match given {
+        Some(t) if t.trim().is_empty() || t.chars().any(char::is_whitespace) => Err(
+            Failure::Invalid("--token / WARREN_TOKEN must be a non-empty word".into()),
+        ),
+        Some(t) => Ok((t, false)),
+        None => Ok((generate_token(), true)),
+    }
 }
 
 /// Starts logging to stderr: `RUST_LOG` filters (default `info`).
@@ -52,6 +104,12 @@ pub fn init_logging(format: LogFormat) {
 
 /// Runs the node in an actix system on this thread.
 pub fn run(database: String, args: ServeArgs) -> Result<(), Failure> {
+    let listen = if args.no_dashboard {
+        None
+    } else {
+        Some(listen_address(&args.listen, args.allow_remote)?)
+    };
+    let (token, generated) = token(args.token.clone())?;
     init_logging(args.log_format);
     let system = actix_rt::System::new();
     system.block_on(async move {
@@ -69,10 +127,25 @@ pub fn run(database: String, args: ServeArgs) -> Result<(), Failure> {
         if !broken.is_empty() {
             tracing::warn!(modules = broken.len(), "modules with errors were skipped");
         }
+        let dashboard = match listen {
+            Some(listen) => {
+                let started = start_dashboard(&supervisor, listen, &token, generated).await;
+                if started.is_err() {
+                    // The node runs already: stop it before reporting.
+                    let grace = Duration::from_secs(args.grace);
+                    let _ = supervisor.send(Shutdown { grace }).await;
+                }
+                Some(started?)
+            }
+            None => None,
+        };
         let grace = Duration::from_secs(args.grace);
         actix_rt::spawn(async move {
             wait_for_signal().await;
             tracing::info!("signal received");
+            if let Some(dashboard) = &dashboard {
+                dashboard.stop().await;
+            }
             let _ = supervisor.send(Shutdown { grace }).await;
             actix_rt::System::current().stop();
         });
@@ -81,6 +154,29 @@ pub fn run(database: String, args: ServeArgs) -> Result<(), Failure> {
     system
         .run()
         .map_err(|e| Failure::Error(format!("the actor system failed: {e}")))
+}
+
+/// Starts the dashboard and says where it is: on stderr and in the log, with the token
+/// when it was generated (a token given by the operator is not repeated).
+async fn start_dashboard(
+    supervisor: &actix::Addr<warren_actors::Supervisor>,
+    listen: SocketAddr,
+    token: &str,
+    generated: bool,
+) -> Result<Dashboard, Failure> {
+    let state = WebState::for_node(supervisor.clone(), token)
+        .await
+        .map_err(|e| Failure::Error(e.to_string()))?;
+    let dashboard = Dashboard::start(state, listen)
+        .map_err(|e| Failure::Error(format!("cannot listen on {listen}: {e}")))?;
+    let url = if generated {
+        format!("http://{}/#token={token}", dashboard.addr())
+    } else {
+        format!("http://{}/", dashboard.addr())
+    };
+    eprintln!("dashboard: {url}");
+    tracing::info!(%url, "dashboard");
+    Ok(dashboard)
 }
 
 async fn wait_for_signal() {

@@ -1,0 +1,116 @@
+//! `warren scheduled list|run|enable|disable`: the scheduled (`<task>`) tags, through
+//! the database directly. "Run" sets the tag's run-requested flag; a running node picks
+//! it up within a second.
+
+use super::task_admin::store_failure;
+use super::{table, Failure};
+use clap::Subcommand;
+use warren::store::Store;
+
+/// Scheduled-task commands.
+#[derive(Debug, Subcommand)]
+pub enum ScheduledCommand {
+    /// List the scheduled tags with their next run and last outcome.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask for a run of TAG now (a running node picks it up, once).
+    Run {
+        /// The full tag, `module:tag`.
+        tag: String,
+    },
+    /// Enable TAG: it runs at its cron times again.
+    Enable {
+        /// The full tag, `module:tag`.
+        tag: String,
+    },
+    /// Disable TAG: it then runs only when run by hand.
+    Disable {
+        /// The full tag, `module:tag`.
+        tag: String,
+    },
+}
+
+/// Runs a scheduled-task command.
+pub async fn run(database: &str, cmd: ScheduledCommand) -> Result<(), Failure> {
+    let store = Store::open(database).await?;
+    match cmd {
+        ScheduledCommand::List { json } => list(&store, json).await,
+        ScheduledCommand::Run { tag } => {
+            store
+                .request_scheduled_run(&tag)
+                .await
+                .map_err(store_failure)?;
+            println!("run of {tag} requested: a running node starts it within a second");
+            Ok(())
+        }
+        ScheduledCommand::Enable { tag } => set_enabled(&store, &tag, true).await,
+        ScheduledCommand::Disable { tag } => set_enabled(&store, &tag, false).await,
+    }
+}
+
+async fn list(store: &Store, json: bool) -> Result<(), Failure> {
+    let scheduled = store.list_scheduled().await?;
+    if json {
+        let text =
+            serde_json::to_string_pretty(&scheduled).map_err(|e| Failure::Error(e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    if scheduled.is_empty() {
+        eprintln!("warren: no scheduled tasks (a node records them when it starts)");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = scheduled
+        .iter()
+        .map(|s| {
+            let status = if s.running {
+                format!("running on {}", s.run_owner.as_deref().unwrap_or("?"))
+            } else if s.run_requested {
+                "run requested".to_string()
+            } else if s.enabled {
+                "enabled".to_string()
+            } else {
+                "disabled".to_string()
+            };
+            vec![
+                s.tag.clone(),
+                s.mask.clone().unwrap_or_else(|| "(by hand)".into()),
+                s.zone.clone(),
+                status,
+                table::maybe_time(s.next_run),
+                table::maybe_time(s.last_start),
+                s.last_outcome.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "TAG",
+            "MASK",
+            "ZONE",
+            "STATUS",
+            "NEXT RUN",
+            "LAST START",
+            "LAST OUTCOME",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+async fn set_enabled(store: &Store, tag: &str, enabled: bool) -> Result<(), Failure> {
+    let configured = std::env::var("WARREN_MAINTENANCE_OFFSET").ok();
+    let offset = store.maintenance_offset(configured.as_deref()).await?;
+    store
+        .set_scheduled_enabled(tag, enabled, offset)
+        .await
+        .map_err(store_failure)?;
+    match enabled {
+        true => println!("{tag} enabled"),
+        false => println!("{tag} disabled: it runs only when run by hand"),
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The API's errors: every one is JSON, `{"error": {"status", "message", "field"?}}`,
+//! with the status code that says what went wrong (see `docs/api.md`).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use std::fmt;
+use warren::store::StoreError;
+
+/// An error answered by the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The input field at fault, when there is one.
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// 400: bad input in `field`.
+    pub fn bad_field(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            field: Some(field.to_string()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, message)
+        }
+    }
+
+    /// 400: bad input not tied to one field (such as a body that is not JSON).
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404: no such route or thing.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 500: the node failed (its database, or one of its actors).
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut error = serde_json::json!({
+            "status": self.status.as_u16(),
+            "message": self.message,
+        });
+        if let Some(field) = &self.field {
+            error["field"] = serde_json::Value::String(field.clone());
+        }
+        HttpResponse::build(self.status).json(serde_json::json!({ "error": error }))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// Unknown task or tag → 404, invalid input → 400 naming the field, an operation
+    /// the task's state does not allow → 409, anything else (the database) → 500.
+    fn from(e: StoreError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            StoreError::NotFound(_) | StoreError::UnknownScheduled(_) => {
+                ApiError::not_found(message)
+            }
+            StoreError::Invalid { field, .. } => ApiError::bad_field(field, message),
+            StoreError::WrongState { .. } | StoreError::LeaseLost { .. } => {
+                ApiError::new(StatusCode::CONFLICT, message)
+            }
+            _ => {
+                tracing::warn!(error = %message, "API request failed");
+                ApiError::internal(message)
+            }
+        }
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    /// The node's Supervisor did not answer (it is stopping or stopped).
+    fn from(e: actix::MailboxError) -> ApiError {
+        ApiError::internal(format!("the node did not answer: {e}"))
+    }
+}
+
+impl From<actix_web::error::JsonPayloadError> for ApiError {
+    /// A request body that could not be read as JSON.
+    fn from(e: actix_web::error::JsonPayloadError) -> ApiError {
+        use actix_web::error::JsonPayloadError as J;
+        match e {
+            J::Overflow { .. } | J::OverflowKnownLength { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
+            J::ContentType => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the body must be JSON (Content-Type: application/json)",
+            ),
+            other => ApiError::bad_request(format!("the body is not valid JSON: {other}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren::task::TaskState;
+
+    #[test]
+    fn store_errors_map_to_statuses() {
+        let status = |e: StoreError| ApiError::from(e).status.as_u16();
+        assert_eq!(status(StoreError::NotFound(4)), 404);
+        assert_eq!(status(StoreError::UnknownScheduled("a:b".into())), 404);
+        assert_eq!(
+            status(StoreError::WrongState {
+                id: 1,
+                state: TaskState::Running,
+                action: "delete it",
+            }),
+            409
+        );
+        let invalid = ApiError::from(StoreError::Invalid {
+            field: "state",
+            message: "no".into(),
+        });
+        assert_eq!(
+            (invalid.status.as_u16(), invalid.field.as_deref()),
+            (400, Some("state"))
+        );
+        assert_eq!(status(StoreError::BadUrl("x".into())), 500);
+    }
+}

@@ -1,0 +1,427 @@
+//! The dashboard in a real browser: `warren serve` on a fresh SQLite database with a
+//! small module, driven by `tests/browser/dashboard.test.mjs` (playwright-core and
+//! Debian's headless Chromium). The page finds a failed task through the filters,
+//! retries it and sees it complete; runs a scheduled task by hand and sees its run
+//! finish; and takes a screenshot of every page (under `target/screenshots/`).
+//!
+//! Needs `/usr/bin/chromium`, `node` and `tests/browser/node_modules`
+//! (`npm ci --prefix tests/browser`); skipped loudly without them (failing under
+//! `CI=true`, where `.ci/run` installs them).
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const TOKEN: &str = "dashboard-browser-test-token";
+/// The managed task that fails its first run and completes when retried.
+const FLAKY: &str = "dash:flaky";
+/// The scheduled task the browser runs by hand.
+const TAG: &str = "dash:tick";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Whether everything the browser needs is installed; panics under `CI=true` when not.
+fn browser_available() -> bool {
+    let mut missing = Vec::new();
+    if !Path::new(CHROMIUM).exists() {
+        missing.push(format!(
+            "{CHROMIUM} (apt-get install --no-install-recommends chromium)"
+        ));
+    }
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !node.is_ok_and(|s| s.success()) {
+        missing.push("node (Node.js) on PATH".into());
+    }
+    if !repo()
+        .join("tests/browser/node_modules/playwright-core")
+        .is_dir()
+    {
+        missing.push("tests/browser/node_modules (npm ci --prefix tests/browser)".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let what = missing.join(", ");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but the dashboard browser test cannot run: missing {what}");
+    }
+    eprintln!();
+    eprintln!("==================================================================");
+    eprintln!(" SKIPPED: dashboard browser test — missing {what}");
+    eprintln!("==================================================================");
+    eprintln!();
+    false
+}
+
+/// A WebAssembly text literal's contents for `text` (quotes and backslashes escaped).
+fn wat_string(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// A hand-written task component: a permanent failure on its first run (iteration 0),
+/// a completion with a result on every later run — so a retry from the dashboard
+/// completes it. (Its layout follows tests/guests/wat/complete.wat.)
+fn flaky_wat() -> String {
+    let error = "dash:flaky fails its first run on purpose; retry it to complete it";
+    let result = r#"{"completed":"on a retry"}"#;
+    format!(
+        r#"(component
+  (type $types-iface
+    (instance
+      (type $opt-string (option string))
+      (type $task-rec (record
+        (field "id" u64)
+        (field "task-type" string)
+        (field "data" string)
+        (field "aux-data" $opt-string)
+        (field "failures" u32)
+        (field "iteration" u32)))
+      (export "task" (type $task (eq $task-rec)))
+      (type $opt-u64 (option u64))
+      (type $failure-rec (record
+        (field "error" string)
+        (field "stack" $opt-string)
+        (field "next-retry-ms" $opt-u64)))
+      (export "failure" (type $failure (eq $failure-rec)))
+      (type $restart-rec (record
+        (field "at-ms" u64)
+        (field "new-data" $opt-string)
+        (field "new-aux-data" $opt-string)))
+      (export "restart" (type $restart (eq $restart-rec)))
+      (type $perm (tuple string $opt-string))
+      (type $resolution-var (variant
+        (case "completion" string)
+        (case "permanent-failure" $perm)
+        (case "cancellation" string)
+        (case "temporary-failure" $failure)
+        (case "restart" $restart)))
+      (export "resolution" (type (eq $resolution-var)))))
+  (import "warren:task/types@0.1.0" (instance $types (type $types-iface)))
+  (alias export $types "task" (type $task))
+  (alias export $types "resolution" (type $resolution))
+  (import "task" (type $task-t (eq $task)))
+  (import "resolution" (type $resolution-t (eq $resolution)))
+
+  (core module $m
+    (memory (export "memory") 1)
+    (data (i32.const 16) "{result}")
+    (data (i32.const 128) "{error}")
+    (global $next (mut i32) (i32.const 1024))
+    (func (export "cabi_realloc") (param $old i32) (param $old-size i32) (param $align i32) (param $size i32) (result i32)
+      (local $ptr i32) (local $end i32)
+      (local.set $ptr
+        (i32.and
+          (i32.add (global.get $next) (i32.sub (local.get $align) (i32.const 1)))
+          (i32.sub (i32.const 0) (local.get $align))))
+      (local.set $end (i32.add (local.get $ptr) (local.get $size)))
+      (if (i32.gt_u (local.get $end) (i32.mul (memory.size) (i32.const 65536)))
+        (then
+          (if (i32.eq
+                (memory.grow
+                  (i32.add
+                    (i32.div_u (i32.sub (local.get $end) (i32.mul (memory.size) (i32.const 65536))) (i32.const 65536))
+                    (i32.const 1)))
+                (i32.const -1))
+            (then unreachable))))
+      (global.set $next (local.get $end))
+      (local.get $ptr))
+    (func (export "cabi_post_run-task") (param $ret i32)
+      (global.set $next (i32.const 1024)))
+    ;; The resolution goes to 512: discriminant at +0, payload at +8.
+    (func (export "run-task")
+      (param $id i64) (param $type-ptr i32) (param $type-len i32)
+      (param $data-ptr i32) (param $data-len i32)
+      (param $aux-tag i32) (param $aux-ptr i32) (param $aux-len i32)
+      (param $failures i32) (param $iteration i32)
+      (result i32)
+      (if (i32.eqz (local.get $iteration))
+        (then
+          (i32.store8 (i32.const 512) (i32.const 1))     ;; case 1: permanent-failure
+          (i32.store (i32.const 520) (i32.const 128))    ;; error: pointer
+          (i32.store (i32.const 524) (i32.const {error_len})) ;; error: length
+          (i32.store8 (i32.const 528) (i32.const 0))     ;; result: none
+          (return (i32.const 512))))
+      (i32.store8 (i32.const 512) (i32.const 0))         ;; case 0: completion
+      (i32.store (i32.const 520) (i32.const 16))         ;; result: pointer
+      (i32.store (i32.const 524) (i32.const {result_len})) ;; result: length
+      (i32.const 512)))
+  (core instance $i (instantiate $m))
+  (alias core export $i "memory" (core memory $mem))
+  (alias core export $i "cabi_realloc" (core func $realloc))
+  (alias core export $i "run-task" (core func $run-task-core))
+  (alias core export $i "cabi_post_run-task" (core func $post-return))
+  (type $run-task-t (func (param "t" $task-t) (result $resolution-t)))
+  (func $run-task (type $run-task-t)
+    (canon lift (core func $run-task-core) (memory $mem) (realloc $realloc)
+      (post-return $post-return)))
+  (export "run-task" (func $run-task)))
+"#,
+        result = wat_string(result),
+        error = wat_string(error),
+        result_len = result.len(),
+        error_len = error.len(),
+    )
+}
+
+/// A modules folder with the `dash` module: the flaky task, a task that always
+/// completes, and two scheduled tasks (one with a mask, one only run by hand).
+fn modules_dir(root: &Path) -> PathBuf {
+    let modules = root.join("modules");
+    let module = modules.join("dash");
+    std::fs::create_dir_all(module.join("tasks")).unwrap();
+    std::fs::write(module.join("tasks/flaky.wat"), flaky_wat()).unwrap();
+    std::fs::copy(
+        repo().join("tests/guests/wat/complete.wat"),
+        module.join("tasks/complete.wat"),
+    )
+    .unwrap();
+    std::fs::write(
+        module.join("moduledefinition.xml"),
+        r#"<module name="dash"><servicemanager>
+             <taskcluster tag="default" workers="2"/>
+             <managedtask type="flaky" code="tasks/flaky.wat" maxfailures="0"/>
+             <managedtask type="done" code="tasks/complete.wat"/>
+             <task tag="tick" runat="0 4 * * *" code="tasks/complete.wat"/>
+             <task tag="report" code="tasks/complete.wat"/>
+           </servicemanager></module>"#,
+    )
+    .unwrap();
+    modules
+}
+
+fn warren(db: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+    cmd.env("WARREN_DATABASE_URL", db)
+        .env("WARREN_CACHE_DIR", repo().join("target/warren-test-cache"))
+        .env_remove("WARREN_TOKEN")
+        .env_remove("WARREN_MAINTENANCE_OFFSET")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `warren schedule …`: the new task's id.
+fn schedule(db: &str, args: &[&str]) -> i64 {
+    let o = warren(db).arg("schedule").args(args).output().unwrap();
+    assert!(o.status.success(), "warren schedule {args:?}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("warren schedule printed no id: {}", text(&o)))
+}
+
+/// `warren wait ID`: its output (exit 0 only for a completed task).
+fn wait(db: &str, id: i64) -> Output {
+    warren(db)
+        .args(["wait", &id.to_string(), "--timeout", "60"])
+        .output()
+        .unwrap()
+}
+
+/// The `warren serve` process, killed when dropped; its stderr is kept for messages.
+struct Server {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `warren serve` on a port the system picks; returns it with the dashboard's
+/// address (from the "dashboard: http://…" line it prints), once that port answers.
+fn serve(db: &str, modules: &Path) -> (Server, SocketAddr) {
+    let mut child = warren(db)
+        .args([
+            "serve",
+            "--modules",
+            modules.to_str().unwrap(),
+            "--node",
+            "dash-node",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            TOKEN,
+            "--grace",
+            "2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start warren serve");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.trim().strip_prefix("dashboard: ") {
+                let _ = tx.send(url.to_string());
+            }
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let server = Server { child, log };
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            panic!(
+                "warren serve printed no 'dashboard: URL' line within 60 s; its stderr:\n{}",
+                server.log()
+            )
+        });
+    let addr: SocketAddr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("dashboard address in '{url}': {e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard at {addr} does not answer; serve's stderr:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (server, addr)
+}
+
+/// Runs a command to its end, killing it after `limit`.
+fn run_with_limit(mut cmd: Command, limit: Duration) -> (ExitStatus, String) {
+    let out_path = std::env::temp_dir().join(format!(
+        "warren-dashboard-browser-{}.log",
+        std::process::id()
+    ));
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut child = cmd
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("start node");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+            panic!("the browser test ran longer than {limit:?} and was killed ({status}); its output:\n{output}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    (status, output)
+}
+
+#[test]
+fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
+    if !browser_available() {
+        return;
+    }
+    let root = std::env::temp_dir().join(format!("warren-dashboard-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let db = format!("sqlite://{}", root.join("warren.db").display());
+    let modules = modules_dir(&root);
+
+    let o = warren(&db).arg("migrate").output().unwrap();
+    assert!(o.status.success(), "warren migrate: {}", text(&o));
+
+    let (server, addr) = serve(&db, &modules);
+
+    // Some finished work for the overview, one task for later, then the flaky task.
+    let done: Vec<i64> = (0..4)
+        .map(|i| schedule(&db, &["dash:done", &format!("{{\"n\": {i}}}")]))
+        .collect();
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    schedule(
+        &db,
+        &["dash:done", "{\"later\": true}", "--not-before", &later],
+    );
+    let flaky = schedule(&db, &[FLAKY, r#"{"order": 42, "note": "fails once"}"#]);
+    for id in &done {
+        let o = wait(&db, *id);
+        assert!(o.status.success(), "dash:done task {id}: {}", text(&o));
+    }
+    let o = wait(&db, flaky);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the flaky task should fail its first run: {}\nserve:\n{}",
+        text(&o),
+        server.log()
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("failed"),
+        "the flaky task should be failed: {}",
+        text(&o)
+    );
+
+    let mut node = Command::new("node");
+    node.arg(repo().join("tests/browser/dashboard.test.mjs"))
+        .current_dir(repo())
+        .env("WARREN_URL", format!("http://{addr}"))
+        .env("WARREN_TOKEN", TOKEN)
+        .env("WARREN_FAILED_TYPE", FLAKY)
+        .env("WARREN_SCHEDULED_TAG", TAG)
+        .env("WARREN_SCREENSHOTS", repo().join("target/screenshots"));
+    let (status, output) = run_with_limit(node, Duration::from_secs(240));
+    println!("{output}");
+    assert!(
+        status.success(),
+        "the dashboard browser test failed ({status}):\n{output}\nwarren serve's stderr:\n{}",
+        server.log()
+    );
+
+    // The retry the browser made really completed the task.
+    let o = wait(&db, flaky);
+    assert!(
+        o.status.success(),
+        "task {flaky} should have completed after the retry: {}",
+        text(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("on a retry"),
+        "task {flaky}'s result: {}",
+        text(&o)
+    );
+
+    drop(server);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -1,0 +1,1 @@
+ALTER TABLE warren_nodes DROP COLUMN runners;
