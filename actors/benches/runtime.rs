@@ -1,0 +1,390 @@
+//! End-to-end throughput and latency of a Warren node, with the JavaScript `ping` task
+//! of the demo module (`{"ping": n}` → `{"pong": n}`) compiled to WebAssembly.
+//!
+//! Measures, per backend (SQLite file; PostgreSQL when a server is named):
+//! - managed throughput with 1 and 4 runners: N tasks scheduled in one batch commit,
+//!   timed from just before that commit until every task completed (the runners claim,
+//!   run the guest in the task's own transaction and commit each resolution);
+//! - commit-to-start latency: one task at a time on an idle node, from the commit that
+//!   scheduled it to the moment its run started (the task's `started_at`), p50/p99;
+//! - ephemeral round trip on warm runners: `RunEphemeralTask` sent and its result
+//!   received by one caller in a loop (p50/p99), and the throughput of 4 callers.
+//!
+//! Run: `cargo bench --bench runtime`. PostgreSQL runs when `WARREN_BENCH_DATABASE_URL`
+//! (or `WARREN_TEST_DATABASE_URL`) names a server such as
+//! `postgres://postgres@127.0.0.1/postgres`; the bench creates `warren_rt_<pid>` there
+//! and drops it at the end. `WARREN_BENCH_BACKENDS=sqlite|postgres` runs one backend;
+//! `WARREN_BENCH_TASKS=N` sets the managed task count (default 4,000; SQLite 2,000);
+//! `WARREN_BENCH_SAMPLES=N` the latency samples (default 300 / 3,000 ephemeral).
+//! The JavaScript toolkit must be installed (`npm ci --prefix guest/js`).
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use serde_json::json;
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use warren::store::{NewTask, StateFilter, Store, TaskFilter, WaitFor};
+use warren::task::TaskId;
+use warren::wasm::EngineConfig;
+use warren_actors::{RunEphemeralTask, Shutdown, Supervisor, Warren};
+
+type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn env_count(name: &str, default: usize) -> BenchResult<usize> {
+    match std::env::var(name) {
+        Ok(v) => Ok(v
+            .parse()
+            .map_err(|_| format!("{name}={v} is not a count"))?),
+        Err(_) => Ok(default),
+    }
+}
+
+/// A modules folder with a `bench` module: managed `bench:ping` and ephemeral
+/// `bench:echo` (both the demo's ping code) in a cluster of `runners`.
+fn modules(runners: usize) -> BenchResult<PathBuf> {
+    let dir =
+        std::env::temp_dir().join(format!("warren-bench-rt-{}-{runners}", std::process::id()));
+    let module = dir.join("bench");
+    std::fs::create_dir_all(&module)?;
+    std::fs::copy(
+        repo().join("examples/modules/demo/tasks/ping.js"),
+        module.join("ping.js"),
+    )?;
+    std::fs::write(
+        module.join("moduledefinition.xml"),
+        format!(
+            r#"<module name="bench"><servicemanager>
+                 <taskcluster tag="bench" workers="{runners}"/>
+                 <managedtask type="ping" code="ping.js" cluster="bench"/>
+                 <ephemeraltask type="echo" code="ping.js" cluster="bench"/>
+               </servicemanager></module>"#
+        ),
+    )?;
+    Ok(dir)
+}
+
+async fn start(url: &str, runners: usize) -> BenchResult<actix::Addr<Supervisor>> {
+    let (node, broken) = Warren::builder()
+        .database(url)
+        .modules_dir(modules(runners)?)
+        .node_name(format!("bench-{runners}"))
+        .engine(EngineConfig {
+            cache_dir: Some(repo().join("target/warren-bench-cache")),
+            ..EngineConfig::default()
+        })
+        .start()
+        .await?;
+    if !broken.is_empty() {
+        return Err(format!("{broken:?}").into());
+    }
+    Ok(node)
+}
+
+fn ping(n: usize) -> NewTask {
+    NewTask::new(
+        "bench:ping".parse().expect("valid type"),
+        json!({ "ping": n }),
+    )
+}
+
+/// Waits until every task in `ids` finished, woken by the store's notifications.
+async fn wait_all(store: &Store, ids: &[TaskId]) -> BenchResult<()> {
+    // The last one scheduled is about the last to run: wait for it, then the rest
+    // (mostly finished by then: one lookup each).
+    if let Some(&last) = ids.last() {
+        store
+            .wait(last, Duration::from_secs(600), WaitFor::Finished)
+            .await?;
+    }
+    for &id in ids {
+        let outcome = store
+            .wait(id, Duration::from_secs(600), WaitFor::Finished)
+            .await?;
+        if outcome.result.is_none() {
+            return Err(format!("task {id} did not complete: {outcome:?}").into());
+        }
+    }
+    Ok(())
+}
+
+/// One printed figure.
+struct Row {
+    backend: &'static str,
+    name: String,
+    value: f64,
+    unit: &'static str,
+}
+
+fn record(
+    rows: &mut Vec<Row>,
+    backend: &'static str,
+    name: String,
+    value: f64,
+    unit: &'static str,
+) {
+    println!(
+        "{}",
+        json!({"backend": backend, "measurement": name, "value": value, "unit": unit})
+    );
+    rows.push(Row {
+        backend,
+        name,
+        value,
+        unit,
+    });
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn now_ms_f64() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+        * 1000.0
+}
+
+async fn managed_throughput(
+    store: &Store,
+    backend: &'static str,
+    runners: usize,
+    tasks: usize,
+    rows: &mut Vec<Row>,
+) -> BenchResult<()> {
+    // Warm every runner's VM first.
+    let warm: Vec<NewTask> = (0..runners * 4).map(ping).collect();
+    wait_all(store, &store.schedule_batch(&warm).await?).await?;
+    let batch: Vec<NewTask> = (0..tasks).map(ping).collect();
+    let started = Instant::now();
+    let ids = store.schedule_batch(&batch).await?;
+    wait_all(store, &ids).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    record(
+        rows,
+        backend,
+        format!("managed, {runners} runner(s), {tasks} tasks"),
+        tasks as f64 / seconds,
+        "tasks/s",
+    );
+    Ok(())
+}
+
+async fn commit_to_start(
+    store: &Store,
+    backend: &'static str,
+    samples: usize,
+    rows: &mut Vec<Row>,
+) -> BenchResult<()> {
+    let mut latencies = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let mut conn = store.connection().await?;
+        conn.begin().await?;
+        let id = conn.schedule(ping(i)).await?;
+        conn.commit().await?;
+        let committed = now_ms_f64();
+        drop(conn);
+        store
+            .wait(id, Duration::from_secs(60), WaitFor::Finished)
+            .await?;
+        let task = store.describe(id).await?;
+        let started = task.started_at.ok_or("a finished task has a start time")? as f64;
+        // started_at has millisecond resolution: a start in the same millisecond as
+        // the commit reads as up to 1 ms early.
+        latencies.push((started - committed).max(0.0));
+    }
+    latencies.sort_by(f64::total_cmp);
+    record(
+        rows,
+        backend,
+        format!("commit to start p50 ({samples} samples)"),
+        percentile(&latencies, 50.0),
+        "ms",
+    );
+    record(
+        rows,
+        backend,
+        format!("commit to start p99 ({samples} samples)"),
+        percentile(&latencies, 99.0),
+        "ms",
+    );
+    Ok(())
+}
+
+async fn ephemeral(
+    node: &actix::Addr<Supervisor>,
+    backend: &'static str,
+    samples: usize,
+    rows: &mut Vec<Row>,
+) -> BenchResult<()> {
+    let call = |n: usize| async move {
+        node.send(RunEphemeralTask::new("bench:echo", json!({ "ping": n })))
+            .await?
+            .await
+            .map_err(|e| -> Box<dyn Error + Send + Sync> { e.into() })
+    };
+    for n in 0..100 {
+        call(n).await?;
+    }
+    let mut latencies = Vec::with_capacity(samples);
+    for n in 0..samples {
+        let t = Instant::now();
+        let answer = call(n).await?;
+        latencies.push(t.elapsed().as_secs_f64() * 1e6);
+        if answer != json!({ "pong": n }) {
+            return Err(format!("unexpected answer {answer}").into());
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    record(
+        rows,
+        backend,
+        "ephemeral round trip p50".into(),
+        percentile(&latencies, 50.0),
+        "µs",
+    );
+    record(
+        rows,
+        backend,
+        "ephemeral round trip p99".into(),
+        percentile(&latencies, 99.0),
+        "µs",
+    );
+    let callers = 4;
+    let started = Instant::now();
+    let per_caller = samples / callers;
+    let runs = (0..callers).map(|c| async move {
+        for n in 0..per_caller {
+            call(c * per_caller + n).await?;
+        }
+        Ok::<_, Box<dyn Error + Send + Sync>>(())
+    });
+    for result in futures_util::future::join_all(runs).await {
+        result?;
+    }
+    record(
+        rows,
+        backend,
+        format!("ephemeral, {callers} callers"),
+        (per_caller * callers) as f64 / started.elapsed().as_secs_f64(),
+        "tasks/s",
+    );
+    Ok(())
+}
+
+async fn bench_backend(url: &str, backend: &'static str, rows: &mut Vec<Row>) -> BenchResult<()> {
+    let default_tasks = if backend == "sqlite" { 2_000 } else { 4_000 };
+    let tasks = env_count("WARREN_BENCH_TASKS", default_tasks)?;
+    let samples = env_count("WARREN_BENCH_SAMPLES", 300)?;
+    for runners in [1, 4] {
+        let node = start(url, runners).await?;
+        let store = Store::open(url).await?;
+        managed_throughput(&store, backend, runners, tasks, rows).await?;
+        if runners == 4 {
+            commit_to_start(&store, backend, samples, rows).await?;
+            ephemeral(&node, backend, samples * 10, rows).await?;
+        }
+        node.send(Shutdown {
+            grace: Duration::from_secs(30),
+        })
+        .await?;
+        let left = store
+            .list(&TaskFilter {
+                state: StateFilter::Unfinished,
+                limit: 10,
+                ..TaskFilter::default()
+            })
+            .await?;
+        if !left.is_empty() {
+            return Err(format!("tasks left unfinished: {left:?}").into());
+        }
+    }
+    Ok(())
+}
+
+fn database_url(server: &str, db: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (server, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    format!("{host}/{db}{query}")
+}
+
+async fn bench_postgres(server: &str, rows: &mut Vec<Row>) -> BenchResult<()> {
+    let name = format!("warren_rt_{}", std::process::id());
+    let mut admin = AsyncPgConnection::establish(server).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let result = bench_backend(&database_url(server, &name), "postgres", rows).await;
+    let dropped = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+    result?;
+    Ok(dropped?)
+}
+
+fn print_table(rows: &[Row]) {
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(10);
+    println!();
+    println!(
+        "{:<8}  {:<width$}  {:>10}",
+        "backend", "measurement", "value"
+    );
+    println!("{}", "-".repeat(8 + 2 + width + 2 + 16));
+    for r in rows {
+        println!(
+            "{:<8}  {:<width$}  {:>10.1} {}",
+            r.backend, r.name, r.value, r.unit
+        );
+    }
+}
+
+fn sqlite_file(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("bench.db").display())
+}
+
+fn main() -> BenchResult<()> {
+    let only = std::env::var("WARREN_BENCH_BACKENDS").unwrap_or_default();
+    let wants = |b: &str| only.is_empty() || only.split(',').any(|o| o.trim() == b);
+    let mut rows = Vec::new();
+    actix_rt::System::new().block_on(async {
+        if wants("sqlite") {
+            let dir = std::env::temp_dir().join(format!("warren-bench-rt-db-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            let result = bench_backend(&sqlite_file(&dir), "sqlite", &mut rows).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            result?;
+        }
+        if wants("postgres") {
+            let server = ["WARREN_BENCH_DATABASE_URL", "WARREN_TEST_DATABASE_URL"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
+            match server {
+                Some(server) => bench_postgres(&server, &mut rows).await?,
+                None => println!(
+                    "skipped PostgreSQL: set WARREN_BENCH_DATABASE_URL (or WARREN_TEST_DATABASE_URL) \
+                     to a server URL such as postgres://postgres@127.0.0.1/postgres"
+                ),
+            }
+        }
+        Ok::<_, Box<dyn Error + Send + Sync>>(())
+    })?;
+    print_table(&rows);
+    Ok(())
+}
