@@ -335,10 +335,6 @@ async fn run_ephemeral(
         Ok(vm) => vm,
         Err(e) => return (None, Err(e)),
     };
-    let tx = match env.store.begin_transaction().await {
-        Ok(tx) => tx,
-        Err(e) => return (Some(vm), Err(e.to_string())),
-    };
     let input = TaskInput {
         id: 0,
         task_type: msg.task_type.clone(),
@@ -349,7 +345,12 @@ async fn run_ephemeral(
     };
     let timeout = msg.timeout.or_else(|| timeout_of(0, ct.def.timeout_ms));
     let report = vm
-        .run(input, TaskDb::Ephemeral(tx), timeout, msg.kill)
+        .run(
+            input,
+            TaskDb::Deferred(env.store.clone()),
+            timeout,
+            msg.kill,
+        )
         .await;
     let tx = match report.db {
         TaskDb::Ephemeral(tx) => Some(tx),
@@ -417,10 +418,6 @@ async fn run_scheduled(
         Ok(vm) => vm,
         Err(e) => return (None, ("failed".into(), e)),
     };
-    let tx = match env.store.begin_transaction().await {
-        Ok(tx) => tx,
-        Err(e) => return (Some(vm), ("failed".into(), e.to_string())),
-    };
     let input = TaskInput {
         id: 0,
         task_type: msg.tag.clone(),
@@ -431,7 +428,12 @@ async fn run_scheduled(
     };
     let timeout = timeout_of(0, s.def.timeout_ms);
     let report = vm
-        .run(input, TaskDb::Ephemeral(tx), timeout, msg.kill)
+        .run(
+            input,
+            TaskDb::Deferred(env.store.clone()),
+            timeout,
+            msg.kill,
+        )
         .await;
     let mut output = String::new();
     for line in &report.logs {

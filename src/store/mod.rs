@@ -95,7 +95,7 @@ pub struct Store {
 struct Inner {
     backend: Backend,
     clock: SharedClock,
-    signals: Signals,
+    signals: Arc<Signals>,
     url: String,
 }
 
@@ -143,11 +143,16 @@ impl Store {
             sqlite::migrate(&path).await?;
             Backend::Sqlite(sqlite::pool(&path, &config)?)
         };
+        let signals = match &backend {
+            Backend::Postgres(_) => Arc::new(Signals::default()),
+            // Stores of one process on one file share their wake-ups.
+            Backend::Sqlite(_) => signals::for_sqlite_file(&sqlite::path_from_url(&config.url)?),
+        };
         let store = Store {
             inner: Arc::new(Inner {
                 backend,
                 clock,
-                signals: Signals::default(),
+                signals,
                 url: config.url,
             }),
         };

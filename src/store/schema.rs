@@ -26,6 +26,7 @@ diesel::table! {
         lease_owner -> Nullable<Text>,
         lease_until -> Nullable<BigInt>,
         lease_token -> BigInt,
+        waited -> Bool,
     }
 }
 

@@ -47,6 +47,25 @@ impl Default for Signals {
     }
 }
 
+/// The wake-ups of a SQLite file, shared by every store of this process that has it
+/// open: work scheduled through one store wakes the queue of another (a test, a
+/// benchmark or an application that opens the file twice).
+pub(crate) fn for_sqlite_file(path: &std::path::Path) -> std::sync::Arc<Signals> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, Weak};
+    static FILES: Mutex<Option<HashMap<std::path::PathBuf, Weak<Signals>>>> = Mutex::new(None);
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut files = FILES.lock().unwrap_or_else(|p| p.into_inner());
+    let files = files.get_or_insert_with(HashMap::new);
+    files.retain(|_, signals| signals.strong_count() > 0);
+    if let Some(signals) = files.get(&key).and_then(Weak::upgrade) {
+        return signals;
+    }
+    let signals = Arc::new(Signals::default());
+    files.insert(key, Arc::downgrade(&signals));
+    signals
+}
+
 impl Signals {
     /// Starts the PostgreSQL listener once, and returns when it is listening, so no
     /// notification sent after this call is missed.
@@ -182,13 +201,52 @@ pub(crate) async fn announce_work(
     notify(conn, pending, TASKS_CHANNEL, cluster.to_string()).await
 }
 
-/// Announces that task `id` has a new outcome (finished, failed, restarted).
+/// Announces that task `id` has a new outcome (finished, failed, restarted). Call it
+/// after the statement that wrote the outcome, in the same transaction.
+///
+/// On PostgreSQL the NOTIFY goes out only when someone waits for the task (its
+/// `waited` flag, set by [`super::Store::wait`]): a NOTIFY serialises every committing
+/// transaction that sent one, which would cap the resolutions per second of the
+/// whole database. The flag cannot be missed: a waiter sets it with an UPDATE of the
+/// task's row, which either commits before the resolution's own UPDATE (that then
+/// sees it) or waits for the resolution to commit (and the waiter then sees the
+/// outcome itself).
 pub(crate) async fn announce_outcome(
     conn: &mut super::AnyConn<'_>,
     pending: &mut Pending,
     id: TaskId,
 ) -> diesel::QueryResult<()> {
-    notify(conn, pending, OUTCOMES_CHANNEL, id.to_string()).await
+    match conn {
+        super::AnyConn::Postgres(c) => {
+            PgNotifyIfWaited { id }.execute(&mut **c).await?;
+            Ok(())
+        }
+        super::AnyConn::Sqlite(_) => {
+            pending.outcomes.push(id);
+            Ok(())
+        }
+    }
+}
+
+/// `SELECT pg_notify('warren_outcomes', id) FROM warren_tasks WHERE id = $1 AND waited`.
+struct PgNotifyIfWaited {
+    id: TaskId,
+}
+
+impl QueryId for PgNotifyIfWaited {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryFragment<Pg> for PgNotifyIfWaited {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        out.push_sql("SELECT pg_notify('");
+        out.push_sql(OUTCOMES_CHANNEL);
+        out.push_sql("', id::text) FROM warren_tasks WHERE id = ");
+        out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.id)?;
+        out.push_sql(" AND waited");
+        Ok(())
+    }
 }
 
 async fn notify(

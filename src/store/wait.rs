@@ -41,6 +41,7 @@ impl Store {
         let mut rx = self.inner.signals.outcomes.subscribe();
         if self.backend() == BackendKind::Postgres {
             self.inner.signals.ensure_listener(&self.inner.url).await?;
+            self.mark_waited(id).await?;
         }
         loop {
             if let Some(outcome) = self.outcome_if(id, accept).await? {
@@ -68,6 +69,19 @@ impl Store {
                 });
             }
         }
+    }
+
+    /// Asks for a NOTIFY when the task's outcome changes (see `announce_outcome`).
+    async fn mark_waited(&self, id: TaskId) -> StoreResult<()> {
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        super::conn::on_conn!(&mut conn, c => {
+            diesel::update(t::warren_tasks.find(id).filter(t::waited.eq(false)))
+                .set(t::waited.eq(true))
+                .execute(c)
+                .await?
+        });
+        Ok(())
     }
 
     async fn outcome_if(&self, id: TaskId, accept: WaitFor) -> StoreResult<Option<TaskOutcome>> {
@@ -106,7 +120,8 @@ impl Store {
     }
 
     /// Subscribes to "task N has a new outcome" signals (the payload is the task id, or
-    /// [`ANY_TASK`] when every waiter should look again).
+    /// [`ANY_TASK`] when every waiter should look again). On PostgreSQL only tasks that
+    /// someone waits for with [`Store::wait`] are announced.
     pub async fn subscribe_outcomes(
         &self,
     ) -> StoreResult<tokio::sync::broadcast::Receiver<TaskId>> {

@@ -23,14 +23,30 @@ pub enum TaskDb {
     Managed(TaskRun),
     /// An ephemeral task: a transaction of its own, committed when the task completes.
     Ephemeral(Transaction),
+    /// An ephemeral or scheduled task whose transaction is opened by its first SQL
+    /// statement or scheduled task (then it becomes [`TaskDb::Ephemeral`]), so that a
+    /// task that does not use the database costs no round trip to it.
+    Deferred(crate::store::Store),
 }
 
 impl TaskDb {
-    fn conn(&mut self) -> Result<crate::store::AnyConn<'_>, String> {
+    /// Opens the deferred transaction, if this is the first use.
+    async fn open(&mut self) -> Result<(), String> {
+        if let TaskDb::Deferred(store) = self {
+            let tx = store.begin_transaction().await.map_err(|e| e.to_string())?;
+            *self = TaskDb::Ephemeral(tx);
+        }
+        Ok(())
+    }
+
+    async fn conn(&mut self) -> Result<crate::store::AnyConn<'_>, String> {
+        self.open().await?;
         match self {
             TaskDb::Managed(run) => Ok(run.conn()),
             TaskDb::Ephemeral(tx) => Ok(tx.conn()),
-            TaskDb::None => Err("this task runs without a database transaction".into()),
+            TaskDb::None | TaskDb::Deferred(_) => {
+                Err("this task runs without a database transaction".into())
+            }
         }
     }
 }
@@ -174,7 +190,7 @@ fn schedule_options(json: &str) -> Result<ScheduleOptions, String> {
 impl host::Host for HostState {
     async fn execute(&mut self, sql: String, params_json: String) -> Result<u64, String> {
         let params = dynamic::parse_params(&params_json).map_err(|e| e.to_string())?;
-        let mut conn = self.db.conn()?;
+        let mut conn = self.db.conn().await?;
         dynamic::execute(&mut conn, &sql, params)
             .await
             .map_err(|e| e.to_string())
@@ -182,7 +198,7 @@ impl host::Host for HostState {
 
     async fn query(&mut self, sql: String, params_json: String) -> Result<String, String> {
         let params = dynamic::parse_params(&params_json).map_err(|e| e.to_string())?;
-        let mut conn = self.db.conn()?;
+        let mut conn = self.db.conn().await?;
         dynamic::query_json(&mut conn, &sql, params)
             .await
             .map_err(|e| e.to_string())
@@ -200,10 +216,13 @@ impl host::Host for HostState {
         let data: Value = serde_json::from_str(&data_json)
             .map_err(|e| format!("task data is not valid JSON: {e}"))?;
         let task = NewTask::new(task_type, data).with_options(schedule_options(&options_json)?);
+        self.db.open().await?;
         let id = match &mut self.db {
             TaskDb::Managed(run) => run.schedule(task).await,
             TaskDb::Ephemeral(tx) => tx.schedule(task).await,
-            TaskDb::None => return Err("this task runs without a database transaction".into()),
+            TaskDb::None | TaskDb::Deferred(_) => {
+                return Err("this task runs without a database transaction".into())
+            }
         }
         .map_err(|e| e.to_string())?;
         Ok(id as u64)

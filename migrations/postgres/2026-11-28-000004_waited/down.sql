@@ -1,0 +1,1 @@
+ALTER TABLE warren_tasks DROP COLUMN waited;
