@@ -18,6 +18,7 @@ conformance!(
     bad_input_is_refused_and_changes_nothing,
     claims_follow_priority_then_next_attempt_then_id,
     claims_respect_not_before_and_clusters,
+    tasks_without_a_cluster_get_their_types_registered_cluster,
     concurrent_claimers_never_share_a_task,
     stale_fencing_token_cannot_resolve,
     expired_lease_is_recovered_and_claimed_again,
@@ -288,6 +289,57 @@ async fn claims_follow_priority_then_next_attempt_then_id(b: Backend) {
     );
 }
 
+async fn tasks_without_a_cluster_get_their_types_registered_cluster(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let mail: TaskType = "demo:mail".parse().unwrap();
+    // Before any node registered the type, it goes to `default`.
+    let early = s
+        .schedule(NewTask::new(mail.clone(), json!({})))
+        .await
+        .unwrap();
+    s.register_task_types(&[("demo:mail".into(), "mailers".into())])
+        .await
+        .unwrap();
+    let batch = s
+        .schedule_batch(&[
+            NewTask::new(mail.clone(), json!({})),
+            task(json!({})),
+            NewTask::new(mail.clone(), json!({})).with_options(ScheduleOptions {
+                cluster: Some("urgent".into()),
+                ..Default::default()
+            }),
+        ])
+        .await
+        .unwrap();
+    let cluster = |id| async move { s.describe(id).await.unwrap().cluster };
+    assert_eq!(cluster(early).await, "default");
+    assert_eq!(cluster(batch[0]).await, "mailers");
+    assert_eq!(cluster(batch[1]).await, "default", "unregistered type");
+    assert_eq!(
+        cluster(batch[2]).await,
+        "urgent",
+        "an explicit cluster wins"
+    );
+    // A later definition moves the type; the latest registration wins.
+    s.register_task_types(&[("demo:mail".into(), "bulk".into())])
+        .await
+        .unwrap();
+    let moved = s.schedule(NewTask::new(mail, json!({}))).await.unwrap();
+    assert_eq!(cluster(moved).await, "bulk");
+    // Claims for the cluster find it.
+    let claimed = s
+        .claim("node-a", &["bulk".to_string()], 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![moved]
+    );
+}
+
 async fn claims_respect_not_before_and_clusters(b: Backend) {
     let Some(db) = TestDb::new(b).await else {
         return;
@@ -501,7 +553,7 @@ async fn task_effects_commit_with_completion(b: Backend) {
     let id = s.schedule(task(json!({}))).await.unwrap();
     let mut run = claim_one(s).await;
     exec(
-        &mut run.conn(),
+        &mut run.conn().await.unwrap(),
         &format!("INSERT INTO effects VALUES ({id})"),
     )
     .await;
@@ -530,7 +582,7 @@ async fn task_effects_vanish_with_temporary_failure(b: Backend) {
     let id = s.schedule(task(json!({}))).await.unwrap();
     let mut run = claim_one(s).await;
     exec(
-        &mut run.conn(),
+        &mut run.conn().await.unwrap(),
         &format!("INSERT INTO effects VALUES ({id})"),
     )
     .await;
@@ -554,7 +606,7 @@ async fn task_effects_vanish_with_temporary_failure(b: Backend) {
     db.clock.advance(15 * MIN);
     let mut run = claim_one(s).await;
     exec(
-        &mut run.conn(),
+        &mut run.conn().await.unwrap(),
         &format!("INSERT INTO effects VALUES ({id})"),
     )
     .await;

@@ -26,6 +26,8 @@ enum Busy {
     Managed(TaskId, i64),
     /// An ephemeral task this queue handed it.
     Ephemeral,
+    /// Reserved for a claim that is out.
+    Claiming,
     /// A run handed to it before this queue started (by a queue that crashed); the
     /// runner finishes and resolves it by itself, the queue only renews its lease
     /// and waits for the runner to be idle.
@@ -48,7 +50,15 @@ pub struct QueueActor {
     crashes: Recipient<Crashed>,
     _guard: ChildGuard,
     clusters: BTreeMap<String, Vec<Slot>>,
-    claiming: BTreeMap<String, bool>,
+    /// Claims out per cluster (each for runners it reserved; several may be out).
+    claims_out: BTreeMap<String, usize>,
+    /// Clusters woken while their claim was out: that claim may have missed the new
+    /// work, so they claim again when it returns.
+    woken_while_claiming: BTreeMap<String, bool>,
+    /// Clusters that may have due work: false after a claim found less than it asked
+    /// for, true again on a wake-up for the cluster, the timer, or recovered leases.
+    /// A runner finishing in one cluster then claims nothing for the others.
+    maybe_work: BTreeMap<String, bool>,
     ephemeral: BTreeMap<String, VecDeque<EphemeralRequest>>,
     draining: bool,
     timer: Option<SpawnHandle>,
@@ -96,7 +106,9 @@ impl QueueActor {
             pool,
             crashes: supervisor.clone().recipient(),
             _guard: ChildGuard::new(Child::Queue, supervisor.recipient()),
-            claiming: clusters.keys().map(|c| (c.clone(), false)).collect(),
+            claims_out: clusters.keys().map(|c| (c.clone(), 0)).collect(),
+            woken_while_claiming: clusters.keys().map(|c| (c.clone(), false)).collect(),
+            maybe_work: clusters.keys().map(|c| (c.clone(), true)).collect(),
             ephemeral: clusters
                 .keys()
                 .map(|c| (c.clone(), VecDeque::new()))
@@ -143,26 +155,45 @@ impl QueueActor {
                 idle.remove(0);
                 self.start_ephemeral(&cluster, slot, req, ctx);
             }
-            if idle.is_empty() || self.claiming[&cluster] {
+            if idle.is_empty() || !self.maybe_work[&cluster] {
                 continue;
             }
-            self.claiming.insert(cluster.clone(), true);
+            // Several claims may be out at once, each for the runners it reserved: a
+            // runner that finishes claims its next task without waiting for the
+            // others' claims.
+            for &slot in &idle {
+                self.clusters.get_mut(&cluster).expect("known cluster")[slot].busy =
+                    Some(Busy::Claiming);
+            }
+            *self.claims_out.get_mut(&cluster).expect("known cluster") += 1;
             let (store, node, lease) = (self.store.clone(), self.node.clone(), self.lease_ms);
             let want = idle.len();
             let names = vec![cluster.clone()];
             let claim = async move { store.claim(&node, &names, want, lease).await };
             ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
-                act.claiming.insert(cluster.clone(), false);
+                *act.claims_out.get_mut(&cluster).expect("known cluster") -= 1;
+                for &slot in &idle {
+                    act.clusters.get_mut(&cluster).expect("known cluster")[slot].busy = None;
+                }
+                let woken = act
+                    .woken_while_claiming
+                    .insert(cluster.clone(), false)
+                    .unwrap_or(false);
                 match result {
                     Ok(tasks) => {
                         let drained = tasks.len() < want;
-                        let idle = act.idle(&cluster);
-                        for (claimed, slot) in tasks.into_iter().zip(idle) {
+                        for (claimed, &slot) in tasks.into_iter().zip(&idle) {
                             act.start_managed(&cluster, slot, claimed, ctx);
                         }
-                        // Nothing more is due now: sleep until the next attempt.
-                        if drained {
+                        if drained && !woken {
+                            // Nothing more is due now: sleep until the next attempt.
+                            act.maybe_work.insert(cluster.clone(), false);
                             act.arm_timer(ctx);
+                        }
+                        if !drained || woken {
+                            // Runners that went idle, or work that arrived, while this
+                            // claim was out are served now, not at the next wake-up.
+                            act.dispatch(ctx);
                         }
                     }
                     Err(e) => {
@@ -268,6 +299,19 @@ impl QueueActor {
         );
     }
 
+    /// Notes that `cluster` (every cluster when `None`) may have due work; a claim
+    /// that is out may have looked before it arrived, so it does not count as drained.
+    fn expect_work(&mut self, cluster: Option<&str>) {
+        for (name, maybe) in self.maybe_work.iter_mut() {
+            if cluster.is_none_or(|c| c == name) {
+                *maybe = true;
+                if self.claims_out[name] > 0 {
+                    self.woken_while_claiming.insert(name.clone(), true);
+                }
+            }
+        }
+    }
+
     /// Replaces a crashed runner and reports the crash to the Supervisor.
     fn runner_crashed(
         &mut self,
@@ -327,11 +371,14 @@ impl QueueActor {
                 return;
             }
             let now = act.store.now();
+            // Work due already is not a reason to wake: it is claimed when a runner
+            // frees up (each finished run dispatches), or it is held by another
+            // node's claim; the safety poll covers the rest. Waking for it would spin
+            // while every runner is busy.
             let wait = match next {
                 Ok(Some(at)) if at > now => {
                     Duration::from_millis((at - now) as u64).min(SAFETY_POLL)
                 }
-                Ok(Some(_)) => Duration::ZERO,
                 _ => SAFETY_POLL,
             };
             if let Some(handle) = act.timer.take() {
@@ -342,6 +389,7 @@ impl QueueActor {
                     return;
                 }
                 act.timer = None;
+                act.expect_work(None);
                 act.dispatch(ctx);
                 act.arm_timer(ctx);
             }));
@@ -407,6 +455,7 @@ impl QueueActor {
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| match result {
             Ok(ids) if !ids.is_empty() => {
                 tracing::info!(tasks = ?ids, "recovered tasks whose lease expired");
+                act.expect_work(None);
                 act.dispatch(ctx);
             }
             Ok(_) => {}
@@ -427,13 +476,13 @@ impl Actor for QueueActor {
                 return;
             };
             loop {
-                match rx.recv().await {
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        if addr.try_send(Wake).is_err() && !addr.connected() {
-                            return;
-                        }
-                    }
+                let cluster = match rx.recv().await {
+                    Ok(cluster) if cluster != warren::store::signals::ANY_CLUSTER => Some(cluster),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if addr.send(Wake(cluster)).await.is_err() {
+                    return;
                 }
             }
         });
@@ -447,14 +496,15 @@ impl Actor for QueueActor {
     }
 }
 
-/// Look for work now.
+/// New work in a cluster (every cluster when `None`): look for it now.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Wake;
+pub struct Wake(pub Option<String>);
 
 impl Handler<Wake> for QueueActor {
     type Result = ();
-    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Wake, ctx: &mut Context<Self>) {
+        self.expect_work(msg.0.as_deref());
         self.dispatch(ctx);
     }
 }

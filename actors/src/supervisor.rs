@@ -213,6 +213,12 @@ impl WarrenBuilder {
             vm_limits: self.vm_limits,
             metrics: self.metrics.clone(),
         };
+        // Tasks scheduled without a cluster, from anywhere, go to their type's cluster.
+        let clusters_of_types: Vec<(String, String)> = catalog
+            .task_types()
+            .map(|t| (t.def.task_type.to_string(), t.def.cluster.clone()))
+            .collect();
+        store.register_task_types(&clusters_of_types).await?;
         install_panic_hook();
         let pool = RunnerPool::new(env);
         for (cluster, workers) in catalog.clusters() {

@@ -21,6 +21,7 @@ mod scheduled;
 pub mod schema;
 pub mod signals;
 mod sqlite;
+mod task_types;
 mod throughput;
 mod transaction;
 mod wait;

@@ -50,7 +50,9 @@ pub struct ScheduleOptions {
     pub aux_data: Option<Value>,
     /// Key/value metadata; keys are unique per task, case-insensitively.
     pub metadata: Vec<(String, String)>,
-    /// The cluster whose runners take the task; defaults to `default`.
+    /// The cluster whose runners take the task; defaults to the cluster its module
+    /// definition gives the type (as registered by the nodes that load it), else
+    /// `default`.
     pub cluster: Option<String>,
 }
 

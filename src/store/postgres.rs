@@ -20,6 +20,18 @@ pub(super) fn pool(config: &StoreConfig) -> StoreResult<Pool<AsyncPgConnection>>
     // to every claim and every run. A connection whose server went away fails its next
     // statement; its socket is closed by then, so the pool drops it on return.
     manager_config.recycling_method = RecyclingMethod::Fast;
+    manager_config.custom_setup = Box::new(|url| {
+        let url = url.to_string();
+        Box::pin(async move {
+            io_runtime()
+                .spawn(async move {
+                    use diesel_async::AsyncConnection;
+                    AsyncPgConnection::establish(&url).await
+                })
+                .await
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?
+        })
+    });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
         config.url.clone(),
         manager_config,
@@ -54,10 +66,34 @@ pub(super) async fn migrate(url: &str) -> StoreResult<Vec<String>> {
     .map_err(failed)
 }
 
-/// Opens a connection outside the pool (for LISTEN).
+/// Opens a connection outside the pool (for LISTEN), driven by [`io_runtime`].
 pub(super) async fn dedicated(url: &str) -> diesel::ConnectionResult<AsyncPgConnection> {
-    use diesel_async::AsyncConnection;
-    AsyncPgConnection::establish(url).await
+    let url = url.to_string();
+    io_runtime()
+        .spawn(async move {
+            use diesel_async::AsyncConnection;
+            AsyncPgConnection::establish(&url).await
+        })
+        .await
+        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?
+}
+
+/// The runtime that drives every PostgreSQL connection's socket (each connection runs
+/// a background task on the runtime that opened it). A node uses its connections from
+/// many runtimes — one per runner thread, busy running guest code for long stretches —
+/// so a connection opened on one of those would stall the others' queries whenever
+/// that thread is busy. Opening every connection here keeps their I/O independent of
+/// whoever uses them.
+pub(super) fn io_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("warren-pg-io")
+            .enable_all()
+            .build()
+            .expect("the PostgreSQL I/O runtime starts (a thread and an epoll instance)")
+    })
 }
 
 impl PooledConn {

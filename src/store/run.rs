@@ -26,9 +26,11 @@ pub enum ResolveOutcome {
     },
 }
 
-/// One run of a claimed task: a transaction open on a connection of its own. The task's
-/// database work runs on [`TaskRun::conn`]; [`TaskRun::resolve`] writes the resolution
-/// in the same transaction and commits, so the work and the dequeue commit together.
+/// One run of a claimed task: a transaction on a connection of its own, opened by the
+/// task's first database work. The task's database work runs on [`TaskRun::conn`];
+/// [`TaskRun::resolve`] writes the resolution in the same transaction and commits, so
+/// the work and the dequeue commit together. A run that did no database work is
+/// resolved by one fenced statement instead (no transaction to open and commit).
 /// Dropping a run without resolving it closes its connection, which rolls back.
 ///
 /// On SQLite the transaction takes the write lock at its first write and keeps it to
@@ -36,7 +38,8 @@ pub enum ResolveOutcome {
 /// timeout. A task that reads, then writes after another connection committed, gets
 /// SQLite's "database is locked" error; the run then fails and is retried.
 pub struct TaskRun {
-    tx: Transaction,
+    store: Store,
+    tx: Option<Transaction>,
     claimed: ClaimedTask,
 }
 
@@ -50,10 +53,12 @@ impl std::fmt::Debug for TaskRun {
 }
 
 impl Store {
-    /// Opens the transaction a claimed task runs in.
+    /// Starts the run of a claimed task (its transaction opens at its first database
+    /// work).
     pub async fn begin_run(&self, claimed: ClaimedTask) -> StoreResult<TaskRun> {
         Ok(TaskRun {
-            tx: self.begin_transaction().await?,
+            store: self.clone(),
+            tx: None,
             claimed,
         })
     }
@@ -170,27 +175,35 @@ impl TaskRun {
         &self.claimed
     }
 
+    /// The run's transaction, opened now if this is its first database work.
+    async fn tx(&mut self) -> StoreResult<&mut Transaction> {
+        if self.tx.is_none() {
+            self.tx = Some(self.store.begin_transaction().await?);
+        }
+        Ok(self.tx.as_mut().expect("opened above"))
+    }
+
     /// The connection carrying the task's transaction, for the task's own SQL.
-    pub fn conn(&mut self) -> AnyConn<'_> {
-        self.tx.conn()
+    pub async fn conn(&mut self) -> StoreResult<AnyConn<'_>> {
+        Ok(self.tx().await?.conn())
     }
 
     /// Schedules a managed task in the run's transaction: it exists only if the run
     /// commits.
     pub async fn schedule(&mut self, task: super::NewTask) -> StoreResult<TaskId> {
-        self.tx.schedule(task).await
+        self.tx().await?.schedule(task).await
     }
 
     /// Reads a metadata value of this task in the run's transaction.
     pub async fn metadata(&mut self, key: &str) -> StoreResult<Option<String>> {
         let id = self.claimed.task.id;
-        super::manage::get_metadata_on(&mut self.conn(), id, key).await
+        super::manage::get_metadata_on(&mut self.conn().await?, id, key).await
     }
 
     /// Sets a metadata value of this task in the run's transaction.
     pub async fn set_metadata(&mut self, key: &str, value: &str) -> StoreResult<()> {
         let id = self.claimed.task.id;
-        super::manage::set_metadata_on(&mut self.conn(), id, key, value).await
+        super::manage::set_metadata_on(&mut self.conn().await?, id, key, value).await
     }
 
     /// Applies the run's resolution. Completion, permanent failure, cancellation and
@@ -207,30 +220,86 @@ impl TaskRun {
     ) -> StoreResult<ResolveOutcome> {
         let (id, token) = (self.claimed.task.id, self.claimed.token);
         let resolution = check_json(id, resolution);
-        let store = self.tx.store().clone();
+        let store = self.store;
         if let Resolution::TemporaryFailure {
             error,
             stack,
             next_retry,
         } = &resolution
         {
-            self.tx.rollback().await?;
+            if let Some(tx) = self.tx {
+                tx.rollback().await?;
+            }
             return store
                 .record_failure(id, token, error, stack.as_deref(), *next_retry, policy)
                 .await;
         }
         let now = store.now();
-        self.tx
-            .commit_with(async |conn, pending| {
-                write_resolution(conn, pending, id, token, resolution, now).await
-            })
-            .await
+        let tx = match self.tx {
+            Some(tx) => tx,
+            None => {
+                if let Resolution::Completion { result } = &resolution {
+                    if store.backend() == super::BackendKind::Postgres {
+                        return complete_alone(&store, id, token, result, now).await;
+                    }
+                }
+                store.begin_transaction().await?
+            }
+        };
+        tx.commit_with(async |conn, pending| {
+            write_resolution(conn, pending, id, token, resolution, now).await
+        })
+        .await
     }
 
     /// Rolls back the task's transaction without resolving (the caller records the
     /// failure itself, e.g. after a timeout).
     pub async fn rollback(self) -> StoreResult<()> {
-        self.tx.rollback().await
+        match self.tx {
+            Some(tx) => tx.rollback().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The completion of a run that did no database work, on PostgreSQL: one statement
+/// that writes it (fenced by the token) and, when someone waits for the task, sends
+/// the NOTIFY — atomic on its own, so it needs no transaction around it.
+async fn complete_alone(
+    store: &Store,
+    id: TaskId,
+    token: i64,
+    result: &str,
+    now: Millis,
+) -> StoreResult<ResolveOutcome> {
+    #[derive(diesel::QueryableByName)]
+    struct Written {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        written: i64,
+    }
+    let mut pooled = store.conn().await?;
+    let AnyConn::Postgres(c) = pooled.any() else {
+        unreachable!("complete_alone runs on PostgreSQL only");
+    };
+    let sql = format!(
+        "WITH done AS (UPDATE warren_tasks SET state = 'completed', finished_at = $1, \
+         result = $2, last_error = NULL, last_stack = NULL, lease_owner = NULL, \
+         lease_until = NULL, iterations = iterations + 1 \
+         WHERE id = $3 AND lease_token = $4 AND state = 'running' RETURNING id, waited), \
+         told AS (SELECT pg_notify('{}', id::text) FROM done WHERE waited) \
+         SELECT (SELECT count(*) FROM done) + 0 * (SELECT count(*) FROM told) AS written",
+        super::signals::OUTCOMES_CHANNEL
+    );
+    let rows: Vec<Written> = diesel::sql_query(sql)
+        .bind::<diesel::sql_types::BigInt, _>(now)
+        .bind::<diesel::sql_types::Text, _>(result)
+        .bind::<diesel::sql_types::BigInt, _>(id)
+        .bind::<diesel::sql_types::BigInt, _>(token)
+        .load(c)
+        .await?;
+    match rows.as_slice().first().map(|r| r.written) {
+        Some(1) => Ok(ResolveOutcome::Completed),
+        _ => Err(StoreError::LeaseLost { id, token }),
     }
 }
 

@@ -58,10 +58,15 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// Validates a task's options and turns it into a row.
-fn to_row(task: &NewTask, now: Millis) -> StoreResult<TaskInsert> {
+/// Validates a task's options and turns it into a row; `registered` is the cluster
+/// of its type, for a task scheduled without one.
+fn to_row(task: &NewTask, registered: Option<&String>, now: Millis) -> StoreResult<TaskInsert> {
     let o = &task.options;
-    let cluster = o.cluster.clone().unwrap_or_else(|| DEFAULT_CLUSTER.into());
+    let cluster = o
+        .cluster
+        .clone()
+        .or_else(|| registered.cloned())
+        .unwrap_or_else(|| DEFAULT_CLUSTER.into());
     if !is_valid_name_part(&cluster) {
         return Err(StoreError::Invalid {
             field: "cluster",
@@ -179,9 +184,17 @@ pub(super) async fn insert_tasks(
     tasks: &[NewTask],
     now: Millis,
 ) -> StoreResult<Vec<TaskId>> {
+    let mut unplaced: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.options.cluster.is_none())
+        .map(|t| t.task_type.to_string())
+        .collect();
+    unplaced.sort_unstable();
+    unplaced.dedup();
+    let registered = super::task_types::registered_clusters(conn, &unplaced).await?;
     let rows = tasks
         .iter()
-        .map(|t| to_row(t, now))
+        .map(|t| to_row(t, registered.get(t.task_type.as_str()), now))
         .collect::<StoreResult<Vec<_>>>()?;
     let mut ids = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(BATCH_CHUNK) {

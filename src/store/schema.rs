@@ -79,6 +79,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The cluster of each task type, registered by the nodes that load its module.
+    warren_task_types (task_type) {
+        task_type -> Text,
+        cluster -> Text,
+    }
+}
+
 diesel::joinable!(warren_task_metadata -> warren_tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
     warren_tasks,
@@ -86,4 +94,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     warren_scheduled,
     warren_nodes,
     warren_settings,
+    warren_task_types,
 );

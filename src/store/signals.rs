@@ -73,7 +73,9 @@ impl Signals {
         self.listener
             .get_or_try_init(|| async {
                 let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-                tokio::spawn(listen(
+                // On the PostgreSQL I/O runtime: a busy thread of the caller's must
+                // not delay wake-ups.
+                postgres::io_runtime().spawn(listen(
                     url.to_string(),
                     self.new_work.clone(),
                     self.outcomes.clone(),

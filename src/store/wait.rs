@@ -72,15 +72,22 @@ impl Store {
     }
 
     /// Asks for a NOTIFY when the task's outcome changes (see `announce_outcome`).
+    /// Setting the flag locks the task's row for a moment, so a claim running just
+    /// then skips the task; when it is pending, the same statement wakes the queues of
+    /// its cluster (delivered as the lock is released), so it is claimed right away.
     async fn mark_waited(&self, id: TaskId) -> StoreResult<()> {
         let mut pooled = self.conn().await?;
-        let mut conn = pooled.any();
-        super::conn::on_conn!(&mut conn, c => {
-            diesel::update(t::warren_tasks.find(id).filter(t::waited.eq(false)))
-                .set(t::waited.eq(true))
-                .execute(c)
-                .await?
-        });
+        if let super::AnyConn::Postgres(c) = pooled.any() {
+            diesel::sql_query(format!(
+                "WITH marked AS (UPDATE warren_tasks SET waited = true \
+                 WHERE id = $1 AND NOT waited RETURNING cluster, state) \
+                 SELECT pg_notify('{}', cluster) FROM marked WHERE state = 'pending'",
+                super::signals::TASKS_CHANNEL
+            ))
+            .bind::<diesel::sql_types::BigInt, _>(id)
+            .execute(c)
+            .await?;
+        }
         Ok(())
     }
 

@@ -42,7 +42,7 @@ impl TaskDb {
     async fn conn(&mut self) -> Result<crate::store::AnyConn<'_>, String> {
         self.open().await?;
         match self {
-            TaskDb::Managed(run) => Ok(run.conn()),
+            TaskDb::Managed(run) => run.conn().await.map_err(|e| e.to_string()),
             TaskDb::Ephemeral(tx) => Ok(tx.conn()),
             TaskDb::None | TaskDb::Deferred(_) => {
                 Err("this task runs without a database transaction".into())
