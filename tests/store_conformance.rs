@@ -19,6 +19,7 @@ conformance!(
     claims_follow_priority_then_next_attempt_then_id,
     claims_respect_not_before_and_clusters,
     tasks_without_a_cluster_get_their_types_registered_cluster,
+    released_claims_are_pending_again_without_a_failure,
     concurrent_claimers_never_share_a_task,
     stale_fencing_token_cannot_resolve,
     expired_lease_is_recovered_and_claimed_again,
@@ -338,6 +339,46 @@ async fn tasks_without_a_cluster_get_their_types_registered_cluster(b: Backend) 
         claimed.iter().map(|c| c.task.id).collect::<Vec<_>>(),
         vec![moved]
     );
+}
+
+async fn released_claims_are_pending_again_without_a_failure(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let ids = s
+        .schedule_batch(&[task(json!({"n": 1})), task(json!({"n": 2}))])
+        .await
+        .unwrap();
+    let claimed = s.claim("node-a", &clusters(), 2, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let first = (claimed[0].task.id, claimed[0].token);
+    // A stale token releases nothing; the right one releases the task.
+    assert_eq!(
+        s.release_claims(&[(first.0, first.1 + 7)]).await.unwrap(),
+        0
+    );
+    assert_eq!(s.release_claims(&[first]).await.unwrap(), 1);
+    assert_eq!(
+        s.release_claims(&[first]).await.unwrap(),
+        0,
+        "released once"
+    );
+    let released = s.describe(first.0).await.unwrap();
+    assert_eq!(
+        (released.state, released.failures, released.iterations),
+        (TaskState::Pending, 0, 0)
+    );
+    assert_eq!((released.lease_owner, released.started_at), (None, None));
+    // It is claimed again (with a new token); the other task is still running.
+    let again = s.claim("node-b", &clusters(), 5, LEASE).await.unwrap();
+    assert_eq!(
+        again.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![first.0]
+    );
+    assert!(again[0].token > first.1);
+    let other = ids.iter().find(|&&id| id != first.0).copied().unwrap();
+    assert_eq!(s.describe(other).await.unwrap().state, TaskState::Running);
 }
 
 async fn claims_respect_not_before_and_clusters(b: Backend) {

@@ -59,6 +59,11 @@ pub struct QueueActor {
     /// for, true again on a wake-up for the cluster, the timer, or recovered leases.
     /// A runner finishing in one cluster then claims nothing for the others.
     maybe_work: BTreeMap<String, bool>,
+    /// Tasks claimed ahead of need (up to one per runner), started the moment a runner
+    /// frees up: a claim then fetches several tasks per round trip instead of one per
+    /// finished run. Their leases are renewed like running ones; a stopping queue
+    /// gives them back.
+    ready: BTreeMap<String, VecDeque<warren::store::ClaimedTask>>,
     ephemeral: BTreeMap<String, VecDeque<EphemeralRequest>>,
     draining: bool,
     timer: Option<SpawnHandle>,
@@ -109,6 +114,10 @@ impl QueueActor {
             claims_out: clusters.keys().map(|c| (c.clone(), 0)).collect(),
             woken_while_claiming: clusters.keys().map(|c| (c.clone(), false)).collect(),
             maybe_work: clusters.keys().map(|c| (c.clone(), true)).collect(),
+            ready: clusters
+                .keys()
+                .map(|c| (c.clone(), VecDeque::new()))
+                .collect(),
             ephemeral: clusters
                 .keys()
                 .map(|c| (c.clone(), VecDeque::new()))
@@ -155,7 +164,23 @@ impl QueueActor {
                 idle.remove(0);
                 self.start_ephemeral(&cluster, slot, req, ctx);
             }
-            if idle.is_empty() || !self.maybe_work[&cluster] {
+            while let Some(&slot) = idle.first() {
+                let Some(claimed) = self.ready.get_mut(&cluster).and_then(VecDeque::pop_front)
+                else {
+                    break;
+                };
+                idle.remove(0);
+                self.start_managed(&cluster, slot, claimed, ctx);
+            }
+            // Claim ahead (one claim at a time) until one task per runner waits.
+            let ahead = if self.claims_out[&cluster] == 0 {
+                self.clusters[&cluster]
+                    .len()
+                    .saturating_sub(self.ready[&cluster].len())
+            } else {
+                0
+            };
+            if (idle.is_empty() && ahead == 0) || !self.maybe_work[&cluster] {
                 continue;
             }
             // Several claims may be out at once, each for the runners it reserved: a
@@ -167,7 +192,7 @@ impl QueueActor {
             }
             *self.claims_out.get_mut(&cluster).expect("known cluster") += 1;
             let (store, node, lease) = (self.store.clone(), self.node.clone(), self.lease_ms);
-            let want = idle.len();
+            let want = idle.len() + ahead;
             let names = vec![cluster.clone()];
             let claim = async move { store.claim(&node, &names, want, lease).await };
             ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
@@ -180,11 +205,19 @@ impl QueueActor {
                     .insert(cluster.clone(), false)
                     .unwrap_or(false);
                 match result {
+                    Ok(tasks) if act.draining => act.release(tasks, ctx),
                     Ok(tasks) => {
                         let drained = tasks.len() < want;
-                        for (claimed, &slot) in tasks.into_iter().zip(&idle) {
+                        let mut tasks = tasks.into_iter();
+                        // Slots first: zip stops at the last slot without taking a
+                        // task it would then drop.
+                        for (&slot, claimed) in idle.iter().zip(tasks.by_ref()) {
                             act.start_managed(&cluster, slot, claimed, ctx);
                         }
+                        act.ready
+                            .get_mut(&cluster)
+                            .expect("known cluster")
+                            .extend(tasks);
                         if drained && !woken {
                             // Nothing more is due now: sleep until the next attempt.
                             act.maybe_work.insert(cluster.clone(), false);
@@ -296,6 +329,23 @@ impl QueueActor {
                     let _ = reply.send(answer);
                     act.dispatch(ctx);
                 }),
+        );
+    }
+
+    /// Gives claimed tasks that will not start here back to the queue.
+    fn release(&mut self, tasks: Vec<warren::store::ClaimedTask>, ctx: &mut Context<Self>) {
+        if tasks.is_empty() {
+            return;
+        }
+        let claims: Vec<(TaskId, i64)> = tasks.iter().map(|c| (c.task.id, c.token)).collect();
+        let store = self.store.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = store.release_claims(&claims).await {
+                    tracing::warn!(error = %e, "could not give back claimed tasks; their leases will expire");
+                }
+            }
+            .into_actor(self),
         );
     }
 
@@ -411,6 +461,19 @@ impl QueueActor {
     }
 
     fn renew_leases(&mut self, ctx: &mut Context<Self>) {
+        for claimed in self.ready.values().flatten() {
+            let (store, node, lease) = (self.store.clone(), self.node.clone(), self.lease_ms);
+            let (id, token) = (claimed.task.id, claimed.token);
+            ctx.spawn(
+                async move {
+                    // A task cancelled meanwhile fails its fenced resolution later.
+                    if let Err(e) = store.renew_lease(id, token, &node, lease).await {
+                        tracing::warn!(task = id, error = %e, "lease renewal failed");
+                    }
+                }
+                .into_actor(self),
+            );
+        }
         for slot in self.clusters.values().flatten() {
             let (Some(Busy::Managed(id, token)) | Some(Busy::Inherited(Some((id, token))))) =
                 slot.busy
@@ -542,7 +605,15 @@ impl Handler<Cancelled> for QueueActor {
     type Result = bool;
     /// Kills the run of a task that was just cancelled, if it runs here.
     fn handle(&mut self, msg: Cancelled, _: &mut Context<Self>) -> bool {
-        self.kill_runs(|r| r.task_id == Some(msg.0))
+        let mut found = false;
+        for queue in self.ready.values_mut() {
+            queue.retain(|c| {
+                let cancelled = c.task.id == msg.0;
+                found |= cancelled;
+                !cancelled
+            });
+        }
+        found | self.kill_runs(|r| r.task_id == Some(msg.0))
     }
 }
 
@@ -582,12 +653,26 @@ impl Handler<Drain> for QueueActor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
         self.draining = true;
+        let claimed: Vec<(TaskId, i64)> = self
+            .ready
+            .values_mut()
+            .flat_map(|q| q.drain(..))
+            .map(|c| (c.task.id, c.token))
+            .collect();
+        let store = self.store.clone();
+        let give_back = async move {
+            if !claimed.is_empty() {
+                if let Err(e) = store.release_claims(&claimed).await {
+                    tracing::warn!(error = %e, "could not give back claimed tasks; their leases will expire");
+                }
+            }
+        };
         for queue in self.ephemeral.values_mut() {
             for req in queue.drain(..) {
                 let _ = req.reply.send(Err("the node is shutting down".into()));
             }
         }
-        Box::pin(async {}.into_actor(self).then(|_, act, _| {
+        Box::pin(give_back.into_actor(self).then(|_, act, _| {
             let currents = act
                 .clusters
                 .values()
@@ -634,5 +719,18 @@ impl Handler<PanicNow> for QueueActor {
     type Result = ();
     fn handle(&mut self, _: PanicNow, _: &mut Context<Self>) {
         panic!("injected fault: the queue panics");
+    }
+}
+
+/// Kills a managed task's run on this node (it counts as a failed attempt); a task
+/// only claimed ahead is left to run later. Answers whether it ran here.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct KillRun(pub TaskId);
+
+impl Handler<KillRun> for QueueActor {
+    type Result = bool;
+    fn handle(&mut self, msg: KillRun, _: &mut Context<Self>) -> bool {
+        self.kill_runs(|r| r.task_id == Some(msg.0))
     }
 }

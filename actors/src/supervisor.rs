@@ -425,7 +425,12 @@ impl Handler<Kill> for Supervisor {
     type Result = ResponseFuture<bool>;
     fn handle(&mut self, msg: Kill, _: &mut Context<Self>) -> Self::Result {
         let queue = self.queue.clone();
-        Box::pin(async move { queue.send(Cancelled(msg.0)).await.unwrap_or(false) })
+        Box::pin(async move {
+            queue
+                .send(crate::queue::KillRun(msg.0))
+                .await
+                .unwrap_or(false)
+        })
     }
 }
 

@@ -178,6 +178,55 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Gives back claimed tasks that never started (a queue claims a few ahead of its
+    /// runners and returns them when it stops): each is pending again, due now, with no
+    /// failure counted. Fenced by the token: a task taken over meanwhile is left alone.
+    /// Returns how many were released.
+    pub async fn release_claims(&self, claims: &[(TaskId, i64)]) -> StoreResult<usize> {
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let mut pending = Pending::default();
+        begin(&mut conn).await?;
+        let result = async {
+            let mut released = 0;
+            let mut clusters = Vec::new();
+            for &(id, token) in claims {
+                let cluster: Option<String> = on_conn!(&mut conn, c => {
+                    diesel::update(
+                        t::warren_tasks
+                            .filter(t::id.eq(id))
+                            .filter(t::lease_token.eq(token))
+                            .filter(t::state.eq("running")),
+                    )
+                    .set((
+                        t::state.eq("pending"),
+                        t::lease_owner.eq(None::<String>),
+                        t::lease_until.eq(None::<i64>),
+                        t::started_at.eq(None::<i64>),
+                    ))
+                    .returning(t::cluster)
+                    .get_result(c)
+                    .await
+                    .optional()?
+                });
+                if let Some(cluster) = cluster {
+                    released += 1;
+                    clusters.push(cluster);
+                }
+            }
+            clusters.sort_unstable();
+            clusters.dedup();
+            for cluster in clusters {
+                super::signals::announce_work(&mut conn, &mut pending, &cluster).await?;
+            }
+            Ok(released)
+        }
+        .await;
+        let released = finish(&mut conn, result).await?;
+        pending.deliver(&self.inner.signals);
+        Ok(released)
+    }
+
     /// Returns tasks whose lease expired (their runner or node died) to the queue. Each
     /// counts as a failure under its type's retry policy (`policy`), but is due again at
     /// once: the crash was not the task's choice of delay. Returns the recovered ids.

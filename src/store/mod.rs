@@ -98,6 +98,8 @@ struct Inner {
     clock: SharedClock,
     signals: Arc<Signals>,
     url: String,
+    /// The cluster of each registered task type (see `task_types.rs`), read at open.
+    task_clusters: std::sync::RwLock<std::collections::HashMap<String, String>>,
 }
 
 enum Backend {
@@ -155,10 +157,12 @@ impl Store {
                 clock,
                 signals,
                 url: config.url,
+                task_clusters: Default::default(),
             }),
         };
         // Fail early, with the URL in the message, when the database cannot be reached.
         store.conn().await?;
+        store.load_task_clusters().await?;
         Ok(store)
     }
 
@@ -256,12 +260,11 @@ impl PooledConnection {
     /// Schedules a managed task in the open transaction: it exists only if the
     /// transaction commits, and the queue is woken by the commit (on both backends).
     pub async fn schedule(&mut self, task: NewTask) -> StoreResult<crate::task::TaskId> {
-        let now = self.store.now();
         let ids = schedule::insert_tasks(
             &mut self.conn.any(),
             &mut self.pending,
             std::slice::from_ref(&task),
-            now,
+            &self.store,
         )
         .await?;
         Ok(ids[0])

@@ -182,20 +182,18 @@ pub(super) async fn insert_tasks(
     conn: &mut AnyConn<'_>,
     pending: &mut Pending,
     tasks: &[NewTask],
-    now: Millis,
+    store: &Store,
 ) -> StoreResult<Vec<TaskId>> {
-    let mut unplaced: Vec<String> = tasks
-        .iter()
-        .filter(|t| t.options.cluster.is_none())
-        .map(|t| t.task_type.to_string())
-        .collect();
-    unplaced.sort_unstable();
-    unplaced.dedup();
-    let registered = super::task_types::registered_clusters(conn, &unplaced).await?;
-    let rows = tasks
-        .iter()
-        .map(|t| to_row(t, registered.get(t.task_type.as_str()), now))
-        .collect::<StoreResult<Vec<_>>>()?;
+    let now = store.now();
+    // Read from the store's copy, not the database: on SQLite a read before the first
+    // write of a caller's deferred transaction could make that write fail as busy.
+    let rows = {
+        let registered = store.task_clusters();
+        tasks
+            .iter()
+            .map(|t| to_row(t, registered.get(t.task_type.as_str()), now))
+            .collect::<StoreResult<Vec<_>>>()?
+    };
     let mut ids = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(BATCH_CHUNK) {
         ids.extend(insert_rows(conn, chunk.to_vec()).await?);
@@ -240,7 +238,7 @@ impl Store {
         tasks: &[NewTask],
     ) -> StoreResult<Vec<TaskId>> {
         let mut pending = Pending::default();
-        insert_tasks(conn, &mut pending, tasks, self.now()).await
+        insert_tasks(conn, &mut pending, tasks, self).await
     }
 
     /// Schedules a managed task in a transaction of its own.
@@ -255,7 +253,7 @@ impl Store {
         let mut conn = pooled.any();
         let mut pending = Pending::default();
         begin(&mut conn).await?;
-        let result = insert_tasks(&mut conn, &mut pending, tasks, self.now()).await;
+        let result = insert_tasks(&mut conn, &mut pending, tasks, self).await;
         let ids = finish(&mut conn, result).await?;
         pending.deliver(&self.inner.signals);
         Ok(ids)

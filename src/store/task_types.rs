@@ -1,11 +1,13 @@
 //! Which cluster each task type runs in. The module definitions say it; nodes register
 //! it here, so that a task scheduled without a cluster — from the command line, the
 //! API, or a process that has not loaded the module — still lands in its type's
-//! cluster instead of the default one.
+//! cluster instead of the default one. A store reads the registrations when it opens
+//! (and keeps those it makes itself): a type registered by another process later is
+//! seen by stores opened after that.
 
 use super::conn::on_conn;
 use super::schema::warren_task_types::dsl as tt;
-use super::{AnyConn, Store, StoreResult};
+use super::{Store, StoreResult};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use std::collections::HashMap;
@@ -17,6 +19,11 @@ impl Store {
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
         for (task_type, cluster) in types {
+            self.inner
+                .task_clusters
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(task_type.clone(), cluster.clone());
             on_conn!(&mut conn, c => {
                 diesel::insert_into(tt::warren_task_types)
                     .values((tt::task_type.eq(task_type), tt::cluster.eq(cluster)))
@@ -31,20 +38,30 @@ impl Store {
     }
 }
 
-/// The registered cluster of each of `types` that has one.
-pub(super) async fn registered_clusters(
-    conn: &mut AnyConn<'_>,
-    types: &[String],
-) -> StoreResult<HashMap<String, String>> {
-    if types.is_empty() {
-        return Ok(HashMap::new());
+impl Store {
+    /// Reads every registered type's cluster into the store's copy.
+    pub(super) async fn load_task_clusters(&self) -> StoreResult<()> {
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let rows: Vec<(String, String)> = on_conn!(&mut conn, c => {
+            tt::warren_task_types
+                .select((tt::task_type, tt::cluster))
+                .load(c)
+                .await?
+        });
+        *self
+            .inner
+            .task_clusters
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = rows.into_iter().collect::<HashMap<_, _>>();
+        Ok(())
     }
-    let rows: Vec<(String, String)> = on_conn!(conn, c => {
-        tt::warren_task_types
-            .filter(tt::task_type.eq_any(types))
-            .select((tt::task_type, tt::cluster))
-            .load(c)
-            .await?
-    });
-    Ok(rows.into_iter().collect())
+
+    /// The registered clusters of task types, as this store knows them.
+    pub(super) fn task_clusters(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, String>> {
+        self.inner
+            .task_clusters
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
 }

@@ -60,13 +60,12 @@ impl Transaction {
 
     /// Schedules a managed task in this transaction: it exists only if it commits.
     pub async fn schedule(&mut self, task: NewTask) -> StoreResult<TaskId> {
-        let now = self.store.now();
         let conn = self.conn.as_mut().expect("open transaction");
         let ids = super::schedule::insert_tasks(
             &mut conn.any(),
             &mut self.pending,
             std::slice::from_ref(&task),
-            now,
+            &self.store,
         )
         .await?;
         Ok(ids[0])
