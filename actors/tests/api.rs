@@ -23,9 +23,8 @@ use warren_actors::{Shutdown, Supervisor, Warren};
 const TOKEN: &str = "test-token-0123456789";
 const HOST: &str = "127.0.0.1:4900";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod support;
+use support::repo;
 
 /// The modules folder, written once per test process.
 fn modules() -> &'static PathBuf {
@@ -201,19 +200,12 @@ fn parked(task_type: &str) -> Value {
 
 /// Polls `check` (bounded) until it holds: for a task to start running, which nothing
 /// announces.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !check().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::eventually(what, Duration::from_secs(120), check).await
 }
 
 #[actix_rt::test]

@@ -9,9 +9,8 @@ use warren::task::TaskState;
 use warren::wasm::EngineConfig;
 use warren_actors::*;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod support;
+use support::{copy_demo_module, repo};
 
 /// A modules folder holding the demo module and a `slow` module with an endless task.
 fn modules() -> PathBuf {
@@ -37,17 +36,7 @@ fn modules() -> PathBuf {
            </servicemanager></module>"#,
     )
     .unwrap();
-    let demo = dir.join("demo");
-    std::fs::create_dir_all(demo.join("tasks")).unwrap();
-    for entry in std::fs::read_dir(repo().join("examples/modules/demo/tasks")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, demo.join("tasks").join(path.file_name().unwrap())).unwrap();
-    }
-    std::fs::copy(
-        repo().join("examples/modules/demo/moduledefinition.xml"),
-        demo.join("moduledefinition.xml"),
-    )
-    .unwrap();
+    copy_demo_module(&dir);
     dir
 }
 
@@ -68,20 +57,13 @@ async fn start(db: &std::path::Path) -> (actix::Addr<Supervisor>, Store) {
     (node, Store::open(&url).await.unwrap())
 }
 
-/// Waits (by the store's notifications, bounded) until `check` holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+/// Waits (bounded) until `check` holds.
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::eventually(what, Duration::from_secs(60), check).await
 }
 
 #[actix_rt::test]

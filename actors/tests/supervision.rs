@@ -14,9 +14,8 @@ use warren::task::{TaskId, TaskState};
 use warren::wasm::{EngineConfig, VmLimits};
 use warren_actors::*;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod support;
+use support::{copy_demo_module, repo};
 
 /// A fresh folder under the system temp dir for one test.
 fn scratch(name: &str) -> PathBuf {
@@ -30,17 +29,7 @@ fn scratch(name: &str) -> PathBuf {
 /// `say` field and completes; `sup:loop` never ends; `sup:spin` is an ephemeral loop.
 fn modules(dir: &Path) -> PathBuf {
     let modules = dir.join("modules");
-    let demo = modules.join("demo");
-    std::fs::create_dir_all(demo.join("tasks")).unwrap();
-    for entry in std::fs::read_dir(repo().join("examples/modules/demo/tasks")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, demo.join("tasks").join(path.file_name().unwrap())).unwrap();
-    }
-    std::fs::copy(
-        repo().join("examples/modules/demo/moduledefinition.xml"),
-        demo.join("moduledefinition.xml"),
-    )
-    .unwrap();
+    copy_demo_module(&modules);
     let sup = modules.join("sup");
     std::fs::create_dir_all(&sup).unwrap();
     std::fs::write(
@@ -103,20 +92,13 @@ async fn schedule_pings(node: &Addr<Supervisor>, n: usize) -> Vec<TaskId> {
 }
 
 /// Waits until `id` runs on one of the node's runners (the node has no event for a
-/// start, so this looks at its status every few milliseconds, up to a minute).
+/// start, so this looks at its status, up to a minute).
 async fn running(node: &Addr<Supervisor>, id: TaskId) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    support::eventually("the task to start", Duration::from_secs(60), || async {
         let status = node.send(Status).await.unwrap().unwrap();
-        if status.queue.runners.iter().any(|r| r.task_id == Some(id)) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "task {id} never started"
-        );
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
+        status.queue.runners.iter().any(|r| r.task_id == Some(id))
+    })
+    .await
 }
 
 /// Waits (woken by the store's notifications) until every task finished; returns them.
