@@ -53,6 +53,8 @@ fn modules(dir: &Path) -> PathBuf {
              <managedtask type="say" code="say.js" cluster="solo"/>
              <managedtask type="loop" code="loop.js"/>
              <ephemeraltask type="echo" code="say.js"/>
+             <ephemeraltask type="spin" code="loop.js" cluster="solo"/>
+             <ephemeraltask type="soloecho" code="say.js" cluster="solo"/>
            </servicemanager></module>"#,
     )
     .unwrap();
@@ -210,6 +212,78 @@ async fn a_runner_whose_host_code_panics_is_replaced() {
         .await
         .unwrap();
     assert_eq!(ok, json!({"said": "again"}));
+    node.send(Shutdown {
+        grace: Duration::from_secs(10),
+    })
+    .await
+    .unwrap();
+}
+
+/// An actor that runs an endless ephemeral task for as long as it lives.
+struct Caller {
+    node: Addr<Supervisor>,
+}
+
+impl actix::Actor for Caller {
+    type Context = actix::Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        use actix::prelude::*;
+        let node = self.node.clone();
+        // The task's future lives in the actor's context: it is dropped when the
+        // actor stops, which kills the task.
+        ctx.spawn(
+            async move {
+                let task = node
+                    .send(RunEphemeralTask::new("sup:spin", json!({})))
+                    .await
+                    .unwrap();
+                let _ = task.await;
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct StopCaller;
+
+impl actix::Handler<StopCaller> for Caller {
+    type Result = ();
+    fn handle(&mut self, _: StopCaller, ctx: &mut actix::Context<Self>) {
+        use actix::ActorContext;
+        ctx.stop();
+    }
+}
+
+#[actix_rt::test]
+async fn a_stopped_callers_ephemeral_task_is_killed_and_its_runner_serves_the_next() {
+    use actix::Actor;
+    let dir = scratch("caller");
+    let node = start(builder(&dir, "n1")).await;
+    let caller = Caller { node: node.clone() }.start();
+    let spinning = || async {
+        let status = node.send(Status).await.unwrap().unwrap();
+        status
+            .queue
+            .runners
+            .iter()
+            .any(|r| r.task_type.as_deref() == Some("sup:spin"))
+    };
+    support::eventually("the endless task to run", Duration::from_secs(60), spinning).await;
+    caller.send(StopCaller).await.unwrap();
+    // `solo` has one runner: the next task there runs only if the endless one died.
+    let next = node
+        .send(RunEphemeralTask::new(
+            "sup:soloecho",
+            json!({"say": "next"}),
+        ))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(next, json!({"said": "next"}));
+    assert!(!spinning().await);
     node.send(Shutdown {
         grace: Duration::from_secs(10),
     })
