@@ -16,6 +16,14 @@ use warren::catalog::Catalog;
 use warren::store::Store;
 use warren::task::TaskId;
 
+/// Tasks claimed ahead per runner, while a cluster's runs are short: each claim then
+/// fetches several tasks, instead of one round trip and commit per finished run.
+const CLAIM_AHEAD_PER_RUNNER: usize = 4;
+/// Runs shorter than this on average (recent runs weigh most) count as short. Long
+/// runs are never claimed ahead: a task waiting behind one here could have run on an
+/// idle node.
+const SHORT_RUN: Duration = Duration::from_millis(100);
+
 /// How often the queue looks for work without being woken.
 const SAFETY_POLL: Duration = Duration::from_secs(1);
 
@@ -59,11 +67,13 @@ pub struct QueueActor {
     /// for, true again on a wake-up for the cluster, the timer, or recovered leases.
     /// A runner finishing in one cluster then claims nothing for the others.
     maybe_work: BTreeMap<String, bool>,
-    /// Tasks claimed ahead of need (up to one per runner), started the moment a runner
-    /// frees up: a claim then fetches several tasks per round trip instead of one per
-    /// finished run. Their leases are renewed like running ones; a stopping queue
-    /// gives them back.
+    /// Tasks claimed ahead of need (see [`CLAIM_AHEAD_PER_RUNNER`]), started the moment
+    /// a runner frees up. Their leases are renewed like running ones; a stopping
+    /// queue gives them back.
     ready: BTreeMap<String, VecDeque<warren::store::ClaimedTask>>,
+    /// Average run time per cluster (moving, recent runs weigh most); `None` until a
+    /// run finished, which counts as long.
+    run_time: BTreeMap<String, Option<Duration>>,
     ephemeral: BTreeMap<String, VecDeque<EphemeralRequest>>,
     draining: bool,
     timer: Option<SpawnHandle>,
@@ -118,6 +128,7 @@ impl QueueActor {
                 .keys()
                 .map(|c| (c.clone(), VecDeque::new()))
                 .collect(),
+            run_time: clusters.keys().map(|c| (c.clone(), None)).collect(),
             ephemeral: clusters
                 .keys()
                 .map(|c| (c.clone(), VecDeque::new()))
@@ -173,9 +184,8 @@ impl QueueActor {
                 self.start_managed(&cluster, slot, claimed, ctx);
             }
             // Claim ahead (one claim at a time) until one task per runner waits.
-            let ahead = if self.claims_out[&cluster] == 0 {
-                self.clusters[&cluster]
-                    .len()
+            let ahead = if self.claims_out[&cluster] == 0 && self.runs_are_short(&cluster) {
+                (CLAIM_AHEAD_PER_RUNNER * self.clusters[&cluster].len())
                     .saturating_sub(self.ready[&cluster].len())
             } else {
                 0
@@ -250,10 +260,12 @@ impl QueueActor {
         s.busy = Some(Busy::Managed(id, token));
         let task_type = claimed.task.task_type.clone();
         let cluster = cluster.to_string();
+        let started = std::time::Instant::now();
         ctx.spawn(s.runner.addr.send(RunManaged(claimed)).into_actor(self).map(
             move |result, act, ctx| {
                 act.clusters.get_mut(&cluster).expect("known cluster")[slot].busy = None;
                 act.completed += 1;
+                act.ran(&cluster, started.elapsed());
                 match result {
                     Ok(Ok(ManagedOutcome::Resolved(outcome))) => {
                         tracing::debug!(task = id, %task_type, ?outcome, "task resolved")
@@ -330,6 +342,20 @@ impl QueueActor {
                     act.dispatch(ctx);
                 }),
         );
+    }
+
+    /// Whether the cluster's recent runs were short enough to claim ahead for.
+    fn runs_are_short(&self, cluster: &str) -> bool {
+        self.run_time[cluster].is_some_and(|t| t < SHORT_RUN)
+    }
+
+    /// Folds a finished run's duration into the cluster's average.
+    fn ran(&mut self, cluster: &str, took: Duration) {
+        let average = self.run_time.get_mut(cluster).expect("known cluster");
+        *average = Some(match *average {
+            None => took,
+            Some(before) => before.mul_f64(0.8) + took.mul_f64(0.2),
+        });
     }
 
     /// Gives claimed tasks that will not start here back to the queue.
