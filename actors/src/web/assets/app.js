@@ -1459,20 +1459,26 @@ function signOut(messageText) {
   showSignin(messageText);
 }
 
-function applyTheme(theme) {
-  if (theme === 'light' || theme === 'dark') document.documentElement.dataset.theme = theme;
-  else delete document.documentElement.dataset.theme;
-  $('#theme-toggle').textContent = `Theme: ${theme || 'auto'}`;
+/** The theme chosen with the toggle: 'auto' (follow the system), 'light' or 'dark'. */
+let themeChoice = 'auto';
+const prefersDark = window.matchMedia('(prefers-color-scheme: dark)');
+
+/** Sets <html data-theme> to the theme in effect: the choice, or the system's on auto. */
+function applyTheme(choice) {
+  themeChoice = choice === 'light' || choice === 'dark' ? choice : 'auto';
+  const dark = themeChoice === 'dark' || (themeChoice === 'auto' && prefersDark.matches);
+  document.documentElement.dataset.theme = dark ? 'dark' : 'light';
+  $('#theme-toggle').textContent = `Theme: ${themeChoice}`;
 }
 
 function boot() {
   let storedTheme = null;
   try { storedTheme = localStorage.getItem(THEME_KEY); } catch { /* storage may be off */ }
   applyTheme(storedTheme);
+  prefersDark.addEventListener('change', () => applyTheme(themeChoice));
   $('#theme-toggle').addEventListener('click', () => {
     const order = ['auto', 'light', 'dark'];
-    const now = document.documentElement.dataset.theme || 'auto';
-    const next = order[(order.indexOf(now) + 1) % order.length];
+    const next = order[(order.indexOf(themeChoice) + 1) % order.length];
     try { localStorage.setItem(THEME_KEY, next); } catch { /* ignore */ }
     applyTheme(next);
   });
