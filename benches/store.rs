@@ -4,10 +4,15 @@
 //! - single enqueue: one `Store::schedule` per task, each in its own transaction;
 //! - batch enqueue: `Store::schedule_batch` of 1,000 tasks per call;
 //! - claim → complete with 1, 4 and 16 concurrent workers. Each worker loops
-//!   `claim(.., 1, ..)` (one task per claim, as a runner does), `begin_run`,
-//!   `resolve(Completion)` until the queue is empty; every resolution commits in its
-//!   own transaction. A second variant claims up to 10 tasks at a time and still
-//!   resolves each one in its own transaction.
+//!   `claim(.., 1, ..)` (one task per claim), `begin_run`, `resolve(Completion)` until
+//!   the queue is empty. A second variant claims up to 10 tasks at a time (as a node's
+//!   queue claims ahead for its runners) and still resolves each one by itself.
+//!   A worker moves on only once its completion has committed. These tasks do no
+//!   database work, so on PostgreSQL completions that finish at the same moment share
+//!   a statement and a commit (the JSON line reports how many did, on average); each
+//!   is still fenced by its own token.
+//! - the same with task SQL: each run inserts a row in its own transaction, and the
+//!   completion commits with it (no sharing: one commit per task).
 //!
 //! The queue is pre-filled with `schedule_batch` before each claim measurement, outside
 //! the timed section, and emptied between measurements.
@@ -104,6 +109,8 @@ struct Measurement {
     name: String,
     tasks: usize,
     seconds: f64,
+    /// Mean completions per statement and commit, where completions were grouped.
+    completions_per_commit: Option<f64>,
 }
 
 impl Measurement {
@@ -118,6 +125,7 @@ impl Measurement {
             "tasks": self.tasks,
             "seconds": (self.seconds * 1000.0).round() / 1000.0,
             "tasks_per_s": self.per_second().round(),
+            "completions_per_commit": self.completions_per_commit,
         })
         .to_string()
     }
@@ -160,11 +168,18 @@ async fn count(store: &Store, sql: &str) -> BenchResult<i64> {
 /// Empties the queue so each measurement starts from the same state.
 async fn reset(store: &Store, postgres: bool) -> BenchResult<()> {
     if postgres {
-        exec(store, "TRUNCATE warren_task_metadata, warren_tasks").await
+        exec(
+            store,
+            "CREATE TABLE IF NOT EXISTS bench_effects (task_id BIGINT NOT NULL); \
+             TRUNCATE bench_effects, warren_task_metadata, warren_tasks",
+        )
+        .await
     } else {
         exec(
             store,
-            "DELETE FROM warren_task_metadata; DELETE FROM warren_tasks",
+            "CREATE TABLE IF NOT EXISTS bench_effects (task_id BIGINT NOT NULL); \
+             DELETE FROM bench_effects; DELETE FROM warren_task_metadata; \
+             DELETE FROM warren_tasks",
         )
         .await
     }
@@ -211,10 +226,19 @@ async fn batch_enqueue(store: &Store, n: usize) -> BenchResult<Duration> {
     Ok(start.elapsed())
 }
 
-/// One worker: claims up to `per_claim` tasks, opens each one's run and resolves it by
-/// completion (one transaction per task), until a claim comes back empty. Returns how
-/// many tasks it completed.
-async fn worker(store: Store, owner: String, per_claim: usize) -> BenchResult<usize> {
+/// What each run does before its completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    /// Nothing: the run is completed by one fenced statement.
+    None,
+    /// Inserts a row in the run's own transaction, which commits with the completion.
+    Insert,
+}
+
+/// One worker: claims up to `per_claim` tasks, opens each one's run, does `work` and
+/// resolves it by completion, until a claim comes back empty. Returns how many tasks
+/// it completed.
+async fn worker(store: Store, owner: String, per_claim: usize, work: Work) -> BenchResult<usize> {
     let clusters = clusters();
     let mut done = 0;
     loop {
@@ -223,7 +247,15 @@ async fn worker(store: Store, owner: String, per_claim: usize) -> BenchResult<us
             return Ok(done);
         }
         for task in claimed {
-            let run = store.begin_run(task).await?;
+            let id = task.task.id;
+            let mut run = store.begin_run(task).await?;
+            if work == Work::Insert {
+                let sql = format!("INSERT INTO bench_effects (task_id) VALUES ({id})");
+                match run.conn().await? {
+                    AnyConn::Postgres(c) => c.batch_execute(&sql).await?,
+                    AnyConn::Sqlite(c) => c.batch_execute(&sql).await?,
+                }
+            }
             let outcome = run
                 .resolve(
                     Resolution::Completion {
@@ -244,6 +276,7 @@ async fn claim_complete(
     store: &Store,
     workers: usize,
     per_claim: usize,
+    work: Work,
     n: usize,
 ) -> BenchResult<Duration> {
     let start = Instant::now();
@@ -253,6 +286,7 @@ async fn claim_complete(
                 store.clone(),
                 format!("bench-worker-{w}"),
                 per_claim,
+                work,
             ))
         })
         .collect();
@@ -271,6 +305,12 @@ async fn claim_complete(
     .await?;
     if completed != n as i64 {
         return Err(format!("{completed} tasks completed in the database, expected {n}").into());
+    }
+    if work == Work::Insert {
+        let effects = count(store, "SELECT COUNT(*) AS n FROM bench_effects").await?;
+        if effects != n as i64 {
+            return Err(format!("{effects} rows inserted by runs, expected {n}").into());
+        }
     }
     Ok(elapsed)
 }
@@ -298,12 +338,13 @@ async fn run_all(
 ) -> BenchResult<()> {
     let postgres = backend == "postgres";
     let workers_list = worker_counts()?;
-    let mut record = |name: String, tasks: usize, elapsed: Duration| {
+    let mut record = |name: String, tasks: usize, elapsed: Duration, shared: Option<f64>| {
         let m = Measurement {
             backend,
             name,
             tasks,
             seconds: elapsed.as_secs_f64(),
+            completions_per_commit: shared,
         };
         println!("{}", m.json_line());
         out.push(m);
@@ -315,6 +356,7 @@ async fn run_all(
         "single enqueue (schedule, 1 tx per task)".into(),
         sizes.single,
         elapsed,
+        None,
     );
 
     reset(store, postgres).await?;
@@ -323,23 +365,39 @@ async fn run_all(
         format!("batch enqueue (schedule_batch of {BATCH})"),
         sizes.batch,
         elapsed,
+        None,
     );
 
-    for per_claim in [1, 10] {
+    let variants = [(1, Work::None), (10, Work::None), (10, Work::Insert)];
+    for (per_claim, work) in variants {
         for &workers in &workers_list {
             reset(store, postgres).await?;
             prefill(store, postgres, sizes.claim).await?;
-            let elapsed = claim_complete(store, workers, per_claim, sizes.claim).await?;
+            let before = store.completion_stats();
+            let elapsed = claim_complete(store, workers, per_claim, work, sizes.claim).await?;
+            let after = store.completion_stats();
             let claim = if per_claim == 1 {
                 "claim 1".to_string()
             } else {
                 format!("claim up to {per_claim}")
             };
+            let work = match work {
+                Work::None => "complete",
+                Work::Insert => "insert + complete in the run's tx",
+            };
             let plural = if workers == 1 { "" } else { "s" };
+            let statements = after.statements - before.statements;
+            let shared = if statements > 0 {
+                let per = (after.completions - before.completions) as f64 / statements as f64;
+                Some((per * 10.0).round() / 10.0)
+            } else {
+                None
+            };
             record(
-                format!("{claim} + complete each in own tx, {workers} worker{plural}"),
+                format!("{claim} + {work}, {workers} worker{plural}"),
                 sizes.claim,
                 elapsed,
+                shared,
             );
         }
     }
@@ -421,20 +479,30 @@ fn print_table(rows: &[Measurement]) {
         .max(11);
     println!();
     println!(
-        "{:<8}  {:<width$}  {:>8}  {:>8}  {:>9}",
-        "backend", "measurement", "tasks", "seconds", "tasks/s"
+        "{:<8}  {:<width$}  {:>8}  {:>8}  {:>9}  {:>10}",
+        "backend", "measurement", "tasks", "seconds", "tasks/s", "per commit"
     );
-    println!("{}", "-".repeat(8 + 2 + width + 2 + 8 + 2 + 8 + 2 + 9));
+    println!(
+        "{}",
+        "-".repeat(8 + 2 + width + 2 + 8 + 2 + 8 + 2 + 9 + 2 + 10)
+    );
     for m in rows {
+        let shared = m
+            .completions_per_commit
+            .map(|c| format!("{c:.1}"))
+            .unwrap_or_default();
         println!(
-            "{:<8}  {:<width$}  {:>8}  {:>8.3}  {:>9.0}",
+            "{:<8}  {:<width$}  {:>8}  {:>8.3}  {:>9.0}  {:>10}",
             m.backend,
             m.name,
             m.tasks,
             m.seconds,
-            m.per_second()
+            m.per_second(),
+            shared
         );
     }
+    println!();
+    println!("per commit: mean completions that shared one statement and commit (PostgreSQL)");
 }
 
 fn main() -> BenchResult<()> {

@@ -22,6 +22,7 @@ conformance!(
     released_claims_are_pending_again_without_a_failure,
     concurrent_claimers_never_share_a_task,
     stale_fencing_token_cannot_resolve,
+    completions_finishing_together_each_commit_and_stale_ones_are_refused,
     expired_lease_is_recovered_and_claimed_again,
     task_effects_commit_with_completion,
     task_effects_vanish_with_temporary_failure,
@@ -521,6 +522,90 @@ async fn stale_fencing_token_cannot_resolve(b: Backend) {
     let t = s.describe(id).await.unwrap();
     assert_eq!(t.result, Some(json!({"from": "b"})));
     assert_eq!(t.state, TaskState::Completed);
+}
+
+async fn completions_finishing_together_each_commit_and_stale_ones_are_refused(b: Backend) {
+    // One pooled connection, held by the test while the runs resolve: every completion
+    // is queued before any can be written. On PostgreSQL they then share one statement
+    // and one commit; on SQLite each commits in its own transaction, one after another.
+    let Some(db) = TestDb::with_config(b, |c| c.max_connections = 1).await else {
+        return;
+    };
+    let s = &db.store;
+    for i in 0..20 {
+        s.schedule(task(json!({ "i": i }))).await.unwrap();
+    }
+    let claimed = s.claim("a", &clusters(), 20, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 20);
+    // A second run of the first task with the token of an older claim.
+    let mut stale = claimed[0].clone();
+    stale.token -= 1;
+    let mut runs = Vec::new();
+    for c in claimed.iter().cloned().chain([stale.clone()]) {
+        runs.push(s.begin_run(c).await.unwrap());
+    }
+
+    // Someone waits for the outcome of the fifth task, on another store (a pool of its
+    // own). On PostgreSQL the completion's NOTIFY is what wakes it: make sure it has
+    // asked for one before the completions are written.
+    let watched = claimed[4].task.id;
+    let other = db.another_node().await;
+    let waiter = {
+        let other = other.clone();
+        tokio::spawn(async move {
+            other
+                .wait(watched, Duration::from_secs(10), WaitFor::Finished)
+                .await
+        })
+    };
+    if b == Backend::Postgres {
+        let flagged =
+            format!("SELECT COUNT(*) AS n FROM warren_tasks WHERE id = {watched} AND waited");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count(&other, &flagged).await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the waiter never asked for a NOTIFY"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    let held = s.connection().await.unwrap();
+    let mut resolving = Box::pin(futures_util::future::join_all(
+        runs.into_iter()
+            .enumerate()
+            .map(|(n, run)| run.resolve(complete(json!({ "n": n })), RetryPolicy::default())),
+    ));
+    assert!(futures_util::poll!(&mut resolving).is_pending());
+    drop(held);
+    let outcomes = resolving.await;
+
+    for (n, outcome) in outcomes[..20].iter().enumerate() {
+        assert_eq!(
+            outcome.as_ref().unwrap(),
+            &ResolveOutcome::Completed,
+            "run {n}"
+        );
+        let t = s.describe(claimed[n].task.id).await.unwrap();
+        assert_eq!(t.state, TaskState::Completed);
+        assert_eq!(t.result, Some(json!({ "n": n })));
+        assert_eq!(t.iterations, 1);
+    }
+    let refused = outcomes[20].as_ref().unwrap_err();
+    assert!(
+        matches!(refused, StoreError::LeaseLost { id, token } if *id == stale.task.id && *token == stale.token),
+        "{refused}"
+    );
+    let woken = waiter.await.unwrap().unwrap();
+    assert_eq!(woken.state, TaskState::Completed);
+    assert_eq!(woken.result, Some(json!({ "n": 4 })));
+
+    let stats = s.completion_stats();
+    match b {
+        Backend::Postgres => assert_eq!((stats.statements, stats.completions), (1, 21)),
+        Backend::Sqlite => assert_eq!((stats.statements, stats.completions), (0, 0)),
+    }
 }
 
 async fn expired_lease_is_recovered_and_claimed_again(b: Backend) {

@@ -8,6 +8,7 @@
 //! the node registry.
 
 mod claim;
+mod completions;
 mod conn;
 pub mod dynamic;
 mod error;
@@ -26,6 +27,7 @@ mod throughput;
 mod transaction;
 mod wait;
 
+pub use completions::CompletionStats;
 pub use conn::{AnyConn, SqliteConn};
 pub use diesel_async::AsyncPgConnection as PgConn;
 pub use error::StoreError;
@@ -100,6 +102,8 @@ struct Inner {
     url: String,
     /// The cluster of each registered task type (see `task_types.rs`), read at open.
     task_clusters: std::sync::RwLock<std::collections::HashMap<String, String>>,
+    /// Completions waiting to share a statement (PostgreSQL; see `completions.rs`).
+    completions: completions::CompletionQueue,
 }
 
 enum Backend {
@@ -158,6 +162,7 @@ impl Store {
                 signals,
                 url: config.url,
                 task_clusters: Default::default(),
+                completions: Default::default(),
             }),
         };
         // Fail early, with the URL in the message, when the database cannot be reached.

@@ -262,9 +262,9 @@ impl TaskRun {
     }
 }
 
-/// The completion of a run that did no database work, on PostgreSQL: one statement
-/// that writes it (fenced by the token) and, when someone waits for the task, sends
-/// the NOTIFY — atomic on its own, so it needs no transaction around it.
+/// The completion of a run that did no database work, on PostgreSQL: one fenced
+/// statement, shared with the completions of other runs that finish at the same time
+/// (see `completions.rs`), so it needs no transaction of its own.
 async fn complete_alone(
     store: &Store,
     id: TaskId,
@@ -272,34 +272,16 @@ async fn complete_alone(
     result: &str,
     now: Millis,
 ) -> StoreResult<ResolveOutcome> {
-    #[derive(diesel::QueryableByName)]
-    struct Written {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        written: i64,
-    }
-    let mut pooled = store.conn().await?;
-    let AnyConn::Postgres(c) = pooled.any() else {
-        unreachable!("complete_alone runs on PostgreSQL only");
+    let completion = super::completions::Completion {
+        id,
+        token,
+        result: result.to_string(),
+        finished_at: now,
     };
-    let sql = format!(
-        "WITH done AS (UPDATE warren_tasks SET state = 'completed', finished_at = $1, \
-         result = $2, last_error = NULL, last_stack = NULL, lease_owner = NULL, \
-         lease_until = NULL, iterations = iterations + 1 \
-         WHERE id = $3 AND lease_token = $4 AND state = 'running' RETURNING id, waited), \
-         told AS (SELECT pg_notify('{}', id::text) FROM done WHERE waited) \
-         SELECT (SELECT count(*) FROM done) + 0 * (SELECT count(*) FROM told) AS written",
-        super::signals::OUTCOMES_CHANNEL
-    );
-    let rows: Vec<Written> = diesel::sql_query(sql)
-        .bind::<diesel::sql_types::BigInt, _>(now)
-        .bind::<diesel::sql_types::Text, _>(result)
-        .bind::<diesel::sql_types::BigInt, _>(id)
-        .bind::<diesel::sql_types::BigInt, _>(token)
-        .load(c)
-        .await?;
-    match rows.as_slice().first().map(|r| r.written) {
-        Some(1) => Ok(ResolveOutcome::Completed),
-        _ => Err(StoreError::LeaseLost { id, token }),
+    if store.complete_grouped(completion).await? {
+        Ok(ResolveOutcome::Completed)
+    } else {
+        Err(StoreError::LeaseLost { id, token })
     }
 }
 
