@@ -130,6 +130,66 @@ async fn schedule_and_describe_keep_every_field(b: Backend) {
     assert_eq!(plain.priority, Priority::NORMAL);
     assert_eq!(plain.cluster, "default");
     assert_eq!(plain.next_attempt, T0);
+
+    // In a batch, each task keeps its own options, set or not, in input order.
+    let ids = s
+        .schedule_batch(&[
+            task(json!({"n": 0})),
+            task_with(
+                json!({"n": 1}),
+                ScheduleOptions {
+                    not_before: Some(T0 + MIN),
+                    priority: Some(Priority::INTERACTIVE),
+                    timeout_ms: Some(100),
+                    aux_data: Some(json!({"a": 1})),
+                    metadata: vec![("k".into(), "v".into())],
+                    cluster: Some("mail".into()),
+                },
+            ),
+            task(json!({"n": 2})),
+        ])
+        .await
+        .unwrap();
+    assert!(ids[0] < ids[1] && ids[1] < ids[2], "{ids:?}");
+    let batch = [
+        s.describe(ids[0]).await.unwrap(),
+        s.describe(ids[1]).await.unwrap(),
+        s.describe(ids[2]).await.unwrap(),
+    ];
+    for (n, t) in batch.iter().enumerate() {
+        assert_eq!(t.data, json!({ "n": n }));
+    }
+    for t in [&batch[0], &batch[2]] {
+        assert_eq!(
+            (
+                t.aux_data.clone(),
+                t.not_before,
+                t.next_attempt,
+                t.timeout_ms
+            ),
+            (None, None, T0, 0)
+        );
+        assert_eq!(
+            (t.priority, t.cluster.as_str()),
+            (Priority::NORMAL, "default")
+        );
+        assert!(t.metadata.is_empty());
+    }
+    let t = &batch[1];
+    assert_eq!(
+        (
+            t.aux_data.clone(),
+            t.not_before,
+            t.next_attempt,
+            t.timeout_ms
+        ),
+        (Some(json!({"a": 1})), Some(T0 + MIN), T0 + MIN, 100)
+    );
+    assert_eq!(
+        (t.priority, t.cluster.as_str()),
+        (Priority::INTERACTIVE, "mail")
+    );
+    assert_eq!(t.metadata, vec![("k".to_string(), "v".to_string())]);
     assert!(matches!(
         s.describe(999_999).await,
         Err(StoreError::NotFound(999_999))

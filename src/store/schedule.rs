@@ -5,7 +5,10 @@ use super::schema::{warren_task_metadata, warren_tasks};
 use super::signals::{announce_work, Pending};
 use super::{AnyConn, NewTask, Store, StoreError, StoreResult, DEFAULT_CLUSTER};
 use crate::task::{is_valid_name_part, Millis, Priority, TaskId};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Untyped};
 use diesel_async::RunQueryDsl;
 use serde_json::Value;
 
@@ -124,15 +127,18 @@ pub(super) fn metadata_rows(
 
 /// Inserts task rows with one statement and returns their ids. diesel-async cannot
 /// build a multi-row insert for SQLite, so there it runs through diesel's synchronous
-/// API on the connection's blocking thread.
+/// API on the connection's blocking thread. PostgreSQL gets the rows as one array per
+/// column (see [`PgInsertTasks`]).
 async fn insert_rows(conn: &mut AnyConn<'_>, rows: Vec<TaskInsert>) -> StoreResult<Vec<i64>> {
     Ok(match conn {
         AnyConn::Postgres(c) => {
-            diesel::insert_into(warren_tasks::table)
-                .values(&rows)
-                .returning(warren_tasks::id)
-                .get_results(&mut **c)
-                .await?
+            #[derive(QueryableByName)]
+            struct Inserted {
+                #[diesel(sql_type = BigInt)]
+                id: i64,
+            }
+            let inserted: Vec<Inserted> = PgInsertTasks::new(&rows).load(&mut **c).await?;
+            inserted.into_iter().map(|r| r.id).collect()
         }
         AnyConn::Sqlite(c) => {
             c.spawn_blocking(move |inner| {
@@ -146,6 +152,82 @@ async fn insert_rows(conn: &mut AnyConn<'_>, rows: Vec<TaskInsert>) -> StoreResu
             .await?
         }
     })
+}
+
+/// `INSERT … SELECT … FROM unnest(arrays)`: the rows travel as one array per column, so
+/// the statement's text is the same for one task or a thousand. Each connection parses
+/// it once and PostgreSQL keeps one plan for it, where a multi-row `VALUES` list is a
+/// new statement (and ten thousand parameters to plan) for every batch size. The rows
+/// are inserted, and their ids drawn, in input order.
+struct PgInsertTasks<'a> {
+    task_types: Vec<&'a str>,
+    clusters: Vec<&'a str>,
+    data: Vec<&'a str>,
+    aux_data: Vec<Option<&'a str>>,
+    priorities: Vec<i32>,
+    timeouts: Vec<i64>,
+    created: Vec<i64>,
+    not_before: Vec<Option<i64>>,
+    next_attempts: Vec<i64>,
+}
+
+impl<'a> PgInsertTasks<'a> {
+    fn new(rows: &'a [TaskInsert]) -> PgInsertTasks<'a> {
+        PgInsertTasks {
+            task_types: rows.iter().map(|r| r.task_type.as_str()).collect(),
+            clusters: rows.iter().map(|r| r.cluster.as_str()).collect(),
+            data: rows.iter().map(|r| r.data.as_str()).collect(),
+            aux_data: rows.iter().map(|r| r.aux_data.as_deref()).collect(),
+            priorities: rows.iter().map(|r| r.priority).collect(),
+            timeouts: rows.iter().map(|r| r.timeout_ms).collect(),
+            created: rows.iter().map(|r| r.created_at).collect(),
+            not_before: rows.iter().map(|r| r.not_before).collect(),
+            next_attempts: rows.iter().map(|r| r.next_attempt).collect(),
+        }
+    }
+}
+
+impl QueryId for PgInsertTasks<'_> {
+    type QueryId = ();
+    // No static id: the connection's statement cache keys it by its SQL text.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for PgInsertTasks<'_> {
+    type SqlType = Untyped;
+}
+
+impl QueryFragment<Pg> for PgInsertTasks<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO warren_tasks (task_type, cluster, state, data, aux_data, priority, \
+             timeout_ms, created_at, not_before, next_attempt) \
+             SELECT task_type, cluster, 'pending', data, aux_data, priority, timeout_ms, \
+             created_at, not_before, next_attempt FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.task_types)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.clusters)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.data)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.aux_data)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Integer>, _>(&self.priorities)?;
+        out.push_sql("::integer[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.timeouts)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.created)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.not_before)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.next_attempts)?;
+        out.push_sql(
+            "::bigint[]) WITH ORDINALITY AS r(task_type, cluster, data, aux_data, priority, \
+             timeout_ms, created_at, not_before, next_attempt, n) ORDER BY n RETURNING id",
+        );
+        Ok(())
+    }
 }
 
 /// Inserts metadata rows (see [`insert_rows`] for the SQLite detour).
