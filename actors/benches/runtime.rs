@@ -4,7 +4,8 @@
 //! Measures, per backend (SQLite file; PostgreSQL when a server is named):
 //! - managed throughput with 1 and 4 runners: N tasks scheduled in one batch commit,
 //!   timed from just before that commit until every task completed (the runners claim,
-//!   run the guest in the task's own transaction and commit each resolution);
+//!   run the guest and commit each resolution; on PostgreSQL, the completions of runs
+//!   that did no SQL and finish at the same moment share a commit);
 //! - commit-to-start latency: one task at a time on an idle node, from the commit that
 //!   scheduled it to the moment its run started (the task's `started_at`), p50/p99;
 //! - ephemeral round trip on warm runners: `RunEphemeralTask` sent and its result

@@ -10,8 +10,8 @@ use super::{AnyConn, ClaimedTask, Store, StoreError, StoreResult, Task};
 use crate::task::{Millis, RetryPolicy, TaskId, TaskType};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Text, Untyped};
+use diesel::query_builder::{AstPass, QueryFragment};
+use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::RunQueryDsl;
 
 /// The PostgreSQL claim: lock due rows in queue order, skipping rows other claimers
@@ -40,15 +40,7 @@ struct PgClaim<'a> {
     limit: i64,
 }
 
-impl QueryId for PgClaim<'_> {
-    type QueryId = ();
-    // No static id: the connection's statement cache keys it by its SQL text.
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl Query for PgClaim<'_> {
-    type SqlType = Untyped;
-}
+super::pg_statement!(PgClaim<'_>);
 
 impl QueryFragment<Pg> for PgClaim<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {

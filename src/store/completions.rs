@@ -19,8 +19,8 @@ use super::signals::OUTCOMES_CHANNEL;
 use super::{AnyConn, Store, StoreResult};
 use crate::task::{Millis, TaskId};
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Text, Untyped};
+use diesel::query_builder::{AstPass, QueryFragment};
+use diesel::sql_types::{Array, BigInt, Text};
 use diesel::QueryResult;
 use diesel_async::RunQueryDsl;
 use std::collections::HashSet;
@@ -243,15 +243,7 @@ struct PgCompleteOne<'a> {
     completion: &'a Completion,
 }
 
-impl QueryId for PgCompleteOne<'_> {
-    type QueryId = ();
-    // No static id: the connection's statement cache keys it by its SQL text.
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl Query for PgCompleteOne<'_> {
-    type SqlType = Untyped;
-}
+super::pg_statement!(PgCompleteOne<'_>);
 
 impl QueryFragment<Pg> for PgCompleteOne<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
@@ -283,15 +275,7 @@ struct PgCompleteMany<'a> {
     finished: Vec<Millis>,
 }
 
-impl QueryId for PgCompleteMany<'_> {
-    type QueryId = ();
-    // No static id: the connection's statement cache keys it by its SQL text.
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl Query for PgCompleteMany<'_> {
-    type SqlType = Untyped;
-}
+super::pg_statement!(PgCompleteMany<'_>);
 
 impl QueryFragment<Pg> for PgCompleteMany<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {

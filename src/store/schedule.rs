@@ -7,8 +7,8 @@ use super::{AnyConn, NewTask, Store, StoreError, StoreResult, DEFAULT_CLUSTER};
 use crate::task::{is_valid_name_part, Millis, Priority, TaskId};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Untyped};
+use diesel::query_builder::{AstPass, QueryFragment};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use serde_json::Value;
 
@@ -187,15 +187,7 @@ impl<'a> PgInsertTasks<'a> {
     }
 }
 
-impl QueryId for PgInsertTasks<'_> {
-    type QueryId = ();
-    // No static id: the connection's statement cache keys it by its SQL text.
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl Query for PgInsertTasks<'_> {
-    type SqlType = Untyped;
-}
+super::pg_statement!(PgInsertTasks<'_>);
 
 impl QueryFragment<Pg> for PgInsertTasks<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {

@@ -8,7 +8,7 @@
 use super::{postgres, redact_url, StoreError, StoreResult};
 use crate::task::TaskId;
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 use futures_util::StreamExt;
@@ -235,10 +235,7 @@ struct PgNotifyIfWaited {
     id: TaskId,
 }
 
-impl QueryId for PgNotifyIfWaited {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
+super::pg_statement!(PgNotifyIfWaited);
 
 impl QueryFragment<Pg> for PgNotifyIfWaited {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
@@ -281,11 +278,7 @@ struct PgNotify<'a> {
     payload: &'a str,
 }
 
-impl QueryId for PgNotify<'_> {
-    type QueryId = ();
-    // No static id: the connection's statement cache keys it by its SQL text.
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
+super::pg_statement!(PgNotify<'_>);
 
 impl QueryFragment<Pg> for PgNotify<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
