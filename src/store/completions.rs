@@ -114,9 +114,9 @@ impl Store {
     }
 }
 
-/// Clears the queue's `writing` flag if the writer ends without doing so itself (it
-/// panicked, or its runtime shut down), so completions are never left without one:
-/// their callers see their reply dropped and write alone.
+/// Clears the queue if the writer ends without emptying it (it panicked, or its runtime
+/// shut down), so no completion is left without a writer: the callers of those queued
+/// see their reply dropped and write alone, and the next completion starts a writer.
 struct WriterGuard {
     store: Store,
     finished: bool,
@@ -128,6 +128,7 @@ impl Drop for WriterGuard {
             return;
         }
         if let Ok(mut state) = self.store.queue().state.lock() {
+            state.waiting.clear();
             state.writing = false;
         }
     }
