@@ -612,6 +612,11 @@ impl Handler<EphemeralRequest> for QueueActor {
                     .get_mut(&cluster)
                     .expect("known cluster")
                     .push_back(req);
+                // A runner reserved by a claim that is out is served once the claim
+                // is back: have it dispatch then, not at the next safety poll.
+                if self.claims_out[&cluster] > 0 {
+                    self.woken_while_claiming.insert(cluster.clone(), true);
+                }
                 self.dispatch(ctx);
             }
             Some(_) => {
