@@ -51,8 +51,10 @@ mod sqlite;
 mod task_types;
 mod throughput;
 mod transaction;
+mod types_registry;
 mod wait;
 
+pub use claim::ExpiredLease;
 pub use completions::CompletionStats;
 pub use conn::{AnyConn, SqliteConn};
 pub use diesel_async::AsyncPgConnection as PgConn;
@@ -64,6 +66,7 @@ pub use run::{ResolveOutcome, TaskRun};
 pub use scheduled::{ScheduledRun, ScheduledSpec, ScheduledState};
 pub use throughput::ThroughputPoint;
 pub use transaction::Transaction;
+pub use types_registry::{TaskTypeCheck, NODE_LIVENESS_MS};
 pub use wait::WaitFor;
 
 use crate::clock::{SharedClock, SystemClock};
