@@ -505,7 +505,34 @@ fn print_table(rows: &[Measurement]) {
     println!("per commit: mean completions that shared one statement and commit (PostgreSQL)");
 }
 
+/// The cost of the task SQL policy on PostgreSQL: a verdict from the cache (what a
+/// task pays for a statement it ran before) and a fresh parse by PostgreSQL's parser.
+fn bench_statement_policy() {
+    use warren::store::PgStatementPolicy;
+    let sql = "INSERT INTO guest_effects (task_id, note) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+    let policy = PgStatementPolicy::default();
+    policy.check(sql);
+    let rounds = 200_000u32;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(policy.check(std::hint::black_box(sql)));
+    }
+    let hit = started.elapsed() / rounds;
+    let rounds = 2_000u32;
+    let started = Instant::now();
+    for i in 0..rounds {
+        // A different text each time: every call parses.
+        let text = format!("{sql} -- {i}");
+        std::hint::black_box(PgStatementPolicy::default().check(&text));
+    }
+    let miss = started.elapsed() / rounds;
+    println!(
+        "task SQL policy (PostgreSQL): cached verdict {hit:?} per statement, fresh parse {miss:?}"
+    );
+}
+
 fn main() -> BenchResult<()> {
+    bench_statement_policy();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

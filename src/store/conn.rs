@@ -4,6 +4,7 @@
 //! [`on_conn!`] macro type-checks and runs such a query for whichever backend the
 //! connection belongs to.
 
+use super::sqlite_guard::SqliteGuard;
 use diesel::connection::AnsiTransactionManager;
 use diesel::SqliteConnection;
 use diesel_async::pooled_connection::deadpool::Object;
@@ -27,6 +28,19 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, DetachedBlocking>;
 #[derive(Default)]
 pub struct DetachedBlocking {
     in_flight: std::sync::Arc<InFlight>,
+    /// The connection's guard (see `sqlite_guard.rs`), made current on the blocking
+    /// thread while the connection's work runs there.
+    guard: Option<std::sync::Arc<SqliteGuard>>,
+}
+
+impl DetachedBlocking {
+    /// The runner of a connection that carries `guard`.
+    pub(super) fn guarded(guard: std::sync::Arc<SqliteGuard>) -> DetachedBlocking {
+        DetachedBlocking {
+            in_flight: Default::default(),
+            guard: Some(guard),
+        }
+    }
 }
 
 /// Work in flight on one connection.
@@ -79,10 +93,11 @@ impl diesel_async::sync_connection_wrapper::SpawnBlocking for DetachedBlocking {
             .boxed();
         }
         in_flight.count.fetch_add(1, Ordering::AcqRel);
+        let guard = self.guard.clone();
         tokio::task::spawn_blocking(move || {
             // Calling the task consumes it: the connection handle it holds is released
             // before the work counts as done.
-            let result = task();
+            let result = super::sqlite_guard::with_current(guard.as_ref(), task);
             if in_flight.count.fetch_sub(1, Ordering::AcqRel) == 1 {
                 in_flight.idle.notify_waiters();
             }
@@ -198,6 +213,30 @@ pub(crate) async fn begin(conn: &mut AnyConn<'_>) -> diesel::QueryResult<()> {
 /// yet does not hold up the queue (cancels, claims, lease renewals).
 pub(crate) async fn begin_deferred(conn: &mut AnyConn<'_>) -> diesel::QueryResult<()> {
     begin_with(conn, false).await
+}
+
+/// Opens a deferred transaction (see [`begin_deferred`]) for work that runs task
+/// code's SQL, and returns what stops a statement running on it.
+pub(crate) async fn begin_for_task_sql(
+    conn: &mut AnyConn<'_>,
+) -> diesel::QueryResult<super::task_sql::SqlCanceller> {
+    use super::task_sql::SqlCanceller;
+    match conn {
+        AnyConn::Postgres(c) => {
+            <AsyncPgConnection as AsyncConnection>::TransactionManager::begin_transaction(&mut **c)
+                .await?;
+            Ok(SqlCanceller::postgres(c.cancel_token()))
+        }
+        AnyConn::Sqlite(c) => {
+            let guard = c
+                .spawn_blocking(|inner| {
+                    AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN")?;
+                    Ok(super::sqlite_guard::current())
+                })
+                .await?;
+            Ok(SqlCanceller::sqlite(guard))
+        }
+    }
 }
 
 async fn begin_with(conn: &mut AnyConn<'_>, immediate: bool) -> diesel::QueryResult<()> {

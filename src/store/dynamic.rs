@@ -6,15 +6,18 @@
 //! integers, floats and strings bind as such; arrays and objects bind as JSON text
 //! (on PostgreSQL, cast it for a `jsonb` column: `$1::jsonb`). A `null` fits a column
 //! of any type.
-//! Query results come back as a JSON array of row objects keyed by column name.
+//! Query results come back as a JSON array of row objects keyed by column name; binary
+//! values (`bytea`, SQLite blobs) as text: `\\x` followed by hex digits, PostgreSQL's
+//! own notation, on both backends.
 
+use super::pg_policy::PgStatementPolicy;
+use super::task_sql::{Ran, TaskSqlError, TaskSqlOutput, TaskSqlWant, TaskStatement};
 use super::{AnyConn, StoreError, StoreResult};
 use diesel::pg::Pg;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text};
-use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
-use serde_json::{Map, Number, Value};
+use serde_json::Value;
 
 /// One bound parameter.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,46 +120,14 @@ impl diesel::serialize::ToSql<Untyped, Pg> for UntypedNull {
     }
 }
 
-/// How each backend binds a NULL of unknown type.
-trait BindNull: diesel::backend::Backend + Sized {
-    fn bind_null<'f>(query: BoxedSqlQuery<'f, Self, SqlQuery>)
-        -> BoxedSqlQuery<'f, Self, SqlQuery>;
-}
-
-impl BindNull for Pg {
-    fn bind_null<'f>(query: BoxedSqlQuery<'f, Pg, SqlQuery>) -> BoxedSqlQuery<'f, Pg, SqlQuery> {
-        query.bind::<Untyped, _>(UntypedNull)
-    }
-}
-
-impl BindNull for Sqlite {
-    // SQLite's columns take any type: a text-typed NULL is just NULL.
-    fn bind_null<'f>(
-        query: BoxedSqlQuery<'f, Sqlite, SqlQuery>,
-    ) -> BoxedSqlQuery<'f, Sqlite, SqlQuery> {
-        query.bind::<Nullable<Text>, _>(None::<String>)
-    }
-}
-
-/// Binds every parameter onto a boxed query of backend `DB`.
-fn bind_params<'f, DB>(
-    mut query: BoxedSqlQuery<'f, DB, SqlQuery>,
+/// Binds every parameter onto a boxed PostgreSQL query.
+fn bind_params(
+    mut query: BoxedSqlQuery<'_, Pg, SqlQuery>,
     params: Vec<SqlParam>,
-) -> BoxedSqlQuery<'f, DB, SqlQuery>
-where
-    DB: BindNull
-        + diesel::sql_types::HasSqlType<Bool>
-        + diesel::sql_types::HasSqlType<BigInt>
-        + diesel::sql_types::HasSqlType<Double>
-        + diesel::sql_types::HasSqlType<Text>,
-    bool: diesel::serialize::ToSql<Bool, DB>,
-    i64: diesel::serialize::ToSql<BigInt, DB>,
-    f64: diesel::serialize::ToSql<Double, DB>,
-    String: diesel::serialize::ToSql<Text, DB>,
-{
+) -> BoxedSqlQuery<'_, Pg, SqlQuery> {
     for p in params {
         query = match p {
-            SqlParam::Null => DB::bind_null(query),
+            SqlParam::Null => query.bind::<Untyped, _>(UntypedNull),
             SqlParam::Bool(b) => query.bind::<Bool, _>(b),
             SqlParam::Int(i) => query.bind::<BigInt, _>(i),
             SqlParam::Float(f) => query.bind::<Double, _>(f),
@@ -166,133 +137,128 @@ where
     query
 }
 
-fn single_statement(sql: &str) -> StoreResult<&str> {
-    let trimmed = sql.trim().trim_end_matches(';').trim_end();
-    if trimmed.is_empty() {
-        return Err(StoreError::Invalid {
-            field: "SQL",
-            message: "the statement is empty".into(),
-        });
-    }
-    Ok(trimmed)
-}
-
-/// Runs `body` inside a savepoint on PostgreSQL, so a failing statement is undone
-/// alone and the transaction stays usable (as it does on SQLite): task code may catch
-/// the error and go on.
+/// Runs `body` inside a savepoint, so a failing statement is undone alone and the
+/// transaction stays usable (as it does on SQLite): task code may catch the error and
+/// go on. A savepoint that cannot be set or released means the transaction is gone.
 async fn in_savepoint<T>(
     c: &mut diesel_async::AsyncPgConnection,
     body: impl AsyncFnOnce(&mut diesel_async::AsyncPgConnection) -> diesel::QueryResult<T>,
-) -> diesel::QueryResult<T> {
+) -> Result<T, TaskSqlError> {
     use diesel_async::SimpleAsyncConnection;
-    c.batch_execute("SAVEPOINT warren_task_sql").await?;
+    c.batch_execute("SAVEPOINT warren_task_sql")
+        .await
+        .map_err(transaction_gone)?;
     match body(c).await {
         Ok(value) => {
-            c.batch_execute("RELEASE SAVEPOINT warren_task_sql").await?;
+            c.batch_execute("RELEASE SAVEPOINT warren_task_sql")
+                .await
+                .map_err(transaction_gone)?;
             Ok(value)
         }
         Err(e) => {
             c.batch_execute(
                 "ROLLBACK TO SAVEPOINT warren_task_sql; RELEASE SAVEPOINT warren_task_sql",
             )
-            .await?;
-            Err(e)
+            .await
+            .map_err(transaction_gone)?;
+            Err(TaskSqlError::Database(e))
         }
     }
 }
 
-/// Runs a statement on `conn` (inside a transaction) and returns the number of rows it
-/// changed. A failing statement leaves the transaction usable.
-pub async fn execute(conn: &mut AnyConn<'_>, sql: &str, params: Vec<SqlParam>) -> StoreResult<u64> {
-    let sql = single_statement(sql)?;
-    let n = match conn {
-        AnyConn::Postgres(c) => {
-            let query = bind_params(diesel::sql_query(sql).into_boxed::<Pg>(), params);
-            in_savepoint(c, async |c| query.execute(c).await).await?
-        }
-        AnyConn::Sqlite(c) => {
-            let sql = sqlite_placeholders(sql);
-            c.spawn_blocking(move |inner| {
-                let query = bind_params(diesel::sql_query(sql).into_boxed::<Sqlite>(), params);
-                diesel::RunQueryDsl::execute(query, inner)
-            })
-            .await?
-        }
-    };
-    Ok(n as u64)
+/// The error for a savepoint the server refused: the run's transaction is no longer
+/// there (unless the connection itself failed, which is an ordinary error).
+fn transaction_gone(e: diesel::result::Error) -> TaskSqlError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => TaskSqlError::Database(e),
+        Error::DatabaseError(..) => TaskSqlError::TransactionEnded,
+        other => TaskSqlError::Database(other),
+    }
 }
 
 #[derive(diesel::QueryableByName)]
 struct JsonRows {
-    #[diesel(sql_type = Text)]
-    rows: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    rows: Option<String>,
 }
 
-/// Runs a query (or a statement with `RETURNING`) on `conn` (inside a transaction) and
-/// returns its rows as a JSON array of objects keyed by column name.
+/// Runs one statement of task code (already checked by the policy) on a PostgreSQL
+/// connection inside its transaction. Rows are built into JSON by PostgreSQL itself,
+/// which also enforces the cap, so an oversized result never crosses the wire.
+pub(super) async fn run_postgres(
+    c: &mut diesel_async::AsyncPgConnection,
+    sql: &str,
+    params: Vec<SqlParam>,
+    want: TaskSqlWant,
+) -> Result<TaskSqlOutput, TaskSqlError> {
+    match want {
+        TaskSqlWant::Changes => {
+            let query = bind_params(diesel::sql_query(sql).into_boxed::<Pg>(), params);
+            let n = in_savepoint(c, async |c| query.execute(c).await).await?;
+            Ok(TaskSqlOutput::Changes(n as u64))
+        }
+        TaskSqlWant::Rows { max_bytes } => {
+            // A CTE also accepts INSERT … RETURNING; the line breaks keep a trailing
+            // comment from swallowing the wrapper.
+            let wrapped = format!(
+                "WITH warren_q AS (\n{sql}\n) SELECT CASE WHEN octet_length(t) > {max_bytes} THEN NULL ELSE t END AS rows \
+                 FROM (SELECT coalesce(json_agg(warren_q), '[]'::json)::text AS t FROM warren_q) AS warren_r"
+            );
+            let query = bind_params(diesel::sql_query(wrapped).into_boxed::<Pg>(), params);
+            let mut rows: Vec<JsonRows> = in_savepoint(c, async |c| query.load(c).await).await?;
+            match rows.pop() {
+                Some(JsonRows { rows: Some(json) }) => Ok(TaskSqlOutput::Rows(json)),
+                Some(JsonRows { rows: None }) => Err(TaskSqlError::TooLarge { limit: max_bytes }),
+                None => Ok(TaskSqlOutput::Rows("[]".into())),
+            }
+        }
+    }
+}
+
+/// Runs a statement as task code would (the statement policy applies) on `conn`,
+/// inside its open transaction, and returns the number of rows it changed. A failing
+/// statement leaves the transaction usable.
+pub async fn execute(conn: &mut AnyConn<'_>, sql: &str, params: Vec<SqlParam>) -> StoreResult<u64> {
+    let statement = TaskStatement {
+        sql: sql.to_string(),
+        params,
+        want: TaskSqlWant::Changes,
+    };
+    let policy = PgStatementPolicy::default();
+    match super::task_sql::run(conn, &policy, &statement, None).await {
+        Ok(Ran {
+            output: TaskSqlOutput::Changes(n),
+            ..
+        }) => Ok(n),
+        Ok(_) => Ok(0),
+        Err(e) => Err(StoreError::TaskSql(e)),
+    }
+}
+
+/// Runs a query (or a statement with `RETURNING`) as task code would (the statement
+/// policy applies) on `conn`, inside its open transaction, and returns its rows as a
+/// JSON array of objects keyed by column name (at most
+/// [`super::task_sql::DEFAULT_MAX_ROWS_BYTES`] of it).
 pub async fn query_json(
     conn: &mut AnyConn<'_>,
     sql: &str,
     params: Vec<SqlParam>,
 ) -> StoreResult<String> {
-    let sql = single_statement(sql)?;
-    match conn {
-        AnyConn::Postgres(c) => {
-            // PostgreSQL builds the JSON itself; a CTE also accepts INSERT … RETURNING.
-            let wrapped = format!(
-                "WITH warren_q AS ({sql}) SELECT coalesce(json_agg(warren_q), '[]'::json)::text AS rows FROM warren_q"
-            );
-            let query = bind_params(diesel::sql_query(wrapped).into_boxed::<Pg>(), params);
-            let mut rows: Vec<JsonRows> = in_savepoint(c, async |c| query.load(c).await).await?;
-            Ok(rows.pop().map(|r| r.rows).unwrap_or_else(|| "[]".into()))
-        }
-        AnyConn::Sqlite(c) => {
-            let sql = sqlite_placeholders(sql);
-            Ok(
-                c.spawn_blocking(move |inner| sqlite_rows_json(inner, sql, params))
-                    .await?,
-            )
-        }
+    let statement = TaskStatement {
+        sql: sql.to_string(),
+        params,
+        want: TaskSqlWant::Rows {
+            max_bytes: super::task_sql::DEFAULT_MAX_ROWS_BYTES,
+        },
+    };
+    let policy = PgStatementPolicy::default();
+    match super::task_sql::run(conn, &policy, &statement, None).await {
+        Ok(Ran {
+            output: TaskSqlOutput::Rows(rows),
+            ..
+        }) => Ok(rows),
+        Ok(_) => Ok("[]".into()),
+        Err(e) => Err(StoreError::TaskSql(e)),
     }
-}
-
-/// Reads every row of a SQLite query into JSON, column by column, by the values'
-/// stored types.
-fn sqlite_rows_json(
-    conn: &mut diesel::SqliteConnection,
-    sql: String,
-    params: Vec<SqlParam>,
-) -> diesel::QueryResult<String> {
-    use diesel::connection::LoadConnection;
-    use diesel::row::{Field, Row};
-    use diesel::sqlite::SqliteType;
-
-    let query = bind_params(diesel::sql_query(sql).into_boxed::<Sqlite>(), params);
-    let mut out = Vec::new();
-    for row in LoadConnection::load(conn, query)? {
-        let row = row?;
-        let mut object = Map::new();
-        for i in 0..row.field_count() {
-            let Some(field) = row.get(i) else { continue };
-            let name = field.field_name().unwrap_or("?column?").to_string();
-            let value = match field.value() {
-                None => Value::Null,
-                Some(mut v) => match v.value_type() {
-                    Some(SqliteType::Long) | Some(SqliteType::Integer) => {
-                        Value::from(v.read_long())
-                    }
-                    Some(SqliteType::Double) | Some(SqliteType::Float) => {
-                        Number::from_f64(v.read_double()).map_or(Value::Null, Value::Number)
-                    }
-                    Some(SqliteType::Binary) => {
-                        Value::Array(v.read_blob().iter().map(|b| Value::from(*b)).collect())
-                    }
-                    _ => Value::String(v.read_text().to_string()),
-                },
-            };
-            object.insert(name, value);
-        }
-        out.push(Value::Object(object));
-    }
-    Ok(Value::Array(out).to_string())
 }

@@ -70,6 +70,9 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// Task code's SQL was refused or failed.
+    #[error("task SQL: {0}")]
+    TaskSql(#[source] super::task_sql::TaskSqlError),
     /// Waiting for a task's outcome took longer than allowed.
     #[error("task {id} has no outcome after waiting {waited_ms} ms")]
     WaitTimeout {

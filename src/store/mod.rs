@@ -41,6 +41,7 @@ mod error;
 mod manage;
 mod model;
 mod nodes;
+mod pg_policy;
 mod postgres;
 mod run;
 mod schedule;
@@ -48,6 +49,8 @@ mod scheduled;
 pub mod schema;
 pub mod signals;
 mod sqlite;
+mod sqlite_guard;
+mod task_sql;
 mod task_types;
 mod throughput;
 mod transaction;
@@ -62,8 +65,12 @@ pub use error::StoreError;
 pub use manage::DEFAULT_RETENTION_MS;
 pub use model::*;
 pub use nodes::NodeInfo;
-pub use run::{ResolveOutcome, TaskRun};
+pub use pg_policy::{PgStatementPolicy, Refusal, Verdict};
+pub use run::{bounded_text, ResolveOutcome, TaskRun, MAX_ERROR_BYTES, MAX_RESULT_BYTES};
 pub use scheduled::{ScheduledRun, ScheduledSpec, ScheduledState};
+pub use task_sql::{
+    SqlCanceller, TaskSqlError, TaskSqlOutput, TaskSqlWant, TaskStatement, DEFAULT_MAX_ROWS_BYTES,
+};
 pub use throughput::ThroughputPoint;
 pub use transaction::Transaction;
 pub use types_registry::{TaskTypeCheck, NODE_LIVENESS_MS};
@@ -133,6 +140,8 @@ struct Inner {
     task_clusters: std::sync::RwLock<std::collections::HashMap<String, String>>,
     /// Completions waiting to share a statement (PostgreSQL; see `completions.rs`).
     completions: completions::CompletionQueue,
+    /// Verdicts on task SQL statements (PostgreSQL; see `pg_policy.rs`).
+    policy: PgStatementPolicy,
 }
 
 enum Backend {
@@ -192,6 +201,7 @@ impl Store {
                 url: config.url,
                 task_clusters: Default::default(),
                 completions: Default::default(),
+                policy: Default::default(),
             }),
         };
         // Fail early, with the URL in the message, when the database cannot be reached.

@@ -124,6 +124,9 @@ pub(super) async fn record_failure_on(
     let Some((failures, not_before, cluster)) = current else {
         return Err(StoreError::LeaseLost { id, token });
     };
+    let error = &bounded_text(error.to_string(), MAX_ERROR_BYTES);
+    let stack = stack.map(|s| bounded_text(s.to_string(), MAX_ERROR_BYTES));
+    let stack = stack.as_deref();
     let outcome = match decide_failure(policy, failures, now, next_retry, not_before) {
         FailureDecision::GiveUp => {
             on_conn!(conn, c => {
@@ -175,6 +178,12 @@ impl TaskRun {
         &self.claimed
     }
 
+    /// The run's transaction, opened now if this is its first database work. Task
+    /// code's SQL goes through its [`Transaction::task_sql`].
+    pub async fn transaction(&mut self) -> StoreResult<&mut Transaction> {
+        self.tx().await
+    }
+
     /// The run's transaction, opened now if this is its first database work.
     async fn tx(&mut self) -> StoreResult<&mut Transaction> {
         if self.tx.is_none() {
@@ -221,6 +230,24 @@ impl TaskRun {
         let (id, token) = (self.claimed.task.id, self.claimed.token);
         let resolution = check_json(id, resolution);
         let store = self.store;
+        if self.tx.as_ref().is_some_and(Transaction::task_ended_it) {
+            // Whatever the task did may have committed with the statement that ended
+            // its transaction: it fails for good, outside that transaction.
+            drop(self.tx);
+            let now = store.now();
+            let error = format!("task {id}: {}", super::TaskSqlError::TransactionEnded);
+            return store
+                .begin_transaction()
+                .await?
+                .commit_with(async |conn, pending| {
+                    let failure = Resolution::PermanentFailure {
+                        error,
+                        result: None,
+                    };
+                    write_resolution(conn, pending, id, token, failure, now).await
+                })
+                .await;
+        }
         if let Resolution::TemporaryFailure {
             error,
             stack,
@@ -285,9 +312,78 @@ async fn complete_alone(
     }
 }
 
+/// The largest result stored for a task (1 MiB of JSON text). A larger one is a
+/// temporary failure: the run's work is rolled back and it is retried.
+pub const MAX_RESULT_BYTES: usize = 1 << 20;
+
+/// The largest error text or stack stored for a task (64 KiB each); longer ones are
+/// cut, with a note saying how long they were.
+pub const MAX_ERROR_BYTES: usize = 64 << 10;
+
+/// Cuts `text` to at most `max` bytes (at a character boundary), noting the cut.
+pub fn bounded_text(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub(64);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [cut: {} bytes in all]", &text[..end], text.len())
+}
+
+/// Bounds what a resolution stores: errors and stacks are cut, an oversized result
+/// turns the resolution into a temporary failure that says so.
+fn bound_sizes(id: TaskId, resolution: Resolution) -> Resolution {
+    let too_large = |result: &str| Resolution::TemporaryFailure {
+        error: format!(
+            "task {id}: the result is {} bytes of JSON; at most {MAX_RESULT_BYTES} are stored",
+            result.len()
+        ),
+        stack: None,
+        next_retry: None,
+    };
+    match resolution {
+        Resolution::Completion { result } if result.len() > MAX_RESULT_BYTES => too_large(&result),
+        Resolution::PermanentFailure {
+            result: Some(result),
+            ..
+        } if result.len() > MAX_RESULT_BYTES => too_large(&result),
+        Resolution::PermanentFailure { error, result } => Resolution::PermanentFailure {
+            error: bounded_text(error, MAX_ERROR_BYTES),
+            result,
+        },
+        Resolution::Cancellation { error } => Resolution::Cancellation {
+            error: bounded_text(error, MAX_ERROR_BYTES),
+        },
+        Resolution::TemporaryFailure {
+            error,
+            stack,
+            next_retry,
+        } => Resolution::TemporaryFailure {
+            error: bounded_text(error, MAX_ERROR_BYTES),
+            stack: stack.map(|s| bounded_text(s, MAX_ERROR_BYTES)),
+            next_retry,
+        },
+        Resolution::Restart {
+            new_data: Some(data),
+            ..
+        } if data.len() > MAX_RESULT_BYTES => Resolution::TemporaryFailure {
+            error: format!(
+                "task {id}: the restart's new data is {} bytes of JSON; at most {MAX_RESULT_BYTES} are stored",
+                data.len()
+            ),
+            stack: None,
+            next_retry: None,
+        },
+        other => other,
+    }
+}
+
 /// Turns a resolution carrying malformed JSON into a temporary failure that says so,
-/// so bad output from task code never reaches the queue.
+/// so bad output from task code never reaches the queue; bounds what it stores.
 fn check_json(id: TaskId, resolution: Resolution) -> Resolution {
+    let resolution = bound_sizes(id, resolution);
     let check = |what: &str, text: Option<&String>, object: bool| -> Result<(), String> {
         let Some(text) = text else { return Ok(()) };
         match serde_json::from_str::<serde_json::Value>(text) {

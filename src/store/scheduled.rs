@@ -227,6 +227,8 @@ impl Store {
         output: &str,
     ) -> StoreResult<bool> {
         let now = self.now();
+        // Output comes from task code: keep a bounded part of it.
+        let output = super::run::bounded_text(output.to_string(), super::run::MAX_ERROR_BYTES);
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
         let n = on_conn!(&mut conn, c => {

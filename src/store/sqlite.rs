@@ -1,6 +1,7 @@
 //! SQLite: the file, its pragmas, the connection pool and the embedded migrations.
 
 use super::conn::{wait_for_abandoned_work, DetachedBlocking, SqliteConn};
+use super::sqlite_guard::{self, SqliteGuard};
 use super::{StoreConfig, StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, SqliteConnection};
@@ -28,15 +29,25 @@ pub(super) fn path_from_url(url: &str) -> StoreResult<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
-/// Opens one connection with Warren's settings: WAL journal, a busy timeout, foreign keys.
-fn establish(path: &str, busy_timeout_ms: u64) -> diesel::ConnectionResult<SqliteConnection> {
-    let mut conn = SqliteConnection::establish(path)?;
+/// Opens one connection with Warren's settings: WAL journal, a busy timeout, foreign
+/// keys, and the guard that keeps task SQL in its lane (see `sqlite_guard.rs`).
+fn establish(
+    path: &str,
+    busy_timeout_ms: u64,
+) -> diesel::ConnectionResult<(SqliteConnection, std::sync::Arc<SqliteGuard>)> {
+    let (mut conn, guard) = sqlite_guard::open(path)?;
+    configure(&mut conn, busy_timeout_ms)?;
+    guard.install_busy_handler(&mut conn, std::time::Duration::from_millis(busy_timeout_ms));
+    Ok((conn, guard))
+}
+
+/// The pragmas every connection runs with.
+fn configure(conn: &mut SqliteConnection, busy_timeout_ms: u64) -> diesel::ConnectionResult<()> {
     conn.batch_execute(&format!(
         "PRAGMA busy_timeout = {busy_timeout_ms}; PRAGMA journal_mode = WAL; \
          PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
     ))
-    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-    Ok(conn)
+    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)
 }
 
 /// Builds the connection pool.
@@ -52,7 +63,9 @@ pub(super) fn pool(path: &Path, config: &StoreConfig) -> StoreResult<Pool<Sqlite
             tokio::task::spawn_blocking(move || establish(&url, busy))
                 .await
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?
-                .map(|c| SyncConnectionWrapper::with_runtime(c, DetachedBlocking::default()))
+                .map(|(c, guard)| {
+                    SyncConnectionWrapper::with_runtime(c, DetachedBlocking::guarded(guard))
+                })
         }
         .boxed()
     });
@@ -84,7 +97,8 @@ pub(super) async fn migrate(path: &Path) -> StoreResult<Vec<String>> {
         message,
     };
     tokio::task::spawn_blocking(move || {
-        let mut conn = establish(&path_text, 30_000).map_err(|e| e.to_string())?;
+        let mut conn = SqliteConnection::establish(&path_text).map_err(|e| e.to_string())?;
+        configure(&mut conn, 30_000).map_err(|e| e.to_string())?;
         conn.run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(|v| v.to_string()).collect())
             .map_err(|e| e.to_string())

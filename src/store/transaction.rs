@@ -1,17 +1,28 @@
 //! A transaction on a connection of its own, for work that must commit or roll back
 //! as one: an ephemeral task's SQL, or a managed task's run (see [`super::TaskRun`]).
 
-use super::conn::{begin_deferred, commit, finish, rollback, PooledConn};
+use super::conn::{begin_for_task_sql, commit, finish, rollback, PooledConn};
 use super::signals::Pending;
+use super::task_sql::{SqlCanceller, TaskSqlError, TaskSqlOutput, TaskStatement};
 use super::{AnyConn, NewTask, Store, StoreError, StoreResult};
 use crate::task::TaskId;
 
 /// An open transaction. Dropping it without [`Transaction::commit`] closes its
 /// connection, which rolls everything back.
+///
+/// Task code's SQL goes through [`Transaction::task_sql`], which applies the
+/// statement policy. A connection whose session task SQL changed, whose statement was
+/// cancelled, or whose transaction task code ended is closed when the transaction
+/// ends, never handed to the next user.
 pub struct Transaction {
     store: Store,
     conn: Option<PooledConn>,
     pending: Pending,
+    canceller: SqlCanceller,
+    /// Task SQL left state on the session that outlives the transaction.
+    tainted: bool,
+    /// Task SQL ended the transaction; nothing more may run or commit on it.
+    ended: bool,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -35,11 +46,14 @@ impl Store {
     /// write lock at its first write).
     pub async fn begin_transaction(&self) -> StoreResult<Transaction> {
         let mut pooled = self.conn().await?;
-        begin_deferred(&mut pooled.any()).await?;
+        let canceller = begin_for_task_sql(&mut pooled.any()).await?;
         Ok(Transaction {
             store: self.clone(),
             conn: Some(pooled),
             pending: Pending::default(),
+            canceller,
+            tainted: false,
+            ended: false,
         })
     }
 }
@@ -58,6 +72,61 @@ impl Transaction {
             .any()
     }
 
+    /// Runs one statement of task code on this transaction, after the statement
+    /// policy allowed it. A kill or timeout stops it through [`Transaction::canceller`].
+    pub async fn task_sql(
+        &mut self,
+        statement: &TaskStatement,
+    ) -> Result<TaskSqlOutput, TaskSqlError> {
+        if self.ended {
+            return Err(TaskSqlError::TransactionEnded);
+        }
+        let conn = self.conn.as_mut().expect("open transaction");
+        let result = super::task_sql::run(
+            &mut conn.any(),
+            &self.store.inner.policy,
+            statement,
+            Some(&self.canceller),
+        )
+        .await;
+        match result {
+            Ok(ran) => {
+                self.tainted |= ran.taints_session;
+                Ok(ran.output)
+            }
+            Err(TaskSqlError::TransactionEnded) => {
+                self.ended = true;
+                Err(TaskSqlError::TransactionEnded)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What stops the task statement running on this transaction, from any thread.
+    pub fn canceller(&self) -> SqlCanceller {
+        self.canceller.clone()
+    }
+
+    /// Whether task code ended this transaction (see [`TaskSqlError::TransactionEnded`]).
+    pub fn task_ended_it(&self) -> bool {
+        self.ended
+    }
+
+    /// Whether the connection must be closed rather than reused when this ends.
+    fn must_close(&self) -> bool {
+        self.tainted || self.ended || self.canceller.was_sent()
+    }
+
+    /// Hands the connection back to the pool, or closes it when task SQL left it
+    /// unfit for the next user.
+    fn release(&self, pooled: PooledConn) {
+        if self.must_close() {
+            pooled.discard();
+        } else {
+            drop(pooled);
+        }
+    }
+
     /// Schedules a managed task in this transaction: it exists only if it commits.
     pub async fn schedule(&mut self, task: NewTask) -> StoreResult<TaskId> {
         let conn = self.conn.as_mut().expect("open transaction");
@@ -73,10 +142,14 @@ impl Transaction {
 
     /// Commits, then wakes whoever waits for what it scheduled or resolved.
     pub async fn commit(mut self) -> StoreResult<()> {
+        if self.ended {
+            return Err(StoreError::TaskSql(TaskSqlError::TransactionEnded));
+        }
         let mut pooled = self.conn.take().expect("open transaction");
         match commit(&mut pooled.any()).await {
             Ok(()) => {
                 std::mem::take(&mut self.pending).deliver(&self.store.inner.signals);
+                self.release(pooled);
                 Ok(())
             }
             Err(e) => {
@@ -89,10 +162,15 @@ impl Transaction {
     /// Rolls back everything done in the transaction.
     pub async fn rollback(mut self) -> StoreResult<()> {
         if let Some(mut pooled) = self.conn.take() {
+            if self.ended {
+                pooled.discard();
+                return Ok(());
+            }
             if let Err(e) = rollback(&mut pooled.any()).await {
                 pooled.discard();
                 return Err(e.into());
             }
+            self.release(pooled);
         }
         Ok(())
     }
@@ -103,6 +181,9 @@ impl Transaction {
         mut self,
         body: impl AsyncFnOnce(&mut AnyConn<'_>, &mut Pending) -> Result<R, StoreError>,
     ) -> StoreResult<R> {
+        if self.ended {
+            return Err(StoreError::TaskSql(TaskSqlError::TransactionEnded));
+        }
         let mut pending = std::mem::take(&mut self.pending);
         let mut pooled = self.conn.take().expect("open transaction");
         let mut conn = pooled.any();
@@ -110,6 +191,7 @@ impl Transaction {
         match finish(&mut conn, result).await {
             Ok(value) => {
                 pending.deliver(&self.store.inner.signals);
+                self.release(pooled);
                 Ok(value)
             }
             Err(e) => {

@@ -2,7 +2,10 @@
 
 use super::bindings::warren::task::{host, types};
 use crate::clock::SharedClock;
-use crate::store::{dynamic, NewTask, ScheduleOptions, TaskRun, Transaction};
+use crate::store::{
+    NewTask, ScheduleOptions, SqlCanceller, TaskRun, TaskSqlError, TaskSqlOutput, TaskStatement,
+    Transaction, DEFAULT_MAX_ROWS_BYTES,
+};
 use crate::task::{Priority, TaskType};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,13 +42,57 @@ impl TaskDb {
         Ok(())
     }
 
-    async fn conn(&mut self) -> Result<crate::store::AnyConn<'_>, String> {
+    /// The transaction task SQL runs on, opened now if this is the first use.
+    async fn transaction(&mut self) -> Result<&mut Transaction, String> {
         self.open().await?;
         match self {
-            TaskDb::Managed(run) => run.conn().await.map_err(|e| e.to_string()),
-            TaskDb::Ephemeral(tx) => Ok(tx.conn()),
+            TaskDb::Managed(run) => run.transaction().await.map_err(|e| e.to_string()),
+            TaskDb::Ephemeral(tx) => Ok(tx),
             TaskDb::None | TaskDb::Deferred(_) => {
                 Err("this task runs without a database transaction".into())
+            }
+        }
+    }
+}
+
+/// The most log text a run keeps (256 KiB); later lines are counted, not kept.
+pub const MAX_RUN_LOG_BYTES: usize = 256 << 10;
+
+/// The most log lines a run keeps.
+pub const MAX_RUN_LOG_LINES: usize = 10_000;
+
+/// The longest log line written to the node's own log (8 KiB); longer ones are cut.
+pub const MAX_LOGGED_LINE_BYTES: usize = 8 << 10;
+
+/// How often a statement blocked in the database checks for a kill or a timeout.
+const SQL_STOP_CHECK: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How often a cancel is sent again while the statement has not stopped (a cancel
+/// that reaches the server between two statements has no effect).
+const SQL_CANCEL_REPEAT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Runs `work` (a task statement) until it ends; once `stopped` says the run was
+/// killed or ran out of time, cancels the statement through `canceller` and waits for
+/// it to give up. The statement's future is never dropped midway.
+async fn until_stopped<T>(
+    work: impl std::future::Future<Output = Result<T, TaskSqlError>>,
+    stopped: impl Fn() -> bool,
+    canceller: &SqlCanceller,
+) -> Result<T, TaskSqlError> {
+    if stopped() {
+        return Err(TaskSqlError::Interrupted);
+    }
+    let mut work = std::pin::pin!(work);
+    let mut cancelled_at: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            _ = tokio::time::sleep(SQL_STOP_CHECK) => {
+                if stopped() && cancelled_at.is_none_or(|at| at.elapsed() >= SQL_CANCEL_REPEAT) {
+                    canceller.cancel();
+                    cancelled_at = Some(Instant::now());
+                }
             }
         }
     }
@@ -129,6 +176,10 @@ pub struct HostState {
     pub(crate) interrupted: Option<Interruption>,
     pub(crate) db: TaskDb,
     pub(crate) logs: Vec<LogLine>,
+    /// Bytes of log kept so far in this run.
+    pub(crate) log_bytes: usize,
+    /// Lines and bytes of log dropped past the caps in this run.
+    pub(crate) logs_dropped: (u64, u64),
     pub(crate) clock: SharedClock,
     pub(crate) task_type: String,
     pub(crate) panic_on_log: Option<&'static str>,
@@ -189,19 +240,20 @@ fn schedule_options(json: &str) -> Result<ScheduleOptions, String> {
 
 impl host::Host for HostState {
     async fn execute(&mut self, sql: String, params_json: String) -> Result<u64, String> {
-        let params = dynamic::parse_params(&params_json).map_err(|e| e.to_string())?;
-        let mut conn = self.db.conn().await?;
-        dynamic::execute(&mut conn, &sql, params)
-            .await
-            .map_err(|e| e.to_string())
+        let statement = TaskStatement::execute(sql, &params_json).map_err(|e| e.to_string())?;
+        match self.task_sql(statement).await? {
+            TaskSqlOutput::Changes(n) => Ok(n),
+            TaskSqlOutput::Rows(_) => Ok(0),
+        }
     }
 
     async fn query(&mut self, sql: String, params_json: String) -> Result<String, String> {
-        let params = dynamic::parse_params(&params_json).map_err(|e| e.to_string())?;
-        let mut conn = self.db.conn().await?;
-        dynamic::query_json(&mut conn, &sql, params)
-            .await
-            .map_err(|e| e.to_string())
+        let statement = TaskStatement::query(sql, &params_json, DEFAULT_MAX_ROWS_BYTES)
+            .map_err(|e| e.to_string())?;
+        match self.task_sql(statement).await? {
+            TaskSqlOutput::Rows(rows) => Ok(rows),
+            TaskSqlOutput::Changes(_) => Ok("[]".into()),
+        }
     }
 
     async fn schedule_task(
@@ -261,20 +313,56 @@ impl host::Host for HostState {
 }
 
 impl HostState {
+    /// Runs one task statement on the run's transaction; a kill or a timeout stops it.
+    async fn task_sql(&mut self, statement: TaskStatement) -> Result<TaskSqlOutput, String> {
+        let kill = self.kill.clone();
+        let deadline = self.deadline;
+        let stopped = move || kill.is_killed() || deadline.is_some_and(|d| Instant::now() >= d);
+        let tx = self.db.transaction().await?;
+        let canceller = tx.canceller();
+        until_stopped(tx.task_sql(&statement), stopped, &canceller)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     fn log_line(&mut self, level: u8, message: String) {
         if self.panic_on_log == Some(message.as_str()) {
             panic!("injected host fault: the guest logged {message:?}");
         }
         let level = level.min(4);
+        let shown = crate::store::bounded_text(message.clone(), MAX_LOGGED_LINE_BYTES);
         match level {
-            0 => tracing::error!(task_type = %self.task_type, "{message}"),
-            1 => tracing::warn!(task_type = %self.task_type, "{message}"),
-            2 => tracing::info!(task_type = %self.task_type, "{message}"),
-            3 => tracing::debug!(task_type = %self.task_type, "{message}"),
-            _ => tracing::trace!(task_type = %self.task_type, "{message}"),
+            0 => tracing::error!(task_type = %self.task_type, "{shown}"),
+            1 => tracing::warn!(task_type = %self.task_type, "{shown}"),
+            2 => tracing::info!(task_type = %self.task_type, "{shown}"),
+            3 => tracing::debug!(task_type = %self.task_type, "{shown}"),
+            _ => tracing::trace!(task_type = %self.task_type, "{shown}"),
         }
-        if self.logs.len() < 10_000 {
+        let fits = self.logs.len() < MAX_RUN_LOG_LINES
+            && self.log_bytes + message.len() <= MAX_RUN_LOG_BYTES;
+        if fits && self.logs_dropped.0 == 0 {
+            self.log_bytes += message.len();
             self.logs.push(LogLine { level, message });
+        } else {
+            self.logs_dropped.0 += 1;
+            self.logs_dropped.1 += message.len() as u64;
         }
+    }
+
+    /// The run's log lines, with a last line saying how many were dropped past the
+    /// caps; resets the count for the next run.
+    pub(crate) fn take_logs(&mut self) -> Vec<LogLine> {
+        let mut logs = std::mem::take(&mut self.logs);
+        let (lines, bytes) = std::mem::take(&mut self.logs_dropped);
+        if lines > 0 {
+            logs.push(LogLine {
+                level: 1,
+                message: format!(
+                    "{lines} more log line(s) ({bytes} bytes) dropped: a run keeps at most {MAX_RUN_LOG_LINES} lines and {MAX_RUN_LOG_BYTES} bytes of log"
+                ),
+            });
+        }
+        self.log_bytes = 0;
+        logs
     }
 }

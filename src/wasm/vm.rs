@@ -265,6 +265,8 @@ impl TaskVm {
             interrupted: None,
             db: TaskDb::None,
             logs: Vec::new(),
+            log_bytes: 0,
+            logs_dropped: (0, 0),
             clock,
             task_type: code.task_type.clone(),
             panic_on_log: limits.panic_on_log,
@@ -360,7 +362,7 @@ impl TaskVm {
             state.deadline = timeout.map(|t| started + t);
             state.interrupted = None;
             state.limiter.exceeded = false;
-            state.logs.clear();
+            state.take_logs();
         }
         self.store.set_epoch_deadline(1);
         let task = types::Task {
@@ -376,7 +378,7 @@ impl TaskVm {
         let elapsed = started.elapsed();
         let state = self.store.data_mut();
         let db = std::mem::take(&mut state.db);
-        let logs = std::mem::take(&mut state.logs);
+        let logs = state.take_logs();
         state.deadline = None;
         let interrupted = state.interrupted.take();
         let memory_exceeded = state.limiter.exceeded;
