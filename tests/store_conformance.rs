@@ -24,6 +24,7 @@ conformance!(
     stale_fencing_token_cannot_resolve,
     completions_finishing_together_each_commit_and_stale_ones_are_refused,
     expired_lease_is_recovered_and_claimed_again,
+    a_lease_renewed_after_recovery_read_it_keeps_its_task,
     task_effects_commit_with_completion,
     task_effects_vanish_with_temporary_failure,
     tasks_scheduled_by_a_run_exist_only_if_it_commits,
@@ -35,6 +36,7 @@ conformance!(
     malformed_result_json_becomes_a_temporary_failure,
     cancel_pending_running_and_finished,
     retry_now_delete_duplicate_and_prune,
+    delete_refuses_a_task_claimed_meanwhile_and_keeps_its_metadata,
     reschedule_moves_the_next_attempt_and_requeues_finished_tasks,
     throughput_counts_finished_tasks_per_bucket_and_outcome,
     list_filters_paging_and_counts,
@@ -46,6 +48,7 @@ conformance!(
     scheduled_run_now_and_enable,
     nodes_heartbeat_and_settings,
     nodes_publish_their_runners,
+    task_type_checks_see_registrations_and_live_nodes,
     task_sql_binds_parameters_and_returns_json_rows,
 );
 
@@ -721,6 +724,73 @@ async fn expired_lease_is_recovered_and_claimed_again(b: Backend) {
     assert_eq!(s.describe(id).await.unwrap().state, TaskState::Failed);
 }
 
+/// Recovery reads the expired leases, then writes each recovery. A runner that renews
+/// its lease between the two keeps its task: the write carries `lease_until < now`, not
+/// only the token (a write fenced by the token alone, as a failure is, would take a
+/// live run away).
+async fn a_lease_renewed_after_recovery_read_it_keeps_its_task(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let c = s
+        .claim("slow-node", &clusters(), 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    db.clock.advance(LEASE + 1);
+    let read = s.expired_leases().await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(
+        (read[0].id, read[0].token, read[0].owner.as_deref()),
+        (id, c.token, Some("slow-node"))
+    );
+    assert_eq!(read[0].task_type, Some(ping()));
+    // The runner renews between the read and the write: the write loses.
+    assert!(s
+        .renew_lease(id, c.token, "slow-node", LEASE)
+        .await
+        .unwrap());
+    assert!(!s
+        .recover_lease(&read[0], RetryPolicy::default())
+        .await
+        .unwrap());
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.state, TaskState::Running);
+    assert_eq!((t.failures, t.iterations, t.lease_token), (0, 0, c.token));
+    assert_eq!(t.lease_until, Some(s.now() + LEASE));
+    assert_eq!(t.last_error, None);
+    // Once the renewed lease has expired too, the same read recovers it.
+    db.clock.advance(LEASE + 1);
+    assert!(s
+        .recover_lease(&read[0], RetryPolicy::default())
+        .await
+        .unwrap());
+    let t = s.describe(id).await.unwrap();
+    assert_eq!((t.state, t.failures), (TaskState::Pending, 1));
+    assert!(t.last_error.unwrap().contains("slow-node"));
+    // A read whose token has moved on (claimed again) recovers nothing.
+    let again = s
+        .claim("live-node", &clusters(), 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    db.clock.advance(LEASE + 1);
+    assert!(!s
+        .recover_lease(&read[0], RetryPolicy::default())
+        .await
+        .unwrap());
+    let t = s.describe(id).await.unwrap();
+    assert_eq!((t.state, t.lease_token), (TaskState::Running, again.token));
+    assert_eq!(
+        s.recover_expired_leases(&|_| RetryPolicy::default())
+            .await
+            .unwrap(),
+        vec![id]
+    );
+}
+
 async fn setup_effects_table(s: &Store) {
     let mut conn = s.connection().await.unwrap();
     exec(
@@ -1301,6 +1371,92 @@ async fn retry_now_delete_duplicate_and_prune(b: Backend) {
     s.delete(nb).await.unwrap();
     assert!(matches!(s.delete(nb).await, Err(StoreError::NotFound(_))));
     assert!(s.describe(copy).await.is_ok());
+}
+
+/// Delete against a claim committed after the delete began: it refuses, and the task
+/// keeps its metadata. The claim is written in a transaction that commits only once the
+/// delete waits for its row (PostgreSQL); on SQLite the delete waits for the write lock
+/// before it reads anything, so it sees the claim either way.
+async fn delete_refuses_a_task_claimed_meanwhile_and_keeps_its_metadata(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s
+        .schedule(task_with(
+            json!({}),
+            ScheduleOptions {
+                metadata: vec![("Origin".into(), "test".into())],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let mut claimer = s.connection().await.unwrap();
+    claimer.begin().await.unwrap();
+    exec(
+        &mut claimer.as_any(),
+        &format!(
+            "UPDATE warren_tasks SET state = 'running', lease_owner = 'node-b', \
+             lease_until = {}, lease_token = lease_token + 1, started_at = {} WHERE id = {id}",
+            s.now() + LEASE,
+            s.now()
+        ),
+    )
+    .await;
+    let deleting = tokio::spawn({
+        let s = s.clone();
+        async move { s.delete(id).await }
+    });
+    until_a_statement_waits_for_a_lock(b, s).await;
+    claimer.commit().await.unwrap();
+    let refused = deleting.await.unwrap();
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::WrongState {
+                state: TaskState::Running,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.state, TaskState::Running);
+    assert_eq!(t.metadata, vec![("Origin".to_string(), "test".to_string())]);
+    // Cancelled, it can be deleted, metadata and all.
+    s.cancel(id, "stop").await.unwrap();
+    s.delete(id).await.unwrap();
+    assert!(matches!(s.describe(id).await, Err(StoreError::NotFound(_))));
+    assert_eq!(
+        count(
+            s,
+            &format!("SELECT COUNT(*) AS n FROM warren_task_metadata WHERE task_id = {id}")
+        )
+        .await,
+        0
+    );
+}
+
+/// Returns once a statement of this test's database waits for a lock another
+/// transaction holds (PostgreSQL). SQLite's writers wait for the write lock inside
+/// SQLite, where nothing shows it; the tests that call this do not depend on it there.
+async fn until_a_statement_waits_for_a_lock(b: Backend, s: &Store) {
+    if b != Backend::Postgres {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(
+        s,
+        "SELECT COUNT(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .await
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no statement waits for a lock");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn reschedule_moves_the_next_attempt_and_requeues_finished_tasks(b: Backend) {
@@ -1935,6 +2091,45 @@ async fn nodes_publish_their_runners(b: Backend) {
     // Starting again forgets the runners of the previous start.
     s.register_node("alpha", &json!({"pid": 2})).await.unwrap();
     assert_eq!(s.list_nodes().await.unwrap()[0].runners, json!([]));
+}
+
+async fn task_type_checks_see_registrations_and_live_nodes(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let mail: TaskType = "demo:mail".parse().unwrap();
+    // Nothing registered, no node: the default cluster, unserved.
+    let check = s.check_task_type(&mail, None).await.unwrap();
+    assert!(!check.is_registered());
+    assert_eq!((check.cluster.as_str(), check.served), ("default", false));
+    assert_eq!(check.warnings().len(), 1);
+    assert!(check.warnings()[0].contains("cluster 'default'"));
+    // Registered by a node started after this store opened: seen.
+    let other = db.another_node().await;
+    other
+        .register_task_types(&[("demo:mail".into(), "mail".into())])
+        .await
+        .unwrap();
+    let check = s.check_task_type(&mail, None).await.unwrap();
+    assert_eq!(check.registered_cluster.as_deref(), Some("mail"));
+    assert_eq!((check.cluster.as_str(), check.served), ("mail", false));
+    // A live node serving the cluster; an explicit cluster wins over the registered one.
+    other
+        .register_node("mailer", &json!({"clusters": {"default": 1, "mail": 2}}))
+        .await
+        .unwrap();
+    let check = s.check_task_type(&mail, None).await.unwrap();
+    assert!(check.served && check.warnings().is_empty());
+    let check = s.check_task_type(&mail, Some("parked")).await.unwrap();
+    assert_eq!((check.cluster.as_str(), check.served), ("parked", false));
+    // Silent for longer than the liveness window: no longer live.
+    db.clock.advance(warren::store::NODE_LIVENESS_MS);
+    assert!(s.cluster_is_served("mail").await.unwrap());
+    db.clock.advance(1);
+    assert!(!s.cluster_is_served("mail").await.unwrap());
+    assert!(other.heartbeat("mailer").await.unwrap());
+    assert!(s.cluster_is_served("mail").await.unwrap());
 }
 
 async fn task_sql_binds_parameters_and_returns_json_rows(b: Backend) {

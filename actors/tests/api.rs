@@ -615,6 +615,112 @@ async fn scheduling_refuses_bad_input_and_foreign_calls_and_changes_nothing() {
 }
 
 #[actix_rt::test]
+async fn unknown_task_types_are_refused_unless_allowed_and_unserved_clusters_warned() {
+    let n = TestNode::start("types").await;
+    let app = test::init_service(app(n.state.clone())).await;
+    let created = |body: Value| {
+        let app = &app;
+        async move {
+            let a = send(app, post("/api/tasks", body).to_request()).await;
+            assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+            let answer = a.json();
+            let id = answer["id"].as_i64().unwrap();
+            let warnings: Vec<String> = answer["warnings"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no warnings array: {answer}"))
+                .iter()
+                .map(|w| w.as_str().unwrap().to_string())
+                .collect();
+            (id, warnings)
+        }
+    };
+
+    // A type no node has registered: 400 naming the field, nothing created.
+    let body = send(
+        &app,
+        post("/api/tasks", json!({"type": "apitest:nope"})).to_request(),
+    )
+    .await
+    .assert_error(400);
+    assert_eq!(body["error"]["field"], "type", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("'apitest:nope'"), "{message}");
+    assert!(message.contains("allow_unknown_type"), "{message}");
+    assert_eq!(n.task_count().await, 0);
+
+    // Asked for: created, with a warning that no live node serves its cluster.
+    let (nope, warnings) = created(json!({
+        "type": "apitest:nope", "cluster": "parked", "allow_unknown_type": true
+    }))
+    .await;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("no live node serves cluster 'parked'"),
+        "{warnings:?}"
+    );
+    let t = n.store.describe(nope).await.unwrap();
+    assert_eq!(
+        (t.task_type.as_str(), t.cluster.as_str()),
+        ("apitest:nope", "parked")
+    );
+
+    // A registered type in a cluster this node serves: no warning.
+    let (_, warnings) = created(json!({
+        "type": "apitest:loop", "not_before": "2040-01-01T00:00:00Z"
+    }))
+    .await;
+    assert_eq!(warnings, Vec::<String>::new());
+
+    // A type another node registered for a cluster no live node serves: the task goes
+    // to that cluster, with a warning; once a live node serves it, none.
+    n.store
+        .register_task_types(&[("other:mail".into(), "mail".into())])
+        .await
+        .unwrap();
+    let (mail, warnings) = created(json!({"type": "other:mail"})).await;
+    assert_eq!(n.store.describe(mail).await.unwrap().cluster, "mail");
+    assert!(warnings[0].contains("cluster 'mail'"), "{warnings:?}");
+    n.store
+        .register_node("mailer", &json!({"clusters": {"mail": 1}}))
+        .await
+        .unwrap();
+    let (_, warnings) = created(json!({"type": "other:mail"})).await;
+    assert_eq!(warnings, Vec::<String>::new());
+
+    // Duplicating a task of an unknown type needs the flag too.
+    n.store.cancel(nope, "stop").await.unwrap();
+    let before = n.task_count().await;
+    let body = send(
+        &app,
+        post(&format!("/api/tasks/{nope}/duplicate"), json!({})).to_request(),
+    )
+    .await
+    .assert_error(400);
+    assert_eq!(body["error"]["field"], "type", "{body}");
+    assert_eq!(n.task_count().await, before);
+    let a = send(
+        &app,
+        post(
+            &format!("/api/tasks/{nope}/duplicate"),
+            json!({"allow_unknown_type": true}),
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let answer = a.json();
+    assert!(
+        answer["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("cluster 'parked'"),
+        "{answer}"
+    );
+    assert_eq!(n.task_count().await, before + 1);
+    n.stop().await;
+}
+
+#[actix_rt::test]
 async fn task_actions_change_only_what_they_should() {
     let n = TestNode::start("actions").await;
     let app = test::init_service(app(n.state.clone())).await;

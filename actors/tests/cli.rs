@@ -293,6 +293,26 @@ fn remove_db(path: &Path) {
     }
 }
 
+/// Runs `body` on a store opened on `url` (for what a node would have done).
+fn with_store<T>(url: &str, body: impl AsyncFnOnce(&warren::store::Store) -> T) -> T {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = warren::store::Store::open(url).await.unwrap();
+        body(&store).await
+    })
+}
+
+/// Registers task types in the default cluster, as a node whose modules declare them
+/// does when it starts.
+fn register_types(url: &str, types: &[&str]) {
+    let types: Vec<(String, String)> = types
+        .iter()
+        .map(|t| (t.to_string(), "default".to_string()))
+        .collect();
+    with_store(url, async |store| {
+        store.register_task_types(&types).await.unwrap()
+    });
+}
+
 /// Schedules a task with `warren schedule`; returns its id.
 fn schedule(url: &str, args: &[&str]) -> i64 {
     let mut all = vec!["schedule", "--database", url];
@@ -310,6 +330,7 @@ fn json_out(o: &Output) -> serde_json::Value {
 #[test]
 fn tasks_list_shows_a_table_or_json_with_filters() {
     let (path, url) = temp_db("tasks-list");
+    register_types(&url, &["demo:ping", "demo:record"]);
     let ping = schedule(&url, &["demo:ping", r#"{"ping": 1}"#]);
     let record = schedule(
         &url,
@@ -406,6 +427,7 @@ fn tasks_list_shows_a_table_or_json_with_filters() {
 #[test]
 fn tasks_show_retry_cancel_and_delete() {
     let (path, url) = temp_db("tasks-admin");
+    register_types(&url, &["demo:ping"]);
     let id = schedule(
         &url,
         &["demo:ping", r#"{"ping": 7}"#, "--priority", "interactive"],
@@ -590,4 +612,288 @@ fn serve_refuses_a_remote_address_without_allow_remote() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The tasks in the database at `url`.
+fn task_count(url: &str) -> usize {
+    with_store(url, async |store| {
+        let filter = warren::store::TaskFilter {
+            limit: 10_000,
+            ..Default::default()
+        };
+        store.list(&filter).await.unwrap().len()
+    })
+}
+
+/// Whether `text` holds a control character other than a line break: something a
+/// terminal would act on.
+fn has_raw_controls(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() && c != '\n')
+}
+
+#[test]
+fn task_text_with_escape_sequences_is_shown_escaped() {
+    let (path, url) = temp_db("escapes");
+    // A task whose code failed with escape sequences in its error and stack: clear the
+    // screen, set the window title, colour, a C1 CSI, a carriage return.
+    let error = "\x1b[2J\x1b]0;owned\x07\x1b[31mboom\u{9b}0m\rdone";
+    let stack = "at runTask (task.js:3)\n\x1b[8mhidden\x1b[0m";
+    let id = with_store(&url, async |store| {
+        let id = store
+            .schedule(warren::store::NewTask::new(
+                "demo:ping".parse().unwrap(),
+                serde_json::json!({"note": "\u{9b}2J"}),
+            ))
+            .await
+            .unwrap();
+        let claimed = store
+            .claim("node", &["default".to_string()], 1, 30_000)
+            .await
+            .unwrap();
+        let never = warren::task::RetryPolicy {
+            max_failures: 0,
+            ..Default::default()
+        };
+        store
+            .record_failure(id, claimed[0].token, error, Some(stack), None, never)
+            .await
+            .unwrap();
+        id
+    });
+    let ids = id.to_string();
+
+    let o = warren(&["tasks", "list", "--database", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!has_raw_controls(&out), "{out:?}");
+    assert!(
+        out.contains("\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\u{1b}[31mboom\\u{9b}0m\\rdone"),
+        "{out}"
+    );
+
+    let o = warren(&["tasks", "show", &ids, "--database", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!has_raw_controls(&out), "{out:?}");
+    assert!(out.contains("last error    \\u{1b}[2J"), "{out}");
+    // The stack keeps its lines.
+    assert!(
+        out.contains("last stack    at runTask (task.js:3)\n              \\u{1b}[8mhidden"),
+        "{out}"
+    );
+
+    // JSON stays exact: the same text, escaped the JSON way.
+    for command in [
+        vec!["tasks", "show", &ids, "--json"],
+        vec!["tasks", "list", "--json"],
+    ] {
+        let mut args = command.clone();
+        args.extend(["--database", &url]);
+        let o = warren(&args);
+        assert!(
+            !has_raw_controls(&stdout(&o)),
+            "{command:?}: {:?}",
+            stdout(&o)
+        );
+        let value = json_out(&o);
+        let task = if value.is_array() { &value[0] } else { &value };
+        assert_eq!(task["last_error"], error, "{command:?}");
+    }
+    let o = warren(&["tasks", "show", &ids, "--json", "--database", &url]);
+    assert_eq!(json_out(&o)["last_stack"], stack);
+    assert_eq!(json_out(&o)["data"]["note"], "\u{9b}2J");
+
+    // `wait` prints the outcome as JSON: exact, and nothing a terminal acts on.
+    let o = warren(&["wait", &ids, "--timeout", "5", "--database", &url]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!has_raw_controls(&stdout(&o)), "{:?}", stdout(&o));
+    let outcome: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(outcome["error"], error);
+    remove_db(&path);
+}
+
+#[test]
+fn huge_durations_are_refused_naming_the_flag_before_anything_is_done() {
+    let (path, url) = temp_db("durations");
+    register_types(&url, &["demo:ping"]);
+    let huge = "18446744073709551615";
+    for (args, flag) in [
+        (vec!["schedule", "demo:ping", "--wait", huge], "--wait"),
+        (
+            vec!["schedule", "demo:ping", "--timeout", "99999999999999999999"],
+            "--timeout",
+        ),
+        (vec!["schedule", "demo:ping", "--wait=-1"], "--wait"),
+        (vec!["wait", "1", "--timeout", huge], "--timeout"),
+        (vec!["serve", "--modules", "x", "--lease", huge], "--lease"),
+        (vec!["serve", "--modules", "x", "--lease", "0"], "--lease"),
+        (vec!["serve", "--modules", "x", "--grace", huge], "--grace"),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--database", &url]);
+        let o = warren(&all);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    let o = warren(&["schedule", "demo:ping", "--wait", huge, "--database", &url]);
+    assert!(stderr(&o).contains("too long"), "{}", stderr(&o));
+    assert_eq!(task_count(&url), 0, "a refused schedule created a task");
+    // The largest accepted value works.
+    let id = schedule(&url, &["demo:ping", "--timeout", "31536000000"]);
+    assert_eq!(task_count(&url), 1);
+    let o = warren(&[
+        "tasks",
+        "show",
+        &id.to_string(),
+        "--json",
+        "--database",
+        &url,
+    ]);
+    assert_eq!(
+        json_out(&o)["timeout_ms"],
+        serde_json::json!(31_536_000_000_i64)
+    );
+    remove_db(&path);
+}
+
+#[test]
+fn unknown_task_types_are_refused_unless_allowed() {
+    let (path, url) = temp_db("unknown-type");
+    let o = warren(&["schedule", "demo:nope", "--database", &url]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("unknown task type 'demo:nope'"), "{err}");
+    assert!(err.contains("--allow-unknown-type"), "{err}");
+    assert_eq!(stdout(&o), "");
+    assert_eq!(task_count(&url), 0);
+
+    // Asked for: scheduled, with a warning that nothing serves its cluster.
+    let o = warren(&[
+        "schedule",
+        "demo:nope",
+        "--allow-unknown-type",
+        "--database",
+        &url,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).trim().parse::<i64>().is_ok(), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("warren: warning: no live node serves cluster 'default'"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(task_count(&url), 1);
+
+    // A registered type with no node running: scheduled, with the warning.
+    register_types(&url, &["demo:ping"]);
+    let o = warren(&["schedule", "demo:ping", "--database", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no live node serves"), "{}", stderr(&o));
+    // With a live node serving its cluster: no warning.
+    with_store(&url, async |store| {
+        let info = serde_json::json!({"clusters": {"default": 1}});
+        store.register_node("cli-node", &info).await.unwrap()
+    });
+    let o = warren(&["schedule", "demo:ping", "--database", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+    assert_eq!(task_count(&url), 3);
+    remove_db(&path);
+}
+
+#[test]
+fn serve_prints_a_generated_token_once_on_stderr_and_never_logs_it() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Duration;
+    let (path, url) = temp_db("token");
+    let modules = std::env::temp_dir().join(format!("warren-cli-token-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&modules);
+    std::fs::create_dir_all(modules.join("empty")).unwrap();
+    std::fs::write(
+        modules.join("empty/moduledefinition.xml"),
+        r#"<module name="empty"><servicemanager/></module>"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["serve", "--modules", modules.to_str().unwrap()])
+        .args(["--database", &url, "--listen", "127.0.0.1:0"])
+        .args([
+            "--log-format",
+            "json",
+            "--node",
+            "token-node",
+            "--grace",
+            "1",
+        ])
+        .env_remove("WARREN_TOKEN")
+        .env_remove("WARREN_DATABASE_URL")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start warren serve");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr_pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    // Until the dashboard is announced, then stop the node and read to the end.
+    while !lines.iter().any(|l: &String| l.starts_with("dashboard: ")) {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => lines.push(line),
+            Err(e) => {
+                let _ = child.kill();
+                panic!(
+                    "no 'dashboard:' line ({e}); stderr so far:\n{}",
+                    lines.join("\n")
+                );
+            }
+        }
+    }
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        lines.push(line);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {}", lines.join("\n"));
+    let all = lines.join("\n");
+
+    let announced = lines.iter().find(|l| l.starts_with("dashboard: ")).unwrap();
+    let (_, token) = announced
+        .split_once("#token=")
+        .unwrap_or_else(|| panic!("no token in {announced}"));
+    assert_eq!(token.len(), 64, "{announced}");
+    assert_eq!(all.matches(token).count(), 1, "{all}");
+    // The log (every JSON line) names the dashboard's address, never the token.
+    let logged: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(logged.len() >= 2, "{all}");
+    let dashboard = logged
+        .iter()
+        .find(|e| e["fields"]["message"] == "dashboard")
+        .unwrap_or_else(|| panic!("the dashboard is not logged: {all}"));
+    let logged_url = dashboard["fields"]["url"].as_str().unwrap();
+    assert!(logged_url.starts_with("http://127.0.0.1:"), "{logged_url}");
+    assert!(!logged_url.contains("token"), "{logged_url}");
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with('{'))
+            .all(|l| !l.contains(token)),
+        "{all}"
+    );
+    let _ = std::fs::remove_dir_all(&modules);
+    remove_db(&path);
 }

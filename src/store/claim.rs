@@ -14,6 +14,21 @@ use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::RunQueryDsl;
 
+/// A running task whose lease had expired when [`Store::expired_leases`] read it: what
+/// [`Store::recover_lease`] needs to return it to the queue, fenced by its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredLease {
+    /// The task.
+    pub id: TaskId,
+    /// Its type, whose retry policy applies (`None` when the stored name is unreadable:
+    /// the default policy applies).
+    pub task_type: Option<TaskType>,
+    /// The fencing token of the run whose lease expired.
+    pub token: i64,
+    /// The runner that held the lease, for the error message.
+    pub owner: Option<String>,
+}
+
 /// The PostgreSQL claim: lock due rows in queue order, skipping rows other claimers
 /// hold, and take them in one statement.
 ///
@@ -226,14 +241,32 @@ impl Store {
     /// Returns tasks whose lease expired (their runner or node died) to the queue. Each
     /// counts as a failure under its type's retry policy (`policy`), but is due again at
     /// once: the crash was not the task's choice of delay. Returns the recovered ids.
+    ///
+    /// It reads the expired leases ([`Store::expired_leases`]), then recovers each with
+    /// [`Store::recover_lease`], whose write checks the lease again: a runner that renewed
+    /// its lease in between keeps its task.
     pub async fn recover_expired_leases(
         &self,
         policy: &(dyn Fn(&TaskType) -> RetryPolicy + Sync),
     ) -> StoreResult<Vec<TaskId>> {
+        let mut recovered = Vec::new();
+        for lease in self.expired_leases().await? {
+            let retry = lease.task_type.as_ref().map(policy).unwrap_or_default();
+            if self.recover_lease(&lease, retry).await? {
+                recovered.push(lease.id);
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// The running tasks whose lease has expired now (`lease_until < now`): the first
+    /// step of [`Store::recover_expired_leases`]. What it returns is only a candidate
+    /// list; [`Store::recover_lease`] decides.
+    pub async fn expired_leases(&self) -> StoreResult<Vec<ExpiredLease>> {
         let now: Millis = self.now();
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
-        let expired: Vec<(i64, String, i64, Option<String>)> = on_conn!(&mut conn, c => {
+        let rows: Vec<(i64, String, i64, Option<String>)> = on_conn!(&mut conn, c => {
             t::warren_tasks
                 .select((t::id, t::task_type, t::lease_token, t::lease_owner))
                 .filter(t::state.eq("running"))
@@ -241,40 +274,79 @@ impl Store {
                 .load(c)
                 .await?
         });
-        let mut recovered = Vec::new();
-        for (id, task_type, token, owner) in expired {
-            let retry = task_type
-                .parse::<TaskType>()
-                .map(|tt| policy(&tt))
-                .unwrap_or_default();
-            let error = format!(
-                "the lease of runner '{}' expired before the task was resolved (the runner or its node stopped)",
-                owner.unwrap_or_default()
-            );
-            let mut pending = Pending::default();
-            begin(&mut conn).await?;
-            let result = record_failure_on(
+        Ok(rows
+            .into_iter()
+            .map(|(id, task_type, token, owner)| ExpiredLease {
+                id,
+                task_type: task_type.parse().ok(),
+                token,
+                owner,
+            })
+            .collect())
+    }
+
+    /// Recovers one task read by [`Store::expired_leases`]: records the failure "the
+    /// lease of runner X expired" under `policy`, due again at once. Returns false, and
+    /// changes nothing, unless the task still runs under the same token with a lease
+    /// that has expired *now*: a renewal, a cancellation or another recovery that landed
+    /// after the read wins.
+    ///
+    /// The decision is the recovery's first write, a conditional update carrying the
+    /// token and `lease_until < now`; on PostgreSQL it also locks the row, so no renewal
+    /// can land between it and the failure written after it in the same transaction.
+    pub async fn recover_lease(
+        &self,
+        lease: &ExpiredLease,
+        policy: RetryPolicy,
+    ) -> StoreResult<bool> {
+        let now: Millis = self.now();
+        let error = format!(
+            "the lease of runner '{}' expired before the task was resolved (the runner or its node stopped)",
+            lease.owner.as_deref().unwrap_or_default()
+        );
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let mut pending = Pending::default();
+        begin(&mut conn).await?;
+        let result: StoreResult<bool> = async {
+            let taken = on_conn!(&mut conn, c => {
+                diesel::update(
+                    t::warren_tasks
+                        .filter(t::id.eq(lease.id))
+                        .filter(t::lease_token.eq(lease.token))
+                        .filter(t::state.eq("running"))
+                        .filter(t::lease_until.lt(now)),
+                )
+                .set(t::lease_until.eq(None::<i64>))
+                .execute(c)
+                .await?
+            });
+            if taken == 0 {
+                return Ok(false);
+            }
+            record_failure_on(
                 &mut conn,
                 &mut pending,
-                id,
-                token,
+                lease.id,
+                lease.token,
                 &error,
                 None,
                 Some(now),
-                retry,
+                policy,
                 now,
             )
-            .await;
-            match finish(&mut conn, result).await {
-                Ok(_) => {
-                    pending.deliver(&self.inner.signals);
-                    recovered.push(id);
-                }
-                // Renewed or recovered by someone else in the meantime.
-                Err(StoreError::LeaseLost { .. }) => {}
-                Err(e) => return Err(e),
-            }
+            .await?;
+            Ok(true)
         }
-        Ok(recovered)
+        .await;
+        match finish(&mut conn, result).await {
+            Ok(recovered) => {
+                pending.deliver(&self.inner.signals);
+                Ok(recovered)
+            }
+            // Taken over in the meantime (cannot happen under the row lock; kept safe).
+            Err(StoreError::LeaseLost { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -362,21 +362,16 @@ impl Store {
         .await
     }
 
-    /// Deletes a task that is not running (cancel a running task first).
+    /// Deletes a task that is not running (cancel a running task first), with its
+    /// metadata.
+    ///
+    /// One statement decides and deletes (`DELETE … WHERE state <> 'running'`; the
+    /// metadata goes with the row, `ON DELETE CASCADE`), so a claim cannot slip in
+    /// between a check and the delete: a claim that commits first makes the delete
+    /// refuse with nothing removed, and one that comes after finds no task.
     pub async fn delete(&self, id: TaskId) -> StoreResult<()> {
         self.in_transaction(async |conn, _| {
-            let task = load_task(conn, id).await?;
-            if task.state == TaskState::Running {
-                return Err(StoreError::WrongState {
-                    id,
-                    state: task.state,
-                    action: "delete it while it runs (cancel it first)",
-                });
-            }
-            on_conn!(conn, c => {
-                diesel::delete(m::warren_task_metadata.filter(m::task_id.eq(id)))
-                    .execute(c)
-                    .await?;
+            let deleted = on_conn!(conn, c => {
                 diesel::delete(
                     t::warren_tasks
                         .filter(t::id.eq(id))
@@ -385,7 +380,19 @@ impl Store {
                 .execute(c)
                 .await?
             });
-            Ok(())
+            if deleted == 1 {
+                return Ok(());
+            }
+            // Nothing deleted: say why.
+            let state = load_task(conn, id).await?.state;
+            Err(StoreError::WrongState {
+                id,
+                state,
+                action: match state {
+                    TaskState::Running => "delete it while it runs (cancel it first)",
+                    _ => "delete it (it was running a moment ago; try again)",
+                },
+            })
         })
         .await
     }

@@ -54,8 +54,10 @@ mod task_sql;
 mod task_types;
 mod throughput;
 mod transaction;
+mod types_registry;
 mod wait;
 
+pub use claim::ExpiredLease;
 pub use completions::CompletionStats;
 pub use conn::{AnyConn, SqliteConn};
 pub use diesel_async::AsyncPgConnection as PgConn;
@@ -71,6 +73,7 @@ pub use task_sql::{
 };
 pub use throughput::ThroughputPoint;
 pub use transaction::Transaction;
+pub use types_registry::{TaskTypeCheck, NODE_LIVENESS_MS};
 pub use wait::WaitFor;
 
 use crate::clock::{SharedClock, SystemClock};

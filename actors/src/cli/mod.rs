@@ -2,6 +2,7 @@
 
 mod build;
 mod cron;
+mod durations;
 mod migrate;
 mod modules;
 mod scheduled;
@@ -9,6 +10,7 @@ pub mod serve;
 mod table;
 mod task_admin;
 mod tasks;
+mod terminal;
 
 use clap::{Parser, Subcommand};
 use std::fmt;

@@ -2,7 +2,7 @@
 //! the database directly. "Run" sets the tag's run-requested flag; a running node picks
 //! it up within a second.
 
-use super::task_admin::store_failure;
+use super::task_admin::{store_failure, to_json};
 use super::{table, Failure};
 use clap::Subcommand;
 use warren::store::Store;
@@ -54,9 +54,7 @@ pub async fn run(database: &str, cmd: ScheduledCommand) -> Result<(), Failure> {
 async fn list(store: &Store, json: bool) -> Result<(), Failure> {
     let scheduled = store.list_scheduled().await?;
     if json {
-        let text =
-            serde_json::to_string_pretty(&scheduled).map_err(|e| Failure::Error(e.to_string()))?;
-        println!("{text}");
+        println!("{}", to_json(&scheduled)?);
         return Ok(());
     }
     if scheduled.is_empty() {

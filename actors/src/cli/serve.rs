@@ -1,7 +1,7 @@
 //! `warren serve`: runs a node and its dashboard until SIGINT or SIGTERM, then shuts
 //! both down gracefully.
 
-use super::Failure;
+use super::{durations, Failure};
 use clap::{Args, ValueEnum};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -30,12 +30,13 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Seconds running tasks get to finish at shutdown before they are killed.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds running tasks get to finish at shutdown before they are killed (at most
+    /// one year).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = durations::seconds)]
     pub grace: u64,
-    /// Lease of a claimed task in seconds (renewed while it runs; when a node dies its
-    /// tasks are taken over after this long).
-    #[arg(long, default_value_t = 30)]
+    /// Lease of a claimed task in seconds, 1 to one year (renewed while it runs; when a
+    /// node dies its tasks are taken over after this long).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = durations::positive_seconds)]
     pub lease: u64,
     /// Where the dashboard, its API and /metrics listen: ADDR:PORT.
     #[arg(long, default_value = "127.0.0.1:4900")]
@@ -44,8 +45,8 @@ pub struct ServeArgs {
     /// has the token can operate the node).
     #[arg(long)]
     pub allow_remote: bool,
-    /// The API's bearer token (default: a random one, printed with the dashboard's
-    /// address).
+    /// The API's bearer token (default: a random one, printed once on stderr with the
+    /// dashboard's address, and never logged).
     #[arg(long, env = "WARREN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Run without the dashboard, its API and /metrics.
@@ -156,8 +157,10 @@ pub fn run(database: String, args: ServeArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Error(format!("the actor system failed: {e}")))
 }
 
-/// Starts the dashboard and says where it is: on stderr and in the log, with the token
-/// when it was generated (a token given by the operator is not repeated).
+/// Starts the dashboard and says where it is: on stderr for the person who started the
+/// node, with the token when it was generated (a token given by the operator is not
+/// repeated), and in the log without any token — logs are collected and kept where the
+/// token must not go.
 async fn start_dashboard(
     supervisor: &actix::Addr<warren_actors::Supervisor>,
     listen: SocketAddr,
@@ -169,12 +172,12 @@ async fn start_dashboard(
         .map_err(|e| Failure::Error(e.to_string()))?;
     let dashboard = Dashboard::start(state, listen)
         .map_err(|e| Failure::Error(format!("cannot listen on {listen}: {e}")))?;
-    let url = if generated {
-        format!("http://{}/#token={token}", dashboard.addr())
+    let url = format!("http://{}/", dashboard.addr());
+    if generated {
+        eprintln!("dashboard: {url}#token={token}");
     } else {
-        format!("http://{}/", dashboard.addr())
-    };
-    eprintln!("dashboard: {url}");
+        eprintln!("dashboard: {url}");
+    }
     tracing::info!(%url, "dashboard");
     Ok(dashboard)
 }

@@ -1,12 +1,22 @@
 //! Plain-text output of the operating commands: aligned tables and readable instants.
 
+use super::terminal::{self, Layout};
 use warren::task::Millis;
 
 /// Prints `rows` under `headers`, each column as wide as its widest cell (the last
-/// column is not padded).
+/// column is not padded). Cells are made printable on one line (see
+/// [`terminal::printable`]): they may hold task-provided text.
 pub fn print(headers: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| terminal::printable(cell, Layout::Line))
+                .collect()
+        })
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -23,7 +33,7 @@ pub fn print(headers: &[&str], rows: &[Vec<String>]) {
         println!("{}", out.trim_end());
     };
     line(headers.to_vec());
-    for row in rows {
+    for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
 }

@@ -2,7 +2,7 @@
 //! database directly, whether or not a node runs. A node notices a cancelled task it
 //! runs at its next lease renewal and stops it.
 
-use super::{table, Failure};
+use super::{table, terminal, Failure};
 use clap::{Args, Subcommand};
 use warren::store::{StateFilter, Store, StoreError, Task, TaskFilter};
 use warren::task::{Millis, TaskId, TaskState};
@@ -201,8 +201,9 @@ async fn list(database: &str, args: ListArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> {
-    serde_json::to_string_pretty(value).map_err(|e| Failure::Error(e.to_string()))
+/// Pretty JSON, safe to show in a terminal (see [`terminal::json`]).
+pub(super) fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> {
+    terminal::json(value).map_err(|e| Failure::Error(e.to_string()))
 }
 
 async fn show(database: &str, id: TaskId, json: bool) -> Result<(), Failure> {
@@ -218,6 +219,8 @@ async fn show(database: &str, id: TaskId, json: bool) -> Result<(), Failure> {
 
 fn print_task(t: &Task) {
     let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    // Every value goes through `terminal::printable` below: errors, stacks, data and
+    // metadata are whatever the task wrote.
     let mut fields: Vec<(&str, String)> = vec![
         ("id", t.id.to_string()),
         ("type", t.task_type.to_string()),
@@ -264,7 +267,8 @@ fn print_task(t: &Task) {
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in fields {
         let indent = " ".repeat(width + 2);
-        let value = value.replace('\n', &format!("\n{indent}"));
+        let value = terminal::printable(&value, terminal::Layout::Block)
+            .replace('\n', &format!("\n{indent}"));
         println!("{key:<width$}  {value}");
     }
 }

@@ -1,7 +1,7 @@
 //! `warren schedule` and `warren wait`: schedule a managed task and wait for its
 //! outcome, against the database directly (a service may or may not be running).
 
-use super::Failure;
+use super::{durations, terminal, Failure};
 use clap::Args;
 use std::time::Duration;
 use warren::store::{NewTask, ScheduleOptions, Store, StoreError, WaitFor};
@@ -22,15 +22,19 @@ pub struct ScheduleArgs {
     /// Do not run before this instant (RFC 3339).
     #[arg(long)]
     pub not_before: Option<String>,
-    /// Run time limit in milliseconds.
-    #[arg(long)]
+    /// Run time limit in milliseconds (0: the task type's; at most one year).
+    #[arg(long, value_name = "MS", value_parser = durations::millis)]
     pub timeout: Option<i64>,
     /// Aux data, a JSON object.
     #[arg(long)]
     pub aux: Option<String>,
-    /// Also wait this many seconds for the outcome and print it.
-    #[arg(long)]
+    /// Also wait this many seconds (at most one year) for the outcome and print it.
+    #[arg(long, value_name = "SECONDS", value_parser = durations::seconds)]
     pub wait: Option<u64>,
+    /// Schedule it even if no node has registered the task type (no module a node
+    /// loaded declares it).
+    #[arg(long)]
+    pub allow_unknown_type: bool,
 }
 
 /// Arguments of `warren wait`.
@@ -38,8 +42,8 @@ pub struct ScheduleArgs {
 pub struct WaitArgs {
     /// The task id.
     pub id: i64,
-    /// Seconds to wait.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds to wait (at most one year).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = durations::seconds)]
     pub timeout: u64,
 }
 
@@ -85,11 +89,24 @@ pub async fn schedule(database: &str, args: ScheduleArgs) -> Result<(), Failure>
         .map(|a| json_arg("--aux", a))
         .transpose()?;
     let store = Store::open(database).await?;
+    let check = store.check_task_type(&task_type, None).await?;
+    if !check.is_registered() && !args.allow_unknown_type {
+        return Err(Failure::Invalid(format!(
+            "unknown task type '{task_type}': no node has registered it (no module a node \
+             has loaded declares it); start a node with its module first, or pass \
+             --allow-unknown-type to schedule it anyway"
+        )));
+    }
+    for warning in check.warnings() {
+        eprintln!("warren: warning: {warning}");
+    }
     let task = NewTask::new(task_type, data).with_options(ScheduleOptions {
         not_before,
         priority,
         timeout_ms: args.timeout,
         aux_data,
+        // The cluster the check looked at (the registration as the database has it now).
+        cluster: Some(check.cluster),
         ..ScheduleOptions::default()
     });
     let id = store.schedule(task).await.map_err(invalid)?;
@@ -112,7 +129,8 @@ async fn print_outcome(store: &Store, id: i64, seconds: u64) -> Result<(), Failu
         .await
     {
         Ok(outcome) => {
-            println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+            // Task-provided text (result, error) as JSON a terminal cannot act on.
+            println!("{}", terminal::compact_json(&outcome).unwrap_or_default());
             if outcome.state == warren::task::TaskState::Completed {
                 Ok(())
             } else {

@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use warren::store::{NewTask, ScheduleOptions, StateFilter, Task, TaskFilter};
+use warren::store::{NewTask, ScheduleOptions, StateFilter, Task, TaskFilter, TaskTypeCheck};
 use warren::task::{Priority, TaskType};
 
 /// Largest page of a listing.
@@ -107,6 +107,9 @@ struct NewTaskBody {
     aux_data: Option<Value>,
     metadata: Option<BTreeMap<String, String>>,
     cluster: Option<String>,
+    /// Schedule it even if no node has registered the type.
+    #[serde(default)]
+    allow_unknown_type: bool,
 }
 
 /// A priority given as a name (`interactive`) or a number.
@@ -120,7 +123,31 @@ fn priority(value: &Value) -> Result<Priority, ApiError> {
         .map_err(|e| ApiError::bad_field("priority", e.to_string()))
 }
 
-/// `POST /api/tasks`: schedules a managed task; 201 `{"id"}`.
+/// Checks a task about to be created: its type must be one some node has registered
+/// (a module it loaded declares it), unless the caller allows an unknown one — else 400
+/// naming `type`. The check gives the cluster the task runs in and the warnings for
+/// the answer (no live node serves that cluster).
+async fn check_new_task(
+    state: &WebState,
+    task_type: &TaskType,
+    cluster: Option<&str>,
+    allow_unknown_type: bool,
+) -> Result<TaskTypeCheck, ApiError> {
+    let check = state.store.check_task_type(task_type, cluster).await?;
+    if !check.is_registered() && !allow_unknown_type {
+        return Err(ApiError::bad_field(
+            "type",
+            format!(
+                "unknown task type '{task_type}': no node has registered it (no module a \
+                 node has loaded declares it); send \"allow_unknown_type\": true to \
+                 schedule it anyway"
+            ),
+        ));
+    }
+    Ok(check)
+}
+
+/// `POST /api/tasks`: schedules a managed task; 201 `{"id", "warnings"}`.
 pub async fn schedule(
     state: web::Data<WebState>,
     body: web::Json<Value>,
@@ -142,6 +169,18 @@ pub async fn schedule(
         metadata: body.metadata.unwrap_or_default().into_iter().collect(),
         cluster: body.cluster,
     };
+    let check = check_new_task(
+        &state,
+        &task_type,
+        options.cluster.as_deref(),
+        body.allow_unknown_type,
+    )
+    .await?;
+    let options = ScheduleOptions {
+        // The cluster the check looked at (the registration as the database has it now).
+        cluster: Some(check.cluster.clone()),
+        ..options
+    };
     let task =
         NewTask::new(task_type, body.data.unwrap_or_else(|| json!({}))).with_options(options);
     let id = state
@@ -149,7 +188,7 @@ pub async fn schedule(
         .send(ScheduleTask(task))
         .await?
         .map_err(|e| body_field(e.into()))?;
-    Ok(HttpResponse::Created().json(json!({ "id": id })))
+    Ok(HttpResponse::Created().json(json!({ "id": id, "warnings": check.warnings() })))
 }
 
 /// The error with the field named as in the body (the store says `task data` for
@@ -228,17 +267,33 @@ pub async fn delete(
     Ok(HttpResponse::Ok().json(json!({ "id": id })))
 }
 
-/// `POST /api/tasks/{id}/duplicate`: schedules a copy of a finished task; 201.
+/// The body of `POST /api/tasks/{id}/duplicate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DuplicateBody {
+    /// Schedule the copy even if no node has registered the type (any more).
+    #[serde(default)]
+    allow_unknown_type: bool,
+}
+
+/// `POST /api/tasks/{id}/duplicate`: schedules a copy of a finished task; 201
+/// `{"id", "warnings"}`.
 pub async fn duplicate(
     state: web::Data<WebState>,
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let id = input::task_id("id", &id)?;
-    let Empty {} = input::body(body.into_inner())?;
+    let body: DuplicateBody = input::body(body.into_inner())?;
+    let original = state.store.describe(id).await?;
+    let check = check_new_task(
+        &state,
+        &original.task_type,
+        Some(&original.cluster),
+        body.allow_unknown_type,
+    )
+    .await?;
     let copy = state.store.duplicate(id).await?;
-    if let Ok(task) = state.store.describe(copy).await {
-        state.metrics.task_scheduled(task.task_type.as_str());
-    }
-    Ok(HttpResponse::Created().json(json!({ "id": copy })))
+    state.metrics.task_scheduled(original.task_type.as_str());
+    Ok(HttpResponse::Created().json(json!({ "id": copy, "warnings": check.warnings() })))
 }

@@ -382,6 +382,11 @@ function confirmAction(title, text, verb) {
 }
 
 /** Runs an action button: busy state while it runs; the answer or error goes to `out`. */
+/** The warnings of an answer that created a task (say, no live node serves its cluster), as sentences to append. */
+function warningsOf(answer) {
+  return (answer.warnings || []).map((w) => ` Warning: ${w}.`);
+}
+
 async function runAction(button, out, fn) {
   button.disabled = true;
   button.classList.add('busy');
@@ -947,7 +952,7 @@ function scheduleForm() {
     runAction(submit, out, async () => {
       try {
         const r = await api('/api/tasks', { method: 'POST', body });
-        return ['Scheduled task ', h('a', { href: `#/tasks/${r.id}`, text: `#${r.id}`, testid: 'scheduled-link' }), '.'];
+        return ['Scheduled task ', h('a', { href: `#/tasks/${r.id}`, text: `#${r.id}`, testid: 'scheduled-link' }), '.', ...warningsOf(r)];
       } catch (err) {
         if (err instanceof ApiError && err.field) {
           const el = { type, data, not_before: notBefore, priority }[err.field];
@@ -1024,7 +1029,7 @@ function taskPage(root, id) {
   });
   duplicate.addEventListener('click', () => runAction(duplicate, out, async () => {
     const r = await post('duplicate');
-    return ['Scheduled a copy as ', h('a', { href: `#/tasks/${r.id}`, text: `task #${r.id}`, testid: 'duplicate-link' }), '.'];
+    return ['Scheduled a copy as ', h('a', { href: `#/tasks/${r.id}`, text: `task #${r.id}`, testid: 'duplicate-link' }), '.', ...warningsOf(r)];
   }));
   cancel.addEventListener('click', async () => {
     const running = task && task.state === 'running';
