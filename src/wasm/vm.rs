@@ -284,14 +284,15 @@ impl TaskVm {
             }
             Ok(UpdateDeadline::Yield(1))
         });
-        let world =
-            code.pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| WasmError::Instantiate {
-                    task_type: code.task_type.clone(),
-                    message: format!("{e:#}"),
-                })?;
+        let world = code.pre.instantiate_async(&mut store).await.map_err(|e| {
+            let task_type = code.task_type.clone();
+            let message = format!("{e:#}");
+            if e.is::<wasmtime::PoolConcurrencyLimitError>() {
+                WasmError::PoolExhausted { task_type, message }
+            } else {
+                WasmError::Instantiate { task_type, message }
+            }
+        })?;
         Ok(TaskVm {
             code,
             store,
