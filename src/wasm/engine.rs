@@ -18,7 +18,8 @@ pub const TICK: Duration = Duration::from_millis(5);
 /// Settings of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Where compiled components are cached; `None`: [`ComponentCache::default_dir`].
+    /// Where compiled components are cached; `None`: [`ComponentCache::default_dir`]
+    /// (and memory only when that is `None` too, or the folder is not private).
     pub cache_dir: Option<PathBuf>,
     /// Use the pooling allocator (falls back to on-demand allocation when the pool
     /// cannot be reserved).
@@ -165,11 +166,7 @@ impl WasmEngine {
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(&engine, ticker_stop.clone())?;
         Ok(WasmEngine {
-            cache: ComponentCache::new(
-                settings
-                    .cache_dir
-                    .unwrap_or_else(ComponentCache::default_dir),
-            ),
+            cache: ComponentCache::new(settings.cache_dir.or_else(ComponentCache::default_dir)),
             js: settings.js.or_else(JsToolkit::locate),
             engine,
             linker,

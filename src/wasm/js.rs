@@ -2,7 +2,9 @@
 //! (`node build.mjs`, QuickJS by default, StarlingMonkey selectable), cached by a hash
 //! of everything the build reads.
 
-use super::cache::{create_private_dir, hex};
+use super::cache::ComponentCache;
+use super::cache_entry::hex;
+use super::trust::PrivateTempDir;
 use super::WasmError;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -68,26 +70,38 @@ impl JsToolkit {
         })
     }
 
-    /// Compiles `entry` (a file inside the module folder `root`) to a component in the
-    /// cache folder `cache`, unless the same inputs were compiled before. Returns the
-    /// component's path.
-    pub fn compile(&self, entry: &Path, root: &Path, cache: &Path) -> Result<PathBuf, WasmError> {
-        let failed = |message: String| WasmError::JsCompile {
+    /// Compiles `entry` (a file inside the module folder `root`) to a component, unless
+    /// the same inputs were built before (the output is kept in `cache`). Returns the
+    /// component's bytes. Concurrent calls for the same inputs run one build.
+    pub fn compile(
+        &self,
+        entry: &Path,
+        root: &Path,
+        cache: &ComponentCache,
+    ) -> Result<Vec<u8>, WasmError> {
+        let key = self.key(entry, root).map_err(|e| self.failed(entry, e))?;
+        cache.built(&format!("js-{key}.wasm"), &key, || self.build(entry, root))
+    }
+
+    fn failed(&self, entry: &Path, message: impl ToString) -> WasmError {
+        WasmError::JsCompile {
             path: entry.display().to_string(),
-            message,
-        };
-        let key = self.key(entry, root).map_err(|e| failed(e.to_string()))?;
-        let out = cache.join(format!("js-{key}.wasm"));
-        if out.is_file() {
-            return Ok(out);
+            message: message.to_string(),
         }
+    }
+
+    /// Runs `node build.mjs` into a private temporary folder and reads the component.
+    fn build(&self, entry: &Path, root: &Path) -> Result<Vec<u8>, WasmError> {
+        let failed = |message: String| self.failed(entry, message);
         if !self.dir.join("node_modules").is_dir() {
             return Err(failed(format!(
                 "the JavaScript toolkit is not installed: run `npm ci --prefix {}`",
                 self.dir.display()
             )));
         }
-        create_private_dir(cache).map_err(|e| failed(e.to_string()))?;
+        let scratch = PrivateTempDir::new("warren-js-out")
+            .map_err(|e| failed(format!("cannot create a temporary folder: {e}")))?;
+        let out = scratch.path().join("task.wasm");
         let output = Command::new("node")
             .arg(self.dir.join("build.mjs"))
             .arg("--js")
@@ -111,7 +125,7 @@ impl JsToolkit {
             let stderr = String::from_utf8_lossy(&output.stderr);
             return Err(failed(stderr.trim().to_string()));
         }
-        Ok(out)
+        std::fs::read(&out).map_err(|e| failed(format!("cannot read the built component: {e}")))
     }
 
     /// A hash of everything a build reads: the module's JavaScript and JSON files, the

@@ -12,9 +12,12 @@
 
 mod bindings;
 mod cache;
+mod cache_entry;
 mod engine;
 mod host;
+mod in_flight;
 mod js;
+mod trust;
 mod vm;
 mod vm_cache;
 
@@ -28,7 +31,7 @@ pub use vm::{KillSwitch, RunEnd, RunReport, TaskCode, TaskInput, TaskVm, VmLimit
 pub use vm_cache::{idle_vms_per_runner, VmCache};
 
 /// What can go wrong loading or running task code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WasmError {
     /// The wasmtime engine could not be set up.
     #[error("cannot set up the WebAssembly engine: {0}")]

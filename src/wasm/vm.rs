@@ -24,7 +24,8 @@ const PIPE_CAPACITY: usize = 1 << 20;
 pub struct TaskCode {
     /// The task type (or scheduled tag) it implements.
     pub task_type: String,
-    /// Whether the compiled component came from the on-disk cache.
+    /// Whether the compiled component came from a cache (memory or disk) rather than
+    /// from a compile made for this load.
     pub from_cache: bool,
     pre: bindings::TaskWorldPre<HostState>,
 }
@@ -48,22 +49,22 @@ impl WasmEngine {
         code: &Path,
         module_dir: &Path,
     ) -> Result<Arc<TaskCode>, WasmError> {
+        let unreadable = |message: String| WasmError::Read {
+            path: code.display().to_string(),
+            message,
+        };
         let is_js = code.extension().is_some_and(|e| e == "js" || e == "mjs");
-        let binary = if is_js {
+        let bytes = if is_js {
             let js = self.js.as_ref().ok_or_else(|| WasmError::JsCompile {
                 path: code.display().to_string(),
                 message: "no JavaScript toolkit found: set WARREN_JS_KIT to the guest/js folder \
                           and run `npm ci` there"
                     .into(),
             })?;
-            js.compile(code, module_dir, self.cache.dir())?
+            js.compile(code, module_dir, &self.cache)?
         } else {
-            code.to_path_buf()
+            std::fs::read(code).map_err(|e| unreadable(e.to_string()))?
         };
-        let bytes = std::fs::read(&binary).map_err(|e| WasmError::Read {
-            path: binary.display().to_string(),
-            message: e.to_string(),
-        })?;
         let (component, from_cache) = self.cache.load_or_compile(&self.engine, &bytes, code)?;
         let invalid = |message: String| WasmError::Invalid {
             path: code.display().to_string(),
