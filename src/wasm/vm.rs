@@ -42,7 +42,8 @@ impl std::fmt::Debug for TaskCode {
 impl WasmEngine {
     /// Loads task code: a component (`.wasm`), component text (`.wat`), or JavaScript
     /// (`.js`, compiled with the JS toolkit, its imports resolved inside `module_dir`).
-    /// Checks that it implements the task world, naming what is missing if not.
+    /// The code must really be inside `module_dir` (symbolic links resolved). Checks
+    /// that it implements the task world, naming what is missing if not.
     pub fn load(
         &self,
         task_type: &str,
@@ -53,6 +54,16 @@ impl WasmEngine {
             path: code.display().to_string(),
             message,
         };
+        let real = std::fs::canonicalize(code).map_err(|e| unreadable(e.to_string()))?;
+        let real_dir = std::fs::canonicalize(module_dir)
+            .map_err(|e| unreadable(format!("its module folder {}: {e}", module_dir.display())))?;
+        if !real.starts_with(&real_dir) {
+            return Err(unreadable(format!(
+                "it leads outside its module folder {} (to {})",
+                module_dir.display(),
+                real.display()
+            )));
+        }
         let is_js = code.extension().is_some_and(|e| e == "js" || e == "mjs");
         let bytes = if is_js {
             let js = self.js.as_ref().ok_or_else(|| WasmError::JsCompile {
@@ -63,7 +74,7 @@ impl WasmEngine {
             })?;
             js.compile(code, module_dir, &self.cache)?
         } else {
-            std::fs::read(code).map_err(|e| unreadable(e.to_string()))?
+            std::fs::read(&real).map_err(|e| unreadable(e.to_string()))?
         };
         let (component, from_cache) = self.cache.load_or_compile(&self.engine, &bytes, code)?;
         let invalid = |message: String| WasmError::Invalid {
