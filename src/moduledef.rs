@@ -30,7 +30,8 @@
 //!
 //! *Code* is the `code` attribute, or one of its aliases `objectname` and `script` (so
 //! seed-style files load): exactly one of them. It is a path relative to the module folder
-//! that must stay inside the folder and name an existing file.
+//! that must stay inside the folder and name an existing file, also once symbolic links
+//! are resolved (a linked file or folder leading outside the module is an error).
 //!
 //! **Applicability.** Every element above also accepts `ifenvironset="VAR"` (the element
 //! applies only when the environment variable `VAR` is set to a non-empty value) and
@@ -887,7 +888,13 @@ impl<'a, 'input> Parser<'a, 'input> {
         };
         let full = self.dir.join(&relative);
         match std::fs::metadata(&full) {
-            Ok(m) if m.is_file() => Some(full),
+            Ok(m) if m.is_file() => match self.resolved_inside(&full) {
+                Ok(()) => Some(full),
+                Err(message) => {
+                    self.value_error(attr, format!("code path '{value}' {message}"));
+                    None
+                }
+            },
             Ok(_) => {
                 self.value_error(
                     attr,
@@ -915,6 +922,26 @@ impl<'a, 'input> Parser<'a, 'input> {
                 );
                 None
             }
+        }
+    }
+
+    /// Checks that `full` (an existing file) really is inside the module folder once
+    /// symbolic links are resolved, so a linked file or folder cannot lead outside.
+    fn resolved_inside(&self, full: &Path) -> Result<(), String> {
+        let real = full
+            .canonicalize()
+            .map_err(|e| format!("cannot be resolved ({}): {e}", full.display()))?;
+        let dir = self
+            .dir
+            .canonicalize()
+            .map_err(|e| format!("cannot be checked: the module folder cannot be resolved: {e}"))?;
+        if real.starts_with(&dir) {
+            Ok(())
+        } else {
+            Err(format!(
+                "leads outside the module folder through a symbolic link (to {})",
+                real.display()
+            ))
         }
     }
 

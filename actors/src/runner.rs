@@ -1,17 +1,17 @@
-//! TaskRunner: runs one task at a time on a thread of its own, keeping one live VM per
-//! task type and reusing it for the next task of that type.
+//! TaskRunner: runs one task at a time on a thread of its own, keeping idle VMs (at most
+//! one per task type, at most [`RunnerEnv::idle_vms`] in all, least recently used
+//! dropped first) and reusing them for the next task of their type.
 
 use crate::code::CodeCache;
 use crate::metrics::{outcome_label, Metrics};
 use actix::prelude::*;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use warren::catalog::{Catalog, CatalogType};
 use warren::clock::SharedClock;
 use warren::store::{ClaimedTask, ResolveOutcome, Store, StoreError, Transaction};
 use warren::task::{Resolution, TaskId};
-use warren::wasm::{KillSwitch, RunEnd, TaskDb, TaskInput, TaskVm, VmLimits};
+use warren::wasm::{KillSwitch, RunEnd, TaskDb, TaskInput, TaskVm, VmCache, VmLimits};
 
 /// What a runner is doing right now, readable (and killable) from other threads while
 /// the runner is busy.
@@ -47,12 +47,16 @@ pub struct RunnerEnv {
     pub vm_limits: VmLimits,
     /// The node's metrics: runs, durations, outcomes, VM instantiations and reuses.
     pub metrics: Arc<Metrics>,
+    /// Idle VMs each runner keeps: its share of the engine's pool, less the VM it runs
+    /// (see [`warren::wasm::idle_vms_per_runner`]).
+    pub idle_vms: usize,
 }
 
 /// Runs tasks one at a time.
 pub struct TaskRunner {
     env: RunnerEnv,
-    vms: HashMap<String, TaskVm>,
+    /// The idle VMs; lent to the run in progress, which hands them back.
+    vms: VmCache<TaskVm>,
     current: CurrentRun,
 }
 
@@ -60,19 +64,19 @@ impl TaskRunner {
     /// A runner publishing its current run in `current`.
     pub fn new(env: RunnerEnv, current: CurrentRun) -> TaskRunner {
         TaskRunner {
+            vms: VmCache::new(env.idle_vms),
             env,
-            vms: HashMap::new(),
             current,
         }
     }
 
-    /// Publishes the run (so it can be killed) and takes the type's live VM, if any.
+    /// Publishes the run (so it can be killed) and lends it the idle VMs.
     fn begin(
         &mut self,
         task: Option<(TaskId, i64)>,
         task_type: &str,
         kill: &KillSwitch,
-    ) -> Option<TaskVm> {
+    ) -> VmCache<TaskVm> {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
             task_id: task.map(|t| t.0),
             token: task.map(|t| t.1),
@@ -80,14 +84,12 @@ impl TaskRunner {
             kill: kill.clone(),
             started: Instant::now(),
         });
-        let vm = self.vms.remove(task_type);
-        if vm.is_some() {
-            self.env.metrics.vm_reused();
-        }
-        vm
+        std::mem::replace(&mut self.vms, VmCache::new(self.env.idle_vms))
     }
 
-    fn end(&mut self, task_type: String, vm: Option<TaskVm>) {
+    /// Takes the idle VMs back and clears the current run.
+    fn end(&mut self, task_type: String, vms: VmCache<TaskVm>) {
+        self.vms = vms;
         let run = self
             .current
             .lock()
@@ -97,9 +99,6 @@ impl TaskRunner {
             self.env
                 .metrics
                 .run_duration(&task_type, run.started.elapsed());
-        }
-        if let Some(vm) = vm.filter(TaskVm::is_reusable) {
-            self.vms.insert(task_type, vm);
         }
     }
 }
@@ -124,14 +123,14 @@ impl std::fmt::Display for RunnerCrash {
 fn guarded<T: 'static>(
     runner: &mut TaskRunner,
     name: String,
-    run: impl std::future::Future<Output = (Option<TaskVm>, T)> + 'static,
+    run: impl std::future::Future<Output = (VmCache<TaskVm>, T)> + 'static,
 ) -> AtomicResponse<TaskRunner, Result<T, RunnerCrash>> {
     use futures_util::FutureExt;
     let run = std::panic::AssertUnwindSafe(run).catch_unwind();
     AtomicResponse::new(Box::pin(run.into_actor(runner).map(
         move |result, act, ctx| match result {
-            Ok((vm, answer)) => {
-                act.end(name, vm);
+            Ok((vms, answer)) => {
+                act.end(name, vms);
                 Ok(answer)
             }
             Err(payload) => {
@@ -215,13 +214,15 @@ impl<'a> From<&'a CatalogType> for CodeRef<'a> {
     }
 }
 
-/// A VM for `code`: the reused one, or a new instance.
+/// A VM for `code`: its idle one, or a new instance (idle VMs of other types are
+/// dropped when the pool needs room for it).
 async fn vm_for(
     env: &RunnerEnv,
     code: CodeRef<'_>,
-    reused: Option<TaskVm>,
+    vms: &mut VmCache<TaskVm>,
 ) -> Result<TaskVm, String> {
-    if let Some(vm) = reused {
+    if let Some(vm) = vms.take_reusable(code.name) {
+        env.metrics.vm_reused();
         return Ok(vm);
     }
     let limits = VmLimits {
@@ -232,7 +233,8 @@ async fn vm_for(
         .code
         .get(code.name, code.code, code.module_dir)
         .map_err(|e| e.to_string())?;
-    let vm = TaskVm::new(env.code.engine(), code, limits, env.clock.clone())
+    let vm = vms
+        .instantiate(env.code.engine(), code, limits, env.clock.clone())
         .await
         .map_err(|e| e.to_string())?;
     env.metrics.vm_instantiated();
@@ -242,9 +244,9 @@ async fn vm_for(
 async fn run_managed(
     env: RunnerEnv,
     claimed: ClaimedTask,
-    reused: Option<TaskVm>,
+    mut vms: VmCache<TaskVm>,
     kill: KillSwitch,
-) -> (Option<TaskVm>, ManagedOutcome) {
+) -> (VmCache<TaskVm>, ManagedOutcome) {
     let task = claimed.task.clone();
     let (id, token) = (task.id, claimed.token);
     let policy = env.catalog.retry_policy(&task.task_type);
@@ -269,17 +271,18 @@ async fn run_managed(
             "task type {} is not declared by any module loaded on this node",
             task.task_type
         );
-        return (reused, fail(error).await);
+        return (vms, fail(error).await);
     };
-    let mut vm = match vm_for(&env, ct.into(), reused).await {
+    let mut vm = match vm_for(&env, ct.into(), &mut vms).await {
         Ok(vm) => vm,
-        Err(error) => return (None, fail(error).await),
+        Err(error) => return (vms, fail(error).await),
     };
     let run = match env.store.begin_run(claimed).await {
         Ok(run) => run,
         Err(e) => {
             env.metrics.run_finished(task.task_type.as_str(), "lost");
-            return (Some(vm), ManagedOutcome::StoreError(e.to_string()));
+            vms.check_in(vm);
+            return (vms, ManagedOutcome::StoreError(e.to_string()));
         }
     };
     let input = TaskInput {
@@ -292,10 +295,11 @@ async fn run_managed(
     };
     let timeout = timeout_of(task.timeout_ms, ct.def.timeout_ms);
     let report = vm.run(input, TaskDb::Managed(run), timeout, kill).await;
+    vms.check_in(vm);
     let TaskDb::Managed(run) = report.db else {
         env.metrics.run_finished(task.task_type.as_str(), "lost");
         return (
-            Some(vm),
+            vms,
             ManagedOutcome::StoreError("the run's transaction was lost".into()),
         );
     };
@@ -308,7 +312,7 @@ async fn run_managed(
     };
     env.metrics
         .run_finished(task.task_type.as_str(), outcome_label(&outcome, restarted));
-    (Some(vm), outcome)
+    (vms, outcome)
 }
 
 impl Handler<RunManaged> for TaskRunner {
@@ -317,23 +321,23 @@ impl Handler<RunManaged> for TaskRunner {
     fn handle(&mut self, msg: RunManaged, _: &mut Context<Self>) -> Self::Result {
         let task_type = msg.0.task.task_type.to_string();
         let kill = KillSwitch::new();
-        let vm = self.begin(Some((msg.0.task.id, msg.0.token)), &task_type, &kill);
+        let vms = self.begin(Some((msg.0.task.id, msg.0.token)), &task_type, &kill);
         let env = self.env.clone();
-        guarded(self, task_type, run_managed(env, msg.0, vm, kill))
+        guarded(self, task_type, run_managed(env, msg.0, vms, kill))
     }
 }
 
 async fn run_ephemeral(
     env: RunnerEnv,
     msg: RunEphemeral,
-    reused: Option<TaskVm>,
-) -> (Option<TaskVm>, Result<String, String>) {
+    mut vms: VmCache<TaskVm>,
+) -> (VmCache<TaskVm>, Result<String, String>) {
     let Some(ct) = env.catalog.task_type(&msg.task_type) else {
-        return (reused, Err(format!("unknown task type {}", msg.task_type)));
+        return (vms, Err(format!("unknown task type {}", msg.task_type)));
     };
-    let mut vm = match vm_for(&env, ct.into(), reused).await {
+    let mut vm = match vm_for(&env, ct.into(), &mut vms).await {
         Ok(vm) => vm,
-        Err(e) => return (None, Err(e)),
+        Err(e) => return (vms, Err(e)),
     };
     let input = TaskInput {
         id: 0,
@@ -352,12 +356,13 @@ async fn run_ephemeral(
             msg.kill,
         )
         .await;
+    vms.check_in(vm);
     let tx = match report.db {
         TaskDb::Ephemeral(tx) => Some(tx),
         _ => None,
     };
     let result = finish_transaction(tx, report.end).await;
-    (Some(vm), result)
+    (vms, result)
 }
 
 /// Commits an ephemeral or scheduled run's transaction when it completed, rolls it
@@ -388,20 +393,20 @@ impl Handler<RunEphemeral> for TaskRunner {
 
     fn handle(&mut self, msg: RunEphemeral, _: &mut Context<Self>) -> Self::Result {
         let task_type = msg.task_type.clone();
-        let vm = self.begin(None, &task_type, &msg.kill);
+        let vms = self.begin(None, &task_type, &msg.kill);
         let env = self.env.clone();
-        guarded(self, task_type, run_ephemeral(env, msg, vm))
+        guarded(self, task_type, run_ephemeral(env, msg, vms))
     }
 }
 
 async fn run_scheduled(
     env: RunnerEnv,
     msg: RunScheduled,
-    reused: Option<TaskVm>,
-) -> (Option<TaskVm>, (String, String)) {
+    mut vms: VmCache<TaskVm>,
+) -> (VmCache<TaskVm>, (String, String)) {
     let Some(s) = env.catalog.scheduled(&msg.tag) else {
         return (
-            reused,
+            vms,
             (
                 "failed".into(),
                 format!("unknown scheduled task {}", msg.tag),
@@ -414,9 +419,9 @@ async fn run_scheduled(
         module_dir: &s.module_dir,
         memory_limit_mb: s.def.memory_limit_mb,
     };
-    let mut vm = match vm_for(&env, code, reused).await {
+    let mut vm = match vm_for(&env, code, &mut vms).await {
         Ok(vm) => vm,
-        Err(e) => return (None, ("failed".into(), e)),
+        Err(e) => return (vms, ("failed".into(), e)),
     };
     let input = TaskInput {
         id: 0,
@@ -435,6 +440,7 @@ async fn run_scheduled(
             msg.kill,
         )
         .await;
+    vms.check_in(vm);
     let mut output = String::new();
     for line in &report.logs {
         output.push_str(&line.message);
@@ -463,7 +469,7 @@ async fn run_scheduled(
             if timed_out { "timeout" } else { "failed" }.to_string()
         }
     };
-    (Some(vm), (outcome, output))
+    (vms, (outcome, output))
 }
 
 impl Handler<RunScheduled> for TaskRunner {
@@ -471,8 +477,8 @@ impl Handler<RunScheduled> for TaskRunner {
 
     fn handle(&mut self, msg: RunScheduled, _: &mut Context<Self>) -> Self::Result {
         let tag = msg.tag.clone();
-        let vm = self.begin(None, &tag, &msg.kill);
+        let vms = self.begin(None, &tag, &msg.kill);
         let env = self.env.clone();
-        guarded(self, tag, run_scheduled(env, msg, vm))
+        guarded(self, tag, run_scheduled(env, msg, vms))
     }
 }

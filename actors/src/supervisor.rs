@@ -21,7 +21,7 @@ use warren::clock::{SharedClock, SystemClock};
 use warren::moduledef::{load_modules_dir, DefinitionError, LoadOptions, ModuleDefinition};
 use warren::store::{Store, StoreConfig, StoreError, DEFAULT_DATABASE_URL, DEFAULT_RETENTION_MS};
 use warren::task::TaskState;
-use warren::wasm::{EngineConfig, VmLimits, WasmEngine};
+use warren::wasm::{idle_vms_per_runner, EngineConfig, VmLimits, WasmEngine};
 
 /// Scheduled tasks that may run at once on a node (as the reference allows).
 pub const SCHEDULED_RUNNERS: usize = 4;
@@ -204,7 +204,28 @@ impl WarrenBuilder {
         let offset = store
             .maintenance_offset(std::env::var("WARREN_MAINTENANCE_OFFSET").ok().as_deref())
             .await?;
-        let engine = Arc::new(WasmEngine::new(self.engine.clone())?);
+        // Every runner (of the clusters, and of scheduled tasks) keeps its idle VMs
+        // within its share of the engine's pool, so the VMs of all of them always fit.
+        let scheduled_runners = match catalog.scheduled_tasks().next() {
+            Some(_) => SCHEDULED_RUNNERS,
+            None => 0,
+        };
+        let runners = catalog
+            .clusters()
+            .values()
+            .map(|&workers| workers as usize)
+            .sum::<usize>()
+            + scheduled_runners;
+        let engine = Arc::new(WasmEngine::new(
+            self.engine.clone().sized_for_runners(runners),
+        )?);
+        let idle_vms = idle_vms_per_runner(engine.vm_slots(), runners);
+        tracing::debug!(
+            runners,
+            vm_slots = engine.vm_slots(),
+            idle_vms,
+            "VM pool sized"
+        );
         let env = RunnerEnv {
             store: store.clone(),
             code: CodeCache::new(engine),
@@ -212,6 +233,7 @@ impl WarrenBuilder {
             clock: self.clock.clone(),
             vm_limits: self.vm_limits,
             metrics: self.metrics.clone(),
+            idle_vms,
         };
         // Tasks scheduled without a cluster, from anywhere, go to their type's cluster.
         let clusters_of_types: Vec<(String, String)> = catalog
@@ -224,8 +246,8 @@ impl WarrenBuilder {
         for (cluster, workers) in catalog.clusters() {
             pool.add(Group::Cluster(cluster.clone()), *workers as usize);
         }
-        if catalog.scheduled_tasks().next().is_some() {
-            pool.add(Group::Scheduled, SCHEDULED_RUNNERS);
+        if scheduled_runners > 0 {
+            pool.add(Group::Scheduled, scheduled_runners);
         }
         let info = serde_json::json!({
             "pid": std::process::id(),

@@ -202,3 +202,63 @@ async fn a_node_runs_managed_ephemeral_and_scheduled_tasks() {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
 }
+
+/// One runner serving 150 JavaScript task types, each with VMs of its own: the pool held
+/// about a hundred QuickJS VMs, after which every new type failed until a restart. The
+/// runner now keeps its share of idle VMs (least recently used dropped), so all run.
+#[actix_rt::test]
+async fn one_runner_serves_150_task_types() {
+    let dir = std::env::temp_dir().join(format!("warren-node-many-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let module = dir.join("many");
+    std::fs::create_dir_all(module.join("tasks")).unwrap();
+    std::fs::copy(
+        repo().join("tests/guests/counter.js"),
+        module.join("tasks/counter.js"),
+    )
+    .unwrap();
+    let types: String = (0..150)
+        .map(|i| format!(r#"<ephemeraltask type="t{i}" code="tasks/counter.js"/>"#))
+        .collect();
+    std::fs::write(
+        module.join("moduledefinition.xml"),
+        format!(r#"<module name="many"><servicemanager>{types}</servicemanager></module>"#),
+    )
+    .unwrap();
+    let db = dir.join("node.db");
+    let url = format!("sqlite://{}", db.display());
+    let (node, broken) = Warren::builder()
+        .database(&url)
+        .modules_dir(&dir)
+        .node_name("many-types")
+        .engine(EngineConfig {
+            cache_dir: Some(repo().join("target/warren-test-cache")),
+            ..EngineConfig::default()
+        })
+        .start()
+        .await
+        .expect("node starts");
+    assert!(broken.is_empty(), "{broken:?}");
+    let run = |task_type: String| {
+        let node = node.clone();
+        async move {
+            node.send(RunEphemeralTask::new(&task_type, json!({})))
+                .await
+                .unwrap()
+                .await
+                .unwrap_or_else(|e| panic!("{task_type}: {e}"))
+        }
+    };
+    for i in 0..150 {
+        assert_eq!(run(format!("many:t{i}")).await, json!({"count": 1}));
+    }
+    // The most recent types kept their VMs (globals persist); the oldest were dropped.
+    assert_eq!(run("many:t149".into()).await, json!({"count": 2}));
+    assert_eq!(run("many:t0".into()).await, json!({"count": 1}));
+    node.send(Shutdown {
+        grace: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,7 +13,8 @@
 // --timeout-ms  stop the compiler after this long (default 120000): a module whose top
 //           level never finishes would otherwise hang the build
 //
-// What it does: copies the root folder (its .js/.mjs/.cjs/.json files) into a fresh
+// What it does: copies the root folder (its .js/.mjs/.cjs/.json files; links to folders
+// are not followed, and a linked file must resolve inside the root) into a fresh
 // staging folder, next to a `node_modules/warren/index.js` holding warren.js (so
 // `import … from 'warren'` resolves), runs the compiler from this folder's node_modules,
 // and removes the staging folder.
@@ -146,17 +147,35 @@ function cleanup() {
 async function main() {
   const stagedRoot = path.join(stage, path.basename(root) || 'task');
   const stagedEntry = path.join(stagedRoot, relEntry);
+  const outside = [];
   fs.cpSync(root, stagedRoot, {
     recursive: true,
     dereference: true, // the compilers refuse files whose real path leaves the root
     filter: (src) => {
       if (src === root) return true;
       if (['.git', '.hg', '.svn'].includes(path.basename(src))) return false;
-      const stat = fs.statSync(src, { throwIfNoEntry: false });
+      const source = /\.(m?js|cjs|json)$/.test(src);
+      const own = fs.lstatSync(src, { throwIfNoEntry: false });
+      if (own?.isSymbolicLink()) {
+        // A link to a folder is never followed (links to `.` would make the copy
+        // endless); a linked file is copied only when it resolves inside the root.
+        const stat = fs.statSync(src, { throwIfNoEntry: false });
+        if (stat === undefined || stat.isDirectory() || !source) return false;
+        const real = fs.realpathSync(src);
+        if (real.startsWith(root + path.sep)) return true;
+        outside.push(`${path.relative(root, src)} (to ${real})`);
+        return false;
+      }
       // folders, and the files an import can name; not data, images or compiled code
-      return stat !== undefined && (stat.isDirectory() || /\.(m?js|cjs|json)$/.test(src));
+      return own !== undefined && (own.isDirectory() || source);
     },
   });
+  if (outside.length > 0) {
+    for (const link of outside) {
+      process.stderr.write(`build.mjs: ${link}: a symbolic link leading outside the root ${root}\n`);
+    }
+    return 1;
+  }
   const kit = fs.readFileSync(path.join(KIT_DIR, 'warren.js'), 'utf8');
   fs.mkdirSync(path.join(stage, 'node_modules', 'warren'), { recursive: true });
   fs.writeFileSync(path.join(stage, 'node_modules', 'warren', 'index.js'), kit);

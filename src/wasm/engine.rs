@@ -18,14 +18,18 @@ pub const TICK: Duration = Duration::from_millis(5);
 /// Settings of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Where compiled components are cached; `None`: [`ComponentCache::default_dir`].
+    /// Where compiled components are cached; `None`: [`ComponentCache::default_dir`]
+    /// (and memory only when that is `None` too, or the folder is not private).
     pub cache_dir: Option<PathBuf>,
     /// Use the pooling allocator (falls back to on-demand allocation when the pool
     /// cannot be reserved).
     pub pooling: bool,
     /// Largest linear memory any instance may have (bytes); per-VM limits are lower.
     pub max_memory_bytes: usize,
-    /// Live component instances the pool holds at once.
+    /// Live VMs the engine is sized for: the pool holds this many component instances,
+    /// each with the core instances, memories and tables of [`VM_BUDGET`]. Runners keep
+    /// their idle VMs within it (see [`super::idle_vms_per_runner`]). Also bounds the
+    /// idle VMs when the pool is not used, to bound memory.
     pub pool_instances: u32,
     /// The JavaScript toolkit, for `.js` task code; `None`: [`JsToolkit::locate`].
     pub js: Option<JsToolkit>,
@@ -43,6 +47,59 @@ impl Default for EngineConfig {
     }
 }
 
+/// The pool slots one VM is budgeted, by kind of slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmBudget {
+    /// Core module instances.
+    pub core_instances: u32,
+    /// Linear memories.
+    pub memories: u32,
+    /// Tables.
+    pub tables: u32,
+}
+
+/// What one VM is budgeted in the pool: a QuickJS task component, the kind of task
+/// code most often run, with headroom. Measured with [`WasmEngine::pool_usage`]
+/// (wasmtime 48, componentize-qjs 0.4.5; see `tests/hostile_code.rs`): one QuickJS VM
+/// holds 9 core instances, 2 memories and 2 tables; a hand-written WAT task 1, 1 and 0.
+/// The pool that stopped at "maximum concurrent limit of 1024 for core instances"
+/// after about a hundred VMs had budgeted 8 core instances per VM. Larger VMs still
+/// run: a runner short of slots drops idle VMs (see [`super::VmCache::instantiate`]).
+pub const VM_BUDGET: VmBudget = VmBudget {
+    core_instances: 12,
+    memories: 3,
+    tables: 4,
+};
+
+/// What the pool holds right now: a statistic, for sizing the pool and for tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolUsage {
+    /// Live component instances (one per VM).
+    pub component_instances: u64,
+    /// Live core module instances.
+    pub core_instances: u64,
+    /// Linear memories in use.
+    pub memories: usize,
+    /// Tables in use.
+    pub tables: usize,
+}
+
+/// The fewest VMs the pool is sized for per runner: the one it runs and three idle ones.
+pub const MIN_VMS_PER_RUNNER: u32 = 4;
+
+impl EngineConfig {
+    /// These settings with a pool large enough for `runners` runners: at least
+    /// [`MIN_VMS_PER_RUNNER`] VMs each, so every runner keeps a few idle VMs however
+    /// many runners a node has (a larger configured pool is kept).
+    pub fn sized_for_runners(mut self, runners: usize) -> EngineConfig {
+        let wanted = u32::try_from(runners)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(MIN_VMS_PER_RUNNER);
+        self.pool_instances = self.pool_instances.max(wanted);
+        self
+    }
+}
+
 /// The engine shared by every task VM of a node.
 pub struct WasmEngine {
     pub(crate) engine: Engine,
@@ -50,6 +107,7 @@ pub struct WasmEngine {
     pub(crate) cache: ComponentCache,
     pub(crate) js: Option<JsToolkit>,
     pooled: bool,
+    vm_slots: u32,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -82,10 +140,11 @@ impl WasmEngine {
     pub fn new(settings: EngineConfig) -> Result<WasmEngine, WasmError> {
         let (engine, pooled) = if settings.pooling {
             let mut pool = PoolingAllocationConfig::default();
-            pool.total_component_instances(settings.pool_instances);
-            pool.total_core_instances(settings.pool_instances * 8);
-            pool.total_memories(settings.pool_instances * 2);
-            pool.total_tables(settings.pool_instances * 8);
+            let vms = settings.pool_instances;
+            pool.total_component_instances(vms);
+            pool.total_core_instances(vms.saturating_mul(VM_BUDGET.core_instances));
+            pool.total_memories(vms.saturating_mul(VM_BUDGET.memories));
+            pool.total_tables(vms.saturating_mul(VM_BUDGET.tables));
             pool.max_memory_size(settings.max_memory_bytes);
             let mut config = base_config();
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -107,15 +166,12 @@ impl WasmEngine {
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(&engine, ticker_stop.clone())?;
         Ok(WasmEngine {
-            cache: ComponentCache::new(
-                settings
-                    .cache_dir
-                    .unwrap_or_else(ComponentCache::default_dir),
-            ),
+            cache: ComponentCache::new(settings.cache_dir.or_else(ComponentCache::default_dir)),
             js: settings.js.or_else(JsToolkit::locate),
             engine,
             linker,
             pooled,
+            vm_slots: settings.pool_instances,
             ticker_stop,
         })
     }
@@ -127,6 +183,23 @@ impl WasmEngine {
     /// Whether instances come from the pooling allocator.
     pub fn is_pooled(&self) -> bool {
         self.pooled
+    }
+
+    /// How many VMs of [`VM_BUDGET`] size may be live at once
+    /// ([`EngineConfig::pool_instances`]).
+    pub fn vm_slots(&self) -> u32 {
+        self.vm_slots
+    }
+
+    /// What the instance pool holds right now; `None` without the pooling allocator.
+    pub fn pool_usage(&self) -> Option<PoolUsage> {
+        let m = self.engine.pooling_allocator_metrics()?;
+        Some(PoolUsage {
+            component_instances: m.component_instances(),
+            core_instances: m.core_instances(),
+            memories: m.memories(),
+            tables: m.tables(),
+        })
     }
 
     /// The compiled-component cache.

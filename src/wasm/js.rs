@@ -1,8 +1,11 @@
 //! JavaScript task code: compiled to a component by the toolkit in `guest/js`
 //! (`node build.mjs`, QuickJS by default, StarlingMonkey selectable), cached by a hash
-//! of everything the build reads.
+//! of everything the build reads. Walking the module's sources never follows a link to
+//! a folder, and a linked file must stay inside the module folder.
 
-use super::cache::{create_private_dir, hex};
+use super::cache::ComponentCache;
+use super::cache_entry::hex;
+use super::trust::PrivateTempDir;
 use super::WasmError;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -68,26 +71,38 @@ impl JsToolkit {
         })
     }
 
-    /// Compiles `entry` (a file inside the module folder `root`) to a component in the
-    /// cache folder `cache`, unless the same inputs were compiled before. Returns the
-    /// component's path.
-    pub fn compile(&self, entry: &Path, root: &Path, cache: &Path) -> Result<PathBuf, WasmError> {
-        let failed = |message: String| WasmError::JsCompile {
+    /// Compiles `entry` (a file inside the module folder `root`) to a component, unless
+    /// the same inputs were built before (the output is kept in `cache`). Returns the
+    /// component's bytes. Concurrent calls for the same inputs run one build.
+    pub fn compile(
+        &self,
+        entry: &Path,
+        root: &Path,
+        cache: &ComponentCache,
+    ) -> Result<Vec<u8>, WasmError> {
+        let key = self.key(entry, root).map_err(|e| self.failed(entry, e))?;
+        cache.built(&format!("js-{key}.wasm"), &key, || self.build(entry, root))
+    }
+
+    fn failed(&self, entry: &Path, message: impl ToString) -> WasmError {
+        WasmError::JsCompile {
             path: entry.display().to_string(),
-            message,
-        };
-        let key = self.key(entry, root).map_err(|e| failed(e.to_string()))?;
-        let out = cache.join(format!("js-{key}.wasm"));
-        if out.is_file() {
-            return Ok(out);
+            message: message.to_string(),
         }
+    }
+
+    /// Runs `node build.mjs` into a private temporary folder and reads the component.
+    fn build(&self, entry: &Path, root: &Path) -> Result<Vec<u8>, WasmError> {
+        let failed = |message: String| self.failed(entry, message);
         if !self.dir.join("node_modules").is_dir() {
             return Err(failed(format!(
                 "the JavaScript toolkit is not installed: run `npm ci --prefix {}`",
                 self.dir.display()
             )));
         }
-        create_private_dir(cache).map_err(|e| failed(e.to_string()))?;
+        let scratch = PrivateTempDir::new("warren-js-out")
+            .map_err(|e| failed(format!("cannot create a temporary folder: {e}")))?;
+        let out = scratch.path().join("task.wasm");
         let output = Command::new("node")
             .arg(self.dir.join("build.mjs"))
             .arg("--js")
@@ -111,7 +126,7 @@ impl JsToolkit {
             let stderr = String::from_utf8_lossy(&output.stderr);
             return Err(failed(stderr.trim().to_string()));
         }
-        Ok(out)
+        std::fs::read(&out).map_err(|e| failed(format!("cannot read the built component: {e}")))
     }
 
     /// A hash of everything a build reads: the module's JavaScript and JSON files, the
@@ -137,7 +152,7 @@ impl JsToolkit {
             h.update(std::fs::read(self.dir.join(kit_file)).unwrap_or_default());
         }
         let mut files = Vec::new();
-        collect_sources(root, &mut files)?;
+        collect_sources(&std::fs::canonicalize(root)?, root, &mut files)?;
         files.sort();
         for file in files {
             h.update(
@@ -152,20 +167,93 @@ impl JsToolkit {
     }
 }
 
-fn collect_sources(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Whether a build reads files named like this (`build.mjs` copies the same ones).
+fn is_source(name: &str) -> bool {
+    [".js", ".mjs", ".cjs", ".json"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+}
+
+/// Adds the source files under `dir` to `out`, skipping dot-folders and
+/// `node_modules`. Links to folders are never followed (as `build.mjs` does not), so
+/// links to `.` or a parent cannot make the walk endless; a linked file counts when it
+/// resolves inside the module folder `real_root` (canonical), and is an error when it
+/// leads outside.
+fn collect_sources(real_root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if path.is_dir() {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
             if !name.starts_with('.') && name != "node_modules" {
-                collect_sources(&path, out)?;
+                collect_sources(real_root, &path, out)?;
             }
-        } else if [".js", ".mjs", ".cjs", ".json"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
-        {
+        } else if kind.is_symlink() && is_source(&name) {
+            let Ok(target) = std::fs::canonicalize(&path) else {
+                continue; // dangling: nothing to read (build.mjs skips it too)
+            };
+            if target.is_dir() {
+                continue;
+            }
+            if !target.starts_with(real_root) {
+                return Err(std::io::Error::other(format!(
+                    "{} is a symbolic link leading outside the module folder (to {})",
+                    path.display(),
+                    target.display()
+                )));
+            }
+            out.push(path);
+        } else if kind.is_file() && is_source(&name) {
             out.push(path);
         }
     }
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_walked_without_following_folder_links() {
+        let root = std::env::temp_dir().join(format!("warren-js-walk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("lib")).unwrap();
+        std::fs::write(root.join("task.js"), "x").unwrap();
+        std::fs::write(root.join("lib/util.mjs"), "y").unwrap();
+        std::fs::write(root.join("lib/notes.txt"), "z").unwrap();
+        std::os::unix::fs::symlink(".", root.join("again")).unwrap();
+        std::os::unix::fs::symlink("..", root.join("lib/up")).unwrap();
+        std::os::unix::fs::symlink("lib/util.mjs", root.join("alias.js")).unwrap();
+        let real = std::fs::canonicalize(&root).unwrap();
+        let mut files = Vec::new();
+        collect_sources(&real, &root, &mut files).unwrap();
+        files.sort();
+        let names: Vec<_> = files
+            .iter()
+            .map(|f| f.strip_prefix(&root).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                Path::new("alias.js"),
+                Path::new("lib/util.mjs"),
+                Path::new("task.js")
+            ]
+        );
+
+        let outside = root.with_extension("outside.json");
+        std::fs::write(&outside, "{}").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("lib/leak.json")).unwrap();
+        let err = collect_sources(&real, &root, &mut Vec::new()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("leading outside the module folder"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+        std::fs::remove_file(&outside).unwrap();
+    }
 }

@@ -7,23 +7,31 @@
 //! - [`TaskCode`]: one task type's compiled component, ready to instantiate.
 //! - [`TaskVm`]: a live instance of it, reused for the next task of that type until it
 //!   is recycled (by run count or age) or broken (a trap, kill or timeout).
+//! - [`VmCache`]: the idle VMs a runner keeps, bounded so that all runners fit the pool.
 //! - [`KillSwitch`]: stops a running guest from any thread within two ticks.
 
 mod bindings;
 mod cache;
+mod cache_entry;
 mod engine;
 mod host;
+mod in_flight;
 mod js;
+mod trust;
 mod vm;
+mod vm_cache;
 
 pub use cache::ComponentCache;
-pub use engine::{EngineConfig, WasmEngine, TICK};
+pub use engine::{
+    EngineConfig, PoolUsage, VmBudget, WasmEngine, MIN_VMS_PER_RUNNER, TICK, VM_BUDGET,
+};
 pub use host::{LogLine, TaskDb};
 pub use js::{JsEngine, JsToolkit};
 pub use vm::{KillSwitch, RunEnd, RunReport, TaskCode, TaskInput, TaskVm, VmLimits};
+pub use vm_cache::{idle_vms_per_runner, VmCache};
 
 /// What can go wrong loading or running task code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WasmError {
     /// The wasmtime engine could not be set up.
     #[error("cannot set up the WebAssembly engine: {0}")]
@@ -58,6 +66,15 @@ pub enum WasmError {
         /// The task type.
         task_type: String,
         /// Why.
+        message: String,
+    },
+    /// The engine's instance pool had no free slot for a new VM: dropping idle VMs
+    /// makes room (see [`VmCache::instantiate`]).
+    #[error("cannot instantiate {task_type}: the instance pool is full ({message})")]
+    PoolExhausted {
+        /// The task type.
+        task_type: String,
+        /// The pool's message, naming the limit that was reached.
         message: String,
     },
 }

@@ -24,7 +24,8 @@ const PIPE_CAPACITY: usize = 1 << 20;
 pub struct TaskCode {
     /// The task type (or scheduled tag) it implements.
     pub task_type: String,
-    /// Whether the compiled component came from the on-disk cache.
+    /// Whether the compiled component came from a cache (memory or disk) rather than
+    /// from a compile made for this load.
     pub from_cache: bool,
     pre: bindings::TaskWorldPre<HostState>,
 }
@@ -41,29 +42,40 @@ impl std::fmt::Debug for TaskCode {
 impl WasmEngine {
     /// Loads task code: a component (`.wasm`), component text (`.wat`), or JavaScript
     /// (`.js`, compiled with the JS toolkit, its imports resolved inside `module_dir`).
-    /// Checks that it implements the task world, naming what is missing if not.
+    /// The code must really be inside `module_dir` (symbolic links resolved). Checks
+    /// that it implements the task world, naming what is missing if not.
     pub fn load(
         &self,
         task_type: &str,
         code: &Path,
         module_dir: &Path,
     ) -> Result<Arc<TaskCode>, WasmError> {
+        let unreadable = |message: String| WasmError::Read {
+            path: code.display().to_string(),
+            message,
+        };
+        let real = std::fs::canonicalize(code).map_err(|e| unreadable(e.to_string()))?;
+        let real_dir = std::fs::canonicalize(module_dir)
+            .map_err(|e| unreadable(format!("its module folder {}: {e}", module_dir.display())))?;
+        if !real.starts_with(&real_dir) {
+            return Err(unreadable(format!(
+                "it leads outside its module folder {} (to {})",
+                module_dir.display(),
+                real.display()
+            )));
+        }
         let is_js = code.extension().is_some_and(|e| e == "js" || e == "mjs");
-        let binary = if is_js {
+        let bytes = if is_js {
             let js = self.js.as_ref().ok_or_else(|| WasmError::JsCompile {
                 path: code.display().to_string(),
                 message: "no JavaScript toolkit found: set WARREN_JS_KIT to the guest/js folder \
                           and run `npm ci` there"
                     .into(),
             })?;
-            js.compile(code, module_dir, self.cache.dir())?
+            js.compile(code, module_dir, &self.cache)?
         } else {
-            code.to_path_buf()
+            std::fs::read(&real).map_err(|e| unreadable(e.to_string()))?
         };
-        let bytes = std::fs::read(&binary).map_err(|e| WasmError::Read {
-            path: binary.display().to_string(),
-            message: e.to_string(),
-        })?;
         let (component, from_cache) = self.cache.load_or_compile(&self.engine, &bytes, code)?;
         let invalid = |message: String| WasmError::Invalid {
             path: code.display().to_string(),
@@ -286,14 +298,15 @@ impl TaskVm {
             }
             Ok(UpdateDeadline::Yield(1))
         });
-        let world =
-            code.pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| WasmError::Instantiate {
-                    task_type: code.task_type.clone(),
-                    message: format!("{e:#}"),
-                })?;
+        let world = code.pre.instantiate_async(&mut store).await.map_err(|e| {
+            let task_type = code.task_type.clone();
+            let message = format!("{e:#}");
+            if e.is::<wasmtime::PoolConcurrencyLimitError>() {
+                WasmError::PoolExhausted { task_type, message }
+            } else {
+                WasmError::Instantiate { task_type, message }
+            }
+        })?;
         Ok(TaskVm {
             code,
             store,
