@@ -308,6 +308,7 @@ async fn refused_statements_name_their_kind(b: Backend) {
         "a file was written at {}",
         copied.display()
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Warren's own tables are out of reach, read or write, however they are named.

@@ -226,9 +226,11 @@ impl WarrenBuilder {
             idle_vms,
             "VM pool sized"
         );
+        let code = CodeCache::new(engine);
+        code.warm_up(&catalog);
         let env = RunnerEnv {
             store: store.clone(),
-            code: CodeCache::new(engine),
+            code,
             catalog: catalog.clone(),
             clock: self.clock.clone(),
             vm_limits: self.vm_limits,

@@ -82,11 +82,7 @@ async fn a_log_flood_leaves_the_node_under_500_mib() {
         .wait(id, Duration::from_secs(240), WaitFor::Finished)
         .await
         .unwrap();
-    assert_eq!(
-        outcome.result,
-        Some(json!({"logged": 1000})),
-        "{outcome:?}"
-    );
+    assert_eq!(outcome.result, Some(json!({"logged": 1000})), "{outcome:?}");
     let peak = peak_resident_bytes(node.0.id());
     eprintln!("peak resident memory of the node: {} MiB", peak >> 20);
     assert!(peak < 500 << 20, "the node peaked at {} MiB", peak >> 20);
