@@ -80,6 +80,7 @@ const WARREN_TABLES: &str =
     "Warren's own tables are off limits to task SQL; use the host API (scheduleTask, metadata)";
 const ROLES: &str = "roles, databases and server settings are not task code's to change";
 const ONE_STATEMENT: &str = "send one statement per call";
+const NAMES: &str = "Warren's own statements run in the same transaction and must find their tables; qualify names with their schema instead";
 
 /// Functions that reach files, other sessions or the server, or run SQL text of
 /// their own (which the parser cannot see into).
@@ -203,8 +204,12 @@ pub fn classify(sql: &str) -> Verdict {
     let kind = match node {
         N::TransactionStmt(t) => return refused(transaction_kind(t.kind), TRANSACTION),
         N::VariableSetStmt(s) => {
+            // Warren's own statements share the transaction: the role they run as and
+            // how their names resolve stay as they are.
             let changes_role = matches!(s.name.as_str(), "role" | "session_authorization");
-            if s.is_local && !changes_role {
+            if s.name == "search_path" {
+                return refused("SET search_path", NAMES);
+            } else if s.is_local && !changes_role {
                 None
             } else if changes_role {
                 return refused(format!("SET {}", s.name.to_uppercase()), ROLES);
@@ -454,6 +459,7 @@ mod tests {
         );
         assert_eq!(kind("RESET ALL").as_deref(), Some("RESET"));
         assert_eq!(kind("SET LOCAL ROLE postgres").as_deref(), Some("SET ROLE"));
+        assert_eq!(kind("SET LOCAL search_path = evil").as_deref(), Some("SET search_path"));
         assert_eq!(kind("DISCARD ALL").as_deref(), Some("DISCARD"));
         assert_eq!(kind("LISTEN x").as_deref(), Some("LISTEN"));
         assert_eq!(kind("COPY t TO '/tmp/x'").as_deref(), Some("COPY"));
