@@ -27,7 +27,8 @@ pub struct EngineConfig {
     pub max_memory_bytes: usize,
     /// Live component instances the pool holds at once.
     pub pool_instances: u32,
-    /// The JavaScript toolkit, for `.js` task code; `None`: [`JsToolkit::locate`].
+    /// The JavaScript toolkit, for `.js` task code; `None`: [`JsToolkit::locate_in`]
+    /// the cache folder (the embedded toolkit, installed under it on first use).
     pub js: Option<JsToolkit>,
 }
 
@@ -106,13 +107,16 @@ impl WasmEngine {
             .map_err(|e| WasmError::Engine(e.to_string()))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(&engine, ticker_stop.clone())?;
+        let cache_dir = settings
+            .cache_dir
+            .unwrap_or_else(ComponentCache::default_dir);
         Ok(WasmEngine {
-            cache: ComponentCache::new(
+            js: Some(
                 settings
-                    .cache_dir
-                    .unwrap_or_else(ComponentCache::default_dir),
+                    .js
+                    .unwrap_or_else(|| JsToolkit::locate_in(&cache_dir)),
             ),
-            js: settings.js.or_else(JsToolkit::locate),
+            cache: ComponentCache::new(cache_dir),
             engine,
             linker,
             pooled,

@@ -1,8 +1,10 @@
-//! JavaScript task code: compiled to a component by the toolkit in `guest/js`
-//! (`node build.mjs`, QuickJS by default, StarlingMonkey selectable), cached by a hash
-//! of everything the build reads.
+//! JavaScript task code: compiled to a component by the toolkit of `guest/js`
+//! (`node build.mjs`, QuickJS by default, StarlingMonkey selectable; embedded in the
+//! binary and installed on first use, see `embedded.rs`), cached by a hash of
+//! everything the build reads.
 
 use super::cache::{create_private_dir, hex};
+use super::toolkit::Toolkit;
 use super::WasmError;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -27,45 +29,27 @@ impl JsEngine {
     }
 }
 
-/// The JavaScript toolkit: a `guest/js` folder with `build.mjs` and its npm packages.
+/// The JavaScript toolkit: a `guest/js` folder with `build.mjs` and its npm packages;
+/// usually the one embedded in the binary ([`JsToolkit::locate`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsToolkit {
     /// The folder holding `build.mjs`, `warren.js` and `node_modules`.
     pub dir: PathBuf,
     /// The engine to embed.
     pub engine: JsEngine,
+    /// The embedded toolkit `dir` belongs to, installed there before the first compile;
+    /// `None` for a folder prepared by hand.
+    pub embedded: Option<Toolkit>,
 }
 
 impl JsToolkit {
-    /// A toolkit in `dir` using QuickJS.
+    /// A toolkit in `dir` (prepared by hand with `npm ci`) using QuickJS.
     pub fn new(dir: impl Into<PathBuf>) -> JsToolkit {
         JsToolkit {
             dir: dir.into(),
             engine: JsEngine::QuickJs,
+            embedded: None,
         }
-    }
-
-    /// Finds the toolkit: `$WARREN_JS_KIT`, else `guest/js` under the working
-    /// directory, else the source tree this binary was built from. `$WARREN_JS_ENGINE`
-    /// (`quickjs` or `starlingmonkey`) picks the engine.
-    pub fn locate() -> Option<JsToolkit> {
-        let candidates = [
-            std::env::var_os("WARREN_JS_KIT").map(PathBuf::from),
-            Some(PathBuf::from("guest/js")),
-            Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/js")),
-        ];
-        let dir = candidates
-            .into_iter()
-            .flatten()
-            .find(|d| d.join("build.mjs").is_file())?;
-        let engine = match std::env::var("WARREN_JS_ENGINE").as_deref() {
-            Ok("starlingmonkey") => JsEngine::StarlingMonkey,
-            _ => JsEngine::QuickJs,
-        };
-        Some(JsToolkit {
-            dir: std::fs::canonicalize(&dir).unwrap_or(dir),
-            engine,
-        })
     }
 
     /// Compiles `entry` (a file inside the module folder `root`) to a component in the
@@ -76,16 +60,12 @@ impl JsToolkit {
             path: entry.display().to_string(),
             message,
         };
+        // Before the key: it hashes the toolkit's files, which an install writes.
+        self.prepare().map_err(failed)?;
         let key = self.key(entry, root).map_err(|e| failed(e.to_string()))?;
         let out = cache.join(format!("js-{key}.wasm"));
         if out.is_file() {
             return Ok(out);
-        }
-        if !self.dir.join("node_modules").is_dir() {
-            return Err(failed(format!(
-                "the JavaScript toolkit is not installed: run `npm ci --prefix {}`",
-                self.dir.display()
-            )));
         }
         create_private_dir(cache).map_err(|e| failed(e.to_string()))?;
         let output = Command::new("node")

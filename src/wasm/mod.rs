@@ -8,18 +8,27 @@
 //! - [`TaskVm`]: a live instance of it, reused for the next task of that type until it
 //!   is recycled (by run count or age) or broken (a trap, kill or timeout).
 //! - [`KillSwitch`]: stops a running guest from any thread within two ticks.
+//! - [`JsToolkit`]: compiles JavaScript task code with the toolkit embedded in the
+//!   binary, which [`Toolkit`] installs under the cache folder on first use.
 
 mod bindings;
 mod cache;
+mod embedded;
 mod engine;
 mod host;
 mod js;
+mod toolkit;
 mod vm;
 
 pub use cache::ComponentCache;
+pub use embedded::js_toolkit_spec;
 pub use engine::{EngineConfig, WasmEngine, TICK};
 pub use host::{LogLine, TaskDb};
 pub use js::{JsEngine, JsToolkit};
+pub use toolkit::{
+    installed_toolkits, toolkits_dir, Ensured, InstalledToolkit, KitFile, Requirement, Toolkit,
+    ToolkitError, ToolkitSpec, ToolkitState,
+};
 pub use vm::{KillSwitch, RunEnd, RunReport, TaskCode, TaskInput, TaskVm, VmLimits};
 
 /// What can go wrong loading or running task code.
