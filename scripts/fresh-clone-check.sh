@@ -76,6 +76,7 @@ fi
 
 # Step 1: the service, in a process group of its own so it can be stopped as a whole.
 started=$(date +%s)
+: >"$tmp/serve.log"
 setsid "${run[@]}" serve --modules examples/modules >"$tmp/serve.log" 2>&1 &
 serve_pid=$!
 # Wait (bounded) for the node to run: it prints its dashboard's address when it does.
