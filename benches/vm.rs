@@ -23,7 +23,8 @@
 //! the default one (pooling allocator when it can be reserved) and the VMs run on a
 //! multi-thread tokio runtime.
 //!
-//! Run: `cargo bench --bench vm` (needs Node.js and `npm ci --prefix guest/js`).
+//! Run: `cargo bench --bench vm` (needs Node.js 18 or later and npm: the JavaScript
+//! toolkit embedded in warren is installed under `target/warren-test-cache` first).
 //! `WARREN_BENCH_QUICK=1` runs far fewer iterations (a smoke test, not figures).
 
 use serde_json::{json, Value};
@@ -369,7 +370,10 @@ fn main() -> BenchResult<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let module_dir = root.join("examples/modules/demo");
     let entry = module_dir.join("tasks/ping.js");
-    let kit = JsToolkit::new(root.join("guest/js"));
+    // The toolkit the tests install (or $WARREN_JS_KIT), installed before anything is
+    // timed: js_build measures compiles, not the one-off install.
+    let kit = JsToolkit::locate_in(&root.join("target/warren-test-cache"));
+    kit.prepare()?;
     let tmp = TempDir::new()?;
     let engine = Arc::new(WasmEngine::new(EngineConfig {
         cache_dir: Some(tmp.0.join("cache")),

@@ -2,7 +2,7 @@
 //! demo module, schedule a managed task and wait for it, run an ephemeral task, and
 //! shut down.
 //!
-//! Run from the repository root (after `npm ci --prefix guest/js`):
+//! Run from the repository root (the JavaScript toolkit installs itself on first use):
 //! `cargo run -p warren-actors --example embed`
 
 use serde_json::json;

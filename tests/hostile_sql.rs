@@ -14,8 +14,7 @@ use warren::clock::SystemClock;
 use warren::store::{NewTask, ResolveOutcome, Store, TaskRun};
 use warren::task::{RetryPolicy, TaskState};
 use warren::wasm::{
-    EngineConfig, JsToolkit, KillSwitch, LogLine, TaskCode, TaskDb, TaskInput, TaskVm, VmLimits,
-    WasmEngine,
+    KillSwitch, LogLine, TaskCode, TaskDb, TaskInput, TaskVm, VmLimits, WasmEngine,
 };
 
 fn root() -> PathBuf {
@@ -24,14 +23,7 @@ fn root() -> PathBuf {
 
 fn engine() -> &'static WasmEngine {
     static ENGINE: OnceLock<WasmEngine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        WasmEngine::new(EngineConfig {
-            cache_dir: Some(root().join("target/warren-test-cache")),
-            js: Some(JsToolkit::new(root().join("guest/js"))),
-            ..EngineConfig::default()
-        })
-        .expect("engine")
-    })
+    ENGINE.get_or_init(|| WasmEngine::new(support::engine_config()).expect("engine"))
 }
 
 fn hostile_code() -> Arc<TaskCode> {

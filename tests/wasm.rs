@@ -1,8 +1,9 @@
 //! The WebAssembly host: loading task code (WAT and JavaScript), reusable VMs, kills,
 //! timeouts, memory limits, and task SQL on the run's own transaction (both backends).
 //!
-//! JavaScript guests are compiled here from `tests/guests/*.js` with the toolkit in
-//! `guest/js` (install it with `npm ci --prefix guest/js`); nothing is precompiled.
+//! JavaScript guests are compiled here from `tests/guests/*.js` with the toolkit
+//! embedded in warren, installed under `target/warren-test-cache` on first use (it
+//! needs Node.js 18 or later and npm); nothing is precompiled.
 
 mod support;
 
@@ -15,8 +16,7 @@ use warren::clock::SystemClock;
 use warren::store::{NewTask, ResolveOutcome, Store};
 use warren::task::{Resolution, RetryPolicy, TaskState};
 use warren::wasm::{
-    EngineConfig, JsToolkit, KillSwitch, RunEnd, TaskCode, TaskDb, TaskInput, TaskVm, VmLimits,
-    WasmEngine, WasmError,
+    KillSwitch, RunEnd, TaskCode, TaskDb, TaskInput, TaskVm, VmLimits, WasmEngine, WasmError,
 };
 
 fn root() -> PathBuf {
@@ -30,14 +30,7 @@ fn guests() -> PathBuf {
 /// One engine for the whole test binary; compiled components are cached under target/.
 fn engine() -> &'static WasmEngine {
     static ENGINE: OnceLock<WasmEngine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        WasmEngine::new(EngineConfig {
-            cache_dir: Some(root().join("target/warren-test-cache")),
-            js: Some(JsToolkit::new(root().join("guest/js"))),
-            ..EngineConfig::default()
-        })
-        .expect("engine")
-    })
+    ENGINE.get_or_init(|| WasmEngine::new(support::engine_config()).expect("engine"))
 }
 
 fn load(file: &str) -> Arc<TaskCode> {

@@ -17,7 +17,9 @@
 //! and drops it at the end. `WARREN_BENCH_BACKENDS=sqlite|postgres` runs one backend;
 //! `WARREN_BENCH_TASKS=N` sets the managed task count (default 4,000; SQLite 2,000);
 //! `WARREN_BENCH_SAMPLES=N` the latency samples (default 300 / 3,000 ephemeral).
-//! The JavaScript toolkit must be installed (`npm ci --prefix guest/js`).
+//! JavaScript is compiled with the toolkit embedded in warren, installed (needs Node.js
+//! 18 or later and npm) under `target/warren-test-cache` like the tests' before any
+//! node starts.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::json;
@@ -26,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use warren::store::{NewTask, StateFilter, Store, TaskFilter, WaitFor};
 use warren::task::TaskId;
-use warren::wasm::EngineConfig;
+use warren::wasm::{EngineConfig, JsToolkit};
 use warren_actors::{GetNodeContext, RunEphemeralTask, Shutdown, Supervisor, Warren};
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -68,6 +70,14 @@ fn modules(runners: usize) -> BenchResult<PathBuf> {
     Ok(dir)
 }
 
+/// The toolkit the tests install (or `$WARREN_JS_KIT`), installed now so no node
+/// start is timed with the install in it.
+fn js_toolkit() -> BenchResult<JsToolkit> {
+    let kit = JsToolkit::locate_in(&repo().join("target/warren-test-cache"));
+    kit.prepare()?;
+    Ok(kit)
+}
+
 async fn start(url: &str, runners: usize) -> BenchResult<actix::Addr<Supervisor>> {
     let (node, broken) = Warren::builder()
         .database(url)
@@ -75,6 +85,7 @@ async fn start(url: &str, runners: usize) -> BenchResult<actix::Addr<Supervisor>
         .node_name(format!("bench-{runners}"))
         .engine(EngineConfig {
             cache_dir: Some(repo().join("target/warren-bench-cache")),
+            js: Some(js_toolkit()?),
             ..EngineConfig::default()
         })
         .start()

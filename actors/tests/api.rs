@@ -16,7 +16,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 use warren::store::{NewTask, ScheduleOptions, Store, WaitFor};
 use warren::task::TaskState;
-use warren::wasm::EngineConfig;
 use warren_actors::web::{app, Dashboard, WebState};
 use warren_actors::{Shutdown, Supervisor, Warren};
 
@@ -70,10 +69,7 @@ impl TestNode {
             .database(&url)
             .modules_dir(modules())
             .node_name("api-node")
-            .engine(EngineConfig {
-                cache_dir: Some(repo().join("target/warren-test-cache")),
-                ..EngineConfig::default()
-            })
+            .engine(support::engine_config())
             .start()
             .await
             .expect("node starts");

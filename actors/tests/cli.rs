@@ -217,7 +217,8 @@ fn build_compiles_task_code_then_reuses_the_cache() {
         Command::new(env!("CARGO_BIN_EXE_warren"))
             .args(["build", module.to_str().unwrap()])
             .env("WARREN_CACHE_DIR", repo.join("target/warren-test-cache"))
-            .env("WARREN_JS_KIT", repo.join("guest/js"))
+            .env_remove("WARREN_JS_KIT")
+            .env_remove("WARREN_JS_ENGINE")
             .output()
             .unwrap()
     };

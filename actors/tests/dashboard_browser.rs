@@ -4,10 +4,11 @@
 //! retries it and sees it complete; runs a scheduled task by hand and sees its run
 //! finish; and takes a screenshot of every page (under `target/screenshots/`).
 //!
-//! Needs `/usr/bin/chromium`, `node` and `tests/browser/node_modules`
-//! (`npm ci --prefix tests/browser`); skipped loudly without them (failing under
-//! `CI=true`, where `.ci/run` installs them).
+//! Needs `/usr/bin/chromium` (skipped loudly without it, failing under `CI=true`, where
+//! `.ci/run` installs it) and Node.js 20 with npm: the test installs its driver
+//! (`tests/browser`, with `npm ci`) under `target/warren-test-cache` itself.
 
+use std::borrow::Cow;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use warren::wasm::{KitFile, Requirement, Toolkit, ToolkitSpec};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const TOKEN: &str = "dashboard-browser-test-token";
@@ -27,41 +29,76 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Whether everything the browser needs is installed; panics under `CI=true` when not.
-fn browser_available() -> bool {
-    let mut missing = Vec::new();
+/// The browser driver and its script: `tests/browser` (playwright-core pinned by its
+/// lock file, and `dashboard.test.mjs`), installed with `npm ci` under the tests' cache
+/// folder by the installer that installs warren's own JavaScript toolkit — once per
+/// version of those files, atomically, one install at a time.
+fn browser_driver() -> Toolkit {
+    let file = |name: &str| KitFile {
+        path: format!("browser/{name}"),
+        bytes: Cow::Owned(std::fs::read(repo().join("tests/browser").join(name)).unwrap()),
+    };
+    let hint = "install Node.js 20 or later with npm";
+    let spec = ToolkitSpec {
+        name: "browser-test".into(),
+        title: "the dashboard browser test's driver (playwright-core)".into(),
+        files: vec![
+            file("package.json"),
+            file("package-lock.json"),
+            file("dashboard.test.mjs"),
+        ],
+        workdir: "browser".into(),
+        requires: vec![
+            Requirement {
+                program: "node".into(),
+                what: "Node.js".into(),
+                min_major: 20,
+                hint: hint.into(),
+            },
+            Requirement {
+                program: "npm".into(),
+                what: "npm".into(),
+                min_major: 7,
+                hint: hint.into(),
+            },
+        ],
+        install: vec![["npm", "ci", "--no-audit", "--no-fund"]
+            .map(String::from)
+            .to_vec()],
+        ready: vec!["node_modules/playwright-core/package.json".into()],
+    };
+    Toolkit::new(spec, &repo().join("target/warren-test-cache"))
+}
+
+/// The folder holding the installed driver and `dashboard.test.mjs`, or `None` (after
+/// saying why, loudly) when Chromium is missing outside CI; under `CI=true`, where
+/// `.ci/run` installs Chromium, a missing Chromium fails the test. The driver is
+/// installed when needed; an install that fails fails the test.
+fn browser_test_dir() -> Option<PathBuf> {
     if !Path::new(CHROMIUM).exists() {
-        missing.push(format!(
-            "{CHROMIUM} (apt-get install --no-install-recommends chromium)"
-        ));
+        let what = format!("{CHROMIUM} (apt-get install --no-install-recommends chromium)");
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but the dashboard browser test cannot run: missing {what}");
+        }
+        eprintln!();
+        eprintln!("==================================================================");
+        eprintln!(" SKIPPED: dashboard browser test — missing {what}");
+        eprintln!("==================================================================");
+        eprintln!();
+        return None;
     }
-    let node = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !node.is_ok_and(|s| s.success()) {
-        missing.push("node (Node.js) on PATH".into());
+    match browser_driver().ensure() {
+        Ok(done) => Some(done.workdir),
+        Err(e) => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            panic!("cannot install the browser test's driver: {text}");
+        }
     }
-    if !repo()
-        .join("tests/browser/node_modules/playwright-core")
-        .is_dir()
-    {
-        missing.push("tests/browser/node_modules (npm ci --prefix tests/browser)".into());
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let what = missing.join(", ");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but the dashboard browser test cannot run: missing {what}");
-    }
-    eprintln!();
-    eprintln!("==================================================================");
-    eprintln!(" SKIPPED: dashboard browser test — missing {what}");
-    eprintln!("==================================================================");
-    eprintln!();
-    false
 }
 
 /// A WebAssembly text literal's contents for `text` (quotes and backslashes escaped).
@@ -351,9 +388,9 @@ fn run_with_limit(mut cmd: Command, limit: Duration) -> (ExitStatus, String) {
 
 #[test]
 fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
-    if !browser_available() {
+    let Some(browser_dir) = browser_test_dir() else {
         return;
-    }
+    };
     let root = std::env::temp_dir().join(format!("warren-dashboard-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
@@ -394,8 +431,8 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
     );
 
     let mut node = Command::new("node");
-    node.arg(repo().join("tests/browser/dashboard.test.mjs"))
-        .current_dir(repo())
+    node.arg(browser_dir.join("dashboard.test.mjs"))
+        .current_dir(&browser_dir)
         .env("WARREN_URL", format!("http://{addr}"))
         .env("WARREN_TOKEN", TOKEN)
         .env("WARREN_FAILED_TYPE", FLAKY)

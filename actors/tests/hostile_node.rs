@@ -65,13 +65,11 @@ async fn a_log_flood_leaves_the_node_under_500_mib() {
         .await
         .unwrap();
     let node = Node(
-        Command::new(env!("CARGO_BIN_EXE_warren"))
+        support::use_test_cache(&mut Command::new(env!("CARGO_BIN_EXE_warren")))
             .args(["serve", "--modules"])
             .arg(dir.join("modules"))
             .args(["--listen", "127.0.0.1:0"])
             .env("WARREN_DATABASE_URL", &db)
-            .env("WARREN_CACHE_DIR", repo().join("target/warren-test-cache"))
-            .env("WARREN_JS_KIT", repo().join("guest/js"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -6,6 +6,8 @@
 //! Needs `WARREN_TEST_DATABASE_URL` (a PostgreSQL server URL); skipped loudly without it
 //! (failing under `CI=true`).
 
+mod support;
+
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -15,10 +17,6 @@ use warren::store::{NewTask, StateFilter, Store, TaskFilter};
 use warren::task::TaskState;
 
 const TASKS: usize = 2000;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn server_url() -> Option<String> {
     match std::env::var("WARREN_TEST_DATABASE_URL") {
@@ -55,10 +53,9 @@ fn module_dir() -> PathBuf {
 
 fn warren(args: &[&str], db: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
-    cmd.args(args)
+    support::use_test_cache(&mut cmd)
+        .args(args)
         .env("WARREN_DATABASE_URL", db)
-        .env("WARREN_CACHE_DIR", repo().join("target/warren-test-cache"))
-        .env("WARREN_JS_KIT", repo().join("guest/js"))
         .env("RUST_LOG", "warn");
     cmd
 }

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 use warren::store::{Store, WaitFor};
 use warren::task::TaskState;
-use warren::wasm::EngineConfig;
 use warren_actors::*;
 
 mod support;
@@ -46,10 +45,7 @@ async fn start(db: &std::path::Path) -> (actix::Addr<Supervisor>, Store) {
         .database(&url)
         .modules_dir(modules())
         .node_name("test-node")
-        .engine(EngineConfig {
-            cache_dir: Some(repo().join("target/warren-test-cache")),
-            ..EngineConfig::default()
-        })
+        .engine(support::engine_config())
         .start()
         .await
         .expect("node starts");
@@ -231,10 +227,7 @@ async fn one_runner_serves_150_task_types() {
         .database(&url)
         .modules_dir(&dir)
         .node_name("many-types")
-        .engine(EngineConfig {
-            cache_dir: Some(repo().join("target/warren-test-cache")),
-            ..EngineConfig::default()
-        })
+        .engine(support::engine_config())
         .start()
         .await
         .expect("node starts");

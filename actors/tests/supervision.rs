@@ -11,7 +11,7 @@ use std::time::Duration;
 use warren::clock::ManualClock;
 use warren::store::{NewTask, StateFilter, Store, TaskFilter, WaitFor};
 use warren::task::{TaskId, TaskState};
-use warren::wasm::{EngineConfig, VmLimits};
+use warren::wasm::VmLimits;
 use warren_actors::*;
 
 mod support;
@@ -66,10 +66,7 @@ fn builder(dir: &Path, node: &str) -> WarrenBuilder {
         .database(format!("sqlite://{}", dir.join("warren.db").display()))
         .modules_dir(modules(dir))
         .node_name(node)
-        .engine(EngineConfig {
-            cache_dir: Some(repo().join("target/warren-test-cache")),
-            ..EngineConfig::default()
-        })
+        .engine(support::engine_config())
 }
 
 async fn start(builder: WarrenBuilder) -> Addr<Supervisor> {

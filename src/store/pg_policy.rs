@@ -459,7 +459,10 @@ mod tests {
         );
         assert_eq!(kind("RESET ALL").as_deref(), Some("RESET"));
         assert_eq!(kind("SET LOCAL ROLE postgres").as_deref(), Some("SET ROLE"));
-        assert_eq!(kind("SET LOCAL search_path = evil").as_deref(), Some("SET search_path"));
+        assert_eq!(
+            kind("SET LOCAL search_path = evil").as_deref(),
+            Some("SET search_path")
+        );
         assert_eq!(kind("DISCARD ALL").as_deref(), Some("DISCARD"));
         assert_eq!(kind("LISTEN x").as_deref(), Some("LISTEN"));
         assert_eq!(kind("COPY t TO '/tmp/x'").as_deref(), Some("COPY"));

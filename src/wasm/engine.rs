@@ -31,7 +31,8 @@ pub struct EngineConfig {
     /// their idle VMs within it (see [`super::idle_vms_per_runner`]). Also bounds the
     /// idle VMs when the pool is not used, to bound memory.
     pub pool_instances: u32,
-    /// The JavaScript toolkit, for `.js` task code; `None`: [`JsToolkit::locate`].
+    /// The JavaScript toolkit, for `.js` task code; `None`: [`JsToolkit::locate_in`]
+    /// the cache folder (the embedded toolkit, installed under it on first use).
     pub js: Option<JsToolkit>,
 }
 
@@ -165,9 +166,13 @@ impl WasmEngine {
             .map_err(|e| WasmError::Engine(e.to_string()))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(&engine, ticker_stop.clone())?;
+        let cache_dir = settings.cache_dir.or_else(ComponentCache::default_dir);
         Ok(WasmEngine {
-            cache: ComponentCache::new(settings.cache_dir.or_else(ComponentCache::default_dir)),
-            js: settings.js.or_else(JsToolkit::locate),
+            // Without a usable cache folder there is nowhere to install the toolkit.
+            js: settings
+                .js
+                .or_else(|| cache_dir.as_deref().map(JsToolkit::locate_in)),
+            cache: ComponentCache::new(cache_dir),
             engine,
             linker,
             pooled,

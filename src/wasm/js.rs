@@ -1,10 +1,12 @@
-//! JavaScript task code: compiled to a component by the toolkit in `guest/js`
-//! (`node build.mjs`, QuickJS by default, StarlingMonkey selectable), cached by a hash
-//! of everything the build reads. Walking the module's sources never follows a link to
-//! a folder, and a linked file must stay inside the module folder.
+//! JavaScript task code: compiled to a component by the toolkit of `guest/js`
+//! (`node build.mjs`, QuickJS by default, StarlingMonkey selectable; embedded in the
+//! binary and installed on first use, see `embedded.rs`), cached by a hash of
+//! everything the build reads. Walking the module's sources never follows a link to a
+//! folder, and a linked file must stay inside the module folder.
 
 use super::cache::ComponentCache;
 use super::cache_entry::hex;
+use super::toolkit::Toolkit;
 use super::trust::PrivateTempDir;
 use super::WasmError;
 use sha2::{Digest, Sha256};
@@ -37,38 +39,19 @@ pub struct JsToolkit {
     pub dir: PathBuf,
     /// The engine to embed.
     pub engine: JsEngine,
+    /// The embedded toolkit `dir` belongs to, installed there before the first compile;
+    /// `None` for a folder prepared by hand.
+    pub embedded: Option<Toolkit>,
 }
 
 impl JsToolkit {
-    /// A toolkit in `dir` using QuickJS.
+    /// A toolkit in `dir` (prepared by hand with `npm ci`) using QuickJS.
     pub fn new(dir: impl Into<PathBuf>) -> JsToolkit {
         JsToolkit {
             dir: dir.into(),
             engine: JsEngine::QuickJs,
+            embedded: None,
         }
-    }
-
-    /// Finds the toolkit: `$WARREN_JS_KIT`, else `guest/js` under the working
-    /// directory, else the source tree this binary was built from. `$WARREN_JS_ENGINE`
-    /// (`quickjs` or `starlingmonkey`) picks the engine.
-    pub fn locate() -> Option<JsToolkit> {
-        let candidates = [
-            std::env::var_os("WARREN_JS_KIT").map(PathBuf::from),
-            Some(PathBuf::from("guest/js")),
-            Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/js")),
-        ];
-        let dir = candidates
-            .into_iter()
-            .flatten()
-            .find(|d| d.join("build.mjs").is_file())?;
-        let engine = match std::env::var("WARREN_JS_ENGINE").as_deref() {
-            Ok("starlingmonkey") => JsEngine::StarlingMonkey,
-            _ => JsEngine::QuickJs,
-        };
-        Some(JsToolkit {
-            dir: std::fs::canonicalize(&dir).unwrap_or(dir),
-            engine,
-        })
     }
 
     /// Compiles `entry` (a file inside the module folder `root`) to a component, unless
@@ -80,6 +63,8 @@ impl JsToolkit {
         root: &Path,
         cache: &ComponentCache,
     ) -> Result<Vec<u8>, WasmError> {
+        // Before the key: it hashes the toolkit's files, which an install writes.
+        self.prepare().map_err(|e| self.failed(entry, e))?;
         let key = self.key(entry, root).map_err(|e| self.failed(entry, e))?;
         cache.built(&format!("js-{key}.wasm"), &key, || self.build(entry, root))
     }

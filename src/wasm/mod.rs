@@ -9,24 +9,33 @@
 //!   is recycled (by run count or age) or broken (a trap, kill or timeout).
 //! - [`VmCache`]: the idle VMs a runner keeps, bounded so that all runners fit the pool.
 //! - [`KillSwitch`]: stops a running guest from any thread within two ticks.
+//! - [`JsToolkit`]: compiles JavaScript task code with the toolkit embedded in the
+//!   binary, which [`Toolkit`] installs under the cache folder on first use.
 
 mod bindings;
 mod cache;
 mod cache_entry;
+mod embedded;
 mod engine;
 mod host;
 mod in_flight;
 mod js;
+mod toolkit;
 mod trust;
 mod vm;
 mod vm_cache;
 
 pub use cache::ComponentCache;
+pub use embedded::js_toolkit_spec;
 pub use engine::{
     EngineConfig, PoolUsage, VmBudget, WasmEngine, MIN_VMS_PER_RUNNER, TICK, VM_BUDGET,
 };
 pub use host::{LogLine, TaskDb};
 pub use js::{JsEngine, JsToolkit};
+pub use toolkit::{
+    installed_toolkits, toolkits_dir, Ensured, InstalledToolkit, KitFile, Requirement, Toolkit,
+    ToolkitError, ToolkitSpec, ToolkitState,
+};
 pub use vm::{KillSwitch, RunEnd, RunReport, TaskCode, TaskInput, TaskVm, VmLimits};
 pub use vm_cache::{idle_vms_per_runner, VmCache};
 

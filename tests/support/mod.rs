@@ -209,3 +209,23 @@ macro_rules! conformance {
         }
     };
 }
+
+/// The cache folder the tests share, under `target/`: compiled components, and the
+/// JavaScript toolkit embedded in warren, installed there on first use.
+pub fn test_cache_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/warren-test-cache")
+}
+
+/// Engine settings of the tests: the shared cache folder and the embedded JavaScript
+/// toolkit (QuickJS) installed under it — never a `$WARREN_JS_KIT` of the environment —
+/// so the tests need nothing prepared by hand, only Node.js and npm.
+pub fn engine_config() -> warren::wasm::EngineConfig {
+    warren::wasm::EngineConfig {
+        cache_dir: Some(test_cache_dir()),
+        js: Some(warren::wasm::JsToolkit::embedded(
+            &test_cache_dir(),
+            warren::wasm::JsEngine::QuickJs,
+        )),
+        ..warren::wasm::EngineConfig::default()
+    }
+}

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use warren::moduledef::{load_modules_dir, LoadOptions, ModuleDefinition, MODULE_DEFINITION_FILE};
-use warren::wasm::{EngineConfig, WasmEngine};
+use warren::wasm::{EngineConfig, JsToolkit, ToolkitState, WasmEngine};
 
 /// One piece of task code to build.
 struct Unit {
@@ -64,6 +64,12 @@ pub fn run(dir: &Path) -> Result<(), Failure> {
     let engine =
         WasmEngine::new(EngineConfig::default()).map_err(|e| Failure::Error(e.to_string()))?;
     let all: Vec<Unit> = modules.iter().flat_map(units).collect();
+    if all
+        .iter()
+        .any(|u| u.code.extension().is_some_and(|e| e == "js" || e == "mjs"))
+    {
+        install_toolkit();
+    }
     let width = all.len().to_string().len();
     let mut failed = 0;
     for (i, unit) in all.iter().enumerate() {
@@ -110,4 +116,32 @@ pub fn run(dir: &Path) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// Installs the embedded JavaScript toolkit (the one the engine uses) unless it is
+/// installed, saying so: the first build on a machine spends most of its time here.
+/// A failure is reported; each JavaScript file then fails with the reason.
+fn install_toolkit() {
+    let Some(kit) = JsToolkit::locate() else {
+        return;
+    };
+    let Some(toolkit) = &kit.embedded else {
+        return;
+    };
+    if toolkit.state() == ToolkitState::Installed {
+        return;
+    }
+    print!(
+        "installing {} into {} (npm ci, once) … ",
+        toolkit.spec().title,
+        toolkit.dir().display()
+    );
+    let _ = std::io::stdout().flush();
+    match toolkit.ensure() {
+        Ok(done) => println!("done in {:.1} s", done.took.as_secs_f64()),
+        Err(e) => {
+            println!("failed");
+            eprintln!("warren: {}", super::toolkit::error_chain(&e));
+        }
+    }
 }

@@ -11,6 +11,7 @@ mod table;
 mod task_admin;
 mod tasks;
 mod terminal;
+mod toolkit;
 
 use clap::{Parser, Subcommand};
 use std::fmt;
@@ -60,6 +61,10 @@ pub enum Command {
         /// A modules folder (or one module folder).
         modules: std::path::PathBuf,
     },
+    /// The JavaScript toolkit built into warren: install it ahead of time, or report
+    /// what is installed where.
+    #[command(subcommand)]
+    Toolkit(toolkit::ToolkitCommand),
 }
 
 impl Cli {
@@ -112,6 +117,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Cron(cmd) => cron::run(cmd, cli.database.as_deref()).await,
         Command::Modules(cmd) => modules::run(cmd),
         Command::Build { modules } => build::run(&modules),
+        Command::Toolkit(cmd) => toolkit::run(cmd),
         Command::Schedule(args) => tasks::schedule(&database, args).await,
         Command::Wait(args) => tasks::wait(&database, args).await,
         Command::Tasks(cmd) => task_admin::run(&database, cmd).await,

@@ -128,6 +128,7 @@ pub fn run(database: String, args: ServeArgs) -> Result<(), Failure> {
         if !broken.is_empty() {
             tracing::warn!(modules = broken.len(), "modules with errors were skipped");
         }
+        let signals = StopSignals::install();
         let dashboard = match listen {
             Some(listen) => {
                 let started = start_dashboard(&supervisor, listen, &token, generated).await;
@@ -142,7 +143,7 @@ pub fn run(database: String, args: ServeArgs) -> Result<(), Failure> {
         };
         let grace = Duration::from_secs(args.grace);
         actix_rt::spawn(async move {
-            wait_for_signal().await;
+            signals.wait().await;
             tracing::info!("signal received");
             if let Some(dashboard) = &dashboard {
                 dashboard.stop().await;
@@ -182,24 +183,46 @@ async fn start_dashboard(
     Ok(dashboard)
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, listened for from the moment this is made: made before the node
+/// announces its dashboard, so a signal sent right after that line stops the node
+/// gracefully instead of killing the process (the default action).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    /// Installs the listeners (inside the runtime).
+    fn install() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Some((int, term)),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGINT and SIGTERM; only Ctrl-C stops the node");
+                    None
+                }
+            };
+            StopSignals { streams }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Waits for the first of them.
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut int, mut term)) = self.streams {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -1,0 +1,156 @@
+//! `warren toolkit install|status`: the JavaScript toolkit this binary carries,
+//! installed ahead of time (otherwise it is installed when JavaScript is first
+//! compiled) and reported: what is embedded, what is installed where.
+
+use super::Failure;
+use clap::{Subcommand, ValueEnum};
+use std::path::Path;
+use warren::wasm::{
+    installed_toolkits, js_toolkit_spec, ComponentCache, JsEngine, JsToolkit, Toolkit, ToolkitState,
+};
+
+/// The JavaScript engine a toolkit is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    /// QuickJS (the default; about 40 MB of packages).
+    Quickjs,
+    /// StarlingMonkey (about 340 MB of packages).
+    Starlingmonkey,
+}
+
+impl From<EngineArg> for JsEngine {
+    fn from(e: EngineArg) -> JsEngine {
+        match e {
+            EngineArg::Quickjs => JsEngine::QuickJs,
+            EngineArg::Starlingmonkey => JsEngine::StarlingMonkey,
+        }
+    }
+}
+
+/// Toolkit commands.
+#[derive(Debug, Subcommand)]
+pub enum ToolkitCommand {
+    /// Install the embedded JavaScript toolkit under the cache folder now (with `npm
+    /// ci`; needs Node.js 18 or later and npm), instead of when JavaScript is first
+    /// compiled.
+    Install {
+        /// The engine to install it for (default: $WARREN_JS_ENGINE, else quickjs).
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+    },
+    /// Say which toolkit is embedded (its hash), what is installed where, and which
+    /// one `warren serve` would use.
+    Status,
+}
+
+/// Runs a toolkit command.
+pub fn run(cmd: ToolkitCommand) -> Result<(), Failure> {
+    let cache = ComponentCache::default_dir().ok_or_else(|| {
+        Failure::Invalid(
+            "no usable cache folder to install toolkits in: set WARREN_CACHE_DIR to a folder \
+             of your own (not writable by others)"
+                .into(),
+        )
+    })?;
+    match cmd {
+        ToolkitCommand::Install { engine } => install(&cache, engine),
+        ToolkitCommand::Status => {
+            status(&cache);
+            Ok(())
+        }
+    }
+}
+
+fn install(cache: &Path, engine: Option<EngineArg>) -> Result<(), Failure> {
+    let engine = engine
+        .map(JsEngine::from)
+        .unwrap_or_else(JsEngine::from_env);
+    let toolkit = Toolkit::new(js_toolkit_spec(engine), cache);
+    if toolkit.state() != ToolkitState::Installed {
+        eprintln!(
+            "installing {} into {} (npm ci) …",
+            toolkit.spec().title,
+            toolkit.dir().display()
+        );
+    }
+    let ensured = toolkit
+        .ensure()
+        .map_err(|e| Failure::Error(error_chain(&e)))?;
+    if ensured.installed_now {
+        println!(
+            "installed {} in {:.1} s: {}",
+            toolkit.spec().title,
+            ensured.took.as_secs_f64(),
+            ensured.workdir.display()
+        );
+    } else {
+        println!(
+            "{} is installed: {}",
+            toolkit.spec().title,
+            ensured.workdir.display()
+        );
+    }
+    if let Some(dir) = std::env::var_os("WARREN_JS_KIT").filter(|v| !v.is_empty()) {
+        println!(
+            "note: WARREN_JS_KIT={} is set, so warren uses that folder instead",
+            Path::new(&dir).display()
+        );
+    }
+    Ok(())
+}
+
+fn status(cache: &Path) {
+    println!("cache folder: {}", cache.display());
+    let mut ours = Vec::new();
+    for engine in [JsEngine::QuickJs, JsEngine::StarlingMonkey] {
+        let toolkit = Toolkit::new(js_toolkit_spec(engine), cache);
+        let state = match toolkit.state() {
+            ToolkitState::Installed => format!("installed at {}", toolkit.workdir().display()),
+            ToolkitState::Missing => "not installed".to_string(),
+            ToolkitState::Damaged => format!(
+                "damaged (reinstalled on next use) at {}",
+                toolkit.dir().display()
+            ),
+        };
+        println!(
+            "{} (embedded, hash {}): {state}",
+            toolkit.spec().title,
+            toolkit.hash()
+        );
+        ours.push(toolkit.dir().to_path_buf());
+    }
+    let in_use = JsToolkit::locate_in(cache);
+    match &in_use.embedded {
+        Some(_) => println!(
+            "in use: the embedded toolkit ({}), installed when JavaScript is first compiled",
+            match in_use.engine {
+                JsEngine::QuickJs => "QuickJS",
+                JsEngine::StarlingMonkey => "StarlingMonkey",
+            }
+        ),
+        None => println!("in use: {} (from WARREN_JS_KIT)", in_use.dir.display()),
+    }
+    for other in installed_toolkits(cache)
+        .into_iter()
+        .filter(|t| !ours.contains(&t.dir))
+    {
+        println!(
+            "other version: {} ({}, hash {}; not used by this warren, may be deleted)",
+            other.dir.display(),
+            other.name,
+            other.hash
+        );
+    }
+}
+
+/// An error and its causes, `: `-separated.
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
