@@ -48,20 +48,7 @@ fn browser_driver() -> Toolkit {
             file("dashboard.test.mjs"),
         ],
         workdir: "browser".into(),
-        requires: vec![
-            Requirement {
-                program: "node".into(),
-                what: "Node.js".into(),
-                min_major: 20,
-                hint: hint.into(),
-            },
-            Requirement {
-                program: "npm".into(),
-                what: "npm".into(),
-                min_major: 7,
-                hint: hint.into(),
-            },
-        ],
+        requires: Requirement::node_and_npm(20, hint),
         install: vec![["npm", "ci", "--no-audit", "--no-fund"]
             .map(String::from)
             .to_vec()],

@@ -6,9 +6,9 @@
 
 use super::cache::ComponentCache;
 use super::js::{JsEngine, JsToolkit};
+use super::toolkit::error_chain;
 use super::toolkit::{KitFile, Requirement, Toolkit, ToolkitSpec};
 use std::borrow::Cow;
-use std::error::Error;
 use std::path::{Path, PathBuf};
 
 /// The embedded files, by their paths in the repository. The installed toolkit keeps
@@ -86,20 +86,7 @@ pub fn js_toolkit_spec(engine: JsEngine) -> ToolkitSpec {
             })
             .collect(),
         workdir: JS_WORKDIR.into(),
-        requires: vec![
-            Requirement {
-                program: "node".into(),
-                what: "Node.js".into(),
-                min_major: 18,
-                hint: hint.into(),
-            },
-            Requirement {
-                program: "npm".into(),
-                what: "npm".into(),
-                min_major: 7,
-                hint: hint.into(),
-            },
-        ],
+        requires: Requirement::node_and_npm(18, hint),
         install: vec![npm_ci],
         ready,
     }
@@ -181,18 +168,6 @@ impl JsToolkit {
         }
         Ok(())
     }
-}
-
-/// An error and its causes, `: `-separated.
-fn error_chain(e: &dyn Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

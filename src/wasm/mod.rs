@@ -33,8 +33,8 @@ pub use engine::{
 pub use host::{LogLine, TaskDb};
 pub use js::{JsEngine, JsToolkit};
 pub use toolkit::{
-    installed_toolkits, toolkits_dir, Ensured, InstalledToolkit, KitFile, Requirement, Toolkit,
-    ToolkitError, ToolkitSpec, ToolkitState,
+    error_chain, installed_toolkits, toolkits_dir, Ensured, InstalledToolkit, KitFile, Requirement,
+    Toolkit, ToolkitError, ToolkitSpec, ToolkitState,
 };
 pub use vm::{KillSwitch, RunEnd, RunReport, TaskCode, TaskInput, TaskVm, VmLimits};
 pub use vm_cache::{idle_vms_per_runner, VmCache};

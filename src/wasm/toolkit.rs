@@ -50,6 +50,39 @@ pub struct Requirement {
     pub hint: String,
 }
 
+impl Requirement {
+    /// Node.js of at least `node_major` and npm 7 or later, which npm-based toolkits
+    /// need; `hint` says how to get them.
+    pub fn node_and_npm(node_major: u32, hint: &str) -> Vec<Requirement> {
+        vec![
+            Requirement {
+                program: "node".into(),
+                what: "Node.js".into(),
+                min_major: node_major,
+                hint: hint.into(),
+            },
+            Requirement {
+                program: "npm".into(),
+                what: "npm".into(),
+                min_major: 7,
+                hint: hint.into(),
+            },
+        ]
+    }
+}
+
+/// An error and its causes, `: `-separated, for messages that must say why.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// What a toolkit is made of and how it is installed; pure data, so it can be hashed,
 /// compared and printed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -141,7 +141,7 @@ fn install_toolkit() {
         Ok(done) => println!("done in {:.1} s", done.took.as_secs_f64()),
         Err(e) => {
             println!("failed");
-            eprintln!("warren: {}", super::toolkit::error_chain(&e));
+            eprintln!("warren: {}", warren::wasm::error_chain(&e));
         }
     }
 }

@@ -6,7 +6,8 @@ use super::Failure;
 use clap::{Subcommand, ValueEnum};
 use std::path::Path;
 use warren::wasm::{
-    installed_toolkits, js_toolkit_spec, ComponentCache, JsEngine, JsToolkit, Toolkit, ToolkitState,
+    error_chain, installed_toolkits, js_toolkit_spec, ComponentCache, JsEngine, JsToolkit, Toolkit,
+    ToolkitState,
 };
 
 /// The JavaScript engine a toolkit is for.
@@ -141,16 +142,4 @@ fn status(cache: &Path) {
             other.hash
         );
     }
-}
-
-/// An error and its causes, `: `-separated.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
