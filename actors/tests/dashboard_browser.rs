@@ -8,14 +8,17 @@
 //! `.ci/run` installs it) and Node.js 20 with npm: the test installs its driver
 //! (`tests/browser`, with `npm ci`) under `target/warren-test-cache` itself.
 
+mod support;
+
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::Server;
 use warren::wasm::{KitFile, Requirement, Toolkit, ToolkitSpec};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -259,25 +262,6 @@ fn wait(db: &str, id: i64) -> Output {
         .args(["wait", &id.to_string(), "--timeout", "60"])
         .output()
         .unwrap()
-}
-
-/// The `warren serve` process, killed when dropped; its stderr is kept for messages.
-struct Server {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts `warren serve` on a port the system picks; returns it with the dashboard's

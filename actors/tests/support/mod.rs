@@ -81,3 +81,26 @@ where
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A `warren serve` child process, killed when dropped; its stderr is collected in
+/// `log` for failure messages.
+pub struct Server {
+    /// The process.
+    pub child: std::process::Child,
+    /// What it wrote to stderr so far.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    /// What the process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
