@@ -89,18 +89,37 @@ fn token(given: Option<String>) -> Result<(String, bool), Failure> {
     }
 }
 
-/// Starts logging to stderr: `RUST_LOG` filters (default `info`).
+/// Starts logging to stderr: `RUST_LOG` filters (default `info`), with the usual
+/// `target=level` directives (`warren=debug,info`). A value that does not parse is
+/// reported on stderr and `info` is used instead.
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref()).unwrap_or_else(|e| {
+        eprintln!("warren: {e}; logging at info");
+        log_filter(None).expect("the default filter")
+    });
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => registry.with(layer.json()).try_init(),
+        LogFormat::Text => registry.with(layer).try_init(),
     };
+}
+
+/// The log filter for a `RUST_LOG` value (`None` or blank: `info`). `Targets` rather
+/// than `EnvFilter`, which would bring a regex engine into the build for span filters
+/// Warren's logs do not need.
+fn log_filter(value: Option<&str>) -> Result<tracing_subscriber::filter::Targets, String> {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    match value {
+        Some(value) if !value.trim().is_empty() => value
+            .parse::<Targets>()
+            .map_err(|e| format!("RUST_LOG={value:?} is not a log filter ({e})")),
+        _ => Ok(Targets::new().with_default(LevelFilter::INFO)),
+    }
 }
 
 /// Runs the node in an actix system on this thread.
@@ -224,5 +243,35 @@ impl StopSignals {
             return;
         }
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_directives_set_levels_per_target() {
+        let filter = log_filter(Some("warren=debug,actix_server=warn,info")).unwrap();
+        assert!(filter.would_enable("warren::queue", &Level::DEBUG));
+        assert!(!filter.would_enable("actix_server::worker", &Level::INFO));
+        assert!(filter.would_enable("other", &Level::INFO));
+        assert!(!filter.would_enable("other", &Level::DEBUG));
+    }
+
+    #[test]
+    fn no_or_blank_rust_log_means_info() {
+        for value in [None, Some(""), Some("  ")] {
+            let filter = log_filter(value).unwrap();
+            assert!(filter.would_enable("warren", &Level::INFO));
+            assert!(!filter.would_enable("warren", &Level::DEBUG));
+        }
+    }
+
+    #[test]
+    fn a_bad_rust_log_is_reported_with_its_value() {
+        let error = log_filter(Some("warren=loud")).unwrap_err();
+        assert!(error.contains("RUST_LOG=\"warren=loud\""), "{error}");
     }
 }
