@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warren::clock::{SharedClock, SystemClock};
-use warren::task::Resolution;
+use warren::task::{Resolution, TaskId};
 use warren::wasm::{
     EngineConfig, JsToolkit, KillSwitch, RunEnd, TaskCode, TaskDb, TaskInput, TaskVm, VmLimits,
     WasmEngine,
@@ -186,7 +186,7 @@ impl Drop for TempDir {
 
 fn input(id: i64) -> TaskInput {
     TaskInput {
-        id,
+        id: TaskId(id),
         task_type: TASK_TYPE.into(),
         data: DATA.into(),
         aux_data: None,

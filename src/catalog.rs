@@ -3,12 +3,11 @@
 //! code is, its retry policy, timeout and memory limit, and how many runners each
 //! cluster has.
 
-use crate::cron::ZoneSpec;
-use crate::moduledef::{ModuleDefinition, ScheduledTaskDef, TaskKind, TaskTypeDef};
+use crate::moduledef::{ModuleDefinition, ScheduledTaskDef, TaskTypeDef};
 use crate::store::ScheduledSpec;
 use crate::task::{RetryPolicy, TaskType, DEFAULT_CLUSTER};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A task type as the runtime needs it: its definition and its module's folder.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,13 +78,6 @@ impl Catalog {
         self.types.values()
     }
 
-    /// Managed task types only.
-    pub fn managed_types(&self) -> impl Iterator<Item = &CatalogType> {
-        self.types
-            .values()
-            .filter(|t| t.def.kind == TaskKind::Managed)
-    }
-
     /// The retry policy of a task type (the defaults for a type no module declares).
     pub fn retry_policy(&self, task_type: &TaskType) -> RetryPolicy {
         match self.types.get(task_type.as_str()) {
@@ -127,17 +119,5 @@ impl Catalog {
                 zone: s.def.runtz,
             })
             .collect()
-    }
-
-    /// Whether any scheduled task reads its mask in the maintenance zone.
-    pub fn uses_maintenance_zone(&self) -> bool {
-        self.scheduled
-            .values()
-            .any(|s| s.def.runtz == ZoneSpec::Maintenance)
-    }
-
-    /// The module folder of a code path's task type, for tests and tools.
-    pub fn module_dir_of(&self, task_type: &str) -> Option<&Path> {
-        self.types.get(task_type).map(|t| t.module_dir.as_path())
     }
 }

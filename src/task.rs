@@ -5,8 +5,80 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// Identifier of a managed task (a row in the queue).
-pub type TaskId = i64;
+/// Identifier of a managed task (a row in the queue). Serialized as a plain JSON
+/// number; a type of its own so that it cannot be mixed up with a [`LeaseToken`] or
+/// any other integer.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[serde(transparent)]
+#[diesel(sql_type = diesel::sql_types::BigInt)]
+pub struct TaskId(pub i64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<TaskId, Self::Err> {
+        s.parse().map(TaskId)
+    }
+}
+
+impl From<i64> for TaskId {
+    fn from(id: i64) -> TaskId {
+        TaskId(id)
+    }
+}
+
+/// The fencing token of one claim of a task (or of a scheduled tag's run): every write
+/// about that run must present it, and is refused once a later claim or a cancellation
+/// has moved it on (see `docs/state-machine.md`). A type of its own so that a call such
+/// as `renew_lease(id, token, …)` cannot compile with its arguments swapped.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[serde(transparent)]
+#[diesel(sql_type = diesel::sql_types::BigInt)]
+pub struct LeaseToken(pub i64);
+
+impl LeaseToken {
+    /// The token the next claim takes.
+    pub fn next(self) -> LeaseToken {
+        LeaseToken(self.0 + 1)
+    }
+}
+
+impl fmt::Display for LeaseToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 /// Milliseconds since the Unix epoch (UTC). Every instant in the store is kept this way,
 /// so both backends compare times as plain integers and tests can inject any clock.
@@ -173,9 +245,23 @@ impl fmt::Display for Priority {
     }
 }
 
-/// Where a managed task is in its lifecycle (see `docs/state-machine.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Where a managed task is in its lifecycle (see `docs/state-machine.md`). The store
+/// writes and reads it as its lower-case name in a text column (see
+/// `store/sql_types.rs`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
 #[serde(rename_all = "lowercase")]
+#[diesel(sql_type = diesel::sql_types::Text)]
 pub enum TaskState {
     /// Waiting for its next attempt (due now, or in the future).
     Pending,

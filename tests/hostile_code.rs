@@ -15,7 +15,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 use warren::clock::SystemClock;
 use warren::moduledef::{load_module, LoadOptions};
-use warren::task::Resolution;
+use warren::task::{Resolution, TaskId};
 use warren::wasm::{
     idle_vms_per_runner, EngineConfig, JsToolkit, KillSwitch, RunEnd, TaskDb, TaskInput, TaskVm,
     VmCache, VmLimits, WasmEngine, VM_BUDGET,
@@ -90,7 +90,7 @@ fn write_wat_tasks(dir: &Path, ns: impl IntoIterator<Item = usize>) {
 
 fn input(task_type: &str) -> TaskInput {
     TaskInput {
-        id: 1,
+        id: TaskId(1),
         task_type: task_type.into(),
         data: "{}".into(),
         aux_data: None,

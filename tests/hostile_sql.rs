@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use support::{count, exec, Backend, TestDb};
 use warren::clock::SystemClock;
 use warren::store::{NewTask, ResolveOutcome, Store, TaskRun};
-use warren::task::{RetryPolicy, TaskState};
+use warren::task::{RetryPolicy, TaskId, TaskState};
 use warren::wasm::{
     KillSwitch, LogLine, TaskCode, TaskDb, TaskInput, TaskVm, VmLimits, WasmEngine,
 };
@@ -45,7 +45,7 @@ struct Ran {
 }
 
 /// Schedules the hostile guest with `data`, then claims and runs it as a runner does.
-async fn run_hostile(store: &Store, data: Value) -> (i64, Ran) {
+async fn run_hostile(store: &Store, data: Value) -> (TaskId, Ran) {
     run_hostile_with(
         store,
         data,
@@ -60,7 +60,7 @@ async fn run_hostile_with(
     data: Value,
     timeout: Option<Duration>,
     kill: KillSwitch,
-) -> (i64, Ran) {
+) -> (TaskId, Ran) {
     let (id, run) = schedule_and_claim(store, data).await;
     let ran = run_guest(store, id, run, timeout, kill)
         .await
@@ -70,7 +70,7 @@ async fn run_hostile_with(
 }
 
 /// Schedules the hostile guest with `data` and claims it, ready to run.
-async fn schedule_and_claim(store: &Store, data: Value) -> (i64, TaskRun) {
+async fn schedule_and_claim(store: &Store, data: Value) -> (TaskId, TaskRun) {
     let id = store
         .schedule(NewTask::new("guests:hostile".parse().unwrap(), data))
         .await
@@ -86,7 +86,7 @@ async fn schedule_and_claim(store: &Store, data: Value) -> (i64, TaskRun) {
 
 async fn run_guest(
     store: &Store,
-    id: i64,
+    id: TaskId,
     run: TaskRun,
     timeout: Option<Duration>,
     kill: KillSwitch,
@@ -147,7 +147,7 @@ impl Guest {
 }
 
 /// The `results` the guest completed with.
-async fn results(store: &Store, id: i64) -> Vec<Value> {
+async fn results(store: &Store, id: TaskId) -> Vec<Value> {
     let task = store.describe(id).await.unwrap();
     assert_eq!(task.state, TaskState::Completed, "{task:?}");
     task.result.unwrap()["results"].as_array().unwrap().clone()

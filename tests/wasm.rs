@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use support::{count, exec, Backend, TestDb};
 use warren::clock::SystemClock;
 use warren::store::{NewTask, ResolveOutcome, Store};
-use warren::task::{Resolution, RetryPolicy, TaskState};
+use warren::task::{Resolution, RetryPolicy, TaskId, TaskState};
 use warren::wasm::{
-    KillSwitch, RunEnd, TaskCode, TaskDb, TaskInput, TaskVm, VmLimits, WasmEngine, WasmError,
+    FailureCause, KillSwitch, RunEnd, TaskCode, TaskDb, TaskInput, TaskVm, VmLimits, WasmEngine,
+    WasmError,
 };
 
 fn root() -> PathBuf {
@@ -56,7 +57,7 @@ async fn vm_with(file: &str, limits: VmLimits) -> TaskVm {
 
 fn input(data: Value) -> TaskInput {
     TaskInput {
-        id: 7,
+        id: TaskId(7),
         task_type: "guests:test".into(),
         data: data.to_string(),
         aux_data: None,
@@ -143,12 +144,11 @@ async fn a_trap_is_a_failure_and_retires_the_vm() {
         RunEnd::Failed {
             error,
             stack,
-            timed_out,
-            killed,
+            cause,
         } => {
             assert!(error.starts_with("task trapped"), "{error}");
             assert!(stack.unwrap().contains("unreachable"));
-            assert!(!timed_out && !killed);
+            assert_eq!(cause, FailureCause::Trapped);
         }
         other => panic!("{other:?}"),
     }
@@ -169,10 +169,8 @@ async fn an_endless_loop_is_stopped_by_its_timeout() {
             )
             .await;
         match report.end {
-            RunEnd::Failed {
-                error, timed_out, ..
-            } => {
-                assert!(timed_out);
+            RunEnd::Failed { error, cause, .. } => {
+                assert_eq!(cause, FailureCause::TimedOut);
                 assert_eq!(error, "task has timed out after 100 ms");
             }
             other => panic!("{file}: {other:?}"),
@@ -199,8 +197,8 @@ async fn a_kill_from_another_thread_stops_the_guest() {
     let report = v.run(input(json!({})), TaskDb::None, None, kill).await;
     let killed_at = killer.join().unwrap();
     match report.end {
-        RunEnd::Failed { error, killed, .. } => {
-            assert!(killed);
+        RunEnd::Failed { error, cause, .. } => {
+            assert_eq!(cause, FailureCause::Killed);
             assert_eq!(error, "task was killed");
         }
         other => panic!("{other:?}"),
@@ -452,7 +450,7 @@ async fn host_functions_work_on_the_run_transaction(b: Backend) {
         (r["metaBefore"].clone(), r["metaAfter"].clone()),
         (Value::Null, json!("v"))
     );
-    let scheduled = r["scheduled"].as_i64().unwrap();
+    let scheduled = TaskId(r["scheduled"].as_i64().unwrap());
     let child = s.describe(scheduled).await.unwrap();
     assert_eq!(
         (child.data, child.priority),

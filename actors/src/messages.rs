@@ -227,7 +227,10 @@ impl RunnerStatus {
                 Some(RunnerStatus {
                     cluster: e.get("cluster")?.as_str()?.to_string(),
                     index: usize::try_from(e.get("index")?.as_u64()?).ok()?,
-                    task_id: e.get("task_id").and_then(serde_json::Value::as_i64),
+                    task_id: e
+                        .get("task_id")
+                        .and_then(serde_json::Value::as_i64)
+                        .map(TaskId),
                     task_type: e
                         .get("task_type")
                         .and_then(serde_json::Value::as_str)

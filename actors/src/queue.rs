@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use warren::catalog::Catalog;
+use warren::executor::RunFailure;
 use warren::store::Store;
-use warren::task::TaskId;
+use warren::task::{LeaseToken, TaskId};
 
 /// Tasks claimed ahead per runner, while a cluster's runs are short: each claim then
 /// fetches several tasks, instead of one round trip and commit per finished run.
@@ -31,7 +32,7 @@ const SAFETY_POLL: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Busy {
     /// A managed task this queue handed it: (id, lease token).
-    Managed(TaskId, i64),
+    Managed(TaskId, LeaseToken),
     /// An ephemeral task this queue handed it.
     Ephemeral,
     /// Reserved for a claim that is out.
@@ -39,7 +40,7 @@ enum Busy {
     /// A run handed to it before this queue started (by a queue that crashed); the
     /// runner finishes and resolves it by itself, the queue only renews its lease
     /// and waits for the runner to be idle.
-    Inherited(Option<(TaskId, i64)>),
+    Inherited(Option<(TaskId, LeaseToken)>),
 }
 
 /// One runner as the queue sees it.
@@ -268,13 +269,13 @@ impl QueueActor {
                 act.ran(&cluster, started.elapsed());
                 match result {
                     Ok(Ok(ManagedOutcome::Resolved(outcome))) => {
-                        tracing::debug!(task = id, %task_type, ?outcome, "task resolved")
+                        tracing::debug!(task = id.0, %task_type, ?outcome, "task resolved")
                     }
                     Ok(Ok(ManagedOutcome::LeaseLost)) => {
-                        tracing::info!(task = id, %task_type, "task lost its lease (cancelled or taken over)")
+                        tracing::info!(task = id.0, %task_type, "task lost its lease (cancelled or taken over)")
                     }
                     Ok(Ok(ManagedOutcome::StoreError(e))) => {
-                        tracing::warn!(task = id, %task_type, error = %e, "task could not be resolved; its lease will expire")
+                        tracing::warn!(task = id.0, %task_type, error = %e, "task could not be resolved; its lease will expire")
                     }
                     Ok(Err(crash)) => {
                         act.runner_crashed(&cluster, slot, crash.to_string(), ctx);
@@ -363,7 +364,8 @@ impl QueueActor {
         if tasks.is_empty() {
             return;
         }
-        let claims: Vec<(TaskId, i64)> = tasks.iter().map(|c| (c.task.id, c.token)).collect();
+        let claims: Vec<(TaskId, LeaseToken)> =
+            tasks.iter().map(|c| (c.task.id, c.token)).collect();
         let store = self.store.clone();
         ctx.spawn(
             async move {
@@ -414,7 +416,7 @@ impl QueueActor {
     fn fail_crashed(
         &mut self,
         id: TaskId,
-        token: i64,
+        token: LeaseToken,
         task_type: &warren::task::TaskType,
         reason: String,
         ctx: &mut Context<Self>,
@@ -422,10 +424,10 @@ impl QueueActor {
         let (store, policy) = (self.store.clone(), self.catalog.retry_policy(task_type));
         ctx.spawn(
             async move {
-                match store.record_failure(id, token, &reason, None, None, policy).await {
-                    Ok(outcome) => tracing::warn!(task = id, ?outcome, "crashed run recorded as a failure"),
+                match store.record_failure(&RunFailure::new(id, token, reason), policy).await {
+                    Ok(outcome) => tracing::warn!(task = id.0, ?outcome, "crashed run recorded as a failure"),
                     Err(warren::store::StoreError::LeaseLost { .. }) => {}
-                    Err(e) => tracing::warn!(task = id, error = %e, "recording a crashed run failed; its lease will expire"),
+                    Err(e) => tracing::warn!(task = id.0, error = %e, "recording a crashed run failed; its lease will expire"),
                 }
             }
             .into_actor(self),
@@ -494,7 +496,7 @@ impl QueueActor {
                 async move {
                     // A task cancelled meanwhile fails its fenced resolution later.
                     if let Err(e) = store.renew_lease(id, token, &node, lease).await {
-                        tracing::warn!(task = id, error = %e, "lease renewal failed");
+                        tracing::warn!(task = id.0, error = %e, "lease renewal failed");
                     }
                 }
                 .into_actor(self),
@@ -526,7 +528,7 @@ impl QueueActor {
                                 }
                             }
                         }
-                        Err(e) => tracing::warn!(task = id, error = %e, "lease renewal failed"),
+                        Err(e) => tracing::warn!(task = id.0, error = %e, "lease renewal failed"),
                     }
                 }
                 .into_actor(self),
@@ -684,7 +686,7 @@ impl Handler<Drain> for QueueActor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
         self.draining = true;
-        let claimed: Vec<(TaskId, i64)> = self
+        let claimed: Vec<(TaskId, LeaseToken)> = self
             .ready
             .values_mut()
             .flat_map(|q| q.drain(..))

@@ -9,9 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use warren::catalog::{Catalog, CatalogType};
 use warren::clock::SharedClock;
-use warren::store::{ClaimedTask, ResolveOutcome, Store, StoreError, Transaction};
-use warren::task::{Resolution, TaskId};
-use warren::wasm::{KillSwitch, RunEnd, TaskDb, TaskInput, TaskVm, VmCache, VmLimits};
+use warren::executor::RunFailure;
+use warren::store::{
+    ClaimedTask, ResolveOutcome, ScheduledEnd, ScheduledOutcome, Store, StoreError, Transaction,
+};
+use warren::task::{LeaseToken, Resolution, TaskId};
+use warren::wasm::{
+    FailureCause, KillSwitch, RunEnd, TaskDb, TaskInput, TaskVm, VmCache, VmLimits,
+};
 
 /// What a runner is doing right now, readable (and killable) from other threads while
 /// the runner is busy.
@@ -20,7 +25,7 @@ pub struct Running {
     /// The managed task's id (`None` for ephemeral and scheduled runs).
     pub task_id: Option<TaskId>,
     /// The managed task's fencing token, so a restarted queue can renew its lease.
-    pub token: Option<i64>,
+    pub token: Option<LeaseToken>,
     /// Task type or scheduled tag.
     pub task_type: String,
     /// Stops the guest.
@@ -73,7 +78,7 @@ impl TaskRunner {
     /// Publishes the run (so it can be killed) and lends it the idle VMs.
     fn begin(
         &mut self,
-        task: Option<(TaskId, i64)>,
+        task: Option<(TaskId, LeaseToken)>,
         task_type: &str,
         kill: &KillSwitch,
     ) -> VmCache<TaskVm> {
@@ -177,9 +182,9 @@ pub struct RunEphemeral {
     pub kill: KillSwitch,
 }
 
-/// Runs a scheduled task; answers with (outcome, output) for the scheduled state.
+/// Runs a scheduled task; answers with how it ended, for the scheduled state.
 #[derive(Message)]
-#[rtype(result = "Result<(String, String), RunnerCrash>")]
+#[rtype(result = "Result<ScheduledEnd, RunnerCrash>")]
 pub struct RunScheduled {
     /// Full tag.
     pub tag: String,
@@ -255,7 +260,7 @@ async fn run_managed(
         let task_type = task.task_type.clone();
         async move {
             let outcome = match store
-                .record_failure(id, token, &error, None, None, policy)
+                .record_failure(&RunFailure::new(id, token, error), policy)
                 .await
             {
                 Ok(o) => ManagedOutcome::Resolved(o),
@@ -340,7 +345,7 @@ async fn run_ephemeral(
         Err(e) => return (vms, Err(e)),
     };
     let input = TaskInput {
-        id: 0,
+        id: TaskId(0),
         task_type: msg.task_type.clone(),
         data: msg.data,
         aux_data: None,
@@ -403,14 +408,11 @@ async fn run_scheduled(
     env: RunnerEnv,
     msg: RunScheduled,
     mut vms: VmCache<TaskVm>,
-) -> (VmCache<TaskVm>, (String, String)) {
+) -> (VmCache<TaskVm>, ScheduledEnd) {
     let Some(s) = env.catalog.scheduled(&msg.tag) else {
         return (
             vms,
-            (
-                "failed".into(),
-                format!("unknown scheduled task {}", msg.tag),
-            ),
+            ScheduledEnd::failed(format!("unknown scheduled task {}", msg.tag)),
         );
     };
     let code = CodeRef {
@@ -421,10 +423,10 @@ async fn run_scheduled(
     };
     let mut vm = match vm_for(&env, code, &mut vms).await {
         Ok(vm) => vm,
-        Err(e) => return (vms, ("failed".into(), e)),
+        Err(e) => return (vms, ScheduledEnd::failed(e)),
     };
     let input = TaskInput {
-        id: 0,
+        id: TaskId(0),
         task_type: msg.tag.clone(),
         data: serde_json::json!({ "args": s.def.args }).to_string(),
         aux_data: None,
@@ -451,7 +453,7 @@ async fn run_scheduled(
     let timed_out = matches!(
         report.end,
         RunEnd::Failed {
-            timed_out: true,
+            cause: FailureCause::TimedOut,
             ..
         }
     );
@@ -462,18 +464,22 @@ async fn run_scheduled(
     let outcome = match finish_transaction(tx, report.end).await {
         Ok(result) => {
             output.push_str(&result);
-            "completed".to_string()
+            ScheduledOutcome::Completed
         }
         Err(error) => {
             output.push_str(&error);
-            if timed_out { "timeout" } else { "failed" }.to_string()
+            if timed_out {
+                ScheduledOutcome::TimedOut
+            } else {
+                ScheduledOutcome::Failed
+            }
         }
     };
-    (vms, (outcome, output))
+    (vms, ScheduledEnd { outcome, output })
 }
 
 impl Handler<RunScheduled> for TaskRunner {
-    type Result = AtomicResponse<Self, Result<(String, String), RunnerCrash>>;
+    type Result = AtomicResponse<Self, Result<ScheduledEnd, RunnerCrash>>;
 
     fn handle(&mut self, msg: RunScheduled, _: &mut Context<Self>) -> Self::Result {
         let tag = msg.tag.clone();

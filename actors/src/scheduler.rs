@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use warren::catalog::Catalog;
-use warren::store::{ScheduledRun, Store};
+use warren::store::{ScheduledEnd, ScheduledRun, Store};
 use warren::wasm::KillSwitch;
 
 /// How often the scheduler looks at the shared schedule (ticks are whole minutes; this
@@ -138,16 +138,16 @@ impl SchedulerActor {
             let finish = self.runners[slot].addr.send(msg);
             ctx.spawn(
                 async move {
-                    let (crash, (outcome, output)) = match finish.await {
+                    let (crash, end) = match finish.await {
                         Ok(Ok(ended)) => (None, ended),
-                        Ok(Err(crash)) => (Some(crash.to_string()), ("failed".into(), crash.to_string())),
+                        Ok(Err(crash)) => (Some(crash.to_string()), ScheduledEnd::failed(crash.to_string())),
                         Err(e) => {
                             let reason = format!("the runner is gone: {e}");
-                            (Some(reason.clone()), ("failed".into(), reason))
+                            (Some(reason.clone()), ScheduledEnd::failed(reason))
                         }
                     };
-                    let recorded = store.finish_scheduled(&run.tag, run.token, &outcome, &output).await;
-                    (run, outcome, recorded, crash)
+                    let recorded = store.finish_scheduled(&run.tag, run.token, &end).await;
+                    (run, end.outcome, recorded, crash)
                 }
                 .into_actor(self)
                 .map(move |(run, outcome, recorded, crash), act, ctx| {

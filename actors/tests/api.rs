@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 use warren::store::{NewTask, ScheduleOptions, Store, WaitFor};
-use warren::task::TaskState;
+use warren::task::{TaskId, TaskState};
 use warren_actors::web::{app, Dashboard, WebState};
 use warren_actors::{Shutdown, Supervisor, Warren};
 
@@ -356,12 +356,12 @@ async fn tasks_are_scheduled_shown_listed_and_paged() {
     .await;
     let minimal = minimal.json()["id"].as_i64().unwrap();
     assert_eq!(
-        n.store.describe(minimal).await.unwrap().data,
+        n.store.describe(TaskId(minimal)).await.unwrap().data,
         json!({}),
         "data defaults to {{}}"
     );
     n.store
-        .wait(minimal, Duration::from_secs(120), WaitFor::Finished)
+        .wait(TaskId(minimal), Duration::from_secs(120), WaitFor::Finished)
         .await
         .unwrap();
 
@@ -449,7 +449,7 @@ async fn tasks_are_scheduled_shown_listed_and_paged() {
             .json(),
     );
     assert_eq!(pending.len(), 4);
-    let created = n.store.describe(first).await.unwrap().created_at;
+    let created = n.store.describe(TaskId(first)).await.unwrap().created_at;
     let none = only(
         send(
             &app,
@@ -654,7 +654,7 @@ async fn unknown_task_types_are_refused_unless_allowed_and_unserved_clusters_war
         warnings[0].contains("no live node serves cluster 'parked'"),
         "{warnings:?}"
     );
-    let t = n.store.describe(nope).await.unwrap();
+    let t = n.store.describe(TaskId(nope)).await.unwrap();
     assert_eq!(
         (t.task_type.as_str(), t.cluster.as_str()),
         ("apitest:nope", "parked")
@@ -674,7 +674,10 @@ async fn unknown_task_types_are_refused_unless_allowed_and_unserved_clusters_war
         .await
         .unwrap();
     let (mail, warnings) = created(json!({"type": "other:mail"})).await;
-    assert_eq!(n.store.describe(mail).await.unwrap().cluster, "mail");
+    assert_eq!(
+        n.store.describe(TaskId(mail)).await.unwrap().cluster,
+        "mail"
+    );
     assert!(warnings[0].contains("cluster 'mail'"), "{warnings:?}");
     n.store
         .register_node("mailer", &json!({"clusters": {"mail": 1}}))
@@ -684,7 +687,7 @@ async fn unknown_task_types_are_refused_unless_allowed_and_unserved_clusters_war
     assert_eq!(warnings, Vec::<String>::new());
 
     // Duplicating a task of an unknown type needs the flag too.
-    n.store.cancel(nope, "stop").await.unwrap();
+    n.store.cancel(TaskId(nope), "stop").await.unwrap();
     let before = n.task_count().await;
     let body = send(
         &app,
@@ -749,7 +752,7 @@ async fn task_actions_change_only_what_they_should() {
         json!({"id": id, "next_attempt": 1_924_992_000_000_i64})
     );
     assert_eq!(
-        n.store.describe(id).await.unwrap().next_attempt,
+        n.store.describe(TaskId(id)).await.unwrap().next_attempt,
         1_924_992_000_000
     );
     let body = send(
@@ -770,7 +773,7 @@ async fn task_actions_change_only_what_they_should() {
     .await
     .assert_error(400);
     assert_eq!(
-        n.store.describe(id).await.unwrap().next_attempt,
+        n.store.describe(TaskId(id)).await.unwrap().next_attempt,
         1_924_992_000_000
     );
 
@@ -801,7 +804,7 @@ async fn task_actions_change_only_what_they_should() {
     .await;
     assert_eq!(a.json(), json!({"id": id, "was": "pending"}));
     assert_eq!(
-        n.store.describe(id).await.unwrap().state,
+        n.store.describe(TaskId(id)).await.unwrap().state,
         TaskState::Cancelled
     );
     send(
@@ -819,7 +822,7 @@ async fn task_actions_change_only_what_they_should() {
     .await;
     assert_eq!(a.status, StatusCode::CREATED);
     let copy = a.json()["id"].as_i64().unwrap();
-    let c = n.store.describe(copy).await.unwrap();
+    let c = n.store.describe(TaskId(copy)).await.unwrap();
     assert_eq!(
         (c.state, c.data, c.cluster.as_str()),
         (TaskState::Pending, json!({"n": 1}), "parked")
@@ -832,7 +835,7 @@ async fn task_actions_change_only_what_they_should() {
     )
     .await;
     assert_eq!(
-        n.store.describe(id).await.unwrap().state,
+        n.store.describe(TaskId(id)).await.unwrap().state,
         TaskState::Pending
     );
 
@@ -858,7 +861,7 @@ async fn task_actions_change_only_what_they_should() {
     .await
     .assert_error(404);
     // Unknown fields and bad bodies are refused before anything changes.
-    let before = n.store.describe(copy).await.unwrap();
+    let before = n.store.describe(TaskId(copy)).await.unwrap();
     send(
         &app,
         post(&format!("/api/tasks/{copy}/cancel"), json!({"why": "x"})).to_request(),
@@ -889,7 +892,7 @@ async fn task_actions_change_only_what_they_should() {
     )
     .await
     .assert_error(415);
-    assert_eq!(n.store.describe(copy).await.unwrap(), before);
+    assert_eq!(n.store.describe(TaskId(copy)).await.unwrap(), before);
     n.stop().await;
 }
 
@@ -955,7 +958,7 @@ async fn a_running_task_shows_as_a_busy_runner_and_cancel_kills_it() {
         .assert_error(409);
     }
     assert_eq!(
-        n.store.describe(id).await.unwrap().state,
+        n.store.describe(TaskId(id)).await.unwrap().state,
         TaskState::Running
     );
 
@@ -968,7 +971,7 @@ async fn a_running_task_shows_as_a_busy_runner_and_cancel_kills_it() {
     assert_eq!(a.json(), json!({"id": id, "was": "running"}));
     let outcome = n
         .store
-        .wait(id, Duration::from_secs(10), WaitFor::Finished)
+        .wait(TaskId(id), Duration::from_secs(10), WaitFor::Finished)
         .await
         .unwrap();
     assert_eq!(outcome.state, TaskState::Cancelled);
@@ -1050,7 +1053,7 @@ async fn counts_and_throughput() {
         .as_i64()
         .unwrap();
     n.store
-        .wait(done, Duration::from_secs(120), WaitFor::Finished)
+        .wait(TaskId(done), Duration::from_secs(120), WaitFor::Finished)
         .await
         .unwrap();
     let counts = send(&app, get("/api/counts").to_request()).await.json();
@@ -1187,7 +1190,7 @@ async fn metrics_count_scheduling_runs_and_vms() {
             .as_i64()
             .unwrap();
         n.store
-            .wait(id, Duration::from_secs(120), WaitFor::Finished)
+            .wait(TaskId(id), Duration::from_secs(120), WaitFor::Finished)
             .await
             .unwrap();
     }

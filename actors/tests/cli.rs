@@ -655,10 +655,11 @@ fn task_text_with_escape_sequences_is_shown_escaped() {
             max_failures: 0,
             ..Default::default()
         };
-        store
-            .record_failure(id, claimed[0].token, error, Some(stack), None, never)
-            .await
-            .unwrap();
+        let failure = warren::executor::RunFailure {
+            stack: Some(stack.to_string()),
+            ..warren::executor::RunFailure::new(id, claimed[0].token, error)
+        };
+        store.record_failure(&failure, never).await.unwrap();
         id
     });
     let ids = id.to_string();

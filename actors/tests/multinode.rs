@@ -150,7 +150,7 @@ async fn three_nodes_share_the_queue_and_survive_a_killed_node() {
     }
     nodes.0[1].kill().unwrap();
     nodes.0[1].wait().unwrap();
-    let orphans: Vec<i64> = store
+    let orphans: Vec<warren::task::TaskId> = store
         .list(&TaskFilter {
             state: StateFilter::Running,
             limit: 100,

@@ -1,13 +1,12 @@
-//! Claiming due tasks under a lease, renewing leases, and recovering the tasks of
-//! runners whose lease expired.
+//! Claiming due tasks under a lease, renewing leases, releasing unstarted claims, and
+//! the two statements of lease recovery (reading the expired leases, taking one back);
+//! what recovery records is decided in `executor/recovery.rs`.
 
-use super::conn::{begin, finish, on_conn};
+use super::conn::on_conn;
 use super::model::TaskRow;
-use super::run::record_failure_on;
 use super::schema::warren_tasks::dsl as t;
-use super::signals::Pending;
-use super::{AnyConn, ClaimedTask, Store, StoreError, StoreResult, Task};
-use crate::task::{Millis, RetryPolicy, TaskId, TaskType};
+use super::{AnyConn, ClaimedTask, Store, StoreResult, Task};
+use crate::task::{LeaseToken, Millis, TaskId, TaskState, TaskType};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment};
@@ -24,7 +23,7 @@ pub struct ExpiredLease {
     /// the default policy applies).
     pub task_type: Option<TaskType>,
     /// The fencing token of the run whose lease expired.
-    pub token: i64,
+    pub token: LeaseToken,
     /// The runner that held the lease, for the error message.
     pub owner: Option<String>,
 }
@@ -59,7 +58,9 @@ super::pg_statement!(PgClaim<'_>);
 
 impl QueryFragment<Pg> for PgClaim<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("UPDATE warren_tasks SET state = 'running', lease_owner = ");
+        out.push_sql("UPDATE warren_tasks SET state = '");
+        out.push_sql(TaskState::Running.as_str());
+        out.push_sql("', lease_owner = ");
         out.push_bind_param::<Text, _>(self.owner)?;
         out.push_sql(", lease_until = ");
         out.push_bind_param::<BigInt, _>(&self.until)?;
@@ -74,8 +75,10 @@ impl QueryFragment<Pg> for PgClaim<'_> {
             "::text[])) AS c(name) \
              CROSS JOIN LATERAL (\
              SELECT id, priority, next_attempt FROM warren_tasks \
-             WHERE state = 'pending' AND cluster = c.name AND next_attempt <= ",
+             WHERE state = '",
         );
+        out.push_sql(TaskState::Pending.as_str());
+        out.push_sql("' AND cluster = c.name AND next_attempt <= ");
         out.push_bind_param::<BigInt, _>(&self.now)?;
         let limit = self.limit.to_string();
         out.push_sql(" ORDER BY priority, next_attempt, id LIMIT ");
@@ -106,9 +109,12 @@ impl Store {
         }
         let now = self.now();
         let until = now + lease_ms;
-        let mut pooled = self.conn().await?;
-        let rows: Vec<TaskRow> = match pooled.any() {
-            AnyConn::Postgres(c) => {
+        let rows: Vec<TaskRow> = match self.backend() {
+            super::BackendKind::Postgres => {
+                let mut pooled = self.conn().await?;
+                let AnyConn::Postgres(c) = pooled.any() else {
+                    unreachable!("a PostgreSQL store hands out PostgreSQL connections")
+                };
                 let claim = PgClaim {
                     owner,
                     until,
@@ -118,17 +124,16 @@ impl Store {
                 };
                 claim.load(c).await?
             }
-            mut conn @ AnyConn::Sqlite(_) => {
+            super::BackendKind::Sqlite => {
                 // SQLite has one writer at a time: select and take inside one
                 // immediate transaction.
-                begin(&mut conn).await?;
-                let result = async {
-                    let AnyConn::Sqlite(c) = &mut conn else {
-                        unreachable!()
+                self.in_transaction(async |conn, _| {
+                    let AnyConn::Sqlite(c) = conn else {
+                        unreachable!("a SQLite store hands out SQLite connections")
                     };
-                    let ids: Vec<i64> = t::warren_tasks
+                    let ids: Vec<TaskId> = t::warren_tasks
                         .select(t::id)
-                        .filter(t::state.eq("pending"))
+                        .filter(t::state.eq(TaskState::Pending))
                         .filter(t::next_attempt.le(now))
                         .filter(t::cluster.eq_any(clusters))
                         .order((t::priority, t::next_attempt, t::id))
@@ -137,7 +142,7 @@ impl Store {
                         .await?;
                     let rows = diesel::update(t::warren_tasks.filter(t::id.eq_any(&ids)))
                         .set((
-                            t::state.eq("running"),
+                            t::state.eq(TaskState::Running),
                             t::lease_owner.eq(owner),
                             t::lease_until.eq(until),
                             t::lease_token.eq(t::lease_token + 1),
@@ -146,10 +151,9 @@ impl Store {
                         .returning(TaskRow::as_returning())
                         .get_results(&mut **c)
                         .await?;
-                    Ok::<_, StoreError>(rows)
-                }
-                .await;
-                finish(&mut conn, result).await?
+                    Ok(rows)
+                })
+                .await?
             }
         };
         let mut claimed = rows
@@ -168,7 +172,7 @@ impl Store {
     pub async fn renew_lease(
         &self,
         id: TaskId,
-        token: i64,
+        token: LeaseToken,
         owner: &str,
         lease_ms: i64,
     ) -> StoreResult<bool> {
@@ -180,7 +184,7 @@ impl Store {
                 t::warren_tasks
                     .filter(t::id.eq(id))
                     .filter(t::lease_token.eq(token))
-                    .filter(t::state.eq("running")),
+                    .filter(t::state.eq(TaskState::Running)),
             )
             .set((t::lease_until.eq(until), t::lease_owner.eq(owner)))
             .execute(c)
@@ -193,24 +197,20 @@ impl Store {
     /// runners and returns them when it stops): each is pending again, due now, with no
     /// failure counted. Fenced by the token: a task taken over meanwhile is left alone.
     /// Returns how many were released.
-    pub async fn release_claims(&self, claims: &[(TaskId, i64)]) -> StoreResult<usize> {
-        let mut pooled = self.conn().await?;
-        let mut conn = pooled.any();
-        let mut pending = Pending::default();
-        begin(&mut conn).await?;
-        let result = async {
+    pub async fn release_claims(&self, claims: &[(TaskId, LeaseToken)]) -> StoreResult<usize> {
+        self.in_transaction(async |conn, pending| {
             let mut released = 0;
             let mut clusters = Vec::new();
             for &(id, token) in claims {
-                let cluster: Option<String> = on_conn!(&mut conn, c => {
+                let cluster: Option<String> = on_conn!(conn, c => {
                     diesel::update(
                         t::warren_tasks
                             .filter(t::id.eq(id))
                             .filter(t::lease_token.eq(token))
-                            .filter(t::state.eq("running")),
+                            .filter(t::state.eq(TaskState::Running)),
                     )
                     .set((
-                        t::state.eq("pending"),
+                        t::state.eq(TaskState::Pending),
                         t::lease_owner.eq(None::<String>),
                         t::lease_until.eq(None::<i64>),
                         t::started_at.eq(None::<i64>),
@@ -228,35 +228,11 @@ impl Store {
             clusters.sort_unstable();
             clusters.dedup();
             for cluster in clusters {
-                super::signals::announce_work(&mut conn, &mut pending, &cluster).await?;
+                super::signals::announce_work(conn, pending, &cluster).await?;
             }
             Ok(released)
-        }
-        .await;
-        let released = finish(&mut conn, result).await?;
-        pending.deliver(&self.inner.signals);
-        Ok(released)
-    }
-
-    /// Returns tasks whose lease expired (their runner or node died) to the queue. Each
-    /// counts as a failure under its type's retry policy (`policy`), but is due again at
-    /// once: the crash was not the task's choice of delay. Returns the recovered ids.
-    ///
-    /// It reads the expired leases ([`Store::expired_leases`]), then recovers each with
-    /// [`Store::recover_lease`], whose write checks the lease again: a runner that renewed
-    /// its lease in between keeps its task.
-    pub async fn recover_expired_leases(
-        &self,
-        policy: &(dyn Fn(&TaskType) -> RetryPolicy + Sync),
-    ) -> StoreResult<Vec<TaskId>> {
-        let mut recovered = Vec::new();
-        for lease in self.expired_leases().await? {
-            let retry = lease.task_type.as_ref().map(policy).unwrap_or_default();
-            if self.recover_lease(&lease, retry).await? {
-                recovered.push(lease.id);
-            }
-        }
-        Ok(recovered)
+        })
+        .await
     }
 
     /// The running tasks whose lease has expired now (`lease_until < now`): the first
@@ -266,10 +242,10 @@ impl Store {
         let now: Millis = self.now();
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
-        let rows: Vec<(i64, String, i64, Option<String>)> = on_conn!(&mut conn, c => {
+        let rows: Vec<(TaskId, String, LeaseToken, Option<String>)> = on_conn!(&mut conn, c => {
             t::warren_tasks
                 .select((t::id, t::task_type, t::lease_token, t::lease_owner))
-                .filter(t::state.eq("running"))
+                .filter(t::state.eq(TaskState::Running))
                 .filter(t::lease_until.lt(now))
                 .load(c)
                 .await?
@@ -284,69 +260,30 @@ impl Store {
             })
             .collect())
     }
+}
 
-    /// Recovers one task read by [`Store::expired_leases`]: records the failure "the
-    /// lease of runner X expired" under `policy`, due again at once. Returns false, and
-    /// changes nothing, unless the task still runs under the same token with a lease
-    /// that has expired *now*: a renewal, a cancellation or another recovery that landed
-    /// after the read wins.
-    ///
-    /// The decision is the recovery's first write, a conditional update carrying the
-    /// token and `lease_until < now`; on PostgreSQL it also locks the row, so no renewal
-    /// can land between it and the failure written after it in the same transaction.
-    pub async fn recover_lease(
-        &self,
-        lease: &ExpiredLease,
-        policy: RetryPolicy,
-    ) -> StoreResult<bool> {
-        let now: Millis = self.now();
-        let error = format!(
-            "the lease of runner '{}' expired before the task was resolved (the runner or its node stopped)",
-            lease.owner.as_deref().unwrap_or_default()
-        );
-        let mut pooled = self.conn().await?;
-        let mut conn = pooled.any();
-        let mut pending = Pending::default();
-        begin(&mut conn).await?;
-        let result: StoreResult<bool> = async {
-            let taken = on_conn!(&mut conn, c => {
-                diesel::update(
-                    t::warren_tasks
-                        .filter(t::id.eq(lease.id))
-                        .filter(t::lease_token.eq(lease.token))
-                        .filter(t::state.eq("running"))
-                        .filter(t::lease_until.lt(now)),
-                )
-                .set(t::lease_until.eq(None::<i64>))
-                .execute(c)
-                .await?
-            });
-            if taken == 0 {
-                return Ok(false);
-            }
-            record_failure_on(
-                &mut conn,
-                &mut pending,
-                lease.id,
-                lease.token,
-                &error,
-                None,
-                Some(now),
-                policy,
-                now,
-            )
-            .await?;
-            Ok(true)
-        }
-        .await;
-        match finish(&mut conn, result).await {
-            Ok(recovered) => {
-                pending.deliver(&self.inner.signals);
-                Ok(recovered)
-            }
-            // Taken over in the meantime (cannot happen under the row lock; kept safe).
-            Err(StoreError::LeaseLost { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
+/// The first write of a lease recovery (see `executor/recovery.rs`): clears the lease
+/// of `lease`'s task if it still runs under the same token with a lease that has
+/// expired *now*. Returns whether it did; false means a renewal, a cancellation or
+/// another recovery landed after the read, and nothing may be written. On PostgreSQL
+/// it also locks the row, so no renewal can land between it and the failure written
+/// after it in the same transaction.
+pub(crate) async fn take_expired_lease(
+    conn: &mut AnyConn<'_>,
+    lease: &ExpiredLease,
+    now: Millis,
+) -> StoreResult<bool> {
+    let taken = on_conn!(conn, c => {
+        diesel::update(
+            t::warren_tasks
+                .filter(t::id.eq(lease.id))
+                .filter(t::lease_token.eq(lease.token))
+                .filter(t::state.eq(TaskState::Running))
+                .filter(t::lease_until.lt(now)),
+        )
+        .set(t::lease_until.eq(None::<i64>))
+        .execute(c)
+        .await?
+    });
+    Ok(taken == 1)
 }

@@ -17,7 +17,7 @@ use super::conn::PooledConn;
 use super::postgres::io_runtime;
 use super::signals::OUTCOMES_CHANNEL;
 use super::{AnyConn, Store, StoreResult};
-use crate::task::{Millis, TaskId};
+use crate::task::{LeaseToken, Millis, TaskId, TaskState};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::sql_types::{Array, BigInt, Text};
@@ -35,7 +35,7 @@ const MAX_BATCH: usize = 500;
 #[derive(Debug, Clone)]
 pub(super) struct Completion {
     pub id: TaskId,
-    pub token: i64,
+    pub token: LeaseToken,
     pub result: String,
     pub finished_at: Millis,
 }
@@ -187,13 +187,13 @@ async fn write(
     store: &Store,
     pooled: &mut PooledConn,
     completions: &[Completion],
-) -> StoreResult<HashSet<(TaskId, i64)>> {
+) -> StoreResult<HashSet<(TaskId, LeaseToken)>> {
     #[derive(diesel::QueryableByName)]
     struct Row {
         #[diesel(sql_type = BigInt)]
-        id: i64,
+        id: TaskId,
         #[diesel(sql_type = BigInt)]
-        lease_token: i64,
+        lease_token: LeaseToken,
     }
     let AnyConn::Postgres(c) = pooled.any() else {
         unreachable!("grouped completions run on PostgreSQL only");
@@ -202,8 +202,8 @@ async fn write(
         [one] => PgCompleteOne { completion: one }.load(c).await?,
         many => {
             PgCompleteMany {
-                ids: many.iter().map(|c| c.id).collect(),
-                tokens: many.iter().map(|c| c.token).collect(),
+                ids: many.iter().map(|c| c.id.0).collect(),
+                tokens: many.iter().map(|c| c.token.0).collect(),
                 results: many.iter().map(|c| c.result.as_str()).collect(),
                 finished: many.iter().map(|c| c.finished_at).collect(),
             }
@@ -221,8 +221,21 @@ async fn write(
 
 /// What a completion sets, after `SET` (the finish time and result come first, as
 /// parameters or columns of the input).
-const COMPLETED: &str = "state = 'completed', last_error = NULL, last_stack = NULL, \
-     lease_owner = NULL, lease_until = NULL, iterations = t.iterations + 1";
+fn push_completed(out: &mut AstPass<'_, '_, Pg>) {
+    out.push_sql("state = '");
+    out.push_sql(TaskState::Completed.as_str());
+    out.push_sql(
+        "', last_error = NULL, last_stack = NULL, \
+         lease_owner = NULL, lease_until = NULL, iterations = t.iterations + 1",
+    );
+}
+
+/// The fence of a completion: the row still runs (the token is compared by the caller).
+fn push_still_running(out: &mut AstPass<'_, '_, Pg>) {
+    out.push_sql(" AND t.state = '");
+    out.push_sql(TaskState::Running.as_str());
+    out.push_sql("'");
+}
 
 /// The outcome NOTIFY for completed rows someone waits on, and the ids written.
 fn push_notify_and_ids(out: &mut AstPass<'_, '_, Pg>) {
@@ -254,12 +267,12 @@ impl QueryFragment<Pg> for PgCompleteOne<'_> {
         out.push_sql(", result = ");
         out.push_bind_param::<Text, _>(&c.result)?;
         out.push_sql(", ");
-        out.push_sql(COMPLETED);
+        push_completed(&mut out);
         out.push_sql(" WHERE t.id = ");
         out.push_bind_param::<BigInt, _>(&c.id)?;
         out.push_sql(" AND t.lease_token = ");
         out.push_bind_param::<BigInt, _>(&c.token)?;
-        out.push_sql(" AND t.state = 'running'");
+        push_still_running(&mut out);
         push_notify_and_ids(&mut out);
         Ok(())
     }
@@ -284,7 +297,7 @@ impl QueryFragment<Pg> for PgCompleteMany<'_> {
             "WITH done AS (UPDATE warren_tasks t SET finished_at = i.finished_at, \
              result = i.result, ",
         );
-        out.push_sql(COMPLETED);
+        push_completed(&mut out);
         out.push_sql(" FROM unnest(");
         out.push_bind_param::<Array<BigInt>, _>(&self.ids)?;
         out.push_sql("::bigint[], ");
@@ -295,8 +308,9 @@ impl QueryFragment<Pg> for PgCompleteMany<'_> {
         out.push_bind_param::<Array<BigInt>, _>(&self.finished)?;
         out.push_sql(
             "::bigint[]) AS i(id, token, result, finished_at) \
-             WHERE t.id = i.id AND t.lease_token = i.token AND t.state = 'running'",
+             WHERE t.id = i.id AND t.lease_token = i.token",
         );
+        push_still_running(&mut out);
         push_notify_and_ids(&mut out);
         Ok(())
     }

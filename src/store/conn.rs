@@ -63,6 +63,10 @@ impl InFlight {
     }
 }
 
+// Why a thread-local: the pool's pre-recycle hook has only the connection wrapper,
+// which does not expose its runner (`DetachedBlocking`), so the only way to tell the
+// runner "this call is a probe" is a flag on the calling thread, set and cleared
+// around the synchronous `spawn_blocking` call below (nothing else runs in between).
 thread_local! {
     /// Set while the pre-recycle hook probes a connection: its no-op work only waits.
     static PROBING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -140,21 +144,6 @@ impl<'a> From<&'a mut AsyncPgConnection> for AnyConn<'a> {
 impl<'a> From<&'a mut SqliteConn> for AnyConn<'a> {
     fn from(c: &'a mut SqliteConn) -> AnyConn<'a> {
         AnyConn::Sqlite(c)
-    }
-}
-
-impl AnyConn<'_> {
-    /// A shorter-lived borrow of the same connection.
-    pub fn reborrow(&mut self) -> AnyConn<'_> {
-        match self {
-            AnyConn::Postgres(c) => AnyConn::Postgres(c),
-            AnyConn::Sqlite(c) => AnyConn::Sqlite(c),
-        }
-    }
-
-    /// Whether this is a PostgreSQL connection.
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, AnyConn::Postgres(_))
     }
 }
 

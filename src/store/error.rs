@@ -1,6 +1,6 @@
 //! Errors of the store, each naming the task, tag or setting it is about.
 
-use crate::task::{TaskId, TaskState};
+use crate::task::{LeaseToken, TaskId, TaskState};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -9,23 +9,25 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] diesel::result::Error),
     /// No connection could be had.
-    #[error("cannot get a database connection to {url}: {message}")]
+    #[error("cannot get a database connection to {url}: {source}")]
     Pool {
         /// The database URL, password removed.
         url: String,
-        /// What the pool said.
-        message: String,
+        /// What the pool (or the notification listener's connection) said.
+        #[source]
+        source: ConnectError,
     },
     /// The URL is of no supported kind.
     #[error("unsupported database URL '{0}': use sqlite://PATH (or a file path) or postgres://USER@HOST/DB")]
     BadUrl(String),
     /// Bringing the schema up to date failed.
-    #[error("migrating {url} failed: {message}")]
+    #[error("migrating {url} failed: {source}")]
     Migration {
         /// The database URL, password removed.
         url: String,
         /// What failed.
-        message: String,
+        #[source]
+        source: MigrationError,
     },
     /// No task has this id.
     #[error("task {0} does not exist")]
@@ -37,7 +39,7 @@ pub enum StoreError {
         /// The task.
         id: TaskId,
         /// The stale fencing token.
-        token: i64,
+        token: LeaseToken,
     },
     /// The operation does not apply to a task in this state.
     #[error("task {id} is {state}: cannot {action}")]
@@ -83,20 +85,37 @@ pub enum StoreError {
     },
 }
 
-impl StoreError {
-    /// Whether retrying the same call later may succeed (connection trouble, a busy
-    /// database or a serialization conflict).
-    pub fn is_transient(&self) -> bool {
-        use diesel::result::{DatabaseErrorKind, Error};
-        match self {
-            StoreError::Pool { .. } => true,
-            StoreError::Database(Error::DatabaseError(kind, info)) => {
-                matches!(
-                    kind,
-                    DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection
-                ) || info.message().contains("database is locked")
-            }
-            _ => false,
-        }
-    }
+/// Why no database connection could be had (the cause of [`StoreError::Pool`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The pool could not hand out a connection (the server is unreachable, refused
+    /// the login, or the pool timed out).
+    #[error(transparent)]
+    Get(#[from] diesel_async::pooled_connection::deadpool::PoolError),
+    /// The pool could not be built from the settings.
+    #[error(transparent)]
+    Build(#[from] diesel_async::pooled_connection::deadpool::BuildError),
+    /// The notification listener's own connection could not be opened.
+    #[error(transparent)]
+    Connect(#[from] diesel::ConnectionError),
+    /// The notification listener's `LISTEN` failed.
+    #[error(transparent)]
+    Listen(#[from] diesel::result::Error),
+    /// The notification listener stopped before it was listening.
+    #[error("the notification listener stopped")]
+    ListenerStopped,
+}
+
+/// Why bringing the schema up to date failed (the cause of [`StoreError::Migration`]).
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// The database could not be opened or configured.
+    #[error(transparent)]
+    Connect(#[from] diesel::ConnectionError),
+    /// A migration failed.
+    #[error("{0}")]
+    Migrate(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The migration thread stopped (it panicked or was cancelled).
+    #[error(transparent)]
+    Thread(#[from] tokio::task::JoinError),
 }

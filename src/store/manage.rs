@@ -1,12 +1,12 @@
 //! Operating on tasks: describe, list, count, retry now, cancel, delete, duplicate,
 //! prune, and task metadata.
 
-use super::conn::{begin, finish, on_conn};
+use super::conn::on_conn;
 use super::model::TaskRow;
 use super::schedule::metadata_rows;
 use super::schema::warren_task_metadata::dsl as m;
 use super::schema::warren_tasks::dsl as t;
-use super::signals::{announce_outcome, announce_work, Pending};
+use super::signals::{announce_outcome, announce_work};
 use super::{
     AnyConn, NewTask, QueueCounts, ScheduleOptions, StateFilter, Store, StoreError, StoreResult,
     Task, TaskFilter,
@@ -107,16 +107,18 @@ macro_rules! list_query {
         query = match filter.state {
             StateFilter::All => query,
             StateFilter::Pending => query
-                .filter(t::state.eq("pending"))
+                .filter(t::state.eq(TaskState::Pending))
                 .filter(t::next_attempt.le(now)),
             StateFilter::Future => query
-                .filter(t::state.eq("pending"))
+                .filter(t::state.eq(TaskState::Pending))
                 .filter(t::next_attempt.gt(now)),
-            StateFilter::Running => query.filter(t::state.eq("running")),
-            StateFilter::Completed => query.filter(t::state.eq("completed")),
-            StateFilter::Failed => query.filter(t::state.eq("failed")),
-            StateFilter::Cancelled => query.filter(t::state.eq("cancelled")),
-            StateFilter::Unfinished => query.filter(t::state.eq_any(["pending", "running"])),
+            StateFilter::Running => query.filter(t::state.eq(TaskState::Running)),
+            StateFilter::Completed => query.filter(t::state.eq(TaskState::Completed)),
+            StateFilter::Failed => query.filter(t::state.eq(TaskState::Failed)),
+            StateFilter::Cancelled => query.filter(t::state.eq(TaskState::Cancelled)),
+            StateFilter::Unfinished => {
+                query.filter(t::state.eq_any([TaskState::Pending, TaskState::Running]))
+            }
         };
         if let Some(from) = filter.created_from {
             query = query.filter(t::created_at.ge(from));
@@ -204,7 +206,7 @@ impl Store {
         let now = self.now();
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
-        let by_state: Vec<(String, String, i64)> = on_conn!(&mut conn, c => {
+        let by_state: Vec<(String, TaskState, i64)> = on_conn!(&mut conn, c => {
             t::warren_tasks
                 .group_by((t::task_type, t::state))
                 .select((t::task_type, t::state, diesel::dsl::count_star()))
@@ -213,7 +215,7 @@ impl Store {
         });
         let later: Vec<(String, i64)> = on_conn!(&mut conn, c => {
             t::warren_tasks
-                .filter(t::state.eq("pending"))
+                .filter(t::state.eq(TaskState::Pending))
                 .filter(t::next_attempt.gt(now))
                 .group_by(t::task_type)
                 .select((t::task_type, diesel::dsl::count_star()))
@@ -223,7 +225,7 @@ impl Store {
         let rows = by_state.into_iter().map(|(ty, st, n)| {
             let future = later
                 .iter()
-                .find(|(lt, _)| *lt == ty && st == "pending")
+                .find(|(lt, _)| *lt == ty && st == TaskState::Pending)
                 .map_or(0, |(_, f)| *f);
             (ty, st, future, n)
         });
@@ -239,15 +241,15 @@ impl Store {
                     counts.last_mut().expect("just pushed")
                 }
             };
-            match state.as_str() {
-                "pending" => {
+            match state {
+                TaskState::Pending => {
                     entry.future += future;
                     entry.pending += n - future;
                 }
-                "running" => entry.running += n,
-                "completed" => entry.completed += n,
-                "failed" => entry.failed += n,
-                _ => entry.cancelled += n,
+                TaskState::Running => entry.running += n,
+                TaskState::Completed => entry.completed += n,
+                TaskState::Failed => entry.failed += n,
+                TaskState::Cancelled => entry.cancelled += n,
             }
         }
         counts.sort_by(|a, b| a.task_type.cmp(&b.task_type));
@@ -278,7 +280,7 @@ impl Store {
             let at = task.not_before.map_or(at, |nb| nb.max(at));
             let scope = t::warren_tasks
                 .filter(t::id.eq(id))
-                .filter(t::state.eq(task.state.as_str()));
+                .filter(t::state.eq(task.state));
             let n = match task.state {
                 TaskState::Pending => on_conn!(conn, c => {
                     diesel::update(scope).set(t::next_attempt.eq(at)).execute(c).await?
@@ -286,7 +288,7 @@ impl Store {
                 TaskState::Failed | TaskState::Cancelled => on_conn!(conn, c => {
                     diesel::update(scope)
                         .set((
-                            t::state.eq("pending"),
+                            t::state.eq(TaskState::Pending),
                             t::next_attempt.eq(at),
                             t::finished_at.eq(None::<i64>),
                             t::failures.eq(0),
@@ -336,10 +338,10 @@ impl Store {
                     t::warren_tasks
                         .filter(t::id.eq(id))
                         .filter(t::lease_token.eq(task.lease_token))
-                        .filter(t::state.eq(task.state.as_str())),
+                        .filter(t::state.eq(task.state)),
                 )
                 .set((
-                    t::state.eq("cancelled"),
+                    t::state.eq(TaskState::Cancelled),
                     t::finished_at.eq(now),
                     t::last_error.eq(reason),
                     t::lease_token.eq(t::lease_token + 1),
@@ -375,7 +377,7 @@ impl Store {
                 diesel::delete(
                     t::warren_tasks
                         .filter(t::id.eq(id))
-                        .filter(t::state.ne("running")),
+                        .filter(t::state.ne(TaskState::Running)),
                 )
                 .execute(c)
                 .await?
@@ -450,7 +452,7 @@ impl Store {
         Ok(on_conn!(&mut conn, c => {
             t::warren_tasks
                 .select(diesel::dsl::min(t::next_attempt))
-                .filter(t::state.eq("pending"))
+                .filter(t::state.eq(TaskState::Pending))
                 .filter(t::cluster.eq_any(clusters))
                 .first::<Option<i64>>(c)
                 .await?
@@ -470,20 +472,5 @@ impl Store {
             set_metadata_on(conn, id, key, value).await
         })
         .await
-    }
-
-    /// Runs `body` in a transaction of its own and delivers its wake-ups after commit.
-    pub(super) async fn in_transaction<R>(
-        &self,
-        body: impl AsyncFnOnce(&mut AnyConn<'_>, &mut Pending) -> StoreResult<R>,
-    ) -> StoreResult<R> {
-        let mut pooled = self.conn().await?;
-        let mut conn = pooled.any();
-        let mut pending = Pending::default();
-        begin(&mut conn).await?;
-        let result = body(&mut conn, &mut pending).await;
-        let value = finish(&mut conn, result).await?;
-        pending.deliver(&self.inner.signals);
-        Ok(value)
     }
 }

@@ -1,11 +1,33 @@
 //! The durable task store: one interface over two backends, SQLite (the embedded
 //! default) and PostgreSQL.
 //!
-//! Every SQL statement Warren runs lives under this module. The store implements the
-//! managed-task lifecycle and lease protocol of `docs/state-machine.md`: scheduling inside
-//! a caller's transaction, claiming with leases and fencing tokens, resolving inside the
-//! task's own transaction, the retry rule, waiting for outcomes, scheduled-task state and
-//! the node registry.
+//! Every SQL statement Warren runs lives under this module. The store runs typed
+//! statements, one per operation, with parameter structs where they are wide; the
+//! decisions that read, decide and write (the retry rule, lease recovery, next runs of
+//! scheduled tags, the maintenance offset) live above it in `crate::executor`. It
+//! implements the managed-task lifecycle and lease protocol of `docs/state-machine.md`:
+//! scheduling inside a caller's transaction, claiming with leases and fencing tokens,
+//! resolving inside the task's own transaction, waiting for outcomes, scheduled-task
+//! state and the node registry.
+//!
+//! # What a backend provides
+//!
+//! A third backend would provide, next to `postgres.rs` and `sqlite.rs`:
+//! - a connection type that runs diesel's async DSL (a variant of [`AnyConn`] and of the
+//!   pooled connection in `conn.rs`, so that `on_conn!` runs every statement on it);
+//! - a pool with its connection settings, and its embedded migrations
+//!   (`migrations/<backend>/`) creating the tables of `schema.rs`;
+//! - `begin` (a transaction that takes the write lock it needs at once), `commit` and
+//!   `rollback` in `conn.rs`, and the deferred variant for task code;
+//! - the multi-row insert of `schedule.rs` and the claim of `claim.rs` (lock due rows in
+//!   queue order so that concurrent claimers never share a task);
+//! - wake-ups (`signals.rs`): delivered only if the writing transaction commits, to
+//!   every process that may run the work;
+//! - the statement policy for task SQL (`task_sql.rs`): what task code may run on the
+//!   run's transaction.
+//!
+//! and pass the conformance suite (`tests/conformance/`), whose every test body runs on
+//! each backend. The statements themselves are written once with diesel's DSL.
 
 /// Declares a PostgreSQL statement written as a query fragment of its own: its rows are
 /// read by column name, and it has no static query id, so each connection's statement
@@ -33,7 +55,7 @@ macro_rules! pg_statement {
 }
 pub(crate) use pg_statement;
 
-mod claim;
+pub(crate) mod claim;
 mod completions;
 mod conn;
 pub mod dynamic;
@@ -43,11 +65,12 @@ mod model;
 mod nodes;
 mod pg_policy;
 mod postgres;
-mod run;
+pub(crate) mod run;
 mod schedule;
-mod scheduled;
-pub mod schema;
+pub(crate) mod scheduled;
+pub(crate) mod schema;
 pub mod signals;
+mod sql_types;
 mod sqlite;
 mod sqlite_guard;
 mod task_sql;
@@ -61,13 +84,13 @@ pub use claim::ExpiredLease;
 pub use completions::CompletionStats;
 pub use conn::{AnyConn, SqliteConn};
 pub use diesel_async::AsyncPgConnection as PgConn;
-pub use error::StoreError;
+pub use error::{ConnectError, MigrationError, StoreError};
 pub use manage::DEFAULT_RETENTION_MS;
 pub use model::*;
 pub use nodes::NodeInfo;
 pub use pg_policy::{PgStatementPolicy, Refusal, Verdict};
 pub use run::{bounded_text, ResolveOutcome, TaskRun, MAX_ERROR_BYTES, MAX_RESULT_BYTES};
-pub use scheduled::{ScheduledRun, ScheduledSpec, ScheduledState};
+pub use scheduled::{ScheduledEnd, ScheduledOutcome, ScheduledRun, ScheduledSpec, ScheduledState};
 pub use task_sql::{
     SqlCanceller, TaskSqlError, TaskSqlOutput, TaskSqlWant, TaskStatement, DEFAULT_MAX_ROWS_BYTES,
 };
@@ -239,7 +262,7 @@ impl Store {
     }
 
     /// A pooled connection, for running an application's own transaction that schedules
-    /// tasks with [`Store::schedule_in`].
+    /// tasks with [`PooledConnection::schedule`].
     pub async fn connection(&self) -> StoreResult<PooledConnection> {
         Ok(PooledConnection {
             conn: self.conn().await?,
@@ -249,10 +272,11 @@ impl Store {
         })
     }
 
-    async fn conn(&self) -> StoreResult<PooledConn> {
+    /// A connection from the pool, its errors naming the database.
+    pub(crate) async fn conn(&self) -> StoreResult<PooledConn> {
         let map = |e: diesel_async::pooled_connection::deadpool::PoolError| StoreError::Pool {
             url: redact_url(&self.inner.url),
-            message: e.to_string(),
+            source: e.into(),
         };
         Ok(match &self.inner.backend {
             Backend::Postgres(pool) => PooledConn::Postgres(pool.get().await.map_err(map)?),
@@ -262,8 +286,8 @@ impl Store {
 }
 
 /// A connection borrowed from the store's pool, for an application's own transaction:
-/// [`PooledConnection::as_any`] gives the form that [`Store::schedule_in`] takes, and
-/// the backend's diesel connection is reachable for the application's own queries.
+/// [`PooledConnection::schedule`] schedules tasks in it, and [`PooledConnection::as_any`]
+/// reaches the backend's diesel connection for the application's own queries.
 pub struct PooledConnection {
     conn: PooledConn,
     store: Store,
@@ -304,14 +328,17 @@ impl PooledConnection {
     /// Schedules a managed task in the open transaction: it exists only if the
     /// transaction commits, and the queue is woken by the commit (on both backends).
     pub async fn schedule(&mut self, task: NewTask) -> StoreResult<crate::task::TaskId> {
-        let ids = schedule::insert_tasks(
-            &mut self.conn.any(),
-            &mut self.pending,
-            std::slice::from_ref(&task),
-            &self.store,
-        )
-        .await?;
+        let ids = self.schedule_batch(std::slice::from_ref(&task)).await?;
         Ok(ids[0])
+    }
+
+    /// Schedules several managed tasks in the open transaction (see
+    /// [`PooledConnection::schedule`]); returns their ids in input order.
+    pub async fn schedule_batch(
+        &mut self,
+        tasks: &[NewTask],
+    ) -> StoreResult<Vec<crate::task::TaskId>> {
+        schedule::insert_tasks(&mut self.conn.any(), &mut self.pending, tasks, &self.store).await
     }
 
     /// A signal that resolves when the open transaction ends: true if it committed.

@@ -2,7 +2,7 @@
 
 use super::schema::warren_tasks;
 use super::StoreError;
-use crate::task::{Millis, Priority, TaskId, TaskState, TaskType};
+use crate::task::{LeaseToken, Millis, Priority, TaskId, TaskState, TaskType};
 use diesel::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
@@ -100,7 +100,7 @@ pub struct Task {
     /// When that lease expires.
     pub lease_until: Option<Millis>,
     /// The fencing token of the latest claim.
-    pub lease_token: i64,
+    pub lease_token: LeaseToken,
     /// Metadata, in key order (filled by [`super::Store::describe`]).
     pub metadata: Vec<(String, String)>,
 }
@@ -125,10 +125,10 @@ impl Task {
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = warren_tasks)]
 pub(crate) struct TaskRow {
-    pub id: i64,
+    pub id: TaskId,
     pub task_type: String,
     pub cluster: String,
-    pub state: String,
+    pub state: TaskState,
     pub data: String,
     pub aux_data: Option<String>,
     pub result: Option<String>,
@@ -145,7 +145,7 @@ pub(crate) struct TaskRow {
     pub iterations: i32,
     pub lease_owner: Option<String>,
     pub lease_until: Option<i64>,
-    pub lease_token: i64,
+    pub lease_token: LeaseToken,
 }
 
 fn parse_json(id: TaskId, field: &'static str, text: &str) -> Result<Value, StoreError> {
@@ -168,10 +168,7 @@ impl TryFrom<TaskRow> for Task {
                 .parse()
                 .map_err(|e: crate::task::TaskTypeError| corrupt("task_type", e.to_string()))?,
             cluster: r.cluster,
-            state: r
-                .state
-                .parse()
-                .map_err(|e: crate::task::TaskStateError| corrupt("state", e.to_string()))?,
+            state: r.state,
             data: parse_json(id, "data", &r.data)?,
             aux_data: r
                 .aux_data
@@ -209,7 +206,7 @@ pub struct ClaimedTask {
     /// The task as it was claimed (state running).
     pub task: Task,
     /// Fencing token of this claim.
-    pub token: i64,
+    pub token: LeaseToken,
 }
 
 /// Which tasks a listing shows, by state.

@@ -27,8 +27,6 @@ pub struct NodeInfo {
     pub runners: Value,
 }
 
-const MAINTENANCE_OFFSET_KEY: &str = "maintenance_offset_minutes";
-
 impl Store {
     /// Registers (or re-registers) a node as started now, with no runners published yet.
     pub async fn register_node(&self, name: &str, info: &Value) -> StoreResult<()> {
@@ -148,19 +146,5 @@ impl Store {
                 .await?;
             s::warren_settings.select(s::value).find(key).first(c).await?
         }))
-    }
-
-    /// The maintenance zone's offset in minutes: `configured` (the value of
-    /// `WARREN_MAINTENANCE_OFFSET`) when it is valid, otherwise a random offset chosen
-    /// once per database and stored, as the reference does.
-    pub async fn maintenance_offset(&self, configured: Option<&str>) -> StoreResult<u32> {
-        if let Some(minutes) = crate::cron::parse_maintenance_offset(configured) {
-            return Ok(minutes);
-        }
-        let random = rand::random_range(0..1440u32).to_string();
-        let stored = self
-            .setting_or_init(MAINTENANCE_OFFSET_KEY, &random)
-            .await?;
-        Ok(crate::cron::parse_maintenance_offset(Some(&stored)).unwrap_or(0))
     }
 }

@@ -1,6 +1,6 @@
 //! PostgreSQL: the connection pool and the embedded migrations.
 
-use super::conn::PooledConn;
+use super::error::MigrationError;
 use super::{redact_url, StoreConfig, StoreError, StoreResult};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -41,7 +41,7 @@ pub(super) fn pool(config: &StoreConfig) -> StoreResult<Pool<AsyncPgConnection>>
         .build()
         .map_err(|e| StoreError::Pool {
             url: redact_url(&config.url),
-            message: e.to_string(),
+            source: e.into(),
         })
 }
 
@@ -49,20 +49,19 @@ pub(super) fn pool(config: &StoreConfig) -> StoreResult<Pool<AsyncPgConnection>>
 /// harness is synchronous.
 pub(super) async fn migrate(url: &str) -> StoreResult<Vec<String>> {
     let owned = url.to_string();
-    let failed = |message: String| StoreError::Migration {
+    let failed = |source: MigrationError| StoreError::Migration {
         url: redact_url(url),
-        message,
+        source,
     };
     tokio::task::spawn_blocking(move || {
         use diesel::Connection;
-        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&owned)
-            .map_err(|e| e.to_string())?;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&owned)?;
         conn.run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(|v| v.to_string()).collect())
-            .map_err(|e| e.to_string())
+            .map_err(MigrationError::Migrate)
     })
     .await
-    .map_err(|e| failed(e.to_string()))?
+    .map_err(|e| failed(e.into()))?
     .map_err(failed)
 }
 
@@ -84,6 +83,13 @@ pub(super) async fn dedicated(url: &str) -> diesel::ConnectionResult<AsyncPgConn
 /// so a connection opened on one of those would stall the others' queries whenever
 /// that thread is busy. Opening every connection here keeps their I/O independent of
 /// whoever uses them.
+///
+/// Why one per process rather than one per [`super::Store`]: a runtime cannot be
+/// dropped from async code (where stores are dropped) without being shut down in the
+/// background, which would kill the sockets of connections, grouped completions and
+/// listeners still finishing their work for a store's last users; and one thread
+/// serves every store's sockets as well as one per store would. It is created on first
+/// use by a PostgreSQL store and holds no state of any store.
 pub(super) fn io_runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     RUNTIME.get_or_init(|| {
@@ -94,12 +100,4 @@ pub(super) fn io_runtime() -> &'static tokio::runtime::Runtime {
             .build()
             .expect("the PostgreSQL I/O runtime starts (a thread and an epoll instance)")
     })
-}
-
-impl PooledConn {
-    /// Whether this is a PostgreSQL connection.
-    #[allow(dead_code)]
-    pub(crate) fn is_postgres(&self) -> bool {
-        matches!(self, PooledConn::Postgres(_))
-    }
 }

@@ -1,12 +1,13 @@
 //! A task run: the task's own transaction, resolution inside it fenced by the lease
 //! token, and the retry rule for failures outside it.
 
-use super::conn::{begin, finish, on_conn};
+use super::conn::on_conn;
 use super::schema::warren_tasks::dsl as t;
 use super::signals::{announce_outcome, announce_work, Pending};
 use super::transaction::Transaction;
 use super::{AnyConn, ClaimedTask, Store, StoreError, StoreResult};
-use crate::task::{decide_failure, FailureDecision, Millis, Resolution, RetryPolicy, TaskId};
+use crate::executor::RunFailure;
+use crate::task::{LeaseToken, Millis, Resolution, RetryPolicy, TaskId, TaskState};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
@@ -62,114 +63,118 @@ impl Store {
             claimed,
         })
     }
-
-    /// Records a failure of a run outside its transaction (a temporary failure, trap,
-    /// timeout or missing resolution), fenced by the token, and applies the retry rule.
-    pub async fn record_failure(
-        &self,
-        id: TaskId,
-        token: i64,
-        error: &str,
-        stack: Option<&str>,
-        next_retry: Option<Millis>,
-        policy: RetryPolicy,
-    ) -> StoreResult<ResolveOutcome> {
-        let now = self.now();
-        let mut pooled = self.conn().await?;
-        let mut conn = pooled.any();
-        let mut pending = Pending::default();
-        begin(&mut conn).await?;
-        let result = record_failure_on(
-            &mut conn,
-            &mut pending,
-            id,
-            token,
-            error,
-            stack,
-            next_retry,
-            policy,
-            now,
-        )
-        .await;
-        let outcome = finish(&mut conn, result).await?;
-        pending.deliver(&self.inner.signals);
-        Ok(outcome)
-    }
 }
 
-/// The retry rule applied to a running task on `conn` (inside an open transaction).
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn record_failure_on(
+/// What the retry rule needs to know of a running task, read under its fence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FailureState {
+    /// Failures before this one.
+    pub failures: i32,
+    /// The task's not-before time.
+    pub not_before: Option<Millis>,
+    /// Its cluster, whose queue is woken when it is due again at once.
+    pub cluster: String,
+}
+
+/// Reads the retry rule's inputs of task `id` if it still runs under `token` (one
+/// statement); `None`: the lease was lost.
+pub(crate) async fn failure_state(
     conn: &mut AnyConn<'_>,
-    pending: &mut Pending,
     id: TaskId,
-    token: i64,
-    error: &str,
-    stack: Option<&str>,
-    next_retry: Option<Millis>,
-    policy: RetryPolicy,
-    now: Millis,
-) -> StoreResult<ResolveOutcome> {
-    let fenced = t::warren_tasks
-        .filter(t::id.eq(id))
-        .filter(t::lease_token.eq(token))
-        .filter(t::state.eq("running"));
-    let current: Option<(i32, Option<i64>, String)> = on_conn!(conn, c => {
-        fenced
+    token: LeaseToken,
+) -> StoreResult<Option<FailureState>> {
+    let row: Option<(i32, Option<i64>, String)> = on_conn!(conn, c => {
+        t::warren_tasks
+            .filter(t::id.eq(id))
+            .filter(t::lease_token.eq(token))
+            .filter(t::state.eq(TaskState::Running))
             .select((t::failures, t::not_before, t::cluster))
             .first(c)
             .await
             .optional()?
     });
-    let Some((failures, not_before, cluster)) = current else {
-        return Err(StoreError::LeaseLost { id, token });
+    Ok(row.map(|(failures, not_before, cluster)| FailureState {
+        failures,
+        not_before,
+        cluster,
+    }))
+}
+
+/// Where a failed run leaves its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailureEnd {
+    /// Finished as failed at this instant (out of retries).
+    Failed {
+        /// The finish time.
+        finished_at: Millis,
+    },
+    /// Pending again, due at this instant.
+    Pending {
+        /// The next attempt.
+        next_attempt: Millis,
+    },
+}
+
+/// The parameters of [`write_failure`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FailureWrite<'a> {
+    /// The task.
+    pub id: TaskId,
+    /// The fencing token of the failed run.
+    pub token: LeaseToken,
+    /// The error to store (already bounded).
+    pub error: &'a str,
+    /// The stack to store (already bounded).
+    pub stack: Option<&'a str>,
+    /// What becomes of the task.
+    pub end: FailureEnd,
+}
+
+/// Writes a failure decided by the retry rule (one fenced statement): failures and
+/// iterations + 1, error and stack stored, lease cleared, and the task failed or
+/// pending again.
+pub(crate) async fn write_failure(
+    conn: &mut AnyConn<'_>,
+    write: &FailureWrite<'_>,
+) -> StoreResult<()> {
+    let fenced = t::warren_tasks
+        .filter(t::id.eq(write.id))
+        .filter(t::lease_token.eq(write.token))
+        .filter(t::state.eq(TaskState::Running));
+    let (error, stack) = (write.error, write.stack);
+    match write.end {
+        FailureEnd::Failed { finished_at } => on_conn!(conn, c => {
+            diesel::update(fenced)
+                .set((
+                    t::state.eq(TaskState::Failed),
+                    t::finished_at.eq(finished_at),
+                    t::failures.eq(t::failures + 1),
+                    t::iterations.eq(t::iterations + 1),
+                    t::last_error.eq(error),
+                    t::last_stack.eq(stack),
+                    t::lease_owner.eq(None::<String>),
+                    t::lease_until.eq(None::<i64>),
+                ))
+                .execute(c)
+                .await?
+        }),
+        FailureEnd::Pending { next_attempt } => on_conn!(conn, c => {
+            diesel::update(fenced)
+                .set((
+                    t::state.eq(TaskState::Pending),
+                    t::next_attempt.eq(next_attempt),
+                    t::failures.eq(t::failures + 1),
+                    t::iterations.eq(t::iterations + 1),
+                    t::last_error.eq(error),
+                    t::last_stack.eq(stack),
+                    t::lease_owner.eq(None::<String>),
+                    t::lease_until.eq(None::<i64>),
+                ))
+                .execute(c)
+                .await?
+        }),
     };
-    let error = &bounded_text(error.to_string(), MAX_ERROR_BYTES);
-    let stack = stack.map(|s| bounded_text(s.to_string(), MAX_ERROR_BYTES));
-    let stack = stack.as_deref();
-    let outcome = match decide_failure(policy, failures, now, next_retry, not_before) {
-        FailureDecision::GiveUp => {
-            on_conn!(conn, c => {
-                diesel::update(fenced)
-                    .set((
-                        t::state.eq("failed"),
-                        t::finished_at.eq(now),
-                        t::failures.eq(t::failures + 1),
-                        t::iterations.eq(t::iterations + 1),
-                        t::last_error.eq(error),
-                        t::last_stack.eq(stack),
-                        t::lease_owner.eq(None::<String>),
-                        t::lease_until.eq(None::<i64>),
-                    ))
-                    .execute(c)
-                    .await?
-            });
-            ResolveOutcome::Failed
-        }
-        FailureDecision::Retry { next_attempt } => {
-            on_conn!(conn, c => {
-                diesel::update(fenced)
-                    .set((
-                        t::state.eq("pending"),
-                        t::next_attempt.eq(next_attempt),
-                        t::failures.eq(t::failures + 1),
-                        t::iterations.eq(t::iterations + 1),
-                        t::last_error.eq(error),
-                        t::last_stack.eq(stack),
-                        t::lease_owner.eq(None::<String>),
-                        t::lease_until.eq(None::<i64>),
-                    ))
-                    .execute(c)
-                    .await?
-            });
-            if next_attempt <= now {
-                announce_work(conn, pending, &cluster).await?;
-            }
-            ResolveOutcome::Pending { next_attempt }
-        }
-    };
-    announce_outcome(conn, pending, id).await?;
-    Ok(outcome)
+    Ok(())
 }
 
 impl TaskRun {
@@ -257,9 +262,14 @@ impl TaskRun {
             if let Some(tx) = self.tx {
                 tx.rollback().await?;
             }
-            return store
-                .record_failure(id, token, error, stack.as_deref(), *next_retry, policy)
-                .await;
+            let failure = RunFailure {
+                id,
+                token,
+                error: error.clone(),
+                stack: stack.clone(),
+                next_retry: *next_retry,
+            };
+            return store.record_failure(&failure, policy).await;
         }
         let now = store.now();
         let tx = match self.tx {
@@ -295,7 +305,7 @@ impl TaskRun {
 async fn complete_alone(
     store: &Store,
     id: TaskId,
-    token: i64,
+    token: LeaseToken,
     result: &str,
     now: Millis,
 ) -> StoreResult<ResolveOutcome> {
@@ -421,14 +431,14 @@ async fn write_resolution(
     conn: &mut AnyConn<'_>,
     pending: &mut Pending,
     id: TaskId,
-    token: i64,
+    token: LeaseToken,
     resolution: Resolution,
     now: Millis,
 ) -> StoreResult<ResolveOutcome> {
     let fenced = t::warren_tasks
         .filter(t::id.eq(id))
         .filter(t::lease_token.eq(token))
-        .filter(t::state.eq("running"));
+        .filter(t::state.eq(TaskState::Running));
     let no_lease = (
         t::lease_owner.eq(None::<String>),
         t::lease_until.eq(None::<i64>),
@@ -439,7 +449,7 @@ async fn write_resolution(
             let n = on_conn!(conn, c => {
                 diesel::update(fenced)
                     .set((
-                        t::state.eq("completed"),
+                        t::state.eq(TaskState::Completed),
                         t::finished_at.eq(now),
                         t::result.eq(result),
                         t::last_error.eq(None::<String>),
@@ -455,7 +465,7 @@ async fn write_resolution(
             let n = on_conn!(conn, c => {
                 diesel::update(fenced)
                     .set((
-                        t::state.eq("failed"),
+                        t::state.eq(TaskState::Failed),
                         t::finished_at.eq(now),
                         t::result.eq(result),
                         t::last_error.eq(error),
@@ -470,7 +480,7 @@ async fn write_resolution(
             let n = on_conn!(conn, c => {
                 diesel::update(fenced)
                     .set((
-                        t::state.eq("cancelled"),
+                        t::state.eq(TaskState::Cancelled),
                         t::finished_at.eq(now),
                         t::last_error.eq(error),
                         no_lease,
@@ -489,7 +499,7 @@ async fn write_resolution(
             let n = on_conn!(conn, c => {
                 diesel::update(fenced)
                     .set((
-                        t::state.eq("pending"),
+                        t::state.eq(TaskState::Pending),
                         t::next_attempt.eq(next_attempt),
                         t::failures.eq(0),
                         t::last_error.eq(None::<String>),

@@ -1,10 +1,15 @@
-//! Scheduling managed tasks, alone or in batches, inside a caller's transaction.
+//! Scheduling managed tasks, alone or in batches.
+//!
+//! There is one way to schedule inside a transaction that is not the store's own:
+//! [`insert_tasks`], through [`super::PooledConnection::schedule_batch`] (an
+//! application's transaction) or [`super::Transaction::schedule`] (a task run's).
+//! Both collect the wake-ups and deliver them when that transaction commits, on both
+//! backends.
 
-use super::conn::{begin, finish};
 use super::schema::{warren_task_metadata, warren_tasks};
 use super::signals::{announce_work, Pending};
 use super::{AnyConn, NewTask, Store, StoreError, StoreResult, DEFAULT_CLUSTER};
-use crate::task::{is_valid_name_part, Millis, Priority, TaskId};
+use crate::task::{is_valid_name_part, Millis, Priority, TaskId, TaskState};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment};
@@ -17,7 +22,7 @@ use serde_json::Value;
 struct TaskInsert {
     task_type: String,
     cluster: String,
-    state: &'static str,
+    state: TaskState,
     data: String,
     aux_data: Option<String>,
     priority: i32,
@@ -30,7 +35,7 @@ struct TaskInsert {
 #[derive(Clone, Insertable)]
 #[diesel(table_name = warren_task_metadata, treat_none_as_default_value = false)]
 pub(super) struct MetadataInsert {
-    pub task_id: i64,
+    pub task_id: TaskId,
     pub key_norm: String,
     pub key: String,
     pub value: String,
@@ -85,7 +90,7 @@ fn to_row(task: &NewTask, registered: Option<&String>, now: Millis) -> StoreResu
     Ok(TaskInsert {
         task_type: task.task_type.to_string(),
         cluster,
-        state: "pending",
+        state: TaskState::Pending,
         data: json_object("task data", &task.data)?,
         aux_data: o
             .aux_data
@@ -129,13 +134,13 @@ pub(super) fn metadata_rows(
 /// build a multi-row insert for SQLite, so there it runs through diesel's synchronous
 /// API on the connection's blocking thread. PostgreSQL gets the rows as one array per
 /// column (see [`PgInsertTasks`]).
-async fn insert_rows(conn: &mut AnyConn<'_>, rows: Vec<TaskInsert>) -> StoreResult<Vec<i64>> {
+async fn insert_rows(conn: &mut AnyConn<'_>, rows: Vec<TaskInsert>) -> StoreResult<Vec<TaskId>> {
     Ok(match conn {
         AnyConn::Postgres(c) => {
             #[derive(QueryableByName)]
             struct Inserted {
                 #[diesel(sql_type = BigInt)]
-                id: i64,
+                id: TaskId,
             }
             let inserted: Vec<Inserted> = PgInsertTasks::new(&rows).load(&mut **c).await?;
             inserted.into_iter().map(|r| r.id).collect()
@@ -194,7 +199,11 @@ impl QueryFragment<Pg> for PgInsertTasks<'_> {
         out.push_sql(
             "INSERT INTO warren_tasks (task_type, cluster, state, data, aux_data, priority, \
              timeout_ms, created_at, not_before, next_attempt) \
-             SELECT task_type, cluster, 'pending', data, aux_data, priority, timeout_ms, \
+             SELECT task_type, cluster, '",
+        );
+        out.push_sql(TaskState::Pending.as_str());
+        out.push_sql(
+            "', data, aux_data, priority, timeout_ms, \
              created_at, not_before, next_attempt FROM unnest(",
         );
         out.push_bind_param::<Array<Text>, _>(&self.task_types)?;
@@ -294,27 +303,6 @@ pub(super) async fn insert_tasks(
 }
 
 impl Store {
-    /// Schedules a managed task inside the caller's open transaction on `conn`: the task
-    /// exists only if that transaction commits. On PostgreSQL the queue is woken by the
-    /// commit itself; on SQLite call [`Store::wake`] after committing (or rely on the
-    /// queue's safety poll).
-    pub async fn schedule_in(&self, conn: &mut AnyConn<'_>, task: NewTask) -> StoreResult<TaskId> {
-        let ids = self
-            .schedule_batch_in(conn, std::slice::from_ref(&task))
-            .await?;
-        Ok(ids[0])
-    }
-
-    /// Schedules several managed tasks inside the caller's open transaction on `conn`.
-    pub async fn schedule_batch_in(
-        &self,
-        conn: &mut AnyConn<'_>,
-        tasks: &[NewTask],
-    ) -> StoreResult<Vec<TaskId>> {
-        let mut pending = Pending::default();
-        insert_tasks(conn, &mut pending, tasks, self).await
-    }
-
     /// Schedules a managed task in a transaction of its own.
     pub async fn schedule(&self, task: NewTask) -> StoreResult<TaskId> {
         let ids = self.schedule_batch(std::slice::from_ref(&task)).await?;
@@ -323,19 +311,13 @@ impl Store {
 
     /// Schedules several managed tasks in one transaction: all or none.
     pub async fn schedule_batch(&self, tasks: &[NewTask]) -> StoreResult<Vec<TaskId>> {
-        let mut pooled = self.conn().await?;
-        let mut conn = pooled.any();
-        let mut pending = Pending::default();
-        begin(&mut conn).await?;
-        let result = insert_tasks(&mut conn, &mut pending, tasks, self).await;
-        let ids = finish(&mut conn, result).await?;
-        pending.deliver(&self.inner.signals);
-        Ok(ids)
+        self.in_transaction(async |conn, pending| insert_tasks(conn, pending, tasks, self).await)
+            .await
     }
 
     /// Wakes this process's queue for `cluster` (or every cluster with
-    /// [`super::signals::ANY_CLUSTER`]). Needed on SQLite after committing a transaction
-    /// that used [`Store::schedule_in`]; harmless on PostgreSQL.
+    /// [`super::signals::ANY_CLUSTER`]), for work that became due without a write of
+    /// the store's (a "run now" of a scheduled tag).
     pub fn wake(&self, cluster: &str) {
         let _ = self.inner.signals.new_work.send(cluster.to_string());
     }

@@ -4,13 +4,15 @@
 //! Each tick runs once across all nodes: a node claims a due tag with a conditional
 //! update on its run token, and only one update can win. The next run is computed
 //! from the moment of the claim, so ticks missed while every node was down (or while
-//! the previous run was still going) coalesce into one run.
+//! the previous run was still going) coalesce into one run. The statements live here;
+//! the sequences that compute next runs (sync, claim, enable) are in
+//! `executor/scheduled.rs`.
 
 use super::conn::on_conn;
 use super::schema::warren_scheduled::dsl as s;
-use super::{Store, StoreError, StoreResult};
+use super::{AnyConn, Store, StoreError, StoreResult};
 use crate::cron::{CronMask, ZoneSpec};
-use crate::task::Millis;
+use crate::task::{LeaseToken, Millis};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::Serialize;
@@ -49,7 +51,7 @@ pub struct ScheduledState {
     /// When that node's claim on the run expires.
     pub run_until: Option<Millis>,
     /// Fencing token of the latest run.
-    pub run_token: i64,
+    pub run_token: LeaseToken,
     /// When the latest run started.
     pub last_start: Option<Millis>,
     /// When the latest run finished.
@@ -66,140 +68,250 @@ pub struct ScheduledRun {
     /// Full tag.
     pub tag: String,
     /// Fencing token to present when finishing.
-    pub token: i64,
+    pub token: LeaseToken,
     /// Whether it was triggered by hand rather than by its mask.
     pub requested: bool,
     /// When the run was claimed.
     pub started_at: Millis,
 }
 
-fn next_after(
-    mask: Option<&str>,
-    zone: &str,
+/// How a scheduled run ended, as stored in `last_outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduledOutcome {
+    /// The task code completed.
+    Completed,
+    /// It failed (any resolution other than a completion, a trap, a kill, a crash of
+    /// its runner).
+    Failed,
+    /// It ran out of time.
+    #[serde(rename = "timeout")]
+    TimedOut,
+}
+
+impl ScheduledOutcome {
+    /// The name stored and shown: `completed`, `failed` or `timeout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduledOutcome::Completed => "completed",
+            ScheduledOutcome::Failed => "failed",
+            ScheduledOutcome::TimedOut => "timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for ScheduledOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The end of a scheduled run: how it ended and what it printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledEnd {
+    /// How it ended.
+    pub outcome: ScheduledOutcome,
+    /// Its output (log lines, error text); bounded when stored.
+    pub output: String,
+}
+
+impl ScheduledEnd {
+    /// A run that failed with `output` (its error).
+    pub fn failed(output: impl Into<String>) -> ScheduledEnd {
+        ScheduledEnd {
+            outcome: ScheduledOutcome::Failed,
+            output: output.into(),
+        }
+    }
+}
+
+/// A tag's definition as stored: its mask and zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredDefinition {
+    /// The cron mask, if any.
+    pub mask: Option<String>,
+    /// The zone.
+    pub zone: String,
+}
+
+/// Reads a tag's stored definition (one statement); `None`: no such tag.
+pub(crate) async fn stored_definition(
+    conn: &mut AnyConn<'_>,
+    tag: &str,
+) -> StoreResult<Option<StoredDefinition>> {
+    let row: Option<(Option<String>, String)> = on_conn!(conn, c => {
+        s::warren_scheduled
+            .select((s::mask, s::zone))
+            .find(tag)
+            .first(c)
+            .await
+            .optional()?
+    });
+    Ok(row.map(|(mask, zone)| StoredDefinition { mask, zone }))
+}
+
+/// The parameters of [`insert_definition`] and [`update_definition`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DefinitionWrite<'a> {
+    /// Full tag.
+    pub tag: &'a str,
+    /// The definition.
+    pub definition: &'a StoredDefinition,
+    /// Its next run, computed from it.
+    pub next_run: Option<Millis>,
+}
+
+/// Adds a tag (one statement).
+pub(crate) async fn insert_definition(
+    conn: &mut AnyConn<'_>,
+    write: &DefinitionWrite<'_>,
+) -> StoreResult<()> {
+    let d = write.definition;
+    on_conn!(conn, c => {
+        diesel::insert_into(s::warren_scheduled)
+            .values((
+                s::tag.eq(write.tag),
+                s::mask.eq(&d.mask),
+                s::zone.eq(&d.zone),
+                s::next_run.eq(write.next_run),
+            ))
+            .execute(c)
+            .await?
+    });
+    Ok(())
+}
+
+/// Replaces a tag's definition and next run (one statement).
+pub(crate) async fn update_definition(
+    conn: &mut AnyConn<'_>,
+    write: &DefinitionWrite<'_>,
+) -> StoreResult<()> {
+    let d = write.definition;
+    on_conn!(conn, c => {
+        diesel::update(s::warren_scheduled.find(write.tag))
+            .set((
+                s::mask.eq(&d.mask),
+                s::zone.eq(&d.zone),
+                s::next_run.eq(write.next_run),
+            ))
+            .execute(c)
+            .await?
+    });
+    Ok(())
+}
+
+/// A tag that is due to run, as [`due_tags`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DueTag {
+    /// Full tag.
+    pub tag: String,
+    /// Its definition, from which the next run is computed.
+    pub definition: StoredDefinition,
+    /// The token of its latest run; the claim is conditional on it.
+    pub token: LeaseToken,
+    /// Whether a "run now" is waiting.
+    pub requested: bool,
+}
+
+/// The tags among `tags` that are due at `now` (one statement): enabled with their
+/// next run come, or with a "run now" waiting; and not running, or whose run's claim
+/// expired.
+pub(crate) async fn due_tags(
+    conn: &mut AnyConn<'_>,
+    tags: &[String],
     now: Millis,
-    maintenance_offset: u32,
-) -> Option<Millis> {
-    let mask: CronMask = mask?.parse().ok()?;
-    let zone = ZoneSpec::parse(zone).ok()?.resolve(maintenance_offset);
-    mask.next_after(crate::clock::to_datetime(now), &zone)
-        .map(|t| t.timestamp_millis())
+) -> StoreResult<Vec<DueTag>> {
+    let rows: Vec<(String, Option<String>, String, LeaseToken, bool)> = on_conn!(conn, c => {
+        s::warren_scheduled
+            .select((s::tag, s::mask, s::zone, s::run_token, s::run_requested))
+            .filter(s::tag.eq_any(tags))
+            .filter(
+                s::enabled
+                    .eq(true)
+                    .and(s::next_run.le(now))
+                    .or(s::run_requested.eq(true)),
+            )
+            .filter(s::running.eq(false).or(s::run_until.lt(now)))
+            .order(s::tag)
+            .load(c)
+            .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|(tag, mask, zone, token, requested)| DueTag {
+            tag,
+            definition: StoredDefinition { mask, zone },
+            token,
+            requested,
+        })
+        .collect())
+}
+
+/// The parameters of [`claim_tag`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TagClaim<'a> {
+    /// Full tag.
+    pub tag: &'a str,
+    /// The token read with the tag; the claim takes the next one.
+    pub token: LeaseToken,
+    /// The claiming node.
+    pub owner: &'a str,
+    /// The claim's start.
+    pub now: Millis,
+    /// When the claim expires.
+    pub until: Millis,
+    /// The tag's next run after this one.
+    pub next_run: Option<Millis>,
+}
+
+/// Claims a due tag's run, conditional on the token read (one statement): only one
+/// node's claim can win a tick. Returns whether this one did.
+pub(crate) async fn claim_tag(conn: &mut AnyConn<'_>, claim: &TagClaim<'_>) -> StoreResult<bool> {
+    let won = on_conn!(conn, c => {
+        diesel::update(
+            s::warren_scheduled
+                .filter(s::tag.eq(claim.tag))
+                .filter(s::run_token.eq(claim.token)),
+        )
+        .set((
+            s::running.eq(true),
+            s::run_owner.eq(claim.owner),
+            s::run_until.eq(claim.until),
+            s::run_token.eq(claim.token.next()),
+            s::last_start.eq(claim.now),
+            s::next_run.eq(claim.next_run),
+            s::run_requested.eq(false),
+        ))
+        .execute(c)
+        .await?
+    });
+    Ok(won == 1)
+}
+
+/// Enables or disables a tag and sets its next run (one statement).
+pub(crate) async fn set_enabled(
+    conn: &mut AnyConn<'_>,
+    tag: &str,
+    enabled: bool,
+    next_run: Option<Millis>,
+) -> StoreResult<()> {
+    on_conn!(conn, c => {
+        diesel::update(s::warren_scheduled.find(tag))
+            .set((s::enabled.eq(enabled), s::next_run.eq(next_run)))
+            .execute(c)
+            .await?
+    });
+    Ok(())
 }
 
 impl Store {
-    /// Makes the stored tags match the module definitions: new tags are added with their
-    /// next run; a tag whose mask or zone changed gets a new next run. Tags no longer
-    /// declared are left alone (another node may still declare them).
-    pub async fn sync_scheduled(
-        &self,
-        specs: &[ScheduledSpec],
-        maintenance_offset: u32,
-    ) -> StoreResult<()> {
-        let now = self.now();
-        self.in_transaction(async |conn, _| {
-            for spec in specs {
-                let mask = spec.mask.as_ref().map(|m| m.as_str().to_string());
-                let zone = spec.zone.to_string();
-                let next = next_after(mask.as_deref(), &zone, now, maintenance_offset);
-                let current: Option<(Option<String>, String)> = on_conn!(conn, c => {
-                    s::warren_scheduled
-                        .select((s::mask, s::zone))
-                        .find(&spec.tag)
-                        .first(c)
-                        .await
-                        .optional()?
-                });
-                match current {
-                    None => on_conn!(conn, c => {
-                        diesel::insert_into(s::warren_scheduled)
-                            .values((
-                                s::tag.eq(&spec.tag),
-                                s::mask.eq(&mask),
-                                s::zone.eq(&zone),
-                                s::next_run.eq(next),
-                            ))
-                            .execute(c)
-                            .await?
-                    }),
-                    Some((old_mask, old_zone)) if old_mask != mask || old_zone != zone => {
-                        on_conn!(conn, c => {
-                            diesel::update(s::warren_scheduled.find(&spec.tag))
-                                .set((s::mask.eq(&mask), s::zone.eq(&zone), s::next_run.eq(next)))
-                                .execute(c)
-                                .await?
-                        })
-                    }
-                    Some(_) => 0,
-                };
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    /// Claims every due run among `tags` for `owner`: enabled tags whose next run has
-    /// come, and tags with a pending "run now", that are not running (or whose run's
-    /// claim expired). Each claimed run gets a lease of `lease_ms`.
-    pub async fn claim_due_scheduled(
-        &self,
-        owner: &str,
-        tags: &[String],
-        lease_ms: i64,
-        maintenance_offset: u32,
-    ) -> StoreResult<Vec<ScheduledRun>> {
-        let now = self.now();
-        let mut pooled = self.conn().await?;
-        let mut conn = pooled.any();
-        let due: Vec<(String, Option<String>, String, i64, bool)> = on_conn!(&mut conn, c => {
-            s::warren_scheduled
-                .select((s::tag, s::mask, s::zone, s::run_token, s::run_requested))
-                .filter(s::tag.eq_any(tags))
-                .filter(
-                    s::enabled
-                        .eq(true)
-                        .and(s::next_run.le(now))
-                        .or(s::run_requested.eq(true)),
-                )
-                .filter(s::running.eq(false).or(s::run_until.lt(now)))
-                .order(s::tag)
-                .load(c)
-                .await?
-        });
-        let mut runs = Vec::new();
-        for (tag, mask, zone, token, requested) in due {
-            let next = next_after(mask.as_deref(), &zone, now, maintenance_offset);
-            // Only the node whose update still sees the token it read wins the tick.
-            let won = on_conn!(&mut conn, c => {
-                diesel::update(
-                    s::warren_scheduled
-                        .filter(s::tag.eq(&tag))
-                        .filter(s::run_token.eq(token)),
-                )
-                .set((
-                    s::running.eq(true),
-                    s::run_owner.eq(owner),
-                    s::run_until.eq(now + lease_ms),
-                    s::run_token.eq(token + 1),
-                    s::last_start.eq(now),
-                    s::next_run.eq(next),
-                    s::run_requested.eq(false),
-                ))
-                .execute(c)
-                .await?
-            });
-            if won == 1 {
-                runs.push(ScheduledRun {
-                    tag,
-                    token: token + 1,
-                    requested,
-                    started_at: now,
-                });
-            }
-        }
-        Ok(runs)
-    }
-
     /// Extends the claim on a running scheduled task. False: the claim was lost.
-    pub async fn renew_scheduled(&self, tag: &str, token: i64, lease_ms: i64) -> StoreResult<bool> {
+    pub async fn renew_scheduled(
+        &self,
+        tag: &str,
+        token: LeaseToken,
+        lease_ms: i64,
+    ) -> StoreResult<bool> {
         let until = self.now() + lease_ms;
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
@@ -222,13 +334,13 @@ impl Store {
     pub async fn finish_scheduled(
         &self,
         tag: &str,
-        token: i64,
-        outcome: &str,
-        output: &str,
+        token: LeaseToken,
+        end: &ScheduledEnd,
     ) -> StoreResult<bool> {
         let now = self.now();
+        let outcome = end.outcome.as_str();
         // Output comes from task code: keep a bounded part of it.
-        let output = super::run::bounded_text(output.to_string(), super::run::MAX_ERROR_BYTES);
+        let output = super::run::bounded_text(end.output.clone(), super::run::MAX_ERROR_BYTES);
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
         let n = on_conn!(&mut conn, c => {
@@ -281,60 +393,5 @@ impl Store {
         }
         self.wake(super::signals::ANY_CLUSTER);
         Ok(())
-    }
-
-    /// Enables or disables a tag. Enabling computes the next run from now, so runs
-    /// missed while disabled are not made up.
-    pub async fn set_scheduled_enabled(
-        &self,
-        tag: &str,
-        enabled: bool,
-        maintenance_offset: u32,
-    ) -> StoreResult<()> {
-        let now = self.now();
-        self.in_transaction(async |conn, _| {
-            let row: Option<(Option<String>, String)> = on_conn!(conn, c => {
-                s::warren_scheduled
-                    .select((s::mask, s::zone))
-                    .find(tag)
-                    .first(c)
-                    .await
-                    .optional()?
-            });
-            let Some((mask, zone)) = row else {
-                return Err(StoreError::UnknownScheduled(tag.to_string()));
-            };
-            let next = next_after(mask.as_deref(), &zone, now, maintenance_offset);
-            on_conn!(conn, c => {
-                diesel::update(s::warren_scheduled.find(tag))
-                    .set((s::enabled.eq(enabled), s::next_run.eq(next)))
-                    .execute(c)
-                    .await?
-            });
-            Ok(())
-        })
-        .await
-    }
-
-    /// The earliest instant at which one of `tags` becomes due (now, when a run-now is
-    /// waiting), for the scheduler's timer. `None`: nothing is scheduled.
-    pub async fn next_scheduled_wakeup(&self, tags: &[String]) -> StoreResult<Option<Millis>> {
-        let now = self.now();
-        let states = self.list_scheduled().await?;
-        Ok(states
-            .iter()
-            .filter(|st| tags.contains(&st.tag))
-            .filter_map(|st| {
-                if st.running {
-                    st.run_until.filter(|_| st.run_requested || st.enabled)
-                } else if st.run_requested {
-                    Some(now)
-                } else if st.enabled {
-                    st.next_run
-                } else {
-                    None
-                }
-            })
-            .min())
     }
 }

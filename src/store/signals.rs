@@ -5,7 +5,7 @@
 //! forwards them into local channels. On SQLite, where every writer is in this
 //! process, the store sends them itself right after its commits.
 
-use super::{postgres, redact_url, StoreError, StoreResult};
+use super::{postgres, redact_url, ConnectError, StoreError, StoreResult};
 use crate::task::TaskId;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment};
@@ -23,7 +23,7 @@ pub(crate) const OUTCOMES_CHANNEL: &str = "warren_outcomes";
 /// may have been missed.
 pub const ANY_CLUSTER: &str = "*";
 /// Task id meaning "any task": sent after a reconnect.
-pub const ANY_TASK: TaskId = -1;
+pub const ANY_TASK: TaskId = TaskId(-1);
 
 pub(crate) struct Signals {
     pub(crate) new_work: broadcast::Sender<String>,
@@ -50,6 +50,12 @@ impl Default for Signals {
 /// The wake-ups of a SQLite file, shared by every store of this process that has it
 /// open: work scheduled through one store wakes the queue of another (a test, a
 /// benchmark or an application that opens the file twice).
+///
+/// Why a process-wide registry: SQLite has no notifications, and every writer of a
+/// file that can wake this process's queues is in this process, through whichever
+/// store opened it. Stores do not know of each other, so the file (its canonical
+/// path) is the only key they share. The registry keeps weak references: the channels
+/// of a file go away with its last store.
 pub(crate) fn for_sqlite_file(path: &std::path::Path) -> std::sync::Arc<Signals> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, Weak};
@@ -86,11 +92,11 @@ impl Signals {
                     .await
                     .map_err(|_| StoreError::Pool {
                         url: redact_url(url),
-                        message: "the notification listener stopped".into(),
+                        source: ConnectError::ListenerStopped,
                     })?
-                    .map_err(|message| StoreError::Pool {
+                    .map_err(|source| StoreError::Pool {
                         url: redact_url(url),
-                        message,
+                        source,
                     })
             })
             .await
@@ -103,32 +109,30 @@ async fn listen(
     new_work: broadcast::Sender<String>,
     outcomes: broadcast::Sender<TaskId>,
     mut alive: watch::Receiver<()>,
-    ready: tokio::sync::oneshot::Sender<Result<(), String>>,
+    ready: tokio::sync::oneshot::Sender<Result<(), ConnectError>>,
 ) {
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(100);
     loop {
         let session = async {
-            let mut conn = postgres::dedicated(&url).await.map_err(|e| e.to_string())?;
+            let mut conn = postgres::dedicated(&url).await?;
             diesel::sql_query(format!("LISTEN {TASKS_CHANNEL}"))
                 .execute(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             diesel::sql_query(format!("LISTEN {OUTCOMES_CHANNEL}"))
                 .execute(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(conn)
+                .await?;
+            Ok::<_, ConnectError>(conn)
         }
         .await;
         let mut conn = match session {
             Ok(conn) => conn,
-            Err(message) => {
+            Err(error) => {
                 if let Some(ready) = ready.take() {
-                    let _ = ready.send(Err(message));
+                    let _ = ready.send(Err(error));
                     return;
                 }
-                tracing::warn!(error = %message, "notification listener cannot reconnect");
+                tracing::warn!(%error, "notification listener cannot reconnect");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = alive.changed() => return,
@@ -156,7 +160,7 @@ async fn listen(
                         let _ = new_work.send(n.payload);
                     }
                     Some(Ok(n)) if n.channel == OUTCOMES_CHANNEL => {
-                        if let Ok(id) = n.payload.parse() {
+                        if let Ok(id) = n.payload.parse::<TaskId>() {
                             let _ = outcomes.send(id);
                         }
                     }

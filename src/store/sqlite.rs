@@ -1,6 +1,7 @@
 //! SQLite: the file, its pragmas, the connection pool and the embedded migrations.
 
 use super::conn::{wait_for_abandoned_work, DetachedBlocking, SqliteConn};
+use super::error::MigrationError;
 use super::sqlite_guard::{self, SqliteGuard};
 use super::{StoreConfig, StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
@@ -85,25 +86,25 @@ pub(super) fn pool(path: &Path, config: &StoreConfig) -> StoreResult<Pool<Sqlite
         .build()
         .map_err(|e| StoreError::Pool {
             url: path.display().to_string(),
-            message: e.to_string(),
+            source: e.into(),
         })
 }
 
 /// Creates the file if needed and applies pending migrations.
 pub(super) async fn migrate(path: &Path) -> StoreResult<Vec<String>> {
     let path_text = path.to_string_lossy().to_string();
-    let failed = |message: String| StoreError::Migration {
+    let failed = |source: MigrationError| StoreError::Migration {
         url: format!("sqlite://{}", path.display()),
-        message,
+        source,
     };
     tokio::task::spawn_blocking(move || {
-        let mut conn = SqliteConnection::establish(&path_text).map_err(|e| e.to_string())?;
-        configure(&mut conn, 30_000).map_err(|e| e.to_string())?;
+        let mut conn = SqliteConnection::establish(&path_text)?;
+        configure(&mut conn, 30_000)?;
         conn.run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(|v| v.to_string()).collect())
-            .map_err(|e| e.to_string())
+            .map_err(MigrationError::Migrate)
     })
     .await
-    .map_err(|e| failed(e.to_string()))?
+    .map_err(|e| failed(e.into()))?
     .map_err(failed)
 }

@@ -20,6 +20,9 @@
 //! opened through [`open`]: SQLite calls it with the new connection's handle, which
 //! diesel does not expose. The extension does nothing for connections opened
 //! elsewhere in the process.
+// Unsafe code is allowed here (and denied elsewhere, see `lib.rs`): SQLite's C
+// interface is the only way to the authorizer, progress and busy handlers this module
+// installs; every unsafe block says why it is sound.
 #![allow(unsafe_code)]
 
 use super::dynamic::SqlParam;
@@ -77,6 +80,13 @@ impl SqliteGuard {
     }
 }
 
+// Why thread-locals: SQLite calls the auto-extension with the new connection's handle
+// and nothing else (no user data), on the thread that opens the connection, so that
+// thread is where `open` finds the guard it created (`OPENED`). And diesel runs a
+// connection's work in a closure that receives only the diesel connection, not the
+// guard, so the connection's runner makes its guard current on the blocking thread for
+// the length of each piece of work (`CURRENT`). Both are set and cleared around one
+// call; nothing of one connection is left on a thread for the next.
 thread_local! {
     /// The guard of the connection being opened on this thread, once SQLite has
     /// called the auto-extension for it.
@@ -106,6 +116,8 @@ pub(super) fn open(
     path: &str,
 ) -> diesel::ConnectionResult<(diesel::SqliteConnection, Arc<SqliteGuard>)> {
     use diesel::Connection;
+    // Why process-wide: SQLite's auto-extensions are process-wide by design (its C
+    // interface has no per-connection hook at open), so the registration is done once.
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
         // SAFETY: registers a function with the right signature; SQLite keeps it for

@@ -2,7 +2,7 @@
 
 use super::conn::on_conn;
 use super::{Store, StoreError, StoreResult};
-use crate::task::Millis;
+use crate::task::{Millis, TaskState};
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use serde::Serialize;
@@ -25,7 +25,7 @@ struct BucketCount {
     #[diesel(sql_type = BigInt)]
     bucket: i64,
     #[diesel(sql_type = Text)]
-    state: String,
+    state: TaskState,
     #[diesel(sql_type = BigInt)]
     n: i64,
 }
@@ -60,10 +60,15 @@ impl Store {
         // PostgreSQL, which two bound parameters do not; `since` and `bucket_ms` are
         // integers, so they are written into the statement (no text from outside).
         let bucket = format!("(finished_at - {since}) / {bucket_ms}");
+        let (completed, failed, cancelled) = (
+            TaskState::Completed,
+            TaskState::Failed,
+            TaskState::Cancelled,
+        );
         let sql = format!(
             "SELECT {bucket} AS bucket, state, COUNT(*) AS n FROM warren_tasks \
              WHERE finished_at >= {since} AND finished_at < {until} \
-             AND state IN ('completed', 'failed', 'cancelled') \
+             AND state IN ('{completed}', '{failed}', '{cancelled}') \
              GROUP BY {bucket}, state"
         );
         let mut pooled = self.conn().await?;
@@ -84,9 +89,9 @@ impl Store {
             else {
                 continue;
             };
-            match row.state.as_str() {
-                "completed" => point.completed += row.n,
-                "failed" => point.failed += row.n,
+            match row.state {
+                TaskState::Completed => point.completed += row.n,
+                TaskState::Failed => point.failed += row.n,
                 _ => point.cancelled += row.n,
             }
         }

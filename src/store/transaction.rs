@@ -1,7 +1,7 @@
 //! A transaction on a connection of its own, for work that must commit or roll back
 //! as one: an ephemeral task's SQL, or a managed task's run (see [`super::TaskRun`]).
 
-use super::conn::{begin_for_task_sql, commit, finish, rollback, PooledConn};
+use super::conn::{begin, begin_for_task_sql, commit, finish, rollback, PooledConn};
 use super::signals::Pending;
 use super::task_sql::{SqlCanceller, TaskSqlError, TaskSqlOutput, TaskStatement};
 use super::{AnyConn, NewTask, Store, StoreError, StoreResult};
@@ -42,6 +42,24 @@ impl Drop for Transaction {
 }
 
 impl Store {
+    /// Runs `body` in a short transaction of the store's own (on SQLite an immediate
+    /// one, holding the write lock from the start) and delivers its wake-ups after the
+    /// commit; rolls back when `body` fails. Every read-then-write sequence of the store
+    /// and the executor goes through here.
+    pub(crate) async fn in_transaction<R>(
+        &self,
+        body: impl AsyncFnOnce(&mut AnyConn<'_>, &mut Pending) -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        let mut pending = Pending::default();
+        begin(&mut conn).await?;
+        let result = body(&mut conn, &mut pending).await;
+        let value = finish(&mut conn, result).await?;
+        pending.deliver(&self.inner.signals);
+        Ok(value)
+    }
+
     /// Opens a transaction on a connection of its own (deferred on SQLite: it takes the
     /// write lock at its first write).
     pub async fn begin_transaction(&self) -> StoreResult<Transaction> {

@@ -81,8 +81,9 @@ impl Store {
             diesel::sql_query(format!(
                 "WITH marked AS (UPDATE warren_tasks SET waited = true \
                  WHERE id = $1 AND NOT waited RETURNING cluster, state) \
-                 SELECT pg_notify('{}', cluster) FROM marked WHERE state = 'pending'",
-                super::signals::TASKS_CHANNEL
+                 SELECT pg_notify('{}', cluster) FROM marked WHERE state = '{}'",
+                super::signals::TASKS_CHANNEL,
+                TaskState::Pending,
             ))
             .bind::<diesel::sql_types::BigInt, _>(id)
             .execute(c)
@@ -94,7 +95,7 @@ impl Store {
     async fn outcome_if(&self, id: TaskId, accept: WaitFor) -> StoreResult<Option<TaskOutcome>> {
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
-        let row: Option<(String, Option<String>, Option<String>, i32)> = super::conn::on_conn!(&mut conn, c => {
+        let row: Option<(TaskState, Option<String>, Option<String>, i32)> = super::conn::on_conn!(&mut conn, c => {
             t::warren_tasks
                 .find(id)
                 .select((t::state, t::result, t::last_error, t::failures))
@@ -106,9 +107,6 @@ impl Store {
             return Err(StoreError::NotFound(id));
         };
         let corrupt = |field, message: String| StoreError::Corrupt { id, field, message };
-        let state: TaskState = state
-            .parse()
-            .map_err(|e: crate::task::TaskStateError| corrupt("state", e.to_string()))?;
         let counts = state.is_finished()
             || (accept == WaitFor::AnyOutcome && state == TaskState::Pending && failures > 0);
         if !counts {
@@ -124,18 +122,5 @@ impl Store {
             error,
             failures,
         }))
-    }
-
-    /// Subscribes to "task N has a new outcome" signals (the payload is the task id, or
-    /// [`ANY_TASK`] when every waiter should look again). On PostgreSQL only tasks that
-    /// someone waits for with [`Store::wait`] are announced.
-    pub async fn subscribe_outcomes(
-        &self,
-    ) -> StoreResult<tokio::sync::broadcast::Receiver<TaskId>> {
-        let rx = self.inner.signals.outcomes.subscribe();
-        if self.backend() == BackendKind::Postgres {
-            self.inner.signals.ensure_listener(&self.inner.url).await?;
-        }
-        Ok(rx)
     }
 }

@@ -8,6 +8,12 @@
 //! Anything else is compiled again in memory, with a warning naming the file and why.
 //! However many callers ask for one component at once, it is compiled once.
 
+// Unsafe code is allowed here (and denied elsewhere, see `lib.rs`): loading a compiled
+// component from disk (`Component::deserialize`) is unsafe by wasmtime's contract, since
+// it trusts the file to be native code wasmtime produced. The one unsafe call below
+// says why that holds.
+#![allow(unsafe_code)]
+
 use super::cache_entry::{self, hex, Lookup};
 use super::in_flight::InFlight;
 use super::trust::{check_dir, create_private_dir};
@@ -202,6 +208,7 @@ impl ComponentCache {
         let component = Component::new(engine, bytes).map_err(|e| WasmError::Invalid {
             path: source.display().to_string(),
             message: format!("{e:#}"),
+            source: super::wasmtime_cause(e),
         })?;
         match component.serialize() {
             Ok(serialized) => self.store(&format!("{key}.cwasm"), key, &serialized),

@@ -160,10 +160,9 @@ impl WasmEngine {
             (Self::on_demand()?, false)
         };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| WasmError::Engine(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         super::bindings::TaskWorld::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(|e| WasmError::Engine(e.to_string()))?;
+            .map_err(engine_error)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(&engine, ticker_stop.clone())?;
         let cache_dir = settings.cache_dir.or_else(ComponentCache::default_dir);
@@ -182,7 +181,7 @@ impl WasmEngine {
     }
 
     fn on_demand() -> Result<Engine, WasmError> {
-        Engine::new(&base_config()).map_err(|e| WasmError::Engine(e.to_string()))
+        Engine::new(&base_config()).map_err(engine_error)
     }
 
     /// Whether instances come from the pooling allocator.
@@ -213,6 +212,14 @@ impl WasmEngine {
     }
 }
 
+/// A wasmtime error setting up the engine, its text as before.
+fn engine_error(e: wasmtime::Error) -> WasmError {
+    WasmError::Engine {
+        message: e.to_string(),
+        source: super::wasmtime_cause(e),
+    }
+}
+
 /// Advances the engine's epoch every [`TICK`] until the engine is dropped.
 fn spawn_ticker(engine: &Engine, stop: Arc<AtomicBool>) -> Result<(), WasmError> {
     let weak = engine.weak();
@@ -228,5 +235,8 @@ fn spawn_ticker(engine: &Engine, stop: Arc<AtomicBool>) -> Result<(), WasmError>
             }
         })
         .map(|_| ())
-        .map_err(|e| WasmError::Engine(format!("cannot start the epoch ticker: {e}")))
+        .map_err(|e| WasmError::Engine {
+            message: format!("cannot start the epoch ticker: {e}"),
+            source: std::sync::Arc::new(e),
+        })
 }

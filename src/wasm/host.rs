@@ -277,7 +277,7 @@ impl host::Host for HostState {
             }
         }
         .map_err(|e| e.to_string())?;
-        Ok(id as u64)
+        Ok(id.0 as u64)
     }
 
     async fn get_metadata(&mut self, key: String) -> Option<String> {

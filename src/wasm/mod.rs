@@ -36,15 +36,33 @@ pub use toolkit::{
     error_chain, installed_toolkits, toolkits_dir, Ensured, InstalledToolkit, KitFile, Requirement,
     Toolkit, ToolkitError, ToolkitSpec, ToolkitState,
 };
-pub use vm::{KillSwitch, RunEnd, RunReport, TaskCode, TaskInput, TaskVm, VmLimits};
+pub use vm::{FailureCause, KillSwitch, RunEnd, RunReport, TaskCode, TaskInput, TaskVm, VmLimits};
 pub use vm_cache::{idle_vms_per_runner, VmCache};
 
-/// What can go wrong loading or running task code.
+/// The error underneath a [`WasmError`] (wasmtime's, or the operating system's), kept
+/// for [`std::error::Error::source`]; shared, so that a [`WasmError`] stays cheap to
+/// clone (every task waiting for a type's code gets the same error).
+pub type WasmCause = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
+/// A wasmtime error as a [`WasmCause`] (wasmtime's error type is not a
+/// [`std::error::Error`] itself).
+pub(crate) fn wasmtime_cause(e: wasmtime::Error) -> WasmCause {
+    std::sync::Arc::from(e.into_boxed_dyn_error())
+}
+
+/// What can go wrong loading or running task code. Each message names what failed
+/// and why, the underlying error's text included; `source()` gives that error.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WasmError {
     /// The wasmtime engine could not be set up.
-    #[error("cannot set up the WebAssembly engine: {0}")]
-    Engine(String),
+    #[error("cannot set up the WebAssembly engine: {message}")]
+    Engine {
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: WasmCause,
+    },
     /// A code file could not be read.
     #[error("cannot read task code {path}: {message}")]
     Read {
@@ -52,6 +70,9 @@ pub enum WasmError {
         path: String,
         /// Why.
         message: String,
+        /// The underlying error, when the operating system gave one.
+        #[source]
+        source: Option<WasmCause>,
     },
     /// A file is not a valid component, or not one of the task world.
     #[error("task code {path} is not a valid task component: {message}")]
@@ -60,6 +81,9 @@ pub enum WasmError {
         path: String,
         /// What is wrong (for a missing export, names it).
         message: String,
+        /// wasmtime's error.
+        #[source]
+        source: WasmCause,
     },
     /// JavaScript could not be compiled to a component.
     #[error("compiling {path} to WebAssembly failed: {message}")]
@@ -76,6 +100,9 @@ pub enum WasmError {
         task_type: String,
         /// Why.
         message: String,
+        /// wasmtime's error.
+        #[source]
+        source: WasmCause,
     },
     /// The engine's instance pool had no free slot for a new VM: dropping idle VMs
     /// makes room (see [`VmCache::instantiate`]).
@@ -85,5 +112,8 @@ pub enum WasmError {
         task_type: String,
         /// The pool's message, naming the limit that was reached.
         message: String,
+        /// wasmtime's error.
+        #[source]
+        source: WasmCause,
     },
 }

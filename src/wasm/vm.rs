@@ -6,7 +6,7 @@ use super::engine::WasmEngine;
 use super::host::{HostState, Interruption, MemoryLimiter, TaskDb};
 use super::{LogLine, WasmError};
 use crate::clock::SharedClock;
-use crate::task::{Millis, Resolution};
+use crate::task::{Millis, Resolution, TaskId};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,19 +50,25 @@ impl WasmEngine {
         code: &Path,
         module_dir: &Path,
     ) -> Result<Arc<TaskCode>, WasmError> {
-        let unreadable = |message: String| WasmError::Read {
+        let unreadable = |message: String, source: Option<std::io::Error>| WasmError::Read {
             path: code.display().to_string(),
             message,
+            source: source.map(|e| Arc::new(e) as super::WasmCause),
         };
-        let real = std::fs::canonicalize(code).map_err(|e| unreadable(e.to_string()))?;
-        let real_dir = std::fs::canonicalize(module_dir)
-            .map_err(|e| unreadable(format!("its module folder {}: {e}", module_dir.display())))?;
+        let real = std::fs::canonicalize(code).map_err(|e| unreadable(e.to_string(), Some(e)))?;
+        let real_dir = std::fs::canonicalize(module_dir).map_err(|e| {
+            let message = format!("its module folder {}: {e}", module_dir.display());
+            unreadable(message, Some(e))
+        })?;
         if !real.starts_with(&real_dir) {
-            return Err(unreadable(format!(
-                "it leads outside its module folder {} (to {})",
-                module_dir.display(),
-                real.display()
-            )));
+            return Err(unreadable(
+                format!(
+                    "it leads outside its module folder {} (to {})",
+                    module_dir.display(),
+                    real.display()
+                ),
+                None,
+            ));
         }
         let is_js = code.extension().is_some_and(|e| e == "js" || e == "mjs");
         let bytes = if is_js {
@@ -74,21 +80,23 @@ impl WasmEngine {
             })?;
             js.compile(code, module_dir, &self.cache)?
         } else {
-            std::fs::read(&real).map_err(|e| unreadable(e.to_string()))?
+            std::fs::read(&real).map_err(|e| unreadable(e.to_string(), Some(e)))?
         };
         let (component, from_cache) = self.cache.load_or_compile(&self.engine, &bytes, code)?;
-        let invalid = |message: String| WasmError::Invalid {
+        let invalid = |message: String, e: wasmtime::Error| WasmError::Invalid {
             path: code.display().to_string(),
             message,
+            source: super::wasmtime_cause(e),
         };
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| invalid(format!("{e:#}")))?;
+            .map_err(|e| invalid(format!("{e:#}"), e))?;
         let pre = bindings::TaskWorldPre::new(instance_pre).map_err(|e| {
-            invalid(format!(
-                "it does not implement warren:task/task-world: {e:#}"
-            ))
+            invalid(
+                format!("it does not implement warren:task/task-world: {e:#}"),
+                e,
+            )
         })?;
         Ok(Arc::new(TaskCode {
             task_type: task_type.to_string(),
@@ -128,7 +136,7 @@ impl Default for VmLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskInput {
     /// Task id (ephemeral and scheduled runs get a synthetic one).
-    pub id: i64,
+    pub id: TaskId,
     /// Full type name, or a scheduled task's full tag.
     pub task_type: String,
     /// Task data, JSON text.
@@ -153,11 +161,25 @@ pub enum RunEnd {
         error: String,
         /// Guest backtrace and output, when there is any.
         stack: Option<String>,
-        /// Whether it was the timeout.
-        timed_out: bool,
-        /// Whether it was a kill.
-        killed: bool,
+        /// What stopped it.
+        cause: FailureCause,
     },
+}
+
+/// What made a run fail without a resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// The guest trapped (a JavaScript exception that escaped, `unreachable`, a bad
+    /// memory access …).
+    Trapped,
+    /// It ran longer than its timeout.
+    TimedOut,
+    /// It was killed (its caller went away, or an operator cancelled it).
+    Killed,
+    /// It exceeded its memory limit.
+    OutOfMemory,
+    /// The VM had been retired and was asked to run anyway (an internal error).
+    Retired,
 }
 
 impl RunEnd {
@@ -301,10 +323,20 @@ impl TaskVm {
         let world = code.pre.instantiate_async(&mut store).await.map_err(|e| {
             let task_type = code.task_type.clone();
             let message = format!("{e:#}");
-            if e.is::<wasmtime::PoolConcurrencyLimitError>() {
-                WasmError::PoolExhausted { task_type, message }
+            let exhausted = e.is::<wasmtime::PoolConcurrencyLimitError>();
+            let source = super::wasmtime_cause(e);
+            if exhausted {
+                WasmError::PoolExhausted {
+                    task_type,
+                    message,
+                    source,
+                }
             } else {
-                WasmError::Instantiate { task_type, message }
+                WasmError::Instantiate {
+                    task_type,
+                    message,
+                    source,
+                }
             }
         })?;
         Ok(TaskVm {
@@ -358,8 +390,7 @@ impl TaskVm {
                 end: RunEnd::Failed {
                     error: "internal error: a retired task VM was asked to run a task".into(),
                     stack: None,
-                    timed_out: false,
-                    killed: false,
+                    cause: FailureCause::Retired,
                 },
                 db,
                 logs: Vec::new(),
@@ -379,7 +410,7 @@ impl TaskVm {
         }
         self.store.set_epoch_deadline(1);
         let task = types::Task {
-            id: input.id.max(0) as u64,
+            id: input.id.0.max(0) as u64,
             task_type: input.task_type,
             data: input.data,
             aux_data: input.aux_data,
@@ -408,25 +439,25 @@ impl TaskVm {
             Err(trap) => {
                 // A component store that trapped cannot be entered again.
                 self.broken = true;
-                let (error, timed_out, killed) = match interrupted {
+                let (error, cause) = match interrupted {
                     Some(Interruption::TimedOut) => (
                         format!(
                             "task has timed out after {} ms",
                             timeout.unwrap_or_default().as_millis()
                         ),
-                        true,
-                        false,
+                        FailureCause::TimedOut,
                     ),
-                    Some(Interruption::Killed) => ("task was killed".to_string(), false, true),
+                    Some(Interruption::Killed) => {
+                        ("task was killed".to_string(), FailureCause::Killed)
+                    }
                     None if memory_exceeded => (
                         format!(
                             "task exceeded its memory limit of {} MiB",
                             memory_limit >> 20
                         ),
-                        false,
-                        false,
+                        FailureCause::OutOfMemory,
                     ),
-                    None => (trap_message(&trap, &stderr), false, false),
+                    None => (trap_message(&trap, &stderr), FailureCause::Trapped),
                 };
                 let mut stack = format!("{trap:?}");
                 if !stderr.trim().is_empty() {
@@ -436,8 +467,7 @@ impl TaskVm {
                 RunEnd::Failed {
                     error,
                     stack: Some(stack),
-                    timed_out,
-                    killed,
+                    cause,
                 }
             }
         };

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod conformance;
+
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

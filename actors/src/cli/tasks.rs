@@ -5,7 +5,7 @@ use super::{durations, terminal, Failure};
 use clap::Args;
 use std::time::Duration;
 use warren::store::{NewTask, ScheduleOptions, Store, StoreError, WaitFor};
-use warren::task::{Priority, TaskType};
+use warren::task::{Priority, TaskId, TaskType};
 
 /// Arguments of `warren schedule`.
 #[derive(Debug, Args)]
@@ -41,7 +41,7 @@ pub struct ScheduleArgs {
 #[derive(Debug, Args)]
 pub struct WaitArgs {
     /// The task id.
-    pub id: i64,
+    pub id: TaskId,
     /// Seconds to wait (at most one year).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = durations::seconds)]
     pub timeout: u64,
@@ -123,7 +123,7 @@ pub async fn wait(database: &str, args: WaitArgs) -> Result<(), Failure> {
     print_outcome(&store, args.id, args.timeout).await
 }
 
-async fn print_outcome(store: &Store, id: i64, seconds: u64) -> Result<(), Failure> {
+async fn print_outcome(store: &Store, id: TaskId, seconds: u64) -> Result<(), Failure> {
     match store
         .wait(id, Duration::from_secs(seconds), WaitFor::Finished)
         .await

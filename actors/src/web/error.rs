@@ -122,16 +122,16 @@ impl From<actix_web::error::JsonPayloadError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warren::task::TaskState;
+    use warren::task::{TaskId, TaskState};
 
     #[test]
     fn store_errors_map_to_statuses() {
         let status = |e: StoreError| ApiError::from(e).status.as_u16();
-        assert_eq!(status(StoreError::NotFound(4)), 404);
+        assert_eq!(status(StoreError::NotFound(TaskId(4))), 404);
         assert_eq!(status(StoreError::UnknownScheduled("a:b".into())), 404);
         assert_eq!(
             status(StoreError::WrongState {
-                id: 1,
+                id: TaskId(1),
                 state: TaskState::Running,
                 action: "delete it",
             }),

@@ -1,0 +1,519 @@
+//! Claims, leases and fencing tokens: order, clusters, concurrency, releases, recovery of expired leases.
+
+use crate::support::conformance::*;
+
+crate::conformance!(
+    claims_follow_priority_then_next_attempt_then_id,
+    claims_respect_not_before_and_clusters,
+    tasks_without_a_cluster_get_their_types_registered_cluster,
+    released_claims_are_pending_again_without_a_failure,
+    concurrent_claimers_never_share_a_task,
+    stale_fencing_token_cannot_resolve,
+    completions_finishing_together_each_commit_and_stale_ones_are_refused,
+    expired_lease_is_recovered_and_claimed_again,
+    a_lease_renewed_after_recovery_read_it_keeps_its_task,
+);
+
+async fn claims_follow_priority_then_next_attempt_then_id(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let opts = |p: Priority, nb: Option<i64>| ScheduleOptions {
+        priority: Some(p),
+        not_before: nb,
+        ..Default::default()
+    };
+    // Scheduled at different times so next_attempt differs.
+    let bg = s
+        .schedule(task_with(
+            json!({"n": "bg"}),
+            opts(Priority::BACKGROUND, None),
+        ))
+        .await
+        .unwrap();
+    db.clock.advance(1000);
+    let normal_first = s
+        .schedule(task_with(
+            json!({"n": "normal-first"}),
+            opts(Priority::NORMAL, None),
+        ))
+        .await
+        .unwrap();
+    let urgent = s
+        .schedule(task_with(
+            json!({"n": "urgent"}),
+            opts(Priority::UPDATE_INTERACTIVE, None),
+        ))
+        .await
+        .unwrap();
+    // Same priority, earlier next attempt than normal_first: an explicit earlier time.
+    db.clock.advance(1000);
+    let normal_second = s
+        .schedule(task_with(
+            json!({"n": "normal-second"}),
+            opts(Priority::NORMAL, None),
+        ))
+        .await
+        .unwrap();
+    let normal_same = s
+        .schedule(task_with(
+            json!({"n": "normal-same"}),
+            opts(Priority::NORMAL, None),
+        ))
+        .await
+        .unwrap();
+    let order: Vec<TaskId> = s
+        .claim("n", &clusters(), 10, LEASE)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.task.id)
+        .collect();
+    assert_eq!(
+        order,
+        vec![urgent, normal_first, normal_second, normal_same, bg]
+    );
+}
+
+async fn tasks_without_a_cluster_get_their_types_registered_cluster(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let mail: TaskType = "demo:mail".parse().unwrap();
+    // Before any node registered the type, it goes to `default`.
+    let early = s
+        .schedule(NewTask::new(mail.clone(), json!({})))
+        .await
+        .unwrap();
+    s.register_task_types(&[("demo:mail".into(), "mailers".into())])
+        .await
+        .unwrap();
+    let batch = s
+        .schedule_batch(&[
+            NewTask::new(mail.clone(), json!({})),
+            task(json!({})),
+            NewTask::new(mail.clone(), json!({})).with_options(ScheduleOptions {
+                cluster: Some("urgent".into()),
+                ..Default::default()
+            }),
+        ])
+        .await
+        .unwrap();
+    let cluster = |id| async move { s.describe(id).await.unwrap().cluster };
+    assert_eq!(cluster(early).await, "default");
+    assert_eq!(cluster(batch[0]).await, "mailers");
+    assert_eq!(cluster(batch[1]).await, "default", "unregistered type");
+    assert_eq!(
+        cluster(batch[2]).await,
+        "urgent",
+        "an explicit cluster wins"
+    );
+    // A later definition moves the type; the latest registration wins.
+    s.register_task_types(&[("demo:mail".into(), "bulk".into())])
+        .await
+        .unwrap();
+    let moved = s.schedule(NewTask::new(mail, json!({}))).await.unwrap();
+    assert_eq!(cluster(moved).await, "bulk");
+    // Claims for the cluster find it.
+    let claimed = s
+        .claim("node-a", &["bulk".to_string()], 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![moved]
+    );
+}
+
+async fn released_claims_are_pending_again_without_a_failure(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let ids = s
+        .schedule_batch(&[task(json!({"n": 1})), task(json!({"n": 2}))])
+        .await
+        .unwrap();
+    let claimed = s.claim("node-a", &clusters(), 2, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let first = (claimed[0].task.id, claimed[0].token);
+    // A stale token releases nothing; the right one releases the task.
+    assert_eq!(
+        s.release_claims(&[(first.0, LeaseToken(first.1 .0 + 7))])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(s.release_claims(&[first]).await.unwrap(), 1);
+    assert_eq!(
+        s.release_claims(&[first]).await.unwrap(),
+        0,
+        "released once"
+    );
+    let released = s.describe(first.0).await.unwrap();
+    assert_eq!(
+        (released.state, released.failures, released.iterations),
+        (TaskState::Pending, 0, 0)
+    );
+    assert_eq!((released.lease_owner, released.started_at), (None, None));
+    // It is claimed again (with a new token); the other task is still running.
+    let again = s.claim("node-b", &clusters(), 5, LEASE).await.unwrap();
+    assert_eq!(
+        again.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![first.0]
+    );
+    assert!(again[0].token > first.1);
+    let other = ids.iter().find(|&&id| id != first.0).copied().unwrap();
+    assert_eq!(s.describe(other).await.unwrap().state, TaskState::Running);
+}
+
+async fn claims_respect_not_before_and_clusters(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let later = s
+        .schedule(task_with(
+            json!({}),
+            ScheduleOptions {
+                not_before: Some(T0 + MIN),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let mail = s
+        .schedule(task_with(
+            json!({}),
+            ScheduleOptions {
+                cluster: Some("mail".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(s
+        .claim("n", &clusters(), 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    let got = s
+        .claim("n", &["mail".to_string()], 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![mail]
+    );
+    assert_eq!(got[0].task.state, TaskState::Running);
+    assert_eq!(got[0].task.lease_owner.as_deref(), Some("n"));
+    assert_eq!(got[0].task.lease_until, Some(T0 + LEASE));
+    assert_eq!(got[0].token, LeaseToken(1));
+    db.clock.advance(MIN);
+    let got = s.claim("n", &clusters(), 10, LEASE).await.unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![later]
+    );
+}
+
+async fn concurrent_claimers_never_share_a_task(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    const TASKS: usize = 10_000;
+    let batch: Vec<NewTask> = (0..TASKS).map(|i| task(json!({"i": i}))).collect();
+    s.schedule_batch(&batch).await.unwrap();
+    let mut claimers = Vec::new();
+    for w in 0..8 {
+        let store = s.clone();
+        claimers.push(tokio::spawn(async move {
+            let owner = format!("claimer-{w}");
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim(&owner, &["default".to_string()], 25, LEASE)
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|c| c.task.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for c in claimers {
+        for id in c.await.unwrap() {
+            total += 1;
+            assert!(seen.insert(id), "task {id} was claimed twice");
+        }
+    }
+    assert_eq!(total, TASKS);
+    assert_eq!(
+        count(
+            s,
+            "SELECT COUNT(*) AS n FROM warren_tasks WHERE state = 'running' AND lease_token = 1"
+        )
+        .await,
+        TASKS as i64
+    );
+}
+
+async fn stale_fencing_token_cannot_resolve(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let first = s.claim("a", &clusters(), 1, LEASE).await.unwrap().remove(0);
+    // The lease runs out; the task is recovered and claimed by another runner.
+    db.clock.advance(LEASE + 1);
+    assert_eq!(
+        s.recover_expired_leases(&|_| RetryPolicy::default())
+            .await
+            .unwrap(),
+        vec![id]
+    );
+    let second = s.claim("b", &clusters(), 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(second.token, first.token.next());
+
+    let stale = s.begin_run(first.clone()).await.unwrap();
+    let err = stale
+        .resolve(complete(json!({"from": "a"})), RetryPolicy::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::LeaseLost { id: i, token } if i == id && token == first.token),
+        "{err}"
+    );
+    let err = s
+        .record_failure(
+            &RunFailure::new(id, first.token, "late"),
+            RetryPolicy::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. }));
+    assert!(!s.renew_lease(id, first.token, "a", LEASE).await.unwrap());
+
+    let fresh = s.begin_run(second).await.unwrap();
+    assert_eq!(
+        fresh
+            .resolve(complete(json!({"from": "b"})), RetryPolicy::default())
+            .await
+            .unwrap(),
+        ResolveOutcome::Completed
+    );
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.result, Some(json!({"from": "b"})));
+    assert_eq!(t.state, TaskState::Completed);
+}
+
+async fn completions_finishing_together_each_commit_and_stale_ones_are_refused(b: Backend) {
+    // One pooled connection, held by the test while the runs resolve: every completion
+    // is queued before any can be written. On PostgreSQL they then share one statement
+    // and one commit; on SQLite each commits in its own transaction, one after another.
+    let Some(db) = TestDb::with_config(b, |c| c.max_connections = 1).await else {
+        return;
+    };
+    let s = &db.store;
+    for i in 0..20 {
+        s.schedule(task(json!({ "i": i }))).await.unwrap();
+    }
+    let claimed = s.claim("a", &clusters(), 20, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 20);
+    // A second run of the first task with the token of an older claim.
+    let mut stale = claimed[0].clone();
+    stale.token = LeaseToken(stale.token.0 - 1);
+    let mut runs = Vec::new();
+    for c in claimed.iter().cloned().chain([stale.clone()]) {
+        runs.push(s.begin_run(c).await.unwrap());
+    }
+
+    // Someone waits for the outcome of the fifth task, on another store (a pool of its
+    // own). On PostgreSQL the completion's NOTIFY is what wakes it: make sure it has
+    // asked for one before the completions are written.
+    let watched = claimed[4].task.id;
+    let other = db.another_node().await;
+    let waiter = {
+        let other = other.clone();
+        tokio::spawn(async move {
+            other
+                .wait(watched, Duration::from_secs(10), WaitFor::Finished)
+                .await
+        })
+    };
+    if b == Backend::Postgres {
+        let flagged =
+            format!("SELECT COUNT(*) AS n FROM warren_tasks WHERE id = {watched} AND waited");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count(&other, &flagged).await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the waiter never asked for a NOTIFY"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    let held = s.connection().await.unwrap();
+    let mut resolving = Box::pin(futures_util::future::join_all(
+        runs.into_iter()
+            .enumerate()
+            .map(|(n, run)| run.resolve(complete(json!({ "n": n })), RetryPolicy::default())),
+    ));
+    assert!(futures_util::poll!(&mut resolving).is_pending());
+    drop(held);
+    let outcomes = resolving.await;
+
+    for (n, outcome) in outcomes[..20].iter().enumerate() {
+        assert_eq!(
+            outcome.as_ref().unwrap(),
+            &ResolveOutcome::Completed,
+            "run {n}"
+        );
+        let t = s.describe(claimed[n].task.id).await.unwrap();
+        assert_eq!(t.state, TaskState::Completed);
+        assert_eq!(t.result, Some(json!({ "n": n })));
+        assert_eq!(t.iterations, 1);
+    }
+    let refused = outcomes[20].as_ref().unwrap_err();
+    assert!(
+        matches!(refused, StoreError::LeaseLost { id, token } if *id == stale.task.id && *token == stale.token),
+        "{refused}"
+    );
+    let woken = waiter.await.unwrap().unwrap();
+    assert_eq!(woken.state, TaskState::Completed);
+    assert_eq!(woken.result, Some(json!({ "n": 4 })));
+
+    let stats = s.completion_stats();
+    match b {
+        Backend::Postgres => assert_eq!((stats.statements, stats.completions), (1, 21)),
+        Backend::Sqlite => assert_eq!((stats.statements, stats.completions), (0, 0)),
+    }
+}
+
+async fn expired_lease_is_recovered_and_claimed_again(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let c = s
+        .claim("dead-node", &clusters(), 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    // A renewed lease is not recovered.
+    db.clock.advance(LEASE - 1);
+    assert!(s
+        .renew_lease(id, c.token, "dead-node", LEASE)
+        .await
+        .unwrap());
+    db.clock.advance(LEASE - 1);
+    assert!(s
+        .recover_expired_leases(&|_| RetryPolicy::default())
+        .await
+        .unwrap()
+        .is_empty());
+    // Then the node dies.
+    db.clock.advance(2);
+    assert_eq!(
+        s.recover_expired_leases(&|_| RetryPolicy::default())
+            .await
+            .unwrap(),
+        vec![id]
+    );
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!((t.failures, t.iterations), (1, 1));
+    assert_eq!(
+        t.next_attempt,
+        s.now(),
+        "a crashed run is due again at once"
+    );
+    assert!(t.last_error.unwrap().contains("dead-node"));
+    let again = s.claim("live-node", &clusters(), 1, LEASE).await.unwrap();
+    assert_eq!(again[0].task.id, id);
+    assert_eq!(again[0].token, c.token.next());
+    // With no retries allowed, an expired lease finishes the task as failed.
+    db.clock.advance(LEASE + 1);
+    let none = RetryPolicy {
+        max_failures: 1,
+        ..RetryPolicy::default()
+    };
+    s.recover_expired_leases(&|_| none).await.unwrap();
+    assert_eq!(s.describe(id).await.unwrap().state, TaskState::Failed);
+}
+
+/// Recovery reads the expired leases, then writes each recovery. A runner that renews
+/// its lease between the two keeps its task: the write carries `lease_until < now`, not
+/// only the token (a write fenced by the token alone, as a failure is, would take a
+/// live run away).
+async fn a_lease_renewed_after_recovery_read_it_keeps_its_task(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let c = s
+        .claim("slow-node", &clusters(), 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    db.clock.advance(LEASE + 1);
+    let read = s.expired_leases().await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(
+        (read[0].id, read[0].token, read[0].owner.as_deref()),
+        (id, c.token, Some("slow-node"))
+    );
+    assert_eq!(read[0].task_type, Some(ping()));
+    // The runner renews between the read and the write: the write loses.
+    assert!(s
+        .renew_lease(id, c.token, "slow-node", LEASE)
+        .await
+        .unwrap());
+    assert!(!s
+        .recover_lease(&read[0], RetryPolicy::default())
+        .await
+        .unwrap());
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.state, TaskState::Running);
+    assert_eq!((t.failures, t.iterations, t.lease_token), (0, 0, c.token));
+    assert_eq!(t.lease_until, Some(s.now() + LEASE));
+    assert_eq!(t.last_error, None);
+    // Once the renewed lease has expired too, the same read recovers it.
+    db.clock.advance(LEASE + 1);
+    assert!(s
+        .recover_lease(&read[0], RetryPolicy::default())
+        .await
+        .unwrap());
+    let t = s.describe(id).await.unwrap();
+    assert_eq!((t.state, t.failures), (TaskState::Pending, 1));
+    assert!(t.last_error.unwrap().contains("slow-node"));
+    // A read whose token has moved on (claimed again) recovers nothing.
+    let again = s
+        .claim("live-node", &clusters(), 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    db.clock.advance(LEASE + 1);
+    assert!(!s
+        .recover_lease(&read[0], RetryPolicy::default())
+        .await
+        .unwrap());
+    let t = s.describe(id).await.unwrap();
+    assert_eq!((t.state, t.lease_token), (TaskState::Running, again.token));
+    assert_eq!(
+        s.recover_expired_leases(&|_| RetryPolicy::default())
+            .await
+            .unwrap(),
+        vec![id]
+    );
+}

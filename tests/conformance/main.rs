@@ -1,0 +1,17 @@
+//! The store's conformance suite: every test body runs against SQLite and PostgreSQL
+//! (`AREA::sqlite::NAME` and `AREA::postgres::NAME`). One file per area; what they
+//! share is the test kit in `tests/support/conformance.rs`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod claims;
+mod listing;
+mod manage;
+mod nodes;
+mod retries;
+mod runs;
+mod schedule;
+mod scheduled;
+mod task_sql;
+mod waiting;

@@ -1,0 +1,258 @@
+//! Runs and their resolutions: the task's own work commits with its completion, or vanishes with it.
+
+use crate::support::conformance::*;
+
+crate::conformance!(
+    task_effects_commit_with_completion,
+    task_effects_vanish_with_temporary_failure,
+    tasks_scheduled_by_a_run_exist_only_if_it_commits,
+    restart_resets_failures_and_replaces_data,
+    permanent_failure_and_cancellation_resolutions,
+    malformed_result_json_becomes_a_temporary_failure,
+);
+
+async fn setup_effects_table(s: &Store) {
+    let mut conn = s.connection().await.unwrap();
+    exec(
+        &mut conn.as_any(),
+        "CREATE TABLE effects (task_id BIGINT NOT NULL)",
+    )
+    .await;
+}
+
+async fn task_effects_commit_with_completion(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    setup_effects_table(s).await;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let mut run = claim_one(s).await;
+    exec(
+        &mut run.conn().await.unwrap(),
+        &format!("INSERT INTO effects VALUES ({id})"),
+    )
+    .await;
+    // Not visible outside the task's transaction before it commits.
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 0);
+    let outcome = run
+        .resolve(complete(json!({"pong": 42})), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome, ResolveOutcome::Completed);
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 1);
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.state, TaskState::Completed);
+    assert_eq!(t.result, Some(json!({"pong": 42})));
+    assert_eq!(t.finished_at, Some(T0));
+    assert_eq!((t.iterations, t.failures), (1, 0));
+    assert_eq!((t.lease_owner, t.lease_until), (None, None));
+}
+
+async fn task_effects_vanish_with_temporary_failure(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    setup_effects_table(s).await;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let mut run = claim_one(s).await;
+    exec(
+        &mut run.conn().await.unwrap(),
+        &format!("INSERT INTO effects VALUES ({id})"),
+    )
+    .await;
+    let outcome = run
+        .resolve(temporary("smtp down"), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        ResolveOutcome::Pending {
+            next_attempt: T0 + 15 * MIN
+        }
+    );
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 0);
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!(t.last_error.as_deref(), Some("smtp down"));
+    assert_eq!(t.last_stack.as_deref(), Some("at runTask (task.js:3)"));
+    assert_eq!((t.failures, t.iterations), (1, 1));
+    // A run dropped without a resolution (a crashed runner) rolls back too.
+    db.clock.advance(15 * MIN);
+    let mut run = claim_one(s).await;
+    exec(
+        &mut run.conn().await.unwrap(),
+        &format!("INSERT INTO effects VALUES ({id})"),
+    )
+    .await;
+    drop(run);
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 0);
+    // The database stays writable after the dropped run (no lock left behind).
+    s.schedule(task(json!({}))).await.unwrap();
+}
+
+async fn tasks_scheduled_by_a_run_exist_only_if_it_commits(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    s.schedule(task(json!({"n": 1}))).await.unwrap();
+    s.schedule(task(json!({"n": 2}))).await.unwrap();
+    let mut run = claim_one(s).await;
+    let child = run.schedule(task(json!({"child": "kept"}))).await.unwrap();
+    run.resolve(complete(json!(null)), RetryPolicy::default())
+        .await
+        .unwrap();
+    let mut run = claim_one(s).await;
+    let lost = run.schedule(task(json!({"child": "lost"}))).await.unwrap();
+    run.resolve(temporary("no"), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.describe(child).await.unwrap().data,
+        json!({"child": "kept"})
+    );
+    assert!(matches!(
+        s.describe(lost).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn restart_resets_failures_and_replaces_data(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s
+        .schedule(task_with(
+            json!({"step": 1}),
+            ScheduleOptions {
+                aux_data: Some(json!({"a": 1})),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    fail_once(&db, RetryPolicy::default()).await;
+    fail_once(&db, RetryPolicy::default()).await;
+    db.clock.set(s.describe(id).await.unwrap().next_attempt);
+    let now = s.now();
+    let run = claim_one(s).await;
+    let r = Resolution::Restart {
+        at: now + 10 * MIN,
+        new_data: Some(json!({"step": 2}).to_string()),
+        new_aux_data: None,
+    };
+    assert_eq!(
+        run.resolve(r, RetryPolicy::default()).await.unwrap(),
+        ResolveOutcome::Pending {
+            next_attempt: now + 10 * MIN
+        }
+    );
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.state, TaskState::Pending);
+    assert_eq!((t.failures, t.iterations), (0, 3));
+    assert_eq!(t.data, json!({"step": 2}));
+    assert_eq!(t.aux_data, Some(json!({"a": 1})));
+    assert_eq!(t.last_error, None);
+    // A restart in the past runs now; new aux data replaces the old.
+    db.clock.set(now + 10 * MIN);
+    let run = claim_one(s).await;
+    let r = Resolution::Restart {
+        at: 0,
+        new_data: None,
+        new_aux_data: Some(json!({"b": 2}).to_string()),
+    };
+    assert_eq!(
+        run.resolve(r, RetryPolicy::default()).await.unwrap(),
+        ResolveOutcome::Pending {
+            next_attempt: now + 10 * MIN
+        }
+    );
+    assert_eq!(
+        s.describe(id).await.unwrap().aux_data,
+        Some(json!({"b": 2}))
+    );
+    // A restart of a task cancelled meanwhile is skipped: the cancellation stands.
+    let run = claim_one(s).await;
+    s.cancel(id, "operator").await.unwrap();
+    let r = Resolution::Restart {
+        at: 0,
+        new_data: None,
+        new_aux_data: None,
+    };
+    assert!(matches!(
+        run.resolve(r, RetryPolicy::default()).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_eq!(s.describe(id).await.unwrap().state, TaskState::Cancelled);
+}
+
+async fn permanent_failure_and_cancellation_resolutions(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let a = s.schedule(task(json!({}))).await.unwrap();
+    let c = s.schedule(task(json!({}))).await.unwrap();
+    let run = claim_one(s).await;
+    let r = Resolution::PermanentFailure {
+        error: "bad address".into(),
+        result: Some(json!({"code": 550}).to_string()),
+    };
+    assert_eq!(
+        run.resolve(r, RetryPolicy::default()).await.unwrap(),
+        ResolveOutcome::Failed
+    );
+    let run = claim_one(s).await;
+    let r = Resolution::Cancellation {
+        error: "not needed".into(),
+    };
+    assert_eq!(
+        run.resolve(r, RetryPolicy::default()).await.unwrap(),
+        ResolveOutcome::Cancelled
+    );
+    let ta = s.describe(a).await.unwrap();
+    assert_eq!(
+        (ta.state, ta.last_error.as_deref(), ta.result),
+        (
+            TaskState::Failed,
+            Some("bad address"),
+            Some(json!({"code": 550}))
+        )
+    );
+    let tc = s.describe(c).await.unwrap();
+    assert_eq!(
+        (tc.state, tc.last_error.as_deref()),
+        (TaskState::Cancelled, Some("not needed"))
+    );
+    // Finished tasks are never claimed again.
+    db.clock.advance(100 * 24 * 60 * MIN);
+    assert!(s
+        .claim("n", &clusters(), 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn malformed_result_json_becomes_a_temporary_failure(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let run = claim_one(s).await;
+    let r = Resolution::Completion {
+        result: "{not json".into(),
+    };
+    assert!(matches!(
+        run.resolve(r, RetryPolicy::default()).await.unwrap(),
+        ResolveOutcome::Pending { .. }
+    ));
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(t.state, TaskState::Pending);
+    assert!(t.last_error.unwrap().starts_with(&format!(
+        "task {id}: the resolution's result is not valid JSON"
+    )));
+}
