@@ -33,9 +33,10 @@ use warren_actors::{GetNodeContext, RunEphemeralTask, Shutdown, Supervisor, Warr
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+// The actor tests' kit: where the repository and the tests' cache folder are.
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{repo, test_cache_dir};
 
 fn env_count(name: &str, default: usize) -> BenchResult<usize> {
     match std::env::var(name) {
@@ -73,7 +74,7 @@ fn modules(runners: usize) -> BenchResult<PathBuf> {
 /// The toolkit the tests install (or `$WARREN_JS_KIT`), installed now so no node
 /// start is timed with the install in it.
 fn js_toolkit() -> BenchResult<JsToolkit> {
-    let kit = JsToolkit::locate_in(&repo().join("target/warren-test-cache"));
+    let kit = JsToolkit::locate_in(&test_cache_dir());
     kit.prepare()?;
     Ok(kit)
 }

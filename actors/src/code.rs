@@ -10,14 +10,14 @@ use warren::wasm::{TaskCode, WasmEngine, WasmError};
 
 /// The engine and the task code loaded so far.
 #[derive(Clone)]
-pub struct CodeCache {
+pub(crate) struct CodeCache {
     engine: Arc<WasmEngine>,
     loaded: Arc<Mutex<HashMap<String, Arc<TaskCode>>>>,
 }
 
 impl CodeCache {
     /// An empty cache over `engine`.
-    pub fn new(engine: Arc<WasmEngine>) -> CodeCache {
+    pub(crate) fn new(engine: Arc<WasmEngine>) -> CodeCache {
         CodeCache {
             engine,
             loaded: Arc::default(),
@@ -25,12 +25,12 @@ impl CodeCache {
     }
 
     /// The engine.
-    pub fn engine(&self) -> &WasmEngine {
+    pub(crate) fn engine(&self) -> &WasmEngine {
         &self.engine
     }
 
     /// The code of `name`, loading it from `code` on first use.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         name: &str,
         code: &Path,
@@ -58,7 +58,7 @@ impl CodeCache {
     /// first task of a fresh node does not wait for its compile; logs progress. A task
     /// that arrives meanwhile waits for that same compile (the engine compiles each
     /// component once, however many ask for it) rather than starting another.
-    pub fn warm_up(&self, catalog: &Catalog) {
+    pub(crate) fn warm_up(&self, catalog: &Catalog) {
         let mut work: Vec<(String, PathBuf, PathBuf)> = catalog
             .task_types()
             .map(|t| {

@@ -8,10 +8,10 @@
 //! ```
 //!
 //! `warren serve` also serves a dashboard, a JSON API and Prometheus metrics over HTTP
-//! ([`web`], [`metrics`]).
+//! ([`web`]). `docs/architecture-actors.md` says what each file owns.
 //!
 //! An application embeds a node with [`Warren::builder`] and talks to it through the
-//! messages in [`messages`]:
+//! messages re-exported here ([`ScheduleTask`], [`RunEphemeralTask`], [`Shutdown`], …):
 //!
 //! ```no_run
 //! use serde_json::json;
@@ -41,19 +41,33 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
+mod builder;
+mod claim_ahead;
+mod cluster_queue;
 mod code;
-pub mod messages;
-pub mod metrics;
+mod error;
+mod messages;
+mod metrics;
 mod pool;
 mod queue;
 mod restart;
 mod runner;
 mod scheduler;
 mod supervisor;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 pub mod web;
 
-pub use messages::*;
-pub use restart::{Child, RestartPolicy};
-pub use supervisor::{
-    default_node_name, GiveUp, StartError, Supervisor, Warren, WarrenBuilder, SCHEDULED_RUNNERS,
+pub use builder::{Warren, WarrenBuilder};
+pub use error::{Error, RunnerCrash};
+pub use messages::{
+    CancelTask, EphemeralTask, GetNodeContext, Kill, NodeContext, NodeStatus, QueueState,
+    QueueStatus, RetryTask, RunDueScheduled, RunEphemeralTask, RunScheduledNow, RunnerStatus,
+    ScheduleTask, Shutdown, Status,
 };
+pub use metrics::{Gauges, Metrics};
+pub use supervisor::Supervisor;
+#[cfg(feature = "test-hooks")]
+pub use test_hooks::{Child, InjectFault};

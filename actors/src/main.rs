@@ -7,12 +7,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    let (database, maintenance_offset) = (args.database_url(), args.maintenance_offset());
     if let cli::Command::Serve(serve) = args.command {
         // The node runs in an actix system of its own, on this thread.
-        let database = args
-            .database
-            .unwrap_or_else(|| warren::store::DEFAULT_DATABASE_URL.to_string());
-        return match cli::serve::run(database, serve) {
+        return match cli::serve::run(database, maintenance_offset, serve) {
             Ok(()) => ExitCode::SUCCESS,
             Err(failure) => {
                 eprintln!("{failure}");

@@ -1,6 +1,7 @@
 //! The public messages of a Warren node: what an embedding application sends to the
 //! [`crate::Supervisor`], and what it gets back.
 
+use crate::error::Error;
 use actix::prelude::*;
 use serde::Serialize;
 use std::sync::Arc;
@@ -72,29 +73,32 @@ impl RunEphemeralTask {
     }
 }
 
-/// The queue's side of an ephemeral task.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct EphemeralRequest {
-    pub(crate) task_type: String,
-    pub(crate) data: String,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) kill: KillSwitch,
-    pub(crate) reply: tokio::sync::oneshot::Sender<Result<String, String>>,
-}
-
 /// A running ephemeral task: await it for the result (JSON), or drop it to kill the
 /// task. Binding it to an actor's lifetime (keeping it in the actor) kills the task
 /// when the actor stops.
 #[derive(Debug)]
 pub struct EphemeralTask {
-    pub(crate) result: tokio::sync::oneshot::Receiver<Result<String, String>>,
-    pub(crate) kill: KillSwitch,
-    pub(crate) done: bool,
+    result: tokio::sync::oneshot::Receiver<Result<String, Error>>,
+    kill: KillSwitch,
+    done: bool,
+}
+
+impl EphemeralTask {
+    /// The task whose answer (JSON text) comes through `result`, killed with `kill`.
+    pub(crate) fn new(
+        result: tokio::sync::oneshot::Receiver<Result<String, Error>>,
+        kill: KillSwitch,
+    ) -> EphemeralTask {
+        EphemeralTask {
+            result,
+            kill,
+            done: false,
+        }
+    }
 }
 
 impl std::future::Future for EphemeralTask {
-    type Output = Result<serde_json::Value, String>;
+    type Output = Result<serde_json::Value, Error>;
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -104,12 +108,9 @@ impl std::future::Future for EphemeralTask {
             std::task::Poll::Ready(answer) => {
                 self.done = true;
                 let answer = answer
-                    .map_err(|_| "the node stopped before the task finished".to_string())
+                    .map_err(|_| Error::NodeStopped)
                     .and_then(|r| r)
-                    .and_then(|text| {
-                        serde_json::from_str(&text)
-                            .map_err(|e| format!("the task's result is not valid JSON: {e}"))
-                    });
+                    .and_then(|text| serde_json::from_str(&text).map_err(Error::BadResult));
                 std::task::Poll::Ready(answer)
             }
         }
@@ -130,11 +131,6 @@ impl Drop for EphemeralTask {
 #[rtype(result = "Result<warren::task::TaskState, StoreError>")]
 pub struct CancelTask(pub TaskId);
 
-/// Tells the queue that a task was cancelled, so it kills the run if it has it.
-#[derive(Debug, Message)]
-#[rtype(result = "bool")]
-pub struct Cancelled(pub TaskId);
-
 /// Kills a managed task's run on this node without cancelling the task: the run
 /// counts as a failed attempt and is retried by the usual rule. Answers whether it ran
 /// here.
@@ -148,12 +144,6 @@ pub struct Kill(pub TaskId);
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<String>")]
 pub struct RunDueScheduled;
-
-/// Fault injection for tests of crash supervision: the child panics in a handler.
-#[doc(hidden)]
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct InjectFault(pub crate::restart::Child);
 
 /// Retries a task now (see `Store::retry_now`).
 #[derive(Debug, Message)]
@@ -262,7 +252,8 @@ pub struct QueueState {
 #[rtype(result = "NodeContext")]
 pub struct GetNodeContext;
 
-/// The answer to [`GetNodeContext`]: the node's name, store and metrics.
+/// The answer to [`GetNodeContext`]: the node's name, store, metrics and maintenance
+/// offset.
 #[derive(Clone)]
 pub struct NodeContext {
     /// This node's name.
@@ -271,11 +262,13 @@ pub struct NodeContext {
     pub store: Store,
     /// The node's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The maintenance zone's offset in minutes, as the node computed it at start.
+    pub maintenance_offset: u32,
 }
 
 /// Everything the dashboard shows of a node.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<NodeStatus, StoreError>")]
+#[rtype(result = "Result<NodeStatus, Error>")]
 pub struct Status;
 
 /// The answer to [`Status`].

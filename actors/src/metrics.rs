@@ -2,13 +2,11 @@
 //! in Prometheus' text format (version 0.0.4) together with values read at scrape time
 //! (queue depth, runner utilisation). The series are those of `docs/api.md`.
 
-use crate::runner::ManagedOutcome;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
-use warren::store::ResolveOutcome;
 
 /// Upper bounds (seconds) of the run-duration histogram's buckets.
 const DURATION_BUCKETS: [f64; 12] = [
@@ -43,20 +41,6 @@ pub struct Gauges {
     pub runners: Vec<(String, usize, usize)>,
 }
 
-/// The label of a managed run's outcome in `warren_tasks_finished_total`: how the run
-/// ended, `restarted` when its resolution was a restart, `lost` when nothing could be
-/// committed (the lease was lost, or the store failed).
-pub(crate) fn outcome_label(outcome: &ManagedOutcome, restarted: bool) -> &'static str {
-    match outcome {
-        ManagedOutcome::Resolved(ResolveOutcome::Completed) => "completed",
-        ManagedOutcome::Resolved(ResolveOutcome::Failed) => "failed",
-        ManagedOutcome::Resolved(ResolveOutcome::Cancelled) => "cancelled",
-        ManagedOutcome::Resolved(ResolveOutcome::Pending { .. }) if restarted => "restarted",
-        ManagedOutcome::Resolved(ResolveOutcome::Pending { .. }) => "retry",
-        ManagedOutcome::LeaseLost | ManagedOutcome::StoreError(_) => "lost",
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -74,7 +58,8 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// Counts a finished managed run (`outcome` from [`outcome_label`]).
+    /// Counts a finished managed run; `outcome` is its label (`completed`, `failed`,
+    /// `cancelled`, `retry`, `restarted`, `lost`).
     pub fn run_finished(&self, task_type: &str, outcome: &'static str) {
         *lock(&self.finished)
             .entry((task_type.to_string(), outcome))

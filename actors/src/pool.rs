@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 /// Which actor hands a group of runners its work.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Group {
+pub(crate) enum Group {
     /// The runners of a task cluster (managed and ephemeral tasks), fed by the queue.
     Cluster(String),
     /// The runners of scheduled tasks, fed by the scheduler.
@@ -27,7 +27,7 @@ impl std::fmt::Display for Group {
 
 /// One runner: its address, its current run, and the thread it lives on.
 #[derive(Clone)]
-pub struct RunnerHandle {
+pub(crate) struct RunnerHandle {
     /// The runner.
     pub addr: Addr<TaskRunner>,
     /// Its current run, shared with the runner.
@@ -51,7 +51,7 @@ impl RunnerHandle {
     }
 
     /// What the runner is running now, if anything.
-    pub fn running(&self) -> Option<crate::runner::Running> {
+    pub(crate) fn running(&self) -> Option<crate::runner::Running> {
         self.current
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -61,14 +61,14 @@ impl RunnerHandle {
 
 /// Every runner of a node, by group.
 #[derive(Clone)]
-pub struct RunnerPool {
+pub(crate) struct RunnerPool {
     env: RunnerEnv,
     groups: Arc<Mutex<BTreeMap<Group, Vec<RunnerHandle>>>>,
 }
 
 impl RunnerPool {
     /// An empty pool whose runners get `env`.
-    pub fn new(env: RunnerEnv) -> RunnerPool {
+    pub(crate) fn new(env: RunnerEnv) -> RunnerPool {
         RunnerPool {
             env,
             groups: Arc::default(),
@@ -80,19 +80,19 @@ impl RunnerPool {
     }
 
     /// Starts `count` runners for `group`.
-    pub fn add(&self, group: Group, count: usize) {
+    pub(crate) fn add(&self, group: Group, count: usize) {
         let runners = (0..count).map(|_| RunnerHandle::start(&self.env)).collect();
         self.groups().insert(group, runners);
     }
 
     /// The runners of `group` (empty when it has none).
-    pub fn runners(&self, group: &Group) -> Vec<RunnerHandle> {
+    pub(crate) fn runners(&self, group: &Group) -> Vec<RunnerHandle> {
         self.groups().get(group).cloned().unwrap_or_default()
     }
 
     /// Replaces runner `index` of `group` (after it crashed) with a fresh one on a
     /// fresh thread, stopping the old thread; returns the new runner.
-    pub fn replace(&self, group: &Group, index: usize) -> RunnerHandle {
+    pub(crate) fn replace(&self, group: &Group, index: usize) -> RunnerHandle {
         let fresh = RunnerHandle::start(&self.env);
         let old = {
             let mut groups = self.groups();

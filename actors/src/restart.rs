@@ -1,14 +1,14 @@
 //! Crash supervision: how a dead child actor is noticed, what a crash says, and the
 //! restart window that decides when restarting stops making sense.
 //!
-//! A child (QueueActor, SchedulerActor) carries a [`ChildGuard`]. When the child's task
-//! ends for any reason — a panic in a handler included: the actor is dropped while its
-//! task unwinds — the guard tells the Supervisor, which restarts the child unless the
-//! node is shutting down. Runners catch their own panics and report them.
+//! A child (QueueActor, SchedulerActor) is started with [`start_supervised`]: when the
+//! child's task ends for any reason — a panic in a handler included — the Supervisor
+//! hears of it and restarts the child unless the node is shutting down. Runners catch
+//! their own panics (`catch_unwind` around each run) and report them. Neither installs
+//! a panic hook: the panic's payload is the message.
 
 use actix::prelude::*;
 use std::collections::VecDeque;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A supervised child of the Supervisor.
@@ -29,48 +29,51 @@ impl std::fmt::Display for Child {
     }
 }
 
-/// A child actor stopped (sent by its [`ChildGuard`]), with the panic that stopped
-/// it when there was one.
+/// A child actor stopped (sent by [`start_supervised`]'s watch), with the panic that
+/// stopped it when there was one.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct ChildStopped {
+pub(crate) struct ChildStopped {
     /// Which child.
     pub child: Child,
-    /// The panic's message and place, if it panicked.
+    /// The panic's message, if it panicked.
     pub panic: Option<String>,
 }
 
 /// Something crashed and was dealt with (a runner replaced); counts in the window.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Crashed {
+pub(crate) struct Crashed {
     /// What crashed (`runner default#2`).
     pub what: String,
     /// Why: the panic message.
     pub reason: String,
 }
 
-/// Lives inside a child actor; tells the Supervisor when the actor is dropped.
-pub struct ChildGuard {
+/// Starts `actor` as the supervised `child`: when its task ends, for any reason,
+/// `supervisor` hears of it, with the panic's message when a handler panicked. The
+/// actor's task is awaited like any task: a panic in it is the task's failure, so no
+/// process-wide panic hook is needed to learn what happened.
+pub(crate) fn start_supervised<A>(
     child: Child,
+    actor: A,
     supervisor: Recipient<ChildStopped>,
-}
-
-impl ChildGuard {
-    /// A guard reporting `child` to `supervisor`.
-    pub fn new(child: Child, supervisor: Recipient<ChildStopped>) -> ChildGuard {
-        ChildGuard { child, supervisor }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        // The actor is dropped on the thread it panicked on, right after the panic.
-        self.supervisor.do_send(ChildStopped {
-            child: self.child,
-            panic: take_last_panic(),
-        });
-    }
+) -> Addr<A>
+where
+    A: Actor<Context = Context<A>>,
+{
+    let ctx = Context::<A>::new();
+    let addr = ctx.address();
+    let task = actix_rt::spawn(ctx.into_future(actor));
+    actix_rt::spawn(async move {
+        let panic = match task.await {
+            Ok(()) => None,
+            Err(e) if e.is_panic() => Some(payload_text(e.into_panic().as_ref())),
+            Err(_) => None,
+        };
+        supervisor.do_send(ChildStopped { child, panic });
+    });
+    addr
 }
 
 /// At most `max_restarts` crashes within `within`; one more and the Supervisor gives
@@ -94,14 +97,14 @@ impl Default for RestartPolicy {
 
 /// The crashes seen within the policy's window.
 #[derive(Debug)]
-pub struct RestartWindow {
+pub(crate) struct RestartWindow {
     policy: RestartPolicy,
     crashes: VecDeque<Instant>,
 }
 
 impl RestartWindow {
     /// An empty window.
-    pub fn new(policy: RestartPolicy) -> RestartWindow {
+    pub(crate) fn new(policy: RestartPolicy) -> RestartWindow {
         RestartWindow {
             policy,
             crashes: VecDeque::new(),
@@ -109,7 +112,7 @@ impl RestartWindow {
     }
 
     /// Records a crash at `at`; false when it is one too many and the node should give up.
-    pub fn record(&mut self, at: Instant) -> bool {
+    pub(crate) fn record(&mut self, at: Instant) -> bool {
         while let Some(&first) = self.crashes.front() {
             if at.duration_since(first) > self.policy.within {
                 self.crashes.pop_front();
@@ -122,40 +125,13 @@ impl RestartWindow {
     }
 
     /// Crashes within the window so far.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.crashes.len()
     }
 }
 
-thread_local! {
-    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-static HOOK: OnceLock<()> = OnceLock::new();
-
-/// Remembers each thread's latest panic message and place (for the crash report),
-/// then lets the previous hook print it as before. Installed once per process.
-pub fn install_panic_hook() {
-    HOOK.get_or_init(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let place = info
-                .location()
-                .map(|l| format!(" at {}:{}", l.file(), l.line()))
-                .unwrap_or_default();
-            let text = format!("{}{place}", payload_text(info.payload()));
-            LAST_PANIC.with(|last| *last.borrow_mut() = Some(text));
-            previous(info);
-        }));
-    });
-}
-
-/// This thread's latest panic message, taken (so it is reported once).
-pub fn take_last_panic() -> Option<String> {
-    LAST_PANIC.with(|last| last.borrow_mut().take())
-}
-
 /// The text of a panic payload (`panic!` gives `&str` or `String`).
-pub fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -1,31 +1,34 @@
 //! TaskRunner: runs one task at a time on a thread of its own, keeping idle VMs (at most
 //! one per task type, at most [`RunnerEnv::idle_vms`] in all, least recently used
 //! dropped first) and reusing them for the next task of their type.
+//!
+//! Every run goes through one pipeline, [`run`]: plan (code, input, timeout) → a VM →
+//! the task's database → the guest runs → the VM goes back → settle. The three kinds of
+//! run — managed ([`RunManaged`]), ephemeral ([`RunEphemeral`]), scheduled
+//! ([`RunScheduled`]) — differ only in the steps of [`RunKind`].
 
 use crate::code::CodeCache;
-use crate::metrics::{outcome_label, Metrics};
+use crate::error::{Error, RunnerCrash};
+use crate::metrics::Metrics;
 use actix::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use warren::catalog::{Catalog, CatalogType};
+use warren::catalog::{Catalog, CatalogScheduled, CatalogType};
 use warren::clock::SharedClock;
-use warren::executor::RunFailure;
 use warren::store::{
     ClaimedTask, ResolveOutcome, ScheduledEnd, ScheduledOutcome, Store, StoreError, Transaction,
 };
-use warren::task::{LeaseToken, Resolution, TaskId};
-use warren::wasm::{
-    FailureCause, KillSwitch, RunEnd, TaskDb, TaskInput, TaskVm, VmCache, VmLimits,
-};
+use warren::task::{Resolution, TaskId};
+use warren::wasm::{KillSwitch, RunEnd, RunReport, TaskDb, TaskInput, TaskVm, VmCache, VmLimits};
 
 /// What a runner is doing right now, readable (and killable) from other threads while
 /// the runner is busy.
 #[derive(Debug, Clone)]
-pub struct Running {
+pub(crate) struct Running {
     /// The managed task's id (`None` for ephemeral and scheduled runs).
     pub task_id: Option<TaskId>,
     /// The managed task's fencing token, so a restarted queue can renew its lease.
-    pub token: Option<LeaseToken>,
+    pub token: Option<i64>,
     /// Task type or scheduled tag.
     pub task_type: String,
     /// Stops the guest.
@@ -35,11 +38,11 @@ pub struct Running {
 }
 
 /// Shared view of a runner's current run.
-pub type CurrentRun = Arc<Mutex<Option<Running>>>;
+pub(crate) type CurrentRun = Arc<Mutex<Option<Running>>>;
 
 /// Everything a runner needs; cheap to clone into each run.
 #[derive(Clone)]
-pub struct RunnerEnv {
+pub(crate) struct RunnerEnv {
     /// The store.
     pub store: Store,
     /// Compiled task code, shared by all runners.
@@ -58,7 +61,7 @@ pub struct RunnerEnv {
 }
 
 /// Runs tasks one at a time.
-pub struct TaskRunner {
+pub(crate) struct TaskRunner {
     env: RunnerEnv,
     /// The idle VMs; lent to the run in progress, which hands them back.
     vms: VmCache<TaskVm>,
@@ -67,7 +70,7 @@ pub struct TaskRunner {
 
 impl TaskRunner {
     /// A runner publishing its current run in `current`.
-    pub fn new(env: RunnerEnv, current: CurrentRun) -> TaskRunner {
+    pub(crate) fn new(env: RunnerEnv, current: CurrentRun) -> TaskRunner {
         TaskRunner {
             vms: VmCache::new(env.idle_vms),
             env,
@@ -78,14 +81,14 @@ impl TaskRunner {
     /// Publishes the run (so it can be killed) and lends it the idle VMs.
     fn begin(
         &mut self,
-        task: Option<(TaskId, LeaseToken)>,
-        task_type: &str,
+        task: Option<(TaskId, i64)>,
+        name: &str,
         kill: &KillSwitch,
     ) -> VmCache<TaskVm> {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
             task_id: task.map(|t| t.0),
             token: task.map(|t| t.1),
-            task_type: task_type.to_string(),
+            task_type: name.to_string(),
             kill: kill.clone(),
             started: Instant::now(),
         });
@@ -93,7 +96,7 @@ impl TaskRunner {
     }
 
     /// Takes the idle VMs back and clears the current run.
-    fn end(&mut self, task_type: String, vms: VmCache<TaskVm>) {
+    fn end(&mut self, name: String, vms: VmCache<TaskVm>) {
         self.vms = vms;
         let run = self
             .current
@@ -101,26 +104,29 @@ impl TaskRunner {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(run) = run {
-            self.env
-                .metrics
-                .run_duration(&task_type, run.started.elapsed());
+            self.env.metrics.run_duration(&name, run.started.elapsed());
         }
+    }
+
+    /// Runs `kind` through the pipeline on this runner, killable through `kill`.
+    fn launch<K>(
+        &mut self,
+        kind: K,
+        kill: KillSwitch,
+    ) -> AtomicResponse<Self, Result<K::Answer, RunnerCrash>>
+    where
+        K: RunKind + 'static,
+        K::Answer: 'static,
+    {
+        let name = kind.name().to_string();
+        let vms = self.begin(kind.task(), &name, &kill);
+        let env = self.env.clone();
+        guarded(self, name, run(env, kind, vms, kill))
     }
 }
 
 impl Actor for TaskRunner {
     type Context = Context<Self>;
-}
-
-/// A runner crashed (its host code panicked) during a run; it stops, and whoever
-/// handed it the run replaces it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunnerCrash(pub String);
-
-impl std::fmt::Display for RunnerCrash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the runner crashed: {}", self.0)
-    }
 }
 
 /// Runs `run` on the runner, catching a panic: the runner then forgets its VMs and
@@ -139,8 +145,7 @@ fn guarded<T: 'static>(
                 Ok(answer)
             }
             Err(payload) => {
-                let reason = crate::restart::take_last_panic()
-                    .unwrap_or_else(|| crate::restart::payload_text(payload.as_ref()));
+                let reason = crate::restart::payload_text(payload.as_ref());
                 tracing::error!(run = %name, %reason, "the runner crashed; it will be replaced");
                 act.vms.clear();
                 *act.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -151,45 +156,63 @@ fn guarded<T: 'static>(
     )))
 }
 
-/// Runs a claimed managed task in its own transaction and resolves it.
-#[derive(Message)]
-#[rtype(result = "Result<ManagedOutcome, RunnerCrash>")]
-pub struct RunManaged(pub ClaimedTask);
-
-/// How a managed run ended, for the queue's bookkeeping and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ManagedOutcome {
-    /// Resolved and committed (or the failure recorded).
-    Resolved(ResolveOutcome),
-    /// The lease was lost (cancelled, or claimed elsewhere): nothing committed.
-    LeaseLost,
-    /// The store failed; the lease will expire and the task run again.
-    StoreError(String),
+/// What a run needs before it starts: the code, the guest's input and the timeout.
+pub(crate) struct Plan<'e> {
+    code: CodeRef<'e>,
+    input: TaskInput,
+    timeout: Option<Duration>,
 }
 
-/// Runs an ephemeral task: its SQL goes to a transaction of its own, committed when it
-/// completes. Answers with the result (JSON text) or the failure.
-#[derive(Message)]
-#[rtype(result = "Result<Result<String, String>, RunnerCrash>")]
-pub struct RunEphemeral {
-    /// Task type.
-    pub task_type: String,
-    /// Data, JSON text.
-    pub data: String,
-    /// Timeout from the call; the task type's applies when `None`.
-    pub timeout: Option<Duration>,
-    /// Throwing it kills the run (the caller went away).
-    pub kill: KillSwitch,
+/// One kind of run: the steps of the pipeline ([`run`]) that differ between managed,
+/// ephemeral and scheduled runs.
+pub(crate) trait RunKind: Sized {
+    /// What the runner answers when the run is over.
+    type Answer;
+    /// The managed task (id, lease token) this run is, if it is one.
+    fn task(&self) -> Option<(TaskId, i64)> {
+        None
+    }
+    /// Task type or scheduled tag: names the current run and its metrics.
+    fn name(&self) -> &str;
+    /// The code to run, the input and the timeout; an error ends the run unstarted
+    /// (see [`RunKind::not_started`]). May take the run's data out of `self`.
+    fn plan<'e>(&mut self, env: &'e RunnerEnv) -> Result<Plan<'e>, Error>;
+    /// The database the task's SQL goes to, or the answer when it cannot be had.
+    async fn database(&self, env: &RunnerEnv) -> Result<TaskDb, Self::Answer>;
+    /// The answer for a run that did not start: no code, or no VM for it.
+    async fn not_started(self, env: &RunnerEnv, why: Error) -> Self::Answer;
+    /// Settles a run that ran (resolves it, commits or rolls back its transaction)
+    /// and answers.
+    async fn settle(self, env: &RunnerEnv, report: RunReport) -> Self::Answer;
 }
 
-/// Runs a scheduled task; answers with how it ended, for the scheduled state.
-#[derive(Message)]
-#[rtype(result = "Result<ScheduledEnd, RunnerCrash>")]
-pub struct RunScheduled {
-    /// Full tag.
-    pub tag: String,
-    /// Kill switch (shutdown, or the claim was lost).
-    pub kill: KillSwitch,
+/// The run pipeline, the same for every kind of run: plan, take a VM, open the task's
+/// database, run the guest, hand the VM back, settle.
+async fn run<K: RunKind>(
+    env: RunnerEnv,
+    mut kind: K,
+    mut vms: VmCache<TaskVm>,
+    kill: KillSwitch,
+) -> (VmCache<TaskVm>, K::Answer) {
+    let plan = match kind.plan(&env) {
+        Ok(plan) => plan,
+        Err(why) => return (vms, kind.not_started(&env, why).await),
+    };
+    let mut vm = match vm_for(&env, plan.code, &mut vms).await {
+        Ok(vm) => vm,
+        Err(why) => return (vms, kind.not_started(&env, why).await),
+    };
+    let db = match kind.database(&env).await {
+        Ok(db) => db,
+        Err(answer) => {
+            vms.check_in(vm);
+            return (vms, answer);
+        }
+    };
+    let report = vm.run(plan.input, db, plan.timeout, kill).await;
+    vms.check_in(vm);
+    let answer = kind.settle(&env, report).await;
+    (vms, answer)
 }
 
 fn timeout_of(task_ms: i64, type_ms: u64) -> Option<Duration> {
@@ -219,13 +242,24 @@ impl<'a> From<&'a CatalogType> for CodeRef<'a> {
     }
 }
 
+impl<'a> From<&'a CatalogScheduled> for CodeRef<'a> {
+    fn from(s: &'a CatalogScheduled) -> CodeRef<'a> {
+        CodeRef {
+            name: &s.def.tag,
+            code: &s.def.code,
+            module_dir: &s.module_dir,
+            memory_limit_mb: s.def.memory_limit_mb,
+        }
+    }
+}
+
 /// A VM for `code`: its idle one, or a new instance (idle VMs of other types are
 /// dropped when the pool needs room for it).
 async fn vm_for(
     env: &RunnerEnv,
     code: CodeRef<'_>,
     vms: &mut VmCache<TaskVm>,
-) -> Result<TaskVm, String> {
+) -> Result<TaskVm, Error> {
     if let Some(vm) = vms.take_reusable(code.name) {
         env.metrics.vm_reused();
         return Ok(vm);
@@ -234,157 +268,27 @@ async fn vm_for(
         memory_bytes: (code.memory_limit_mb as usize) << 20,
         ..env.vm_limits
     };
-    let code = env
-        .code
-        .get(code.name, code.code, code.module_dir)
-        .map_err(|e| e.to_string())?;
+    let code = env.code.get(code.name, code.code, code.module_dir)?;
     let vm = vms
         .instantiate(env.code.engine(), code, limits, env.clock.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     env.metrics.vm_instantiated();
     Ok(vm)
 }
 
-async fn run_managed(
-    env: RunnerEnv,
-    claimed: ClaimedTask,
-    mut vms: VmCache<TaskVm>,
-    kill: KillSwitch,
-) -> (VmCache<TaskVm>, ManagedOutcome) {
-    let task = claimed.task.clone();
-    let (id, token) = (task.id, claimed.token);
-    let policy = env.catalog.retry_policy(&task.task_type);
-    let fail = |error: String| {
-        let (store, metrics) = (env.store.clone(), env.metrics.clone());
-        let task_type = task.task_type.clone();
-        async move {
-            let outcome = match store
-                .record_failure(&RunFailure::new(id, token, error), policy)
-                .await
-            {
-                Ok(o) => ManagedOutcome::Resolved(o),
-                Err(StoreError::LeaseLost { .. }) => ManagedOutcome::LeaseLost,
-                Err(e) => ManagedOutcome::StoreError(e.to_string()),
-            };
-            metrics.run_finished(task_type.as_str(), outcome_label(&outcome, false));
-            outcome
-        }
-    };
-    let Some(ct) = env.catalog.task_type(task.task_type.as_str()) else {
-        let error = format!(
-            "task type {} is not declared by any module loaded on this node",
-            task.task_type
-        );
-        return (vms, fail(error).await);
-    };
-    let mut vm = match vm_for(&env, ct.into(), &mut vms).await {
-        Ok(vm) => vm,
-        Err(error) => return (vms, fail(error).await),
-    };
-    let run = match env.store.begin_run(claimed).await {
-        Ok(run) => run,
-        Err(e) => {
-            env.metrics.run_finished(task.task_type.as_str(), "lost");
-            vms.check_in(vm);
-            return (vms, ManagedOutcome::StoreError(e.to_string()));
-        }
-    };
-    let input = TaskInput {
-        id,
-        task_type: task.task_type.to_string(),
-        data: task.data.to_string(),
-        aux_data: task.aux_data.as_ref().map(|v| v.to_string()),
-        failures: task.failures.max(0) as u32,
-        iteration: task.iterations.max(0) as u32,
-    };
-    let timeout = timeout_of(task.timeout_ms, ct.def.timeout_ms);
-    let report = vm.run(input, TaskDb::Managed(run), timeout, kill).await;
-    vms.check_in(vm);
-    let TaskDb::Managed(run) = report.db else {
-        env.metrics.run_finished(task.task_type.as_str(), "lost");
-        return (
-            vms,
-            ManagedOutcome::StoreError("the run's transaction was lost".into()),
-        );
-    };
-    let resolution = report.end.into_resolution();
-    let restarted = matches!(resolution, Resolution::Restart { .. });
-    let outcome = match run.resolve(resolution, policy).await {
-        Ok(o) => ManagedOutcome::Resolved(o),
-        Err(StoreError::LeaseLost { .. }) => ManagedOutcome::LeaseLost,
-        Err(e) => ManagedOutcome::StoreError(e.to_string()),
-    };
-    env.metrics
-        .run_finished(task.task_type.as_str(), outcome_label(&outcome, restarted));
-    (vms, outcome)
-}
-
-impl Handler<RunManaged> for TaskRunner {
-    type Result = AtomicResponse<Self, Result<ManagedOutcome, RunnerCrash>>;
-
-    fn handle(&mut self, msg: RunManaged, _: &mut Context<Self>) -> Self::Result {
-        let task_type = msg.0.task.task_type.to_string();
-        let kill = KillSwitch::new();
-        let vms = self.begin(Some((msg.0.task.id, msg.0.token)), &task_type, &kill);
-        let env = self.env.clone();
-        guarded(self, task_type, run_managed(env, msg.0, vms, kill))
-    }
-}
-
-async fn run_ephemeral(
-    env: RunnerEnv,
-    msg: RunEphemeral,
-    mut vms: VmCache<TaskVm>,
-) -> (VmCache<TaskVm>, Result<String, String>) {
-    let Some(ct) = env.catalog.task_type(&msg.task_type) else {
-        return (vms, Err(format!("unknown task type {}", msg.task_type)));
-    };
-    let mut vm = match vm_for(&env, ct.into(), &mut vms).await {
-        Ok(vm) => vm,
-        Err(e) => return (vms, Err(e)),
-    };
-    let input = TaskInput {
-        id: TaskId(0),
-        task_type: msg.task_type.clone(),
-        data: msg.data,
-        aux_data: None,
-        failures: 0,
-        iteration: 0,
-    };
-    let timeout = msg.timeout.or_else(|| timeout_of(0, ct.def.timeout_ms));
-    let report = vm
-        .run(
-            input,
-            TaskDb::Deferred(env.store.clone()),
-            timeout,
-            msg.kill,
-        )
-        .await;
-    vms.check_in(vm);
-    let tx = match report.db {
-        TaskDb::Ephemeral(tx) => Some(tx),
-        _ => None,
-    };
-    let result = finish_transaction(tx, report.end).await;
-    (vms, result)
-}
-
 /// Commits an ephemeral or scheduled run's transaction when it completed, rolls it
-/// back otherwise, and says how the run ended.
-async fn finish_transaction(tx: Option<Transaction>, end: RunEnd) -> Result<String, String> {
+/// back otherwise, and says how the run ended: the result, or why there is none.
+async fn finish_transaction(tx: Option<Transaction>, end: RunEnd) -> Result<String, Error> {
     let outcome = match end {
         RunEnd::Resolved(Resolution::Completion { result }) => Ok(result),
         RunEnd::Resolved(Resolution::PermanentFailure { error, .. })
         | RunEnd::Resolved(Resolution::Cancellation { error })
         | RunEnd::Resolved(Resolution::TemporaryFailure { error, .. })
-        | RunEnd::Failed { error, .. } => Err(error),
-        RunEnd::Resolved(Resolution::Restart { .. }) => {
-            Err("restart is not supported for this kind of task".to_string())
-        }
+        | RunEnd::Failed { error, .. } => Err(Error::TaskFailed(error)),
+        RunEnd::Resolved(Resolution::Restart { .. }) => Err(Error::RestartUnsupported),
     };
     match (tx, &outcome) {
-        (Some(tx), Ok(_)) => tx.commit().await.map_err(|e| e.to_string())?,
+        (Some(tx), Ok(_)) => tx.commit().await?,
         (Some(tx), Err(_)) => {
             let _ = tx.rollback().await;
         }
@@ -393,98 +297,327 @@ async fn finish_transaction(tx: Option<Transaction>, end: RunEnd) -> Result<Stri
     outcome
 }
 
-impl Handler<RunEphemeral> for TaskRunner {
-    type Result = AtomicResponse<Self, Result<Result<String, String>, RunnerCrash>>;
-
-    fn handle(&mut self, msg: RunEphemeral, _: &mut Context<Self>) -> Self::Result {
-        let task_type = msg.task_type.clone();
-        let vms = self.begin(None, &task_type, &msg.kill);
-        let env = self.env.clone();
-        guarded(self, task_type, run_ephemeral(env, msg, vms))
+/// The transaction an ephemeral or scheduled run opened, if it used the database.
+fn opened_transaction(db: TaskDb) -> Option<Transaction> {
+    match db {
+        TaskDb::Ephemeral(tx) => Some(tx),
+        _ => None,
     }
 }
 
-async fn run_scheduled(
-    env: RunnerEnv,
-    msg: RunScheduled,
-    mut vms: VmCache<TaskVm>,
-) -> (VmCache<TaskVm>, ScheduledEnd) {
-    let Some(s) = env.catalog.scheduled(&msg.tag) else {
-        return (
-            vms,
-            ScheduledEnd::failed(format!("unknown scheduled task {}", msg.tag)),
-        );
-    };
-    let code = CodeRef {
-        name: &s.def.tag,
-        code: &s.def.code,
-        module_dir: &s.module_dir,
-        memory_limit_mb: s.def.memory_limit_mb,
-    };
-    let mut vm = match vm_for(&env, code, &mut vms).await {
-        Ok(vm) => vm,
-        Err(e) => return (vms, ScheduledEnd::failed(e)),
-    };
-    let input = TaskInput {
-        id: TaskId(0),
-        task_type: msg.tag.clone(),
-        data: serde_json::json!({ "args": s.def.args }).to_string(),
-        aux_data: None,
-        failures: 0,
-        iteration: 0,
-    };
-    let timeout = timeout_of(0, s.def.timeout_ms);
-    let report = vm
-        .run(
-            input,
-            TaskDb::Deferred(env.store.clone()),
-            timeout,
-            msg.kill,
-        )
-        .await;
-    vms.check_in(vm);
-    let mut output = String::new();
-    for line in &report.logs {
-        output.push_str(&line.message);
-        output.push('\n');
-    }
-    output.push_str(&report.stdout);
-    output.push_str(&report.stderr);
-    let timed_out = matches!(
-        report.end,
+/// Whether the run ended by its timeout.
+fn timed_out(end: &RunEnd) -> bool {
+    matches!(
+        end,
         RunEnd::Failed {
-            cause: FailureCause::TimedOut,
+            timed_out: true,
             ..
         }
-    );
-    let tx = match report.db {
-        TaskDb::Ephemeral(tx) => Some(tx),
-        _ => None,
-    };
-    let outcome = match finish_transaction(tx, report.end).await {
-        Ok(result) => {
-            output.push_str(&result);
-            ScheduledOutcome::Completed
+    )
+}
+
+/// Runs a claimed managed task in its own transaction and resolves it.
+#[derive(Message)]
+#[rtype(result = "Result<ManagedOutcome, RunnerCrash>")]
+pub(crate) struct RunManaged(pub ClaimedTask);
+
+/// How a managed run ended, for the queue's bookkeeping and logs.
+#[derive(Debug)]
+pub(crate) enum ManagedOutcome {
+    /// Resolved and committed (or the failure recorded).
+    Resolved(ResolveOutcome),
+    /// The lease was lost (cancelled, or claimed elsewhere): nothing committed.
+    LeaseLost,
+    /// Nothing could be recorded (the store failed); the lease will expire and the
+    /// task run again.
+    Unresolved(Error),
+}
+
+impl ManagedOutcome {
+    /// The outcome of resolving or recording a run in the store.
+    fn of(stored: Result<ResolveOutcome, StoreError>) -> ManagedOutcome {
+        match stored {
+            Ok(outcome) => ManagedOutcome::Resolved(outcome),
+            Err(StoreError::LeaseLost { .. }) => ManagedOutcome::LeaseLost,
+            Err(e) => ManagedOutcome::Unresolved(e.into()),
         }
-        Err(error) => {
-            output.push_str(&error);
-            if timed_out {
-                ScheduledOutcome::TimedOut
-            } else {
-                ScheduledOutcome::Failed
+    }
+
+    /// The label of this outcome in `warren_tasks_finished_total`: how the run ended,
+    /// `restarted` when its resolution was a restart, `lost` when nothing could be
+    /// committed (the lease was lost, or the store failed).
+    pub(crate) fn label(&self, restarted: bool) -> &'static str {
+        match self {
+            ManagedOutcome::Resolved(ResolveOutcome::Completed) => "completed",
+            ManagedOutcome::Resolved(ResolveOutcome::Failed) => "failed",
+            ManagedOutcome::Resolved(ResolveOutcome::Cancelled) => "cancelled",
+            ManagedOutcome::Resolved(ResolveOutcome::Pending { .. }) if restarted => "restarted",
+            ManagedOutcome::Resolved(ResolveOutcome::Pending { .. }) => "retry",
+            ManagedOutcome::LeaseLost | ManagedOutcome::Unresolved(_) => "lost",
+        }
+    }
+}
+
+impl RunKind for RunManaged {
+    type Answer = ManagedOutcome;
+
+    fn task(&self) -> Option<(TaskId, i64)> {
+        Some((self.0.task.id, self.0.token))
+    }
+
+    fn name(&self) -> &str {
+        self.0.task.task_type.as_str()
+    }
+
+    fn plan<'e>(&mut self, env: &'e RunnerEnv) -> Result<Plan<'e>, Error> {
+        let task = &self.0.task;
+        let ct = env
+            .catalog
+            .task_type(task.task_type.as_str())
+            .ok_or_else(|| Error::NotDeclaredHere(task.task_type.to_string()))?;
+        Ok(Plan {
+            code: ct.into(),
+            input: TaskInput {
+                id: task.id,
+                task_type: task.task_type.to_string(),
+                data: task.data.to_string(),
+                aux_data: task.aux_data.as_ref().map(|v| v.to_string()),
+                failures: task.failures.max(0) as u32,
+                iteration: task.iterations.max(0) as u32,
+            },
+            timeout: timeout_of(task.timeout_ms, ct.def.timeout_ms),
+        })
+    }
+
+    async fn database(&self, env: &RunnerEnv) -> Result<TaskDb, ManagedOutcome> {
+        match env.store.begin_run(self.0.clone()).await {
+            Ok(run) => Ok(TaskDb::Managed(run)),
+            Err(e) => {
+                env.metrics.run_finished(self.name(), "lost");
+                Err(ManagedOutcome::Unresolved(e.into()))
             }
         }
-    };
-    (vms, ScheduledEnd { outcome, output })
+    }
+
+    /// Records the failure to start as a failed attempt (the retry rule applies).
+    async fn not_started(self, env: &RunnerEnv, why: Error) -> ManagedOutcome {
+        let task = &self.0.task;
+        let policy = env.catalog.retry_policy(&task.task_type);
+        let recorded = env
+            .store
+            .record_failure(task.id, self.0.token, &why.to_string(), None, None, policy)
+            .await;
+        let outcome = ManagedOutcome::of(recorded);
+        env.metrics.run_finished(self.name(), outcome.label(false));
+        outcome
+    }
+
+    /// Resolves the run in its transaction (fenced by the lease token).
+    async fn settle(self, env: &RunnerEnv, report: RunReport) -> ManagedOutcome {
+        let TaskDb::Managed(run) = report.db else {
+            env.metrics.run_finished(self.name(), "lost");
+            return ManagedOutcome::Unresolved(Error::TransactionLost);
+        };
+        let policy = env.catalog.retry_policy(&self.0.task.task_type);
+        let resolution = report.end.into_resolution();
+        let restarted = matches!(resolution, Resolution::Restart { .. });
+        let outcome = ManagedOutcome::of(run.resolve(resolution, policy).await);
+        env.metrics
+            .run_finished(self.name(), outcome.label(restarted));
+        outcome
+    }
+}
+
+impl Handler<RunManaged> for TaskRunner {
+    type Result = AtomicResponse<Self, Result<ManagedOutcome, RunnerCrash>>;
+
+    fn handle(&mut self, msg: RunManaged, _: &mut Context<Self>) -> Self::Result {
+        self.launch(msg, KillSwitch::new())
+    }
+}
+
+/// Runs an ephemeral task: its SQL goes to a transaction of its own, committed when it
+/// completes. Answers with the result (JSON text) or why there is none.
+#[derive(Message)]
+#[rtype(result = "Result<Result<String, Error>, RunnerCrash>")]
+pub(crate) struct RunEphemeral {
+    /// Task type.
+    pub task_type: String,
+    /// Data, JSON text.
+    pub data: String,
+    /// Timeout from the call; the task type's applies when `None`.
+    pub timeout: Option<Duration>,
+    /// Throwing it kills the run (the caller went away).
+    pub kill: KillSwitch,
+}
+
+impl RunKind for RunEphemeral {
+    type Answer = Result<String, Error>;
+
+    fn name(&self) -> &str {
+        &self.task_type
+    }
+
+    fn plan<'e>(&mut self, env: &'e RunnerEnv) -> Result<Plan<'e>, Error> {
+        let ct = env
+            .catalog
+            .task_type(&self.task_type)
+            .ok_or_else(|| Error::UnknownTaskType(self.task_type.clone()))?;
+        Ok(Plan {
+            code: ct.into(),
+            input: TaskInput {
+                id: 0,
+                task_type: self.task_type.clone(),
+                data: std::mem::take(&mut self.data),
+                aux_data: None,
+                failures: 0,
+                iteration: 0,
+            },
+            timeout: self.timeout.or_else(|| timeout_of(0, ct.def.timeout_ms)),
+        })
+    }
+
+    async fn database(&self, env: &RunnerEnv) -> Result<TaskDb, Self::Answer> {
+        Ok(TaskDb::Deferred(env.store.clone()))
+    }
+
+    async fn not_started(self, _: &RunnerEnv, why: Error) -> Self::Answer {
+        Err(why)
+    }
+
+    /// Commits the task's transaction when it completed, rolls it back otherwise.
+    async fn settle(self, _: &RunnerEnv, report: RunReport) -> Self::Answer {
+        finish_transaction(opened_transaction(report.db), report.end).await
+    }
+}
+
+impl Handler<RunEphemeral> for TaskRunner {
+    type Result = AtomicResponse<Self, Result<Result<String, Error>, RunnerCrash>>;
+
+    fn handle(&mut self, msg: RunEphemeral, _: &mut Context<Self>) -> Self::Result {
+        let kill = msg.kill.clone();
+        self.launch(msg, kill)
+    }
+}
+
+/// Runs a scheduled task; answers with how it ended, for the scheduled state.
+#[derive(Message)]
+#[rtype(result = "Result<ScheduledEnd, RunnerCrash>")]
+pub(crate) struct RunScheduled {
+    /// Full tag.
+    pub tag: String,
+    /// Kill switch (shutdown, or the claim was lost).
+    pub kill: KillSwitch,
+}
+
+impl RunKind for RunScheduled {
+    type Answer = ScheduledEnd;
+
+    fn name(&self) -> &str {
+        &self.tag
+    }
+
+    fn plan<'e>(&mut self, env: &'e RunnerEnv) -> Result<Plan<'e>, Error> {
+        let s = env
+            .catalog
+            .scheduled(&self.tag)
+            .ok_or_else(|| Error::UnknownScheduled(self.tag.clone()))?;
+        Ok(Plan {
+            code: s.into(),
+            input: TaskInput {
+                id: TaskId(0),
+                task_type: self.tag.clone(),
+                data: serde_json::json!({ "args": s.def.args }).to_string(),
+                aux_data: None,
+                failures: 0,
+                iteration: 0,
+            },
+            timeout: timeout_of(0, s.def.timeout_ms),
+        })
+    }
+
+    async fn database(&self, env: &RunnerEnv) -> Result<TaskDb, Self::Answer> {
+        Ok(TaskDb::Deferred(env.store.clone()))
+    }
+
+    async fn not_started(self, _: &RunnerEnv, why: Error) -> ScheduledEnd {
+        ScheduledEnd::failed(why.to_string())
+    }
+
+    /// Commits the task's transaction when it completed, rolls it back otherwise;
+    /// the output is what it logged and wrote, then its result or error.
+    async fn settle(self, _: &RunnerEnv, report: RunReport) -> ScheduledEnd {
+        let mut output = String::new();
+        for line in &report.logs {
+            output.push_str(&line.message);
+            output.push('\n');
+        }
+        output.push_str(&report.stdout);
+        output.push_str(&report.stderr);
+        let timed_out = timed_out(&report.end);
+        let outcome = match finish_transaction(opened_transaction(report.db), report.end).await {
+            Ok(result) => {
+                output.push_str(&result);
+                ScheduledOutcome::Completed
+            }
+            Err(error) => {
+                output.push_str(&error.to_string());
+                if timed_out {
+                    ScheduledOutcome::TimedOut
+                } else {
+                    ScheduledOutcome::Failed
+                }
+            }
+        };
+        ScheduledEnd { outcome, output }
+    }
 }
 
 impl Handler<RunScheduled> for TaskRunner {
     type Result = AtomicResponse<Self, Result<ScheduledEnd, RunnerCrash>>;
 
     fn handle(&mut self, msg: RunScheduled, _: &mut Context<Self>) -> Self::Result {
-        let tag = msg.tag.clone();
-        let vms = self.begin(None, &tag, &msg.kill);
-        let env = self.env.clone();
-        guarded(self, tag, run_scheduled(env, msg, vms))
+        let kill = msg.kill.clone();
+        self.launch(msg, kill)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managed_outcomes_are_labelled_for_the_metrics() {
+        let pending = ResolveOutcome::Pending { next_attempt: 0 };
+        let label = |stored, restarted| ManagedOutcome::of(stored).label(restarted);
+        assert_eq!(label(Ok(ResolveOutcome::Completed), false), "completed");
+        assert_eq!(label(Ok(ResolveOutcome::Failed), false), "failed");
+        assert_eq!(label(Ok(ResolveOutcome::Cancelled), false), "cancelled");
+        assert_eq!(label(Ok(pending), false), "retry");
+        assert_eq!(label(Ok(pending), true), "restarted");
+        let lost = ManagedOutcome::Unresolved(Error::TransactionLost);
+        assert_eq!(lost.label(false), "lost");
+        assert_eq!(ManagedOutcome::LeaseLost.label(false), "lost");
+    }
+
+    #[test]
+    fn scheduled_outcomes_are_recorded_as_before() {
+        let names = [
+            ScheduledOutcome::Completed,
+            ScheduledOutcome::Failed,
+            ScheduledOutcome::TimedOut,
+        ]
+        .map(ScheduledOutcome::as_str);
+        assert_eq!(names, ["completed", "failed", "timeout"]);
+        let failed = ScheduledEnd::failed(Error::UnknownScheduled("m:t".into()).to_string());
+        assert_eq!(failed.outcome, ScheduledOutcome::Failed);
+        assert_eq!(failed.output, "unknown scheduled task m:t");
+    }
+
+    #[test]
+    fn a_task_timeout_wins_over_its_type_s() {
+        assert_eq!(timeout_of(5, 9), Some(Duration::from_millis(5)));
+        assert_eq!(timeout_of(0, 9), Some(Duration::from_millis(9)));
+        assert_eq!(timeout_of(0, 0), None);
     }
 }

@@ -1,8 +1,9 @@
 //! SchedulerActor: runs each `<task>` of the loaded modules at its cron times, once per
 //! tick across every node sharing the database, never overlapping itself.
 
+use crate::error::Error;
 use crate::pool::{Group, RunnerHandle, RunnerPool};
-use crate::restart::{Child, ChildGuard, ChildStopped, Crashed};
+use crate::restart::{Child, ChildStopped, Crashed};
 use crate::runner::RunScheduled;
 use actix::prelude::*;
 use std::collections::VecDeque;
@@ -19,14 +20,13 @@ const POLL: Duration = Duration::from_secs(1);
 const RUN_LEASE_MS: i64 = 60_000;
 
 /// The scheduler of one node.
-pub struct SchedulerActor {
+pub(crate) struct SchedulerActor {
     store: Store,
     catalog: Arc<Catalog>,
     node: String,
     maintenance_offset: u32,
     pool: RunnerPool,
     crashes: Recipient<Crashed>,
-    _guard: ChildGuard,
     runners: Vec<RunnerHandle>,
     busy: Vec<Option<ScheduledRun>>,
     waiting: VecDeque<ScheduledRun>,
@@ -38,19 +38,15 @@ pub struct SchedulerActor {
 
 impl SchedulerActor {
     /// A scheduler running scheduled tasks on the pool's scheduled-task runners (at
-    /// most that many at once); it reports runner crashes and its own end to
-    /// `supervisor`.
-    pub fn new<S>(
+    /// most that many at once); it reports runner crashes to `crashes`.
+    pub(crate) fn new(
         store: Store,
         catalog: Arc<Catalog>,
         node: String,
         maintenance_offset: u32,
         pool: RunnerPool,
-        supervisor: Addr<S>,
-    ) -> SchedulerActor
-    where
-        S: Actor<Context = Context<S>> + Handler<Crashed> + Handler<ChildStopped>,
-    {
+        crashes: Recipient<Crashed>,
+    ) -> SchedulerActor {
         let runners = pool.runners(&Group::Scheduled);
         SchedulerActor {
             busy: runners.iter().map(|_| None).collect(),
@@ -59,8 +55,7 @@ impl SchedulerActor {
             node,
             maintenance_offset,
             pool,
-            crashes: supervisor.clone().recipient(),
-            _guard: ChildGuard::new(Child::Scheduler, supervisor.recipient()),
+            crashes,
             runners,
             waiting: VecDeque::new(),
             draining: false,
@@ -72,9 +67,15 @@ impl SchedulerActor {
 
     /// Polls the shared schedule every `poll`, or only when told to ([`RunDue`],
     /// [`TickNow`]) when `None` — for tests and applications that drive time.
-    pub fn with_poll(mut self, poll: Option<Duration>) -> SchedulerActor {
+    pub(crate) fn with_poll(mut self, poll: Option<Duration>) -> SchedulerActor {
         self.poll = poll;
         self
+    }
+
+    /// Starts the scheduler, supervised: its end (a panic included) is reported to
+    /// `supervisor` as [`Child::Scheduler`].
+    pub(crate) fn start_supervised(self, supervisor: Recipient<ChildStopped>) -> Addr<Self> {
+        crate::restart::start_supervised(Child::Scheduler, self, supervisor)
     }
 
     /// Answers the [`RunDue`] callers once nothing runs or waits.
@@ -139,10 +140,13 @@ impl SchedulerActor {
             ctx.spawn(
                 async move {
                     let (crash, end) = match finish.await {
-                        Ok(Ok(ended)) => (None, ended),
-                        Ok(Err(crash)) => (Some(crash.to_string()), ScheduledEnd::failed(crash.to_string())),
+                        Ok(Ok(end)) => (None, end),
+                        Ok(Err(crash)) => {
+                            let reason = Error::Crashed(crash).to_string();
+                            (Some(reason.clone()), ScheduledEnd::failed(reason))
+                        }
                         Err(e) => {
-                            let reason = format!("the runner is gone: {e}");
+                            let reason = Error::RunnerGone(e).to_string();
                             (Some(reason.clone()), ScheduledEnd::failed(reason))
                         }
                     };
@@ -231,7 +235,7 @@ impl Actor for SchedulerActor {
 /// Look at the schedule now (after a "run now").
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct TickNow;
+pub(crate) struct TickNow;
 
 impl Handler<TickNow> for SchedulerActor {
     type Result = ();
@@ -244,7 +248,7 @@ impl Handler<TickNow> for SchedulerActor {
 /// other run of this scheduler) finished.
 #[derive(Message)]
 #[rtype(result = "Vec<String>")]
-pub struct RunDue;
+pub(crate) struct RunDue;
 
 impl Handler<RunDue> for SchedulerActor {
     type Result = ResponseActFuture<Self, Vec<String>>;
@@ -292,7 +296,7 @@ impl Handler<RunDue> for SchedulerActor {
 /// Stop starting scheduled tasks; answer when none runs.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StopScheduling;
+pub(crate) struct StopScheduling;
 
 impl Handler<StopScheduling> for SchedulerActor {
     type Result = ResponseActFuture<Self, ()>;
@@ -304,10 +308,12 @@ impl Handler<StopScheduling> for SchedulerActor {
 }
 
 /// Fault injection for tests of crash supervision: the scheduler panics in its handler.
+#[cfg(feature = "test-hooks")]
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct PanicNow;
+pub(crate) struct PanicNow;
 
+#[cfg(feature = "test-hooks")]
 impl Handler<PanicNow> for SchedulerActor {
     type Result = ();
     fn handle(&mut self, _: PanicNow, _: &mut Context<Self>) {

@@ -18,7 +18,7 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::Server;
+use support::{repo, test_cache_dir, Server};
 use warren::wasm::{KitFile, Requirement, Toolkit, ToolkitSpec};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -27,10 +27,6 @@ const TOKEN: &str = "dashboard-browser-test-token";
 const FLAKY: &str = "dash:flaky";
 /// The scheduled task the browser runs by hand.
 const TAG: &str = "dash:tick";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The browser driver and its script: `tests/browser` (playwright-core pinned by its
 /// lock file, and `dashboard.test.mjs`), installed with `npm ci` under the tests' cache
@@ -57,7 +53,7 @@ fn browser_driver() -> Toolkit {
             .to_vec()],
         ready: vec!["node_modules/playwright-core/package.json".into()],
     };
-    Toolkit::new(spec, &repo().join("target/warren-test-cache"))
+    Toolkit::new(spec, &test_cache_dir())
 }
 
 /// The folder holding the installed driver and `dashboard.test.mjs`, or `None` (after
@@ -230,7 +226,7 @@ fn modules_dir(root: &Path) -> PathBuf {
 fn warren(db: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
     cmd.env("WARREN_DATABASE_URL", db)
-        .env("WARREN_CACHE_DIR", repo().join("target/warren-test-cache"))
+        .env("WARREN_CACHE_DIR", test_cache_dir())
         .env_remove("WARREN_TOKEN")
         .env_remove("WARREN_MAINTENANCE_OFFSET")
         .env("RUST_LOG", "warn");

@@ -101,7 +101,8 @@ async fn a_node_runs_managed_ephemeral_and_scheduled_tasks() {
         .await
         .unwrap()
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("unknown ephemeral task type demo:nope"),
         "{err}"

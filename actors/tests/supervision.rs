@@ -200,7 +200,8 @@ async fn a_runner_whose_host_code_panics_is_replaced() {
         .await
         .unwrap()
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("the runner crashed"), "{err}");
     let ok = node
         .send(RunEphemeralTask::new("sup:echo", json!({"say": "again"})))
@@ -349,7 +350,7 @@ async fn an_ephemeral_task_in_a_transaction_starts_on_commit_and_not_on_rollback
         .await
         .unwrap();
     conn.rollback().await.unwrap();
-    let err = task.await.unwrap_err();
+    let err = task.await.unwrap_err().to_string();
     assert!(err.contains("did not commit"), "{err}");
 
     // A managed task scheduled on the same connection exists only after the commit,

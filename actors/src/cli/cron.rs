@@ -3,7 +3,7 @@
 use super::Failure;
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
-use warren::cron::{parse_maintenance_offset, CronMask, ZoneSpec};
+use warren::cron::{CronMask, ZoneSpec};
 
 /// Cron commands.
 #[derive(Debug, Subcommand)]
@@ -31,7 +31,11 @@ pub struct NextArgs {
 }
 
 /// Prints the fire times.
-pub async fn run(cmd: CronCommand, database: Option<&str>) -> Result<(), Failure> {
+pub async fn run(
+    cmd: CronCommand,
+    database: Option<&str>,
+    configured: Option<u32>,
+) -> Result<(), Failure> {
     let CronCommand::Next(args) = cmd;
     let mask: CronMask = args
         .mask
@@ -55,7 +59,7 @@ pub async fn run(cmd: CronCommand, database: Option<&str>) -> Result<(), Failure
         )));
     }
     let offset = match spec {
-        ZoneSpec::Maintenance => maintenance_offset(database).await?,
+        ZoneSpec::Maintenance => maintenance_offset(configured, database).await?,
         _ => 0,
     };
     let zone = spec.resolve(offset);
@@ -73,11 +77,13 @@ pub async fn run(cmd: CronCommand, database: Option<&str>) -> Result<(), Failure
     Ok(())
 }
 
-/// The maintenance offset: WARREN_MAINTENANCE_OFFSET, else the one stored in the
-/// database named by --database.
-async fn maintenance_offset(database: Option<&str>) -> Result<u32, Failure> {
-    let configured = std::env::var("WARREN_MAINTENANCE_OFFSET").ok();
-    if let Some(minutes) = parse_maintenance_offset(configured.as_deref()) {
+/// The maintenance offset: the one `configured` (WARREN_MAINTENANCE_OFFSET), else
+/// the one stored in the database named by --database.
+async fn maintenance_offset(
+    configured: Option<u32>,
+    database: Option<&str>,
+) -> Result<u32, Failure> {
+    if let Some(minutes) = configured {
         return Ok(minutes);
     }
     let Some(url) = database else {

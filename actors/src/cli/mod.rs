@@ -29,6 +29,16 @@ pub struct Cli {
     #[arg(long, global = true, env = "WARREN_DATABASE_URL")]
     pub database: Option<String>,
 
+    /// The maintenance zone's offset from UTC in minutes, 0-1439 (default: the offset
+    /// the service stored in the database; an invalid value counts as not given).
+    #[arg(
+        long,
+        global = true,
+        value_name = "MINUTES",
+        env = "WARREN_MAINTENANCE_OFFSET"
+    )]
+    pub maintenance_offset: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -74,6 +84,13 @@ impl Cli {
             .clone()
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
     }
+
+    /// The maintenance offset given (`--maintenance-offset` or
+    /// `WARREN_MAINTENANCE_OFFSET`), when it is valid: read here, once, and passed to
+    /// the commands and the node that need it.
+    pub fn maintenance_offset(&self) -> Option<u32> {
+        warren::cron::parse_maintenance_offset(self.maintenance_offset.as_deref())
+    }
 }
 
 /// Why a command failed, and with which exit status.
@@ -112,16 +129,17 @@ impl From<warren::store::StoreError> for Failure {
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let database = cli.database_url();
+    let offset = cli.maintenance_offset();
     match cli.command {
         Command::Migrate => migrate::run(&database).await,
-        Command::Cron(cmd) => cron::run(cmd, cli.database.as_deref()).await,
-        Command::Modules(cmd) => modules::run(cmd),
+        Command::Cron(cmd) => cron::run(cmd, cli.database.as_deref(), offset).await,
+        Command::Modules(cmd) => modules::run(cmd, offset),
         Command::Build { modules } => build::run(&modules),
         Command::Toolkit(cmd) => toolkit::run(cmd),
         Command::Schedule(args) => tasks::schedule(&database, args).await,
         Command::Wait(args) => tasks::wait(&database, args).await,
         Command::Tasks(cmd) => task_admin::run(&database, cmd).await,
-        Command::Scheduled(cmd) => scheduled::run(&database, cmd).await,
+        Command::Scheduled(cmd) => scheduled::run(&database, cmd, offset).await,
         Command::Serve(_) => Err(Failure::Error(
             "serve runs outside the async runtime".into(),
         )),

@@ -4,7 +4,7 @@ use super::Failure;
 use chrono::{SecondsFormat, Utc};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
-use warren::cron::{parse_maintenance_offset, ZoneSpec};
+use warren::cron::ZoneSpec;
 use warren::moduledef::{
     load_module, load_modules_dir, DefinitionError, LoadOptions, ModuleDefinition,
     MODULE_DEFINITION_FILE,
@@ -23,7 +23,9 @@ pub enum ModulesCommand {
 }
 
 /// Checks every path; prints each module's summary or its errors.
-pub fn run(cmd: ModulesCommand) -> Result<(), Failure> {
+/// `maintenance_offset` is the configured offset, used for the next run of tasks in
+/// the maintenance zone.
+pub fn run(cmd: ModulesCommand, maintenance_offset: Option<u32>) -> Result<(), Failure> {
     let ModulesCommand::Check { paths } = cmd;
     let opts = LoadOptions::from_process_env();
     let mut outcomes = Vec::new();
@@ -50,7 +52,7 @@ pub fn run(cmd: ModulesCommand) -> Result<(), Failure> {
     let mut broken = 0;
     for outcome in &outcomes {
         match outcome {
-            Ok(module) => print_module(module),
+            Ok(module) => print_module(module, maintenance_offset),
             Err(errors) => {
                 broken += 1;
                 print_errors(errors);
@@ -77,7 +79,7 @@ fn print_errors(errors: &[DefinitionError]) {
     }
 }
 
-fn print_module(m: &ModuleDefinition) {
+fn print_module(m: &ModuleDefinition, maintenance_offset: Option<u32>) {
     println!("module {} ({})", m.name, m.file.display());
     for c in &m.clusters {
         println!("  cluster {:<28} workers {}", c.tag, c.workers);
@@ -103,22 +105,23 @@ fn print_module(m: &ModuleDefinition) {
             Some(mask) => format!(
                 "runat '{mask}' {}, next {}",
                 s.runtz,
-                next_run(mask, s.runtz)
+                next_run(mask, s.runtz, maintenance_offset)
             ),
         };
         println!("  scheduled {:<28} {when}", s.tag);
     }
 }
 
-fn next_run(mask: &warren::cron::CronMask, spec: ZoneSpec) -> String {
+fn next_run(
+    mask: &warren::cron::CronMask,
+    spec: ZoneSpec,
+    maintenance_offset: Option<u32>,
+) -> String {
     let offset = match spec {
-        ZoneSpec::Maintenance => {
-            let configured = std::env::var("WARREN_MAINTENANCE_OFFSET").ok();
-            match parse_maintenance_offset(configured.as_deref()) {
-                Some(minutes) => minutes,
-                None => return "depends on the maintenance offset stored by the service".into(),
-            }
-        }
+        ZoneSpec::Maintenance => match maintenance_offset {
+            Some(minutes) => minutes,
+            None => return "depends on the maintenance offset stored by the service".into(),
+        },
         _ => 0,
     };
     match mask.next_after(Utc::now(), &spec.resolve(offset)) {

@@ -34,7 +34,11 @@ pub enum ScheduledCommand {
 }
 
 /// Runs a scheduled-task command.
-pub async fn run(database: &str, cmd: ScheduledCommand) -> Result<(), Failure> {
+pub async fn run(
+    database: &str,
+    cmd: ScheduledCommand,
+    maintenance_offset: Option<u32>,
+) -> Result<(), Failure> {
     let store = Store::open(database).await?;
     match cmd {
         ScheduledCommand::List { json } => list(&store, json).await,
@@ -46,8 +50,12 @@ pub async fn run(database: &str, cmd: ScheduledCommand) -> Result<(), Failure> {
             println!("run of {tag} requested: a running node starts it within a second");
             Ok(())
         }
-        ScheduledCommand::Enable { tag } => set_enabled(&store, &tag, true).await,
-        ScheduledCommand::Disable { tag } => set_enabled(&store, &tag, false).await,
+        ScheduledCommand::Enable { tag } => {
+            set_enabled(&store, &tag, true, maintenance_offset).await
+        }
+        ScheduledCommand::Disable { tag } => {
+            set_enabled(&store, &tag, false, maintenance_offset).await
+        }
     }
 }
 
@@ -99,9 +107,18 @@ async fn list(store: &Store, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn set_enabled(store: &Store, tag: &str, enabled: bool) -> Result<(), Failure> {
-    let configured = std::env::var("WARREN_MAINTENANCE_OFFSET").ok();
-    let offset = store.maintenance_offset(configured.as_deref()).await?;
+/// Enables or disables `tag`; its next run is computed with the `configured`
+/// maintenance offset, else the one stored in the database.
+async fn set_enabled(
+    store: &Store,
+    tag: &str,
+    enabled: bool,
+    configured: Option<u32>,
+) -> Result<(), Failure> {
+    let offset = match configured {
+        Some(minutes) => minutes,
+        None => store.maintenance_offset(None).await?,
+    };
     store
         .set_scheduled_enabled(tag, enabled, offset)
         .await

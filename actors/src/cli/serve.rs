@@ -122,8 +122,13 @@ fn log_filter(value: Option<&str>) -> Result<tracing_subscriber::filter::Targets
     }
 }
 
-/// Runs the node in an actix system on this thread.
-pub fn run(database: String, args: ServeArgs) -> Result<(), Failure> {
+/// Runs the node in an actix system on this thread, with the maintenance offset
+/// configured (the node's own stored one when `None`).
+pub fn run(
+    database: String,
+    maintenance_offset: Option<u32>,
+    args: ServeArgs,
+) -> Result<(), Failure> {
     let listen = if args.no_dashboard {
         None
     } else {
@@ -136,7 +141,8 @@ pub fn run(database: String, args: ServeArgs) -> Result<(), Failure> {
         let mut builder = Warren::builder()
             .database(database)
             .modules_dir(&args.modules)
-            .lease_ms(args.lease as i64 * 1000);
+            .lease_ms(args.lease as i64 * 1000)
+            .maintenance_offset(maintenance_offset);
         if let Some(node) = args.node {
             builder = builder.node_name(node);
         }

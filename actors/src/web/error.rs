@@ -95,6 +95,27 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::Error> for ApiError {
+    /// The store's errors as [`From<StoreError>`] maps them; an unknown task type →
+    /// 404; a node shutting down or not answering → 503; anything else → 500.
+    fn from(e: crate::Error) -> ApiError {
+        use crate::Error as E;
+        match e {
+            E::Store(e) => e.into(),
+            E::UnknownEphemeralType(_) | E::UnknownTaskType(_) | E::UnknownScheduled(_) => {
+                ApiError::not_found(e.to_string())
+            }
+            E::ShuttingDown | E::NodeGone(_) | E::NodeStopped => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            _ => {
+                tracing::warn!(error = %e, "API request failed");
+                ApiError::internal(e.to_string())
+            }
+        }
+    }
+}
+
 impl From<actix::MailboxError> for ApiError {
     /// The node's Supervisor did not answer (it is stopping or stopped).
     fn from(e: actix::MailboxError) -> ApiError {
@@ -146,5 +167,22 @@ mod tests {
             (400, Some("state"))
         );
         assert_eq!(status(StoreError::BadUrl("x".into())), 500);
+    }
+
+    #[test]
+    fn node_errors_map_to_statuses_by_variant() {
+        let status = |e: crate::Error| ApiError::from(e).status.as_u16();
+        assert_eq!(
+            status(StoreError::UnknownScheduled("a:b".into()).into()),
+            404
+        );
+        assert_eq!(
+            status(crate::Error::UnknownEphemeralType("a:b".into())),
+            404
+        );
+        assert_eq!(status(crate::Error::ShuttingDown), 503);
+        assert_eq!(status(crate::Error::TransactionLost), 500);
+        let message = ApiError::from(crate::Error::ShuttingDown).message;
+        assert_eq!(message, "the node is shutting down");
     }
 }

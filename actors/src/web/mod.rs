@@ -40,7 +40,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use warren::store::{Store, StoreError};
+use warren::store::Store;
 
 /// Largest JSON body an action accepts.
 const MAX_BODY_BYTES: usize = 4 << 20;
@@ -56,9 +56,6 @@ pub enum DashboardError {
     /// The node's Supervisor did not answer (it stopped).
     #[error("the node did not answer: {0}")]
     Node(#[from] actix::MailboxError),
-    /// The node's database failed.
-    #[error("{0}")]
-    Store(#[from] StoreError),
 }
 
 /// What the dashboard's handlers share: the node and the token.
@@ -74,7 +71,8 @@ pub struct WebState {
     pub node: String,
     /// The bearer token every API request must present.
     pub token: Arc<str>,
-    /// The maintenance zone's offset in minutes (for enabling scheduled tasks).
+    /// The node's maintenance zone offset in minutes (for enabling scheduled tasks):
+    /// the node's own, so the dashboard and the node always agree.
     pub maintenance_offset: u32,
 }
 
@@ -85,18 +83,13 @@ impl WebState {
         token: &str,
     ) -> Result<WebState, DashboardError> {
         let context = supervisor.send(GetNodeContext).await?;
-        let configured = std::env::var("WARREN_MAINTENANCE_OFFSET").ok();
-        let maintenance_offset = context
-            .store
-            .maintenance_offset(configured.as_deref())
-            .await?;
         Ok(WebState {
             supervisor,
             store: context.store,
             metrics: context.metrics,
             node: context.node,
             token: token.into(),
-            maintenance_offset,
+            maintenance_offset: context.maintenance_offset,
         })
     }
 }

@@ -1,0 +1,158 @@
+//! How many managed tasks a cluster claims at once: one per idle runner, and — while
+//! the cluster's runs are short — a few more per runner, so each claim fetches several
+//! tasks instead of one round trip and commit per finished run. Pure: no actor, no
+//! store; the queue feeds it what it sees.
+
+use std::time::Duration;
+
+/// Tasks claimed ahead per runner, while a cluster's runs are short.
+pub(crate) const PER_RUNNER: usize = 4;
+
+/// Runs shorter than this on average (recent runs weigh most) count as short. Long
+/// runs are never claimed ahead: a task waiting behind one here could have run on an
+/// idle node.
+pub(crate) const SHORT_RUN: Duration = Duration::from_millis(100);
+
+/// What a cluster looks like when it decides whether to claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClusterView {
+    /// Its runners, busy or not.
+    pub runners: usize,
+    /// Runners with nothing to do (not reserved by a claim either).
+    pub idle: usize,
+    /// Tasks claimed ahead and waiting for a runner.
+    pub ready: usize,
+    /// Claims out now.
+    pub claims_out: usize,
+    /// Whether due work may be there (false after a claim came back short).
+    pub maybe_work: bool,
+}
+
+/// A cluster's recent run times, and the claiming rule that follows from them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ClaimAhead {
+    /// Moving average of the run time (recent runs weigh most); `None` until a run
+    /// finished, which counts as long.
+    average: Option<Duration>,
+}
+
+impl ClaimAhead {
+    /// No runs seen yet (so: no claiming ahead).
+    pub(crate) fn new() -> ClaimAhead {
+        ClaimAhead::default()
+    }
+
+    /// Folds a finished run's duration into the average.
+    pub(crate) fn ran(&mut self, took: Duration) {
+        self.average = Some(match self.average {
+            None => took,
+            Some(before) => before.mul_f64(0.8) + took.mul_f64(0.2),
+        });
+    }
+
+    /// Whether recent runs were short enough to claim ahead for.
+    pub(crate) fn runs_are_short(&self) -> bool {
+        self.average.is_some_and(|t| t < SHORT_RUN)
+    }
+
+    /// Tasks to claim beyond the idle runners: while runs are short and no claim is
+    /// out (one claim ahead at a time), until [`PER_RUNNER`] tasks per runner wait.
+    pub(crate) fn ahead(&self, view: &ClusterView) -> usize {
+        if view.claims_out == 0 && self.runs_are_short() {
+            (PER_RUNNER * view.runners).saturating_sub(view.ready)
+        } else {
+            0
+        }
+    }
+
+    /// How many tasks to claim now (0: no claim): one per idle runner plus
+    /// [`ClaimAhead::ahead`], when the cluster may have work.
+    pub(crate) fn claim_count(&self, view: &ClusterView) -> usize {
+        let want = view.idle + self.ahead(view);
+        if want == 0 || !view.maybe_work {
+            0
+        } else {
+            want
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(idle: usize) -> ClusterView {
+        ClusterView {
+            runners: 2,
+            idle,
+            ready: 0,
+            claims_out: 0,
+            maybe_work: true,
+        }
+    }
+
+    fn short() -> ClaimAhead {
+        let mut pace = ClaimAhead::new();
+        pace.ran(Duration::from_millis(5));
+        pace
+    }
+
+    #[test]
+    fn without_runs_it_claims_only_for_idle_runners() {
+        let pace = ClaimAhead::new();
+        assert!(!pace.runs_are_short());
+        assert_eq!(pace.claim_count(&view(2)), 2);
+        assert_eq!(pace.claim_count(&view(0)), 0);
+    }
+
+    #[test]
+    fn short_runs_claim_ahead_up_to_four_per_runner() {
+        let pace = short();
+        assert!(pace.runs_are_short());
+        assert_eq!(pace.claim_count(&view(1)), 1 + 8);
+        // Tasks already waiting count against the four per runner.
+        let waiting = ClusterView {
+            ready: 6,
+            ..view(0)
+        };
+        assert_eq!(pace.claim_count(&waiting), 2);
+        let full = ClusterView {
+            ready: 9,
+            ..view(0)
+        };
+        assert_eq!(pace.claim_count(&full), 0);
+    }
+
+    #[test]
+    fn no_claim_ahead_while_a_claim_is_out() {
+        let pace = short();
+        let out = ClusterView {
+            claims_out: 1,
+            ..view(1)
+        };
+        assert_eq!(pace.claim_count(&out), 1);
+        assert_eq!(pace.claim_count(&ClusterView { idle: 0, ..out }), 0);
+    }
+
+    #[test]
+    fn no_claim_when_no_work_is_expected() {
+        let quiet = ClusterView {
+            maybe_work: false,
+            ..view(2)
+        };
+        assert_eq!(short().claim_count(&quiet), 0);
+    }
+
+    #[test]
+    fn long_runs_stop_claiming_ahead_and_recent_runs_weigh_most() {
+        let mut pace = short();
+        pace.ran(Duration::from_secs(1));
+        // 0.8 × 5 ms + 0.2 × 1 s = 204 ms: long.
+        assert!(!pace.runs_are_short());
+        assert_eq!(pace.claim_count(&view(1)), 1);
+        for _ in 0..20 {
+            pace.ran(Duration::from_millis(5));
+        }
+        assert!(pace.runs_are_short());
+    }
+}

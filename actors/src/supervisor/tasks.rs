@@ -1,0 +1,84 @@
+//! The Supervisor's task messages: scheduling managed tasks, running ephemeral ones,
+//! cancelling, retrying and killing.
+
+use super::Supervisor;
+use crate::error::Error;
+use crate::messages::{CancelTask, EphemeralTask, Kill, RetryTask, RunEphemeralTask, ScheduleTask};
+use crate::queue::{Cancelled, EphemeralRequest, KillRun};
+use actix::prelude::*;
+use warren::store::StoreError;
+use warren::task::{Millis, TaskId, TaskState};
+use warren::wasm::KillSwitch;
+
+impl Handler<ScheduleTask> for Supervisor {
+    type Result = ResponseFuture<Result<TaskId, StoreError>>;
+    fn handle(&mut self, msg: ScheduleTask, _: &mut Context<Self>) -> Self::Result {
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        Box::pin(async move {
+            let task_type = msg.0.task_type.to_string();
+            let id = store.schedule(msg.0).await?;
+            metrics.task_scheduled(&task_type);
+            Ok(id)
+        })
+    }
+}
+
+impl Handler<RunEphemeralTask> for Supervisor {
+    type Result = MessageResult<RunEphemeralTask>;
+    fn handle(&mut self, msg: RunEphemeralTask, _: &mut Context<Self>) -> Self::Result {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let kill = KillSwitch::new();
+        let request = EphemeralRequest {
+            task_type: msg.task_type,
+            data: msg.data.to_string(),
+            timeout: msg.timeout,
+            kill: kill.clone(),
+            reply,
+        };
+        match msg.after_commit {
+            None => self.queue.do_send(request),
+            Some(committed) => {
+                // Starts once the caller's transaction committed; never if it did not.
+                let queue = self.queue.clone();
+                actix_rt::spawn(async move {
+                    if committed.await {
+                        queue.do_send(request);
+                    } else {
+                        let _ = request.reply.send(Err(Error::NotCommitted));
+                    }
+                });
+            }
+        }
+        MessageResult(EphemeralTask::new(result, kill))
+    }
+}
+
+impl Handler<CancelTask> for Supervisor {
+    type Result = ResponseFuture<Result<TaskState, StoreError>>;
+    fn handle(&mut self, msg: CancelTask, _: &mut Context<Self>) -> Self::Result {
+        let (store, queue) = (self.store.clone(), self.queue.clone());
+        Box::pin(async move {
+            let was = store.cancel(msg.0, "cancelled by an operator").await?;
+            if was == TaskState::Running {
+                let _ = queue.send(Cancelled(msg.0)).await;
+            }
+            Ok(was)
+        })
+    }
+}
+
+impl Handler<RetryTask> for Supervisor {
+    type Result = ResponseFuture<Result<Millis, StoreError>>;
+    fn handle(&mut self, msg: RetryTask, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { store.retry_now(msg.0).await })
+    }
+}
+
+impl Handler<Kill> for Supervisor {
+    type Result = ResponseFuture<bool>;
+    fn handle(&mut self, msg: Kill, _: &mut Context<Self>) -> Self::Result {
+        let queue = self.queue.clone();
+        Box::pin(async move { queue.send(KillRun(msg.0)).await.unwrap_or(false) })
+    }
+}
