@@ -7,7 +7,8 @@
 //! - Code paths and the sources a build reads stay inside the module folder; links to
 //!   folders are not followed.
 //!
-//! JavaScript guests need the toolkit in `guest/js` (`npm ci --prefix guest/js`).
+//! JavaScript guests use the toolkit embedded in warren, installed under the tests'
+//! shared cache folder on first use (Node.js and npm needed, nothing else).
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -16,9 +17,11 @@ use std::time::Duration;
 use warren::clock::SystemClock;
 use warren::moduledef::{load_module, LoadOptions};
 use warren::task::{Resolution, TaskId};
+mod support;
+
 use warren::wasm::{
-    idle_vms_per_runner, EngineConfig, JsToolkit, KillSwitch, RunEnd, TaskDb, TaskInput, TaskVm,
-    VmCache, VmLimits, WasmEngine, VM_BUDGET,
+    idle_vms_per_runner, EngineConfig, JsEngine, JsToolkit, KillSwitch, RunEnd, TaskDb, TaskInput,
+    TaskVm, VmCache, VmLimits, WasmEngine, VM_BUDGET,
 };
 
 fn root() -> PathBuf {
@@ -50,7 +53,10 @@ fn engine(cache: &Path, runners: usize) -> WasmEngine {
     WasmEngine::new(
         EngineConfig {
             cache_dir: Some(cache.to_path_buf()),
-            js: Some(JsToolkit::new(root().join("guest/js"))),
+            js: Some(JsToolkit::embedded(
+                &support::test_cache_dir(),
+                JsEngine::QuickJs,
+            )),
             ..EngineConfig::default()
         }
         .sized_for_runners(runners),
