@@ -10,14 +10,14 @@ use actix::prelude::*;
 use std::collections::VecDeque;
 use std::time::Duration;
 use warren::store::ClaimedTask;
-use warren::task::TaskId;
+use warren::task::{LeaseToken, TaskId};
 use warren::wasm::KillSwitch;
 
 /// What a runner is busy with, as the queue sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Busy {
     /// A managed task this queue handed it: (id, lease token).
-    Managed(TaskId, i64),
+    Managed(TaskId, LeaseToken),
     /// An ephemeral task this queue handed it.
     Ephemeral,
     /// Reserved for a claim that is out.
@@ -25,7 +25,7 @@ pub(crate) enum Busy {
     /// A run handed to it before this queue started (by a queue that crashed); the
     /// runner finishes and resolves it by itself, the queue only renews its lease
     /// and waits for the runner to be idle.
-    Inherited(Option<(TaskId, i64)>),
+    Inherited(Option<(TaskId, LeaseToken)>),
 }
 
 /// One runner as the queue sees it.
@@ -161,7 +161,7 @@ impl ClusterQueue {
 
     /// The leases this cluster's runners hold: (id, token) of every managed run, its
     /// own or inherited.
-    pub(crate) fn leased(&self) -> impl Iterator<Item = (&Slot, TaskId, i64)> {
+    pub(crate) fn leased(&self) -> impl Iterator<Item = (&Slot, TaskId, LeaseToken)> {
         self.slots.iter().filter_map(|slot| match slot.busy {
             Some(Busy::Managed(id, token)) | Some(Busy::Inherited(Some((id, token)))) => {
                 Some((slot, id, token))

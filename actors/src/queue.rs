@@ -16,8 +16,9 @@ use actix::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warren::catalog::Catalog;
+use warren::executor::RunFailure;
 use warren::store::{ClaimedTask, Store};
-use warren::task::TaskId;
+use warren::task::{LeaseToken, TaskId};
 
 /// How often the queue looks for work without being woken.
 const SAFETY_POLL: Duration = Duration::from_secs(1);
@@ -181,13 +182,13 @@ impl QueueActor {
                 act.completed += 1;
                 match result {
                     Ok(Ok(ManagedOutcome::Resolved(outcome))) => {
-                        tracing::debug!(task = id, %task_type, ?outcome, "task resolved")
+                        tracing::debug!(task = id.0, %task_type, ?outcome, "task resolved")
                     }
                     Ok(Ok(ManagedOutcome::LeaseLost)) => {
-                        tracing::info!(task = id, %task_type, "task lost its lease (cancelled or taken over)")
+                        tracing::info!(task = id.0, %task_type, "task lost its lease (cancelled or taken over)")
                     }
                     Ok(Ok(ManagedOutcome::Unresolved(e))) => {
-                        tracing::warn!(task = id, %task_type, error = %e, "task could not be resolved; its lease will expire")
+                        tracing::warn!(task = id.0, %task_type, error = %e, "task could not be resolved; its lease will expire")
                     }
                     Ok(Err(crash)) => {
                         let reason = Error::Crashed(crash).to_string();
@@ -262,7 +263,8 @@ impl QueueActor {
         if tasks.is_empty() {
             return;
         }
-        let claims: Vec<(TaskId, i64)> = tasks.iter().map(|c| (c.task.id, c.token)).collect();
+        let claims: Vec<(TaskId, LeaseToken)> =
+            tasks.iter().map(|c| (c.task.id, c.token)).collect();
         ctx.spawn(give_back(self.store.clone(), claims).into_actor(self));
     }
 
@@ -295,7 +297,7 @@ impl QueueActor {
     fn fail_crashed(
         &mut self,
         id: TaskId,
-        token: i64,
+        token: LeaseToken,
         task_type: &warren::task::TaskType,
         reason: String,
         ctx: &mut Context<Self>,
@@ -303,10 +305,10 @@ impl QueueActor {
         let (store, policy) = (self.store.clone(), self.catalog.retry_policy(task_type));
         ctx.spawn(
             async move {
-                match store.record_failure(id, token, &reason, None, None, policy).await {
-                    Ok(outcome) => tracing::warn!(task = id, ?outcome, "crashed run recorded as a failure"),
+                match store.record_failure(&RunFailure::new(id, token, reason.clone()), policy).await {
+                    Ok(outcome) => tracing::warn!(task = id.0, ?outcome, "crashed run recorded as a failure"),
                     Err(warren::store::StoreError::LeaseLost { .. }) => {}
-                    Err(e) => tracing::warn!(task = id, error = %e, "recording a crashed run failed; its lease will expire"),
+                    Err(e) => tracing::warn!(task = id.0, error = %e, "recording a crashed run failed; its lease will expire"),
                 }
             }
             .into_actor(self),
@@ -375,7 +377,7 @@ impl QueueActor {
                 async move {
                     // A task cancelled meanwhile fails its fenced resolution later.
                     if let Err(e) = store.renew_lease(id, token, &node, lease).await {
-                        tracing::warn!(task = id, error = %e, "lease renewal failed");
+                        tracing::warn!(task = id.0, error = %e, "lease renewal failed");
                     }
                 }
                 .into_actor(self),
@@ -402,7 +404,7 @@ impl QueueActor {
                                 }
                             }
                         }
-                        Err(e) => tracing::warn!(task = id, error = %e, "lease renewal failed"),
+                        Err(e) => tracing::warn!(task = id.0, error = %e, "lease renewal failed"),
                     }
                 }
                 .into_actor(self),
@@ -413,7 +415,7 @@ impl QueueActor {
 
 /// Gives claims back to the queue (a stopping node, or a claim that came back while
 /// draining); their leases would otherwise have to expire.
-async fn give_back(store: Store, claims: Vec<(TaskId, i64)>) {
+async fn give_back(store: Store, claims: Vec<(TaskId, LeaseToken)>) {
     if claims.is_empty() {
         return;
     }
@@ -549,7 +551,7 @@ impl Handler<Drain> for QueueActor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
         self.draining = true;
-        let claimed: Vec<(TaskId, i64)> = self
+        let claimed: Vec<(TaskId, LeaseToken)> = self
             .clusters
             .iter_mut()
             .flat_map(|c| c.ready.drain(..))

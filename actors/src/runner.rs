@@ -15,11 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use warren::catalog::{Catalog, CatalogScheduled, CatalogType};
 use warren::clock::SharedClock;
+use warren::executor::RunFailure;
 use warren::store::{
     ClaimedTask, ResolveOutcome, ScheduledEnd, ScheduledOutcome, Store, StoreError, Transaction,
 };
-use warren::task::{Resolution, TaskId};
-use warren::wasm::{KillSwitch, RunEnd, RunReport, TaskDb, TaskInput, TaskVm, VmCache, VmLimits};
+use warren::task::{LeaseToken, Resolution, TaskId};
+use warren::wasm::{
+    FailureCause, KillSwitch, RunEnd, RunReport, TaskDb, TaskInput, TaskVm, VmCache, VmLimits,
+};
 
 /// What a runner is doing right now, readable (and killable) from other threads while
 /// the runner is busy.
@@ -28,7 +31,7 @@ pub(crate) struct Running {
     /// The managed task's id (`None` for ephemeral and scheduled runs).
     pub task_id: Option<TaskId>,
     /// The managed task's fencing token, so a restarted queue can renew its lease.
-    pub token: Option<i64>,
+    pub token: Option<LeaseToken>,
     /// Task type or scheduled tag.
     pub task_type: String,
     /// Stops the guest.
@@ -81,7 +84,7 @@ impl TaskRunner {
     /// Publishes the run (so it can be killed) and lends it the idle VMs.
     fn begin(
         &mut self,
-        task: Option<(TaskId, i64)>,
+        task: Option<(TaskId, LeaseToken)>,
         name: &str,
         kill: &KillSwitch,
     ) -> VmCache<TaskVm> {
@@ -169,7 +172,7 @@ pub(crate) trait RunKind: Sized {
     /// What the runner answers when the run is over.
     type Answer;
     /// The managed task (id, lease token) this run is, if it is one.
-    fn task(&self) -> Option<(TaskId, i64)> {
+    fn task(&self) -> Option<(TaskId, LeaseToken)> {
         None
     }
     /// Task type or scheduled tag: names the current run and its metrics.
@@ -310,7 +313,7 @@ fn timed_out(end: &RunEnd) -> bool {
     matches!(
         end,
         RunEnd::Failed {
-            timed_out: true,
+            cause: FailureCause::TimedOut,
             ..
         }
     )
@@ -361,7 +364,7 @@ impl ManagedOutcome {
 impl RunKind for RunManaged {
     type Answer = ManagedOutcome;
 
-    fn task(&self) -> Option<(TaskId, i64)> {
+    fn task(&self) -> Option<(TaskId, LeaseToken)> {
         Some((self.0.task.id, self.0.token))
     }
 
@@ -405,7 +408,10 @@ impl RunKind for RunManaged {
         let policy = env.catalog.retry_policy(&task.task_type);
         let recorded = env
             .store
-            .record_failure(task.id, self.0.token, &why.to_string(), None, None, policy)
+            .record_failure(
+                &RunFailure::new(task.id, self.0.token, why.to_string()),
+                policy,
+            )
             .await;
         let outcome = ManagedOutcome::of(recorded);
         env.metrics.run_finished(self.name(), outcome.label(false));
@@ -466,7 +472,7 @@ impl RunKind for RunEphemeral {
         Ok(Plan {
             code: ct.into(),
             input: TaskInput {
-                id: 0,
+                id: TaskId(0),
                 task_type: self.task_type.clone(),
                 data: std::mem::take(&mut self.data),
                 aux_data: None,
