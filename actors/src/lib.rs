@@ -8,7 +8,7 @@
 //! ```
 //!
 //! `warren serve` also serves a dashboard, a JSON API and Prometheus metrics over HTTP
-//! ([`web`]). `docs/architecture-actors.md` says what each file owns.
+//! ([`web`]). `docs/architecture.md` says what each file owns.
 //!
 //! An application embeds a node with [`Warren::builder`] and talks to it through the
 //! messages re-exported here ([`ScheduleTask`], [`RunEphemeralTask`], [`Shutdown`], …):
