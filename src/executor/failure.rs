@@ -22,6 +22,9 @@ pub struct RunFailure {
     pub stack: Option<String>,
     /// An explicit time for the next attempt, which wins over the retry schedule.
     pub next_retry: Option<Millis>,
+    /// When the failed run started, if it did ([`crate::store::Store::begin_run`]); the
+    /// claim's estimate stays otherwise.
+    pub started_at: Option<Millis>,
 }
 
 impl RunFailure {
@@ -34,6 +37,7 @@ impl RunFailure {
             error: error.into(),
             stack: None,
             next_retry: None,
+            started_at: None,
         }
     }
 }
@@ -103,6 +107,7 @@ pub(crate) async fn record_failure_on(
         token,
         error: &plan.error,
         stack: plan.stack.as_deref(),
+        started_at: failure.started_at.or(state.started_at),
         end: plan.end,
     };
     write_failure(conn, &write).await?;
@@ -151,6 +156,7 @@ mod tests {
             failures,
             not_before,
             cluster: "default".into(),
+            started_at: None,
         }
     }
 

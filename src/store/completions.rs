@@ -37,6 +37,7 @@ pub(super) struct Completion {
     pub id: TaskId,
     pub token: LeaseToken,
     pub result: String,
+    pub started_at: Millis,
     pub finished_at: Millis,
 }
 
@@ -205,6 +206,7 @@ async fn write(
                 ids: many.iter().map(|c| c.id.0).collect(),
                 tokens: many.iter().map(|c| c.token.0).collect(),
                 results: many.iter().map(|c| c.result.as_str()).collect(),
+                started: many.iter().map(|c| c.started_at).collect(),
                 finished: many.iter().map(|c| c.finished_at).collect(),
             }
             .load(c)
@@ -219,7 +221,7 @@ async fn write(
     Ok(rows.into_iter().map(|r| (r.id, r.lease_token)).collect())
 }
 
-/// What a completion sets, after `SET` (the finish time and result come first, as
+/// What a completion sets, after `SET` (the start and finish times and the result come first, as
 /// parameters or columns of the input).
 fn push_completed(out: &mut AstPass<'_, '_, Pg>) {
     out.push_sql("state = '");
@@ -262,7 +264,9 @@ super::pg_statement!(PgCompleteOne<'_>);
 impl QueryFragment<Pg> for PgCompleteOne<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let c = self.completion;
-        out.push_sql("WITH done AS (UPDATE warren_tasks t SET finished_at = ");
+        out.push_sql("WITH done AS (UPDATE warren_tasks t SET started_at = ");
+        out.push_bind_param::<BigInt, _>(&c.started_at)?;
+        out.push_sql(", finished_at = ");
         out.push_bind_param::<BigInt, _>(&c.finished_at)?;
         out.push_sql(", result = ");
         out.push_bind_param::<Text, _>(&c.result)?;
@@ -286,6 +290,7 @@ struct PgCompleteMany<'a> {
     ids: Vec<i64>,
     tokens: Vec<i64>,
     results: Vec<&'a str>,
+    started: Vec<Millis>,
     finished: Vec<Millis>,
 }
 
@@ -294,8 +299,8 @@ super::pg_statement!(PgCompleteMany<'_>);
 impl QueryFragment<Pg> for PgCompleteMany<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
-            "WITH done AS (UPDATE warren_tasks t SET finished_at = i.finished_at, \
-             result = i.result, ",
+            "WITH done AS (UPDATE warren_tasks t SET started_at = i.started_at, \
+             finished_at = i.finished_at, result = i.result, ",
         );
         push_completed(&mut out);
         out.push_sql(" FROM unnest(");
@@ -305,9 +310,11 @@ impl QueryFragment<Pg> for PgCompleteMany<'_> {
         out.push_sql("::bigint[], ");
         out.push_bind_param::<Array<Text>, _>(&self.results)?;
         out.push_sql("::text[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.started)?;
+        out.push_sql("::bigint[], ");
         out.push_bind_param::<Array<BigInt>, _>(&self.finished)?;
         out.push_sql(
-            "::bigint[]) AS i(id, token, result, finished_at) \
+            "::bigint[]) AS i(id, token, result, started_at, finished_at) \
              WHERE t.id = i.id AND t.lease_token = i.token",
         );
         push_still_running(&mut out);

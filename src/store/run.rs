@@ -38,10 +38,16 @@ pub enum ResolveOutcome {
 /// the end (SQLite has one writer at a time): other writers wait for it, up to the busy
 /// timeout. A task that reads, then writes after another connection committed, gets
 /// SQLite's "database is locked" error; the run then fails and is retried.
+///
+/// The task's `started_at` is written with the run's end, as the instant
+/// [`Store::begin_run`] was called: a task claimed ahead of its runner starts later than
+/// it was claimed, and its claim wrote only that estimate.
 pub struct TaskRun {
     store: Store,
     tx: Option<Transaction>,
     claimed: ClaimedTask,
+    /// When the run began (written with its end).
+    started_at: Millis,
 }
 
 impl std::fmt::Debug for TaskRun {
@@ -61,6 +67,7 @@ impl Store {
             store: self.clone(),
             tx: None,
             claimed,
+            started_at: self.now(),
         })
     }
 }
@@ -74,6 +81,8 @@ pub(crate) struct FailureState {
     pub not_before: Option<Millis>,
     /// Its cluster, whose queue is woken when it is due again at once.
     pub cluster: String,
+    /// When its run started, as its claim estimated it.
+    pub started_at: Option<Millis>,
 }
 
 /// Reads the retry rule's inputs of task `id` if it still runs under `token` (one
@@ -83,21 +92,24 @@ pub(crate) async fn failure_state(
     id: TaskId,
     token: LeaseToken,
 ) -> StoreResult<Option<FailureState>> {
-    let row: Option<(i32, Option<i64>, String)> = on_conn!(conn, c => {
+    let row: Option<(i32, Option<i64>, String, Option<i64>)> = on_conn!(conn, c => {
         t::warren_tasks
             .filter(t::id.eq(id))
             .filter(t::lease_token.eq(token))
             .filter(t::state.eq(TaskState::Running))
-            .select((t::failures, t::not_before, t::cluster))
+            .select((t::failures, t::not_before, t::cluster, t::started_at))
             .first(c)
             .await
             .optional()?
     });
-    Ok(row.map(|(failures, not_before, cluster)| FailureState {
-        failures,
-        not_before,
-        cluster,
-    }))
+    Ok(
+        row.map(|(failures, not_before, cluster, started_at)| FailureState {
+            failures,
+            not_before,
+            cluster,
+            started_at,
+        }),
+    )
 }
 
 /// Where a failed run leaves its task.
@@ -126,6 +138,8 @@ pub(crate) struct FailureWrite<'a> {
     pub error: &'a str,
     /// The stack to store (already bounded).
     pub stack: Option<&'a str>,
+    /// When the failed run started.
+    pub started_at: Option<Millis>,
     /// What becomes of the task.
     pub end: FailureEnd,
 }
@@ -141,7 +155,7 @@ pub(crate) async fn write_failure(
         .filter(t::id.eq(write.id))
         .filter(t::lease_token.eq(write.token))
         .filter(t::state.eq(TaskState::Running));
-    let (error, stack) = (write.error, write.stack);
+    let (error, stack, started_at) = (write.error, write.stack, write.started_at);
     match write.end {
         FailureEnd::Failed { finished_at } => on_conn!(conn, c => {
             diesel::update(fenced)
@@ -154,6 +168,7 @@ pub(crate) async fn write_failure(
                     t::last_stack.eq(stack),
                     t::lease_owner.eq(None::<String>),
                     t::lease_until.eq(None::<i64>),
+                    t::started_at.eq(started_at),
                 ))
                 .execute(c)
                 .await?
@@ -169,6 +184,7 @@ pub(crate) async fn write_failure(
                     t::last_stack.eq(stack),
                     t::lease_owner.eq(None::<String>),
                     t::lease_until.eq(None::<i64>),
+                    t::started_at.eq(started_at),
                 ))
                 .execute(c)
                 .await?
@@ -233,6 +249,7 @@ impl TaskRun {
         policy: RetryPolicy,
     ) -> StoreResult<ResolveOutcome> {
         let (id, token) = (self.claimed.task.id, self.claimed.token);
+        let started_at = self.started_at;
         let resolution = check_json(id, resolution);
         let store = self.store;
         if self.tx.as_ref().is_some_and(Transaction::task_ended_it) {
@@ -249,7 +266,8 @@ impl TaskRun {
                         error,
                         result: None,
                     };
-                    write_resolution(conn, pending, id, token, failure, now).await
+                    let run = RunTimes { started_at, now };
+                    write_resolution(conn, pending, id, token, failure, run).await
                 })
                 .await;
         }
@@ -268,6 +286,7 @@ impl TaskRun {
                 error: error.clone(),
                 stack: stack.clone(),
                 next_retry: *next_retry,
+                started_at: Some(started_at),
             };
             return store.record_failure(&failure, policy).await;
         }
@@ -277,14 +296,16 @@ impl TaskRun {
             None => {
                 if let Resolution::Completion { result } = &resolution {
                     if store.backend() == super::BackendKind::Postgres {
-                        return complete_alone(&store, id, token, result, now).await;
+                        let run = RunTimes { started_at, now };
+                        return complete_alone(&store, id, token, result, run).await;
                     }
                 }
                 store.begin_transaction().await?
             }
         };
+        let run = RunTimes { started_at, now };
         tx.commit_with(async |conn, pending| {
-            write_resolution(conn, pending, id, token, resolution, now).await
+            write_resolution(conn, pending, id, token, resolution, run).await
         })
         .await
     }
@@ -307,13 +328,14 @@ async fn complete_alone(
     id: TaskId,
     token: LeaseToken,
     result: &str,
-    now: Millis,
+    run: RunTimes,
 ) -> StoreResult<ResolveOutcome> {
     let completion = super::completions::Completion {
         id,
         token,
         result: result.to_string(),
-        finished_at: now,
+        started_at: run.started_at,
+        finished_at: run.now,
     };
     if store.complete_grouped(completion).await? {
         Ok(ResolveOutcome::Completed)
@@ -427,14 +449,22 @@ fn check_json(id: TaskId, resolution: Resolution) -> Resolution {
     }
 }
 
+/// When a run began, and the instant its resolution is written.
+#[derive(Debug, Clone, Copy)]
+struct RunTimes {
+    started_at: Millis,
+    now: Millis,
+}
+
 async fn write_resolution(
     conn: &mut AnyConn<'_>,
     pending: &mut Pending,
     id: TaskId,
     token: LeaseToken,
     resolution: Resolution,
-    now: Millis,
+    run: RunTimes,
 ) -> StoreResult<ResolveOutcome> {
+    let now = run.now;
     let fenced = t::warren_tasks
         .filter(t::id.eq(id))
         .filter(t::lease_token.eq(token))
@@ -443,6 +473,7 @@ async fn write_resolution(
         t::lease_owner.eq(None::<String>),
         t::lease_until.eq(None::<i64>),
         t::iterations.eq(t::iterations + 1),
+        t::started_at.eq(run.started_at),
     );
     let (rows, outcome) = match resolution {
         Resolution::Completion { result } => {

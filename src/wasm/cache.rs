@@ -6,7 +6,9 @@
 //! safe: the folder and the file belong to this user and nobody else can write them,
 //! and the entry names the key it is looked up under (see [`super::cache_entry`]).
 //! Anything else is compiled again in memory, with a warning naming the file and why.
-//! However many callers ask for one component at once, it is compiled once.
+//! However many callers ask for one component at once, it is compiled once: within a
+//! process by [`InFlight`], and across processes (nodes on one machine, parallel
+//! tests) sharing the folder by a file lock held around "look on disk, else compile".
 
 // Unsafe code is allowed here (and denied elsewhere, see `lib.rs`): loading a compiled
 // component from disk (`Component::deserialize`) is unsafe by wasmtime's contract, since
@@ -167,13 +169,15 @@ impl ComponentCache {
             if let Some(found) = self.lock_loaded().get(&key) {
                 return Ok(found.clone());
             }
-            let component = match self.read_disk_entry(engine, &key) {
-                Some(component) => component,
-                None => {
-                    compiled_here = true;
-                    self.compile(engine, &key, bytes, source)?
+            let component = self.exclusively(&format!("{key}.cwasm"), || {
+                match self.read_disk_entry(engine, &key) {
+                    Some(component) => Ok(component),
+                    None => {
+                        compiled_here = true;
+                        self.compile(engine, &key, bytes, source)
+                    }
                 }
-            };
+            })?;
             self.lock_loaded().insert(key.clone(), component.clone());
             Ok(component)
         })?;
@@ -233,14 +237,44 @@ impl ComponentCache {
             return Ok(found);
         }
         self.building.run(key, || {
-            if let Some(found) = on_disk() {
-                return Ok(found);
-            }
-            self.builds.fetch_add(1, Ordering::Relaxed);
-            let output = build()?;
-            self.store(name, key, &output);
-            Ok(output)
+            self.exclusively(name, || {
+                if let Some(found) = on_disk() {
+                    return Ok(found);
+                }
+                self.builds.fetch_add(1, Ordering::Relaxed);
+                let output = build()?;
+                self.store(name, key, &output);
+                Ok(output)
+            })
         })
+    }
+
+    /// Runs `work` (look for entry `name` on disk, else make and store it) while holding
+    /// an exclusive lock on `name.lock` in the cache folder, so processes sharing the
+    /// folder make each entry once: the others wait, then find it on disk. Without a
+    /// folder, or when the lock cannot be taken (then with a warning), `work` runs
+    /// unlocked: the worst case is a duplicate compile, never a wrong entry (entries
+    /// are written atomically).
+    fn exclusively<T>(&self, name: &str, work: impl FnOnce() -> T) -> T {
+        let Some(dir) = &self.dir else {
+            return work();
+        };
+        let path = dir.join(format!("{name}.lock"));
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let locked = create_private_dir(dir)
+            .and_then(|()| options.open(&path))
+            .and_then(|file| file.lock().map(|()| file));
+        match locked {
+            // The lock is released when the file is closed, after `work`.
+            Ok(_file) => work(),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot lock the compile cache entry; it may be compiled twice");
+                work()
+            }
+        }
     }
 
     /// The payload of the entry `file` for `key` when it can be trusted; a refused
@@ -291,5 +325,61 @@ mod tests {
         cache.forget_loaded();
         assert!(!load());
         assert_eq!(cache.compiles(), 2);
+    }
+
+    /// Two caches on one folder stand for two processes (nodes on one machine, test
+    /// binaries run in parallel): each entry is made once, the other cache waits for
+    /// it and then reads it from disk.
+    #[test]
+    fn caches_sharing_a_folder_compile_a_component_once() {
+        let dir = std::env::temp_dir().join(format!(
+            "warren-cache-lock-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let first = ComponentCache::new(Some(dir.clone()));
+        let second = ComponentCache::new(Some(dir.clone()));
+        assert!(first.dir().is_some() && second.dir().is_some());
+        let engine = Engine::default();
+        let wat = b"(component (core module (func (export \"f\"))))";
+        std::thread::scope(|s| {
+            for cache in [&first, &second] {
+                let engine = &engine;
+                s.spawn(move || {
+                    cache
+                        .load_or_compile(engine, wat, Path::new("f.wat"))
+                        .unwrap()
+                });
+            }
+        });
+        assert_eq!(
+            first.compiles() + second.compiles(),
+            1,
+            "one of the two compiled, the other loaded the entry from disk"
+        );
+        // While an entry is being made, its lock is held against every other open of
+        // the lock file, as another process's would be.
+        let lock_file = dir.join("x.wasm.lock");
+        let output = first
+            .built("x.wasm", &"ab".repeat(32), || {
+                let other = std::fs::File::open(&lock_file).unwrap();
+                assert!(matches!(
+                    other.try_lock(),
+                    Err(std::fs::TryLockError::WouldBlock)
+                ));
+                Ok(b"built".to_vec())
+            })
+            .unwrap();
+        assert_eq!(output, b"built");
+        let again = second
+            .built("x.wasm", &"ab".repeat(32), || panic!("built twice"))
+            .unwrap();
+        assert_eq!(
+            again, b"built",
+            "the second cache reads the entry from disk"
+        );
+        let other = std::fs::File::open(&lock_file).unwrap();
+        other.try_lock().expect("released once the entry is made");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

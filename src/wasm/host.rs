@@ -182,6 +182,8 @@ pub struct HostState {
     pub(crate) logs_dropped: (u64, u64),
     pub(crate) clock: SharedClock,
     pub(crate) task_type: String,
+    /// See `VmLimits::panic_on_log`.
+    #[cfg(feature = "test-hooks")]
     pub(crate) panic_on_log: Option<&'static str>,
 }
 
@@ -326,6 +328,7 @@ impl HostState {
     }
 
     fn log_line(&mut self, level: u8, message: String) {
+        #[cfg(feature = "test-hooks")]
         if self.panic_on_log == Some(message.as_str()) {
             panic!("injected host fault: the guest logged {message:?}");
         }

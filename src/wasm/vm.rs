@@ -116,8 +116,9 @@ pub struct VmLimits {
     /// Age after which the VM is recycled (checked between runs).
     pub max_age: Duration,
     /// Fault injection for tests of crash supervision: the host panics when the guest
-    /// logs exactly this message, as a bug in host code would. `None` in production.
-    #[doc(hidden)]
+    /// logs exactly this message, as a bug in host code would. Only with the
+    /// `test-hooks` feature, which no release build turns on.
+    #[cfg(feature = "test-hooks")]
     pub panic_on_log: Option<&'static str>,
 }
 
@@ -127,6 +128,7 @@ impl Default for VmLimits {
             memory_bytes: 256 << 20,
             max_runs: 10_000,
             max_age: Duration::from_secs(15 * 60),
+            #[cfg(feature = "test-hooks")]
             panic_on_log: None,
         }
     }
@@ -303,6 +305,7 @@ impl TaskVm {
             logs_dropped: (0, 0),
             clock,
             task_type: code.task_type.clone(),
+            #[cfg(feature = "test-hooks")]
             panic_on_log: limits.panic_on_log,
         };
         let mut store = Store::new(&engine.engine, state);

@@ -9,6 +9,7 @@ crate::conformance!(
     restart_resets_failures_and_replaces_data,
     permanent_failure_and_cancellation_resolutions,
     malformed_result_json_becomes_a_temporary_failure,
+    started_at_is_when_the_run_began_not_the_claim,
 );
 
 async fn setup_effects_table(s: &Store) {
@@ -255,4 +256,62 @@ async fn malformed_result_json_becomes_a_temporary_failure(b: Backend) {
     assert!(t.last_error.unwrap().starts_with(&format!(
         "task {id}: the resolution's result is not valid JSON"
     )));
+}
+
+/// A task claimed ahead of its runner starts later than it was claimed: whatever ends
+/// its run (a completion with or without database work, a failure, a temporary failure),
+/// `started_at` is the run's start, and a run that never began keeps the claim's time.
+async fn started_at_is_when_the_run_began_not_the_claim(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    setup_effects_table(s).await;
+    let ends = [
+        ("completed alone", complete(json!({}))),
+        ("completed with work", complete(json!({}))),
+        (
+            "failed",
+            Resolution::PermanentFailure {
+                error: "no".into(),
+                result: None,
+            },
+        ),
+        ("failed temporarily", temporary("later")),
+    ];
+    for (i, (what, end)) in ends.into_iter().enumerate() {
+        let id = s.schedule(task(json!({ "i": i }))).await.unwrap();
+        let claimed_at = s.now();
+        let mut claimed = s.claim("node-a", &clusters(), 1, LEASE).await.unwrap();
+        assert_eq!(claimed[0].task.started_at, Some(claimed_at), "{what}");
+        db.clock.advance(5_000);
+        let began = s.now();
+        let mut run = s.begin_run(claimed.remove(0)).await.unwrap();
+        if what == "completed with work" {
+            exec(
+                &mut run.conn().await.unwrap(),
+                &format!("INSERT INTO effects VALUES ({id})"),
+            )
+            .await;
+        }
+        db.clock.advance(1_000);
+        run.resolve(end, RetryPolicy::default()).await.unwrap();
+        let t = s.describe(id).await.unwrap();
+        assert_eq!(t.started_at, Some(began), "{what}");
+        if t.state.is_finished() {
+            assert_eq!(t.finished_at, Some(began + 1_000), "{what}");
+        }
+    }
+    // A run that never began (its runner could not start it) keeps the claim's time.
+    let id = s.schedule(task(json!({ "never": true }))).await.unwrap();
+    let claimed_at = s.now();
+    let claimed = s.claim("node-a", &clusters(), 1, LEASE).await.unwrap();
+    db.clock.advance(5_000);
+    s.record_failure(
+        &RunFailure::new(id, claimed[0].token, "no VM"),
+        RetryPolicy::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.describe(id).await.unwrap().started_at, Some(claimed_at));
 }
