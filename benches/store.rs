@@ -32,7 +32,7 @@
 //! Output: a table at the end, and one JSON line per measurement as it finishes.
 
 use diesel::QueryableByName;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use serde_json::json;
 use std::error::Error;
 use std::sync::Arc;
@@ -424,50 +424,17 @@ async fn bench_sqlite(out: &mut Vec<Measurement>) -> BenchResult<()> {
     result
 }
 
-/// `server_url` with its database name replaced by `db`.
-fn database_url(server_url: &str, db: &str) -> BenchResult<String> {
-    let scheme_end = server_url
-        .find("://")
-        .ok_or_else(|| format!("not a PostgreSQL URL: {server_url}"))?
-        + 3;
-    let (without_query, query) = match server_url.split_once('?') {
-        Some((base, q)) => (base, format!("?{q}")),
-        None => (server_url, String::new()),
-    };
-    let host_part = match without_query[scheme_end..].find('/') {
-        Some(slash) => &without_query[..scheme_end + slash],
-        None => without_query,
-    };
-    Ok(format!("{host_part}/{db}{query}"))
-}
-
 async fn bench_postgres(server_url: &str, out: &mut Vec<Measurement>) -> BenchResult<()> {
-    let name = format!("warren_bench_{}", std::process::id());
-    let url = database_url(server_url, &name)?;
     let sizes = Sizes::for_backend(true)?;
+    let db = warren_testkit::FreshDatabase::create(server_url, "warren_bench").await?;
     eprintln!(
-        "PostgreSQL: database {name} on {} ({sizes:?})",
+        "PostgreSQL: database {} on {} ({sizes:?})",
+        db.name(),
         warren::store::redact_url(server_url)
     );
-    let mut admin = AsyncPgConnection::establish(server_url).await?;
-    // A leftover from an interrupted run with the same pid goes first.
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let result = async {
-        let store = Store::open_with(StoreConfig::new(url), Arc::new(SystemClock)).await?;
-        run_all(&store, "postgres", sizes, out).await
-        // The store (and its pool) is dropped here, before the database.
-    }
-    .await;
-    let dropped = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
-    result?;
-    Ok(dropped?)
+    let store = Store::open_with(StoreConfig::new(db.url()), Arc::new(SystemClock)).await?;
+    run_all(&store, "postgres", sizes, out).await
+    // The store (and its pool) is dropped here, before the database.
 }
 
 fn print_table(rows: &[Measurement]) {

@@ -24,12 +24,12 @@
 //! multi-thread tokio runtime.
 //!
 //! Run: `cargo bench --bench vm` (needs Node.js 18 or later and npm: the JavaScript
-//! toolkit embedded in warren is installed under `target/warren-test-cache` first).
+//! toolkit embedded in warren is installed under the tests' cache folder (`warren_testkit::test_cache_dir`) first).
 //! `WARREN_BENCH_QUICK=1` runs far fewer iterations (a smoke test, not figures).
 
 use serde_json::{json, Value};
 use std::error::Error;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warren::clock::{SharedClock, SystemClock};
@@ -160,27 +160,6 @@ impl Ratio {
             "met": self.met(),
         })
         .to_string()
-    }
-}
-
-/// A temporary folder, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> BenchResult<TempDir> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .subsec_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("warren-bench-vm-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(TempDir(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -367,16 +346,16 @@ fn print_table(rows: &[Measurement], ratios: &[Ratio]) {
 
 fn main() -> BenchResult<()> {
     let sizes = Sizes::from_env();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = warren_testkit::repo();
     let module_dir = root.join("examples/modules/demo");
     let entry = module_dir.join("tasks/ping.js");
     // The toolkit the tests install (or $WARREN_JS_KIT), installed before anything is
     // timed: js_build measures compiles, not the one-off install.
-    let kit = JsToolkit::locate_in(&root.join("target/warren-test-cache"));
+    let kit = JsToolkit::locate_in(&warren_testkit::test_cache_dir());
     kit.prepare()?;
-    let tmp = TempDir::new()?;
+    let tmp = warren_testkit::Scratch::new("bench-vm");
     let engine = Arc::new(WasmEngine::new(EngineConfig {
-        cache_dir: Some(tmp.0.join("cache")),
+        cache_dir: Some(tmp.join("cache")),
         js: Some(kit.clone()),
         ..EngineConfig::default()
     })?);

@@ -191,7 +191,7 @@ async fn a_runner_serves_500_task_types() {
 /// hundred fitted the old pool). One component, a VM per type.
 #[tokio::test]
 async fn a_runner_serves_150_javascript_task_types() {
-    let cache = root().join("target/warren-test-cache");
+    let cache = warren_testkit::test_cache_dir();
     let engine = engine(&cache, 1);
     assert!(engine.is_pooled(), "the pooling allocator must be in use");
     let mut vms = VmCache::new(idle_vms_per_runner(engine.vm_slots(), 1));

@@ -2,7 +2,7 @@
 //! timeouts, memory limits, and task SQL on the run's own transaction (both backends).
 //!
 //! JavaScript guests are compiled here from `tests/guests/*.js` with the toolkit
-//! embedded in warren, installed under `target/warren-test-cache` on first use (it
+//! embedded in warren, installed under the tests' cache folder (`warren_testkit::test_cache_dir`) on first use (it
 //! needs Node.js 18 or later and npm); nothing is precompiled.
 
 mod support;

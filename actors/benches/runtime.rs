@@ -18,10 +18,9 @@
 //! `WARREN_BENCH_TASKS=N` sets the managed task count (default 4,000; SQLite 2,000);
 //! `WARREN_BENCH_SAMPLES=N` the latency samples (default 300 / 3,000 ephemeral).
 //! JavaScript is compiled with the toolkit embedded in warren, installed (needs Node.js
-//! 18 or later and npm) under `target/warren-test-cache` like the tests' before any
+//! 18 or later and npm) under the tests' cache folder (`warren_testkit::test_cache_dir`) like the tests' before any
 //! node starts.
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::json;
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -33,10 +32,7 @@ use warren_actors::{GetNodeContext, RunEphemeralTask, Shutdown, Supervisor, Warr
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
-// The actor tests' kit: where the repository and the tests' cache folder are.
-#[path = "../tests/support/mod.rs"]
-mod support;
-use support::{repo, test_cache_dir};
+use warren_testkit::{repo, test_cache_dir};
 
 fn env_count(name: &str, default: usize) -> BenchResult<usize> {
     match std::env::var(name) {
@@ -340,34 +336,9 @@ async fn bench_backend(url: &str, backend: &'static str, rows: &mut Vec<Row>) ->
     Ok(())
 }
 
-fn database_url(server: &str, db: &str) -> String {
-    let (base, query) = match server.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (server, String::new()),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    format!("{host}/{db}{query}")
-}
-
 async fn bench_postgres(server: &str, rows: &mut Vec<Row>) -> BenchResult<()> {
-    let name = format!("warren_rt_{}", std::process::id());
-    let mut admin = AsyncPgConnection::establish(server).await?;
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let result = bench_backend(&database_url(server, &name), "postgres", rows).await;
-    let dropped = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
-    result?;
-    Ok(dropped?)
+    let db = warren_testkit::FreshDatabase::create(server, "warren_rt").await?;
+    bench_backend(db.url(), "postgres", rows).await
 }
 
 fn print_table(rows: &[Row]) {

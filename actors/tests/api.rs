@@ -113,11 +113,7 @@ impl TestNode {
     }
 }
 
-fn remove_db(db: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
-}
+use support::remove_sqlite as remove_db;
 
 /// An answer: status, headers and body.
 struct Answer {

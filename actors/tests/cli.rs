@@ -168,9 +168,7 @@ fn migrate_creates_then_reports_up_to_date() {
     assert!(stdout(&o).contains("applied migration"), "{}", stdout(&o));
     let o = warren(&["migrate", "--database", &url]);
     assert_eq!(stdout(&o), format!("{url}: schema is up to date\n"));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    remove_db(&path);
     let o = warren(&["migrate", "--database", "mysql://x"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -216,7 +214,7 @@ fn build_compiles_task_code_then_reuses_the_cache() {
     let build = || {
         Command::new(env!("CARGO_BIN_EXE_warren"))
             .args(["build", module.to_str().unwrap()])
-            .env("WARREN_CACHE_DIR", repo.join("target/warren-test-cache"))
+            .env("WARREN_CACHE_DIR", warren_testkit::test_cache_dir())
             .env_remove("WARREN_JS_KIT")
             .env_remove("WARREN_JS_ENGINE")
             .output()
@@ -262,7 +260,7 @@ fn build_reports_code_that_does_not_implement_the_world() {
     );
     let o = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["build", module.to_str().unwrap()])
-        .env("WARREN_CACHE_DIR", repo.join("target/warren-test-cache"))
+        .env("WARREN_CACHE_DIR", warren_testkit::test_cache_dir())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
@@ -288,11 +286,7 @@ fn temp_db(name: &str) -> (PathBuf, String) {
     (path, url)
 }
 
-fn remove_db(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-}
+use warren_testkit::remove_sqlite as remove_db;
 
 /// Runs `body` on a store opened on `url` (for what a node would have done).
 fn with_store<T>(url: &str, body: impl AsyncFnOnce(&warren::store::Store) -> T) -> T {

@@ -6,7 +6,7 @@
 //!
 //! Needs `/usr/bin/chromium` (skipped loudly without it, failing under `CI=true`, where
 //! `.ci/run` installs it) and Node.js 20 with npm: the test installs its driver
-//! (`tests/browser`, with `npm ci`) under `target/warren-test-cache` itself.
+//! (`tests/browser`, with `npm ci`) under the tests' cache folder (`warren_testkit::test_cache_dir`) itself.
 
 mod support;
 

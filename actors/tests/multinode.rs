@@ -8,7 +8,7 @@
 
 mod support;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,19 +17,6 @@ use warren::store::{NewTask, StateFilter, Store, TaskFilter};
 use warren::task::TaskState;
 
 const TASKS: usize = 2000;
-
-fn server_url() -> Option<String> {
-    match std::env::var("WARREN_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but WARREN_TEST_DATABASE_URL is not set")
-        }
-        _ => {
-            eprintln!("SKIPPED: multi-node test — set WARREN_TEST_DATABASE_URL to run it");
-            None
-        }
-    }
-}
 
 fn module_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("warren-multinode-{}", std::process::id()));
@@ -73,14 +60,13 @@ impl Drop for Nodes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_the_queue_and_survive_a_killed_node() {
-    let Some(server) = server_url() else { return };
-    let name = format!("warren_t_multinode_{}", std::process::id());
-    let mut admin = AsyncPgConnection::establish(&server).await.unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
+    let Some(server) = warren_testkit::admin_url("the multi-node test") else {
+        return;
+    };
+    let fresh = warren_testkit::FreshDatabase::create(&server, "warren_t_multinode")
         .await
         .unwrap();
-    let db = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+    let db = fresh.url().to_string();
     let modules = module_dir();
 
     let store = Store::open(&db).await.unwrap();
@@ -217,8 +203,6 @@ async fn three_nodes_share_the_queue_and_survive_a_killed_node() {
         assert!(status.success(), "node exit {status:?}");
     }
     drop(store);
-    let _ = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
+    drop(fresh);
     let _ = std::fs::remove_dir_all(modules);
 }

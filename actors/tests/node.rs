@@ -195,9 +195,7 @@ async fn a_node_runs_managed_ephemeral_and_scheduled_tasks() {
     .await
     .unwrap();
     assert!(store.list_nodes().await.unwrap().is_empty());
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    support::remove_sqlite(&db);
 }
 
 /// One runner serving 150 JavaScript task types, each with VMs of its own: the pool held

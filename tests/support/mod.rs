@@ -5,15 +5,16 @@
 //! and drops it afterwards. Without the variable they are skipped loudly, except under
 //! `CI=true`, where a missing database fails the run.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod conformance;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use std::sync::atomic::{AtomicU32, Ordering};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use std::sync::Arc;
 use warren::clock::ManualClock;
 use warren::store::{AnyConn, Store, StoreConfig};
+pub use warren_testkit::{engine_config, test_cache_dir};
+use warren_testkit::{remove_sqlite, unique_name, FreshDatabase};
 
 /// 2026-01-05T00:00:00Z, a Monday: where every test clock starts.
 pub const T0: i64 = 1_767_571_200_000;
@@ -37,40 +38,14 @@ pub struct TestDb {
 
 enum Cleanup {
     File(std::path::PathBuf),
-    Database { admin_url: String, name: String },
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique_name() -> String {
-    format!(
-        "warren_t_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
+    // Dropped with the test (after its stores): the database goes with it.
+    Database(#[allow(dead_code)] FreshDatabase),
 }
 
 /// The PostgreSQL server URL for tests, or `None` (after saying so loudly) when the
 /// tests should be skipped. Panics under `CI=true` without one.
 pub fn postgres_admin_url() -> Option<String> {
-    match std::env::var("WARREN_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("CI=true but WARREN_TEST_DATABASE_URL is not set: the PostgreSQL conformance tests cannot run");
-            }
-            eprintln!("SKIPPED: PostgreSQL test — set WARREN_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1/postgres) to run it");
-            None
-        }
-    }
-}
-
-fn with_database(server_url: &str, db: &str) -> String {
-    let (base, _) = server_url
-        .rsplit_once('/')
-        .filter(|(b, _)| b.contains("://") && b.len() > b.find("://").unwrap() + 3)
-        .unwrap_or((server_url, ""));
-    format!("{base}/{db}")
+    warren_testkit::admin_url("PostgreSQL test")
 }
 
 impl TestDb {
@@ -85,26 +60,18 @@ impl TestDb {
         adjust: impl FnOnce(&mut StoreConfig),
     ) -> Option<TestDb> {
         let clock = ManualClock::new(T0);
-        let name = unique_name();
         let (url, cleanup) = match backend {
             Backend::Sqlite => {
-                let path = std::env::temp_dir().join(format!("{name}.db"));
-                remove_sqlite_files(&path);
+                let path = std::env::temp_dir().join(format!("{}.db", unique_name("warren_t")));
+                remove_sqlite(&path);
                 (format!("sqlite://{}", path.display()), Cleanup::File(path))
             }
             Backend::Postgres => {
                 let admin_url = postgres_admin_url()?;
-                let mut admin = AsyncPgConnection::establish(&admin_url)
-                    .await
-                    .expect("connect to WARREN_TEST_DATABASE_URL");
-                diesel::sql_query(format!("CREATE DATABASE {name}"))
-                    .execute(&mut admin)
+                let db = FreshDatabase::create(&admin_url, "warren_t")
                     .await
                     .expect("create the test database");
-                (
-                    with_database(&admin_url, &name),
-                    Cleanup::Database { admin_url, name },
-                )
+                (db.url().to_string(), Cleanup::Database(db))
             }
         };
         let mut config = StoreConfig::new(&url);
@@ -128,40 +95,13 @@ impl TestDb {
     }
 }
 
-fn remove_sqlite_files(path: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-}
-
 impl Drop for TestDb {
     fn drop(&mut self) {
-        match &self.cleanup {
-            Cleanup::File(path) => remove_sqlite_files(path),
-            Cleanup::Database { admin_url, name } => {
-                let (admin_url, name) = (admin_url.clone(), name.clone());
-                // Dropping happens outside any runtime: use a small one of our own.
-                let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("runtime");
-                    rt.block_on(async {
-                        if let Ok(mut admin) = AsyncPgConnection::establish(&admin_url).await {
-                            let _ = admin
-                                .batch_execute(&format!(
-                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                                ))
-                                .await;
-                        }
-                    });
-                })
-                .join();
-            }
+        if let Cleanup::File(path) = &self.cleanup {
+            remove_sqlite(path);
         }
     }
 }
-
 /// Runs SQL text on a connection of either backend.
 pub async fn exec(conn: &mut AnyConn<'_>, sql: &str) {
     match conn {
@@ -210,24 +150,4 @@ macro_rules! conformance {
             )*
         }
     };
-}
-
-/// The cache folder the tests share, under `target/`: compiled components, and the
-/// JavaScript toolkit embedded in warren, installed there on first use.
-pub fn test_cache_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/warren-test-cache")
-}
-
-/// Engine settings of the tests: the shared cache folder and the embedded JavaScript
-/// toolkit (QuickJS) installed under it — never a `$WARREN_JS_KIT` of the environment —
-/// so the tests need nothing prepared by hand, only Node.js and npm.
-pub fn engine_config() -> warren::wasm::EngineConfig {
-    warren::wasm::EngineConfig {
-        cache_dir: Some(test_cache_dir()),
-        js: Some(warren::wasm::JsToolkit::embedded(
-            &test_cache_dir(),
-            warren::wasm::JsEngine::QuickJs,
-        )),
-        ..warren::wasm::EngineConfig::default()
-    }
 }
