@@ -214,6 +214,43 @@ async fn single_enqueue(store: &Store, n: usize) -> BenchResult<Duration> {
     Ok(start.elapsed())
 }
 
+/// Schedules `n` tasks one by one, each in a transaction the caller opens and commits
+/// on a connection of the store's (begin, insert, notify, commit).
+async fn single_enqueue_in_callers_tx(store: &Store, n: usize) -> BenchResult<Duration> {
+    let mut conn = store.connection().await?;
+    let start = Instant::now();
+    for i in 0..n {
+        conn.begin().await?;
+        conn.schedule(bench_task(i)).await?;
+        conn.commit().await?;
+    }
+    Ok(start.elapsed())
+}
+
+/// The reference for single enqueues: `n` one-row INSERTs, each committing on its own
+/// (the database's commit rate for one client, through the same driver).
+async fn one_row_commits(store: &Store, n: usize) -> BenchResult<Duration> {
+    exec(store, "DROP TABLE IF EXISTS bench_commits").await?;
+    exec(store, "CREATE TABLE bench_commits (n BIGINT NOT NULL)").await?;
+    let mut conn = store.connection().await?;
+    let start = Instant::now();
+    for i in 0..n {
+        let insert = diesel::sql_query("INSERT INTO bench_commits (n) VALUES ($1)")
+            .bind::<diesel::sql_types::BigInt, _>(i as i64);
+        match conn.as_any() {
+            AnyConn::Postgres(c) => insert.execute(c).await?,
+            AnyConn::Sqlite(c) => {
+                diesel::sql_query(format!("INSERT INTO bench_commits (n) VALUES ({i})"))
+                    .execute(c)
+                    .await?
+            }
+        };
+    }
+    let elapsed = start.elapsed();
+    exec(store, "DROP TABLE bench_commits").await?;
+    Ok(elapsed)
+}
+
 async fn batch_enqueue(store: &Store, n: usize) -> BenchResult<Duration> {
     // Build the tasks first: the bench measures the store, not JSON construction.
     let batches: Vec<Vec<NewTask>> = (0..n / BATCH)
@@ -350,10 +387,28 @@ async fn run_all(
         out.push(m);
     };
 
+    let elapsed = one_row_commits(store, sizes.single).await?;
+    record(
+        "reference: one-row INSERT committing alone, 1 client".into(),
+        sizes.single,
+        elapsed,
+        None,
+    );
+
     reset(store, postgres).await?;
     let elapsed = single_enqueue(store, sizes.single).await?;
+    let how = if postgres { "one statement" } else { "1 tx" };
     record(
-        "single enqueue (schedule, 1 tx per task)".into(),
+        format!("single enqueue (schedule: {how} per task)"),
+        sizes.single,
+        elapsed,
+        None,
+    );
+
+    reset(store, postgres).await?;
+    let elapsed = single_enqueue_in_callers_tx(store, sizes.single).await?;
+    record(
+        "single enqueue in a caller's tx (begin, schedule, commit)".into(),
         sizes.single,
         elapsed,
         None,

@@ -67,6 +67,7 @@ mod pg_policy;
 mod postgres;
 pub(crate) mod run;
 mod schedule;
+mod schedule_alone;
 pub(crate) mod scheduled;
 pub(crate) mod schema;
 pub mod signals;

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 #[derive(Clone, Insertable)]
 #[diesel(table_name = warren_tasks, treat_none_as_default_value = false)]
-struct TaskInsert {
+pub(super) struct TaskInsert {
     task_type: String,
     cluster: String,
     state: TaskState,
@@ -159,12 +159,12 @@ async fn insert_rows(conn: &mut AnyConn<'_>, rows: Vec<TaskInsert>) -> StoreResu
     })
 }
 
-/// `INSERT … SELECT … FROM unnest(arrays)`: the rows travel as one array per column, so
+/// `INSERT … SELECT … FROM unnest(arrays) … RETURNING id`: the rows travel as one array per column, so
 /// the statement's text is the same for one task or a thousand. Each connection parses
 /// it once and PostgreSQL keeps one plan for it, where a multi-row `VALUES` list is a
 /// new statement (and ten thousand parameters to plan) for every batch size. The rows
 /// are inserted, and their ids drawn, in input order.
-struct PgInsertTasks<'a> {
+pub(super) struct PgInsertTasks<'a> {
     task_types: Vec<&'a str>,
     clusters: Vec<&'a str>,
     data: Vec<&'a str>,
@@ -177,7 +177,7 @@ struct PgInsertTasks<'a> {
 }
 
 impl<'a> PgInsertTasks<'a> {
-    fn new(rows: &'a [TaskInsert]) -> PgInsertTasks<'a> {
+    pub(super) fn new(rows: &'a [TaskInsert]) -> PgInsertTasks<'a> {
         PgInsertTasks {
             task_types: rows.iter().map(|r| r.task_type.as_str()).collect(),
             clusters: rows.iter().map(|r| r.cluster.as_str()).collect(),
@@ -196,6 +196,15 @@ super::pg_statement!(PgInsertTasks<'_>);
 
 impl QueryFragment<Pg> for PgInsertTasks<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.push_insert(&mut out)?;
+        out.push_sql(" RETURNING id");
+        Ok(())
+    }
+}
+
+impl PgInsertTasks<'_> {
+    /// The insert, without its `RETURNING` clause.
+    pub(super) fn push_insert<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
             "INSERT INTO warren_tasks (task_type, cluster, state, data, aux_data, priority, \
              timeout_ms, created_at, not_before, next_attempt) \
@@ -225,7 +234,7 @@ impl QueryFragment<Pg> for PgInsertTasks<'_> {
         out.push_bind_param::<Array<BigInt>, _>(&self.next_attempts)?;
         out.push_sql(
             "::bigint[]) WITH ORDINALITY AS r(task_type, cluster, data, aux_data, priority, \
-             timeout_ms, created_at, not_before, next_attempt, n) ORDER BY n RETURNING id",
+             timeout_ms, created_at, not_before, next_attempt, n) ORDER BY n",
         );
         Ok(())
     }
@@ -259,6 +268,21 @@ pub(super) async fn insert_metadata(
     Ok(())
 }
 
+/// The validated rows of `tasks`, scheduled at `now`.
+pub(super) fn rows_for(
+    tasks: &[NewTask],
+    store: &Store,
+    now: Millis,
+) -> StoreResult<Vec<TaskInsert>> {
+    // Read from the store's copy, not the database: on SQLite a read before the first
+    // write of a caller's deferred transaction could make that write fail as busy.
+    let registered = store.task_clusters();
+    tasks
+        .iter()
+        .map(|t| to_row(t, registered.get(t.task_type.as_str()), now))
+        .collect()
+}
+
 /// Inserts `tasks` on `conn` (inside whatever transaction is open there) and queues the
 /// wake-ups. Returns the new ids in input order.
 pub(super) async fn insert_tasks(
@@ -268,15 +292,7 @@ pub(super) async fn insert_tasks(
     store: &Store,
 ) -> StoreResult<Vec<TaskId>> {
     let now = store.now();
-    // Read from the store's copy, not the database: on SQLite a read before the first
-    // write of a caller's deferred transaction could make that write fail as busy.
-    let rows = {
-        let registered = store.task_clusters();
-        tasks
-            .iter()
-            .map(|t| to_row(t, registered.get(t.task_type.as_str()), now))
-            .collect::<StoreResult<Vec<_>>>()?
-    };
+    let rows = rows_for(tasks, store, now)?;
     let mut ids = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(BATCH_CHUNK) {
         ids.extend(insert_rows(conn, chunk.to_vec()).await?);
@@ -310,7 +326,16 @@ impl Store {
     }
 
     /// Schedules several managed tasks in one transaction: all or none.
+    ///
+    /// On PostgreSQL, tasks without metadata are scheduled by one statement that inserts
+    /// them and sends the wake-up (see `schedule_alone.rs`): one round trip instead of
+    /// four (begin, insert, notify, commit).
     pub async fn schedule_batch(&self, tasks: &[NewTask]) -> StoreResult<Vec<TaskId>> {
+        if self.backend() == super::BackendKind::Postgres
+            && tasks.iter().all(|t| t.options.metadata.is_empty())
+        {
+            return super::schedule_alone::schedule_alone(self, tasks).await;
+        }
         self.in_transaction(async |conn, pending| insert_tasks(conn, pending, tasks, self).await)
             .await
     }

@@ -7,6 +7,7 @@ crate::conformance!(
     schedule_in_caller_transaction_exists_only_if_committed,
     scheduling_in_a_callers_transaction_wakes_the_queue_on_commit,
     bad_input_is_refused_and_changes_nothing,
+    scheduling_wakes_the_clusters_with_work_due_now,
 );
 
 async fn schedule_and_describe_keep_every_field(b: Backend) {
@@ -254,4 +255,69 @@ async fn bad_input_is_refused_and_changes_nothing(b: Backend) {
     assert_eq!(err.to_string(), "invalid limit: 0 is outside 1–10000");
     assert!("sometimes".parse::<StateFilter>().is_err());
     assert_eq!(count(s, "SELECT COUNT(*) AS n FROM warren_tasks").await, 0);
+}
+
+/// `schedule` and `schedule_batch` (one statement on PostgreSQL when no task has
+/// metadata, a transaction otherwise) wake each cluster that has work due now, once per
+/// call, and no cluster whose tasks are due later; ids come back in input order.
+async fn scheduling_wakes_the_clusters_with_work_due_now(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let mut wakeups = s.subscribe_work().await.unwrap();
+    let in_cluster = |cluster: &str, not_before: Option<i64>| {
+        task_with(
+            json!({ "cluster": cluster }),
+            ScheduleOptions {
+                cluster: Some(cluster.into()),
+                not_before,
+                ..Default::default()
+            },
+        )
+    };
+    let later = Some(T0 + MIN);
+    s.schedule(in_cluster("later", later)).await.unwrap();
+    s.schedule(in_cluster("alone", None)).await.unwrap();
+    let ids = s
+        .schedule_batch(&[
+            in_cluster("b", None),
+            in_cluster("a", None),
+            in_cluster("b", None),
+            in_cluster("later", later),
+        ])
+        .await
+        .unwrap();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let clusters: Vec<String> = clusters_of(s, &ids).await;
+    assert_eq!(clusters, ["b", "a", "b", "later"], "ids in input order");
+    let mut with_metadata = in_cluster("meta", None);
+    with_metadata.options.metadata = vec![("k".into(), "v".into())];
+    s.schedule(with_metadata).await.unwrap();
+    let mut woken = Vec::new();
+    while woken.len() < 4 {
+        let cluster = tokio::time::timeout(Duration::from_secs(30), wakeups.recv())
+            .await
+            .expect("a wake-up for each cluster with work due now")
+            .unwrap();
+        woken.push(cluster);
+    }
+    woken[1..3].sort();
+    assert_eq!(woken, ["alone", "a", "b", "meta"]);
+    assert!(
+        matches!(
+            wakeups.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+        ),
+        "nothing more: tasks due later wake nobody"
+    );
+}
+
+/// The clusters of tasks `ids`, in that order.
+async fn clusters_of(s: &Store, ids: &[TaskId]) -> Vec<String> {
+    let mut clusters = Vec::new();
+    for id in ids {
+        clusters.push(s.describe(*id).await.unwrap().cluster);
+    }
+    clusters
 }
