@@ -410,6 +410,7 @@ async fn bench_sqlite(out: &mut Vec<Measurement>) -> BenchResult<()> {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
+        let _ = std::fs::remove_dir_all(format!("{}-wake", path.display()));
     };
     remove();
     let sizes = Sizes::for_backend(false)?;

@@ -113,10 +113,12 @@ impl TestNode {
     }
 }
 
+/// Removes a SQLite database: the file, its journal, and its wake-up sockets' folder.
 fn remove_db(db: &std::path::Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
+    let _ = std::fs::remove_dir_all(format!("{}-wake", db.display()));
 }
 
 /// An answer: status, headers and body.

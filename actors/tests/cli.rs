@@ -168,9 +168,7 @@ fn migrate_creates_then_reports_up_to_date() {
     assert!(stdout(&o).contains("applied migration"), "{}", stdout(&o));
     let o = warren(&["migrate", "--database", &url]);
     assert_eq!(stdout(&o), format!("{url}: schema is up to date\n"));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    remove_db(&path);
     let o = warren(&["migrate", "--database", "mysql://x"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -288,10 +286,12 @@ fn temp_db(name: &str) -> (PathBuf, String) {
     (path, url)
 }
 
+/// Removes a SQLite database: the file, its journal, and its wake-up sockets' folder.
 fn remove_db(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
+    let _ = std::fs::remove_dir_all(format!("{}-wake", path.display()));
 }
 
 /// Runs `body` on a store opened on `url` (for what a node would have done).

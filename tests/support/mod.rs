@@ -128,10 +128,12 @@ impl TestDb {
     }
 }
 
+/// Removes a SQLite database: the file, its journal, and its wake-up sockets' folder.
 fn remove_sqlite_files(path: &std::path::Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
+    let _ = std::fs::remove_dir_all(format!("{}-wake", path.display()));
 }
 
 impl Drop for TestDb {
