@@ -461,11 +461,7 @@ async fn run_all(
 
 async fn bench_sqlite(out: &mut Vec<Measurement>) -> BenchResult<()> {
     let path = std::env::temp_dir().join(format!("warren_bench_{}.db", std::process::id()));
-    let remove = || {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-    };
+    let remove = || warren_testkit::remove_sqlite(&path);
     remove();
     let sizes = Sizes::for_backend(false)?;
     eprintln!("SQLite: {} ({sizes:?})", path.display());

@@ -35,6 +35,7 @@ pub struct WarrenBuilder {
     clock: SharedClock,
     restart: RestartPolicy,
     scheduler_poll: Option<Duration>,
+    queue_poll: Duration,
     maintenance_offset: Option<u32>,
     on_give_up: GiveUp,
     metrics: Arc<Metrics>,
@@ -72,6 +73,7 @@ impl Warren {
             clock: Arc::new(SystemClock),
             restart: RestartPolicy::default(),
             scheduler_poll: Some(Duration::from_secs(1)),
+            queue_poll: crate::queue::SAFETY_POLL,
             maintenance_offset: None,
             on_give_up: Arc::new(|_| System::current().stop_with_code(1)),
             metrics: Arc::new(Metrics::new()),
@@ -151,6 +153,15 @@ impl WarrenBuilder {
     /// clock).
     pub fn scheduler_poll(mut self, every: Option<Duration>) -> Self {
         self.scheduler_poll = every;
+        self
+    }
+    /// How often the queue looks for due work without being woken (default 1 s, at
+    /// least 10 ms): the safety net for a lost wake-up. New work wakes the queue at once
+    /// from any process (PostgreSQL `NOTIFY`, the SQLite file's wake-up socket), and it
+    /// wakes itself at each next attempt, so a longer poll only delays work whose
+    /// wake-up was lost. Tests set it long to show that a wake-up started a task.
+    pub fn queue_poll(mut self, every: Duration) -> Self {
+        self.queue_poll = every;
         self
     }
     /// The maintenance zone's offset from UTC in minutes (0–1439; the `warren`
@@ -257,6 +268,7 @@ impl WarrenBuilder {
             lease_ms: self.lease_ms,
             maintenance_offset,
             scheduler_poll: self.scheduler_poll,
+            queue_poll: self.queue_poll,
             pool,
         };
         let supervisor = Supervisor::start_node(

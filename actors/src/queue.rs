@@ -4,7 +4,10 @@
 //!
 //! It sleeps until a wake-up (a notification of new work, a finished run, recovered
 //! leases, the earliest next attempt) with a safety poll once a second; it never
-//! busy-polls.
+//! busy-polls. New work reaches it from every process that writes the database:
+//! `NOTIFY` on PostgreSQL, the file's wake-up socket on SQLite (see
+//! `warren::store::signals`); the safety poll covers a wake-up that was lost, or a
+//! SQLite file whose socket could not be bound.
 
 pub(crate) use crate::cluster_queue::EphemeralRequest;
 use crate::cluster_queue::{Busy, ClusterQueue};
@@ -20,8 +23,9 @@ use warren::executor::RunFailure;
 use warren::store::{ClaimedTask, Store};
 use warren::task::{LeaseToken, TaskId};
 
-/// How often the queue looks for work without being woken.
-const SAFETY_POLL: Duration = Duration::from_secs(1);
+/// How often the queue looks for work without being woken, unless told otherwise
+/// ([`QueueActor::with_poll`]).
+pub(crate) const SAFETY_POLL: Duration = Duration::from_secs(1);
 
 /// Index of a cluster in [`QueueActor::clusters`].
 type ClusterIndex = usize;
@@ -37,6 +41,8 @@ pub(crate) struct QueueActor {
     /// One queue per cluster of the catalog, in the catalog's order.
     clusters: Vec<ClusterQueue>,
     draining: bool,
+    /// The safety poll: the longest it sleeps without being woken.
+    poll: Duration,
     timer: Option<SpawnHandle>,
     timer_generation: u64,
     completed: u64,
@@ -70,10 +76,19 @@ impl QueueActor {
             crashes,
             clusters,
             draining: false,
+            poll: SAFETY_POLL,
             timer: None,
             timer_generation: 0,
             completed: 0,
         }
+    }
+
+    /// Looks for work without being woken every `poll` (default [`SAFETY_POLL`]; at
+    /// least 10 ms). A test sets it long to show that a wake-up, not the poll, started
+    /// a task.
+    pub(crate) fn with_poll(mut self, poll: Duration) -> QueueActor {
+        self.poll = poll.max(Duration::from_millis(10));
+        self
     }
 
     /// Starts the queue, supervised: its end (a panic included) is reported to
@@ -315,7 +330,7 @@ impl QueueActor {
         );
     }
 
-    /// Sleeps until the earliest next attempt (at most [`SAFETY_POLL`]). Only the
+    /// Sleeps until the earliest next attempt (at most the safety poll). Only the
     /// latest arming counts; a store lookup in flight is never cancelled, just ignored.
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
         self.timer_generation += 1;
@@ -333,10 +348,8 @@ impl QueueActor {
             // node's claim; the safety poll covers the rest. Waking for it would spin
             // while every runner is busy.
             let wait = match next {
-                Ok(Some(at)) if at > now => {
-                    Duration::from_millis((at - now) as u64).min(SAFETY_POLL)
-                }
-                _ => SAFETY_POLL,
+                Ok(Some(at)) if at > now => Duration::from_millis((at - now) as u64).min(act.poll),
+                _ => act.poll,
             };
             if let Some(handle) = act.timer.take() {
                 ctx.cancel_future(handle);
@@ -430,7 +443,8 @@ impl Actor for QueueActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let addr = ctx.address();
         let store = self.store.clone();
-        // New work anywhere (NOTIFY on PostgreSQL, in-process on SQLite) wakes us.
+        // New work anywhere (NOTIFY on PostgreSQL; on SQLite a signal from this
+        // process, or from another through the file's wake-up socket) wakes us.
         actix::spawn(async move {
             let Ok(mut rx) = store.subscribe_work().await else {
                 return;

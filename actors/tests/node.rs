@@ -198,6 +198,75 @@ async fn a_node_runs_managed_ephemeral_and_scheduled_tasks() {
     support::remove_sqlite(&db);
 }
 
+/// On SQLite, a task scheduled by another process (`warren schedule … --wait`, as from
+/// a second terminal) wakes the node's queue through the file's wake-up socket, and its
+/// outcome wakes the waiting process the same way. The node's safety poll is an hour
+/// long, so nothing but the wake-up can start the task before the command gives up.
+#[cfg(unix)]
+#[actix_rt::test]
+async fn a_task_scheduled_by_another_process_wakes_the_queue() {
+    let dir = support::Scratch::new("node-wake");
+    let url = format!("sqlite://{}", dir.join("node.db").display());
+    let (node, broken) = Warren::builder()
+        .database(&url)
+        .modules_dir(modules())
+        .node_name("wake-node")
+        .engine(support::engine_config())
+        .queue_poll(Duration::from_secs(3600))
+        .start()
+        .await
+        .expect("node starts");
+    assert!(broken.is_empty(), "{broken:?}");
+    let store = Store::open(&url).await.unwrap();
+
+    // One task in-process first: its code is compiled and the node is warm.
+    let id = node
+        .send(ScheduleTask::managed(
+            "demo:ping".parse().unwrap(),
+            json!({"ping": 1}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = store
+        .wait(id, Duration::from_secs(60), WaitFor::Finished)
+        .await
+        .unwrap();
+    assert_eq!(outcome.state, TaskState::Completed);
+
+    // Then from another process, which waits for the outcome.
+    let mut schedule = std::process::Command::new(env!("CARGO_BIN_EXE_warren"));
+    schedule
+        .args(["schedule", "--database", &url])
+        .args(["demo:ping", r#"{"ping": 2}"#, "--wait", "60"])
+        .env_remove("WARREN_DATABASE_URL")
+        .env_remove("WARREN_MAINTENANCE_OFFSET");
+    support::use_test_cache(&mut schedule);
+    // On a blocking thread: the node runs on this one.
+    let output = tokio::task::spawn_blocking(move || schedule.output())
+        .await
+        .unwrap()
+        .expect("run warren schedule");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout}{stderr}");
+    let mut lines = stdout.lines();
+    let id: i64 = lines.next().unwrap().parse().expect("the task's id");
+    let printed: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(printed["id"], json!(id));
+    assert_eq!(printed["state"], json!("completed"));
+    assert_eq!(printed["result"], json!({"pong": 2}));
+
+    node.send(Shutdown {
+        grace: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    drop(store);
+}
+
 /// One runner serving 150 JavaScript task types, each with VMs of its own: the pool held
 /// about a hundred QuickJS VMs, after which every new type failed until a restart. The
 /// runner now keeps its share of idle VMs (least recently used dropped), so all run.

@@ -22,7 +22,7 @@
 //! - the multi-row insert of `schedule.rs` and the claim of `claim.rs` (lock due rows in
 //!   queue order so that concurrent claimers never share a task);
 //! - wake-ups (`signals.rs`): delivered only if the writing transaction commits, to
-//!   every process that may run the work;
+//!   every process that may run the work (on SQLite through `sqlite_wake.rs`);
 //! - the statement policy for task SQL (`task_sql.rs`): what task code may run on the
 //!   run's transaction.
 //!
@@ -74,6 +74,8 @@ pub mod signals;
 mod sql_types;
 mod sqlite;
 mod sqlite_guard;
+#[cfg(unix)]
+mod sqlite_wake;
 mod task_sql;
 mod task_types;
 mod throughput;

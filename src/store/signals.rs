@@ -2,8 +2,10 @@
 //!
 //! On PostgreSQL they travel as `NOTIFY` from the writing transaction (so they are
 //! delivered only if it commits, and reach every node); a listener task per store
-//! forwards them into local channels. On SQLite, where every writer is in this
-//! process, the store sends them itself right after its commits.
+//! forwards them into local channels. On SQLite the store sends them itself right
+//! after its commits: into this process's channels, and as a datagram to every other
+//! process that has the file open (`sqlite_wake.rs`), whose receiver forwards them
+//! into its channels.
 
 use super::{postgres, redact_url, ConnectError, StoreError, StoreResult};
 use crate::task::TaskId;
@@ -28,6 +30,10 @@ pub const ANY_TASK: TaskId = TaskId(-1);
 pub(crate) struct Signals {
     pub(crate) new_work: broadcast::Sender<String>,
     pub(crate) outcomes: broadcast::Sender<TaskId>,
+    /// This process's wake-up socket for a SQLite file, reaching the other processes
+    /// that have it open; `None` on PostgreSQL, and when it could not be bound.
+    #[cfg(unix)]
+    wake: Option<super::sqlite_wake::WakeSocket>,
     listener: OnceCell<()>,
     // Dropped with the store, which stops the listener task.
     _alive: watch::Sender<()>,
@@ -40,6 +46,8 @@ impl Default for Signals {
         Signals {
             new_work: broadcast::channel(1024).0,
             outcomes: broadcast::channel(4096).0,
+            #[cfg(unix)]
+            wake: None,
             listener: OnceCell::new(),
             _alive: alive_tx,
             alive: alive_rx,
@@ -49,13 +57,13 @@ impl Default for Signals {
 
 /// The wake-ups of a SQLite file, shared by every store of this process that has it
 /// open: work scheduled through one store wakes the queue of another (a test, a
-/// benchmark or an application that opens the file twice).
+/// benchmark or an application that opens the file twice). Other processes reach them
+/// through the file's wake-up socket (on Unix; `sqlite_wake.rs`), one per process.
 ///
-/// Why a process-wide registry: SQLite has no notifications, and every writer of a
-/// file that can wake this process's queues is in this process, through whichever
-/// store opened it. Stores do not know of each other, so the file (its canonical
-/// path) is the only key they share. The registry keeps weak references: the channels
-/// of a file go away with its last store.
+/// Why a process-wide registry: SQLite has no notifications, so a commit can wake only
+/// what its process knows of. Stores do not know of each other, so the file (its
+/// canonical path) is the only key they share. The registry keeps weak references: the
+/// channels and the socket of a file go away with its last store.
 pub(crate) fn for_sqlite_file(path: &std::path::Path) -> std::sync::Arc<Signals> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, Weak};
@@ -67,7 +75,18 @@ pub(crate) fn for_sqlite_file(path: &std::path::Path) -> std::sync::Arc<Signals>
     if let Some(signals) = files.get(&key).and_then(Weak::upgrade) {
         return signals;
     }
-    let signals = Arc::new(Signals::default());
+    #[allow(unused_mut)] // only Unix has wake-up sockets
+    let mut signals = Signals::default();
+    // A real file only: another process cannot open an in-memory database.
+    #[cfg(unix)]
+    if key.is_file() {
+        signals.wake = super::sqlite_wake::WakeSocket::open(
+            &key,
+            signals.new_work.clone(),
+            signals.outcomes.clone(),
+        );
+    }
+    let signals = Arc::new(signals);
     files.insert(key, Arc::downgrade(&signals));
     signals
 }
@@ -186,8 +205,13 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    /// Delivers SQLite wake-ups after a commit.
+    /// Delivers SQLite wake-ups after a commit: to the other processes that have the
+    /// file open, and to this one.
     pub(crate) fn deliver(self, signals: &Signals) {
+        #[cfg(unix)]
+        if let Some(wake) = &signals.wake {
+            wake.send(&self);
+        }
         for c in self.clusters {
             let _ = signals.new_work.send(c);
         }

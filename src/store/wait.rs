@@ -20,14 +20,17 @@ pub enum WaitFor {
     AnyOutcome,
 }
 
-/// How often a SQLite waiter looks again on its own: writers in other processes
-/// (such as `warren schedule` against a running service's file) cannot signal it.
+/// How often a SQLite waiter looks again on its own: the safety net for an outcome
+/// whose wake-up was lost. Outcomes committed in other processes arrive through the
+/// file's wake-up socket (`sqlite_wake.rs`), on Unix; elsewhere, or when the socket
+/// could not be bound, this recheck is how a waiter learns of them.
 const SQLITE_RECHECK: Duration = Duration::from_secs(1);
 
 impl Store {
     /// Waits up to `timeout` for task `id` to reach an outcome that `accept` counts,
     /// and returns it. Woken by the commit that writes the outcome (PostgreSQL
-    /// `LISTEN`/`NOTIFY`, or an in-process signal on SQLite).
+    /// `LISTEN`/`NOTIFY`; on SQLite a signal from this process or, through the file's
+    /// wake-up socket, from another).
     pub async fn wait(
         &self,
         id: TaskId,

@@ -28,6 +28,8 @@ pub(crate) struct Children {
     pub maintenance_offset: u32,
     /// How often the scheduler polls; `None`: only when told.
     pub scheduler_poll: Option<Duration>,
+    /// The queue's safety poll.
+    pub queue_poll: Duration,
     /// The node's runners.
     pub pool: RunnerPool,
 }
@@ -43,6 +45,7 @@ impl Children {
             self.pool.clone(),
             supervisor.clone().recipient(),
         )
+        .with_poll(self.queue_poll)
         .start_supervised(supervisor.clone().recipient())
     }
 
