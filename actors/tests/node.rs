@@ -4,7 +4,7 @@
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
-use warren::store::{Store, WaitFor};
+use warren::store::{Store, TaskOutcome, WaitFor};
 use warren::task::TaskState;
 use warren_actors::*;
 
@@ -62,24 +62,29 @@ where
     support::eventually(what, Duration::from_secs(60), check).await
 }
 
+/// Schedules `demo:ping` with `{"ping": n}` on `node` and waits for its outcome.
+async fn ping(node: &actix::Addr<Supervisor>, store: &Store, n: i64) -> TaskOutcome {
+    let id = node
+        .send(ScheduleTask::managed(
+            "demo:ping".parse().unwrap(),
+            json!({ "ping": n }),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .wait(id, Duration::from_secs(60), WaitFor::Finished)
+        .await
+        .unwrap()
+}
+
 #[actix_rt::test]
 async fn a_node_runs_managed_ephemeral_and_scheduled_tasks() {
     let db = std::env::temp_dir().join(format!("warren-node-{}.db", std::process::id()));
     let (node, store) = start(&db).await;
 
     // Managed: {"ping": 42} → {"pong": 42}.
-    let id = node
-        .send(ScheduleTask::managed(
-            "demo:ping".parse().unwrap(),
-            json!({"ping": 42}),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    let outcome = store
-        .wait(id, Duration::from_secs(60), WaitFor::Finished)
-        .await
-        .unwrap();
+    let outcome = ping(&node, &store, 42).await;
     assert_eq!(
         (outcome.state, outcome.result),
         (TaskState::Completed, Some(json!({"pong": 42})))
@@ -220,19 +225,7 @@ async fn a_task_scheduled_by_another_process_wakes_the_queue() {
     let store = Store::open(&url).await.unwrap();
 
     // One task in-process first: its code is compiled and the node is warm.
-    let id = node
-        .send(ScheduleTask::managed(
-            "demo:ping".parse().unwrap(),
-            json!({"ping": 1}),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    let outcome = store
-        .wait(id, Duration::from_secs(60), WaitFor::Finished)
-        .await
-        .unwrap();
-    assert_eq!(outcome.state, TaskState::Completed);
+    assert_eq!(ping(&node, &store, 1).await.state, TaskState::Completed);
 
     // Then from another process, which waits for the outcome.
     let mut schedule = std::process::Command::new(env!("CARGO_BIN_EXE_warren"));
