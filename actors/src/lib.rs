@@ -56,6 +56,7 @@ mod restart;
 mod runner;
 mod scheduler;
 mod supervisor;
+pub mod task_spec;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
 pub mod web;
@@ -65,7 +66,7 @@ pub use error::{Error, RunnerCrash};
 pub use messages::{
     CancelTask, EphemeralTask, GetNodeContext, Kill, NodeContext, NodeStatus, QueueState,
     QueueStatus, RetryTask, RunDueScheduled, RunEphemeralTask, RunScheduledNow, RunnerStatus,
-    ScheduleTask, Shutdown, Status,
+    ScheduleTask, ScheduleTasks, Shutdown, Status,
 };
 pub use metrics::{Gauges, Metrics};
 pub use supervisor::Supervisor;

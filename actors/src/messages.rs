@@ -30,6 +30,13 @@ impl ScheduleTask {
     }
 }
 
+/// Schedules managed tasks in one transaction, all or none, and answers with their
+/// ids in the same order. The Rust API does not check task types against the registry
+/// (see [`crate::task_spec::check_task_types`] for that).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<TaskId>, StoreError>")]
+pub struct ScheduleTasks(pub Vec<NewTask>);
+
 /// Runs an ephemeral task and answers with an [`EphemeralTask`]: a future of its
 /// result that kills the task when dropped before it finishes.
 #[derive(Debug, Message)]

@@ -53,9 +53,14 @@ impl Metrics {
 
     /// Counts a managed task scheduled through this node.
     pub fn task_scheduled(&self, task_type: &str) {
+        self.tasks_scheduled(task_type, 1);
+    }
+
+    /// Counts `count` managed tasks of one type scheduled through this node.
+    pub fn tasks_scheduled(&self, task_type: &str, count: u64) {
         *lock(&self.scheduled)
             .entry(task_type.to_string())
-            .or_default() += 1;
+            .or_default() += count;
     }
 
     /// Counts a finished managed run; `outcome` is its label (`completed`, `failed`,

@@ -587,6 +587,56 @@ async fn scheduling_refuses_bad_input_and_foreign_calls_and_changes_nothing() {
         }
         assert_eq!(n.task_count().await, 0, "{body}");
     }
+    // An array: a bad task is refused naming its position and field, and none of the
+    // array's tasks is scheduled.
+    let mut tasks: Vec<Value> = (0..5).map(|_| parked("apitest:count")).collect();
+    tasks[3]["priority"] = json!("urgent");
+    let body = send(&app, post("/api/tasks", json!(tasks)).to_request())
+        .await
+        .assert_error(400);
+    assert_eq!(body["error"]["field"], "[3].priority", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("[3].priority: unknown priority 'urgent'"),
+        "{message}"
+    );
+    assert_eq!(n.task_count().await, 0, "{body}");
+    for (index, bad, field) in [
+        (0, json!(5), "[0]"),
+        (4, json!({"type": "apitest:count", "data": [1]}), "[4].data"),
+        (
+            1,
+            json!({"type": "apitest:count", "timeout_ms": -1}),
+            "[1].timeout_ms",
+        ),
+        (2, json!({"type": "apitest:count", "colour": "red"}), "[2]"),
+        (3, json!({"type": "apitest:nope"}), "[3].type"),
+    ] {
+        let mut tasks: Vec<Value> = (0..5).map(|_| parked("apitest:count")).collect();
+        tasks[index] = bad;
+        let body = send(&app, post("/api/tasks", json!(tasks)).to_request())
+            .await
+            .assert_error(400);
+        assert_eq!(body["error"]["field"], field, "{body}");
+        assert_eq!(n.task_count().await, 0, "{body}");
+    }
+    // Every bad task counts; the first is named.
+    let tasks = json!([{"type": "apitest:count"}, {"type": "x"}, {"type": "y"}]);
+    let body = send(&app, post("/api/tasks", tasks).to_request())
+        .await
+        .assert_error(400);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("[1].type: "), "{message}");
+    assert!(message.contains("and 1 more"), "{message}");
+    // More than 10,000 tasks in one request: refused naming the limit.
+    let tasks: Vec<Value> = (0..10_001).map(|_| parked("apitest:count")).collect();
+    let body = send(&app, post("/api/tasks", json!(tasks)).to_request())
+        .await
+        .assert_error(400);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("at most 10000"), "{message}");
+    assert_eq!(n.task_count().await, 0);
+
     // A POST without Content-Type at all is refused too.
     let req = TestRequest::post()
         .uri("/api/tasks")
@@ -603,6 +653,90 @@ async fn scheduling_refuses_bad_input_and_foreign_calls_and_changes_nothing() {
         .to_request();
     assert_eq!(send(&app, req).await.status, StatusCode::CREATED);
     assert_eq!(n.task_count().await, 1);
+    n.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_array_of_tasks_is_scheduled_in_one_request() {
+    let n = TestNode::start("batch").await;
+    let app = test::init_service(app(n.state.clone())).await;
+    let tasks = json!([
+        {"type": "apitest:count", "cluster": "parked", "data": {"n": 0}},
+        {"type": "apitest:loop", "cluster": "parked", "data": {"n": 1}, "priority": "interactive",
+         "not_before": "2030-01-01T00:00:00Z", "metadata": {"origin": "batch"}},
+        {"type": "apitest:count", "cluster": "parked", "data": {"n": 2}, "priority": 7,
+         "timeout_ms": 250, "aux_data": {"extra": 2}},
+    ]);
+    let a = send(&app, post("/api/tasks", tasks).to_request()).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let answer = a.json();
+    let ids: Vec<i64> = answer["ids"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no ids: {answer}"))
+        .iter()
+        .map(|id| id.as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{answer}");
+    assert!(ids[0] < ids[1] && ids[1] < ids[2], "ids in order: {ids:?}");
+    // One warning, however many tasks go to the unserved cluster of one type.
+    let warnings = answer["warnings"].as_array().unwrap();
+    let parked_warnings = warnings
+        .iter()
+        .filter(|w| w.as_str().unwrap().contains("cluster 'parked'"))
+        .count();
+    assert_eq!(warnings.len(), 2, "{answer}");
+    assert_eq!(parked_warnings, 2, "{answer}");
+    assert_ne!(warnings[0], warnings[1], "{answer}");
+    let mut t = Vec::new();
+    for id in &ids {
+        t.push(n.store.describe(TaskId(*id)).await.unwrap());
+    }
+    for (i, task) in t.iter().enumerate() {
+        assert_eq!(task.data, json!({ "n": i }));
+        assert_eq!(task.cluster, "parked");
+        assert_eq!(task.state, TaskState::Pending);
+    }
+    assert_eq!(
+        (t[0].task_type.as_str(), t[1].task_type.as_str()),
+        ("apitest:count", "apitest:loop")
+    );
+    assert_eq!(
+        (t[0].priority.0, t[1].priority.0, t[2].priority.0),
+        (0, -100, 7)
+    );
+    assert_eq!(t[1].not_before, Some(1_893_456_000_000));
+    assert_eq!(t[1].metadata, vec![("origin".into(), "batch".into())]);
+    assert_eq!(
+        (t[2].timeout_ms, t[2].aux_data.clone()),
+        (250, Some(json!({"extra": 2})))
+    );
+    assert_eq!(n.task_count().await, 3);
+
+    // An empty array schedules nothing.
+    let a = send(&app, post("/api/tasks", json!([])).to_request()).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert_eq!(a.json(), json!({"ids": [], "warnings": []}));
+
+    // The largest batch: 10,000 tasks in one request, counted in the metrics.
+    let tasks: Vec<Value> = (0..10_000)
+        .map(|i| json!({"type": "apitest:count", "cluster": "parked", "data": {"i": i}}))
+        .collect();
+    let a = send(&app, post("/api/tasks", json!(tasks)).to_request()).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let ids = a.json()["ids"].as_array().unwrap().clone();
+    assert_eq!(ids.len(), 10_000);
+    let last = n
+        .store
+        .describe(TaskId(ids[9_999].as_i64().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(last.data, json!({"i": 9_999}));
+    assert_eq!(n.task_count().await, 10_003);
+    let metrics = n.state.metrics.render(&Default::default());
+    assert!(
+        metrics.contains("warren_tasks_scheduled_total{type=\"apitest:count\"} 10002"),
+        "{metrics}"
+    );
     n.stop().await;
 }
 

@@ -893,3 +893,178 @@ fn serve_prints_a_generated_token_once_on_stderr_and_never_logs_it() {
     let _ = std::fs::remove_dir_all(&modules);
     remove_db(&path);
 }
+
+/// Runs `warren` with `input` on its standard input.
+fn warren_with_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(args)
+        .env_remove("WARREN_DATABASE_URL")
+        .env_remove("WARREN_MAINTENANCE_OFFSET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run warren");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("warren ends")
+}
+
+#[test]
+fn schedule_batch_checks_every_line_then_schedules_them_all() {
+    let (path, url) = temp_db("batch");
+    register_types(&url, &["demo:ping"]);
+    let dir = std::env::temp_dir().join(format!("warren-cli-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Bad lines: every one reported as FILE:LINE, in order, and nothing scheduled.
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        [
+            r#"{"type": "demo:ping", "data": {"n": 1}}"#,
+            "",
+            r#"{"type": "demo:ping", "priority": "urgent"}"#,
+            r#"{"type": "demo:ping", "data": "#,
+            r#"{"type": "demo:nope"}"#,
+            r#"{"type": "demo:ping", "data": [1]}"#,
+            r#"{"type": "demo:ping", "data": {"n": 7}}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let file = bad.to_str().unwrap();
+    let o = warren(&["schedule", "--batch", file, "--database", &url]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    let reported: Vec<&str> = err.lines().collect();
+    assert_eq!(reported.len(), 5, "{err}");
+    assert!(
+        reported[0].starts_with(&format!("{file}:3: priority: unknown priority 'urgent'")),
+        "{err}"
+    );
+    assert!(
+        reported[1].starts_with(&format!("{file}:4: not valid JSON")),
+        "{err}"
+    );
+    assert!(
+        reported[2].starts_with(&format!("{file}:5: type: unknown task type 'demo:nope'")),
+        "{err}"
+    );
+    assert!(
+        reported[3].starts_with(&format!("{file}:6: data: invalid data")),
+        "{err}"
+    );
+    assert_eq!(
+        reported[4],
+        format!("warren: 4 of the 6 tasks of {file} are invalid; nothing was scheduled")
+    );
+    assert_eq!(stdout(&o), "");
+    assert_eq!(task_count(&url), 0);
+
+    // Good lines: scheduled, ids printed in order, one per line.
+    let good = dir.join("good.jsonl");
+    std::fs::write(
+        &good,
+        concat!(
+            "{\"type\": \"demo:ping\", \"data\": {\"n\": 0}}\n",
+            "\n",
+            "{\"type\": \"demo:ping\", \"data\": {\"n\": 1}, \"priority\": \"interactive\", ",
+            "\"not_before\": \"2030-01-01T00:00:00Z\"}\n",
+            "  \n",
+            "{\"type\": \"demo:ping\", \"data\": {\"n\": 2}, \"priority\": 7, \"cluster\": \"mail\"}\n",
+        ),
+    )
+    .unwrap();
+    let o = warren(&[
+        "schedule",
+        "--batch",
+        good.to_str().unwrap(),
+        "--database",
+        &url,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ids: Vec<i64> = stdout(&o)
+        .lines()
+        .map(|l| l.parse().expect("an id"))
+        .collect();
+    assert_eq!(ids.len(), 3, "{}", stdout(&o));
+    assert!(ids[0] < ids[1] && ids[1] < ids[2], "{ids:?}");
+    let tasks = with_store(&url, async |store| {
+        let mut tasks = Vec::new();
+        for id in &ids {
+            tasks.push(store.describe(warren::task::TaskId(*id)).await.unwrap());
+        }
+        tasks
+    });
+    for (i, t) in tasks.iter().enumerate() {
+        assert_eq!(t.data, serde_json::json!({ "n": i }));
+        assert_eq!(t.task_type.as_str(), "demo:ping");
+    }
+    assert_eq!(
+        (
+            tasks[0].priority.0,
+            tasks[1].priority.0,
+            tasks[2].priority.0
+        ),
+        (0, -100, 7)
+    );
+    assert_eq!(tasks[1].not_before, Some(1_893_456_000_000));
+    assert_eq!(
+        (tasks[0].cluster.as_str(), tasks[2].cluster.as_str()),
+        ("default", "mail")
+    );
+    // Warnings once each: two clusters no live node serves.
+    let warnings = stderr(&o);
+    assert_eq!(warnings.lines().count(), 2, "{warnings}");
+    assert!(warnings.contains("cluster 'default'"), "{warnings}");
+    assert!(warnings.contains("cluster 'mail'"), "{warnings}");
+    assert_eq!(task_count(&url), 3);
+
+    // Standard input, `-`: bad lines are named <stdin>, good ones scheduled; --json
+    // prints one array.
+    let o = warren_with_stdin(
+        &["schedule", "--batch", "-", "--database", &url],
+        "{\"type\": \"demo:ping\"}\n{\"type\": \"demo:ping\", \"timeout_ms\": -1}\n",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("<stdin>:2: timeout_ms: "),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(task_count(&url), 3);
+    let o = warren_with_stdin(
+        &["schedule", "--batch", "-", "--json", "--database", &url],
+        "{\"type\": \"demo:ping\", \"data\": {\"n\": 3}}\n{\"type\": \"demo:nope\", \"allow_unknown_type\": true}\n",
+    );
+    let ids = json_out(&o);
+    let ids = ids.as_array().unwrap();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids[0].as_i64() < ids[1].as_i64(), "{ids:?}");
+    assert_eq!(task_count(&url), 5);
+
+    // --batch stands alone: not with a type or the single task's flags; without it a
+    // type is needed.
+    for args in [
+        vec!["schedule", "--batch", "-", "demo:ping"],
+        vec!["schedule", "--batch", "-", "--priority", "5"],
+        vec!["schedule", "--batch", "-", "--wait", "5"],
+        vec!["schedule", "--json", "demo:ping"],
+        vec!["schedule"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--database", &url]);
+        let o = warren_with_stdin(&all, "");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(task_count(&url), 5);
+    let _ = std::fs::remove_dir_all(&dir);
+    remove_db(&path);
+}

@@ -45,9 +45,9 @@ pub(super) struct MetadataInsert {
 /// stay far away).
 const BATCH_CHUNK: usize = 1000;
 
-fn json_object(field: &'static str, value: &Value) -> StoreResult<String> {
+fn json_object(field: &'static str, value: &Value) -> StoreResult<()> {
     match value {
-        Value::Object(_) => Ok(value.to_string()),
+        Value::Object(_) => Ok(()),
         other => Err(StoreError::Invalid {
             field,
             message: format!("must be a JSON object, got {}", json_kind(other)),
@@ -66,37 +66,64 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// Validates a task's options and turns it into a row; `registered` is the cluster
-/// of its type, for a task scheduled without one.
+impl NewTask {
+    /// Checks what the store would refuse in this task, without a database: data and
+    /// aux data must be JSON objects, the timeout 0 or more, a cluster given a valid
+    /// name, metadata keys non-empty. Errors are [`StoreError::Invalid`] naming the
+    /// field as this type does (`data`, `aux_data`, `timeout_ms`, `cluster`,
+    /// `metadata`). Scheduling calls it too; callers that want to refuse a batch item
+    /// by item before opening a transaction call it first.
+    pub fn validate(&self) -> StoreResult<()> {
+        json_object("data", &self.data)?;
+        let o = &self.options;
+        if let Some(aux) = &o.aux_data {
+            json_object("aux_data", aux)?;
+        }
+        if o.timeout_ms.is_some_and(|t| t < 0) {
+            return Err(StoreError::Invalid {
+                field: "timeout_ms",
+                message: "must be 0 (the task type's timeout) or a positive number of ms".into(),
+            });
+        }
+        if let Some(cluster) = &o.cluster {
+            if !is_valid_name_part(cluster) {
+                return Err(StoreError::Invalid {
+                    field: "cluster",
+                    message: format!("'{cluster}' may only use letters, digits, '_', '-' and '.'"),
+                });
+            }
+        }
+        if o.metadata.iter().any(|(key, _)| key.trim().is_empty()) {
+            return Err(empty_metadata_key());
+        }
+        Ok(())
+    }
+}
+
+fn empty_metadata_key() -> StoreError {
+    StoreError::Invalid {
+        field: "metadata",
+        message: "keys must not be empty".into(),
+    }
+}
+
+/// Validates a task ([`NewTask::validate`]) and turns it into a row; `registered` is
+/// the cluster of its type, for a task scheduled without one (a name a module
+/// definition declared, so valid).
 fn to_row(task: &NewTask, registered: Option<&String>, now: Millis) -> StoreResult<TaskInsert> {
+    task.validate()?;
     let o = &task.options;
     let cluster = o
         .cluster
         .clone()
         .or_else(|| registered.cloned())
         .unwrap_or_else(|| DEFAULT_CLUSTER.into());
-    if !is_valid_name_part(&cluster) {
-        return Err(StoreError::Invalid {
-            field: "cluster",
-            message: format!("'{cluster}' may only use letters, digits, '_', '-' and '.'"),
-        });
-    }
-    if o.timeout_ms.is_some_and(|t| t < 0) {
-        return Err(StoreError::Invalid {
-            field: "timeout",
-            message: "must be 0 (the task type's timeout) or a positive number of ms".into(),
-        });
-    }
     Ok(TaskInsert {
         task_type: task.task_type.to_string(),
         cluster,
         state: TaskState::Pending,
-        data: json_object("task data", &task.data)?,
-        aux_data: o
-            .aux_data
-            .as_ref()
-            .map(|v| json_object("aux data", v))
-            .transpose()?,
+        data: task.data.to_string(),
+        aux_data: o.aux_data.as_ref().map(Value::to_string),
         priority: o.priority.unwrap_or(Priority::NORMAL).0,
         timeout_ms: o.timeout_ms.unwrap_or(0),
         created_at: now,
@@ -113,10 +140,7 @@ pub(super) fn metadata_rows(
     let mut rows: Vec<MetadataInsert> = Vec::new();
     for (key, value) in metadata {
         if key.trim().is_empty() {
-            return Err(StoreError::Invalid {
-                field: "metadata",
-                message: "keys must not be empty".into(),
-            });
+            return Err(empty_metadata_key());
         }
         let key_norm = key.to_lowercase();
         rows.retain(|r| r.key_norm != key_norm);

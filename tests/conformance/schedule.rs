@@ -212,8 +212,36 @@ async fn bad_input_is_refused_and_changes_nothing(b: Backend) {
     let err = s.schedule(task(json!([1, 2]))).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid task data: must be a JSON object, got an array"
+        "invalid data: must be a JSON object, got an array"
     );
+    // The store names fields as `NewTask` does, and `validate` refuses what scheduling
+    // would, before any transaction.
+    assert!(matches!(
+        task(json!([1, 2])).validate(),
+        Err(StoreError::Invalid { field: "data", .. })
+    ));
+    let negative = task_with(
+        json!({}),
+        ScheduleOptions {
+            timeout_ms: Some(-1),
+            ..Default::default()
+        },
+    );
+    assert!(matches!(
+        negative.validate(),
+        Err(StoreError::Invalid {
+            field: "timeout_ms",
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.schedule(negative).await,
+        Err(StoreError::Invalid {
+            field: "timeout_ms",
+            ..
+        })
+    ));
+    assert!(task(json!({})).validate().is_ok());
     let err = s
         .schedule_batch(&[
             task(json!({"ok": 1})),
@@ -243,7 +271,7 @@ async fn bad_input_is_refused_and_changes_nothing(b: Backend) {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid aux data: must be a JSON object, got a string"
+        "invalid aux_data: must be a JSON object, got a string"
     );
     let err = s
         .list(&TaskFilter {

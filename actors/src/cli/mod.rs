@@ -1,5 +1,6 @@
 //! The command-line interface: argument parsing and one module per command group.
 
+mod batch;
 mod build;
 mod cron;
 mod durations;
@@ -56,7 +57,8 @@ pub enum Command {
     Modules(modules::ModulesCommand),
     /// Run a node: claim and run tasks of the modules in --modules until SIGINT/SIGTERM.
     Serve(serve::ServeArgs),
-    /// Schedule a managed task; prints its id.
+    /// Schedule a managed task, or with --batch the tasks of a file of JSON lines; prints
+    /// the ids.
     Schedule(tasks::ScheduleArgs),
     /// Wait for a task's outcome and print it as JSON (exit 1 unless it completed).
     Wait(tasks::WaitArgs),

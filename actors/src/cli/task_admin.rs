@@ -76,18 +76,10 @@ pub(super) fn store_failure(e: StoreError) -> Failure {
     }
 }
 
-/// An instant argument: RFC 3339 text or milliseconds since the Unix epoch.
-fn instant(option: &str, text: &str) -> Result<Millis, Failure> {
-    if let Ok(ms) = text.trim().parse::<Millis>() {
-        return Ok(ms);
-    }
-    chrono::DateTime::parse_from_rfc3339(text.trim())
-        .map(|t| t.timestamp_millis())
-        .map_err(|e| {
-            Failure::Invalid(format!(
-                "invalid {option} '{text}': {e} (use RFC 3339, e.g. 2026-03-30T13:00:00Z, or milliseconds)"
-            ))
-        })
+/// An instant argument: RFC 3339 text or milliseconds since the Unix epoch (read as the
+/// API and `warren schedule` read them).
+fn instant(option: &'static str, text: &str) -> Result<Millis, Failure> {
+    warren_actors::task_spec::instant(option, text).map_err(|e| Failure::Invalid(e.message))
 }
 
 /// Runs a task command.

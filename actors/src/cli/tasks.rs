@@ -1,25 +1,31 @@
-//! `warren schedule` and `warren wait`: schedule a managed task and wait for its
-//! outcome, against the database directly (a service may or may not be running).
+//! `warren schedule` and `warren wait`: schedule a managed task (or, with `--batch`, the
+//! tasks of a file: see `batch.rs`) and wait for its outcome, against the database
+//! directly (a service may or may not be running).
 
-use super::{durations, terminal, Failure};
+use super::{batch, durations, terminal, Failure};
 use clap::Args;
 use std::time::Duration;
 use warren::store::{NewTask, ScheduleOptions, Store, StoreError, WaitFor};
-use warren::task::{Priority, TaskId, TaskType};
+use warren::task::TaskId;
+use warren_actors::task_spec::{self, BatchError, SpecError, TaskSpec};
+
+/// How the command line schedules a task of a type no node has registered anyway.
+pub(super) const HOW_TO_ALLOW: &str = "start a node with its module first, or pass \
+     --allow-unknown-type to schedule it anyway";
 
 /// Arguments of `warren schedule`.
 #[derive(Debug, Args)]
 pub struct ScheduleArgs {
-    /// Task type, `module:type`.
-    pub task_type: String,
-    /// Task data, a JSON object.
-    #[arg(default_value = "{}")]
-    pub data: String,
+    /// Task type, `module:type` (not with --batch).
+    #[arg(required_unless_present = "batch")]
+    pub task_type: Option<String>,
+    /// Task data, a JSON object [default: {}].
+    pub data: Option<String>,
     /// Priority: a number (lower runs first) or background, normal, interactive, update,
     /// updateinteractive.
     #[arg(long)]
     pub priority: Option<String>,
-    /// Do not run before this instant (RFC 3339).
+    /// Do not run before this instant (RFC 3339, or milliseconds since the Unix epoch).
     #[arg(long)]
     pub not_before: Option<String>,
     /// Run time limit in milliseconds (0: the task type's; at most one year).
@@ -32,9 +38,25 @@ pub struct ScheduleArgs {
     #[arg(long, value_name = "SECONDS", value_parser = durations::seconds)]
     pub wait: Option<u64>,
     /// Schedule it even if no node has registered the task type (no module a node
-    /// loaded declares it).
+    /// loaded declares it); with --batch, every line's.
     #[arg(long)]
     pub allow_unknown_type: bool,
+    /// Schedule the tasks of a file of JSON lines (`-`: standard input), one task per
+    /// line as the API takes it: {"type": …, "data"?: …, "priority"?: …,
+    /// "not_before"?: …, …}; blank lines are skipped. Every line is checked first: if
+    /// any is bad, each is reported as FILE:LINE and nothing is scheduled. Prints the
+    /// ids, one per line.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["task_type", "data", "priority", "not_before", "timeout", "aux", "wait"]
+    )]
+    pub batch: Option<String>,
+    /// With --batch: print the ids as one JSON array.
+    // Checked by `schedule`, not clap's `requires`: clap lets a required argument be
+    // missing when it conflicts with one given (`--batch` with TYPE).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `warren wait`.
@@ -59,56 +81,72 @@ fn invalid(e: StoreError) -> Failure {
     }
 }
 
-/// Schedules the task and prints its id (and, with --wait, its outcome).
+fn spec_failure(e: SpecError) -> Failure {
+    Failure::Invalid(e.message)
+}
+
+/// Schedules the task and prints its id (and, with --wait, its outcome); with --batch,
+/// the tasks of a file.
 pub async fn schedule(database: &str, args: ScheduleArgs) -> Result<(), Failure> {
-    let task_type: TaskType = args
-        .task_type
-        .parse()
-        .map_err(|e: warren::task::TaskTypeError| Failure::Invalid(e.to_string()))?;
-    let data = json_arg("the task data", &args.data)?;
+    if let Some(source) = &args.batch {
+        return batch::schedule(database, source, args.allow_unknown_type, args.json).await;
+    }
+    if args.json {
+        return Err(Failure::Invalid("--json goes with --batch".to_string()));
+    }
+    let Some(task_type) = &args.task_type else {
+        return Err(Failure::Invalid(
+            "give a task type (or --batch FILE)".to_string(),
+        ));
+    };
+    let task_type = task_spec::task_type(task_type).map_err(spec_failure)?;
+    let data = json_arg("the task data", args.data.as_deref().unwrap_or("{}"))?;
     let priority = args
         .priority
         .as_deref()
-        .map(|p| {
-            p.parse::<Priority>()
-                .map_err(|e| Failure::Invalid(e.to_string()))
-        })
-        .transpose()?;
+        .map(task_spec::priority_text)
+        .transpose()
+        .map_err(spec_failure)?;
     let not_before = args
         .not_before
         .as_deref()
-        .map(|t| {
-            chrono::DateTime::parse_from_rfc3339(t)
-                .map(|d| d.timestamp_millis())
-                .map_err(|e| Failure::Invalid(format!("invalid --not-before '{t}': {e}")))
-        })
-        .transpose()?;
+        .map(|t| task_spec::instant("--not-before", t))
+        .transpose()
+        .map_err(spec_failure)?;
     let aux_data = args
         .aux
         .as_deref()
         .map(|a| json_arg("--aux", a))
         .transpose()?;
-    let store = Store::open(database).await?;
-    let check = store.check_task_type(&task_type, None).await?;
-    if !check.is_registered() && !args.allow_unknown_type {
-        return Err(Failure::Invalid(format!(
-            "unknown task type '{task_type}': no node has registered it (no module a node \
-             has loaded declares it); start a node with its module first, or pass \
-             --allow-unknown-type to schedule it anyway"
-        )));
-    }
-    for warning in check.warnings() {
-        eprintln!("warren: warning: {warning}");
-    }
     let task = NewTask::new(task_type, data).with_options(ScheduleOptions {
         not_before,
         priority,
         timeout_ms: args.timeout,
         aux_data,
-        // The cluster the check looked at (the registration as the database has it now).
-        cluster: Some(check.cluster),
         ..ScheduleOptions::default()
     });
+    task.validate().map_err(invalid)?;
+    let spec = TaskSpec {
+        task,
+        allow_unknown_type: args.allow_unknown_type,
+    };
+    let store = Store::open(database).await?;
+    let checked = match task_spec::check_task_types(&store, vec![spec], false, HOW_TO_ALLOW).await {
+        Ok(checked) => checked,
+        Err(BatchError::Refused(mut refused)) => {
+            return Err(refused.pop().map_or_else(
+                || Failure::Error("the task was refused".into()),
+                |(_, e)| spec_failure(e),
+            ))
+        }
+        Err(BatchError::Store(e)) => return Err(e.into()),
+    };
+    for warning in &checked.warnings {
+        eprintln!("warren: warning: {warning}");
+    }
+    let Some(task) = checked.tasks.into_iter().next() else {
+        return Err(Failure::Error("the checked task went missing".into()));
+    };
     let id = store.schedule(task).await.map_err(invalid)?;
     println!("{id}");
     if let Some(seconds) = args.wait {

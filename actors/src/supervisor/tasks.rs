@@ -1,11 +1,14 @@
-//! The Supervisor's task messages: scheduling managed tasks, running ephemeral ones,
-//! cancelling, retrying and killing.
+//! The Supervisor's task messages: scheduling managed tasks (one, or a batch in one
+//! transaction), running ephemeral ones, cancelling, retrying and killing.
 
 use super::Supervisor;
 use crate::error::Error;
-use crate::messages::{CancelTask, EphemeralTask, Kill, RetryTask, RunEphemeralTask, ScheduleTask};
+use crate::messages::{
+    CancelTask, EphemeralTask, Kill, RetryTask, RunEphemeralTask, ScheduleTask, ScheduleTasks,
+};
 use crate::queue::{Cancelled, EphemeralRequest, KillRun};
 use actix::prelude::*;
+use std::collections::BTreeMap;
 use warren::store::StoreError;
 use warren::task::{Millis, TaskId, TaskState};
 use warren::wasm::KillSwitch;
@@ -19,6 +22,24 @@ impl Handler<ScheduleTask> for Supervisor {
             let id = store.schedule(msg.0).await?;
             metrics.task_scheduled(&task_type);
             Ok(id)
+        })
+    }
+}
+
+impl Handler<ScheduleTasks> for Supervisor {
+    type Result = ResponseFuture<Result<Vec<TaskId>, StoreError>>;
+    fn handle(&mut self, msg: ScheduleTasks, _: &mut Context<Self>) -> Self::Result {
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        Box::pin(async move {
+            let ids = store.schedule_batch(&msg.0).await?;
+            let mut per_type: BTreeMap<&str, u64> = BTreeMap::new();
+            for task in &msg.0 {
+                *per_type.entry(task.task_type.as_str()).or_default() += 1;
+            }
+            for (task_type, count) in per_type {
+                metrics.tasks_scheduled(task_type, count);
+            }
+            Ok(ids)
         })
     }
 }

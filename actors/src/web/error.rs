@@ -1,6 +1,7 @@
 //! The API's errors: every one is JSON, `{"error": {"status", "message", "field"?}}`,
 //! with the status code that says what went wrong (see `docs/api.md`).
 
+use crate::task_spec::SpecError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use std::fmt;
@@ -95,6 +96,16 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<SpecError> for ApiError {
+    /// A task spec's error: 400 naming its field, when it has one.
+    fn from(e: SpecError) -> ApiError {
+        match e.field {
+            Some(field) => ApiError::bad_field(field, e.message),
+            None => ApiError::bad_request(e.message),
+        }
+    }
+}
+
 impl From<crate::Error> for ApiError {
     /// The store's errors as [`From<StoreError>`] maps them; an unknown task type →
     /// 404; a node shutting down or not answering → 503; anything else → 500.
@@ -167,6 +178,17 @@ mod tests {
             (400, Some("state"))
         );
         assert_eq!(status(StoreError::BadUrl("x".into())), 500);
+    }
+
+    #[test]
+    fn spec_errors_are_400_naming_their_field() {
+        let e = ApiError::from(SpecError::in_field("priority", "invalid priority"));
+        assert_eq!(
+            (e.status.as_u16(), e.field.as_deref(), e.message.as_str()),
+            (400, Some("priority"), "invalid priority")
+        );
+        let e = ApiError::from(SpecError::whole("not an object"));
+        assert_eq!((e.status.as_u16(), e.field), (400, None));
     }
 
     #[test]

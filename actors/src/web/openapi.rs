@@ -21,5 +21,14 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().expect("paths");
         assert_eq!(paths.len(), 17, "{:?}", paths.keys().collect::<Vec<_>>());
+        // POST /api/tasks takes one task or an array of them, and answers either.
+        let post = &doc["paths"]["/api/tasks"]["post"];
+        let body = &post["requestBody"]["content"]["application/json"]["schema"]["oneOf"];
+        assert_eq!(body[0]["$ref"], "#/components/schemas/NewTask");
+        assert_eq!(body[1]["type"], "array");
+        assert_eq!(body[1]["maxItems"], crate::task_spec::MAX_BATCH);
+        let created = &post["responses"]["201"]["content"]["application/json"]["schema"]["oneOf"];
+        assert_eq!(created[1]["$ref"], "#/components/schemas/CreatedBatch");
+        assert!(doc["components"]["schemas"]["CreatedBatch"]["properties"]["ids"].is_object());
     }
 }

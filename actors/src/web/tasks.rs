@@ -5,13 +5,13 @@
 use super::error::ApiError;
 use super::input;
 use super::WebState;
-use crate::messages::{CancelTask, RetryTask, ScheduleTask};
+use crate::messages::{CancelTask, RetryTask, ScheduleTask, ScheduleTasks};
+use crate::task_spec::{self, check_task_types, BatchError, TaskSpec, MAX_BATCH};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use warren::store::{NewTask, ScheduleOptions, StateFilter, Task, TaskFilter, TaskTypeCheck};
-use warren::task::{Priority, TaskType};
+use warren::store::{StateFilter, Task, TaskFilter, TaskTypeCheck};
+use warren::task::TaskType;
 
 /// Largest page of a listing.
 const MAX_LIMIT: i64 = 1000;
@@ -94,39 +94,13 @@ pub async fn show(
     Ok(HttpResponse::Ok().json(state.store.describe(id).await?))
 }
 
-/// The body of `POST /api/tasks`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewTaskBody {
-    #[serde(rename = "type")]
-    task_type: String,
-    data: Option<Value>,
-    priority: Option<Value>,
-    not_before: Option<Value>,
-    timeout_ms: Option<i64>,
-    aux_data: Option<Value>,
-    metadata: Option<BTreeMap<String, String>>,
-    cluster: Option<String>,
-    /// Schedule it even if no node has registered the type.
-    #[serde(default)]
-    allow_unknown_type: bool,
-}
+/// How the API's caller schedules a task of a type no node has registered anyway.
+const HOW_TO_ALLOW: &str = "send \"allow_unknown_type\": true to schedule it anyway";
 
-/// A priority given as a name (`interactive`) or a number.
-fn priority(value: &Value) -> Result<Priority, ApiError> {
-    let text = match value {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        other => other.to_string(),
-    };
-    text.parse::<Priority>()
-        .map_err(|e| ApiError::bad_field("priority", e.to_string()))
-}
-
-/// Checks a task about to be created: its type must be one some node has registered
+/// Checks a task about to be duplicated: its type must be one some node has registered
 /// (a module it loaded declares it), unless the caller allows an unknown one — else 400
-/// naming `type`. The check gives the cluster the task runs in and the warnings for
-/// the answer (no live node serves that cluster).
+/// naming `type`. The check gives the warnings for the answer (no live node serves
+/// that cluster).
 async fn check_new_task(
     state: &WebState,
     task_type: &TaskType,
@@ -135,75 +109,98 @@ async fn check_new_task(
 ) -> Result<TaskTypeCheck, ApiError> {
     let check = state.store.check_task_type(task_type, cluster).await?;
     if !check.is_registered() && !allow_unknown_type {
-        return Err(ApiError::bad_field(
-            "type",
-            format!(
-                "unknown task type '{task_type}': no node has registered it (no module a \
-                 node has loaded declares it); send \"allow_unknown_type\": true to \
-                 schedule it anyway"
-            ),
-        ));
+        return Err(task_spec::unknown_type(task_type, HOW_TO_ALLOW).into());
     }
     Ok(check)
 }
 
-/// `POST /api/tasks`: schedules a managed task; 201 `{"id", "warnings"}`.
+/// `POST /api/tasks`: schedules a managed task (a JSON object; 201 `{"id", "warnings"}`)
+/// or several in one transaction (an array of them, at most [`MAX_BATCH`]; 201
+/// `{"ids", "warnings"}`, the ids in the array's order). A bad task in an array is
+/// refused naming its position and field (`[3].priority`), and nothing is scheduled.
 pub async fn schedule(
     state: web::Data<WebState>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: NewTaskBody = input::body(body.into_inner())?;
-    let task_type: TaskType = body
-        .task_type
-        .parse()
-        .map_err(|e: warren::task::TaskTypeError| ApiError::bad_field("type", e.to_string()))?;
-    let options = ScheduleOptions {
-        not_before: body
-            .not_before
-            .as_ref()
-            .map(|v| input::json_instant("not_before", v))
-            .transpose()?,
-        priority: body.priority.as_ref().map(priority).transpose()?,
-        timeout_ms: body.timeout_ms,
-        aux_data: body.aux_data,
-        metadata: body.metadata.unwrap_or_default().into_iter().collect(),
-        cluster: body.cluster,
-    };
-    let check = check_new_task(
-        &state,
-        &task_type,
-        options.cluster.as_deref(),
-        body.allow_unknown_type,
-    )
-    .await?;
-    let options = ScheduleOptions {
-        // The cluster the check looked at (the registration as the database has it now).
-        cluster: Some(check.cluster.clone()),
-        ..options
-    };
-    let task =
-        NewTask::new(task_type, body.data.unwrap_or_else(|| json!({}))).with_options(options);
-    let id = state
-        .supervisor
-        .send(ScheduleTask(task))
-        .await?
-        .map_err(|e| body_field(e.into()))?;
-    Ok(HttpResponse::Created().json(json!({ "id": id, "warnings": check.warnings() })))
+    match body.into_inner() {
+        one @ Value::Object(_) => schedule_one(&state, one).await,
+        Value::Array(items) => schedule_many(&state, items).await,
+        _ => Err(ApiError::bad_request(
+            "the body must be a task (a JSON object) or an array of tasks",
+        )),
+    }
 }
 
-/// The error with the field named as in the body (the store says `task data` for
-/// `data`, `aux data` for `aux_data`, `timeout` for `timeout_ms`).
-fn body_field(mut error: ApiError) -> ApiError {
-    error.field = error.field.map(|f| {
-        match f.as_str() {
-            "task data" => "data",
-            "aux data" => "aux_data",
-            "timeout" => "timeout_ms",
-            other => other,
+async fn schedule_one(state: &WebState, body: Value) -> Result<HttpResponse, ApiError> {
+    let spec = TaskSpec::from_json(body)?;
+    let checked = check_task_types(&state.store, vec![spec], false, HOW_TO_ALLOW)
+        .await
+        .map_err(|e| batch_error(e, false))?;
+    let Some(task) = checked.tasks.into_iter().next() else {
+        return Err(ApiError::internal("the checked task went missing"));
+    };
+    let id = state.supervisor.send(ScheduleTask(task)).await??;
+    Ok(HttpResponse::Created().json(json!({ "id": id, "warnings": checked.warnings })))
+}
+
+async fn schedule_many(state: &WebState, items: Vec<Value>) -> Result<HttpResponse, ApiError> {
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "too many tasks: {} in one request, at most {MAX_BATCH}; send them in several",
+            items.len()
+        )));
+    }
+    let mut specs = Vec::with_capacity(items.len());
+    let mut refused = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match TaskSpec::from_json(item) {
+            Ok(spec) => specs.push(spec),
+            Err(e) => refused.push((index, e)),
         }
-        .to_string()
-    });
-    error
+    }
+    if !refused.is_empty() {
+        return Err(batch_error(BatchError::Refused(refused), true));
+    }
+    let checked = check_task_types(&state.store, specs, false, HOW_TO_ALLOW)
+        .await
+        .map_err(|e| batch_error(e, true))?;
+    let ids = if checked.tasks.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .supervisor
+            .send(ScheduleTasks(checked.tasks))
+            .await??
+    };
+    Ok(HttpResponse::Created().json(json!({ "ids": ids, "warnings": checked.warnings })))
+}
+
+/// A refused batch as the API answers it: the first refused task, named by its
+/// position in the array (`[3].priority: …`) when the body was one, with how many more
+/// were refused.
+fn batch_error(e: BatchError, in_array: bool) -> ApiError {
+    let refused = match e {
+        BatchError::Store(e) => return e.into(),
+        BatchError::Refused(refused) => refused,
+    };
+    let Some((index, first)) = refused.first() else {
+        return ApiError::internal("a batch was refused without a reason");
+    };
+    if !in_array {
+        return first.clone().into();
+    }
+    let place = match first.field {
+        Some(field) => format!("[{index}].{field}"),
+        None => format!("[{index}]"),
+    };
+    let mut message = format!("{place}: {}", first.message);
+    if refused.len() > 1 {
+        message.push_str(&format!(
+            " (and {} more refused tasks; nothing was scheduled)",
+            refused.len() - 1
+        ));
+    }
+    ApiError::bad_field(&place, message)
 }
 
 /// The body of actions that take nothing: `{}`.
