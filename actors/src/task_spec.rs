@@ -19,7 +19,7 @@
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use warren::store::{NewTask, ScheduleOptions, Store, StoreError, TaskTypeCheck};
+use warren::store::{json_kind, NewTask, ScheduleOptions, Store, StoreError, TaskTypeCheck};
 use warren::task::{Millis, Priority, TaskType};
 
 /// Most tasks one request schedules, and the size of the transactions `warren
@@ -193,17 +193,6 @@ fn metadata(value: Value) -> Result<Vec<(String, String)>, SpecError> {
             ))),
         })
         .collect()
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// A task type, `module:type`.

@@ -93,6 +93,7 @@ pub use model::*;
 pub use nodes::NodeInfo;
 pub use pg_policy::{PgStatementPolicy, Refusal, Verdict};
 pub use run::{bounded_text, ResolveOutcome, TaskRun, MAX_ERROR_BYTES, MAX_RESULT_BYTES};
+pub use schedule::json_kind;
 pub use scheduled::{ScheduledEnd, ScheduledOutcome, ScheduledRun, ScheduledSpec, ScheduledState};
 pub use task_sql::{
     SqlCanceller, TaskSqlError, TaskSqlOutput, TaskSqlWant, TaskStatement, DEFAULT_MAX_ROWS_BYTES,

@@ -55,7 +55,8 @@ fn json_object(field: &'static str, value: &Value) -> StoreResult<()> {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// What kind of JSON value `v` is, as messages name it ("an array", "null").
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
