@@ -227,8 +227,10 @@ async fn single_enqueue_in_callers_tx(store: &Store, n: usize) -> BenchResult<Du
     Ok(start.elapsed())
 }
 
-/// The reference for single enqueues: `n` one-row INSERTs, each committing on its own
-/// (the database's commit rate for one client, through the same driver).
+/// A floor for single enqueues: `n` one-row INSERTs, each committing on its own, through
+/// the same driver. diesel parses a `sql_query` anew on every call, so this is two
+/// round trips per row; the database's one-client commit rate is pgbench's
+/// (`pgbench -n -c 1 -M prepared` with a one-row INSERT script), quoted beside it.
 async fn one_row_commits(store: &Store, n: usize) -> BenchResult<Duration> {
     exec(store, "DROP TABLE IF EXISTS bench_commits").await?;
     exec(store, "CREATE TABLE bench_commits (n BIGINT NOT NULL)").await?;
@@ -389,7 +391,7 @@ async fn run_all(
 
     let elapsed = one_row_commits(store, sizes.single).await?;
     record(
-        "reference: one-row INSERT committing alone, 1 client".into(),
+        "floor: one-row INSERT (parsed each time) committing alone, 1 client".into(),
         sizes.single,
         elapsed,
         None,
