@@ -1,5 +1,7 @@
 //! `warren`: runs and operates Warren from the command line.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use clap::Parser;

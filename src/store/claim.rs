@@ -3,6 +3,7 @@
 //! what recovery records is decided in `executor/recovery.rs`.
 
 use super::conn::on_conn;
+use super::dialect::Dialect;
 use super::model::TaskRow;
 use super::schema::warren_tasks::dsl as t;
 use super::{AnyConn, ClaimedTask, Store, StoreResult, Task};
@@ -46,12 +47,39 @@ pub struct ExpiredLease {
 /// longer than running it. With it written in, PostgreSQL settles on one generic plan
 /// after a few calls. `id = ANY(ARRAY(..))`, rather than a join, keeps that plan from
 /// walking the primary key.
-struct PgClaim<'a> {
+pub(super) struct PgClaim<'a> {
     owner: &'a str,
     until: Millis,
     now: Millis,
     clusters: &'a [String],
     limit: i64,
+}
+
+impl<'a> From<&ClaimParams<'a>> for PgClaim<'a> {
+    fn from(p: &ClaimParams<'a>) -> PgClaim<'a> {
+        PgClaim {
+            owner: p.owner,
+            until: p.until,
+            now: p.now,
+            clusters: p.clusters,
+            limit: p.limit,
+        }
+    }
+}
+
+/// What a claim takes and how (see [`Dialect::claim`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClaimParams<'a> {
+    /// The runner the leases are for.
+    pub(crate) owner: &'a str,
+    /// When the leases expire.
+    pub(crate) until: Millis,
+    /// The claim's instant: tasks due by then are taken.
+    pub(crate) now: Millis,
+    /// The clusters whose queues are read.
+    pub(crate) clusters: &'a [String],
+    /// The most tasks taken.
+    pub(crate) limit: i64,
 }
 
 super::pg_statement!(PgClaim<'_>);
@@ -109,53 +137,16 @@ impl Store {
         }
         let now = self.now();
         let until = now + lease_ms;
-        let rows: Vec<TaskRow> = match self.backend() {
-            super::BackendKind::Postgres => {
-                let mut pooled = self.conn().await?;
-                let AnyConn::Postgres(c) = pooled.any() else {
-                    unreachable!("a PostgreSQL store hands out PostgreSQL connections")
-                };
-                let claim = PgClaim {
-                    owner,
-                    until,
-                    now,
-                    clusters,
-                    limit: limit as i64,
-                };
-                claim.load(c).await?
-            }
-            super::BackendKind::Sqlite => {
-                // SQLite has one writer at a time: select and take inside one
-                // immediate transaction.
-                self.in_transaction(async |conn, _| {
-                    let AnyConn::Sqlite(c) = conn else {
-                        unreachable!("a SQLite store hands out SQLite connections")
-                    };
-                    let ids: Vec<TaskId> = t::warren_tasks
-                        .select(t::id)
-                        .filter(t::state.eq(TaskState::Pending))
-                        .filter(t::next_attempt.le(now))
-                        .filter(t::cluster.eq_any(clusters))
-                        .order((t::priority, t::next_attempt, t::id))
-                        .limit(limit as i64)
-                        .load(&mut **c)
-                        .await?;
-                    let rows = diesel::update(t::warren_tasks.filter(t::id.eq_any(&ids)))
-                        .set((
-                            t::state.eq(TaskState::Running),
-                            t::lease_owner.eq(owner),
-                            t::lease_until.eq(until),
-                            t::lease_token.eq(t::lease_token + 1),
-                            t::started_at.eq(now),
-                        ))
-                        .returning(TaskRow::as_returning())
-                        .get_results(&mut **c)
-                        .await?;
-                    Ok(rows)
-                })
-                .await?
-            }
+        let params = ClaimParams {
+            owner,
+            until,
+            now,
+            clusters,
+            limit: limit as i64,
         };
+        let mut pooled = self.conn().await?;
+        let rows: Vec<TaskRow> =
+            on_conn!(&mut pooled.any(), c => Dialect::claim(c, &params).await?);
         let mut claimed = rows
             .into_iter()
             .map(|row| {

@@ -4,8 +4,8 @@
 //! [`on_conn!`] macro type-checks and runs such a query for whichever backend the
 //! connection belongs to.
 
+use super::dialect::{Dialect, LockWhen};
 use super::sqlite_guard::SqliteGuard;
-use diesel::connection::AnsiTransactionManager;
 use diesel::SqliteConnection;
 use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
@@ -194,14 +194,14 @@ impl PooledConn {
 /// takes the write lock at once (`BEGIN IMMEDIATE`), so it waits for the lock instead
 /// of failing midway.
 pub(crate) async fn begin(conn: &mut AnyConn<'_>) -> diesel::QueryResult<()> {
-    begin_with(conn, true).await
+    on_conn!(conn, c => Dialect::begin(c, LockWhen::AtBegin).await)
 }
 
 /// Opens a transaction for task code or an application. On SQLite it is deferred: it
 /// takes the write lock only at its first write, so a long task that has not written
 /// yet does not hold up the queue (cancels, claims, lease renewals).
 pub(crate) async fn begin_deferred(conn: &mut AnyConn<'_>) -> diesel::QueryResult<()> {
-    begin_with(conn, false).await
+    on_conn!(conn, c => Dialect::begin(c, LockWhen::AtFirstWrite).await)
 }
 
 /// Opens a deferred transaction (see [`begin_deferred`]) for work that runs task
@@ -209,41 +209,7 @@ pub(crate) async fn begin_deferred(conn: &mut AnyConn<'_>) -> diesel::QueryResul
 pub(crate) async fn begin_for_task_sql(
     conn: &mut AnyConn<'_>,
 ) -> diesel::QueryResult<super::task_sql::SqlCanceller> {
-    use super::task_sql::SqlCanceller;
-    match conn {
-        AnyConn::Postgres(c) => {
-            <AsyncPgConnection as AsyncConnection>::TransactionManager::begin_transaction(&mut **c)
-                .await?;
-            Ok(SqlCanceller::postgres(c.cancel_token()))
-        }
-        AnyConn::Sqlite(c) => {
-            let guard = c
-                .spawn_blocking(|inner| {
-                    AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN")?;
-                    Ok(super::sqlite_guard::current())
-                })
-                .await?;
-            Ok(SqlCanceller::sqlite(guard))
-        }
-    }
-}
-
-async fn begin_with(conn: &mut AnyConn<'_>, immediate: bool) -> diesel::QueryResult<()> {
-    let sql = if immediate {
-        "BEGIN IMMEDIATE"
-    } else {
-        "BEGIN"
-    };
-    match conn {
-        AnyConn::Postgres(c) => {
-            <AsyncPgConnection as AsyncConnection>::TransactionManager::begin_transaction(&mut **c)
-                .await
-        }
-        AnyConn::Sqlite(c) => {
-            c.spawn_blocking(|inner| AnsiTransactionManager::begin_transaction_sql(inner, sql))
-                .await
-        }
-    }
+    on_conn!(conn, c => Dialect::begin_for_task_sql(c).await)
 }
 
 /// Commits the transaction opened by [`begin`].

@@ -2,14 +2,15 @@
 //! prune, and task metadata.
 
 use super::conn::on_conn;
+use super::dialect::Dialect;
 use super::model::TaskRow;
 use super::schedule::metadata_rows;
 use super::schema::warren_task_metadata::dsl as m;
 use super::schema::warren_tasks::dsl as t;
 use super::signals::{announce_outcome, announce_work};
 use super::{
-    AnyConn, NewTask, QueueCounts, ScheduleOptions, StateFilter, Store, StoreError, StoreResult,
-    Task, TaskFilter,
+    AnyConn, NewTask, QueueCounts, ScheduleOptions, Store, StoreError, StoreResult, Task,
+    TaskFilter,
 };
 use crate::task::{Millis, TaskId, TaskState};
 use diesel::prelude::*;
@@ -24,7 +25,7 @@ diesel::define_sql_function! {
 pub const DEFAULT_RETENTION_MS: i64 = 3 * 24 * 60 * 60 * 1000;
 
 /// Turns a `*` mask into a LIKE pattern (other LIKE wildcards are matched literally).
-fn like_pattern(mask: &str) -> String {
+pub(super) fn like_pattern(mask: &str) -> String {
     let mut out = String::with_capacity(mask.len());
     for ch in mask.to_lowercase().chars() {
         match ch {
@@ -96,6 +97,12 @@ pub(super) async fn set_metadata_on(
 /// one backend, so it is built once per backend from this one definition).
 macro_rules! list_query {
     ($db:ty, $filter:expr, $now:expr) => {{
+        use diesel::prelude::*;
+        use $crate::store::manage::{like_pattern, lower};
+        use $crate::store::model::TaskRow;
+        use $crate::store::schema::warren_tasks::dsl as t;
+        use $crate::store::{StateFilter, TaskFilter};
+        use $crate::task::{Millis, TaskState};
         let filter: &TaskFilter = $filter;
         let now: Millis = $now;
         let mut query = t::warren_tasks
@@ -132,6 +139,7 @@ macro_rules! list_query {
         query.order(t::id.desc()).limit(filter.limit)
     }};
 }
+pub(super) use list_query;
 
 /// Why a task is queued again, for the errors of [`Store::requeue`].
 #[derive(Debug, Clone, Copy)]
@@ -189,14 +197,8 @@ impl Store {
         }
         let now = self.now();
         let mut pooled = self.conn().await?;
-        let rows: Vec<TaskRow> = match pooled.any() {
-            AnyConn::Postgres(c) => list_query!(diesel::pg::Pg, filter, now).load(c).await?,
-            AnyConn::Sqlite(c) => {
-                list_query!(diesel::sqlite::Sqlite, filter, now)
-                    .load(c)
-                    .await?
-            }
-        };
+        let rows: Vec<TaskRow> =
+            on_conn!(&mut pooled.any(), c => Dialect::list_tasks(c, filter, now).await?);
         rows.into_iter().map(Task::try_from).collect()
     }
 

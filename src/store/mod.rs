@@ -12,22 +12,14 @@
 //!
 //! # What a backend provides
 //!
-//! A third backend would provide, next to `postgres.rs` and `sqlite.rs`:
-//! - a connection type that runs diesel's async DSL (a variant of [`AnyConn`] and of the
-//!   pooled connection in `conn.rs`, so that `on_conn!` runs every statement on it);
-//! - a pool with its connection settings, and its embedded migrations
-//!   (`migrations/<backend>/`) creating the tables of `schema.rs`;
-//! - `begin` (a transaction that takes the write lock it needs at once), `commit` and
-//!   `rollback` in `conn.rs`, and the deferred variant for task code;
-//! - the multi-row insert of `schedule.rs` and the claim of `claim.rs` (lock due rows in
-//!   queue order so that concurrent claimers never share a task);
-//! - wake-ups (`signals.rs`): delivered only if the writing transaction commits, to
-//!   every process that may run the work (on SQLite through `sqlite_wake.rs`);
-//! - the statement policy for task SQL (`task_sql.rs`): what task code may run on the
-//!   run's transaction.
-//!
-//! and pass the conformance suite (`tests/conformance/`), whose every test body runs on
-//! each backend. The statements themselves are written once with diesel's DSL.
+//! A backend implements `Dialect` (`dialect.rs`) for its connection type (what it does
+//! its own way: transactions and their locks, multi-row inserts, the claim, wake-ups,
+//! task SQL, the listing; see `postgres_dialect.rs` and `sqlite_dialect.rs`), adds
+//! that type to [`AnyConn`] and the pooled connection (`conn.rs`) and a pool with its
+//! settings and embedded migrations (`migrations/<backend>/`, next to `postgres.rs`
+//! and `sqlite.rs`), and passes the conformance suite (`tests/conformance/`), whose
+//! every test body runs on each backend. Every other statement is written once with
+//! diesel's DSL and runs on any backend through `on_conn!`.
 
 /// Declares a PostgreSQL statement written as a query fragment of its own: its rows are
 /// read by column name, and it has no static query id, so each connection's statement
@@ -58,6 +50,7 @@ pub(crate) use pg_statement;
 pub(crate) mod claim;
 mod completions;
 mod conn;
+mod dialect;
 pub mod dynamic;
 mod error;
 mod manage;
@@ -65,6 +58,7 @@ mod model;
 mod nodes;
 mod pg_policy;
 mod postgres;
+mod postgres_dialect;
 pub(crate) mod run;
 mod schedule;
 mod schedule_alone;
@@ -73,6 +67,7 @@ pub(crate) mod schema;
 pub mod signals;
 mod sql_types;
 mod sqlite;
+mod sqlite_dialect;
 mod sqlite_guard;
 #[cfg(unix)]
 mod sqlite_wake;

@@ -6,6 +6,8 @@
 //! Both collect the wake-ups and deliver them when that transaction commits, on both
 //! backends.
 
+use super::conn::on_conn;
+use super::dialect::Dialect;
 use super::schema::{warren_task_metadata, warren_tasks};
 use super::signals::{announce_work, Pending};
 use super::{AnyConn, NewTask, Store, StoreError, StoreResult, DEFAULT_CLUSTER};
@@ -14,7 +16,6 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
-use diesel_async::RunQueryDsl;
 use serde_json::Value;
 
 #[derive(Clone, Insertable)]
@@ -43,7 +44,7 @@ pub(super) struct MetadataInsert {
 
 /// Largest number of tasks one insert statement carries (both backends' bind limits
 /// stay far away).
-const BATCH_CHUNK: usize = 1000;
+pub(super) const BATCH_CHUNK: usize = 1000;
 
 fn json_object(field: &'static str, value: &Value) -> StoreResult<()> {
     match value {
@@ -155,33 +156,10 @@ pub(super) fn metadata_rows(
     Ok(rows)
 }
 
-/// Inserts task rows with one statement and returns their ids. diesel-async cannot
-/// build a multi-row insert for SQLite, so there it runs through diesel's synchronous
-/// API on the connection's blocking thread. PostgreSQL gets the rows as one array per
-/// column (see [`PgInsertTasks`]).
+/// Inserts task rows with one statement and returns their ids in input order (see
+/// [`Dialect::insert_tasks`]).
 async fn insert_rows(conn: &mut AnyConn<'_>, rows: Vec<TaskInsert>) -> StoreResult<Vec<TaskId>> {
-    Ok(match conn {
-        AnyConn::Postgres(c) => {
-            #[derive(QueryableByName)]
-            struct Inserted {
-                #[diesel(sql_type = BigInt)]
-                id: TaskId,
-            }
-            let inserted: Vec<Inserted> = PgInsertTasks::new(&rows).load(&mut **c).await?;
-            inserted.into_iter().map(|r| r.id).collect()
-        }
-        AnyConn::Sqlite(c) => {
-            c.spawn_blocking(move |inner| {
-                diesel::RunQueryDsl::get_results(
-                    diesel::insert_into(warren_tasks::table)
-                        .values(&rows)
-                        .returning(warren_tasks::id),
-                    inner,
-                )
-            })
-            .await?
-        }
-    })
+    Ok(on_conn!(conn, c => Dialect::insert_tasks(c, rows).await)?)
 }
 
 /// `INSERT … SELECT … FROM unnest(arrays) … RETURNING id`: the rows travel as one array per column, so
@@ -265,32 +243,12 @@ impl PgInsertTasks<'_> {
     }
 }
 
-/// Inserts metadata rows (see [`insert_rows`] for the SQLite detour).
+/// Inserts metadata rows (see [`Dialect::insert_metadata`]).
 pub(super) async fn insert_metadata(
     conn: &mut AnyConn<'_>,
     rows: Vec<MetadataInsert>,
 ) -> StoreResult<()> {
-    for chunk in rows.chunks(BATCH_CHUNK) {
-        let chunk = chunk.to_vec();
-        match conn {
-            AnyConn::Postgres(c) => {
-                diesel::insert_into(warren_task_metadata::table)
-                    .values(&chunk)
-                    .execute(&mut **c)
-                    .await?;
-            }
-            AnyConn::Sqlite(c) => {
-                c.spawn_blocking(move |inner| {
-                    diesel::RunQueryDsl::execute(
-                        diesel::insert_into(warren_task_metadata::table).values(&chunk),
-                        inner,
-                    )
-                })
-                .await?;
-            }
-        }
-    }
-    Ok(())
+    Ok(on_conn!(conn, c => Dialect::insert_metadata(c, rows).await)?)
 }
 
 /// The validated rows of `tasks`, scheduled at `now`.

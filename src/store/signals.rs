@@ -7,6 +7,8 @@
 //! process that has the file open (`sqlite_wake.rs`), whose receiver forwards them
 //! into its channels.
 
+use super::conn::on_conn;
+use super::dialect::{Announce, Dialect};
 use super::{postgres, redact_url, ConnectError, StoreError, StoreResult};
 use crate::task::TaskId;
 use diesel::pg::Pg;
@@ -228,7 +230,7 @@ pub(crate) async fn announce_work(
     pending: &mut Pending,
     cluster: &str,
 ) -> diesel::QueryResult<()> {
-    notify(conn, pending, TASKS_CHANNEL, cluster.to_string()).await
+    on_conn!(conn, c => Dialect::announce(c, pending, Announce::Work { cluster }).await)
 }
 
 /// Announces that task `id` has a new outcome (finished, failed, restarted). Call it
@@ -246,21 +248,12 @@ pub(crate) async fn announce_outcome(
     pending: &mut Pending,
     id: TaskId,
 ) -> diesel::QueryResult<()> {
-    match conn {
-        super::AnyConn::Postgres(c) => {
-            PgNotifyIfWaited { id }.execute(&mut **c).await?;
-            Ok(())
-        }
-        super::AnyConn::Sqlite(_) => {
-            pending.outcomes.push(id);
-            Ok(())
-        }
-    }
+    on_conn!(conn, c => Dialect::announce(c, pending, Announce::Outcome { id }).await)
 }
 
 /// `SELECT pg_notify('warren_outcomes', id) FROM warren_tasks WHERE id = $1 AND waited`.
-struct PgNotifyIfWaited {
-    id: TaskId,
+pub(super) struct PgNotifyIfWaited {
+    pub(super) id: TaskId,
 }
 
 super::pg_statement!(PgNotifyIfWaited);
@@ -276,34 +269,11 @@ impl QueryFragment<Pg> for PgNotifyIfWaited {
     }
 }
 
-async fn notify(
-    conn: &mut super::AnyConn<'_>,
-    pending: &mut Pending,
-    channel: &'static str,
-    payload: String,
-) -> diesel::QueryResult<()> {
-    match conn {
-        super::AnyConn::Postgres(c) => {
-            PgNotify {
-                channel,
-                payload: &payload,
-            }
-            .execute(&mut **c)
-            .await?;
-        }
-        super::AnyConn::Sqlite(_) => match channel {
-            TASKS_CHANNEL => pending.clusters.push(payload),
-            _ => pending.outcomes.extend(payload.parse::<TaskId>()),
-        },
-    }
-    Ok(())
-}
-
 /// `SELECT pg_notify(channel, payload)`: a query fragment of its own rather than a
 /// `sql_query`, so each connection prepares it once instead of on every resolution.
-struct PgNotify<'a> {
-    channel: &'a str,
-    payload: &'a str,
+pub(super) struct PgNotify<'a> {
+    pub(super) channel: &'a str,
+    pub(super) payload: &'a str,
 }
 
 super::pg_statement!(PgNotify<'_>);

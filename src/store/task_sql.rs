@@ -8,9 +8,11 @@
 //! ended its transaction": its effects may have committed, so it is never retried) and
 //! its connection is closed.
 
+use super::conn::on_conn;
+use super::dialect::Dialect;
 use super::dynamic::{self, SqlParam};
-use super::pg_policy::{PgStatementPolicy, Verdict};
-use super::sqlite_guard::{self, Failure, SqliteGuard, Want};
+use super::pg_policy::PgStatementPolicy;
+use super::sqlite_guard::SqliteGuard;
 use super::AnyConn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -202,76 +204,13 @@ pub(super) struct Ran {
     pub(super) taints_session: bool,
 }
 
-/// Runs `statement` on `conn`, inside its open transaction.
+/// Runs `statement` on `conn`, inside its open transaction (see
+/// [`Dialect::run_task_statement`]).
 pub(super) async fn run(
     conn: &mut AnyConn<'_>,
     policy: &PgStatementPolicy,
     statement: &TaskStatement,
     canceller: Option<&SqlCanceller>,
 ) -> Result<Ran, TaskSqlError> {
-    match conn {
-        AnyConn::Postgres(c) => {
-            let verdict = policy.check(&statement.sql);
-            let (span, taints_session) = match verdict {
-                Verdict::Refused(refusal) => {
-                    return Err(TaskSqlError::Refused(refusal.to_string()))
-                }
-                Verdict::Allowed {
-                    span,
-                    taints_session,
-                } => (span, taints_session),
-            };
-            let sql = span.of(&statement.sql);
-            match dynamic::run_postgres(c, sql, statement.params.clone(), statement.want).await {
-                Ok(output) => Ok(Ran {
-                    output,
-                    taints_session,
-                }),
-                Err(_) if canceller.is_some_and(SqlCanceller::was_sent) => {
-                    Err(TaskSqlError::Interrupted)
-                }
-                Err(e) => Err(e),
-            }
-        }
-        AnyConn::Sqlite(c) => {
-            let sql = dynamic::sqlite_placeholders(&statement.sql);
-            let params = statement.params.clone();
-            let want = match statement.want {
-                TaskSqlWant::Changes => Want::Changes,
-                TaskSqlWant::Rows { max_bytes } => Want::Rows { max_bytes },
-            };
-            let result = c
-                .spawn_blocking(move |inner| {
-                    Ok(match sqlite_guard::current() {
-                        Some(guard) => {
-                            sqlite_guard::run_task_statement(inner, &guard, &sql, &params, want)
-                                .map(|output| (output, guard.is_tainted()))
-                        }
-                        None => Err(Failure::Refused(
-                            "this connection has no statement guard: task SQL cannot run on it"
-                                .into(),
-                        )),
-                    })
-                })
-                .await?;
-            match result {
-                Ok((output, taints_session)) => Ok(Ran {
-                    output: match output {
-                        sqlite_guard::Output::Changes(n) => TaskSqlOutput::Changes(n),
-                        sqlite_guard::Output::Rows(rows) => TaskSqlOutput::Rows(rows),
-                    },
-                    taints_session,
-                }),
-                Err(failure) => Err(match failure {
-                    Failure::Refused(reason) => TaskSqlError::Refused(reason),
-                    Failure::Empty => TaskSqlError::Empty,
-                    Failure::MoreThanOne => TaskSqlError::MoreThanOne,
-                    Failure::TooLarge(limit) => TaskSqlError::TooLarge { limit },
-                    Failure::Interrupted => TaskSqlError::Interrupted,
-                    Failure::TransactionEnded => TaskSqlError::TransactionEnded,
-                    Failure::Sqlite { code, message } => TaskSqlError::Sqlite { code, message },
-                }),
-            }
-        }
-    }
+    on_conn!(conn, c => Dialect::run_task_statement(c, policy, statement, canceller).await)
 }

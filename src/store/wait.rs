@@ -1,5 +1,7 @@
 //! Waiting for a task's outcome, woken by notifications rather than polling.
 
+use super::conn::on_conn;
+use super::dialect::Dialect;
 use super::schema::warren_tasks::dsl as t;
 use super::signals::ANY_TASK;
 use super::{BackendKind, Store, StoreError, StoreResult, TaskOutcome};
@@ -80,18 +82,7 @@ impl Store {
     /// its cluster (delivered as the lock is released), so it is claimed right away.
     async fn mark_waited(&self, id: TaskId) -> StoreResult<()> {
         let mut pooled = self.conn().await?;
-        if let super::AnyConn::Postgres(c) = pooled.any() {
-            diesel::sql_query(format!(
-                "WITH marked AS (UPDATE warren_tasks SET waited = true \
-                 WHERE id = $1 AND NOT waited RETURNING cluster, state) \
-                 SELECT pg_notify('{}', cluster) FROM marked WHERE state = '{}'",
-                super::signals::TASKS_CHANNEL,
-                TaskState::Pending,
-            ))
-            .bind::<diesel::sql_types::BigInt, _>(id)
-            .execute(c)
-            .await?;
-        }
+        on_conn!(&mut pooled.any(), c => Dialect::mark_waited(c, id).await?);
         Ok(())
     }
 

@@ -6,8 +6,7 @@
 
 use super::cache::ComponentCache;
 use super::js::{JsEngine, JsToolkit};
-use super::toolkit::error_chain;
-use super::toolkit::{KitFile, Requirement, Toolkit, ToolkitSpec};
+use super::toolkit::{KitFile, Requirement, Toolkit, ToolkitError, ToolkitSpec};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
@@ -149,25 +148,49 @@ impl JsToolkit {
     /// installed (waiting for another process installing it), or checks that a folder
     /// prepared by hand has `build.mjs` and its packages. The error says what is
     /// missing and how to get it.
-    pub fn prepare(&self) -> Result<(), String> {
+    pub fn prepare(&self) -> Result<(), KitNotReady> {
         if let Some(toolkit) = &self.embedded {
-            return toolkit.ensure().map(|_| ()).map_err(|e| error_chain(&e));
+            return toolkit
+                .ensure()
+                .map(|_| ())
+                .map_err(|e| KitNotReady::Install(Box::new(e)));
         }
         if !self.dir.join("build.mjs").is_file() {
-            return Err(format!(
-                "the JavaScript toolkit folder {} (WARREN_JS_KIT) has no build.mjs; unset \
-                 WARREN_JS_KIT to use the toolkit built into warren",
-                self.dir.display()
-            ));
+            return Err(KitNotReady::NoBuildScript {
+                dir: self.dir.clone(),
+            });
         }
         if !self.dir.join("node_modules").is_dir() {
-            return Err(format!(
-                "the JavaScript toolkit is not installed: run `npm ci --prefix {}`",
-                self.dir.display()
-            ));
+            return Err(KitNotReady::NotInstalled {
+                dir: self.dir.clone(),
+            });
         }
         Ok(())
     }
+}
+
+/// Why the JavaScript toolkit cannot compile yet (see [`JsToolkit::prepare`]).
+#[derive(Debug, thiserror::Error)]
+pub enum KitNotReady {
+    /// The embedded toolkit could not be installed.
+    #[error(transparent)]
+    Install(Box<ToolkitError>),
+    /// A folder named by `WARREN_JS_KIT` is not a toolkit.
+    #[error(
+        "the JavaScript toolkit folder {} (WARREN_JS_KIT) has no build.mjs; unset \
+         WARREN_JS_KIT to use the toolkit built into warren",
+        dir.display()
+    )]
+    NoBuildScript {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// A folder named by `WARREN_JS_KIT` has not had its packages installed.
+    #[error("the JavaScript toolkit is not installed: run `npm ci --prefix {}`", dir.display())]
+    NotInstalled {
+        /// The folder.
+        dir: PathBuf,
+    },
 }
 
 #[cfg(test)]

@@ -64,7 +64,8 @@ impl JsToolkit {
         cache: &ComponentCache,
     ) -> Result<Vec<u8>, WasmError> {
         // Before the key: it hashes the toolkit's files, which an install writes.
-        self.prepare().map_err(|e| self.failed(entry, e))?;
+        self.prepare()
+            .map_err(|e| self.failed(entry, super::toolkit::error_chain(&e)))?;
         let key = self.key(entry, root).map_err(|e| self.failed(entry, e))?;
         cache.built(&format!("js-{key}.wasm"), &key, || self.build(entry, root))
     }

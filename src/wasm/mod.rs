@@ -26,7 +26,7 @@ mod vm;
 mod vm_cache;
 
 pub use cache::ComponentCache;
-pub use embedded::js_toolkit_spec;
+pub use embedded::{js_toolkit_spec, KitNotReady};
 pub use engine::{
     EngineConfig, PoolUsage, VmBudget, WasmEngine, MIN_VMS_PER_RUNNER, TICK, VM_BUDGET,
 };

@@ -6,6 +6,7 @@
 //! A dev-dependency only: nothing here is part of Warren's public API.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod postgres;
 pub mod scratch;

@@ -1,0 +1,91 @@
+//! What a database backend does its own way: the one trait a backend implements,
+//! next to the statements every backend shares.
+//!
+//! Most of the store's statements are written once in diesel's DSL and run on any
+//! backend through `on_conn!`. What cannot be written once is listed here:
+//! transactions and their locks, the multi-row inserts, the claim, wake-ups, task
+//! code's SQL, and the listing (a boxed query is tied to one backend).
+//! `postgres_dialect.rs` and `sqlite_dialect.rs` implement it; a third backend
+//! implements it for its connection type, adds that type to [`super::AnyConn`] (and
+//! the pooled connection and the pool in `conn.rs` and `mod.rs`), and passes the
+//! conformance suite.
+//!
+//! A backend may also offer faster paths the store uses when it knows the backend
+//! (PostgreSQL's grouped completions in `completions.rs` and one-statement scheduling
+//! in `schedule_alone.rs`); they are optimisations, never needed for correctness.
+
+use super::claim::ClaimParams;
+use super::model::TaskRow;
+use super::pg_policy::PgStatementPolicy;
+use super::schedule::{MetadataInsert, TaskInsert};
+use super::signals::Pending;
+use super::task_sql::{Ran, SqlCanceller, TaskSqlError, TaskStatement};
+use super::StoreResult;
+use super::TaskFilter;
+use crate::task::{Millis, TaskId};
+use diesel::QueryResult;
+
+/// When a transaction takes the database's write lock, where the backend has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockWhen {
+    /// At `BEGIN`: the store's own short read-then-write work waits for the lock
+    /// up front instead of failing midway.
+    AtBegin,
+    /// At the first write: task code or an application that has not written yet does
+    /// not hold up the queue.
+    AtFirstWrite,
+}
+
+/// A wake-up a transaction sends, delivered only if it commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announce<'a> {
+    /// New or newly due work in this cluster.
+    Work { cluster: &'a str },
+    /// Task `id` has a new outcome (finished, failed, restarted): for whoever waits on
+    /// it.
+    Outcome { id: TaskId },
+}
+
+// Every implementation is used on concrete types (through `on_conn!`), so the futures'
+// `Send` bounds are those of each implementation and need not be spelled here.
+#[allow(async_fn_in_trait)]
+/// What a backend's connection does its own way (see the module documentation).
+pub(crate) trait Dialect {
+    /// Opens a transaction that takes the write lock `when` says.
+    async fn begin(&mut self, when: LockWhen) -> QueryResult<()>;
+
+    /// Opens a transaction for task code's SQL (the write lock at the first write), and
+    /// returns what stops a statement running on it.
+    async fn begin_for_task_sql(&mut self) -> QueryResult<SqlCanceller>;
+
+    /// Inserts task rows with one statement; their ids in input order.
+    async fn insert_tasks(&mut self, rows: Vec<TaskInsert>) -> QueryResult<Vec<TaskId>>;
+
+    /// Inserts metadata rows (with as few statements as the backend allows).
+    async fn insert_metadata(&mut self, rows: Vec<MetadataInsert>) -> QueryResult<()>;
+
+    /// Takes up to `params.limit` due pending tasks of `params.clusters` under a lease,
+    /// in queue order, outside any caller's transaction. Concurrent claimers, of this
+    /// process or another, never receive the same task.
+    async fn claim(&mut self, params: &ClaimParams<'_>) -> StoreResult<Vec<TaskRow>>;
+
+    /// The tasks matching `filter` at `now`, newest first.
+    async fn list_tasks(&mut self, filter: &TaskFilter, now: Millis) -> QueryResult<Vec<TaskRow>>;
+
+    /// Sends `announce` with the open transaction's commit (PostgreSQL: a `NOTIFY`
+    /// inside it), or queues it in `pending` for the store to deliver after the commit.
+    async fn announce(&mut self, pending: &mut Pending, announce: Announce<'_>) -> QueryResult<()>;
+
+    /// Asks for an outcome notification of task `id` (and wakes its queue when it is
+    /// pending), where the backend sends outcomes only to those who ask.
+    async fn mark_waited(&mut self, id: TaskId) -> QueryResult<()>;
+
+    /// Runs one statement of task code inside the open transaction, after the
+    /// backend's statement policy allowed it.
+    async fn run_task_statement(
+        &mut self,
+        policy: &PgStatementPolicy,
+        statement: &TaskStatement,
+        canceller: Option<&SqlCanceller>,
+    ) -> Result<Ran, TaskSqlError>;
+}

@@ -1,0 +1,122 @@
+//! What PostgreSQL does its own way (see `dialect.rs`): statements prepared once per
+//! connection, rows sent as one array per column, `FOR UPDATE SKIP LOCKED` claims,
+//! `NOTIFY` inside the transaction, and task SQL checked by PostgreSQL's own parser.
+
+use super::claim::{ClaimParams, PgClaim};
+use super::dialect::{Announce, Dialect, LockWhen};
+use super::manage::list_query;
+use super::model::TaskRow;
+use super::pg_policy::{PgStatementPolicy, Verdict};
+use super::schedule::{MetadataInsert, PgInsertTasks, TaskInsert, BATCH_CHUNK};
+use super::schema::warren_task_metadata;
+use super::signals::{Pending, PgNotify, PgNotifyIfWaited, TASKS_CHANNEL};
+use super::task_sql::{Ran, SqlCanceller, TaskSqlError, TaskStatement};
+use super::TaskFilter;
+use super::{dynamic, StoreResult};
+use crate::task::{Millis, TaskId, TaskState};
+use diesel::sql_types::BigInt;
+use diesel::{QueryResult, QueryableByName};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
+
+impl Dialect for AsyncPgConnection {
+    async fn begin(&mut self, _when: LockWhen) -> QueryResult<()> {
+        // Row locks are taken by each statement; there is no database-wide write lock.
+        <AsyncPgConnection as AsyncConnection>::TransactionManager::begin_transaction(self).await
+    }
+
+    async fn begin_for_task_sql(&mut self) -> QueryResult<SqlCanceller> {
+        Dialect::begin(self, LockWhen::AtFirstWrite).await?;
+        Ok(SqlCanceller::postgres(self.cancel_token()))
+    }
+
+    async fn insert_tasks(&mut self, rows: Vec<TaskInsert>) -> QueryResult<Vec<TaskId>> {
+        #[derive(QueryableByName)]
+        struct Inserted {
+            #[diesel(sql_type = BigInt)]
+            id: TaskId,
+        }
+        let inserted: Vec<Inserted> = PgInsertTasks::new(&rows).load(self).await?;
+        Ok(inserted.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn insert_metadata(&mut self, rows: Vec<MetadataInsert>) -> QueryResult<()> {
+        for chunk in rows.chunks(BATCH_CHUNK) {
+            diesel::insert_into(warren_task_metadata::table)
+                .values(chunk)
+                .execute(self)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn claim(&mut self, params: &ClaimParams<'_>) -> StoreResult<Vec<TaskRow>> {
+        // One statement, committed on its own.
+        Ok(PgClaim::from(params).load(self).await?)
+    }
+
+    async fn list_tasks(&mut self, filter: &TaskFilter, now: Millis) -> QueryResult<Vec<TaskRow>> {
+        list_query!(diesel::pg::Pg, filter, now).load(self).await
+    }
+
+    async fn announce(
+        &mut self,
+        _pending: &mut Pending,
+        announce: Announce<'_>,
+    ) -> QueryResult<()> {
+        match announce {
+            Announce::Work { cluster } => {
+                PgNotify {
+                    channel: TASKS_CHANNEL,
+                    payload: cluster,
+                }
+                .execute(self)
+                .await?;
+            }
+            // Only when someone waits (see `signals::announce_outcome`).
+            Announce::Outcome { id } => {
+                PgNotifyIfWaited { id }.execute(self).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn mark_waited(&mut self, id: TaskId) -> QueryResult<()> {
+        diesel::sql_query(format!(
+            "WITH marked AS (UPDATE warren_tasks SET waited = true \
+             WHERE id = $1 AND NOT waited RETURNING cluster, state) \
+             SELECT pg_notify('{}', cluster) FROM marked WHERE state = '{}'",
+            TASKS_CHANNEL,
+            TaskState::Pending,
+        ))
+        .bind::<BigInt, _>(id)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn run_task_statement(
+        &mut self,
+        policy: &PgStatementPolicy,
+        statement: &TaskStatement,
+        canceller: Option<&SqlCanceller>,
+    ) -> Result<Ran, TaskSqlError> {
+        let (span, taints_session) = match policy.check(&statement.sql) {
+            Verdict::Refused(refusal) => return Err(TaskSqlError::Refused(refusal.to_string())),
+            Verdict::Allowed {
+                span,
+                taints_session,
+            } => (span, taints_session),
+        };
+        let sql = span.of(&statement.sql);
+        match dynamic::run_postgres(self, sql, statement.params.clone(), statement.want).await {
+            Ok(output) => Ok(Ran {
+                output,
+                taints_session,
+            }),
+            Err(_) if canceller.is_some_and(SqlCanceller::was_sent) => {
+                Err(TaskSqlError::Interrupted)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! What SQLite does its own way (see `dialect.rs`): one writer at a time (`BEGIN
+//! IMMEDIATE` where the store reads then writes), multi-row inserts through diesel's
+//! synchronous API on the connection's blocking thread, wake-ups delivered by the
+//! store after the commit, and task SQL checked by the connection's guard.
+
+use super::claim::ClaimParams;
+use super::conn::{finish, SqliteConn};
+use super::dialect::{Announce, Dialect, LockWhen};
+use super::manage::list_query;
+use super::model::TaskRow;
+use super::pg_policy::PgStatementPolicy;
+use super::schedule::{MetadataInsert, TaskInsert, BATCH_CHUNK};
+use super::schema::warren_tasks::dsl as t;
+use super::schema::{warren_task_metadata, warren_tasks};
+use super::signals::Pending;
+use super::sqlite_guard::{self, Failure, Want};
+use super::task_sql::{Ran, SqlCanceller, TaskSqlError, TaskSqlOutput, TaskSqlWant, TaskStatement};
+use super::TaskFilter;
+use super::{dynamic, AnyConn, StoreResult};
+use crate::task::{Millis, TaskId, TaskState};
+use diesel::connection::AnsiTransactionManager;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+impl Dialect for SqliteConn {
+    async fn begin(&mut self, when: LockWhen) -> QueryResult<()> {
+        let sql = match when {
+            LockWhen::AtBegin => "BEGIN IMMEDIATE",
+            LockWhen::AtFirstWrite => "BEGIN",
+        };
+        self.spawn_blocking(move |inner| AnsiTransactionManager::begin_transaction_sql(inner, sql))
+            .await
+    }
+
+    async fn begin_for_task_sql(&mut self) -> QueryResult<SqlCanceller> {
+        let guard = self
+            .spawn_blocking(|inner| {
+                AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN")?;
+                Ok(sqlite_guard::current())
+            })
+            .await?;
+        Ok(SqlCanceller::sqlite(guard))
+    }
+
+    async fn insert_tasks(&mut self, rows: Vec<TaskInsert>) -> QueryResult<Vec<TaskId>> {
+        // diesel-async cannot build a multi-row insert for SQLite.
+        self.spawn_blocking(move |inner| {
+            diesel::RunQueryDsl::get_results(
+                diesel::insert_into(warren_tasks::table)
+                    .values(&rows)
+                    .returning(warren_tasks::id),
+                inner,
+            )
+        })
+        .await
+    }
+
+    async fn insert_metadata(&mut self, rows: Vec<MetadataInsert>) -> QueryResult<()> {
+        for chunk in rows.chunks(BATCH_CHUNK) {
+            let chunk = chunk.to_vec();
+            self.spawn_blocking(move |inner| {
+                diesel::RunQueryDsl::execute(
+                    diesel::insert_into(warren_task_metadata::table).values(&chunk),
+                    inner,
+                )
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn claim(&mut self, params: &ClaimParams<'_>) -> StoreResult<Vec<TaskRow>> {
+        // One writer at a time: select and take inside one immediate transaction.
+        Dialect::begin(self, LockWhen::AtBegin).await?;
+        let taken = take_due(self, params).await;
+        finish(&mut AnyConn::Sqlite(self), taken).await
+    }
+
+    async fn list_tasks(&mut self, filter: &TaskFilter, now: Millis) -> QueryResult<Vec<TaskRow>> {
+        list_query!(diesel::sqlite::Sqlite, filter, now)
+            .load(self)
+            .await
+    }
+
+    async fn announce(&mut self, pending: &mut Pending, announce: Announce<'_>) -> QueryResult<()> {
+        // SQLite has no notifications: the store delivers them after the commit.
+        match announce {
+            Announce::Work { cluster } => pending.clusters.push(cluster.to_string()),
+            Announce::Outcome { id } => pending.outcomes.push(id),
+        }
+        Ok(())
+    }
+
+    async fn mark_waited(&mut self, _id: TaskId) -> QueryResult<()> {
+        // Every outcome is announced in this process and to the file's other processes.
+        Ok(())
+    }
+
+    async fn run_task_statement(
+        &mut self,
+        _policy: &PgStatementPolicy,
+        statement: &TaskStatement,
+        _canceller: Option<&SqlCanceller>,
+    ) -> Result<Ran, TaskSqlError> {
+        // The guard's authorizer is the policy; its progress handler the canceller.
+        let sql = dynamic::sqlite_placeholders(&statement.sql);
+        let params = statement.params.clone();
+        let want = match statement.want {
+            TaskSqlWant::Changes => Want::Changes,
+            TaskSqlWant::Rows { max_bytes } => Want::Rows { max_bytes },
+        };
+        let result = self
+            .spawn_blocking(move |inner| {
+                Ok(match sqlite_guard::current() {
+                    Some(guard) => {
+                        sqlite_guard::run_task_statement(inner, &guard, &sql, &params, want)
+                            .map(|output| (output, guard.is_tainted()))
+                    }
+                    None => Err(Failure::Refused(
+                        "this connection has no statement guard: task SQL cannot run on it".into(),
+                    )),
+                })
+            })
+            .await?;
+        match result {
+            Ok((output, taints_session)) => Ok(Ran {
+                output: match output {
+                    sqlite_guard::Output::Changes(n) => TaskSqlOutput::Changes(n),
+                    sqlite_guard::Output::Rows(rows) => TaskSqlOutput::Rows(rows),
+                },
+                taints_session,
+            }),
+            Err(failure) => Err(match failure {
+                Failure::Refused(reason) => TaskSqlError::Refused(reason),
+                Failure::Empty => TaskSqlError::Empty,
+                Failure::MoreThanOne => TaskSqlError::MoreThanOne,
+                Failure::TooLarge(limit) => TaskSqlError::TooLarge { limit },
+                Failure::Interrupted => TaskSqlError::Interrupted,
+                Failure::TransactionEnded => TaskSqlError::TransactionEnded,
+                Failure::Sqlite { code, message } => TaskSqlError::Sqlite { code, message },
+            }),
+        }
+    }
+}
+
+/// The claim's select and update, inside the immediate transaction [`Dialect::claim`]
+/// opened.
+async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<Vec<TaskRow>> {
+    let ids: Vec<TaskId> = t::warren_tasks
+        .select(t::id)
+        .filter(t::state.eq(TaskState::Pending))
+        .filter(t::next_attempt.le(params.now))
+        .filter(t::cluster.eq_any(params.clusters))
+        .order((t::priority, t::next_attempt, t::id))
+        .limit(params.limit)
+        .load(c)
+        .await?;
+    let rows = diesel::update(t::warren_tasks.filter(t::id.eq_any(&ids)))
+        .set((
+            t::state.eq(TaskState::Running),
+            t::lease_owner.eq(params.owner),
+            t::lease_until.eq(params.until),
+            t::lease_token.eq(t::lease_token + 1),
+            t::started_at.eq(params.now),
+        ))
+        .returning(TaskRow::as_returning())
+        .get_results(c)
+        .await?;
+    Ok(rows)
+}
