@@ -242,6 +242,16 @@ impl Store {
         }
     }
 
+    /// Stops this process from receiving SQLite wake-ups from other processes and
+    /// removes its wake-up socket file, for a node that is shutting down: the socket
+    /// otherwise goes only with the last store of the file in this process, which a
+    /// process that exits does not wait for. Other processes' commits then no longer
+    /// wake this one's queue or waiters at once (they still find work at their next
+    /// recheck); this process's commits still wake the others. Nothing on PostgreSQL.
+    pub fn close_wakeups(&self) {
+        self.inner.signals.close_wakeups();
+    }
+
     /// Which backend this store uses.
     pub fn backend(&self) -> BackendKind {
         match self.inner.backend {

@@ -42,6 +42,17 @@ pub(crate) struct Signals {
     alive: watch::Receiver<()>,
 }
 
+impl Signals {
+    /// Closes this process's wake-up socket for the SQLite file (see
+    /// [`super::Store::close_wakeups`]).
+    pub(crate) fn close_wakeups(&self) {
+        #[cfg(unix)]
+        if let Some(wake) = &self.wake {
+            wake.close();
+        }
+    }
+}
+
 impl Default for Signals {
     fn default() -> Signals {
         let (alive_tx, alive_rx) = watch::channel(());

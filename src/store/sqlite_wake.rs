@@ -294,9 +294,13 @@ impl WakeSocket {
     }
 }
 
-impl Drop for WakeSocket {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+impl WakeSocket {
+    /// Stops receiving and removes this socket's file (and the folder, if it was the
+    /// last socket there). Sending still works. Idempotent.
+    pub(crate) fn close(&self) {
+        if self.stop.swap(true, Ordering::AcqRel) {
+            return;
+        }
         // Wakes the receiver thread at once; an empty datagram says nothing.
         if let Ok(sender) = UnixDatagram::unbound() {
             let _ = sender.send_to(&[], self.folder.address(&self.name));
@@ -305,6 +309,12 @@ impl Drop for WakeSocket {
         // The folder goes with its last socket (a process binding there meanwhile
         // creates it again).
         let _ = std::fs::remove_dir(&self.folder.path);
+    }
+}
+
+impl Drop for WakeSocket {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

@@ -167,6 +167,8 @@ impl Handler<Shutdown> for Supervisor {
                 if let Err(e) = store.remove_node(&node).await {
                     tracing::warn!(error = %e, "could not unregister the node");
                 }
+                // The process may exit before the store's last handle goes.
+                store.close_wakeups();
                 tracing::info!("stopped");
             }
             .into_actor(self)
