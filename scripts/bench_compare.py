@@ -30,7 +30,7 @@ def figures(line: dict) -> dict:
         pass
     elif "unit" in line:  # runtime bench
         unit = line["unit"]
-        higher = "/s" in unit
+        higher = "/s" in unit or unit == "x"
         key = f"runtime {line['backend']} {line['measurement']} {unit}"
         out[key] = (line["value"], higher)
     return out

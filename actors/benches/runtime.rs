@@ -9,7 +9,14 @@
 //! - commit-to-start latency: one task at a time on an idle node, from the commit that
 //!   scheduled it to the moment its run started (the task's `started_at`), p50/p99;
 //! - ephemeral round trip on warm runners: `RunEphemeralTask` sent and its result
-//!   received by one caller in a loop (p50/p99), and the throughput of 4 callers.
+//!   received by one caller in a loop (p50/p99), and the throughput of 4 callers;
+//! - with 16 runners, the drain of a backlog of 10,000 tasks scheduled in one commit
+//!   (`WARREN_BENCH_DRAIN_TASKS`): no-op tasks, and tasks that insert one row in their
+//!   own transaction (checked to leave every row exactly once);
+//! - on PostgreSQL, the peer graphile-worker in the same run when Node.js and its
+//!   folder are present (see `runtime/graphile.rs`), its configurations A–D, and the
+//!   ratios the performance goals are stated in: Warren's no-op drain to A and B, its
+//!   insert drain to C and D.
 //!
 //! Run: `cargo bench --bench runtime`. PostgreSQL runs when `WARREN_BENCH_DATABASE_URL`
 //! (or `WARREN_TEST_DATABASE_URL`) names a server such as
@@ -21,11 +28,14 @@
 //! 18 or later and npm) under the tests' cache folder (`warren_testkit::test_cache_dir`) like the tests' before any
 //! node starts.
 
+#[path = "runtime/graphile.rs"]
+mod graphile;
+
 use serde_json::json;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use warren::store::{NewTask, StateFilter, Store, TaskFilter, WaitFor};
+use warren::store::{AnyConn, NewTask, StateFilter, Store, TaskFilter, WaitFor};
 use warren::task::TaskId;
 use warren::wasm::{EngineConfig, JsToolkit};
 use warren_actors::{GetNodeContext, RunEphemeralTask, Shutdown, Supervisor, Warren};
@@ -43,8 +53,18 @@ fn env_count(name: &str, default: usize) -> BenchResult<usize> {
     }
 }
 
+/// `bench:insert`: one row into `bench_effects` in the run's own transaction, committed
+/// with the completion (exactly once).
+const INSERT_JS: &str = r#"import { defineTask } from 'warren';
+export const runTask = defineTask((task, ctx) => {
+  ctx.execute('INSERT INTO bench_effects (task_id) VALUES ($1)', [task.id]);
+  ctx.resolveByCompletion({});
+});
+"#;
+
 /// A modules folder with a `bench` module: managed `bench:ping` and ephemeral
-/// `bench:echo` (both the demo's ping code) in a cluster of `runners`.
+/// `bench:echo` (both the demo's ping code), and managed `bench:insert` (one row per
+/// task), in a cluster of `runners`.
 fn modules(runners: usize) -> BenchResult<PathBuf> {
     let dir =
         std::env::temp_dir().join(format!("warren-bench-rt-{}-{runners}", std::process::id()));
@@ -54,12 +74,14 @@ fn modules(runners: usize) -> BenchResult<PathBuf> {
         repo().join("examples/modules/demo/tasks/ping.js"),
         module.join("ping.js"),
     )?;
+    std::fs::write(module.join("insert.js"), INSERT_JS)?;
     std::fs::write(
         module.join("moduledefinition.xml"),
         format!(
             r#"<module name="bench"><servicemanager>
                  <taskcluster tag="bench" workers="{runners}"/>
                  <managedtask type="ping" code="ping.js" cluster="bench"/>
+                 <managedtask type="insert" code="insert.js" cluster="bench"/>
                  <ephemeraltask type="echo" code="ping.js" cluster="bench"/>
                </servicemanager></module>"#
         ),
@@ -94,16 +116,22 @@ async fn start(url: &str, runners: usize) -> BenchResult<actix::Addr<Supervisor>
 }
 
 fn ping(n: usize) -> NewTask {
-    NewTask::new(
-        "bench:ping".parse().expect("valid type"),
-        json!({ "ping": n }),
-    )
+    task(PING, n)
+}
+
+/// Managed no-op task type.
+const PING: &str = "bench:ping";
+/// Managed task type inserting one row.
+const INSERT: &str = "bench:insert";
+
+fn task(task_type: &str, n: usize) -> NewTask {
+    NewTask::new(task_type.parse().expect("valid type"), json!({ "ping": n }))
 }
 
 /// Waits until every task in `ids` completed, woken by the store's notifications: the
 /// last one scheduled is about the last to run, so wait for it, then for whichever
 /// are still unfinished (one listing), then check that all completed (one count).
-async fn wait_all(store: &Store, ids: &[TaskId]) -> BenchResult<()> {
+async fn wait_all(store: &Store, ids: &[TaskId], task_type: &str) -> BenchResult<()> {
     let Some(&last) = ids.last() else {
         return Ok(());
     };
@@ -111,7 +139,7 @@ async fn wait_all(store: &Store, ids: &[TaskId]) -> BenchResult<()> {
         .wait(last, Duration::from_secs(600), WaitFor::Finished)
         .await?;
     let unfinished = TaskFilter {
-        type_mask: Some("bench:ping".into()),
+        type_mask: Some(task_type.into()),
         state: StateFilter::Unfinished,
         limit: 10_000,
         ..TaskFilter::default()
@@ -125,11 +153,11 @@ async fn wait_all(store: &Store, ids: &[TaskId]) -> BenchResult<()> {
         .queue_counts()
         .await?
         .iter()
-        .filter(|c| c.task_type == "bench:ping")
+        .filter(|c| c.task_type == task_type)
         .map(|c| c.failed + c.cancelled + c.pending + c.future + c.running)
         .sum();
     if not_completed > 0 {
-        return Err(format!("{not_completed} bench:ping tasks did not complete").into());
+        return Err(format!("{not_completed} {task_type} tasks did not complete").into());
     }
     Ok(())
 }
@@ -183,11 +211,11 @@ async fn managed_throughput(
 ) -> BenchResult<()> {
     // Warm every runner's VM first.
     let warm: Vec<NewTask> = (0..runners * 4).map(ping).collect();
-    wait_all(store, &store.schedule_batch(&warm).await?).await?;
+    wait_all(store, &store.schedule_batch(&warm).await?, PING).await?;
     let batch: Vec<NewTask> = (0..tasks).map(ping).collect();
     let started = Instant::now();
     let ids = store.schedule_batch(&batch).await?;
-    wait_all(store, &ids).await?;
+    wait_all(store, &ids, PING).await?;
     let seconds = started.elapsed().as_secs_f64();
     record(
         rows,
@@ -197,6 +225,85 @@ async fn managed_throughput(
         "tasks/s",
     );
     Ok(())
+}
+
+/// Drains a backlog of `tasks` tasks of `task_type` scheduled in one commit on a warm
+/// node, timed from just before that commit until the last one completed, the way the
+/// peer drains its jobs. For [`INSERT`], checks that every task's row exists exactly
+/// once.
+async fn drain(
+    store: &Store,
+    backend: &'static str,
+    runners: usize,
+    tasks: usize,
+    task_type: &str,
+    rows: &mut Vec<Row>,
+) -> BenchResult<f64> {
+    let warm: Vec<NewTask> = (0..runners * 4).map(|n| task(task_type, n)).collect();
+    wait_all(store, &store.schedule_batch(&warm).await?, task_type).await?;
+    let before = effects(store).await?;
+    let batch: Vec<NewTask> = (0..tasks).map(|n| task(task_type, n)).collect();
+    let started = Instant::now();
+    let ids = store.schedule_batch(&batch).await?;
+    wait_all(store, &ids, task_type).await?;
+    let per_second = tasks as f64 / started.elapsed().as_secs_f64();
+    if task_type == INSERT {
+        let after = effects(store).await?;
+        let (rows_added, distinct_added) = (after.0 - before.0, after.1 - before.1);
+        if rows_added != tasks as i64 || distinct_added != tasks as i64 {
+            return Err(format!(
+                "{tasks} insert tasks completed but left {rows_added} rows for \
+                 {distinct_added} tasks: not exactly once"
+            )
+            .into());
+        }
+    }
+    let what = if task_type == INSERT {
+        "insert one row"
+    } else {
+        "no-op"
+    };
+    record(
+        rows,
+        backend,
+        format!("drain {tasks} {what} tasks, {runners} runners"),
+        per_second,
+        "tasks/s",
+    );
+    Ok(per_second)
+}
+
+/// The table `bench:insert` writes to, created on the node's database.
+async fn create_effects_table(store: &Store) -> BenchResult<()> {
+    use diesel_async::SimpleAsyncConnection;
+    const SQL: &str = "CREATE TABLE IF NOT EXISTS bench_effects (task_id BIGINT NOT NULL)";
+    let mut conn = store.connection().await?;
+    match conn.as_any() {
+        AnyConn::Postgres(c) => c.batch_execute(SQL).await?,
+        AnyConn::Sqlite(c) => c.batch_execute(SQL).await?,
+    }
+    Ok(())
+}
+
+/// Rows in `bench_effects`, and distinct task ids among them.
+async fn effects(store: &Store) -> BenchResult<(i64, i64)> {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+        #[diesel(sql_type = BigInt)]
+        d: i64,
+    }
+    let query =
+        diesel::sql_query("SELECT count(*) AS n, count(DISTINCT task_id) AS d FROM bench_effects");
+    let mut conn = store.connection().await?;
+    let counts: Counts = match conn.as_any() {
+        AnyConn::Postgres(c) => query.get_result(c).await?,
+        AnyConn::Sqlite(c) => query.get_result(c).await?,
+    };
+    Ok((counts.n, counts.d))
 }
 
 async fn commit_to_start(
@@ -306,14 +413,33 @@ async fn ephemeral(
     Ok(())
 }
 
-async fn bench_backend(url: &str, backend: &'static str, rows: &mut Vec<Row>) -> BenchResult<()> {
+/// Drain rates of the 16-runner node, for the ratios to the peer.
+#[derive(Debug, Default, Clone, Copy)]
+struct Drained {
+    no_op: f64,
+    insert: f64,
+}
+
+async fn bench_backend(
+    url: &str,
+    backend: &'static str,
+    rows: &mut Vec<Row>,
+) -> BenchResult<Drained> {
     let default_tasks = if backend == "sqlite" { 2_000 } else { 4_000 };
     let tasks = env_count("WARREN_BENCH_TASKS", default_tasks)?;
     let samples = env_count("WARREN_BENCH_SAMPLES", 300)?;
-    for runners in [1, 4] {
+    let drain_tasks = env_count("WARREN_BENCH_DRAIN_TASKS", 10_000)?;
+    let mut drained = Drained::default();
+    for runners in [1, 4, 16] {
         let node = start(url, runners).await?;
         let store = node.send(GetNodeContext).await?.store;
-        managed_throughput(&store, backend, runners, tasks, rows).await?;
+        if runners == 16 {
+            create_effects_table(&store).await?;
+            drained.no_op = drain(&store, backend, runners, drain_tasks, PING, rows).await?;
+            drained.insert = drain(&store, backend, runners, drain_tasks, INSERT, rows).await?;
+        } else {
+            managed_throughput(&store, backend, runners, tasks, rows).await?;
+        }
         if runners == 4 {
             commit_to_start(&store, backend, samples, rows).await?;
             ephemeral(&node, backend, samples * 10, rows).await?;
@@ -333,12 +459,56 @@ async fn bench_backend(url: &str, backend: &'static str, rows: &mut Vec<Row>) ->
             return Err(format!("tasks left unfinished: {left:?}").into());
         }
     }
-    Ok(())
+    Ok(drained)
 }
 
 async fn bench_postgres(server: &str, rows: &mut Vec<Row>) -> BenchResult<()> {
-    let db = warren_testkit::FreshDatabase::create(server, "warren_rt").await?;
-    bench_backend(db.url(), "postgres", rows).await
+    let drained = {
+        let db = warren_testkit::FreshDatabase::create(server, "warren_rt").await?;
+        bench_backend(db.url(), "postgres", rows).await?
+    };
+    let peer = match graphile::locate() {
+        Ok(peer) => peer,
+        Err(why) => {
+            println!("skipped graphile-worker: {why}");
+            return Ok(());
+        }
+    };
+    let work = graphile::prepare(&peer)?;
+    let mut rates = Vec::new();
+    for config in graphile::CONFIGS {
+        let db = warren_testkit::FreshDatabase::create(server, "warren_gw").await?;
+        let url = db.url().to_string();
+        let work = work.clone();
+        let (rate, line) =
+            tokio::task::spawn_blocking(move || graphile::run(&work, config, &url)).await??;
+        eprintln!("graphile-worker {config}: {line}");
+        record(
+            rows,
+            "peer",
+            format!("graphile-worker {config}, drain 20000 jobs, 16 workers"),
+            rate,
+            "jobs/s",
+        );
+        rates.push(rate);
+    }
+    // Warren's no-op drain against A and B, its exactly-once insert against C and D.
+    let pairs = [
+        ("no-op", drained.no_op, "A", rates[0]),
+        ("no-op", drained.no_op, "B", rates[1]),
+        ("insert one row", drained.insert, "C", rates[2]),
+        ("insert one row", drained.insert, "D", rates[3]),
+    ];
+    for (what, ours, config, theirs) in pairs {
+        record(
+            rows,
+            "ratio",
+            format!("Warren {what} / graphile-worker {config}"),
+            ours / theirs,
+            "x",
+        );
+    }
+    Ok(())
 }
 
 fn print_table(rows: &[Row]) {
