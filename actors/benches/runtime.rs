@@ -7,7 +7,9 @@
 //!   run the guest and commit each resolution; on PostgreSQL, the completions of runs
 //!   that did no SQL and finish at the same moment share a commit);
 //! - commit-to-start latency: one task at a time on an idle node, from the commit that
-//!   scheduled it to the moment its run started (the task's `started_at`), p50/p99;
+//!   scheduled it to the moment its run started (reported by the runner through the
+//!   `test-hooks` probe, monotonic microseconds), p50/p99, and to the moment a waiter
+//!   saw its outcome;
 //! - ephemeral round trip on warm runners: `RunEphemeralTask` sent and its result
 //!   received by one caller in a loop (p50/p99), and the throughput of 4 callers;
 //! - with 16 runners, the drain of a backlog of 10,000 tasks scheduled in one commit
@@ -34,7 +36,7 @@ mod graphile;
 use serde_json::json;
 use std::error::Error;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use warren::store::{AnyConn, NewTask, StateFilter, Store, TaskFilter, WaitFor};
 use warren::task::TaskId;
 use warren::wasm::{EngineConfig, JsToolkit};
@@ -97,7 +99,11 @@ fn js_toolkit() -> BenchResult<JsToolkit> {
     Ok(kit)
 }
 
-async fn start(url: &str, runners: usize) -> BenchResult<actix::Addr<Supervisor>> {
+/// Receives each managed run's start, as the runner reports it.
+type Starts = tokio::sync::mpsc::UnboundedReceiver<(TaskId, Instant)>;
+
+async fn start(url: &str, runners: usize) -> BenchResult<(actix::Addr<Supervisor>, Starts)> {
+    let (probe, starts) = tokio::sync::mpsc::unbounded_channel();
     let (node, broken) = Warren::builder()
         .database(url)
         .modules_dir(modules(runners)?)
@@ -107,12 +113,13 @@ async fn start(url: &str, runners: usize) -> BenchResult<actix::Addr<Supervisor>
             js: Some(js_toolkit()?),
             ..EngineConfig::default()
         })
+        .probe_run_starts(probe)
         .start()
         .await?;
     if !broken.is_empty() {
         return Err(format!("{broken:?}").into());
     }
-    Ok(node)
+    Ok((node, starts))
 }
 
 fn ping(n: usize) -> NewTask {
@@ -192,14 +199,6 @@ fn record(
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
-}
-
-fn now_ms_f64() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs_f64()
-        * 1000.0
 }
 
 async fn managed_throughput(
@@ -308,30 +307,37 @@ async fn effects(store: &Store) -> BenchResult<(i64, i64)> {
 
 async fn commit_to_start(
     store: &Store,
+    starts: &mut Starts,
     backend: &'static str,
     samples: usize,
     rows: &mut Vec<Row>,
 ) -> BenchResult<()> {
     let mut to_start = Vec::with_capacity(samples);
     let mut to_outcome = Vec::with_capacity(samples);
+    // Starts of the runs before this measurement.
+    while starts.try_recv().is_ok() {}
     for i in 0..samples {
         let mut conn = store.connection().await?;
         conn.begin().await?;
         let id = conn.schedule(ping(i)).await?;
         conn.commit().await?;
+        // From when the caller learns that its commit is done. The node may hear of
+        // the task a little earlier (the NOTIFY travels with the commit): such a
+        // start counts as 0.
         let committed = Instant::now();
-        // The store's times are whole milliseconds: compare with the commit's
-        // millisecond, so a start in the same millisecond reads 0 and the error is
-        // below 1 ms, upwards.
-        let committed_ms = now_ms_f64().floor();
         drop(conn);
         store
             .wait(id, Duration::from_secs(60), WaitFor::Finished)
             .await?;
-        to_outcome.push(committed.elapsed().as_secs_f64() * 1000.0);
-        let task = store.describe(id).await?;
-        let started = task.started_at.ok_or("a finished task has a start time")? as f64;
-        to_start.push((started - committed_ms).max(0.0));
+        to_outcome.push(committed.elapsed().as_secs_f64() * 1e6);
+        let started = loop {
+            match starts.try_recv() {
+                Ok((started_id, at)) if started_id == id => break at,
+                Ok(_) => continue,
+                Err(_) => return Err(format!("task {id} finished without a reported start").into()),
+            }
+        };
+        to_start.push(started.saturating_duration_since(committed).as_secs_f64() * 1e6);
     }
     to_start.sort_by(f64::total_cmp);
     to_outcome.sort_by(f64::total_cmp);
@@ -345,7 +351,7 @@ async fn commit_to_start(
                 backend,
                 format!("commit to {what} p{p} ({samples} samples)"),
                 percentile(sorted, p),
-                "ms",
+                "µs",
             );
         }
     }
@@ -431,7 +437,7 @@ async fn bench_backend(
     let drain_tasks = env_count("WARREN_BENCH_DRAIN_TASKS", 10_000)?;
     let mut drained = Drained::default();
     for runners in [1, 4, 16] {
-        let node = start(url, runners).await?;
+        let (node, mut starts) = start(url, runners).await?;
         let store = node.send(GetNodeContext).await?.store;
         if runners == 16 {
             create_effects_table(&store).await?;
@@ -441,7 +447,7 @@ async fn bench_backend(
             managed_throughput(&store, backend, runners, tasks, rows).await?;
         }
         if runners == 4 {
-            commit_to_start(&store, backend, samples, rows).await?;
+            commit_to_start(&store, &mut starts, backend, samples, rows).await?;
             ephemeral(&node, backend, samples * 10, rows).await?;
         }
         node.send(Shutdown {

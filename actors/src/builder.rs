@@ -39,6 +39,8 @@ pub struct WarrenBuilder {
     maintenance_offset: Option<u32>,
     on_give_up: GiveUp,
     metrics: Arc<Metrics>,
+    #[cfg(feature = "test-hooks")]
+    run_starts: Option<crate::test_hooks::RunStarts>,
 }
 
 impl std::fmt::Debug for WarrenBuilder {
@@ -77,6 +79,8 @@ impl Warren {
             maintenance_offset: None,
             on_give_up: Arc::new(|_| System::current().stop_with_code(1)),
             metrics: Arc::new(Metrics::new()),
+            #[cfg(feature = "test-hooks")]
+            run_starts: None,
         }
     }
 }
@@ -164,6 +168,13 @@ impl WarrenBuilder {
         self.queue_poll = every;
         self
     }
+
+    /// Reports each managed run's start to `probe` (tests and benchmarks only).
+    #[cfg(feature = "test-hooks")]
+    pub fn probe_run_starts(mut self, probe: crate::test_hooks::RunStarts) -> Self {
+        self.run_starts = Some(probe);
+        self
+    }
     /// The maintenance zone's offset from UTC in minutes (0–1439; the `warren`
     /// command reads it from `--maintenance-offset` / `WARREN_MAINTENANCE_OFFSET`).
     /// `None` or a value out of range (the default): the offset stored in the
@@ -239,6 +250,8 @@ impl WarrenBuilder {
             vm_limits: self.vm_limits,
             metrics: self.metrics.clone(),
             idle_vms,
+            #[cfg(feature = "test-hooks")]
+            run_starts: self.run_starts.clone(),
         };
         // Tasks scheduled without a cluster, from anywhere, go to their type's cluster.
         let clusters_of_types: Vec<(String, String)> = catalog

@@ -72,4 +72,4 @@ pub use messages::{
 pub use metrics::{Gauges, Metrics};
 pub use supervisor::Supervisor;
 #[cfg(feature = "test-hooks")]
-pub use test_hooks::{Child, InjectFault};
+pub use test_hooks::{Child, InjectFault, RunStarts};

@@ -61,6 +61,9 @@ pub(crate) struct RunnerEnv {
     /// Idle VMs each runner keeps: its share of the engine's pool, less the VM it runs
     /// (see [`warren::wasm::idle_vms_per_runner`]).
     pub idle_vms: usize,
+    /// Where managed runs report their start (tests and benchmarks).
+    #[cfg(feature = "test-hooks")]
+    pub run_starts: Option<crate::test_hooks::RunStarts>,
 }
 
 /// Runs tasks one at a time.
@@ -212,6 +215,10 @@ async fn run<K: RunKind>(
             return (vms, answer);
         }
     };
+    #[cfg(feature = "test-hooks")]
+    if let (Some(probe), Some((id, _))) = (&env.run_starts, kind.task()) {
+        let _ = probe.send((id, std::time::Instant::now()));
+    }
     let report = vm.run(plan.input, db, plan.timeout, kill).await;
     vms.check_in(vm);
     let answer = kind.settle(&env, report).await;

@@ -10,3 +10,9 @@ pub use crate::restart::Child;
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct InjectFault(pub Child);
+
+/// Receives `(task id, instant)` as each managed run starts (its transaction open, the
+/// guest about to run): benchmarks time the path from a commit to a start with
+/// monotonic microseconds instead of the table's whole milliseconds. Set with
+/// [`crate::WarrenBuilder::probe_run_starts`].
+pub type RunStarts = tokio::sync::mpsc::UnboundedSender<(warren::task::TaskId, std::time::Instant)>;
