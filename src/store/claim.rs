@@ -47,25 +47,7 @@ pub struct ExpiredLease {
 /// longer than running it. With it written in, PostgreSQL settles on one generic plan
 /// after a few calls. `id = ANY(ARRAY(..))`, rather than a join, keeps that plan from
 /// walking the primary key.
-pub(super) struct PgClaim<'a> {
-    owner: &'a str,
-    until: Millis,
-    now: Millis,
-    clusters: &'a [String],
-    limit: i64,
-}
-
-impl<'a> From<&ClaimParams<'a>> for PgClaim<'a> {
-    fn from(p: &ClaimParams<'a>) -> PgClaim<'a> {
-        PgClaim {
-            owner: p.owner,
-            until: p.until,
-            now: p.now,
-            clusters: p.clusters,
-            limit: p.limit,
-        }
-    }
-}
+pub(super) struct PgClaim<'p, 'a>(pub(super) &'p ClaimParams<'a>);
 
 /// What a claim takes and how (see [`Dialect::claim`]).
 #[derive(Debug, Clone, Copy)]
@@ -82,23 +64,29 @@ pub(crate) struct ClaimParams<'a> {
     pub(crate) limit: i64,
 }
 
-super::pg_statement!(PgClaim<'_>);
+impl diesel::query_builder::QueryId for PgClaim<'_, '_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+impl diesel::query_builder::Query for PgClaim<'_, '_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
 
-impl QueryFragment<Pg> for PgClaim<'_> {
+impl QueryFragment<Pg> for PgClaim<'_, '_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("UPDATE warren_tasks SET state = '");
         out.push_sql(TaskState::Running.as_str());
         out.push_sql("', lease_owner = ");
-        out.push_bind_param::<Text, _>(self.owner)?;
+        out.push_bind_param::<Text, _>(self.0.owner)?;
         out.push_sql(", lease_until = ");
-        out.push_bind_param::<BigInt, _>(&self.until)?;
+        out.push_bind_param::<BigInt, _>(&self.0.until)?;
         out.push_sql(", lease_token = lease_token + 1, started_at = ");
-        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_bind_param::<BigInt, _>(&self.0.now)?;
         out.push_sql(
             " WHERE id = ANY(ARRAY(\
              SELECT d.id FROM (SELECT DISTINCT unnest(",
         );
-        out.push_bind_param::<Array<Text>, _>(self.clusters)?;
+        out.push_bind_param::<Array<Text>, _>(self.0.clusters)?;
         out.push_sql(
             "::text[])) AS c(name) \
              CROSS JOIN LATERAL (\
@@ -107,8 +95,8 @@ impl QueryFragment<Pg> for PgClaim<'_> {
         );
         out.push_sql(TaskState::Pending.as_str());
         out.push_sql("' AND cluster = c.name AND next_attempt <= ");
-        out.push_bind_param::<BigInt, _>(&self.now)?;
-        let limit = self.limit.to_string();
+        out.push_bind_param::<BigInt, _>(&self.0.now)?;
+        let limit = self.0.limit.to_string();
         out.push_sql(" ORDER BY priority, next_attempt, id LIMIT ");
         out.push_sql(&limit);
         out.push_sql(

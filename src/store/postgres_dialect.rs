@@ -51,7 +51,7 @@ impl Dialect for AsyncPgConnection {
 
     async fn claim(&mut self, params: &ClaimParams<'_>) -> StoreResult<Vec<TaskRow>> {
         // One statement, committed on its own.
-        Ok(PgClaim::from(params).load(self).await?)
+        Ok(PgClaim(params).load(self).await?)
     }
 
     async fn list_tasks(&mut self, filter: &TaskFilter, now: Millis) -> QueryResult<Vec<TaskRow>> {
