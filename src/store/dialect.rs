@@ -44,6 +44,10 @@ pub(crate) enum Announce<'a> {
     /// Task `id` has a new outcome (finished, failed, restarted): for whoever waits on
     /// it.
     Outcome { id: TaskId },
+    /// As `Outcome`, when the statement that wrote the outcome also returned the task's
+    /// `waited` flag: PostgreSQL then sends nothing unless someone waits, without a
+    /// statement to look.
+    OutcomeWaited { id: TaskId, waited: bool },
 }
 
 // Every implementation is used on concrete types (through `on_conn!`), so the futures'
@@ -53,6 +57,10 @@ pub(crate) enum Announce<'a> {
 pub(crate) trait Dialect {
     /// Opens a transaction that takes the write lock `when` says.
     async fn begin(&mut self, when: LockWhen) -> QueryResult<()>;
+
+    /// Whether an outcome's UPDATE should return the task's `waited` flag for
+    /// [`Announce::OutcomeWaited`]: worth a column where the flag saves a statement.
+    fn outcome_returns_waited(&self) -> bool;
 
     /// Opens a transaction for task code's SQL (the write lock at the first write), and
     /// returns what stops a statement running on it.

@@ -9,7 +9,7 @@ use super::model::TaskRow;
 use super::pg_policy::{PgStatementPolicy, Verdict};
 use super::schedule::{MetadataInsert, PgInsertTasks, TaskInsert, BATCH_CHUNK};
 use super::schema::warren_task_metadata;
-use super::signals::{Pending, PgNotify, PgNotifyIfWaited, TASKS_CHANNEL};
+use super::signals::{Pending, PgNotify, PgNotifyIfWaited, PgNotifyOutcome, TASKS_CHANNEL};
 use super::task_sql::{Ran, SqlCanceller, TaskSqlError, TaskStatement};
 use super::TaskFilter;
 use super::{dynamic, StoreResult};
@@ -19,6 +19,11 @@ use diesel::{QueryResult, QueryableByName};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
 
 impl Dialect for AsyncPgConnection {
+    fn outcome_returns_waited(&self) -> bool {
+        // The flag decides whether the outcome needs a NOTIFY: one statement saved per outcome.
+        true
+    }
+
     async fn begin(&mut self, _when: LockWhen) -> QueryResult<()> {
         // Row locks are taken by each statement; there is no database-wide write lock.
         <AsyncPgConnection as AsyncConnection>::TransactionManager::begin_transaction(self).await
@@ -75,6 +80,11 @@ impl Dialect for AsyncPgConnection {
             // Only when someone waits (see `signals::announce_outcome`).
             Announce::Outcome { id } => {
                 PgNotifyIfWaited { id }.execute(self).await?;
+            }
+            Announce::OutcomeWaited { id, waited } => {
+                if waited {
+                    PgNotifyOutcome { id }.execute(self).await?;
+                }
             }
         }
         Ok(())

@@ -2,8 +2,9 @@
 //! token, and the retry rule for failures outside it.
 
 use super::conn::on_conn;
+use super::dialect::Dialect;
 use super::schema::warren_tasks::dsl as t;
-use super::signals::{announce_outcome, announce_work, Pending};
+use super::signals::{announce_outcome_waited, announce_work, Pending};
 use super::transaction::Transaction;
 use super::{AnyConn, ClaimedTask, Store, StoreError, StoreResult};
 use crate::executor::RunFailure;
@@ -456,6 +457,30 @@ struct RunTimes {
     now: Millis,
 }
 
+/// What a fenced outcome UPDATE did: the rows it changed (one, or none when the lease
+/// was lost) and whether someone waits for the task.
+struct OutcomeWritten {
+    rows: usize,
+    waited: bool,
+}
+
+/// Runs a fenced outcome UPDATE. Where the backend wants it
+/// ([`Dialect::outcome_returns_waited`]), the statement also returns the task's `waited`
+/// flag, so the outcome's NOTIFY needs no statement of its own to look.
+macro_rules! fenced_outcome {
+    ($conn:expr, $update:expr) => {
+        on_conn!($conn, c => {
+            let update = $update;
+            if Dialect::outcome_returns_waited(c) {
+                let waited: Vec<bool> = update.returning(t::waited).get_results(c).await?;
+                OutcomeWritten { rows: waited.len(), waited: waited.contains(&true) }
+            } else {
+                OutcomeWritten { rows: update.execute(c).await?, waited: false }
+            }
+        })
+    };
+}
+
 async fn write_resolution(
     conn: &mut AnyConn<'_>,
     pending: &mut Pending,
@@ -477,48 +502,42 @@ async fn write_resolution(
     );
     let (rows, outcome) = match resolution {
         Resolution::Completion { result } => {
-            let n = on_conn!(conn, c => {
-                diesel::update(fenced)
-                    .set((
-                        t::state.eq(TaskState::Completed),
-                        t::finished_at.eq(now),
-                        t::result.eq(result),
-                        t::last_error.eq(None::<String>),
-                        t::last_stack.eq(None::<String>),
-                        no_lease,
-                    ))
-                    .execute(c)
-                    .await?
-            });
+            let n = fenced_outcome!(
+                conn,
+                diesel::update(fenced).set((
+                    t::state.eq(TaskState::Completed),
+                    t::finished_at.eq(now),
+                    t::result.eq(result),
+                    t::last_error.eq(None::<String>),
+                    t::last_stack.eq(None::<String>),
+                    no_lease,
+                ))
+            );
             (n, ResolveOutcome::Completed)
         }
         Resolution::PermanentFailure { error, result } => {
-            let n = on_conn!(conn, c => {
-                diesel::update(fenced)
-                    .set((
-                        t::state.eq(TaskState::Failed),
-                        t::finished_at.eq(now),
-                        t::result.eq(result),
-                        t::last_error.eq(error),
-                        no_lease,
-                    ))
-                    .execute(c)
-                    .await?
-            });
+            let n = fenced_outcome!(
+                conn,
+                diesel::update(fenced).set((
+                    t::state.eq(TaskState::Failed),
+                    t::finished_at.eq(now),
+                    t::result.eq(result),
+                    t::last_error.eq(error),
+                    no_lease,
+                ))
+            );
             (n, ResolveOutcome::Failed)
         }
         Resolution::Cancellation { error } => {
-            let n = on_conn!(conn, c => {
-                diesel::update(fenced)
-                    .set((
-                        t::state.eq(TaskState::Cancelled),
-                        t::finished_at.eq(now),
-                        t::last_error.eq(error),
-                        no_lease,
-                    ))
-                    .execute(c)
-                    .await?
-            });
+            let n = fenced_outcome!(
+                conn,
+                diesel::update(fenced).set((
+                    t::state.eq(TaskState::Cancelled),
+                    t::finished_at.eq(now),
+                    t::last_error.eq(error),
+                    no_lease,
+                ))
+            );
             (n, ResolveOutcome::Cancelled)
         }
         Resolution::Restart {
@@ -527,20 +546,18 @@ async fn write_resolution(
             new_aux_data,
         } => {
             let next_attempt = at.max(now);
-            let n = on_conn!(conn, c => {
-                diesel::update(fenced)
-                    .set((
-                        t::state.eq(TaskState::Pending),
-                        t::next_attempt.eq(next_attempt),
-                        t::failures.eq(0),
-                        t::last_error.eq(None::<String>),
-                        t::last_stack.eq(None::<String>),
-                        no_lease,
-                    ))
-                    .execute(c)
-                    .await?
-            });
-            if n == 1 {
+            let n = fenced_outcome!(
+                conn,
+                diesel::update(fenced).set((
+                    t::state.eq(TaskState::Pending),
+                    t::next_attempt.eq(next_attempt),
+                    t::failures.eq(0),
+                    t::last_error.eq(None::<String>),
+                    t::last_stack.eq(None::<String>),
+                    no_lease,
+                ))
+            );
+            if n.rows == 1 {
                 if let Some(data) = new_data {
                     on_conn!(conn, c => {
                         diesel::update(t::warren_tasks.filter(t::id.eq(id)))
@@ -568,9 +585,9 @@ async fn write_resolution(
         }
         Resolution::TemporaryFailure { .. } => unreachable!("handled outside the transaction"),
     };
-    if rows != 1 {
+    if rows.rows != 1 {
         return Err(StoreError::LeaseLost { id, token });
     }
-    announce_outcome(conn, pending, id).await?;
+    announce_outcome_waited(conn, pending, id, rows.waited).await?;
     Ok(outcome)
 }

@@ -262,6 +262,38 @@ pub(crate) async fn announce_outcome(
     on_conn!(conn, c => Dialect::announce(c, pending, Announce::Outcome { id }).await)
 }
 
+/// Announces task `id`'s new outcome when the statement that wrote it returned the
+/// task's `waited` flag: on PostgreSQL a NOTIFY only if `waited`, with no statement
+/// otherwise. The flag is as fresh as [`announce_outcome`]'s look: a waiter's UPDATE
+/// of the same row either committed before the outcome's UPDATE (which then returns
+/// true) or waits for it and then reads the outcome itself.
+pub(crate) async fn announce_outcome_waited(
+    conn: &mut super::AnyConn<'_>,
+    pending: &mut Pending,
+    id: TaskId,
+    waited: bool,
+) -> diesel::QueryResult<()> {
+    on_conn!(conn, c => Dialect::announce(c, pending, Announce::OutcomeWaited { id, waited }).await)
+}
+
+/// `SELECT pg_notify('warren_outcomes', $1)`: the outcome of task `id`, for its waiters.
+pub(super) struct PgNotifyOutcome {
+    pub(super) id: TaskId,
+}
+
+super::pg_statement!(PgNotifyOutcome);
+
+impl QueryFragment<Pg> for PgNotifyOutcome {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        out.push_sql("SELECT pg_notify('");
+        out.push_sql(OUTCOMES_CHANNEL);
+        out.push_sql("', ");
+        out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.id)?;
+        out.push_sql("::text)");
+        Ok(())
+    }
+}
+
 /// `SELECT pg_notify('warren_outcomes', id) FROM warren_tasks WHERE id = $1 AND waited`.
 pub(super) struct PgNotifyIfWaited {
     pub(super) id: TaskId,

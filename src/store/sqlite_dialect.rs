@@ -23,6 +23,12 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 impl Dialect for SqliteConn {
+    fn outcome_returns_waited(&self) -> bool {
+        // Every outcome is announced after the commit anyway, and SQLite builds RETURNING
+        // rows through a temporary table: a cost with nothing to gain.
+        false
+    }
+
     async fn begin(&mut self, when: LockWhen) -> QueryResult<()> {
         let sql = match when {
             LockWhen::AtBegin => "BEGIN IMMEDIATE",
@@ -86,7 +92,9 @@ impl Dialect for SqliteConn {
         // SQLite has no notifications: the store delivers them after the commit.
         match announce {
             Announce::Work { cluster } => pending.clusters.push(cluster.to_string()),
-            Announce::Outcome { id } => pending.outcomes.push(id),
+            Announce::Outcome { id } | Announce::OutcomeWaited { id, .. } => {
+                pending.outcomes.push(id)
+            }
         }
         Ok(())
     }
