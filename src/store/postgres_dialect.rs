@@ -9,7 +9,7 @@ use super::model::TaskRow;
 use super::pg_policy::{PgStatementPolicy, Verdict};
 use super::schedule::{MetadataInsert, PgInsertTasks, TaskInsert, BATCH_CHUNK};
 use super::schema::warren_task_metadata;
-use super::signals::{Pending, PgNotify, PgNotifyIfWaited, PgNotifyOutcome, TASKS_CHANNEL};
+use super::signals::{Pending, PgNotify, PgNotifyOutcome, TASKS_CHANNEL};
 use super::task_sql::{Ran, SqlCanceller, TaskSqlError, TaskStatement};
 use super::TaskFilter;
 use super::{dynamic, StoreResult};
@@ -79,11 +79,21 @@ impl Dialect for AsyncPgConnection {
             }
             // Only when someone waits (see `signals::announce_outcome`).
             Announce::Outcome { id } => {
-                PgNotifyIfWaited { id }.execute(self).await?;
+                PgNotifyOutcome {
+                    id,
+                    known_waited: false,
+                }
+                .execute(self)
+                .await?;
             }
             Announce::OutcomeWaited { id, waited } => {
                 if waited {
-                    PgNotifyOutcome { id }.execute(self).await?;
+                    PgNotifyOutcome {
+                        id,
+                        known_waited: true,
+                    }
+                    .execute(self)
+                    .await?;
                 }
             }
         }

@@ -276,9 +276,13 @@ pub(crate) async fn announce_outcome_waited(
     on_conn!(conn, c => Dialect::announce(c, pending, Announce::OutcomeWaited { id, waited }).await)
 }
 
-/// `SELECT pg_notify('warren_outcomes', $1)`: the outcome of task `id`, for its waiters.
+/// The NOTIFY of task `id`'s outcome, for its waiters. Unless `known_waited`, it looks
+/// at the task's `waited` flag itself: `SELECT pg_notify('warren_outcomes', id::text)
+/// FROM warren_tasks WHERE id = $1 AND waited`; otherwise it is sent as is.
 pub(super) struct PgNotifyOutcome {
     pub(super) id: TaskId,
+    /// The caller already knows someone waits (the outcome's UPDATE returned the flag).
+    pub(super) known_waited: bool,
 }
 
 super::pg_statement!(PgNotifyOutcome);
@@ -287,27 +291,15 @@ impl QueryFragment<Pg> for PgNotifyOutcome {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
         out.push_sql("SELECT pg_notify('");
         out.push_sql(OUTCOMES_CHANNEL);
-        out.push_sql("', ");
-        out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.id)?;
-        out.push_sql("::text)");
-        Ok(())
-    }
-}
-
-/// `SELECT pg_notify('warren_outcomes', id) FROM warren_tasks WHERE id = $1 AND waited`.
-pub(super) struct PgNotifyIfWaited {
-    pub(super) id: TaskId,
-}
-
-super::pg_statement!(PgNotifyIfWaited);
-
-impl QueryFragment<Pg> for PgNotifyIfWaited {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
-        out.push_sql("SELECT pg_notify('");
-        out.push_sql(OUTCOMES_CHANNEL);
-        out.push_sql("', id::text) FROM warren_tasks WHERE id = ");
-        out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.id)?;
-        out.push_sql(" AND waited");
+        if self.known_waited {
+            out.push_sql("', ");
+            out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.id)?;
+            out.push_sql("::text)");
+        } else {
+            out.push_sql("', id::text) FROM warren_tasks WHERE id = ");
+            out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.id)?;
+            out.push_sql(" AND waited");
+        }
         Ok(())
     }
 }
