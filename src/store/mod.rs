@@ -53,6 +53,8 @@ mod conn;
 mod dialect;
 pub mod dynamic;
 mod error;
+#[cfg(target_os = "linux")]
+mod folder_watch;
 mod manage;
 mod model;
 mod nodes;

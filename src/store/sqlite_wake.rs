@@ -44,9 +44,10 @@ const EVERYTHING: &[u8] = b"w *\no -1\n";
 /// How often the receiver thread looks at its stop flag while nothing arrives (a
 /// dropped socket also wakes it at once).
 const STOP_CHECK: Duration = Duration::from_millis(500);
-/// A folder changed this recently may change again without its modification time
-/// changing (timestamps are coarse), so its listing is read again at each send until
-/// its last change is older than this.
+/// Where the folder cannot be watched (see `folder_watch.rs`; Linux only): a folder
+/// changed this recently may change again without its modification time changing
+/// (timestamps are coarse), so its listing is read again at each send until its last
+/// change is older than this.
 const RACY: Duration = Duration::from_secs(1);
 /// A socket file that refuses datagrams while it is younger than this and its process
 /// is alive may be being bound right now: it is left in place.
@@ -64,6 +65,9 @@ pub(crate) struct WakeSocket {
     peers: Mutex<Peers>,
     /// Tells the receiver thread to end.
     stop: Arc<AtomicBool>,
+    /// How often the folder was listed.
+    #[cfg(test)]
+    listings: std::sync::atomic::AtomicUsize,
 }
 
 /// The socket folder of a database file.
@@ -78,8 +82,15 @@ struct Folder {
 /// The other sockets in the folder, as last listed.
 #[derive(Default)]
 struct Peers {
-    /// The folder when it was listed; `None`: list it at the next send.
+    /// The folder when it was listed; `None`: list it at the next send (unless the
+    /// watch below says it is unchanged).
     listed: Option<Stamp>,
+    /// Says exactly whether the folder changed since it was listed (Linux). The
+    /// listing follows the watch's start, so no change falls between them.
+    #[cfg(target_os = "linux")]
+    watch: Option<super::folder_watch::FolderWatch>,
+    /// Something other than the folder says the listing is stale.
+    stale: bool,
     list: Vec<Peer>,
 }
 
@@ -171,6 +182,8 @@ impl WakeSocket {
             name,
             peers: Mutex::default(),
             stop: stop.clone(),
+            #[cfg(test)]
+            listings: Default::default(),
         };
         socket.set_read_timeout(Some(STOP_CHECK))?;
         std::thread::Builder::new()
@@ -218,17 +231,25 @@ impl WakeSocket {
         });
         if list_again {
             peers.listed = None;
+            peers.stale = true;
         }
     }
 
     /// Lists the folder again when it changed since it was last listed.
     fn refresh(&self, peers: &mut Peers) {
+        #[cfg(target_os = "linux")]
+        if self.watched_unchanged(peers) {
+            return;
+        }
         let stamp = std::fs::symlink_metadata(&self.folder.path)
             .ok()
             .and_then(|meta| Stamp::of(&meta));
-        if stamp.is_some() && peers.listed == stamp {
+        #[cfg(target_os = "linux")]
+        let stamp = stamp.filter(|_| peers.watch.is_none());
+        if stamp.is_some() && peers.listed == stamp && !peers.stale {
             return;
         }
+        peers.stale = false;
         let listed_at = SystemTime::now();
         let mut old = std::mem::take(&mut peers.list);
         for name in self.listing() {
@@ -256,8 +277,31 @@ impl WakeSocket {
         });
     }
 
+    /// Whether the folder's watch says nothing changed since the last listing. Starts
+    /// a watch when there is none (the listing that follows then covers everything
+    /// before it); without one, the modification time decides.
+    #[cfg(target_os = "linux")]
+    fn watched_unchanged(&self, peers: &mut Peers) -> bool {
+        use super::folder_watch::{FolderWatch, Seen};
+        match peers.watch.as_ref().map(FolderWatch::take) {
+            Some(Seen::Nothing) => return !peers.stale,
+            Some(Seen::Changed) => return false,
+            Some(Seen::Ended) | None => {}
+        }
+        peers.watch = match FolderWatch::new(&self.folder.path) {
+            Ok(watch) => Some(watch),
+            Err(e) => {
+                tracing::debug!(folder = %self.folder.path.display(), error = %e, "cannot watch the wake-up folder");
+                None
+            }
+        };
+        false
+    }
+
     /// The names of the other sockets in the folder.
     fn listing(&self) -> Vec<OsString> {
+        #[cfg(test)]
+        self.listings.fetch_add(1, Ordering::Relaxed);
         let Ok(entries) = std::fs::read_dir(&self.folder.path) else {
             return Vec::new();
         };
@@ -590,6 +634,7 @@ mod tests {
         Pending {
             clusters: clusters.iter().map(|c| c.to_string()).collect(),
             outcomes: outcomes.iter().map(|&id| TaskId(id)).collect(),
+            ..Pending::default()
         }
     }
 
@@ -630,6 +675,30 @@ mod tests {
         let mut b = process(&db);
         a.wake.send(&pending(&["y"], &[]));
         assert_eq!(next(&mut b.work).await, "y");
+        let _ = std::fs::remove_dir_all(db.parent().unwrap());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_folder_that_just_changed_is_listed_again_only_when_it_changes() {
+        let db = fresh_db("watched");
+        let a = process(&db);
+        let mut b = process(&db);
+        // The folder changed within the last second (two sockets were just bound): its
+        // modification time cannot tell whether it changes again, its watch can.
+        for n in 0..20 {
+            a.wake.send(&pending(&[], &[n]));
+            assert_eq!(next(&mut b.outcomes).await, TaskId(n));
+        }
+        assert_eq!(a.wake.listings.load(Ordering::Relaxed), 1);
+        let mut c = process(&db);
+        a.wake.send(&pending(&["z"], &[]));
+        assert_eq!(next(&mut c.work).await, "z");
+        assert_eq!(next(&mut b.work).await, "z");
+        assert_eq!(a.wake.listings.load(Ordering::Relaxed), 2);
+        drop(c);
+        a.wake.send(&pending(&["z"], &[]));
+        assert_eq!(a.wake.listings.load(Ordering::Relaxed), 3);
         let _ = std::fs::remove_dir_all(db.parent().unwrap());
     }
 
