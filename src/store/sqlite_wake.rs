@@ -89,6 +89,10 @@ struct Peers {
     /// listing follows the watch's start, so no change falls between them.
     #[cfg(target_os = "linux")]
     watch: Option<super::folder_watch::FolderWatch>,
+    /// The folder could not be watched (its file system, or it is gone): the
+    /// modification time decides from then on.
+    #[cfg(target_os = "linux")]
+    unwatchable: bool,
     /// Something other than the folder says the listing is stale.
     stale: bool,
     list: Vec<Peer>,
@@ -279,22 +283,25 @@ impl WakeSocket {
 
     /// Whether the folder's watch says nothing changed since the last listing. Starts
     /// a watch when there is none (the listing that follows then covers everything
-    /// before it); without one, the modification time decides.
+    /// before it); where none can be had, the modification time decides.
     #[cfg(target_os = "linux")]
     fn watched_unchanged(&self, peers: &mut Peers) -> bool {
         use super::folder_watch::{FolderWatch, Seen};
         match peers.watch.as_ref().map(FolderWatch::take) {
             Some(Seen::Nothing) => return !peers.stale,
             Some(Seen::Changed) => return false,
-            Some(Seen::Ended) | None => {}
+            Some(Seen::Ended) => peers.watch = None,
+            None => {}
         }
-        peers.watch = match FolderWatch::new(&self.folder.path) {
-            Ok(watch) => Some(watch),
-            Err(e) => {
-                tracing::debug!(folder = %self.folder.path.display(), error = %e, "cannot watch the wake-up folder");
-                None
+        if !peers.unwatchable {
+            match FolderWatch::new(&self.folder.path) {
+                Ok(watch) => peers.watch = Some(watch),
+                Err(e) => {
+                    tracing::debug!(folder = %self.folder.path.display(), error = %e, "cannot watch the wake-up folder; its modification time is read instead");
+                    peers.unwatchable = true;
+                }
             }
-        };
+        }
         false
     }
 
@@ -634,7 +641,6 @@ mod tests {
         Pending {
             clusters: clusters.iter().map(|c| c.to_string()).collect(),
             outcomes: outcomes.iter().map(|&id| TaskId(id)).collect(),
-            ..Pending::default()
         }
     }
 
@@ -699,6 +705,20 @@ mod tests {
         drop(c);
         a.wake.send(&pending(&["z"], &[]));
         assert_eq!(a.wake.listings.load(Ordering::Relaxed), 3);
+        let _ = std::fs::remove_dir_all(db.parent().unwrap());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn without_a_watch_the_modification_time_finds_a_process_bound_later() {
+        let db = fresh_db("unwatched");
+        let a = process(&db);
+        a.wake.peers.lock().unwrap().unwatchable = true;
+        a.wake.send(&pending(&["x"], &[]));
+        let mut b = process(&db);
+        a.wake.send(&pending(&["y"], &[]));
+        assert_eq!(next(&mut b.work).await, "y");
+        assert!(a.wake.peers.lock().unwrap().watch.is_none());
         let _ = std::fs::remove_dir_all(db.parent().unwrap());
     }
 
