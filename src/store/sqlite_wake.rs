@@ -82,8 +82,8 @@ struct Folder {
 /// The other sockets in the folder, as last listed.
 #[derive(Default)]
 struct Peers {
-    /// The folder when it was listed; `None`: list it at the next send (unless the
-    /// watch below says it is unchanged).
+    /// The folder when it was listed, where its modification time decides; `None`:
+    /// list it at the next send.
     listed: Option<Stamp>,
     /// Says exactly whether the folder changed since it was listed (Linux). The
     /// listing follows the watch's start, so no change falls between them.
@@ -93,7 +93,8 @@ struct Peers {
     /// modification time decides from then on.
     #[cfg(target_os = "linux")]
     unwatchable: bool,
-    /// Something other than the folder says the listing is stale.
+    /// A send found a peer gone that may be binding again: list at the next send,
+    /// whatever the folder's watch or modification time say.
     stale: bool,
     list: Vec<Peer>,
 }
@@ -234,7 +235,6 @@ impl WakeSocket {
             }
         });
         if list_again {
-            peers.listed = None;
             peers.stale = true;
         }
     }
@@ -673,15 +673,28 @@ mod tests {
         let _ = std::fs::remove_dir_all(db.parent().unwrap());
     }
 
-    #[tokio::test]
-    async fn a_process_bound_later_is_found() {
-        let db = fresh_db("later");
+    /// A process that binds after `a` listed the folder is found by `a`'s next send,
+    /// with the folder's watch or (`watched` false) by its modification time.
+    #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+    async fn bound_later_is_found(label: &str, watched: bool) {
+        let db = fresh_db(label);
         let a = process(&db);
+        #[cfg(target_os = "linux")]
+        {
+            a.wake.peers.lock().unwrap().unwatchable = !watched;
+        }
         a.wake.send(&pending(&["x"], &[]));
         let mut b = process(&db);
         a.wake.send(&pending(&["y"], &[]));
         assert_eq!(next(&mut b.work).await, "y");
+        #[cfg(target_os = "linux")]
+        assert_eq!(a.wake.peers.lock().unwrap().watch.is_some(), watched);
         let _ = std::fs::remove_dir_all(db.parent().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_process_bound_later_is_found() {
+        bound_later_is_found("later", true).await;
     }
 
     #[cfg(target_os = "linux")]
@@ -711,15 +724,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn without_a_watch_the_modification_time_finds_a_process_bound_later() {
-        let db = fresh_db("unwatched");
-        let a = process(&db);
-        a.wake.peers.lock().unwrap().unwatchable = true;
-        a.wake.send(&pending(&["x"], &[]));
-        let mut b = process(&db);
-        a.wake.send(&pending(&["y"], &[]));
-        assert_eq!(next(&mut b.work).await, "y");
-        assert!(a.wake.peers.lock().unwrap().watch.is_none());
-        let _ = std::fs::remove_dir_all(db.parent().unwrap());
+        bound_later_is_found("unwatched", false).await;
     }
 
     #[tokio::test]
