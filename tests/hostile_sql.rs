@@ -343,8 +343,30 @@ async fn warren_tables_are_off_limits(b: Backend) {
 }
 
 /// If a run's transaction ends under it anyway, the run fails for good (its effects
-/// may have committed) and its connection is not reused.
+/// may have committed) and its connection is not reused: found by the next statement.
 async fn a_transaction_ended_under_the_run_fails_it_for_good(b: Backend) {
+    ended_under_the_run(b, Then::AnotherStatement).await;
+}
+
+/// The same when the statement that ended the transaction was the run's last: the
+/// completion finds it (by the check in its one message) and is not written. Only
+/// PostgreSQL defers that finding: SQLite's guard finds the end within the statement
+/// that caused it (the case above, and `sqlite_guard.rs`'s tests), so no completion
+/// ever follows it there.
+async fn a_transaction_ended_by_the_last_statement_fails_the_completion(b: Backend) {
+    if b == Backend::Postgres {
+        ended_under_the_run(b, Then::Complete).await;
+    }
+}
+
+/// What the run does after its transaction ended under it.
+#[derive(Clone, Copy, PartialEq)]
+enum Then {
+    AnotherStatement,
+    Complete,
+}
+
+async fn ended_under_the_run(b: Backend, then: Then) {
     let Some(db) = with_effects(b).await else {
         return;
     };
@@ -360,18 +382,33 @@ async fn a_transaction_ended_under_the_run_fails_it_for_good(b: Backend) {
         .remove(0);
     let mut run = s.begin_run(claimed).await.unwrap();
     let tx = run.transaction().await.unwrap();
+    let statement = |n: u32| {
+        let sql = format!("INSERT INTO hostile_effects VALUES ({n})");
+        warren::store::TaskStatement::execute(sql, "[]").unwrap()
+    };
+    tx.task_sql(&statement(1)).await.unwrap();
     // What a statement the policy failed to stop would do: end the transaction.
-    exec(&mut tx.conn(), "INSERT INTO hostile_effects VALUES (1)").await;
-    exec(&mut tx.conn(), "COMMIT").await;
-    let statement =
-        warren::store::TaskStatement::execute("INSERT INTO hostile_effects VALUES (2)", "[]")
-            .unwrap();
-    let err = tx.task_sql(&statement).await.unwrap_err();
-    assert!(
-        matches!(err, warren::store::TaskSqlError::TransactionEnded),
-        "{err:?}"
-    );
-    assert!(tx.task_ended_it());
+    exec(&mut tx.conn().await.unwrap(), "COMMIT").await;
+    let mut committed = 1;
+    if then == Then::AnotherStatement {
+        // The next statement finds it. On PostgreSQL it is sent in the same round trip
+        // as the RELEASE that finds it, so it ran on its own (once).
+        let err = tx.task_sql(&statement(2)).await.unwrap_err();
+        assert!(
+            matches!(err, warren::store::TaskSqlError::TransactionEnded),
+            "{err:?}"
+        );
+        assert!(tx.task_ended_it());
+        if b == Backend::Postgres {
+            committed = 2;
+        }
+        // Nothing runs after that.
+        let err = tx.task_sql(&statement(3)).await.unwrap_err();
+        assert!(
+            matches!(err, warren::store::TaskSqlError::TransactionEnded),
+            "{err:?}"
+        );
+    }
     let outcome = run
         .resolve(
             warren::task::Resolution::Completion {
@@ -390,8 +427,8 @@ async fn a_transaction_ended_under_the_run_fails_it_for_good(b: Backend) {
         .contains("task code ended its transaction"));
     assert_eq!(
         effects(s).await,
-        1,
-        "the first insert committed; no retry repeats it"
+        committed,
+        "what committed before the run found the end stays, once: no retry repeats it"
     );
 }
 
@@ -623,6 +660,7 @@ conformance!(
     refused_statements_name_their_kind,
     warren_tables_are_off_limits,
     a_transaction_ended_under_the_run_fails_it_for_good,
+    a_transaction_ended_by_the_last_statement_fails_the_completion,
     connections_come_back_clean,
     timeouts_and_kills_reach_sql,
     host_memory_is_bounded,

@@ -62,8 +62,10 @@ pub(crate) trait Dialect {
     /// [`Announce::OutcomeWaited`]: worth a column where the flag saves a statement.
     fn outcome_returns_waited(&self) -> bool;
 
-    /// Opens a transaction for task code's SQL (the write lock at the first write), and
-    /// returns what stops a statement running on it.
+    /// Readies a connection for task code's SQL, and returns what stops a statement
+    /// running on it. SQLite opens a deferred transaction (the write lock at the first
+    /// write); PostgreSQL sends nothing yet: its BEGIN goes out with the first statement
+    /// (see `pg_run_tx.rs`).
     async fn begin_for_task_sql(&mut self) -> QueryResult<SqlCanceller>;
 
     /// Inserts task rows with one statement; their ids in input order.

@@ -142,20 +142,14 @@ fn bind_params(
 /// go on. A savepoint that cannot be set or released means the transaction is gone.
 async fn in_savepoint<T>(
     c: &mut diesel_async::AsyncPgConnection,
-    body: impl AsyncFnOnce(&mut diesel_async::AsyncPgConnection) -> diesel::QueryResult<T>,
+    body: impl AsyncFnOnce(&diesel_async::AsyncPgConnection) -> Result<T, TaskSqlError>,
 ) -> Result<T, TaskSqlError> {
     use diesel_async::SimpleAsyncConnection;
     c.batch_execute("SAVEPOINT warren_task_sql")
         .await
         .map_err(transaction_gone)?;
     match body(c).await {
-        Ok(value) => {
-            c.batch_execute("RELEASE SAVEPOINT warren_task_sql")
-                .await
-                .map_err(transaction_gone)?;
-            Ok(value)
-        }
-        Err(e) => {
+        Err(TaskSqlError::Database(e)) => {
             c.batch_execute(
                 "ROLLBACK TO SAVEPOINT warren_task_sql; RELEASE SAVEPOINT warren_task_sql",
             )
@@ -163,12 +157,18 @@ async fn in_savepoint<T>(
             .map_err(transaction_gone)?;
             Err(TaskSqlError::Database(e))
         }
+        result => {
+            c.batch_execute("RELEASE SAVEPOINT warren_task_sql")
+                .await
+                .map_err(transaction_gone)?;
+            result
+        }
     }
 }
 
 /// The error for a savepoint the server refused: the run's transaction is no longer
 /// there (unless the connection itself failed, which is an ordinary error).
-fn transaction_gone(e: diesel::result::Error) -> TaskSqlError {
+pub(super) fn transaction_gone(e: diesel::result::Error) -> TaskSqlError {
     use diesel::result::{DatabaseErrorKind, Error};
     match e {
         Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => TaskSqlError::Database(e),
@@ -184,10 +184,24 @@ struct JsonRows {
 }
 
 /// Runs one statement of task code (already checked by the policy) on a PostgreSQL
-/// connection inside its transaction. Rows are built into JSON by PostgreSQL itself,
-/// which also enforces the cap, so an oversized result never crosses the wire.
+/// connection inside its transaction, in a savepoint of its own. Rows are built into
+/// JSON by PostgreSQL itself, which also enforces the cap, so an oversized result never
+/// crosses the wire.
 pub(super) async fn run_postgres(
     c: &mut diesel_async::AsyncPgConnection,
+    sql: &str,
+    params: Vec<SqlParam>,
+    want: TaskSqlWant,
+) -> Result<TaskSqlOutput, TaskSqlError> {
+    in_savepoint(c, async |c| run_postgres_bare(c, sql, params, want).await).await
+}
+
+/// Runs one statement of task code on `c` as it is, with no savepoint: through a
+/// shared reference, so that it can be pipelined behind the statements that set its
+/// savepoint (see `pg_run_tx.rs`). A failure of the statement itself is
+/// [`TaskSqlError::Database`].
+pub(super) async fn run_postgres_bare(
+    mut c: &diesel_async::AsyncPgConnection,
     sql: &str,
     params: Vec<SqlParam>,
     want: TaskSqlWant,
@@ -195,7 +209,7 @@ pub(super) async fn run_postgres(
     match want {
         TaskSqlWant::Changes => {
             let query = bind_params(diesel::sql_query(sql).into_boxed::<Pg>(), params);
-            let n = in_savepoint(c, async |c| query.execute(c).await).await?;
+            let n = query.execute(&mut c).await?;
             Ok(TaskSqlOutput::Changes(n as u64))
         }
         TaskSqlWant::Rows { max_bytes } => {
@@ -206,7 +220,7 @@ pub(super) async fn run_postgres(
                  FROM (SELECT coalesce(json_agg(warren_q), '[]'::json)::text AS t FROM warren_q) AS warren_r"
             );
             let query = bind_params(diesel::sql_query(wrapped).into_boxed::<Pg>(), params);
-            let mut rows: Vec<JsonRows> = in_savepoint(c, async |c| query.load(c).await).await?;
+            let mut rows: Vec<JsonRows> = query.load(&mut c).await?;
             match rows.pop() {
                 Some(JsonRows { rows: Some(json) }) => Ok(TaskSqlOutput::Rows(json)),
                 Some(JsonRows { rows: None }) => Err(TaskSqlError::TooLarge { limit: max_bytes }),

@@ -59,6 +59,7 @@ mod manage;
 mod model;
 mod nodes;
 mod pg_policy;
+mod pg_run_tx;
 mod postgres;
 mod postgres_dialect;
 pub(crate) mod run;

@@ -30,7 +30,6 @@ impl Dialect for AsyncPgConnection {
     }
 
     async fn begin_for_task_sql(&mut self) -> QueryResult<SqlCanceller> {
-        Dialect::begin(self, LockWhen::AtFirstWrite).await?;
         Ok(SqlCanceller::postgres(self.cancel_token()))
     }
 

@@ -3,9 +3,10 @@
 
 use super::conn::on_conn;
 use super::dialect::Dialect;
+use super::pg_run_tx::RunCompletion;
 use super::schema::warren_tasks::dsl as t;
 use super::signals::{announce_outcome_waited, announce_work, Pending};
-use super::transaction::Transaction;
+use super::transaction::{CompletedEnd, Transaction};
 use super::{AnyConn, ClaimedTask, Store, StoreError, StoreResult};
 use crate::executor::RunFailure;
 use crate::task::{LeaseToken, Millis, Resolution, RetryPolicy, TaskId, TaskState};
@@ -216,7 +217,7 @@ impl TaskRun {
 
     /// The connection carrying the task's transaction, for the task's own SQL.
     pub async fn conn(&mut self) -> StoreResult<AnyConn<'_>> {
-        Ok(self.tx().await?.conn())
+        self.tx().await?.conn().await
     }
 
     /// Schedules a managed task in the run's transaction: it exists only if the run
@@ -253,24 +254,12 @@ impl TaskRun {
         let started_at = self.started_at;
         let resolution = check_json(id, resolution);
         let store = self.store;
-        if self.tx.as_ref().is_some_and(Transaction::task_ended_it) {
-            // Whatever the task did may have committed with the statement that ended
-            // its transaction: it fails for good, outside that transaction.
-            drop(self.tx);
-            let now = store.now();
-            let error = format!("task {id}: {}", super::TaskSqlError::TransactionEnded);
-            return store
-                .begin_transaction()
-                .await?
-                .commit_with(async |conn, pending| {
-                    let failure = Resolution::PermanentFailure {
-                        error,
-                        result: None,
-                    };
-                    let run = RunTimes { started_at, now };
-                    write_resolution(conn, pending, id, token, failure, run).await
-                })
-                .await;
+        // A transaction that task SQL never opened (PostgreSQL opens it with the first
+        // statement) holds nothing: the run resolves as one that did no database work.
+        let tx = self.tx.filter(Transaction::opened);
+        if tx.as_ref().is_some_and(Transaction::task_ended_it) {
+            drop(tx);
+            return fail_ended_transaction(&store, id, token, started_at).await;
         }
         if let Resolution::TemporaryFailure {
             error,
@@ -278,8 +267,13 @@ impl TaskRun {
             next_retry,
         } = &resolution
         {
-            if let Some(tx) = self.tx {
-                tx.rollback().await?;
+            if let Some(tx) = tx {
+                match tx.rollback().await {
+                    Err(StoreError::TaskSql(super::TaskSqlError::TransactionEnded)) => {
+                        return fail_ended_transaction(&store, id, token, started_at).await;
+                    }
+                    other => other?,
+                }
             }
             let failure = RunFailure {
                 id,
@@ -292,23 +286,47 @@ impl TaskRun {
             return store.record_failure(&failure, policy).await;
         }
         let now = store.now();
-        let tx = match self.tx {
+        let run = RunTimes { started_at, now };
+        let tx = match tx {
             Some(tx) => tx,
             None => {
                 if let Resolution::Completion { result } = &resolution {
                     if store.backend() == super::BackendKind::Postgres {
-                        let run = RunTimes { started_at, now };
                         return complete_alone(&store, id, token, result, run).await;
                     }
                 }
                 store.begin_transaction().await?
             }
         };
-        let run = RunTimes { started_at, now };
-        tx.commit_with(async |conn, pending| {
-            write_resolution(conn, pending, id, token, resolution, run).await
-        })
-        .await
+        if let Resolution::Completion { result } = &resolution {
+            if tx.completes_in_one_message() {
+                let completion = RunCompletion {
+                    id,
+                    token,
+                    result,
+                    started_at,
+                    finished_at: now,
+                };
+                return match tx.complete_and_commit(completion).await? {
+                    CompletedEnd::Committed => Ok(ResolveOutcome::Completed),
+                    CompletedEnd::LeaseLost => Err(StoreError::LeaseLost { id, token }),
+                    CompletedEnd::TransactionEnded => {
+                        fail_ended_transaction(&store, id, token, started_at).await
+                    }
+                };
+            }
+        }
+        let written = tx
+            .commit_with(async |conn, pending| {
+                write_resolution(conn, pending, id, token, resolution, run).await
+            })
+            .await;
+        match written {
+            Err(StoreError::TaskSql(super::TaskSqlError::TransactionEnded)) => {
+                fail_ended_transaction(&store, id, token, started_at).await
+            }
+            other => other,
+        }
     }
 
     /// Rolls back the task's transaction without resolving (the caller records the
@@ -319,6 +337,31 @@ impl TaskRun {
             None => Ok(()),
         }
     }
+}
+
+/// Fails for good a run whose transaction task code ended: whatever it did may have
+/// committed with the statement that ended it, so it is never retried. Written
+/// outside that transaction.
+async fn fail_ended_transaction(
+    store: &Store,
+    id: TaskId,
+    token: LeaseToken,
+    started_at: Millis,
+) -> StoreResult<ResolveOutcome> {
+    let now = store.now();
+    let error = format!("task {id}: {}", super::TaskSqlError::TransactionEnded);
+    store
+        .begin_transaction()
+        .await?
+        .commit_with(async |conn, pending| {
+            let failure = Resolution::PermanentFailure {
+                error,
+                result: None,
+            };
+            let run = RunTimes { started_at, now };
+            write_resolution(conn, pending, id, token, failure, run).await
+        })
+        .await
 }
 
 /// The completion of a run that did no database work, on PostgreSQL: one fenced

@@ -2,6 +2,7 @@
 //! as one: an ephemeral task's SQL, or a managed task's run (see [`super::TaskRun`]).
 
 use super::conn::{begin, begin_for_task_sql, commit, finish, rollback, PooledConn};
+use super::pg_run_tx::{self, CommitEnd, RunCompletion, RunTx};
 use super::signals::Pending;
 use super::task_sql::{SqlCanceller, TaskSqlError, TaskSqlOutput, TaskStatement};
 use super::{AnyConn, NewTask, Store, StoreError, StoreResult};
@@ -23,6 +24,19 @@ pub struct Transaction {
     tainted: bool,
     /// Task SQL ended the transaction; nothing more may run or commit on it.
     ended: bool,
+    /// Where the transaction stands on PostgreSQL (SQLite's opens at once).
+    pg: RunTx,
+}
+
+/// How [`Transaction::complete_and_commit`] ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CompletedEnd {
+    /// The completion committed with the run's work.
+    Committed,
+    /// The run lost its lease; nothing committed.
+    LeaseLost,
+    /// Task code had ended the transaction; the completion was not written.
+    TransactionEnded,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -36,7 +50,10 @@ impl std::fmt::Debug for Transaction {
 impl Drop for Transaction {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            conn.discard();
+            // One that never opened (nothing was sent on it) goes back to the pool.
+            if self.pg.begun {
+                conn.discard();
+            }
         }
     }
 }
@@ -65,6 +82,7 @@ impl Store {
     pub async fn begin_transaction(&self) -> StoreResult<Transaction> {
         let mut pooled = self.conn().await?;
         let canceller = begin_for_task_sql(&mut pooled.any()).await?;
+        let begun = matches!(pooled, PooledConn::Sqlite(_));
         Ok(Transaction {
             store: self.clone(),
             conn: Some(pooled),
@@ -72,6 +90,10 @@ impl Store {
             canceller,
             tainted: false,
             ended: false,
+            pg: RunTx {
+                begun,
+                savepoint_set: false,
+            },
         })
     }
 }
@@ -82,12 +104,16 @@ impl Transaction {
         &self.store
     }
 
-    /// The connection carrying the transaction.
-    pub fn conn(&mut self) -> AnyConn<'_> {
-        self.conn
+    /// The connection carrying the transaction, opened by now.
+    pub async fn conn(&mut self) -> StoreResult<AnyConn<'_>> {
+        let pooled = self
+            .conn
             .as_mut()
-            .expect("a transaction keeps its connection until it ends")
-            .any()
+            .expect("a transaction keeps its connection until it ends");
+        if let PooledConn::Postgres(c) = pooled {
+            self.pg.begin(c).await?;
+        }
+        Ok(pooled.any())
     }
 
     /// Runs one statement of task code on this transaction, after the statement
@@ -99,14 +125,16 @@ impl Transaction {
         if self.ended {
             return Err(TaskSqlError::TransactionEnded);
         }
-        let conn = self.conn.as_mut().expect("open transaction");
-        let result = super::task_sql::run(
-            &mut conn.any(),
-            &self.store.inner.policy,
-            statement,
-            Some(&self.canceller),
-        )
-        .await;
+        let policy = &self.store.inner.policy;
+        let result = match self.conn.as_mut().expect("open transaction") {
+            PooledConn::Postgres(c) => {
+                pg_run_tx::run_statement(c, &mut self.pg, policy, statement, &self.canceller).await
+            }
+            conn => {
+                super::task_sql::run(&mut conn.any(), policy, statement, Some(&self.canceller))
+                    .await
+            }
+        };
         match result {
             Ok(ran) => {
                 self.tainted |= ran.taints_session;
@@ -147,28 +175,110 @@ impl Transaction {
 
     /// Schedules a managed task in this transaction: it exists only if it commits.
     pub async fn schedule(&mut self, task: NewTask) -> StoreResult<TaskId> {
-        let conn = self.conn.as_mut().expect("open transaction");
+        let mut pending = std::mem::take(&mut self.pending);
+        let store = self.store.clone();
         let ids = super::schedule::insert_tasks(
-            &mut conn.any(),
-            &mut self.pending,
+            &mut self.conn().await?,
+            &mut pending,
             std::slice::from_ref(&task),
-            &self.store,
+            &store,
         )
-        .await?;
-        Ok(ids[0])
+        .await;
+        self.pending = pending;
+        Ok(ids?[0])
     }
 
     /// Commits, then wakes whoever waits for what it scheduled or resolved.
     pub async fn commit(mut self) -> StoreResult<()> {
         if self.ended {
-            return Err(StoreError::TaskSql(TaskSqlError::TransactionEnded));
+            return Err(ended());
         }
         let mut pooled = self.conn.take().expect("open transaction");
-        match commit(&mut pooled.any()).await {
+        let committed = match &mut pooled {
+            PooledConn::Postgres(_) if !self.pg.begun => Ok(()),
+            PooledConn::Postgres(c) => match pg_run_tx::commit(c, self.pg).await {
+                Ok(CommitEnd::Committed) => Ok(()),
+                Ok(_) => {
+                    self.ended = true;
+                    Err(ended())
+                }
+                Err(e) => Err(e.into()),
+            },
+            conn => commit(&mut conn.any()).await.map_err(Into::into),
+        };
+        match committed {
             Ok(()) => {
                 std::mem::take(&mut self.pending).deliver(&self.store.inner.signals);
                 self.release(pooled);
                 Ok(())
+            }
+            Err(e) => {
+                pooled.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Rolls back everything done in the transaction. Fails with
+    /// [`TaskSqlError::TransactionEnded`] when task SQL had ended it (what it did may
+    /// then have committed).
+    pub async fn rollback(mut self) -> StoreResult<()> {
+        let Some(mut pooled) = self.conn.take() else {
+            return Ok(());
+        };
+        if self.ended {
+            pooled.discard();
+            return Err(ended());
+        }
+        let rolled_back = match &mut pooled {
+            PooledConn::Postgres(_) if !self.pg.begun => Ok(()),
+            // The last statement's RELEASE, still owed, says whether it ended the
+            // transaction.
+            PooledConn::Postgres(c) => match self.pg.release(c).await {
+                Err(TaskSqlError::TransactionEnded) => {
+                    self.ended = true;
+                    Err(ended())
+                }
+                Err(e) => Err(StoreError::TaskSql(e)),
+                Ok(()) => pg_run_tx::rollback(c).await.map_err(Into::into),
+            },
+            conn => rollback(&mut conn.any()).await.map_err(Into::into),
+        };
+        match rolled_back {
+            Ok(()) => {
+                self.release(pooled);
+                Ok(())
+            }
+            Err(e) => {
+                pooled.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Completes a managed task's run (fenced by its token) and commits it with the
+    /// run's work, in one round trip on PostgreSQL (see `pg_run_tx.rs`). Only for a
+    /// PostgreSQL transaction that task SQL opened.
+    pub(super) async fn complete_and_commit(
+        mut self,
+        completion: RunCompletion<'_>,
+    ) -> StoreResult<CompletedEnd> {
+        let mut pooled = self.conn.take().expect("open transaction");
+        let PooledConn::Postgres(c) = &mut pooled else {
+            unreachable!("only PostgreSQL transactions complete in one message");
+        };
+        match pg_run_tx::complete_and_commit(c, self.pg, completion).await {
+            Ok(CommitEnd::Committed) => {
+                std::mem::take(&mut self.pending).deliver(&self.store.inner.signals);
+                self.release(pooled);
+                Ok(CompletedEnd::Committed)
+            }
+            Ok(end) => {
+                pooled.discard();
+                Ok(match end {
+                    CommitEnd::LeaseLost => CompletedEnd::LeaseLost,
+                    _ => CompletedEnd::TransactionEnded,
+                })
             }
             Err(e) => {
                 pooled.discard();
@@ -177,36 +287,63 @@ impl Transaction {
         }
     }
 
-    /// Rolls back everything done in the transaction.
-    pub async fn rollback(mut self) -> StoreResult<()> {
-        if let Some(mut pooled) = self.conn.take() {
-            if self.ended {
-                pooled.discard();
-                return Ok(());
-            }
-            if let Err(e) = rollback(&mut pooled.any()).await {
-                pooled.discard();
-                return Err(e.into());
-            }
-            self.release(pooled);
-        }
-        Ok(())
+    /// Whether anything was sent on the transaction: on PostgreSQL it opens with its
+    /// first work; one never opened holds nothing to commit or roll back.
+    pub fn opened(&self) -> bool {
+        self.pg.begun
+    }
+
+    /// Whether this is a PostgreSQL transaction that task SQL opened, which
+    /// [`Transaction::complete_and_commit`] completes.
+    pub(super) fn completes_in_one_message(&self) -> bool {
+        matches!(self.conn, Some(PooledConn::Postgres(_))) && self.pg.begun && !self.ended
     }
 
     /// Runs `body` as the transaction's last work, then commits; when `body` fails,
     /// rolls back instead and passes its error on. Wake-ups go out after the commit.
+    /// Fails with [`TaskSqlError::TransactionEnded`] (writing nothing) when task SQL
+    /// had ended the transaction.
     pub(super) async fn commit_with<R>(
         mut self,
         body: impl AsyncFnOnce(&mut AnyConn<'_>, &mut Pending) -> Result<R, StoreError>,
     ) -> StoreResult<R> {
         if self.ended {
-            return Err(StoreError::TaskSql(TaskSqlError::TransactionEnded));
+            return Err(ended());
         }
         let mut pending = std::mem::take(&mut self.pending);
         let mut pooled = self.conn.take().expect("open transaction");
-        let mut conn = pooled.any();
-        let result = body(&mut conn, &mut pending).await;
-        match finish(&mut conn, result).await {
+        let result = match &mut pooled {
+            PooledConn::Postgres(c) => {
+                let pg = &mut self.pg;
+                let opened = async {
+                    pg.begin(c).await.map_err(StoreError::from)?;
+                    pg.release(c).await.map_err(StoreError::TaskSql)
+                };
+                match opened.await {
+                    Ok(()) => {
+                        let result = body(&mut AnyConn::Postgres(c), &mut pending).await;
+                        match result {
+                            Ok(value) => match pg_run_tx::commit(c, self.pg).await {
+                                Ok(CommitEnd::Committed) => Ok(value),
+                                Ok(_) => Err(ended()),
+                                Err(e) => Err(e.into()),
+                            },
+                            Err(e) => {
+                                let _ = pg_run_tx::rollback(c).await;
+                                Err(e)
+                            }
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            conn => {
+                let mut conn = conn.any();
+                let result = body(&mut conn, &mut pending).await;
+                finish(&mut conn, result).await
+            }
+        };
+        match result {
             Ok(value) => {
                 pending.deliver(&self.store.inner.signals);
                 self.release(pooled);
@@ -218,4 +355,9 @@ impl Transaction {
             }
         }
     }
+}
+
+/// The error of work on a transaction that task SQL ended.
+fn ended() -> StoreError {
+    StoreError::TaskSql(TaskSqlError::TransactionEnded)
 }

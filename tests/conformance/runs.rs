@@ -10,6 +10,8 @@ crate::conformance!(
     permanent_failure_and_cancellation_resolutions,
     malformed_result_json_becomes_a_temporary_failure,
     started_at_is_when_the_run_began_not_the_claim,
+    task_statements_commit_with_the_completion_and_a_failed_one_is_undone_alone,
+    a_run_that_lost_its_lease_commits_none_of_its_statements,
 );
 
 async fn setup_effects_table(s: &Store) {
@@ -314,4 +316,84 @@ async fn started_at_is_when_the_run_began_not_the_claim(b: Backend) {
     .await
     .unwrap();
     assert_eq!(s.describe(id).await.unwrap().started_at, Some(claimed_at));
+}
+
+/// A statement of task code, with its parameters as JSON text.
+fn statement(sql: &str, params: &str) -> TaskStatement {
+    TaskStatement::execute(sql, params).unwrap()
+}
+
+/// Task SQL through the run's own path (each statement in a savepoint of its own; on
+/// PostgreSQL the first opens the transaction in the same round trip): a failing
+/// statement is undone alone and the run goes on; the others commit with the
+/// completion, whose result is stored as sent, quotes and backslashes included.
+async fn task_statements_commit_with_the_completion_and_a_failed_one_is_undone_alone(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    setup_effects_table(s).await;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let mut run = claim_one(s).await;
+    let tx = run.transaction().await.unwrap();
+    let insert = statement("INSERT INTO effects VALUES ($1)", &format!("[{id}]"));
+    assert_eq!(
+        tx.task_sql(&insert).await.unwrap(),
+        TaskSqlOutput::Changes(1)
+    );
+    let null = statement("INSERT INTO effects VALUES (NULL)", "[]");
+    let err = tx.task_sql(&null).await.unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("null"), "{err}");
+    assert_eq!(
+        tx.task_sql(&insert).await.unwrap(),
+        TaskSqlOutput::Changes(1)
+    );
+    let query = TaskStatement::query("SELECT COUNT(*) AS n FROM effects", "[]", 1 << 10).unwrap();
+    let TaskSqlOutput::Rows(rows) = tx.task_sql(&query).await.unwrap() else {
+        panic!("a query hands back rows");
+    };
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&rows).unwrap(),
+        json!([{"n": 2}])
+    );
+    assert_eq!(
+        count(s, "SELECT COUNT(*) AS n FROM effects").await,
+        0,
+        "not yet committed"
+    );
+    let result = json!({"text": "it's a \\ back'slash, \"quoted\", ünï ✓, $$ E'x'"});
+    let outcome = run
+        .resolve(complete(result.clone()), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome, ResolveOutcome::Completed);
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 2);
+    let t = s.describe(id).await.unwrap();
+    assert_eq!((t.state, t.result), (TaskState::Completed, Some(result)));
+    assert_eq!((t.iterations, t.lease_owner), (1, None));
+}
+
+/// A run whose task was cancelled while it ran: its completion is refused and none of
+/// its statements commit.
+async fn a_run_that_lost_its_lease_commits_none_of_its_statements(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    setup_effects_table(s).await;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let mut run = claim_one(s).await;
+    // Cancelled before the run writes (on SQLite the run's first write would hold the
+    // write lock, and the cancel would wait for it).
+    s.cancel(id, "operator").await.unwrap();
+    let tx = run.transaction().await.unwrap();
+    let insert = statement("INSERT INTO effects VALUES ($1)", &format!("[{id}]"));
+    tx.task_sql(&insert).await.unwrap();
+    assert!(matches!(
+        run.resolve(complete(json!({})), RetryPolicy::default())
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 0);
+    assert_eq!(s.describe(id).await.unwrap().state, TaskState::Cancelled);
 }

@@ -17,7 +17,7 @@ pub use warren::executor::RunFailure;
 #[allow(unused_imports)]
 pub use warren::store::{
     NewTask, ResolveOutcome, ScheduleOptions, ScheduledEnd, ScheduledOutcome, StateFilter, Store,
-    StoreError, TaskFilter, WaitFor,
+    StoreError, TaskFilter, TaskSqlOutput, TaskStatement, WaitFor,
 };
 #[allow(unused_imports)]
 pub use warren::task::{

@@ -1,0 +1,297 @@
+//! A task's transaction on PostgreSQL in as few round trips as the protocol allows.
+//!
+//! Each statement of task code runs in a savepoint, so a failing one is undone alone
+//! and task code may catch the error and go on; a savepoint that cannot be set or
+//! released means task code ended the transaction. Sent one at a time, that costs four
+//! round trips for a run's first statement (BEGIN, SAVEPOINT, the statement, RELEASE),
+//! three for each next one, and two to complete and commit: six for a task that
+//! inserts one row. Here:
+//! - what goes before a statement (BEGIN and the first SAVEPOINT, or the RELEASE of the
+//!   previous statement's savepoint and a new SAVEPOINT) is one message, pipelined with
+//!   the statement: one round trip per statement;
+//! - the last savepoint is released by the message that completes the run and commits
+//!   ([`complete_and_commit`]): one round trip. Its checks raise errors, so the COMMIT
+//!   at its end never runs when the run lost its lease or task code ended its
+//!   transaction.
+//!
+//! So a task that inserts one row takes two round trips. The rules stay those of
+//! `task_sql.rs`: a statement that ended the transaction is found by the next thing
+//! sent after it (the next statement's RELEASE, or the completion's check), and the run
+//! then fails for good, as its effects may have committed.
+
+use super::dynamic::{run_postgres_bare, transaction_gone};
+use super::pg_policy::{PgStatementPolicy, Verdict};
+use super::task_sql::{Ran, SqlCanceller, TaskSqlError, TaskStatement};
+use crate::task::{LeaseToken, Millis, TaskId, TaskState};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use std::fmt::Write;
+
+/// The savepoint each task statement runs in.
+const SAVEPOINT: &str = "warren_task_sql";
+
+/// Where a run's transaction stands on its connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct RunTx {
+    /// BEGIN was sent (it goes out with the run's first statement).
+    pub begun: bool,
+    /// The last statement's savepoint is still set (released by whatever comes next).
+    pub savepoint_set: bool,
+}
+
+impl RunTx {
+    /// What to send before the next task statement, in the same message.
+    fn before_statement(self) -> String {
+        if !self.begun {
+            // `warren.run` marks the transaction as the run's own (see
+            // `warren_run_open` in the migrations), for the completion's check.
+            format!("BEGIN; SELECT set_config('warren.run', '1', true); SAVEPOINT {SAVEPOINT}")
+        } else if self.savepoint_set {
+            format!("RELEASE SAVEPOINT {SAVEPOINT}; SAVEPOINT {SAVEPOINT}")
+        } else {
+            format!("SAVEPOINT {SAVEPOINT}")
+        }
+    }
+
+    /// Opens the transaction now, for work that is not a task statement (scheduling,
+    /// metadata, a resolution other than completion): one round trip, once.
+    pub async fn begin(&mut self, c: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+        if !self.begun {
+            c.batch_execute("BEGIN; SELECT set_config('warren.run', '1', true)")
+                .await?;
+            self.begun = true;
+        }
+        Ok(())
+    }
+
+    /// Releases the last statement's savepoint, so that the next work runs in the
+    /// transaction itself; fails with [`TaskSqlError::TransactionEnded`] when the last
+    /// statement ended the transaction.
+    pub async fn release(&mut self, c: &mut AsyncPgConnection) -> Result<(), TaskSqlError> {
+        if self.savepoint_set {
+            c.batch_execute(&format!("RELEASE SAVEPOINT {SAVEPOINT}"))
+                .await
+                .map_err(transaction_gone)?;
+            self.savepoint_set = false;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one statement of task code, in a savepoint of its own set in the same round
+/// trip (after BEGIN, for the run's first statement).
+pub(super) async fn run_statement(
+    c: &mut AsyncPgConnection,
+    tx: &mut RunTx,
+    policy: &PgStatementPolicy,
+    statement: &TaskStatement,
+    canceller: &SqlCanceller,
+) -> Result<Ran, TaskSqlError> {
+    let (span, taints_session) = match policy.check(&statement.sql) {
+        Verdict::Refused(refusal) => return Err(TaskSqlError::Refused(refusal.to_string())),
+        Verdict::Allowed {
+            span,
+            taints_session,
+        } => (span, taints_session),
+    };
+    let sql = span.of(&statement.sql);
+    let before = tx.before_statement();
+    let shared: &AsyncPgConnection = c;
+    // `join` polls the first future first, and each sends its message when first
+    // polled: what goes before is on the wire ahead of the statement.
+    let (set, ran) = futures_util::future::join(
+        async {
+            let mut shared = shared;
+            shared.batch_execute(&before).await
+        },
+        run_postgres_bare(shared, sql, statement.params.clone(), statement.want),
+    )
+    .await;
+    let first = !tx.begun;
+    let result = match set {
+        // The previous statement ended the transaction (this RELEASE failed), or the
+        // connection failed. This statement may then have run on its own and
+        // committed; if it did, the run is over either way.
+        Err(e) => Err(match transaction_gone(e) {
+            TaskSqlError::Database(e) if !(first && ran.is_ok()) => TaskSqlError::Database(e),
+            _ => TaskSqlError::TransactionEnded,
+        }),
+        Ok(()) => {
+            tx.begun = true;
+            tx.savepoint_set = true;
+            match ran {
+                Err(TaskSqlError::Database(e)) => undo_statement(c, tx)
+                    .await
+                    .and(Err(TaskSqlError::Database(e))),
+                Err(e) => Err(e),
+                Ok(output) => Ok(Ran {
+                    output,
+                    taints_session,
+                }),
+            }
+        }
+    };
+    match result {
+        // Whatever failed, a statement stopped by a kill or a timeout says so.
+        Err(_) if canceller.was_sent() => Err(TaskSqlError::Interrupted),
+        other => other,
+    }
+}
+
+/// Rolls back a statement that failed to its savepoint, leaving the transaction
+/// usable for the next.
+async fn undo_statement(c: &mut AsyncPgConnection, tx: &mut RunTx) -> Result<(), TaskSqlError> {
+    c.batch_execute(&format!(
+        "ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
+    ))
+    .await
+    .map_err(transaction_gone)?;
+    tx.savepoint_set = false;
+    Ok(())
+}
+
+/// The completion of a run whose transaction is open: what [`complete_and_commit`]
+/// writes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RunCompletion<'a> {
+    /// The task.
+    pub id: TaskId,
+    /// The run's fencing token.
+    pub token: LeaseToken,
+    /// The result (JSON text, already checked).
+    pub result: &'a str,
+    /// When the run started.
+    pub started_at: Millis,
+    /// When it finished.
+    pub finished_at: Millis,
+}
+
+/// How [`complete_and_commit`] or [`commit`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CommitEnd {
+    /// Completed and committed with the run's work.
+    Committed,
+    /// The run no longer holds the task; nothing committed.
+    LeaseLost,
+    /// Task code ended the run's transaction earlier: what it did may have committed,
+    /// and what this message would have written did not.
+    TransactionEnded,
+}
+
+/// The message's first check: raised when the run's transaction is not the one open.
+const ENDED: &str = "warren: the run's transaction ended";
+/// Raised when the fenced completion changed no row.
+const LEASE_LOST: &str = "warren: task ";
+
+/// Completes the run (fenced by its token), sends the outcome's NOTIFY if someone
+/// waits, and commits, in one message: the check that the run's transaction is still
+/// open, the RELEASE of the last savepoint, the fenced UPDATE with its check, COMMIT.
+/// The message is sent with the simple protocol, which runs its statements in order
+/// and stops at the first error, so the COMMIT runs only when everything before it
+/// succeeded. After any error the connection must be closed, not reused.
+pub(super) async fn complete_and_commit(
+    c: &mut AsyncPgConnection,
+    tx: RunTx,
+    completion: RunCompletion<'_>,
+) -> diesel::QueryResult<CommitEnd> {
+    let mut sql = String::with_capacity(completion.result.len() + 600);
+    sql.push_str("SELECT warren_run_open(); ");
+    if tx.savepoint_set {
+        let _ = write!(sql, "RELEASE SAVEPOINT {SAVEPOINT}; ");
+    }
+    let RunCompletion {
+        id,
+        token,
+        result,
+        started_at,
+        finished_at,
+    } = completion;
+    let _ = write!(
+        sql,
+        "WITH done AS (UPDATE warren_tasks SET state = '{completed}', finished_at = {finished_at}, \
+         result = {result}, last_error = NULL, last_stack = NULL, lease_owner = NULL, \
+         lease_until = NULL, iterations = iterations + 1, started_at = {started_at} \
+         WHERE id = {id} AND lease_token = {token} AND state = '{running}' RETURNING waited) \
+         SELECT warren_fenced_outcome({id}, (SELECT count(*) FROM done), \
+         coalesce((SELECT bool_or(waited) FROM done), false)); COMMIT",
+        completed = TaskState::Completed,
+        running = TaskState::Running,
+        result = text_literal(result),
+    );
+    send_commit(c, &sql).await
+}
+
+/// Commits the run's transaction with nothing more to write, in one message (the
+/// check that it is still open, the RELEASE of the last savepoint, COMMIT).
+pub(super) async fn commit(c: &mut AsyncPgConnection, tx: RunTx) -> diesel::QueryResult<CommitEnd> {
+    let mut sql = String::from("SELECT warren_run_open(); ");
+    if tx.savepoint_set {
+        let _ = write!(sql, "RELEASE SAVEPOINT {SAVEPOINT}; ");
+    }
+    sql.push_str("COMMIT");
+    send_commit(c, &sql).await
+}
+
+/// Rolls back the run's transaction.
+pub(super) async fn rollback(c: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    c.batch_execute("ROLLBACK").await
+}
+
+/// Sends a message that ends in COMMIT, telling its checks' errors apart.
+async fn send_commit(c: &mut AsyncPgConnection, sql: &str) -> diesel::QueryResult<CommitEnd> {
+    use diesel::result::Error::DatabaseError;
+    match c.batch_execute(sql).await {
+        Ok(()) => Ok(CommitEnd::Committed),
+        Err(DatabaseError(_, info)) if info.message().starts_with(ENDED) => {
+            Ok(CommitEnd::TransactionEnded)
+        }
+        Err(DatabaseError(_, info)) if info.message().starts_with(LEASE_LOST) => {
+            Ok(CommitEnd::LeaseLost)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `text` as a PostgreSQL string literal: `E'…'` with quotes and backslashes doubled,
+/// which reads back as `text` whatever `standard_conforming_strings` says (the rule
+/// libpq's `PQescapeLiteral` follows). Text holds no NUL (PostgreSQL's text cannot).
+fn text_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 3);
+    out.push_str("E'");
+    for ch in text.chars() {
+        match ch {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            other => out.push(other),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_literal_doubles_quotes_and_backslashes() {
+        assert_eq!(
+            text_literal(r#"{"a":"it's \"x\" \\n"}"#),
+            r#"E'{"a":"it''s \\"x\\" \\\\n"}'"#
+        );
+        assert_eq!(text_literal(""), "E''");
+        assert_eq!(text_literal("ünï ✓"), "E'ünï ✓'");
+    }
+
+    #[test]
+    fn the_first_statement_begins_and_the_next_release_the_previous_savepoint() {
+        let mut tx = RunTx::default();
+        assert!(tx.before_statement().starts_with("BEGIN; "));
+        tx.begun = true;
+        assert_eq!(tx.before_statement(), "SAVEPOINT warren_task_sql");
+        tx.savepoint_set = true;
+        assert_eq!(
+            tx.before_statement(),
+            "RELEASE SAVEPOINT warren_task_sql; SAVEPOINT warren_task_sql"
+        );
+    }
+}
