@@ -478,6 +478,81 @@ async fn connections_come_back_clean(b: Backend) {
     assert_eq!(effects(s).await, 1);
 }
 
+/// Task statements are prepared once per connection and reused, but task code that
+/// sends ever new texts cannot make a connection keep them all: past a bound they are
+/// prepared for one use only (`MAX_PREPARED_STATEMENTS`), and the run still works.
+async fn ever_new_statements_do_not_fill_the_connection(b: Backend) {
+    let Some(db) = with_effects_config(b, |c| c.max_connections = 1).await else {
+        return;
+    };
+    let s = &db.store;
+    let texts = warren::store::MAX_PREPARED_STATEMENTS + 100;
+    let mut steps: Vec<Value> = (0..texts)
+        .map(|n| json!({"sql": format!("SELECT {n} AS n WHERE false")}))
+        .collect();
+    if b == Backend::Postgres {
+        steps.push(
+            json!({"sql": "SELECT count(*) AS n FROM pg_prepared_statements", "query": true}),
+        );
+    }
+    let (id, ran) = run_hostile(s, json!({ "steps": steps })).await;
+    assert_eq!(ran.outcome, ResolveOutcome::Completed);
+    let r = results(s, id).await;
+    assert!(
+        r[..texts].iter().all(|step| step.get("ok").is_some()),
+        "{:?}",
+        &r[..3]
+    );
+    if b == Backend::Postgres {
+        // The bound counts what diesel prepares for reuse; the driver may hold one or
+        // two more of its own.
+        let held = r[texts]["rows"][0]["n"].as_i64().unwrap();
+        let most = warren::store::MAX_PREPARED_STATEMENTS as i64 + 5;
+        assert!(
+            (texts as i64 / 2..=most).contains(&held),
+            "the session keeps {held} prepared statements"
+        );
+    }
+}
+
+/// A prepared statement that a change of its table broke for good on its connection
+/// ("cached plan must not change result type") fails its run once; the connection is
+/// then closed, so the next run prepares it afresh.
+async fn a_statement_broken_by_a_table_change_is_prepared_afresh(b: Backend) {
+    let Some(db) = with_effects_config(b, |c| c.max_connections = 1).await else {
+        return;
+    };
+    let s = &db.store;
+    let mut conn = s.connection().await.unwrap();
+    exec(&mut conn.as_any(), "CREATE TABLE hostile_shape (a INT)").await;
+    exec(&mut conn.as_any(), "INSERT INTO hostile_shape VALUES (1)").await;
+    drop(conn);
+    // Run as `execute`: a query's rows come wrapped in JSON, whose type a new column
+    // does not change.
+    let select = json!({"steps": [{"sql": "SELECT * FROM hostile_shape"}]});
+    let (id, _) = run_hostile(s, select.clone()).await;
+    assert!(results(s, id).await[0].get("ok").is_some());
+    let mut conn = s.connection().await.unwrap();
+    exec(
+        &mut conn.as_any(),
+        "ALTER TABLE hostile_shape ADD COLUMN b INT",
+    )
+    .await;
+    drop(conn);
+    let (id, _) = run_hostile(s, select.clone()).await;
+    let second = &results(s, id).await[0];
+    match b {
+        Backend::Postgres => assert!(
+            error_of(second).contains("cached plan must not change result type"),
+            "{second}"
+        ),
+        Backend::Sqlite => assert!(second.get("ok").is_some(), "{second}"),
+    }
+    let (id, _) = run_hostile(s, select).await;
+    let third = &results(s, id).await[0];
+    assert!(third.get("ok").is_some(), "{third}");
+}
+
 /// A statement that would run for seconds, or waits for a lock, ends soon after the
 /// run's timeout or kill: the database stops it, and the runner is free again.
 async fn timeouts_and_kills_reach_sql(b: Backend) {
@@ -661,6 +736,8 @@ conformance!(
     warren_tables_are_off_limits,
     a_transaction_ended_under_the_run_fails_it_for_good,
     a_transaction_ended_by_the_last_statement_fails_the_completion,
+    ever_new_statements_do_not_fill_the_connection,
+    a_statement_broken_by_a_table_change_is_prepared_afresh,
     connections_come_back_clean,
     timeouts_and_kills_reach_sql,
     host_memory_is_bounded,

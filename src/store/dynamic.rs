@@ -120,23 +120,6 @@ impl diesel::serialize::ToSql<Untyped, Pg> for UntypedNull {
     }
 }
 
-/// Binds every parameter onto a boxed PostgreSQL query.
-fn bind_params(
-    mut query: BoxedSqlQuery<'_, Pg, SqlQuery>,
-    params: Vec<SqlParam>,
-) -> BoxedSqlQuery<'_, Pg, SqlQuery> {
-    for p in params {
-        query = match p {
-            SqlParam::Null => query.bind::<Untyped, _>(UntypedNull),
-            SqlParam::Bool(b) => query.bind::<Bool, _>(b),
-            SqlParam::Int(i) => query.bind::<BigInt, _>(i),
-            SqlParam::Float(f) => query.bind::<Double, _>(f),
-            SqlParam::Text(s) => query.bind::<Text, _>(s),
-        };
-    }
-    query
-}
-
 /// Runs `body` inside a savepoint, so a failing statement is undone alone and the
 /// transaction stays usable (as it does on SQLite): task code may catch the error and
 /// go on. A savepoint that cannot be set or released means the transaction is gone.
@@ -193,22 +176,28 @@ pub(super) async fn run_postgres(
     params: Vec<SqlParam>,
     want: TaskSqlWant,
 ) -> Result<TaskSqlOutput, TaskSqlError> {
-    in_savepoint(c, async |c| run_postgres_bare(c, sql, params, want).await).await
+    in_savepoint(c, async |c| {
+        run_postgres_bare(c, sql, params, want, false).await
+    })
+    .await
 }
 
 /// Runs one statement of task code on `c` as it is, with no savepoint: through a
 /// shared reference, so that it can be pipelined behind the statements that set its
-/// savepoint (see `pg_run_tx.rs`). A failure of the statement itself is
+/// savepoint (see `pg_run_tx.rs`). With `prepare`, the text is prepared once on this
+/// connection and reused by later runs (see `pg_statement_cache.rs`); otherwise it is
+/// prepared for this use alone. A failure of the statement itself is
 /// [`TaskSqlError::Database`].
 pub(super) async fn run_postgres_bare(
     mut c: &diesel_async::AsyncPgConnection,
     sql: &str,
     params: Vec<SqlParam>,
     want: TaskSqlWant,
+    prepare: bool,
 ) -> Result<TaskSqlOutput, TaskSqlError> {
     match want {
         TaskSqlWant::Changes => {
-            let query = bind_params(diesel::sql_query(sql).into_boxed::<Pg>(), params);
+            let query = PgTaskQuery::new(sql, params, prepare);
             let n = query.execute(&mut c).await?;
             Ok(TaskSqlOutput::Changes(n as u64))
         }
@@ -219,7 +208,7 @@ pub(super) async fn run_postgres_bare(
                 "WITH warren_q AS (\n{sql}\n) SELECT CASE WHEN octet_length(t) > {max_bytes} THEN NULL ELSE t END AS rows \
                  FROM (SELECT coalesce(json_agg(warren_q), '[]'::json)::text AS t FROM warren_q) AS warren_r"
             );
-            let query = bind_params(diesel::sql_query(wrapped).into_boxed::<Pg>(), params);
+            let query = PgTaskQuery::new(&wrapped, params, prepare);
             let mut rows: Vec<JsonRows> = query.load(&mut c).await?;
             match rows.pop() {
                 Some(JsonRows { rows: Some(json) }) => Ok(TaskSqlOutput::Rows(json)),
@@ -227,6 +216,46 @@ pub(super) async fn run_postgres_bare(
                 None => Ok(TaskSqlOutput::Rows("[]".into())),
             }
         }
+    }
+}
+
+/// A statement of task code with its parameters bound. diesel prepares it once per
+/// connection, keyed by its text and parameter types, when `prepare` is on: the query
+/// `sql_query` builds says it never may (diesel cannot tell a fixed text from a made-up
+/// one), and this wrapper answers that question itself.
+struct PgTaskQuery<'a> {
+    query: BoxedSqlQuery<'a, Pg, SqlQuery>,
+    prepare: bool,
+}
+
+impl<'a> PgTaskQuery<'a> {
+    fn new(sql: &'a str, params: Vec<SqlParam>, prepare: bool) -> PgTaskQuery<'a> {
+        let mut query = diesel::sql_query(sql).into_boxed::<Pg>();
+        for param in params {
+            query = match param {
+                SqlParam::Null => query.bind::<Untyped, _>(UntypedNull),
+                SqlParam::Bool(b) => query.bind::<Bool, _>(b),
+                SqlParam::Int(i) => query.bind::<BigInt, _>(i),
+                SqlParam::Float(f) => query.bind::<Double, _>(f),
+                SqlParam::Text(t) => query.bind::<Text, _>(t),
+            };
+        }
+        PgTaskQuery { query, prepare }
+    }
+}
+
+super::pg_statement!(PgTaskQuery<'_>);
+
+impl diesel::query_builder::QueryFragment<Pg> for PgTaskQuery<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        out: diesel::query_builder::AstPass<'_, 'b, Pg>,
+    ) -> diesel::QueryResult<()> {
+        self.query.walk_ast(out)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> diesel::QueryResult<bool> {
+        Ok(self.prepare)
     }
 }
 

@@ -60,6 +60,8 @@ mod model;
 mod nodes;
 mod pg_policy;
 mod pg_run_tx;
+mod pg_statement_cache;
+pub use pg_statement_cache::MAX_PREPARED_STATEMENTS;
 mod postgres;
 mod postgres_dialect;
 pub(crate) mod run;

@@ -8,11 +8,12 @@
 //! inserts one row. Here:
 //! - what goes before a statement (BEGIN and the first SAVEPOINT, or the RELEASE of the
 //!   previous statement's savepoint and a new SAVEPOINT) is one message, pipelined with
-//!   the statement: one round trip per statement;
-//! - the last savepoint is released by the message that completes the run and commits
-//!   ([`complete_and_commit`]): one round trip. Its checks raise errors, so the COMMIT
-//!   at its end never runs when the run lost its lease or task code ended its
-//!   transaction.
+//!   the statement: one round trip per statement (its text is prepared once per
+//!   connection, see `dynamic.rs`);
+//! - the message that completes the run and commits ([`complete_and_commit`]) is one
+//!   round trip. Its checks raise errors, so the COMMIT at its end never runs when the
+//!   run lost its lease or task code ended its transaction; COMMIT ends the last
+//!   savepoint with the transaction.
 //!
 //! So a task that inserts one row takes two round trips. The rules stay those of
 //! `task_sql.rs`: a statement that ended the transaction is found by the next thing
@@ -21,13 +22,18 @@
 
 use super::dynamic::{run_postgres_bare, transaction_gone};
 use super::pg_policy::{PgStatementPolicy, Verdict};
+use super::pg_statement_cache::may_prepare;
 use super::task_sql::{Ran, SqlCanceller, TaskSqlError, TaskStatement};
-use crate::task::{LeaseToken, Millis, TaskId, TaskState};
+use crate::task::{LeaseToken, Millis, TaskId};
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
-use std::fmt::Write;
 
 /// The savepoint each task statement runs in.
 const SAVEPOINT: &str = "warren_task_sql";
+
+/// What opens a run's transaction. `warren.run` marks it as the run's own for this
+/// transaction only, so that the checks before its end (`warren_run_open` in the
+/// migrations) can tell whether task code ended it.
+const BEGIN: &str = "BEGIN; SET LOCAL warren.run = '1'";
 
 /// Where a run's transaction stands on its connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,15 +42,15 @@ pub(super) struct RunTx {
     pub begun: bool,
     /// The last statement's savepoint is still set (released by whatever comes next).
     pub savepoint_set: bool,
+    /// A statement prepared for reuse failed: close the connection after the run.
+    pub prepared_failed: bool,
 }
 
 impl RunTx {
     /// What to send before the next task statement, in the same message.
     fn before_statement(self) -> String {
         if !self.begun {
-            // `warren.run` marks the transaction as the run's own (see
-            // `warren_run_open` in the migrations), for the completion's check.
-            format!("BEGIN; SELECT set_config('warren.run', '1', true); SAVEPOINT {SAVEPOINT}")
+            format!("{BEGIN}; SAVEPOINT {SAVEPOINT}")
         } else if self.savepoint_set {
             format!("RELEASE SAVEPOINT {SAVEPOINT}; SAVEPOINT {SAVEPOINT}")
         } else {
@@ -56,8 +62,7 @@ impl RunTx {
     /// metadata, a resolution other than completion): one round trip, once.
     pub async fn begin(&mut self, c: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
         if !self.begun {
-            c.batch_execute("BEGIN; SELECT set_config('warren.run', '1', true)")
-                .await?;
+            c.batch_execute(BEGIN).await?;
             self.begun = true;
         }
         Ok(())
@@ -95,6 +100,7 @@ pub(super) async fn run_statement(
     };
     let sql = span.of(&statement.sql);
     let before = tx.before_statement();
+    let prepare = may_prepare(c);
     let shared: &AsyncPgConnection = c;
     // `join` polls the first future first, and each sends its message when first
     // polled: what goes before is on the wire ahead of the statement.
@@ -103,7 +109,13 @@ pub(super) async fn run_statement(
             let mut shared = shared;
             shared.batch_execute(&before).await
         },
-        run_postgres_bare(shared, sql, statement.params.clone(), statement.want),
+        run_postgres_bare(
+            shared,
+            sql,
+            statement.params.clone(),
+            statement.want,
+            prepare,
+        ),
     )
     .await;
     let first = !tx.begun;
@@ -119,9 +131,16 @@ pub(super) async fn run_statement(
             tx.begun = true;
             tx.savepoint_set = true;
             match ran {
-                Err(TaskSqlError::Database(e)) => undo_statement(c, tx)
-                    .await
-                    .and(Err(TaskSqlError::Database(e))),
+                Err(TaskSqlError::Database(e)) => {
+                    // A prepared statement can fail for good on its connection (a table
+                    // it reads changed shape: "cached plan must not change result
+                    // type"): the connection is closed after the run, so that the
+                    // retry prepares it afresh.
+                    tx.prepared_failed |= prepare;
+                    undo_statement(c, tx)
+                        .await
+                        .and(Err(TaskSqlError::Database(e)))
+                }
                 Err(e) => Err(e),
                 Ok(output) => Ok(Ran {
                     output,
@@ -177,27 +196,22 @@ pub(super) enum CommitEnd {
     TransactionEnded,
 }
 
-/// The message's first check: raised when the run's transaction is not the one open.
+/// Raised when the run's transaction is not the one open.
 const ENDED: &str = "warren: the run's transaction ended";
 /// Raised when the fenced completion changed no row.
 const LEASE_LOST: &str = "warren: task ";
 
 /// Completes the run (fenced by its token), sends the outcome's NOTIFY if someone
-/// waits, and commits, in one message: the check that the run's transaction is still
-/// open, the RELEASE of the last savepoint, the fenced UPDATE with its check, COMMIT.
-/// The message is sent with the simple protocol, which runs its statements in order
-/// and stops at the first error, so the COMMIT runs only when everything before it
-/// succeeded. After any error the connection must be closed, not reused.
+/// waits, and commits, in one message: `warren_complete_run` (the check that the run's
+/// transaction is still open, the fenced UPDATE, the check that it changed the task)
+/// then COMMIT. The message is sent with the simple protocol, which runs its
+/// statements in order and stops at the first error, so the COMMIT runs only when
+/// everything before it succeeded. After any error the connection must be closed, not
+/// reused.
 pub(super) async fn complete_and_commit(
     c: &mut AsyncPgConnection,
-    tx: RunTx,
     completion: RunCompletion<'_>,
 ) -> diesel::QueryResult<CommitEnd> {
-    let mut sql = String::with_capacity(completion.result.len() + 600);
-    sql.push_str("SELECT warren_run_open(); ");
-    if tx.savepoint_set {
-        let _ = write!(sql, "RELEASE SAVEPOINT {SAVEPOINT}; ");
-    }
     let RunCompletion {
         id,
         token,
@@ -205,30 +219,18 @@ pub(super) async fn complete_and_commit(
         started_at,
         finished_at,
     } = completion;
-    let _ = write!(
-        sql,
-        "WITH done AS (UPDATE warren_tasks SET state = '{completed}', finished_at = {finished_at}, \
-         result = {result}, last_error = NULL, last_stack = NULL, lease_owner = NULL, \
-         lease_until = NULL, iterations = iterations + 1, started_at = {started_at} \
-         WHERE id = {id} AND lease_token = {token} AND state = '{running}' RETURNING waited) \
-         SELECT warren_fenced_outcome({id}, (SELECT count(*) FROM done), \
-         coalesce((SELECT bool_or(waited) FROM done), false)); COMMIT",
-        completed = TaskState::Completed,
-        running = TaskState::Running,
+    // The last savepoint needs no RELEASE: COMMIT ends it with the transaction.
+    let sql = format!(
+        "SELECT warren_complete_run({id}, {token}, {result}, {started_at}, {finished_at}); COMMIT",
         result = text_literal(result),
     );
     send_commit(c, &sql).await
 }
 
-/// Commits the run's transaction with nothing more to write, in one message (the
-/// check that it is still open, the RELEASE of the last savepoint, COMMIT).
-pub(super) async fn commit(c: &mut AsyncPgConnection, tx: RunTx) -> diesel::QueryResult<CommitEnd> {
-    let mut sql = String::from("SELECT warren_run_open(); ");
-    if tx.savepoint_set {
-        let _ = write!(sql, "RELEASE SAVEPOINT {SAVEPOINT}; ");
-    }
-    sql.push_str("COMMIT");
-    send_commit(c, &sql).await
+/// Commits the run's transaction with nothing more to write, in one message: the check
+/// that it is still open, then COMMIT (which ends the last savepoint with it).
+pub(super) async fn commit(c: &mut AsyncPgConnection) -> diesel::QueryResult<CommitEnd> {
+    send_commit(c, "SELECT warren_run_open(); COMMIT").await
 }
 
 /// Rolls back the run's transaction.

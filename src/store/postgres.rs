@@ -26,7 +26,9 @@ pub(super) fn pool(config: &StoreConfig) -> StoreResult<Pool<AsyncPgConnection>>
             io_runtime()
                 .spawn(async move {
                     use diesel_async::AsyncConnection;
-                    AsyncPgConnection::establish(&url).await
+                    let mut conn = AsyncPgConnection::establish(&url).await?;
+                    super::pg_statement_cache::count_prepared(&mut conn);
+                    Ok(conn)
                 })
                 .await
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?

@@ -92,7 +92,7 @@ impl Store {
             ended: false,
             pg: RunTx {
                 begun,
-                savepoint_set: false,
+                ..RunTx::default()
             },
         })
     }
@@ -160,7 +160,7 @@ impl Transaction {
 
     /// Whether the connection must be closed rather than reused when this ends.
     fn must_close(&self) -> bool {
-        self.tainted || self.ended || self.canceller.was_sent()
+        self.tainted || self.ended || self.canceller.was_sent() || self.pg.prepared_failed
     }
 
     /// Hands the connection back to the pool, or closes it when task SQL left it
@@ -196,7 +196,7 @@ impl Transaction {
         let mut pooled = self.conn.take().expect("open transaction");
         let committed = match &mut pooled {
             PooledConn::Postgres(_) if !self.pg.begun => Ok(()),
-            PooledConn::Postgres(c) => match pg_run_tx::commit(c, self.pg).await {
+            PooledConn::Postgres(c) => match pg_run_tx::commit(c).await {
                 Ok(CommitEnd::Committed) => Ok(()),
                 Ok(_) => {
                     self.ended = true;
@@ -267,7 +267,7 @@ impl Transaction {
         let PooledConn::Postgres(c) = &mut pooled else {
             unreachable!("only PostgreSQL transactions complete in one message");
         };
-        match pg_run_tx::complete_and_commit(c, self.pg, completion).await {
+        match pg_run_tx::complete_and_commit(c, completion).await {
             Ok(CommitEnd::Committed) => {
                 std::mem::take(&mut self.pending).deliver(&self.store.inner.signals);
                 self.release(pooled);
@@ -323,7 +323,7 @@ impl Transaction {
                     Ok(()) => {
                         let result = body(&mut AnyConn::Postgres(c), &mut pending).await;
                         match result {
-                            Ok(value) => match pg_run_tx::commit(c, self.pg).await {
+                            Ok(value) => match pg_run_tx::commit(c).await {
                                 Ok(CommitEnd::Committed) => Ok(value),
                                 Ok(_) => Err(ended()),
                                 Err(e) => Err(e.into()),

@@ -1,2 +1,2 @@
-DROP FUNCTION warren_fenced_outcome(BIGINT, BIGINT, BOOLEAN);
+DROP FUNCTION warren_complete_run(BIGINT, BIGINT, TEXT, BIGINT, BIGINT);
 DROP FUNCTION warren_run_open();
