@@ -68,17 +68,20 @@ impl RunTx {
         Ok(())
     }
 
-    /// Releases the last statement's savepoint, so that the next work runs in the
-    /// transaction itself; fails with [`TaskSqlError::TransactionEnded`] when the last
-    /// statement ended the transaction.
-    pub async fn release(&mut self, c: &mut AsyncPgConnection) -> Result<(), TaskSqlError> {
-        if self.savepoint_set {
-            c.batch_execute(&format!("RELEASE SAVEPOINT {SAVEPOINT}"))
-                .await
-                .map_err(transaction_gone)?;
-            self.savepoint_set = false;
+    /// Checks that the run's transaction is still open (the check of
+    /// `warren_run_open`), before work that must not run outside it. Fails with
+    /// [`TaskSqlError::TransactionEnded`] only when task code ended it; a transaction
+    /// that is open but in error (a cancel that landed between two statements) fails
+    /// with the database's error instead, and rolls back as usual.
+    pub async fn check_open(&self, c: &mut AsyncPgConnection) -> Result<(), TaskSqlError> {
+        use diesel::result::Error::DatabaseError;
+        match c.batch_execute("SELECT warren_run_open()").await {
+            Ok(()) => Ok(()),
+            Err(DatabaseError(_, info)) if info.message().starts_with(ENDED) => {
+                Err(TaskSqlError::TransactionEnded)
+            }
+            Err(e) => Err(TaskSqlError::Database(e)),
         }
-        Ok(())
     }
 }
 

@@ -232,15 +232,14 @@ impl Transaction {
         }
         let rolled_back = match &mut pooled {
             PooledConn::Postgres(_) if !self.pg.begun => Ok(()),
-            // The last statement's RELEASE, still owed, says whether it ended the
-            // transaction.
-            PooledConn::Postgres(c) => match self.pg.release(c).await {
+            // Whether the last statement ended the transaction is still to be found.
+            PooledConn::Postgres(c) => match self.pg.check_open(c).await {
                 Err(TaskSqlError::TransactionEnded) => {
                     self.ended = true;
                     Err(ended())
                 }
-                Err(e) => Err(StoreError::TaskSql(e)),
-                Ok(()) => pg_run_tx::rollback(c).await.map_err(Into::into),
+                // Open, though perhaps in error: roll it back.
+                _ => pg_run_tx::rollback(c).await.map_err(Into::into),
             },
             conn => rollback(&mut conn.any()).await.map_err(Into::into),
         };
@@ -316,8 +315,11 @@ impl Transaction {
             PooledConn::Postgres(c) => {
                 let pg = &mut self.pg;
                 let opened = async {
-                    pg.begin(c).await.map_err(StoreError::from)?;
-                    pg.release(c).await.map_err(StoreError::TaskSql)
+                    if pg.begun {
+                        pg.check_open(c).await.map_err(StoreError::TaskSql)
+                    } else {
+                        pg.begin(c).await.map_err(StoreError::from)
+                    }
                 };
                 match opened.await {
                     Ok(()) => {

@@ -12,6 +12,7 @@ crate::conformance!(
     started_at_is_when_the_run_began_not_the_claim,
     task_statements_commit_with_the_completion_and_a_failed_one_is_undone_alone,
     a_run_that_lost_its_lease_commits_none_of_its_statements,
+    a_run_whose_transaction_is_in_error_rolls_back_and_is_retried,
 );
 
 async fn setup_effects_table(s: &Store) {
@@ -396,4 +397,38 @@ async fn a_run_that_lost_its_lease_commits_none_of_its_statements(b: Backend) {
     ));
     assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 0);
     assert_eq!(s.describe(id).await.unwrap().state, TaskState::Cancelled);
+}
+
+/// A run whose transaction is open but in error (a statement failed outside the
+/// savepoints of task SQL, as when a kill's cancel lands between two statements) rolls
+/// back, and its temporary failure retries the task as usual: it is not mistaken for a
+/// transaction that task code ended, which would fail the task for good.
+async fn a_run_whose_transaction_is_in_error_rolls_back_and_is_retried(b: Backend) {
+    use diesel_async::SimpleAsyncConnection;
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    setup_effects_table(s).await;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let mut run = claim_one(s).await;
+    let tx = run.transaction().await.unwrap();
+    let insert = statement("INSERT INTO effects VALUES ($1)", &format!("[{id}]"));
+    tx.task_sql(&insert).await.unwrap();
+    let failed = match tx.conn().await.unwrap() {
+        warren::store::AnyConn::Postgres(c) => c.batch_execute("SELECT * FROM no_such_table").await,
+        warren::store::AnyConn::Sqlite(c) => c.batch_execute("SELECT * FROM no_such_table").await,
+    };
+    assert!(failed.is_err());
+    let outcome = run
+        .resolve(temporary("it went wrong"), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, ResolveOutcome::Pending { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 0);
+    let t = s.describe(id).await.unwrap();
+    assert_eq!((t.state, t.failures), (TaskState::Pending, 1));
 }
