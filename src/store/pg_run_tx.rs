@@ -6,10 +6,11 @@
 //! round trips for a run's first statement (BEGIN, SAVEPOINT, the statement, RELEASE),
 //! three for each next one, and two to complete and commit: six for a task that
 //! inserts one row. Here:
-//! - what goes before a statement (BEGIN and the first SAVEPOINT, or the RELEASE of the
-//!   previous statement's savepoint and a new SAVEPOINT) is one message, pipelined with
-//!   the statement: one round trip per statement (its text is prepared once per
-//!   connection, see `dynamic.rs`);
+//! - what goes before a statement (BEGIN for the first, which needs no savepoint as the
+//!   transaction holds nothing else; then the RELEASE of the previous statement's
+//!   savepoint and a new SAVEPOINT) is one message, pipelined with the statement: one
+//!   round trip per statement (its text is prepared once per connection, see
+//!   `dynamic.rs`);
 //! - the message that completes the run and commits ([`complete_and_commit`]) is one
 //!   round trip. Its checks raise errors, so the COMMIT at its end never runs when the
 //!   run lost its lease or task code ended its transaction; COMMIT ends the last
@@ -50,7 +51,10 @@ impl RunTx {
     /// What to send before the next task statement, in the same message.
     fn before_statement(self) -> String {
         if !self.begun {
-            format!("{BEGIN}; SAVEPOINT {SAVEPOINT}")
+            // The first statement needs no savepoint: the transaction holds nothing
+            // else, so when it fails the whole transaction is rolled back instead.
+            // (A savepoint costs a subtransaction, and writing in one a second id.)
+            BEGIN.to_string()
         } else if self.savepoint_set {
             format!("RELEASE SAVEPOINT {SAVEPOINT}; SAVEPOINT {SAVEPOINT}")
         } else {
@@ -132,7 +136,7 @@ pub(super) async fn run_statement(
         }),
         Ok(()) => {
             tx.begun = true;
-            tx.savepoint_set = true;
+            tx.savepoint_set = !first;
             match ran {
                 Err(TaskSqlError::Database(e)) => {
                     // A prepared statement can fail for good on its connection (a table
@@ -159,14 +163,19 @@ pub(super) async fn run_statement(
     }
 }
 
-/// Rolls back a statement that failed to its savepoint, leaving the transaction
-/// usable for the next.
+/// Undoes a statement that failed, leaving the run able to go on: rolls back to its
+/// savepoint, or, for the run's first statement, rolls back the transaction it opened
+/// (the next statement opens another).
 async fn undo_statement(c: &mut AsyncPgConnection, tx: &mut RunTx) -> Result<(), TaskSqlError> {
-    c.batch_execute(&format!(
-        "ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"
-    ))
-    .await
-    .map_err(transaction_gone)?;
+    let undo = if tx.savepoint_set {
+        format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}")
+    } else {
+        "ROLLBACK".to_string()
+    };
+    c.batch_execute(&undo).await.map_err(transaction_gone)?;
+    if !tx.savepoint_set {
+        tx.begun = false;
+    }
     tx.savepoint_set = false;
     Ok(())
 }
@@ -290,7 +299,7 @@ mod tests {
     #[test]
     fn the_first_statement_begins_and_the_next_release_the_previous_savepoint() {
         let mut tx = RunTx::default();
-        assert!(tx.before_statement().starts_with("BEGIN; "));
+        assert_eq!(tx.before_statement(), BEGIN);
         tx.begun = true;
         assert_eq!(tx.before_statement(), "SAVEPOINT warren_task_sql");
         tx.savepoint_set = true;

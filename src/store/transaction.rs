@@ -50,8 +50,9 @@ impl std::fmt::Debug for Transaction {
 impl Drop for Transaction {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            // One that never opened (nothing was sent on it) goes back to the pool.
-            if self.pg.begun {
+            // One with no transaction open on it, fit for the next user, goes back to
+            // the pool.
+            if self.pg.begun || self.must_close() {
                 conn.discard();
             }
         }
