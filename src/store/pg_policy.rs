@@ -82,6 +82,8 @@ const ROLES: &str = "roles, databases and server settings are not task code's to
 const ONE_STATEMENT: &str = "send one statement per call";
 const NAMES: &str = "Warren's own statements run in the same transaction and must find their tables; qualify names with their schema instead";
 
+const WARREN_SETTINGS: &str = "settings under `warren.` mark the run's transaction for Warren's own checks";
+
 /// Functions that reach files, other sessions or the server, or run SQL text of
 /// their own (which the parser cannot see into).
 const REFUSED_FUNCTIONS: &[&str] = &[
@@ -209,6 +211,8 @@ pub fn classify(sql: &str) -> Verdict {
             let changes_role = matches!(s.name.as_str(), "role" | "session_authorization");
             if s.name == "search_path" {
                 return refused("SET search_path", NAMES);
+            } else if s.name.to_ascii_lowercase().starts_with("warren.") {
+                return refused(format!("SET {}", s.name), WARREN_SETTINGS);
             } else if s.is_local && !changes_role {
                 None
             } else if changes_role {
@@ -462,6 +466,10 @@ mod tests {
         assert_eq!(
             kind("SET LOCAL search_path = evil").as_deref(),
             Some("SET search_path")
+        );
+        assert_eq!(
+            kind("SET LOCAL warren.run = ''").as_deref(),
+            Some("SET warren.run")
         );
         assert_eq!(kind("DISCARD ALL").as_deref(), Some("DISCARD"));
         assert_eq!(kind("LISTEN x").as_deref(), Some("LISTEN"));
