@@ -478,6 +478,71 @@ async fn connections_come_back_clean(b: Backend) {
     assert_eq!(effects(s).await, 1);
 }
 
+/// A run whose connection is lost between two statements is not taken for one whose
+/// transaction task code ended: nothing of it committed, so it is retried, not failed
+/// for good. (PostgreSQL: a SQLite connection is a file, not a socket.)
+async fn a_lost_connection_is_not_an_ended_transaction(b: Backend) {
+    if b != Backend::Postgres {
+        return;
+    }
+    let Some(db) = with_effects(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s
+        .schedule(NewTask::new("guests:hostile".parse().unwrap(), json!({})))
+        .await
+        .unwrap();
+    let claimed = s
+        .claim("hostile-runner", &["default".to_string()], 1, 60_000)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut run = s.begin_run(claimed).await.unwrap();
+    let tx = run.transaction().await.unwrap();
+    let statement = |sql: &str| warren::store::TaskStatement::execute(sql, "[]").unwrap();
+    tx.task_sql(&statement("INSERT INTO hostile_effects VALUES (1)"))
+        .await
+        .unwrap();
+    let pid =
+        warren::store::TaskStatement::query("SELECT pg_backend_pid() AS pid", "[]", 1024).unwrap();
+    let warren::store::TaskSqlOutput::Rows(rows) = tx.task_sql(&pid).await.unwrap() else {
+        panic!("rows");
+    };
+    let pid = serde_json::from_str::<Value>(&rows).unwrap()[0]["pid"]
+        .as_i64()
+        .unwrap();
+    let mut conn = s.connection().await.unwrap();
+    exec(
+        &mut conn.as_any(),
+        &format!("SELECT pg_terminate_backend({pid})"),
+    )
+    .await;
+    drop(conn);
+    let err = tx
+        .task_sql(&statement("INSERT INTO hostile_effects VALUES (2)"))
+        .await
+        .unwrap_err();
+    assert!(
+        !matches!(err, warren::store::TaskSqlError::TransactionEnded),
+        "{err:?}"
+    );
+    assert!(!tx.task_ended_it());
+    // Resolving on a dead connection fails: the task keeps running until its lease
+    // expires, then runs again.
+    assert!(run
+        .resolve(
+            warren::task::Resolution::Completion {
+                result: "{}".into()
+            },
+            RetryPolicy::default()
+        )
+        .await
+        .is_err());
+    assert_eq!(s.describe(id).await.unwrap().state, TaskState::Running);
+    assert_eq!(effects(s).await, 0);
+}
+
 /// Task statements are prepared once per connection and reused, but task code that
 /// sends ever new texts cannot make a connection keep them all: past a bound they are
 /// prepared for one use only (`MAX_PREPARED_STATEMENTS`), and the run still works.
@@ -737,6 +802,7 @@ conformance!(
     a_transaction_ended_under_the_run_fails_it_for_good,
     a_transaction_ended_by_the_last_statement_fails_the_completion,
     ever_new_statements_do_not_fill_the_connection,
+    a_lost_connection_is_not_an_ended_transaction,
     a_statement_broken_by_a_table_change_is_prepared_afresh,
     connections_come_back_clean,
     timeouts_and_kills_reach_sql,

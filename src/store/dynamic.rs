@@ -151,10 +151,13 @@ async fn in_savepoint<T>(
 
 /// The error for a savepoint the server refused: the run's transaction is no longer
 /// there (unless the connection itself failed, which is an ordinary error).
-pub(super) fn transaction_gone(e: diesel::result::Error) -> TaskSqlError {
+fn transaction_gone(e: diesel::result::Error) -> TaskSqlError {
     use diesel::result::{DatabaseErrorKind, Error};
     match e {
-        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => TaskSqlError::Database(e),
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => TaskSqlError::Database(e),
         Error::DatabaseError(..) => TaskSqlError::TransactionEnded,
         other => TaskSqlError::Database(other),
     }

@@ -82,7 +82,9 @@ const ROLES: &str = "roles, databases and server settings are not task code's to
 const ONE_STATEMENT: &str = "send one statement per call";
 const NAMES: &str = "Warren's own statements run in the same transaction and must find their tables; qualify names with their schema instead";
 
-const WARREN_SETTINGS: &str = "settings under `warren.` mark the run's transaction for Warren's own checks";
+const WARREN_SETTINGS: &str = "Warren's own statements in the run's transaction depend on search_path, the role and the settings under `warren.`";
+
+const SET_CONFIG_NAME: &str = "write the setting's name out as text, so that it can be checked";
 
 /// Functions that reach files, other sessions or the server, or run SQL text of
 /// their own (which the parser cannot see into).
@@ -358,6 +360,11 @@ fn walk(tree: &pg_query::protobuf::ParseResult, span: StatementSpan) -> Verdict 
                     if REFUSED_FUNCTIONS.contains(&name.as_str()) || name.starts_with("dblink") {
                         return refused(format!("calling {name}"), FILES);
                     }
+                    if name == "set_config" {
+                        if let Some(refusal) = set_config_refusal(call) {
+                            return refusal;
+                        }
+                    }
                     if SESSION_FUNCTIONS.contains(&name.as_str()) {
                         taints_session = true;
                     }
@@ -392,6 +399,36 @@ fn first_warren_identifier(value: &serde_json::Value) -> Option<String> {
         }
     }
     None
+}
+
+/// Why a `set_config` call is refused, if it is: one whose setting's name is not
+/// written out (a parameter, an expression), or names a setting Warren's own
+/// statements in the run's transaction depend on (`search_path`, roles, `warren.*`).
+fn set_config_refusal(call: &serde_json::Value) -> Option<Verdict> {
+    let first = call.get("args").and_then(|a| a.as_array())?.first()?;
+    let mut names = Vec::new();
+    let mut stack = vec![first];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(name) = map.get("sval").and_then(|v| v.as_str()) {
+                    names.push(name.to_ascii_lowercase());
+                }
+                stack.extend(map.values());
+            }
+            serde_json::Value::Array(items) => stack.extend(items.iter()),
+            _ => {}
+        }
+    }
+    let [name] = names.as_slice() else {
+        return Some(refused("set_config of a computed setting", SET_CONFIG_NAME));
+    };
+    let guarded = name.starts_with("warren.")
+        || matches!(
+            name.as_str(),
+            "search_path" | "role" | "session_authorization"
+        );
+    guarded.then(|| refused(format!("set_config of {name}"), WARREN_SETTINGS))
 }
 
 /// The unqualified, lower-case name of a called function.
@@ -471,6 +508,27 @@ mod tests {
             kind("SET LOCAL warren.run = ''").as_deref(),
             Some("SET warren.run")
         );
+        for (sql, refused) in [
+            (
+                "SELECT set_config('warren.run', '1', false)",
+                Some("set_config of warren.run"),
+            ),
+            (
+                "SELECT set_config('Search_Path', 'x', true)",
+                Some("set_config of search_path"),
+            ),
+            (
+                "SELECT set_config($1, '1', false)",
+                Some("set_config of a computed setting"),
+            ),
+            (
+                "SELECT set_config('myapp.' || 'x', '1', true)",
+                Some("set_config of a computed setting"),
+            ),
+            ("SELECT set_config('myapp.tenant', $1, true) AS v", None),
+        ] {
+            assert_eq!(kind(sql).as_deref(), refused, "{sql}");
+        }
         assert_eq!(kind("DISCARD ALL").as_deref(), Some("DISCARD"));
         assert_eq!(kind("LISTEN x").as_deref(), Some("LISTEN"));
         assert_eq!(kind("COPY t TO '/tmp/x'").as_deref(), Some("COPY"));

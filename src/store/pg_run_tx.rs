@@ -9,8 +9,8 @@
 //! - what goes before a statement (BEGIN for the first, which needs no savepoint as the
 //!   transaction holds nothing else; then the RELEASE of the previous statement's
 //!   savepoint and a new SAVEPOINT) is one message, pipelined with the statement: one
-//!   round trip per statement (its text is prepared once per connection, see
-//!   `dynamic.rs`);
+//!   round trip per statement once its text is prepared on the connection (the first
+//!   use of a text adds one to prepare it, see `pg_statement_cache.rs`);
 //! - the message that completes the run and commits ([`complete_and_commit`]) is one
 //!   round trip. Its checks raise errors, so the COMMIT at its end never runs when the
 //!   run lost its lease or task code ended its transaction; COMMIT ends the last
@@ -21,12 +21,15 @@
 //! sent after it (the next statement's RELEASE, or the completion's check), and the run
 //! then fails for good, as its effects may have committed.
 
-use super::dynamic::{run_postgres_bare, transaction_gone};
+use super::dynamic::run_postgres_bare;
 use super::pg_policy::{PgStatementPolicy, Verdict};
 use super::pg_statement_cache::may_prepare;
 use super::task_sql::{Ran, SqlCanceller, TaskSqlError, TaskStatement};
 use crate::task::{LeaseToken, Millis, TaskId};
-use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use diesel::connection::TransactionDepthChange;
+use diesel_async::{
+    AnsiTransactionManager, AsyncPgConnection, SimpleAsyncConnection, TransactionManager,
+};
 
 /// The savepoint each task statement runs in.
 const SAVEPOINT: &str = "warren_task_sql";
@@ -37,10 +40,20 @@ const SAVEPOINT: &str = "warren_task_sql";
 const BEGIN: &str = "BEGIN; SET LOCAL warren.run = '1'";
 
 /// Where a run's transaction stands on its connection.
+///
+/// diesel's own transaction manager is told of the transaction before its BEGIN goes
+/// out and of its end only once COMMIT or ROLLBACK succeeded ([`mark_open`],
+/// [`mark_closed`]): so an application's `transaction()` on the run's connection nests
+/// as a savepoint, and a connection whose transaction may still be open (a message
+/// that failed or was abandoned midway) is never reused: the pool drops it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct RunTx {
-    /// BEGIN was sent (it goes out with the run's first statement).
+    /// The transaction is open (its BEGIN succeeded; it goes out with the run's first
+    /// statement).
     pub begun: bool,
+    /// A BEGIN was sent and no COMMIT or ROLLBACK has succeeded since: the
+    /// transaction may be open, whatever `begun` says.
+    pub maybe_open: bool,
     /// The last statement's savepoint is still set (released by whatever comes next).
     pub savepoint_set: bool,
     /// A statement prepared for reuse failed: close the connection after the run.
@@ -66,10 +79,30 @@ impl RunTx {
     /// metadata, a resolution other than completion): one round trip, once.
     pub async fn begin(&mut self, c: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
         if !self.begun {
+            self.opening(c);
             c.batch_execute(BEGIN).await?;
             self.begun = true;
         }
         Ok(())
+    }
+
+    /// Notes, before a BEGIN goes out, that the transaction may be open from now on.
+    fn opening(&mut self, c: &mut AsyncPgConnection) {
+        if !self.maybe_open {
+            mark_open(c);
+            self.maybe_open = true;
+        }
+    }
+
+    /// Notes that COMMIT or ROLLBACK succeeded: no transaction is open.
+    pub fn closed(&mut self, c: &mut AsyncPgConnection) {
+        if self.maybe_open {
+            mark_closed(c);
+        }
+        *self = RunTx {
+            prepared_failed: self.prepared_failed,
+            ..RunTx::default()
+        };
     }
 
     /// Checks that the run's transaction is still open (the check of
@@ -107,10 +140,15 @@ pub(super) async fn run_statement(
     };
     let sql = span.of(&statement.sql);
     let before = tx.before_statement();
-    let prepare = may_prepare(c);
+    let prepare = may_prepare(c, sql);
+    let first = !tx.begun;
+    if first {
+        tx.opening(c);
+    }
     let shared: &AsyncPgConnection = c;
     // `join` polls the first future first, and each sends its message when first
-    // polled: what goes before is on the wire ahead of the statement.
+    // polled: what goes before is on the wire ahead of the statement (ahead of its
+    // Parse, too, when the statement is prepared first).
     let (set, ran) = futures_util::future::join(
         async {
             let mut shared = shared;
@@ -125,15 +163,20 @@ pub(super) async fn run_statement(
         ),
     )
     .await;
-    let first = !tx.begun;
     let result = match set {
-        // The previous statement ended the transaction (this RELEASE failed), or the
-        // connection failed. This statement may then have run on its own and
-        // committed; if it did, the run is over either way.
-        Err(e) => Err(match transaction_gone(e) {
-            TaskSqlError::Database(e) if !(first && ran.is_ok()) => TaskSqlError::Database(e),
-            _ => TaskSqlError::TransactionEnded,
-        }),
+        // The run's first statement ran although its BEGIN failed: on its own, so it
+        // committed; the run is over.
+        Err(_) if first && ran.is_ok() => Err(TaskSqlError::TransactionEnded),
+        // Nothing was open before; what failed is no transaction of the run's.
+        Err(e) if first => Err(TaskSqlError::Database(e)),
+        // The previous statement ended the transaction (this RELEASE or SAVEPOINT
+        // failed outside it; the statement may then have run on its own and
+        // committed), or the transaction is in error, or the connection failed: the
+        // run's mark tells the first apart.
+        Err(e) => match tx.check_open(c).await {
+            Err(TaskSqlError::TransactionEnded) => Err(TaskSqlError::TransactionEnded),
+            _ => Err(TaskSqlError::Database(e)),
+        },
         Ok(()) => {
             tx.begun = true;
             tx.savepoint_set = !first;
@@ -141,9 +184,17 @@ pub(super) async fn run_statement(
                 Err(TaskSqlError::Database(e)) => {
                     // A prepared statement can fail for good on its connection (a table
                     // it reads changed shape: "cached plan must not change result
-                    // type"): the connection is closed after the run, so that the
-                    // retry prepares it afresh.
-                    tx.prepared_failed |= prepare;
+                    // type", which diesel reports as an unknown kind): the connection
+                    // is then closed after the run, so that the retry prepares it
+                    // afresh. Data errors (constraints) leave it be.
+                    let unknown = matches!(
+                        e,
+                        diesel::result::Error::DatabaseError(
+                            diesel::result::DatabaseErrorKind::Unknown,
+                            _
+                        )
+                    );
+                    tx.prepared_failed |= prepare && unknown;
                     undo_statement(c, tx)
                         .await
                         .and(Err(TaskSqlError::Database(e)))
@@ -157,8 +208,11 @@ pub(super) async fn run_statement(
         }
     };
     match result {
-        // Whatever failed, a statement stopped by a kill or a timeout says so.
-        Err(_) if canceller.was_sent() => Err(TaskSqlError::Interrupted),
+        // A statement stopped by a kill or a timeout says so, unless the transaction
+        // ended: that must reach the run, which then fails for good.
+        Err(e) if canceller.was_sent() && !matches!(e, TaskSqlError::TransactionEnded) => {
+            Err(TaskSqlError::Interrupted)
+        }
         other => other,
     }
 }
@@ -167,17 +221,47 @@ pub(super) async fn run_statement(
 /// savepoint, or, for the run's first statement, rolls back the transaction it opened
 /// (the next statement opens another).
 async fn undo_statement(c: &mut AsyncPgConnection, tx: &mut RunTx) -> Result<(), TaskSqlError> {
-    let undo = if tx.savepoint_set {
-        format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}")
-    } else {
-        "ROLLBACK".to_string()
-    };
-    c.batch_execute(&undo).await.map_err(transaction_gone)?;
     if !tx.savepoint_set {
-        tx.begun = false;
+        return match rollback(c).await {
+            Ok(()) => {
+                tx.closed(c);
+                Ok(())
+            }
+            Err(e) => Err(TaskSqlError::Database(e)),
+        };
     }
-    tx.savepoint_set = false;
-    Ok(())
+    let undo = format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}");
+    match c.batch_execute(&undo).await {
+        Ok(()) => {
+            tx.savepoint_set = false;
+            Ok(())
+        }
+        // The statement ended the transaction, or the connection failed.
+        Err(e) => match tx.check_open(c).await {
+            Err(TaskSqlError::TransactionEnded) => Err(TaskSqlError::TransactionEnded),
+            _ => Err(TaskSqlError::Database(e)),
+        },
+    }
+}
+
+/// Tells diesel's transaction manager that a transaction is open on `c` (see
+/// [`RunTx`]).
+fn mark_open(c: &mut AsyncPgConnection) {
+    let _ = transaction_depth(c, TransactionDepthChange::IncreaseDepth);
+}
+
+/// Tells diesel's transaction manager that the transaction on `c` ended.
+fn mark_closed(c: &mut AsyncPgConnection) {
+    let _ = transaction_depth(c, TransactionDepthChange::DecreaseDepth);
+}
+
+fn transaction_depth(
+    c: &mut AsyncPgConnection,
+    change: TransactionDepthChange,
+) -> diesel::QueryResult<()> {
+    <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::transaction_manager_status_mut(c)
+        .transaction_state()?
+        .change_transaction_depth(change)
 }
 
 /// The completion of a run whose transaction is open: what [`complete_and_commit`]

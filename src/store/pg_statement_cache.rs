@@ -36,13 +36,18 @@ pub(super) fn count_prepared(c: &mut AsyncPgConnection) {
     c.set_instrumentation(PreparedCount::default());
 }
 
-/// Whether a new task statement may still be prepared for reuse on `c`. False on a
+/// The longest task statement prepared for reuse (4 KiB of text): with
+/// [`MAX_PREPARED_STATEMENTS`], what a connection keeps stays within a few megabytes.
+pub const MAX_PREPARED_TEXT: usize = 4 << 10;
+
+/// Whether task statement `sql` may be prepared for reuse on `c`. False on a
 /// connection that does not count (none should exist): better one round trip more
 /// than an unbounded cache.
-pub(super) fn may_prepare(c: &mut AsyncPgConnection) -> bool {
-    c.instrumentation()
-        .downcast_ref::<PreparedCount>()
-        .is_some_and(|count| count.prepared < MAX_PREPARED_STATEMENTS)
+pub(super) fn may_prepare(c: &mut AsyncPgConnection, sql: &str) -> bool {
+    sql.len() <= MAX_PREPARED_TEXT
+        && c.instrumentation()
+            .downcast_ref::<PreparedCount>()
+            .is_some_and(|count| count.prepared < MAX_PREPARED_STATEMENTS)
 }
 
 #[cfg(test)]

@@ -256,7 +256,7 @@ impl TaskRun {
         let store = self.store;
         // A transaction that task SQL never opened (PostgreSQL opens it with the first
         // statement) holds nothing: the run resolves as one that did no database work.
-        let tx = self.tx.filter(Transaction::opened);
+        let tx = self.tx.filter(|tx| tx.opened() || tx.task_ended_it());
         if tx.as_ref().is_some_and(Transaction::task_ended_it) {
             drop(tx);
             return fail_ended_transaction(&store, id, token, started_at).await;

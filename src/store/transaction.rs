@@ -9,7 +9,8 @@ use super::{AnyConn, NewTask, Store, StoreError, StoreResult};
 use crate::task::TaskId;
 
 /// An open transaction. Dropping it without [`Transaction::commit`] closes its
-/// connection, which rolls everything back.
+/// connection, which rolls everything back (one on which nothing was sent yet goes
+/// back to the pool).
 ///
 /// Task code's SQL goes through [`Transaction::task_sql`], which applies the
 /// statement policy. A connection whose session task SQL changed, whose statement was
@@ -52,7 +53,7 @@ impl Drop for Transaction {
         if let Some(conn) = self.conn.take() {
             // One with no transaction open on it, fit for the next user, goes back to
             // the pool.
-            if self.pg.begun || self.must_close() {
+            if self.pg.maybe_open || self.must_close() {
                 conn.discard();
             }
         }
@@ -161,7 +162,11 @@ impl Transaction {
 
     /// Whether the connection must be closed rather than reused when this ends.
     fn must_close(&self) -> bool {
-        self.tainted || self.ended || self.canceller.was_sent() || self.pg.prepared_failed
+        self.tainted
+            || self.ended
+            || self.canceller.was_sent()
+            || self.pg.prepared_failed
+            || self.pg.maybe_open
     }
 
     /// Hands the connection back to the pool, or closes it when task SQL left it
@@ -198,7 +203,10 @@ impl Transaction {
         let committed = match &mut pooled {
             PooledConn::Postgres(_) if !self.pg.begun => Ok(()),
             PooledConn::Postgres(c) => match pg_run_tx::commit(c).await {
-                Ok(CommitEnd::Committed) => Ok(()),
+                Ok(CommitEnd::Committed) => {
+                    self.pg.closed(c);
+                    Ok(())
+                }
                 Ok(_) => {
                     self.ended = true;
                     Err(ended())
@@ -240,7 +248,13 @@ impl Transaction {
                     Err(ended())
                 }
                 // Open, though perhaps in error: roll it back.
-                _ => pg_run_tx::rollback(c).await.map_err(Into::into),
+                _ => match pg_run_tx::rollback(c).await {
+                    Ok(()) => {
+                        self.pg.closed(c);
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
+                },
             },
             conn => rollback(&mut conn.any()).await.map_err(Into::into),
         };
@@ -269,6 +283,7 @@ impl Transaction {
         };
         match pg_run_tx::complete_and_commit(c, completion).await {
             Ok(CommitEnd::Committed) => {
+                self.pg.closed(c);
                 std::mem::take(&mut self.pending).deliver(&self.store.inner.signals);
                 self.release(pooled);
                 Ok(CompletedEnd::Committed)
@@ -327,7 +342,10 @@ impl Transaction {
                         let result = body(&mut AnyConn::Postgres(c), &mut pending).await;
                         match result {
                             Ok(value) => match pg_run_tx::commit(c).await {
-                                Ok(CommitEnd::Committed) => Ok(value),
+                                Ok(CommitEnd::Committed) => {
+                                    self.pg.closed(c);
+                                    Ok(value)
+                                }
                                 Ok(_) => Err(ended()),
                                 Err(e) => Err(e.into()),
                             },

@@ -68,7 +68,8 @@ pub const MAX_LOGGED_LINE_BYTES: usize = 8 << 10;
 const SQL_STOP_CHECK: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// How often a cancel is sent again while the statement has not stopped (a cancel
-/// that reaches the server between two statements has no effect).
+/// that reaches the server between two statements stops nothing of the run's, or the
+/// message after it; the connection is closed after the run either way).
 const SQL_CANCEL_REPEAT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Runs `work` (a task statement) until it ends; once `stopped` says the run was

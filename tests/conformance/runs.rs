@@ -13,6 +13,7 @@ crate::conformance!(
     task_statements_commit_with_the_completion_and_a_failed_one_is_undone_alone,
     a_run_that_lost_its_lease_commits_none_of_its_statements,
     a_run_whose_transaction_is_in_error_rolls_back_and_is_retried,
+    an_application_transaction_on_a_runs_connection_nests_in_the_run,
 );
 
 async fn setup_effects_table(s: &Store) {
@@ -429,4 +430,33 @@ async fn a_run_whose_transaction_is_in_error_rolls_back_and_is_retried(b: Backen
     assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 0);
     let t = s.describe(id).await.unwrap();
     assert_eq!((t.state, t.failures), (TaskState::Pending, 1));
+}
+
+/// An application's own `transaction()` on a run's connection nests in the run's
+/// transaction (a savepoint): what it wrote still rolls back with the run.
+async fn an_application_transaction_on_a_runs_connection_nests_in_the_run(b: Backend) {
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    setup_effects_table(s).await;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let mut run = claim_one(s).await;
+    let insert = format!("INSERT INTO effects VALUES ({id})");
+    let written: Result<(), diesel::result::Error> = match run.conn().await.unwrap() {
+        warren::store::AnyConn::Postgres(c) => {
+            c.transaction(async |c| c.batch_execute(&insert).await)
+                .await
+        }
+        warren::store::AnyConn::Sqlite(c) => {
+            c.transaction(async |c| c.batch_execute(&insert).await)
+                .await
+        }
+    };
+    written.unwrap();
+    run.resolve(temporary("undo it"), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 0);
 }
