@@ -42,7 +42,8 @@ pub const MAX_PREPARED_TEXT: usize = 4 << 10;
 
 /// Whether task statement `sql` may be prepared for reuse on `c`. False on a
 /// connection that does not count (none should exist): better one round trip more
-/// than an unbounded cache.
+/// than an unbounded cache. Called between statements only: diesel-async lends the
+/// instrumentation to each statement in flight, and refuses access meanwhile.
 pub(super) fn may_prepare(c: &mut AsyncPgConnection, sql: &str) -> bool {
     sql.len() <= MAX_PREPARED_TEXT
         && c.instrumentation()
