@@ -371,16 +371,7 @@ async fn ended_under_the_run(b: Backend, then: Then) {
         return;
     };
     let s = &db.store;
-    let id = s
-        .schedule(NewTask::new("guests:hostile".parse().unwrap(), json!({})))
-        .await
-        .unwrap();
-    let claimed = s
-        .claim("hostile-runner", &["default".to_string()], 1, 60_000)
-        .await
-        .unwrap()
-        .remove(0);
-    let mut run = s.begin_run(claimed).await.unwrap();
+    let (id, mut run) = schedule_and_claim(s, json!({})).await;
     let tx = run.transaction().await.unwrap();
     let statement = |n: u32| {
         let sql = format!("INSERT INTO hostile_effects VALUES ({n})");
@@ -489,16 +480,7 @@ async fn a_lost_connection_is_not_an_ended_transaction(b: Backend) {
         return;
     };
     let s = &db.store;
-    let id = s
-        .schedule(NewTask::new("guests:hostile".parse().unwrap(), json!({})))
-        .await
-        .unwrap();
-    let claimed = s
-        .claim("hostile-runner", &["default".to_string()], 1, 60_000)
-        .await
-        .unwrap()
-        .remove(0);
-    let mut run = s.begin_run(claimed).await.unwrap();
+    let (id, mut run) = schedule_and_claim(s, json!({})).await;
     let tx = run.transaction().await.unwrap();
     let statement = |sql: &str| warren::store::TaskStatement::execute(sql, "[]").unwrap();
     tx.task_sql(&statement("INSERT INTO hostile_effects VALUES (1)"))

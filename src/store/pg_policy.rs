@@ -151,6 +151,24 @@ pub struct PgStatementPolicy {
 const CACHE_LIMIT: usize = 4096;
 
 impl PgStatementPolicy {
+    /// Admits `sql` for running, or refuses it with the error task code sees: the
+    /// statement's own text within `sql`, and whether it changes the session beyond
+    /// the transaction.
+    pub(super) fn admit<'a>(
+        &self,
+        sql: &'a str,
+    ) -> Result<(&'a str, bool), super::task_sql::TaskSqlError> {
+        match self.check(sql) {
+            Verdict::Refused(refusal) => {
+                Err(super::task_sql::TaskSqlError::Refused(refusal.to_string()))
+            }
+            Verdict::Allowed {
+                span,
+                taints_session,
+            } => Ok((span.of(sql), taints_session)),
+        }
+    }
+
     /// The verdict on `sql` (one statement, `$N` parameters).
     pub fn check(&self, sql: &str) -> Verdict {
         if let Some(verdict) = self.lock().get(sql) {

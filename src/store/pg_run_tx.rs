@@ -22,7 +22,7 @@
 //! then fails for good, as its effects may have committed.
 
 use super::dynamic::run_postgres_bare;
-use super::pg_policy::{PgStatementPolicy, Verdict};
+use super::pg_policy::PgStatementPolicy;
 use super::pg_statement_cache::may_prepare;
 use super::task_sql::{Ran, SqlCanceller, TaskSqlError, TaskStatement};
 use crate::task::{LeaseToken, Millis, TaskId};
@@ -131,14 +131,7 @@ pub(super) async fn run_statement(
     statement: &TaskStatement,
     canceller: &SqlCanceller,
 ) -> Result<Ran, TaskSqlError> {
-    let (span, taints_session) = match policy.check(&statement.sql) {
-        Verdict::Refused(refusal) => return Err(TaskSqlError::Refused(refusal.to_string())),
-        Verdict::Allowed {
-            span,
-            taints_session,
-        } => (span, taints_session),
-    };
-    let sql = span.of(&statement.sql);
+    let (sql, taints_session) = policy.admit(&statement.sql)?;
     let before = tx.before_statement();
     let prepare = may_prepare(c, sql);
     let first = !tx.begun;

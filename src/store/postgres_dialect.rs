@@ -6,7 +6,7 @@ use super::claim::{ClaimParams, PgClaim};
 use super::dialect::{Announce, Dialect, LockWhen};
 use super::manage::list_query;
 use super::model::TaskRow;
-use super::pg_policy::{PgStatementPolicy, Verdict};
+use super::pg_policy::PgStatementPolicy;
 use super::schedule::{MetadataInsert, PgInsertTasks, TaskInsert, BATCH_CHUNK};
 use super::schema::warren_task_metadata;
 use super::signals::{Pending, PgNotify, PgNotifyOutcome, TASKS_CHANNEL};
@@ -119,14 +119,7 @@ impl Dialect for AsyncPgConnection {
         statement: &TaskStatement,
         canceller: Option<&SqlCanceller>,
     ) -> Result<Ran, TaskSqlError> {
-        let (span, taints_session) = match policy.check(&statement.sql) {
-            Verdict::Refused(refusal) => return Err(TaskSqlError::Refused(refusal.to_string())),
-            Verdict::Allowed {
-                span,
-                taints_session,
-            } => (span, taints_session),
-        };
-        let sql = span.of(&statement.sql);
+        let (sql, taints_session) = policy.admit(&statement.sql)?;
         match dynamic::run_postgres(self, sql, statement.params.clone(), statement.want).await {
             Ok(output) => Ok(Ran {
                 output,

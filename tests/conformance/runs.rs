@@ -25,14 +25,20 @@ async fn setup_effects_table(s: &Store) {
     .await;
 }
 
+/// A database with the `effects` table and one task, claimed: its id and its run.
+async fn one_run_with_effects(b: Backend) -> Option<(TestDb, TaskId, warren::store::TaskRun)> {
+    let db = TestDb::new(b).await?;
+    setup_effects_table(&db.store).await;
+    let id = db.store.schedule(task(json!({}))).await.unwrap();
+    let run = claim_one(&db.store).await;
+    Some((db, id, run))
+}
+
 async fn task_effects_commit_with_completion(b: Backend) {
-    let Some(db) = TestDb::new(b).await else {
+    let Some((db, id, mut run)) = one_run_with_effects(b).await else {
         return;
     };
     let s = &db.store;
-    setup_effects_table(s).await;
-    let id = s.schedule(task(json!({}))).await.unwrap();
-    let mut run = claim_one(s).await;
     exec(
         &mut run.conn().await.unwrap(),
         &format!("INSERT INTO effects VALUES ({id})"),
@@ -55,13 +61,10 @@ async fn task_effects_commit_with_completion(b: Backend) {
 }
 
 async fn task_effects_vanish_with_temporary_failure(b: Backend) {
-    let Some(db) = TestDb::new(b).await else {
+    let Some((db, id, mut run)) = one_run_with_effects(b).await else {
         return;
     };
     let s = &db.store;
-    setup_effects_table(s).await;
-    let id = s.schedule(task(json!({}))).await.unwrap();
-    let mut run = claim_one(s).await;
     exec(
         &mut run.conn().await.unwrap(),
         &format!("INSERT INTO effects VALUES ({id})"),
@@ -330,13 +333,10 @@ fn statement(sql: &str, params: &str) -> TaskStatement {
 /// statement is undone alone and the run goes on; the others commit with the
 /// completion, whose result is stored as sent, quotes and backslashes included.
 async fn task_statements_commit_with_the_completion_and_a_failed_one_is_undone_alone(b: Backend) {
-    let Some(db) = TestDb::new(b).await else {
+    let Some((db, id, mut run)) = one_run_with_effects(b).await else {
         return;
     };
     let s = &db.store;
-    setup_effects_table(s).await;
-    let id = s.schedule(task(json!({}))).await.unwrap();
-    let mut run = claim_one(s).await;
     let tx = run.transaction().await.unwrap();
     let insert = statement("INSERT INTO effects VALUES ($1)", &format!("[{id}]"));
     let null = statement("INSERT INTO effects VALUES (NULL)", "[]");
@@ -376,13 +376,10 @@ async fn task_statements_commit_with_the_completion_and_a_failed_one_is_undone_a
 /// A run whose task was cancelled while it ran: its completion is refused and none of
 /// its statements commit.
 async fn a_run_that_lost_its_lease_commits_none_of_its_statements(b: Backend) {
-    let Some(db) = TestDb::new(b).await else {
+    let Some((db, id, mut run)) = one_run_with_effects(b).await else {
         return;
     };
     let s = &db.store;
-    setup_effects_table(s).await;
-    let id = s.schedule(task(json!({}))).await.unwrap();
-    let mut run = claim_one(s).await;
     // Cancelled before the run writes (on SQLite the run's first write would hold the
     // write lock, and the cancel would wait for it).
     s.cancel(id, "operator").await.unwrap();
@@ -404,13 +401,10 @@ async fn a_run_that_lost_its_lease_commits_none_of_its_statements(b: Backend) {
 /// transaction that task code ended, which would fail the task for good.
 async fn a_run_whose_transaction_is_in_error_rolls_back_and_is_retried(b: Backend) {
     use diesel_async::SimpleAsyncConnection;
-    let Some(db) = TestDb::new(b).await else {
+    let Some((db, id, mut run)) = one_run_with_effects(b).await else {
         return;
     };
     let s = &db.store;
-    setup_effects_table(s).await;
-    let id = s.schedule(task(json!({}))).await.unwrap();
-    let mut run = claim_one(s).await;
     let tx = run.transaction().await.unwrap();
     let insert = statement("INSERT INTO effects VALUES ($1)", &format!("[{id}]"));
     tx.task_sql(&insert).await.unwrap();
@@ -436,13 +430,10 @@ async fn a_run_whose_transaction_is_in_error_rolls_back_and_is_retried(b: Backen
 /// transaction (a savepoint): what it wrote still rolls back with the run.
 async fn an_application_transaction_on_a_runs_connection_nests_in_the_run(b: Backend) {
     use diesel_async::{AsyncConnection, SimpleAsyncConnection};
-    let Some(db) = TestDb::new(b).await else {
+    let Some((db, id, mut run)) = one_run_with_effects(b).await else {
         return;
     };
     let s = &db.store;
-    setup_effects_table(s).await;
-    let id = s.schedule(task(json!({}))).await.unwrap();
-    let mut run = claim_one(s).await;
     let insert = format!("INSERT INTO effects VALUES ({id})");
     let written: Result<(), diesel::result::Error> = match run.conn().await.unwrap() {
         warren::store::AnyConn::Postgres(c) => {
