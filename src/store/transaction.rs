@@ -25,7 +25,8 @@ pub struct Transaction {
     tainted: bool,
     /// Task SQL ended the transaction; nothing more may run or commit on it.
     ended: bool,
-    /// Where the transaction stands on PostgreSQL (SQLite's opens at once).
+    /// Where the transaction stands on PostgreSQL (SQLite's opens at once, so this
+    /// stays at its default there).
     pg: RunTx,
 }
 
@@ -51,9 +52,12 @@ impl std::fmt::Debug for Transaction {
 impl Drop for Transaction {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            // One with no transaction open on it, fit for the next user, goes back to
-            // the pool.
-            if self.pg.maybe_open || self.must_close() {
+            // A PostgreSQL connection on which no BEGIN went out, fit for the next
+            // user, goes back to the pool; any other is closed, which rolls back.
+            let untouched = matches!(conn, PooledConn::Postgres(_))
+                && !self.pg.maybe_open
+                && !self.must_close();
+            if !untouched {
                 conn.discard();
             }
         }
@@ -84,7 +88,6 @@ impl Store {
     pub async fn begin_transaction(&self) -> StoreResult<Transaction> {
         let mut pooled = self.conn().await?;
         let canceller = begin_for_task_sql(&mut pooled.any()).await?;
-        let begun = matches!(pooled, PooledConn::Sqlite(_));
         Ok(Transaction {
             store: self.clone(),
             conn: Some(pooled),
@@ -92,10 +95,7 @@ impl Store {
             canceller,
             tainted: false,
             ended: false,
-            pg: RunTx {
-                begun,
-                ..RunTx::default()
-            },
+            pg: RunTx::default(),
         })
     }
 }
@@ -305,7 +305,7 @@ impl Transaction {
     /// Whether anything was sent on the transaction: on PostgreSQL it opens with its
     /// first work; one never opened holds nothing to commit or roll back.
     pub fn opened(&self) -> bool {
-        self.pg.begun
+        matches!(self.conn, Some(PooledConn::Sqlite(_))) || self.pg.begun
     }
 
     /// Whether this is a PostgreSQL transaction that task SQL opened, which

@@ -14,6 +14,7 @@ crate::conformance!(
     a_run_that_lost_its_lease_commits_none_of_its_statements,
     a_run_whose_transaction_is_in_error_rolls_back_and_is_retried,
     an_application_transaction_on_a_runs_connection_nests_in_the_run,
+    a_run_dropped_unresolved_leaves_nothing_and_holds_nothing,
 );
 
 async fn setup_effects_table(s: &Store) {
@@ -450,4 +451,24 @@ async fn an_application_transaction_on_a_runs_connection_nests_in_the_run(b: Bac
         .await
         .unwrap();
     assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 0);
+}
+
+/// A run dropped without being resolved (its runner went away) rolls back: none of its
+/// statements commit, and its connection holds no transaction for the next user (on
+/// SQLite, no write lock: the next writes go through at once).
+async fn a_run_dropped_unresolved_leaves_nothing_and_holds_nothing(b: Backend) {
+    let Some((db, id, mut run)) = one_run_with_effects(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let tx = run.transaction().await.unwrap();
+    let insert = statement("INSERT INTO effects VALUES ($1)", &format!("[{id}]"));
+    tx.task_sql(&insert).await.unwrap();
+    drop(run);
+    // A held write lock would fail these with "database is locked".
+    s.schedule(task(json!({}))).await.unwrap();
+    let mut conn = s.connection().await.unwrap();
+    exec(&mut conn.as_any(), "INSERT INTO effects VALUES (0)").await;
+    drop(conn);
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 1);
 }
