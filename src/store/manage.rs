@@ -427,18 +427,26 @@ impl Store {
         self.schedule(task).await
     }
 
-    /// Deletes tasks that finished more than `retention_ms` ago; returns how many.
-    pub async fn prune_finished(&self, retention_ms: i64) -> StoreResult<usize> {
+    /// Deletes up to `limit` of the tasks that finished more than `retention_ms` ago,
+    /// oldest first, in one short transaction; returns how many. Callers repeat it
+    /// until it deletes fewer than `limit`: a backlog of a million finished tasks is
+    /// pruned in many small transactions, never in one that holds its locks (and, on
+    /// PostgreSQL, the vacuum horizon) for minutes.
+    pub async fn prune_finished(&self, retention_ms: i64, limit: i64) -> StoreResult<usize> {
         let cutoff = self.now() - retention_ms;
         self.in_transaction(async |conn, _| {
-            let old = t::warren_tasks
-                .select(t::id)
-                .filter(t::finished_at.lt(cutoff));
             Ok(on_conn!(conn, c => {
-                diesel::delete(m::warren_task_metadata.filter(m::task_id.eq_any(old)))
+                let ids: Vec<i64> = t::warren_tasks
+                    .select(t::id)
+                    .filter(t::finished_at.lt(cutoff))
+                    .order(t::finished_at)
+                    .limit(limit)
+                    .load(c)
+                    .await?;
+                diesel::delete(m::warren_task_metadata.filter(m::task_id.eq_any(&ids)))
                     .execute(c)
                     .await?;
-                diesel::delete(t::warren_tasks.filter(t::finished_at.lt(cutoff)))
+                diesel::delete(t::warren_tasks.filter(t::id.eq_any(&ids)))
                     .execute(c)
                     .await?
             }))

@@ -1,13 +1,15 @@
 //! What the tests and benchmarks of both Warren crates share, so each helper is
 //! written once: scratch folders and SQLite files ([`scratch`]), a fresh PostgreSQL
 //! database per test ([`postgres`]), the compile cache and JavaScript toolkit the tests
-//! share ([`toolkit`]), and a bounded wait for conditions nothing announces ([`wait`]).
+//! share ([`toolkit`]), a bounded wait for conditions nothing announces ([`wait`]), and
+//! the chaos harness ([`chaos`]).
 //!
 //! A dev-dependency only: nothing here is part of Warren's public API.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod chaos;
 pub mod postgres;
 pub mod scratch;
 pub mod toolkit;

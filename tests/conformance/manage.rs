@@ -8,7 +8,61 @@ crate::conformance!(
     delete_refuses_a_task_claimed_meanwhile_and_keeps_its_metadata,
     reschedule_moves_the_next_attempt_and_requeues_finished_tasks,
     metadata_is_case_insensitive,
+    pruning_goes_in_bounded_batches_oldest_first,
 );
+
+/// Pruning deletes at most the batch size per call, the longest-finished tasks first,
+/// with their metadata, and leaves unfinished and recent ones alone.
+async fn pruning_goes_in_bounded_batches_oldest_first(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let with_metadata = || {
+        task_with(
+            json!({}),
+            ScheduleOptions {
+                metadata: vec![("k".into(), "v".into())],
+                ..Default::default()
+            },
+        )
+    };
+    let mut finished = Vec::new();
+    for _ in 0..5 {
+        let id = s.schedule(with_metadata()).await.unwrap();
+        s.cancel(id, "done with").await.unwrap();
+        finished.push(id);
+        db.clock.advance(MIN);
+    }
+    let unfinished = s.schedule(with_metadata()).await.unwrap();
+    let retention = 10 * MIN;
+    // The first three finished 12, 11 and just over 10 minutes ago: past the retention.
+    db.clock.advance(retention - 3 * MIN + 1);
+    assert_eq!(s.prune_finished(retention, 2).await.unwrap(), 2);
+    assert!(matches!(
+        s.describe(finished[0]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.describe(finished[1]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.describe(finished[2]).await.is_ok());
+    assert_eq!(s.prune_finished(retention, 2).await.unwrap(), 1);
+    assert_eq!(s.prune_finished(retention, 2).await.unwrap(), 0);
+    assert!(s.describe(finished[3]).await.is_ok());
+    db.clock.advance(10 * MIN);
+    assert_eq!(s.prune_finished(retention, 2).await.unwrap(), 2);
+    assert_eq!(s.prune_finished(retention, 2).await.unwrap(), 0);
+    assert_eq!(
+        s.describe(unfinished).await.unwrap().state,
+        TaskState::Pending
+    );
+    assert_eq!(
+        count(s, "SELECT COUNT(*) AS n FROM warren_task_metadata").await,
+        1
+    );
+}
 
 async fn cancel_pending_running_and_finished(b: Backend) {
     let Some(db) = TestDb::new(b).await else {
@@ -164,14 +218,14 @@ async fn retry_now_delete_duplicate_and_prune(b: Backend) {
     );
     db.clock.advance(3 * 24 * 60 * MIN - 1);
     assert_eq!(
-        s.prune_finished(warren::store::DEFAULT_RETENTION_MS)
+        s.prune_finished(warren::store::DEFAULT_RETENTION_MS, 10)
             .await
             .unwrap(),
         0
     );
     db.clock.advance(2);
     assert_eq!(
-        s.prune_finished(warren::store::DEFAULT_RETENTION_MS)
+        s.prune_finished(warren::store::DEFAULT_RETENTION_MS, 10)
             .await
             .unwrap(),
         1

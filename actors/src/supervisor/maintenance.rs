@@ -19,6 +19,9 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 const SILENT_NODE_MS: i64 = 60_000;
 /// How often finished tasks past their retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Finished tasks deleted per transaction while pruning: small enough that each
+/// transaction is short, large enough that a big backlog goes in few of them.
+const PRUNE_BATCH: i64 = 1_000;
 
 /// What maintenance works with.
 pub(super) struct Maintenance {
@@ -92,10 +95,23 @@ impl Supervisor {
         );
         ctx.spawn(
             async move {
-                match store.prune_finished(retention).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(pruned = n, "pruned finished tasks"),
-                    Err(e) => tracing::warn!(error = %e, "pruning failed"),
+                let mut pruned = 0;
+                loop {
+                    match store.prune_finished(retention, PRUNE_BATCH).await {
+                        Ok(n) => {
+                            pruned += n;
+                            if (n as i64) < PRUNE_BATCH {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, pruned, "pruning failed");
+                            break;
+                        }
+                    }
+                }
+                if pruned > 0 {
+                    tracing::info!(pruned, "pruned finished tasks");
                 }
             }
             .into_actor(self),

@@ -1,0 +1,87 @@
+//! The chaos scenarios, full length, with their report: `cargo bench --bench chaos --
+//! SCENARIO… [--short] [--out DIR]` (`all` runs every one). Writes `report.json` and
+//! `report.md` to DIR (default `target/chaos`) and prints the Markdown table.
+//!
+//! Scenarios: pg-restart, connection-killing, repeated-crashes, pool-exhaustion,
+//! overload, active-readers, sqlite-kills. The PostgreSQL ones start a server of their
+//! own (needs `initdb` and `pg_ctl`); nothing else is needed but Node.js for the
+//! toolkit install, as for every test. Without a scenario it lists them and runs
+//! nothing, so a plain `cargo bench` does not spend half an hour here.
+
+use std::path::PathBuf;
+use warren_testkit::chaos::{self, Scenario};
+
+fn main() {
+    let mut scenarios = Vec::new();
+    let mut short = false;
+    let mut out = warren_testkit::repo().join("target/chaos");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--short" => short = true,
+            "--out" => out = PathBuf::from(args.next().expect("--out needs a folder")),
+            "all" => scenarios.extend(chaos::ALL),
+            // What cargo passes to every bench (`--bench`), and libtest-style filters.
+            flag if flag.starts_with("--") => {}
+            name => match Scenario::from_name(name) {
+                Some(s) => scenarios.push(s),
+                None => {
+                    eprintln!("unknown scenario {name:?}; the scenarios are: {}", names());
+                    std::process::exit(2);
+                }
+            },
+        }
+    }
+    if scenarios.is_empty() {
+        println!(
+            "chaos: name scenarios to run ({}, or all), e.g. \
+             `cargo bench --bench chaos -- pg-restart`",
+            names()
+        );
+        return;
+    }
+    let options = chaos::Options {
+        warren: PathBuf::from(env!("CARGO_BIN_EXE_warren")),
+        out: out.clone(),
+        short,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut reports = Vec::new();
+    for scenario in scenarios {
+        eprintln!("chaos: running {} …", scenario.name());
+        match runtime.block_on(chaos::run(scenario, &options)) {
+            Ok(report) => {
+                eprintln!(
+                    "chaos: {} {}",
+                    scenario.name(),
+                    if report.passed() { "passed" } else { "FAILED" }
+                );
+                reports.push(report);
+            }
+            Err(e) => {
+                eprintln!("chaos: {} could not run: {e}", scenario.name());
+                std::process::exit(1);
+            }
+        }
+    }
+    let markdown = chaos::report::markdown(&reports);
+    std::fs::create_dir_all(&out).expect("the report folder");
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&reports).expect("reports as JSON"),
+    )
+    .expect("report.json");
+    std::fs::write(out.join("report.md"), &markdown).expect("report.md");
+    println!("{markdown}");
+    println!("(written to {})", out.display());
+    if reports.iter().any(|r| !r.passed()) {
+        std::process::exit(1);
+    }
+}
+
+fn names() -> String {
+    chaos::ALL.map(|s| s.name()).join(", ")
+}
