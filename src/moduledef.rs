@@ -23,10 +23,10 @@
 //!
 //! | element | attributes (default) |
 //! |---|---|
-//! | `<managedtask>` | `type` (required; full name `module:type`), code, `cluster` (`default`), `priority` (name or integer; `normal`), `timeout` (ms, 0 = none; 0), `failreschedule` (ms, 1 to one day; 15 min), `maxfailures` (-1 = retry forever; -1), `memorylimit` (MiB of guest memory, 1 to 4096; 256), `description` |
+//! | `<managedtask>` | `type` (required; full name `module:type`), code, `cluster` (`default`), `priority` (name or integer; `normal`), `timeout` (ms, 0 = none; 0), `maxtransaction` (ms the run's database transaction may stay open, from its first database call, 0 = no limit; 10 min), `failreschedule` (ms, 1 to one day; 15 min), `maxfailures` (-1 = retry forever; -1), `memorylimit` (MiB of guest memory, 1 to 4096; 256), `description` |
 //! | `<ephemeraltask>` | as `<managedtask>` without `failreschedule` and `maxfailures`: ephemeral tasks are never retried |
 //! | `<taskcluster>` | `tag` (required), `workers` (1 to [`MAX_CLUSTER_WORKERS`]; 1) |
-//! | `<task>` | `tag` (required; full tag `module:tag`), code, `runat` (5-field cron mask; none = runs only when triggered by hand), `runtz` (`UTC`, an IANA zone or `maintenance`; UTC), `runatstartup` (`true`/`false`/`1`/`0`; false), `timeout` (minutes, 0 = none; 60), `description`, and `<arg>` children (their text, exactly as written, entities decoded) |
+//! | `<task>` | `tag` (required; full tag `module:tag`), code, `runat` (5-field cron mask; none = runs only when triggered by hand), `runtz` (`UTC`, an IANA zone or `maintenance`; UTC), `runatstartup` (`true`/`false`/`1`/`0`; false), `timeout` (minutes, 0 = none; 60), `maxtransaction` (as for `<managedtask>`), `description`, and `<arg>` children (their text, exactly as written, entities decoded) |
 //!
 //! *Code* is the `code` attribute, or one of its aliases `objectname` and `script` (so
 //! seed-style files load): exactly one of them. It is a path relative to the module folder
@@ -78,6 +78,9 @@ pub const DEFAULT_MEMORY_LIMIT_MB: u32 = 256;
 /// Largest `memorylimit` accepted, in MiB (a 32-bit guest cannot address more).
 pub const MAX_MEMORY_LIMIT_MB: u32 = 4096;
 
+/// `maxtransaction` when absent: ten minutes, long enough for real batch work, short
+/// enough that a stuck run cannot hold PostgreSQL's vacuum back for hours.
+pub const DEFAULT_MAX_TRANSACTION_MS: u64 = 10 * 60 * 1000;
 /// Longest `failreschedule` accepted: one day, the retry rule's own ceiling.
 pub const MAX_FAIL_RESCHEDULE_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -157,6 +160,9 @@ pub struct TaskTypeDef {
     pub priority: Priority,
     /// Run time limit in milliseconds; 0 = none.
     pub timeout_ms: u64,
+    /// Longest the run's database transaction may stay open, in milliseconds
+    /// (`maxtransaction`); 0 = no limit.
+    pub max_transaction_ms: u64,
     /// First retry delay in milliseconds (doubled per failure by the retry rule).
     /// 0 for ephemeral tasks, which are never retried.
     pub fail_reschedule_ms: i64,
@@ -198,6 +204,9 @@ pub struct ScheduledTaskDef {
     pub description: Option<String>,
     /// Run time limit in milliseconds (declared in minutes); 0 = none.
     pub timeout_ms: u64,
+    /// Longest the run's database transaction may stay open, in milliseconds
+    /// (`maxtransaction`); 0 = no limit.
+    pub max_transaction_ms: u64,
     /// Linear-memory cap of the task's WebAssembly instance, in MiB (`memorylimit`).
     pub memory_limit_mb: u32,
     /// The `<arg>` texts, in order.
@@ -457,6 +466,7 @@ const MANAGED_ATTRS: &[&str] = &[
     "cluster",
     "priority",
     "timeout",
+    "maxtransaction",
     "memorylimit",
     "failreschedule",
     "maxfailures",
@@ -473,6 +483,7 @@ const EPHEMERAL_ATTRS: &[&str] = &[
     "cluster",
     "priority",
     "timeout",
+    "maxtransaction",
     "memorylimit",
     "description",
     "ifenvironset",
@@ -490,6 +501,7 @@ const SCHEDULED_ATTRS: &[&str] = &[
     "runtz",
     "runatstartup",
     "timeout",
+    "maxtransaction",
     "memorylimit",
     "description",
     "ifenvironset",
@@ -1004,6 +1016,18 @@ impl<'a, 'input> Parser<'a, 'input> {
         }
     }
 
+    /// `maxtransaction`: milliseconds, 0 = no limit; ten minutes when absent.
+    fn max_transaction(&mut self, node: Node) -> u64 {
+        self.integer(
+            node,
+            "maxtransaction",
+            DEFAULT_MAX_TRANSACTION_MS,
+            0,
+            i64::MAX as u64,
+            "a whole number of milliseconds (0 = no limit)",
+        )
+    }
+
     fn priority(&mut self, node: Node) -> Priority {
         let Some(attr) = attribute(node, "priority") else {
             return Priority::default();
@@ -1056,6 +1080,7 @@ impl<'a, 'input> Parser<'a, 'input> {
             "a whole number of milliseconds (0 = no timeout)",
         );
         let memory_limit_mb = self.memory_limit(node);
+        let max_transaction_ms = self.max_transaction(node);
         let (fail_reschedule_ms, max_failures) = match kind {
             TaskKind::Managed => (
                 self.integer(
@@ -1089,6 +1114,7 @@ impl<'a, 'input> Parser<'a, 'input> {
                     .unwrap_or_else(|| DEFAULT_CLUSTER.to_string()),
                 priority,
                 timeout_ms,
+                max_transaction_ms,
                 fail_reschedule_ms,
                 max_failures,
                 memory_limit_mb,
@@ -1177,6 +1203,7 @@ impl<'a, 'input> Parser<'a, 'input> {
         };
         let run_at_startup = self.boolean(node, "runatstartup", false);
         let memory_limit_mb = self.memory_limit(node);
+        let max_transaction_ms = self.max_transaction(node);
         let minutes = self.integer(
             node,
             "timeout",
@@ -1226,6 +1253,7 @@ impl<'a, 'input> Parser<'a, 'input> {
                 run_at_startup,
                 description,
                 timeout_ms: minutes * 60_000,
+                max_transaction_ms,
                 memory_limit_mb,
                 args,
                 location: self.location(node.range().start),

@@ -62,7 +62,7 @@ async fn run_hostile_with(
     kill: KillSwitch,
 ) -> (TaskId, Ran) {
     let (id, run) = schedule_and_claim(store, data).await;
-    let ran = run_guest(store, id, run, timeout, kill)
+    let ran = run_guest(store, id, run, timeout, kill, VmLimits::default())
         .await
         .resolve()
         .await;
@@ -90,6 +90,7 @@ async fn run_guest(
     run: TaskRun,
     timeout: Option<Duration>,
     kill: KillSwitch,
+    limits: VmLimits,
 ) -> Guest {
     let task = store.describe(id).await.unwrap();
     let input = TaskInput {
@@ -100,14 +101,9 @@ async fn run_guest(
         failures: task.failures as u32,
         iteration: task.iterations as u32,
     };
-    let mut vm = TaskVm::new(
-        engine(),
-        hostile_code(),
-        VmLimits::default(),
-        Arc::new(SystemClock),
-    )
-    .await
-    .expect("instantiate");
+    let mut vm = TaskVm::new(engine(), hostile_code(), limits, Arc::new(SystemClock))
+        .await
+        .expect("instantiate");
     let started = Instant::now();
     let report = vm.run(input, TaskDb::Managed(run), timeout, kill).await;
     let elapsed = started.elapsed();
@@ -690,7 +686,7 @@ async fn timeouts_and_kills_reach_sql(b: Backend) {
             Instant::now()
         })
     };
-    let guest = run_guest(s, id, run, None, kill).await;
+    let guest = run_guest(s, id, run, None, kill, VmLimits::default()).await;
     let killed_at = killer.join().unwrap();
     let after_kill = killed_at.elapsed();
     eprintln!("{b:?}: the run blocked on a lock ended {after_kill:?} after the kill");
@@ -813,5 +809,70 @@ conformance!(
     a_statement_broken_by_a_table_change_is_prepared_afresh,
     connections_come_back_clean,
     timeouts_and_kills_reach_sql,
+    a_transaction_open_past_its_limit_is_stopped_and_rolled_back,
     host_memory_is_bounded,
 );
+
+/// `maxtransaction`: a run whose transaction stays open past the limit, whether the
+/// guest computes meanwhile or its statement waits in the database, is stopped and
+/// rolled back like a timeout, and retried; the limit counts from the first database
+/// call, so work before it does not use the limit up.
+async fn a_transaction_open_past_its_limit_is_stopped_and_rolled_back(b: Backend) {
+    let Some(db) = with_effects(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let limit = VmLimits {
+        max_transaction: Some(Duration::from_millis(300)),
+        ..VmLimits::default()
+    };
+    let run_limited = |data: Value| {
+        async move {
+            let (id, run) = schedule_and_claim(s, data).await;
+            let kill = KillSwitch::new();
+            let ran = run_guest(s, id, run, None, kill.clone(), limit)
+                .await
+                .resolve()
+                .await;
+            // The runner's view: since when the run's transaction was open.
+            assert!(kill.transaction_open_for().is_some(), "the run used SQL");
+            (id, ran)
+        }
+    };
+    let long = match b {
+        Backend::Postgres => "SELECT pg_sleep(6) AS slept",
+        Backend::Sqlite => {
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) SELECT count(*) AS n FROM c"
+        }
+    };
+    for data in [
+        json!({"steps": [insert(1)], "spinMs": 10_000}),
+        json!({"steps": [insert(2), {"sql": long, "query": true}]}),
+    ] {
+        let (id, ran) = run_limited(data.clone()).await;
+        assert!(
+            ran.elapsed < Duration::from_secs(3),
+            "{b:?} {data}: a 300 ms transaction limit ended the run after {:?}",
+            ran.elapsed
+        );
+        assert!(
+            matches!(ran.outcome, ResolveOutcome::Pending { .. }),
+            "{b:?} {data}: retried"
+        );
+        let error = s.describe(id).await.unwrap().last_error.unwrap();
+        assert!(
+            error.contains("transaction was open longer than its limit of 300 ms"),
+            "{b:?} {data}: {error}"
+        );
+        assert_eq!(effects(s).await, 0, "{b:?} {data}: rolled back");
+        s.cancel(id, "done with").await.unwrap();
+    }
+    // Half a second of work before the first statement, then a quick transaction.
+    let (id, ran) = run_limited(json!({"spinBeforeMs": 500, "steps": [insert(3)]})).await;
+    assert!(
+        matches!(ran.outcome, ResolveOutcome::Completed),
+        "{b:?}: {:?}",
+        s.describe(id).await.unwrap().last_error
+    );
+    assert_eq!(effects(s).await, 1);
+}

@@ -352,7 +352,7 @@ fn unknown_attributes_are_errors() {
 </module>"#),
         [
             "m/moduledefinition.xml:3:48: unknown attribute 'maxfailure' on <managedtask> (did you mean 'maxfailures'?)",
-            "m/moduledefinition.xml:4:40: unknown attribute 'colour' on <task> (allowed: tag, code, objectname, script, runat, runtz, runatstartup, timeout, memorylimit, description, ifenvironset, unlessenvironset)",
+            "m/moduledefinition.xml:4:40: unknown attribute 'colour' on <task> (allowed: tag, code, objectname, script, runat, runtz, runatstartup, timeout, maxtransaction, memorylimit, description, ifenvironset, unlessenvironset)",
         ]
     );
 }
@@ -819,6 +819,28 @@ fn namespaced_definitions_load() {
 </module>"#,
     );
     assert_eq!(m.managed[0].task_type.as_str(), "m:a");
+}
+
+#[test]
+fn transaction_limit_defaults_to_ten_minutes_and_is_checked() {
+    let m = ok(r#"<module name="m">
+  <servicemanager>
+    <managedtask type="a" code="tasks/ping.js" maxtransaction="2000"/>
+    <ephemeraltask type="b" code="tasks/ping.js" maxtransaction="0"/>
+    <task tag="c" code="tasks/ping.js"/>
+  </servicemanager>
+</module>"#);
+    assert_eq!(m.managed[0].max_transaction_ms, 2000);
+    assert_eq!(m.ephemeral[0].max_transaction_ms, 0);
+    assert_eq!(m.scheduled[0].max_transaction_ms, 600_000);
+    let errs = errors(
+        r#"<module name="m"><servicemanager>
+<task tag="c" code="tasks/ping.js" maxtransaction="ten minutes"/></servicemanager></module>"#,
+    );
+    assert_eq!(
+        errs,
+        ["m/moduledefinition.xml:2:52: invalid maxtransaction 'ten minutes': expected a whole number of milliseconds (0 = no limit)"]
+    );
 }
 
 #[test]

@@ -190,13 +190,17 @@ pub struct RunnerStatus {
     pub task_type: Option<String>,
     /// For how long.
     pub running_ms: Option<u64>,
+    /// For how long the run's database transaction has been open (from its first
+    /// database call), if it has used the database.
+    pub transaction_ms: Option<u64>,
 }
 
 impl RunnerStatus {
     /// Runners as a node publishes them with its heartbeat (see
     /// `Store::set_node_runners`): a JSON array of `{cluster, index, task_id, task_type,
-    /// started_at}`, where `started_at` (ms) replaces `running_ms` so a reader can tell
-    /// how long a run has gone on whenever it reads.
+    /// started_at, transaction_since}`, where the instants (ms) replace `running_ms` and
+    /// `transaction_ms` so a reader can tell how long a run has gone on whenever it
+    /// reads.
     pub fn publish(runners: &[RunnerStatus], now: Millis) -> serde_json::Value {
         runners
             .iter()
@@ -207,6 +211,7 @@ impl RunnerStatus {
                     "task_id": r.task_id,
                     "task_type": r.task_type,
                     "started_at": r.running_ms.map(|ms| now - ms as Millis),
+                    "transaction_since": r.transaction_ms.map(|ms| now - ms as Millis),
                 })
             })
             .collect()
@@ -234,6 +239,10 @@ impl RunnerStatus {
                         .map(str::to_string),
                     running_ms: e
                         .get("started_at")
+                        .and_then(serde_json::Value::as_i64)
+                        .map(|at| (now - at).max(0) as u64),
+                    transaction_ms: e
+                        .get("transaction_since")
                         .and_then(serde_json::Value::as_i64)
                         .map(|at| (now - at).max(0) as u64),
                 })
@@ -291,4 +300,39 @@ pub struct NodeStatus {
     pub scheduled: Vec<ScheduledState>,
     /// Every node sharing the database.
     pub nodes: Vec<NodeInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_runners_read_back_with_their_run_and_transaction_ages() {
+        let runners = [
+            RunnerStatus {
+                cluster: "mail".into(),
+                index: 0,
+                task_id: Some(TaskId(7)),
+                task_type: Some("m:send".into()),
+                running_ms: Some(5_000),
+                transaction_ms: Some(4_000),
+            },
+            RunnerStatus {
+                cluster: "mail".into(),
+                index: 1,
+                task_id: None,
+                task_type: None,
+                running_ms: None,
+                transaction_ms: None,
+            },
+        ];
+        let published = RunnerStatus::publish(&runners, 100_000);
+        let read = RunnerStatus::read_published(&published, 101_000);
+        assert_eq!(
+            read.iter()
+                .map(|r| (r.index, r.running_ms, r.transaction_ms))
+                .collect::<Vec<_>>(),
+            [(0, Some(6_000), Some(5_000)), (1, None, None)]
+        );
+    }
 }

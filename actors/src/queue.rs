@@ -543,6 +543,10 @@ impl Handler<crate::messages::QueueStatus> for QueueActor {
                         index: i,
                         task_id: current.as_ref().and_then(|r| r.task_id),
                         task_type: current.as_ref().map(|r| r.task_type.clone()),
+                        transaction_ms: current
+                            .as_ref()
+                            .and_then(|r| r.kill.transaction_open_for())
+                            .map(|d| d.as_millis() as u64),
                         running_ms: current.map(|r| r.started.elapsed().as_millis() as u64),
                     }
                 })

@@ -239,6 +239,7 @@ struct CodeRef<'a> {
     code: &'a std::path::Path,
     module_dir: &'a std::path::Path,
     memory_limit_mb: u32,
+    max_transaction_ms: u64,
 }
 
 impl<'a> From<&'a CatalogType> for CodeRef<'a> {
@@ -248,6 +249,7 @@ impl<'a> From<&'a CatalogType> for CodeRef<'a> {
             code: &ct.def.code,
             module_dir: &ct.module_dir,
             memory_limit_mb: ct.def.memory_limit_mb,
+            max_transaction_ms: ct.def.max_transaction_ms,
         }
     }
 }
@@ -259,6 +261,7 @@ impl<'a> From<&'a CatalogScheduled> for CodeRef<'a> {
             code: &s.def.code,
             module_dir: &s.module_dir,
             memory_limit_mb: s.def.memory_limit_mb,
+            max_transaction_ms: s.def.max_transaction_ms,
         }
     }
 }
@@ -276,6 +279,8 @@ async fn vm_for(
     }
     let limits = VmLimits {
         memory_bytes: (code.memory_limit_mb as usize) << 20,
+        max_transaction: (code.max_transaction_ms > 0)
+            .then(|| Duration::from_millis(code.max_transaction_ms)),
         ..env.vm_limits
     };
     let code = env.code.get(code.name, code.code, code.module_dir)?;

@@ -1064,6 +1064,8 @@ async fn a_running_task_shows_as_a_busy_runner_and_cancel_kills_it() {
         )
     );
     assert!(runner["running_ms"].as_u64().is_some());
+    // The endless loop never touches the database: no transaction.
+    assert_eq!(runner["transaction_ms"], Value::Null);
     let overview = send(&app, get("/api/overview").to_request()).await.json();
     assert_eq!(
         (
@@ -1127,7 +1129,7 @@ async fn nodes_include_the_runners_other_nodes_publish() {
         .set_node_runners(
             "other-node",
             &json!([
-                {"cluster": "mail", "index": 0, "task_id": 99, "task_type": "x:y", "started_at": now - 5000},
+                {"cluster": "mail", "index": 0, "task_id": 99, "task_type": "x:y", "started_at": now - 75_000, "transaction_since": now - 70_000},
                 {"cluster": "mail", "index": 1, "task_id": null, "task_type": null, "started_at": null},
             ]),
         )
@@ -1150,12 +1152,14 @@ async fn nodes_include_the_runners_other_nodes_publish() {
         (&busy["node"], &busy["cluster"], &busy["task_id"]),
         (&json!("other-node"), &json!("mail"), &json!(99))
     );
-    assert!(busy["running_ms"].as_u64().unwrap() >= 5000);
+    assert!(busy["running_ms"].as_u64().unwrap() >= 75_000);
+    assert!(busy["transaction_ms"].as_u64().unwrap() >= 70_000);
     assert_eq!(runners[2]["running_ms"], Value::Null);
     let overview = send(&app, get("/api/overview").to_request()).await.json();
     assert_eq!(overview["nodes"], json!(2));
     assert_eq!(overview["runners"], json!(3));
     assert_eq!(overview["busy_runners"], json!(1));
+    assert_eq!(overview["long_transactions"], json!(1));
     assert_eq!(overview["backend"], "sqlite");
     assert_eq!(overview["node"], "api-node");
     assert_eq!(overview["version"], env!("CARGO_PKG_VERSION"));

@@ -15,6 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -353,6 +354,53 @@ fn run_with_limit(mut cmd: Command, limit: Duration) -> (ExitStatus, String) {
     (status, output)
 }
 
+/// Registers a second node whose runner is busy with a task whose transaction has been
+/// open for 70 s, as a node publishes its runners: the dashboard must warn of it. A
+/// thread keeps its heartbeat going (a silent node is forgotten after a minute) until
+/// the returned flag is dropped.
+fn publish_a_runner_with_a_long_transaction(db: &str) -> StuckNode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = runtime.block_on(async {
+        let store = warren::store::Store::open(db).await.unwrap();
+        let now = store.now();
+        store
+            .register_node("stuck-node", &serde_json::json!({"pid": 1}))
+            .await
+            .unwrap();
+        store
+            .set_node_runners(
+                "stuck-node",
+                &serde_json::json!([{"cluster": "default", "index": 0, "task_id": 1,
+                    "task_type": "dash:done", "started_at": now - 75_000,
+                    "transaction_since": now - 70_000}]),
+            )
+            .await
+            .unwrap();
+        store
+    });
+    let alive = Arc::new(AtomicBool::new(true));
+    let beating = alive.clone();
+    std::thread::spawn(move || {
+        while beating.load(Ordering::SeqCst) {
+            let _ = runtime.block_on(store.heartbeat("stuck-node"));
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    });
+    StuckNode(alive)
+}
+
+/// Keeps the stuck node's heartbeat going while it lives.
+struct StuckNode(Arc<AtomicBool>);
+
+impl Drop for StuckNode {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
     let Some(browser_dir) = browser_test_dir() else {
@@ -397,6 +445,8 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         text(&o)
     );
 
+    let _stuck = publish_a_runner_with_a_long_transaction(&db);
+
     let mut node = Command::new("node");
     node.arg(browser_dir.join("dashboard.test.mjs"))
         .current_dir(&browser_dir)
@@ -404,6 +454,7 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         .env("WARREN_TOKEN", TOKEN)
         .env("WARREN_FAILED_TYPE", FLAKY)
         .env("WARREN_SCHEDULED_TAG", TAG)
+        .env("WARREN_LONG_TRANSACTION", "1")
         .env("WARREN_SCREENSHOTS", repo().join("target/screenshots"));
     let (status, output) = run_with_limit(node, Duration::from_secs(240));
     println!("{output}");

@@ -113,11 +113,18 @@ pub struct LogLine {
 pub(crate) enum Interruption {
     Killed,
     TimedOut,
+    /// The run's transaction outlived `maxtransaction`.
+    TransactionTooLong,
 }
 
-/// Stops a running guest from any thread; checked every epoch tick.
+/// Stops a running guest from any thread; checked every epoch tick. One per run, and
+/// its clones share it: whoever started the run can also read since when the run's
+/// database transaction is open (the dashboard warns of long ones).
 #[derive(Debug, Clone, Default)]
-pub struct KillSwitch(Arc<AtomicBool>);
+pub struct KillSwitch {
+    killed: Arc<AtomicBool>,
+    transaction_since: Arc<std::sync::OnceLock<Instant>>,
+}
 
 impl KillSwitch {
     /// A switch that has not been thrown.
@@ -127,12 +134,23 @@ impl KillSwitch {
 
     /// Interrupts the run this switch was given to (within two ticks).
     pub fn kill(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.killed.store(true, Ordering::SeqCst);
     }
 
     /// Whether [`KillSwitch::kill`] was called.
     pub fn is_killed(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    /// How long the run's database transaction has been open (from the run's first
+    /// database call); `None` while the run has not used the database.
+    pub fn transaction_open_for(&self) -> Option<std::time::Duration> {
+        self.transaction_since.get().map(Instant::elapsed)
+    }
+
+    /// Notes the run's first database call.
+    fn transaction_opened(&self) {
+        let _ = self.transaction_since.set(Instant::now());
     }
 }
 
@@ -174,6 +192,10 @@ pub struct HostState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) kill: KillSwitch,
     pub(crate) deadline: Option<Instant>,
+    /// See `VmLimits::max_transaction`.
+    pub(crate) max_transaction: Option<std::time::Duration>,
+    /// When the run's transaction must be over: set at the run's first database call.
+    pub(crate) transaction_deadline: Option<Instant>,
     pub(crate) interrupted: Option<Interruption>,
     pub(crate) db: TaskDb,
     pub(crate) logs: Vec<LogLine>,
@@ -271,6 +293,7 @@ impl host::Host for HostState {
         let data: Value = serde_json::from_str(&data_json)
             .map_err(|e| format!("task data is not valid JSON: {e}"))?;
         let task = NewTask::new(task_type, data).with_options(schedule_options(&options_json)?);
+        self.transaction_in_use();
         self.db.open().await?;
         let id = match &mut self.db {
             TaskDb::Managed(run) => run.schedule(task).await,
@@ -284,6 +307,7 @@ impl host::Host for HostState {
     }
 
     async fn get_metadata(&mut self, key: String) -> Option<String> {
+        self.transaction_in_use();
         match &mut self.db {
             TaskDb::Managed(run) => match run.metadata(&key).await {
                 Ok(value) => value,
@@ -297,6 +321,7 @@ impl host::Host for HostState {
     }
 
     async fn set_metadata(&mut self, key: String, value: String) -> Result<(), String> {
+        self.transaction_in_use();
         match &mut self.db {
             TaskDb::Managed(run) => run
                 .set_metadata(&key, &value)
@@ -316,11 +341,41 @@ impl host::Host for HostState {
 }
 
 impl HostState {
-    /// Runs one task statement on the run's transaction; a kill or a timeout stops it.
+    /// Why the run must stop now, if it must: a kill, its timeout, or its transaction
+    /// open too long.
+    pub(crate) fn past_a_deadline(&self, now: Instant) -> Option<Interruption> {
+        if self.kill.is_killed() {
+            Some(Interruption::Killed)
+        } else if self.deadline.is_some_and(|d| now >= d) {
+            Some(Interruption::TimedOut)
+        } else if self.transaction_deadline.is_some_and(|d| now >= d) {
+            Some(Interruption::TransactionTooLong)
+        } else {
+            None
+        }
+    }
+
+    /// Notes that the run is about to use its transaction (which opens it, if it is
+    /// not open yet): from the first such call the transaction's time limit runs.
+    fn transaction_in_use(&mut self) {
+        if self.kill.transaction_open_for().is_none() {
+            self.kill.transaction_opened();
+            self.transaction_deadline = self.max_transaction.map(|max| Instant::now() + max);
+        }
+    }
+
+    /// Runs one task statement on the run's transaction; a kill, the timeout or the
+    /// transaction's time limit stops it.
     async fn task_sql(&mut self, statement: TaskStatement) -> Result<TaskSqlOutput, String> {
-        let kill = self.kill.clone();
-        let deadline = self.deadline;
-        let stopped = move || kill.is_killed() || deadline.is_some_and(|d| Instant::now() >= d);
+        self.transaction_in_use();
+        let (kill, deadline, transaction_deadline) =
+            (self.kill.clone(), self.deadline, self.transaction_deadline);
+        let stopped = move || {
+            let now = Instant::now();
+            kill.is_killed()
+                || deadline.is_some_and(|d| now >= d)
+                || transaction_deadline.is_some_and(|d| now >= d)
+        };
         let tx = self.db.transaction().await?;
         let canceller = tx.canceller();
         until_stopped(tx.task_sql(&statement), stopped, &canceller)

@@ -115,6 +115,11 @@ pub struct VmLimits {
     pub max_runs: u32,
     /// Age after which the VM is recycled (checked between runs).
     pub max_age: Duration,
+    /// Longest a run's database transaction may stay open, counted from the run's
+    /// first database call (`maxtransaction`); `None` = no limit. A run past it is
+    /// stopped like a timeout and its transaction rolled back: an open transaction
+    /// holds row locks and, on PostgreSQL, keeps vacuum from cleaning every table.
+    pub max_transaction: Option<Duration>,
     /// Fault injection for tests of crash supervision: the host panics when the guest
     /// logs exactly this message, as a bug in host code would. Only with the
     /// `test-hooks` feature, which no release build turns on.
@@ -122,12 +127,16 @@ pub struct VmLimits {
     pub panic_on_log: Option<&'static str>,
 }
 
+/// The default [`VmLimits::max_transaction`]: ten minutes.
+pub const DEFAULT_MAX_TRANSACTION: Duration = Duration::from_secs(10 * 60);
+
 impl Default for VmLimits {
     fn default() -> VmLimits {
         VmLimits {
             memory_bytes: 256 << 20,
             max_runs: 10_000,
             max_age: Duration::from_secs(15 * 60),
+            max_transaction: Some(DEFAULT_MAX_TRANSACTION),
             #[cfg(feature = "test-hooks")]
             panic_on_log: None,
         }
@@ -298,6 +307,8 @@ impl TaskVm {
             },
             kill: KillSwitch::new(),
             deadline: None,
+            max_transaction: limits.max_transaction,
+            transaction_deadline: None,
             interrupted: None,
             db: TaskDb::None,
             logs: Vec::new(),
@@ -317,8 +328,8 @@ impl TaskVm {
                 state.interrupted = Some(Interruption::Killed);
                 return Ok(UpdateDeadline::Interrupt);
             }
-            if state.deadline.is_some_and(|d| Instant::now() >= d) {
-                state.interrupted = Some(Interruption::TimedOut);
+            if let Some(why) = state.past_a_deadline(Instant::now()) {
+                state.interrupted = Some(why);
                 return Ok(UpdateDeadline::Interrupt);
             }
             Ok(UpdateDeadline::Yield(1))
@@ -407,6 +418,7 @@ impl TaskVm {
             state.db = db;
             state.kill = kill;
             state.deadline = timeout.map(|t| started + t);
+            state.transaction_deadline = None;
             state.interrupted = None;
             state.limiter.exceeded = false;
             state.take_logs();
@@ -427,6 +439,7 @@ impl TaskVm {
         let db = std::mem::take(&mut state.db);
         let logs = state.take_logs();
         state.deadline = None;
+        state.transaction_deadline = None;
         let interrupted = state.interrupted.take();
         let memory_exceeded = state.limiter.exceeded;
         let memory_limit = state.limiter.limit;
@@ -453,6 +466,14 @@ impl TaskVm {
                     Some(Interruption::Killed) => {
                         ("task was killed".to_string(), FailureCause::Killed)
                     }
+                    Some(Interruption::TransactionTooLong) => (
+                        format!(
+                            "task's database transaction was open longer than its limit of \
+                             {} ms (maxtransaction): stopped and rolled back",
+                            self.limits.max_transaction.unwrap_or_default().as_millis()
+                        ),
+                        FailureCause::TimedOut,
+                    ),
                     None if memory_exceeded => (
                         format!(
                             "task exceeded its memory limit of {} MiB",

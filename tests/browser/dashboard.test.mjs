@@ -5,7 +5,9 @@
 // Expects (actors/tests/dashboard_browser.rs prepares exactly this):
 // - a failed managed task that completes when retried; WARREN_FAILED_TYPE (a type
 //   mask, default: any type) narrows which failed task to pick;
-// - a scheduled task whose tag is WARREN_SCHEDULED_TAG (default: the first listed).
+// - a scheduled task whose tag is WARREN_SCHEDULED_TAG (default: the first listed);
+// - with WARREN_LONG_TRANSACTION=1, a runner (of another node) whose task transaction
+//   has been open for more than a minute, which the dashboard must warn of.
 // Screenshots of every page go to WARREN_SCREENSHOTS (default: <repo>/target/screenshots).
 // Exits 0 when every step passed, 1 with the failing step's name and error otherwise.
 
@@ -19,6 +21,7 @@ const baseUrl = (process.env.WARREN_URL || '').replace(/\/+$/, '');
 const token = process.env.WARREN_TOKEN || '';
 const failedType = process.env.WARREN_FAILED_TYPE || '';
 const wantedTag = process.env.WARREN_SCHEDULED_TAG || '';
+const longTransaction = process.env.WARREN_LONG_TRANSACTION === '1';
 const shots = resolve(process.env.WARREN_SCREENSHOTS || join(here, '..', '..', 'target', 'screenshots'));
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_MS = 20_000;
@@ -203,8 +206,24 @@ async function main() {
     await node.locator('[data-testid="heartbeat"]').waitFor();
     const slots = await page.locator('[data-testid="runner-slot"]').count();
     check(slots > 0, 'no runners are shown');
+    if (longTransaction) {
+      const warning = page.locator('[data-testid="slot-long-transaction"]').first();
+      await warning.waitFor();
+      const text = await warning.textContent();
+      check(/transaction open \d+ min/.test(text), `the long transaction reads ${JSON.stringify(text)}`);
+    }
     await screenshot('nodes');
   });
+
+  if (longTransaction) {
+    await step('overview: a warning for the task transaction open longer than 60 s', async () => {
+      await page.locator('[data-testid="nav-overview"]').click();
+      const warning = page.locator('[data-testid="long-transactions"]');
+      await warning.waitFor();
+      check(/1 task transaction\(s\) open longer than 60 s/.test(await warning.textContent()), 'the warning names the count');
+      await screenshot('overview-long-transaction');
+    });
+  }
 
   await step('overview in the dark theme', async () => {
     const dark = await browser.newContext({ viewport: { width: 1440, height: 900 }, colorScheme: 'dark' });

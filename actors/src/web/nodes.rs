@@ -52,11 +52,16 @@ pub async fn nodes(state: web::Data<WebState>) -> Result<HttpResponse, ApiError>
                 "task_id": r.task_id,
                 "task_type": r.task_type,
                 "running_ms": r.running_ms,
+                "transaction_ms": r.transaction_ms,
             })
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "node": state.node, "nodes": nodes, "runners": runners })))
 }
+
+/// A task transaction open longer than this (ms) is reported as long: it holds its
+/// locks and, on PostgreSQL, keeps vacuum from cleaning up behind every writer.
+pub const LONG_TRANSACTION_MS: u64 = 60_000;
 
 /// `GET /api/overview`.
 pub async fn overview(state: web::Data<WebState>) -> Result<HttpResponse, ApiError> {
@@ -66,6 +71,10 @@ pub async fn overview(state: web::Data<WebState>) -> Result<HttpResponse, ApiErr
     let busy = runners
         .iter()
         .filter(|(_, r)| r.task_type.is_some())
+        .count();
+    let long_transactions = runners
+        .iter()
+        .filter(|(_, r)| r.transaction_ms.is_some_and(|ms| ms > LONG_TRANSACTION_MS))
         .count();
     let backend = match state.store.backend() {
         BackendKind::Sqlite => "sqlite",
@@ -79,6 +88,7 @@ pub async fn overview(state: web::Data<WebState>) -> Result<HttpResponse, ApiErr
         "nodes": nodes.len(),
         "runners": runners.len(),
         "busy_runners": busy,
+        "long_transactions": long_transactions,
         "scheduled": scheduled,
     })))
 }

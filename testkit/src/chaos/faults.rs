@@ -73,6 +73,7 @@ pub async fn inflict(scenario: Scenario, f: &mut Fault<'_>) -> Result<Outcome, E
         Scenario::PoolExhaustion => pool_exhaustion(f).await,
         Scenario::Overload => overload(f).await,
         Scenario::ActiveReaders => active_readers(f).await,
+        Scenario::IdleHolder => idle_holder(f).await,
     }
 }
 
@@ -225,6 +226,29 @@ async fn active_readers(f: &mut Fault<'_>) -> Result<Outcome, Error> {
         description: format!(
             "four REPEATABLE READ sessions scanning warren_tasks for {} s, each \
              transaction about 2 s long: {scans} scans",
+            f.plan.fault.as_secs()
+        ),
+        clean_drain_per_s: None,
+    })
+}
+
+async fn idle_holder(f: &mut Fault<'_>) -> Result<Outcome, Error> {
+    let start = f.now();
+    let mut holder = AsyncPgConnection::establish(&f.urls.admin).await?;
+    // A write gives the transaction an id: from here on no dead row newer than it can
+    // be vacuumed, in any table of the cluster.
+    holder
+        .batch_execute(
+            "CREATE TABLE chaos_holder (x INT); BEGIN; INSERT INTO chaos_holder VALUES (1)",
+        )
+        .await?;
+    tokio::time::sleep(f.plan.fault).await;
+    holder.batch_execute("COMMIT").await?;
+    Ok(Outcome {
+        start,
+        end: f.now(),
+        description: format!(
+            "another session held a writing transaction open, idle, for {} s",
             f.plan.fault.as_secs()
         ),
         clean_drain_per_s: None,

@@ -38,18 +38,22 @@ pub enum Scenario {
     Overload,
     /// Four `REPEATABLE READ` sessions scan Warren's tables in a loop.
     ActiveReaders,
+    /// A session holds a writing transaction open, idle, for minutes (vacuum cannot
+    /// remove the dead rows Warren leaves meanwhile).
+    IdleHolder,
     /// One node on a SQLite file is SIGKILLed again and again during heavy writes.
     SqliteKills,
 }
 
 /// Every scenario, in the order `all` runs them.
-pub const ALL: [Scenario; 7] = [
+pub const ALL: [Scenario; 8] = [
     Scenario::PgRestart,
     Scenario::ConnectionKilling,
     Scenario::RepeatedCrashes,
     Scenario::PoolExhaustion,
     Scenario::Overload,
     Scenario::ActiveReaders,
+    Scenario::IdleHolder,
     Scenario::SqliteKills,
 ];
 
@@ -72,6 +76,7 @@ impl Scenario {
             Scenario::PoolExhaustion => "pool-exhaustion",
             Scenario::Overload => "overload",
             Scenario::ActiveReaders => "active-readers",
+            Scenario::IdleHolder => "idle-holder",
             Scenario::SqliteKills => "sqlite-kills",
         }
     }
@@ -150,6 +155,13 @@ impl Plan {
                 ..base
             },
             Scenario::ActiveReaders => base,
+            // Five minutes held; afterwards long enough for autovacuum (a one-minute
+            // nap by default) to come round.
+            Scenario::IdleHolder => Plan {
+                fault: pick(20, 300),
+                after: pick(10, 120),
+                ..base
+            },
             Scenario::SqliteKills => Plan {
                 nodes: 1,
                 rate: 100,

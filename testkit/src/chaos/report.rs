@@ -71,6 +71,8 @@ pub struct Report {
     pub after: PhaseFigures,
     /// The largest dead-tuple count of `warren_tasks` seen (PostgreSQL).
     pub max_dead_tuples: Option<i64>,
+    /// The dead-tuple count of `warren_tasks` at the last sample (PostgreSQL).
+    pub end_dead_tuples: Option<i64>,
     /// Scenario-specific checks.
     pub checks: Vec<Check>,
     /// Nodes that did not shut down cleanly on SIGTERM at the end.
@@ -140,7 +142,7 @@ pub fn quantile(values: &mut [i64], q: f64) -> Option<f64> {
 /// The reports as a Markdown table, one row per scenario.
 pub fn markdown(reports: &[Report]) -> String {
     let mut out = String::from(
-        "| scenario | backend | lost | duplicate effects | recovered in | tasks/s before / during / after | p99 start ms before / during / after | max dead tuples | result |\n\
+        "| scenario | backend | lost | duplicate effects | recovered in | tasks/s before / during / after | p99 start ms before / during / after | dead tuples max / end | result |\n\
          |---|---|---|---|---|---|---|---|---|\n",
     );
     for r in reports {
@@ -160,7 +162,10 @@ pub fn markdown(reports: &[Report]) -> String {
                 .map_or("not within the run".to_string(), |s| format!("{s:.1} s")),
             figures(|p| p.tasks_per_s),
             figures(|p| p.p99_start_ms),
-            r.max_dead_tuples.map_or("–".to_string(), |d| d.to_string()),
+            match (r.max_dead_tuples, r.end_dead_tuples) {
+                (Some(max), Some(end)) => format!("{max} / {end}"),
+                _ => "–".to_string(),
+            },
             if r.passed() { "pass" } else { "**FAIL**" },
         ));
     }

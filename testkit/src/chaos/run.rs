@@ -193,6 +193,7 @@ pub async fn run(scenario: Scenario, options: &Options) -> Result<Report, Error>
         during,
         after,
         max_dead_tuples: max_dead_tuples(&samples),
+        end_dead_tuples: samples.last().and_then(|s| s.dead_tuples),
         checks,
         unclean_shutdowns,
         logs: logs.display().to_string(),

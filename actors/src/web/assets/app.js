@@ -536,16 +536,19 @@ function overviewPage(root) {
       const pct = runners ? Math.round((busy / runners) * 100) : 0;
       const meter = h('div', { class: 'meter', title: `${pct}% busy` }, h('span'));
       meter.firstChild.style.width = `${pct}%`;
-      summary.replaceChildren(
+      summary.replaceChildren(...[
         stat('Nodes', fmtNum(overview.nodes), 'stat-nodes'),
         stat('Runners busy', `${fmtNum(busy)} of ${fmtNum(runners)}`, 'stat-runners'),
         meter,
+        overview.long_transactions
+          ? h('a', { class: 'warning', href: '#/nodes', testid: 'long-transactions', text: `${fmtNum(overview.long_transactions)} task transaction(s) open longer than 60 s: each holds its locks (on SQLite the only write lock) and keeps dead rows from being cleaned up. See Nodes & runners.` })
+          : null,
         stat('Scheduled tasks', fmtNum(overview.scheduled), 'stat-scheduled'),
         stat('Unfinished tasks', fmtNum((totals.pending || 0) + (totals.future || 0) + (totals.running || 0)), 'stat-unfinished'),
         stat('This node', overview.node || '—', 'stat-node'),
         stat('Database', overview.backend || '—', 'stat-backend'),
         stat('Version', overview.version || '—', 'stat-version'),
-      );
+      ].filter(Boolean));
 
       knownTypes = (counts.types || []).map((t) => t.task_type);
       typesEmpty.hidden = knownTypes.length > 0;
@@ -1350,9 +1353,13 @@ function nodeCard(node, runners, isThis) {
 /** A runner is busy with a managed task (task_id), or with an ephemeral or scheduled one (type only). */
 const runnerBusy = (ru) => ru.task_id != null || ru.task_type != null;
 
+/** A task transaction open this long (ms) is warned about (as the API's long_transactions). */
+const LONG_TRANSACTION_MS = 60_000;
+const longTransaction = (ru) => ru.transaction_ms != null && ru.transaction_ms > LONG_TRANSACTION_MS;
+
 function runnerSlot(ru) {
   const busy = runnerBusy(ru);
-  const long = busy && ru.running_ms != null && ru.running_ms > 600_000;
+  const long = busy && ((ru.running_ms != null && ru.running_ms > 600_000) || longTransaction(ru));
   const what = ru.task_id != null
     ? h('a', { href: `#/tasks/${ru.task_id}`, text: `#${ru.task_id}` })
     : h('span', { class: 'muted', text: 'not queued' });
@@ -1360,7 +1367,8 @@ function runnerSlot(ru) {
     h('div', { class: 'slot-top' }, h('span', { text: `runner ${ru.index}` }), busy ? h('span', { class: 'badge badge-running' }, 'busy') : h('span', { class: 'badge badge-idle' }, 'idle')),
     busy
       ? [h('span', { class: 'slot-type', title: ru.task_type || '', text: ru.task_type || 'task' }),
-        h('span', { class: 'slot-for' }, what, ` · running ${duration(ru.running_ms)}`)]
+        h('span', { class: 'slot-for' }, what, ` · running ${duration(ru.running_ms)}`),
+        longTransaction(ru) ? h('span', { class: 'slot-warning', testid: 'slot-long-transaction', text: `transaction open ${duration(ru.transaction_ms)}` }) : null]
       : h('span', { class: 'slot-idle-text', text: 'waiting for work' }));
 }
 
@@ -1369,13 +1377,14 @@ function busyRunnersCard(runners) {
   return card('Running now', h('span', { class: 'muted', text: `${busy.length} of ${runners.length} runners busy, longest first` }),
     h('div', { class: 'card-body flush table-wrap' }, busy.length
       ? h('table', { testid: 'runners-table' },
-        h('thead', null, h('tr', null, h('th', { text: 'Task' }), h('th', { text: 'Type' }), h('th', { text: 'Node' }), h('th', { text: 'Cluster / runner' }), h('th', { class: 'num', text: 'Running for' }))),
+        h('thead', null, h('tr', null, h('th', { text: 'Task' }), h('th', { text: 'Type' }), h('th', { text: 'Node' }), h('th', { text: 'Cluster / runner' }), h('th', { class: 'num', text: 'Running for' }), h('th', { class: 'num', text: 'Transaction open' }))),
         h('tbody', null, busy.map((ru) => h('tr', null,
           h('td', { class: 'id' }, ru.task_id != null ? h('a', { href: `#/tasks/${ru.task_id}`, text: `#${ru.task_id}` }) : h('span', { class: 'muted', text: '—' })),
           h('td', { class: 'type', text: ru.task_type || '—' }),
           h('td', { class: 'mono', text: ru.node }),
           h('td', { text: `${ru.cluster} · ${ru.index}` }),
-          h('td', { class: 'num', text: duration(ru.running_ms) })))))
+          h('td', { class: 'num', text: duration(ru.running_ms) }),
+          h('td', { class: `num${longTransaction(ru) ? ' warn-text' : ''}`, text: ru.transaction_ms != null ? duration(ru.transaction_ms) : '—' })))))
       : h('div', { class: 'empty', testid: 'runners-table' }, 'All runners are idle.')));
 }
 
