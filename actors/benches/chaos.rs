@@ -1,9 +1,11 @@
 //! The chaos scenarios, full length, with their report: `cargo bench --bench chaos --
-//! SCENARIO… [--short] [--out DIR]` (`all` runs every one). Writes `report.json` and
-//! `report.md` to DIR (default `target/chaos`) and prints the Markdown table.
+//! SCENARIO… [--short] [--out DIR] [--soak-minutes N] [--soak-rate N]` (`all` runs
+//! every one but the soaks). Writes `report.json` and `report.md` to DIR (default
+//! `target/chaos`) and prints the Markdown table.
 //!
 //! Scenarios: pg-restart, connection-killing, repeated-crashes, pool-exhaustion,
-//! overload, active-readers, sqlite-kills. The PostgreSQL ones start a server of their
+//! overload, active-readers, idle-holder, sqlite-kills; and soak, soak-stock-vacuum
+//! (30 minutes at 600 tasks/s unless told otherwise). The PostgreSQL ones start a server of their
 //! own (needs `initdb` and `pg_ctl`); nothing else is needed but Node.js for the
 //! toolkit install, as for every test. Without a scenario it lists them and runs
 //! nothing, so a plain `cargo bench` does not spend half an hour here.
@@ -14,12 +16,18 @@ use warren_testkit::chaos::{self, Scenario};
 fn main() {
     let mut scenarios = Vec::new();
     let mut short = false;
+    let mut soak = chaos::Soak::default();
     let mut out = warren_testkit::repo().join("target/chaos");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--short" => short = true,
             "--out" => out = PathBuf::from(args.next().expect("--out needs a folder")),
+            "--soak-minutes" => {
+                let minutes: u64 = number(args.next(), "--soak-minutes");
+                soak.length = std::time::Duration::from_secs(60 * minutes);
+            }
+            "--soak-rate" => soak.rate = number(args.next(), "--soak-rate"),
             "all" => scenarios.extend(chaos::ALL),
             // What cargo passes to every bench (`--bench`), and libtest-style filters.
             flag if flag.starts_with("--") => {}
@@ -44,6 +52,7 @@ fn main() {
         warren: PathBuf::from(env!("CARGO_BIN_EXE_warren")),
         out: out.clone(),
         short,
+        soak,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -82,6 +91,22 @@ fn main() {
     }
 }
 
+/// The number after a flag, or an exit saying what is wrong.
+fn number(value: Option<String>, flag: &str) -> u64 {
+    match value.as_deref().map(str::parse) {
+        Some(Ok(n)) => n,
+        _ => {
+            eprintln!("{flag} needs a whole number, got {value:?}");
+            std::process::exit(2);
+        }
+    }
+}
+
 fn names() -> String {
-    chaos::ALL.map(|s| s.name()).join(", ")
+    chaos::ALL
+        .iter()
+        .chain(&[Scenario::Soak, Scenario::SoakStockVacuum])
+        .map(|s| s.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -34,6 +34,7 @@ async fn short_chaos_scenarios_lose_nothing() {
             warren: PathBuf::from(env!("CARGO_BIN_EXE_warren")),
             out: out.clone(),
             short: true,
+            soak: chaos::Soak::default(),
         };
         let report = chaos::run(scenario, &options).await.unwrap();
         if report.passed() {

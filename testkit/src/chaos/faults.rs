@@ -74,6 +74,8 @@ pub async fn inflict(scenario: Scenario, f: &mut Fault<'_>) -> Result<Outcome, E
         Scenario::Overload => overload(f).await,
         Scenario::ActiveReaders => active_readers(f).await,
         Scenario::IdleHolder => idle_holder(f).await,
+        Scenario::Soak => soak(f, false).await,
+        Scenario::SoakStockVacuum => soak(f, true).await,
     }
 }
 
@@ -250,6 +252,36 @@ async fn idle_holder(f: &mut Fault<'_>) -> Result<Outcome, Error> {
         description: format!(
             "another session held a writing transaction open, idle, for {} s",
             f.plan.fault.as_secs()
+        ),
+        clean_drain_per_s: None,
+    })
+}
+
+async fn soak(f: &mut Fault<'_>, stock_vacuum: bool) -> Result<Outcome, Error> {
+    if stock_vacuum {
+        f.admin
+            .execute(
+                "ALTER TABLE warren_tasks RESET (autovacuum_vacuum_scale_factor, \
+                 autovacuum_vacuum_threshold, autovacuum_analyze_scale_factor, \
+                 autovacuum_vacuum_cost_limit)",
+            )
+            .await?;
+    }
+    let start = f.now();
+    tokio::time::sleep(f.plan.fault).await;
+    Ok(Outcome {
+        start,
+        end: f.now(),
+        description: format!(
+            "no fault: {} tasks/s offered for {} min, with {} autovacuum settings on \
+             warren_tasks",
+            f.plan.rate,
+            f.plan.fault.as_secs() / 60,
+            if stock_vacuum {
+                "PostgreSQL's stock"
+            } else {
+                "Warren's"
+            }
         ),
         clean_drain_per_s: None,
     })

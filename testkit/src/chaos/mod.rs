@@ -43,9 +43,16 @@ pub enum Scenario {
     IdleHolder,
     /// One node on a SQLite file is SIGKILLed again and again during heavy writes.
     SqliteKills,
+    /// No fault: steady load for a long time (`--soak-minutes`, `--soak-rate`), to see
+    /// how the queue table holds up (dead tuples, claim latency, throughput).
+    Soak,
+    /// [`Scenario::Soak`] with PostgreSQL's stock autovacuum settings on the queue
+    /// table (Warren's own reset first): the comparison for the table's settings.
+    SoakStockVacuum,
 }
 
 /// Every scenario, in the order `all` runs them.
+/// (The soaks are not among them: they run only when named.)
 pub const ALL: [Scenario; 8] = [
     Scenario::PgRestart,
     Scenario::ConnectionKilling,
@@ -78,12 +85,16 @@ impl Scenario {
             Scenario::ActiveReaders => "active-readers",
             Scenario::IdleHolder => "idle-holder",
             Scenario::SqliteKills => "sqlite-kills",
+            Scenario::Soak => "soak",
+            Scenario::SoakStockVacuum => "soak-stock-vacuum",
         }
     }
 
     /// The scenario named `name`, if any.
     pub fn from_name(name: &str) -> Option<Scenario> {
-        ALL.into_iter().find(|s| s.name() == name)
+        ALL.into_iter()
+            .chain([Scenario::Soak, Scenario::SoakStockVacuum])
+            .find(|s| s.name() == name)
     }
 
     /// The database it runs on.
@@ -91,6 +102,25 @@ impl Scenario {
         match self {
             Scenario::SqliteKills => Backend::Sqlite,
             _ => Backend::Postgres,
+        }
+    }
+}
+
+/// How long a soak lasts and the load it offers.
+#[derive(Debug, Clone, Copy)]
+pub struct Soak {
+    /// How long the steady load lasts.
+    pub length: Duration,
+    /// Tasks offered per second.
+    pub rate: u64,
+}
+
+impl Default for Soak {
+    /// Thirty minutes at 600 tasks a second: over a million tasks.
+    fn default() -> Soak {
+        Soak {
+            length: Duration::from_secs(30 * 60),
+            rate: 600,
         }
     }
 }
@@ -115,8 +145,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan of `scenario`, short (for CI) or full (the published figures).
-    pub fn of(scenario: Scenario, short: bool) -> Plan {
+    /// The plan of `scenario`, short (for CI) or full (the published figures); the
+    /// soaks take their length and rate from `soak`.
+    pub fn of(scenario: Scenario, short: bool, soak: Soak) -> Plan {
         let secs = Duration::from_secs;
         let pick =
             |short_value: u64, full_value: u64| secs(if short { short_value } else { full_value });
@@ -160,6 +191,11 @@ impl Plan {
             Scenario::IdleHolder => Plan {
                 fault: pick(20, 300),
                 after: pick(10, 120),
+                ..base
+            },
+            Scenario::Soak | Scenario::SoakStockVacuum => Plan {
+                rate: soak.rate,
+                fault: soak.length,
                 ..base
             },
             Scenario::SqliteKills => Plan {

@@ -36,6 +36,8 @@ pub struct Options {
     pub out: PathBuf,
     /// The short variant (CI) instead of the full one.
     pub short: bool,
+    /// The soaks' length and rate.
+    pub soak: super::Soak,
 }
 
 /// The URLs of a scenario's database.
@@ -51,7 +53,7 @@ pub struct Urls {
 /// Runs `scenario` and returns its report (an error only when the harness itself
 /// could not do its part: a verdict of lost work is in the report).
 pub async fn run(scenario: Scenario, options: &Options) -> Result<Report, Error> {
-    let plan = Plan::of(scenario, options.short);
+    let plan = Plan::of(scenario, options.short, options.soak);
     let dir = options.out.join(scenario.name());
     let _ = std::fs::remove_dir_all(&dir);
     let logs = dir.join("logs");
