@@ -7,6 +7,7 @@ use super::nodes::NodeSet;
 use super::probe::Probe;
 use super::producer::Producer;
 use super::report::Check;
+use super::small_disk::SmallDisk;
 use super::run::{Urls, HARNESS_APP, NODE_ROLE};
 use super::{Plan, Scenario};
 use crate::Error;
@@ -26,6 +27,8 @@ pub struct Fault<'a> {
     pub origin: Instant,
     /// The private server (PostgreSQL scenarios).
     pub server: Option<&'a PrivatePostgres>,
+    /// The small disk the database is on (the disk-full scenario).
+    pub small_disk: Option<&'a SmallDisk>,
     /// The database's URLs.
     pub urls: &'a Urls,
     /// The nodes.
@@ -74,6 +77,8 @@ pub async fn inflict(scenario: Scenario, f: &mut Fault<'_>) -> Result<Outcome, E
         Scenario::Overload => overload(f).await,
         Scenario::ActiveReaders => active_readers(f).await,
         Scenario::IdleHolder => idle_holder(f).await,
+        Scenario::ReadOnly => read_only(f).await,
+        Scenario::SqliteDiskFull => disk_full(f).await,
         Scenario::Soak => soak(f, false).await,
         Scenario::SoakStockVacuum => soak(f, true).await,
     }
@@ -282,6 +287,53 @@ async fn soak(f: &mut Fault<'_>, stock_vacuum: bool) -> Result<Outcome, Error> {
             } else {
                 "Warren's"
             }
+        ),
+        clean_drain_per_s: None,
+    })
+}
+
+async fn read_only(f: &mut Fault<'_>) -> Result<Outcome, Error> {
+    let start = f.now();
+    f.admin
+        .execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        .await?;
+    f.admin.execute("SELECT pg_reload_conf()").await?;
+    tokio::time::sleep(f.plan.fault).await;
+    // The harness's own session is read-only now too; a session may lift that for
+    // itself. (ALTER SYSTEM refuses to run in a transaction block: one statement each.)
+    f.admin
+        .execute("SET default_transaction_read_only = off")
+        .await?;
+    f.admin
+        .execute("ALTER SYSTEM RESET default_transaction_read_only")
+        .await?;
+    f.admin.execute("SELECT pg_reload_conf()").await?;
+    Ok(Outcome {
+        start,
+        end: f.now(),
+        description: format!(
+            "default_transaction_read_only turned on for the whole server (every write \
+             fails) for {} s, then off",
+            f.plan.fault.as_secs()
+        ),
+        clean_drain_per_s: None,
+    })
+}
+
+async fn disk_full(f: &mut Fault<'_>) -> Result<Outcome, Error> {
+    let disk = f.small_disk.expect("the disk-full scenario has its disk");
+    let start = f.now();
+    // A little room is left, so the database fills it up itself mid-write.
+    let filler = disk.fill(256 << 10)?;
+    tokio::time::sleep(f.plan.fault).await;
+    std::fs::remove_file(&filler)?;
+    Ok(Outcome {
+        start,
+        end: f.now(),
+        description: format!(
+            "the 64 MiB tmpfs holding the database filled up to 256 KiB free (then full, \
+             by the database's own writes) for {} s, then the filler was removed",
+            f.plan.fault.as_secs()
         ),
         clean_drain_per_s: None,
     })

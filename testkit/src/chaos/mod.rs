@@ -16,6 +16,7 @@ pub mod probe;
 pub mod producer;
 pub mod report;
 pub mod run;
+pub mod small_disk;
 
 pub use report::Report;
 pub use run::{run, Options};
@@ -41,8 +42,14 @@ pub enum Scenario {
     /// A session holds a writing transaction open, idle, for minutes (vacuum cannot
     /// remove the dead rows Warren leaves meanwhile).
     IdleHolder,
+    /// The server turns read-only (`default_transaction_read_only`) for a while, as a
+    /// full disk or a demoted primary would make it: every write fails.
+    ReadOnly,
     /// One node on a SQLite file is SIGKILLed again and again during heavy writes.
     SqliteKills,
+    /// One node on a SQLite file on a small tmpfs that fills up (every write fails
+    /// with "database or disk is full"), then gets its space back.
+    SqliteDiskFull,
     /// No fault: steady load for a long time (`--soak-minutes`, `--soak-rate`), to see
     /// how the queue table holds up (dead tuples, claim latency, throughput).
     Soak,
@@ -53,7 +60,7 @@ pub enum Scenario {
 
 /// Every scenario, in the order `all` runs them.
 /// (The soaks are not among them: they run only when named.)
-pub const ALL: [Scenario; 8] = [
+pub const ALL: [Scenario; 10] = [
     Scenario::PgRestart,
     Scenario::ConnectionKilling,
     Scenario::RepeatedCrashes,
@@ -61,7 +68,9 @@ pub const ALL: [Scenario; 8] = [
     Scenario::Overload,
     Scenario::ActiveReaders,
     Scenario::IdleHolder,
+    Scenario::ReadOnly,
     Scenario::SqliteKills,
+    Scenario::SqliteDiskFull,
 ];
 
 /// Which database a scenario runs on.
@@ -84,7 +93,9 @@ impl Scenario {
             Scenario::Overload => "overload",
             Scenario::ActiveReaders => "active-readers",
             Scenario::IdleHolder => "idle-holder",
+            Scenario::ReadOnly => "read-only",
             Scenario::SqliteKills => "sqlite-kills",
+            Scenario::SqliteDiskFull => "sqlite-disk-full",
             Scenario::Soak => "soak",
             Scenario::SoakStockVacuum => "soak-stock-vacuum",
         }
@@ -100,7 +111,7 @@ impl Scenario {
     /// The database it runs on.
     pub fn backend(self) -> Backend {
         match self {
-            Scenario::SqliteKills => Backend::Sqlite,
+            Scenario::SqliteKills | Scenario::SqliteDiskFull => Backend::Sqlite,
             _ => Backend::Postgres,
         }
     }
@@ -185,7 +196,7 @@ impl Plan {
                 after: pick(45, 250),
                 ..base
             },
-            Scenario::ActiveReaders => base,
+            Scenario::ActiveReaders | Scenario::ReadOnly => base,
             // Five minutes held; afterwards long enough for autovacuum (a one-minute
             // nap by default) to come round.
             Scenario::IdleHolder => Plan {
@@ -196,6 +207,12 @@ impl Plan {
             Scenario::Soak | Scenario::SoakStockVacuum => Plan {
                 rate: soak.rate,
                 fault: soak.length,
+                ..base
+            },
+            Scenario::SqliteDiskFull => Plan {
+                nodes: 1,
+                rate: 100,
+                fault: pick(10, 30),
                 ..base
             },
             Scenario::SqliteKills => Plan {

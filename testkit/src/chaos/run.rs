@@ -7,6 +7,7 @@ use super::instance::PrivatePostgres;
 use super::nodes::NodeSet;
 use super::observer::{Observer, Sample};
 use super::probe::Probe;
+use super::small_disk::SmallDisk;
 use super::producer::Producer;
 use super::report::{self, Check, PhaseFigures, Report};
 use super::{Backend, Plan, Scenario};
@@ -61,6 +62,7 @@ pub async fn run(scenario: Scenario, options: &Options) -> Result<Report, Error>
     let modules = dir.join("modules");
     write_module(&modules)?;
 
+    let mut small_disk: Option<SmallDisk> = None;
     let (server, urls) = match scenario.backend() {
         Backend::Postgres => {
             let server = PrivatePostgres::start(plan.max_connections)?;
@@ -68,7 +70,15 @@ pub async fn run(scenario: Scenario, options: &Options) -> Result<Report, Error>
             (Some(server), urls)
         }
         Backend::Sqlite => {
-            let url = format!("sqlite://{}", dir.join("chaos.db").display());
+            let folder = if scenario == Scenario::SqliteDiskFull {
+                let disk = SmallDisk::mount(&dir.join("disk"), 64)?;
+                let path = dir.join("disk");
+                small_disk = Some(disk);
+                path
+            } else {
+                dir.clone()
+            };
+            let url = format!("sqlite://{}", folder.join("chaos.db").display());
             let urls = Urls {
                 node: url.clone(),
                 harness: url.clone(),
@@ -100,6 +110,7 @@ pub async fn run(scenario: Scenario, options: &Options) -> Result<Report, Error>
         plan,
         origin,
         server: server.as_ref(),
+        small_disk: small_disk.as_ref(),
         urls: &urls,
         nodes: &mut nodes,
         producer: &producer,
@@ -202,6 +213,7 @@ pub async fn run(scenario: Scenario, options: &Options) -> Result<Report, Error>
     };
     drop(store);
     drop(server);
+    drop(small_disk);
     Ok(report)
 }
 
