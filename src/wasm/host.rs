@@ -148,7 +148,7 @@ impl KillSwitch {
         self.transaction_since.get().map(Instant::elapsed)
     }
 
-    /// Notes the run's first database call.
+    /// Notes a database call of the run: the first one's instant is kept.
     fn transaction_opened(&self) {
         let _ = self.transaction_since.set(Instant::now());
     }
@@ -358,8 +358,9 @@ impl HostState {
     /// Notes that the run is about to use its transaction (which opens it, if it is
     /// not open yet): from the first such call the transaction's time limit runs.
     fn transaction_in_use(&mut self) {
-        if self.kill.transaction_open_for().is_none() {
-            self.kill.transaction_opened();
+        // The switch keeps the first call's instant (later calls change nothing).
+        self.kill.transaction_opened();
+        if self.transaction_deadline.is_none() {
             self.transaction_deadline = self.max_transaction.map(|max| Instant::now() + max);
         }
     }

@@ -7,8 +7,8 @@ use super::nodes::NodeSet;
 use super::probe::Probe;
 use super::producer::Producer;
 use super::report::Check;
-use super::small_disk::SmallDisk;
 use super::run::{Urls, HARNESS_APP, NODE_ROLE};
+use super::small_disk::SmallDisk;
 use super::{Plan, Scenario};
 use crate::Error;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -163,35 +163,60 @@ async fn repeated_crashes(f: &mut Fault<'_>) -> Result<Outcome, Error> {
 async fn pool_exhaustion(f: &mut Fault<'_>) -> Result<Outcome, Error> {
     let start = f.now();
     let hog_url = f.server().url(HOG_ROLE, "chaos", None);
-    // Warren's sessions go first, so the nodes must reconnect into a full server.
+    // Every free slot first, so the nodes' reconnects find none; then the nodes'
+    // sessions go, and the hog races them for each slot that frees.
+    let mut held = grab_free_slots(&hog_url).await;
+    let before = held.len();
     let terminated = terminate_node_sessions(&mut f.admin).await?;
-    let mut held: Vec<AsyncPgConnection> = Vec::new();
-    let mut refusals = 0;
     let until = Instant::now() + f.plan.fault;
+    let mut node_sessions_seen = Vec::new();
     while Instant::now() < until {
-        // Take every slot that is free now, and any that frees up later.
-        match AsyncPgConnection::establish(&hog_url).await {
-            Ok(conn) => held.push(conn),
-            Err(_) => {
-                refusals += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        held.extend(grab_free_slots(&hog_url).await);
+        node_sessions_seen.push(
+            f.admin
+                .scalar(&format!(
+                    "SELECT COUNT(*) AS v FROM pg_stat_activity WHERE usename = '{NODE_ROLE}' \
+                     AND application_name <> '{HARNESS_APP}'"
+                ))
+                .await?,
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let peak = held.len();
     drop(held);
+    node_sessions_seen.sort_unstable();
+    let median = node_sessions_seen
+        .get(node_sessions_seen.len() / 2)
+        .copied()
+        .unwrap_or(0);
     Ok(Outcome {
         start,
         end: f.now(),
         description: format!(
-            "{terminated} node sessions terminated, then another client held every free \
-             slot of max_connections = {} ({peak} sessions at most, {refusals} refused \
-             attempts) for {} s",
+            "another client took every free slot of max_connections = {} ({before} \
+             sessions), then {terminated} node sessions were terminated and it raced the \
+             nodes for the freed slots ({peak} sessions in the end) for {} s; the nodes \
+             held {median} sessions (median of {} looks) meanwhile",
             f.plan.max_connections,
-            f.plan.fault.as_secs()
+            f.plan.fault.as_secs(),
+            node_sessions_seen.len()
         ),
         clean_drain_per_s: None,
     })
+}
+
+/// Opens sessions, eight at a time, until the server refuses them all.
+async fn grab_free_slots(url: &str) -> Vec<AsyncPgConnection> {
+    let mut held = Vec::new();
+    loop {
+        let attempts = (0..8).map(|_| AsyncPgConnection::establish(url));
+        let results = futures_util::future::join_all(attempts).await;
+        let refused = results.iter().filter(|r| r.is_err()).count();
+        held.extend(results.into_iter().flatten());
+        if refused > 0 {
+            return held;
+        }
+    }
 }
 
 async fn active_readers(f: &mut Fault<'_>) -> Result<Outcome, Error> {
