@@ -427,13 +427,13 @@ impl Store {
         self.schedule(task).await
     }
 
-    /// Deletes up to `limit` of the tasks that finished more than `retention_ms` ago,
-    /// oldest first, in one short transaction; returns how many. Callers repeat it
-    /// until it deletes fewer than `limit`: a backlog of a million finished tasks is
-    /// pruned in many small transactions, never in one that holds its locks (and, on
-    /// PostgreSQL, the vacuum horizon) for minutes.
-    pub async fn prune_finished(&self, retention_ms: i64, limit: i64) -> StoreResult<usize> {
-        let cutoff = self.now() - retention_ms;
+    /// Deletes up to `limit` of the tasks that finished before `cutoff`, oldest first,
+    /// with their metadata (the foreign key cascades), in one short transaction;
+    /// returns how many. Callers repeat it with the same cutoff until it deletes fewer
+    /// than `limit`: a backlog of a million finished tasks is pruned in many small
+    /// transactions, never in one that holds its locks (and, on PostgreSQL, the vacuum
+    /// horizon) for minutes.
+    pub async fn prune_finished(&self, cutoff: Millis, limit: i64) -> StoreResult<usize> {
         self.in_transaction(async |conn, _| {
             Ok(on_conn!(conn, c => {
                 let ids: Vec<i64> = t::warren_tasks
@@ -443,12 +443,15 @@ impl Store {
                     .limit(limit)
                     .load(c)
                     .await?;
-                diesel::delete(m::warren_task_metadata.filter(m::task_id.eq_any(&ids)))
-                    .execute(c)
-                    .await?;
-                diesel::delete(t::warren_tasks.filter(t::id.eq_any(&ids)))
-                    .execute(c)
-                    .await?
+                // The condition again: a task retried since it was read is no longer
+                // finished, and stays.
+                diesel::delete(
+                    t::warren_tasks
+                        .filter(t::id.eq_any(&ids))
+                        .filter(t::finished_at.lt(cutoff)),
+                )
+                .execute(c)
+                .await?
             }))
         })
         .await

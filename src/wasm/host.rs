@@ -293,8 +293,10 @@ impl host::Host for HostState {
         let data: Value = serde_json::from_str(&data_json)
             .map_err(|e| format!("task data is not valid JSON: {e}"))?;
         let task = NewTask::new(task_type, data).with_options(schedule_options(&options_json)?);
-        self.transaction_in_use();
         self.db.open().await?;
+        if matches!(self.db, TaskDb::Managed(_) | TaskDb::Ephemeral(_)) {
+            self.transaction_in_use();
+        }
         let id = match &mut self.db {
             TaskDb::Managed(run) => run.schedule(task).await,
             TaskDb::Ephemeral(tx) => tx.schedule(task).await,
@@ -307,7 +309,10 @@ impl host::Host for HostState {
     }
 
     async fn get_metadata(&mut self, key: String) -> Option<String> {
-        self.transaction_in_use();
+        if matches!(self.db, TaskDb::Managed(_)) {
+            // A managed run reads its metadata in its transaction.
+            self.transaction_in_use();
+        }
         match &mut self.db {
             TaskDb::Managed(run) => match run.metadata(&key).await {
                 Ok(value) => value,
@@ -321,7 +326,9 @@ impl host::Host for HostState {
     }
 
     async fn set_metadata(&mut self, key: String, value: String) -> Result<(), String> {
-        self.transaction_in_use();
+        if matches!(self.db, TaskDb::Managed(_)) {
+            self.transaction_in_use();
+        }
         match &mut self.db {
             TaskDb::Managed(run) => run
                 .set_metadata(&key, &value)
@@ -355,8 +362,9 @@ impl HostState {
         }
     }
 
-    /// Notes that the run is about to use its transaction (which opens it, if it is
-    /// not open yet): from the first such call the transaction's time limit runs.
+    /// Notes that the run has its transaction (the first time: it holds a pooled
+    /// session from now on): from the first such call the transaction's time limit
+    /// runs.
     fn transaction_in_use(&mut self) {
         // The switch keeps the first call's instant (later calls change nothing).
         self.kill.transaction_opened();
@@ -368,6 +376,7 @@ impl HostState {
     /// Runs one task statement on the run's transaction; a kill, the timeout or the
     /// transaction's time limit stops it.
     async fn task_sql(&mut self, statement: TaskStatement) -> Result<TaskSqlOutput, String> {
+        self.db.transaction().await?;
         self.transaction_in_use();
         let (kill, deadline, transaction_deadline) =
             (self.kill.clone(), self.deadline, self.transaction_deadline);

@@ -38,7 +38,7 @@ async fn pruning_goes_in_bounded_batches_oldest_first(b: Backend) {
     let retention = 10 * MIN;
     // The first three finished 12, 11 and just over 10 minutes ago: past the retention.
     db.clock.advance(retention - 3 * MIN + 1);
-    assert_eq!(s.prune_finished(retention, 2).await.unwrap(), 2);
+    assert_eq!(s.prune_finished(s.now() - retention, 2).await.unwrap(), 2);
     assert!(matches!(
         s.describe(finished[0]).await,
         Err(StoreError::NotFound(_))
@@ -48,12 +48,12 @@ async fn pruning_goes_in_bounded_batches_oldest_first(b: Backend) {
         Err(StoreError::NotFound(_))
     ));
     assert!(s.describe(finished[2]).await.is_ok());
-    assert_eq!(s.prune_finished(retention, 2).await.unwrap(), 1);
-    assert_eq!(s.prune_finished(retention, 2).await.unwrap(), 0);
+    assert_eq!(s.prune_finished(s.now() - retention, 2).await.unwrap(), 1);
+    assert_eq!(s.prune_finished(s.now() - retention, 2).await.unwrap(), 0);
     assert!(s.describe(finished[3]).await.is_ok());
     db.clock.advance(10 * MIN);
-    assert_eq!(s.prune_finished(retention, 2).await.unwrap(), 2);
-    assert_eq!(s.prune_finished(retention, 2).await.unwrap(), 0);
+    assert_eq!(s.prune_finished(s.now() - retention, 2).await.unwrap(), 2);
+    assert_eq!(s.prune_finished(s.now() - retention, 2).await.unwrap(), 0);
     assert_eq!(
         s.describe(unfinished).await.unwrap().state,
         TaskState::Pending
@@ -218,14 +218,14 @@ async fn retry_now_delete_duplicate_and_prune(b: Backend) {
     );
     db.clock.advance(3 * 24 * 60 * MIN - 1);
     assert_eq!(
-        s.prune_finished(warren::store::DEFAULT_RETENTION_MS, 10)
+        s.prune_finished(s.now() - warren::store::DEFAULT_RETENTION_MS, 10)
             .await
             .unwrap(),
         0
     );
     db.clock.advance(2);
     assert_eq!(
-        s.prune_finished(warren::store::DEFAULT_RETENTION_MS, 10)
+        s.prune_finished(s.now() - warren::store::DEFAULT_RETENTION_MS, 10)
             .await
             .unwrap(),
         1

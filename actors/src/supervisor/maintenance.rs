@@ -95,9 +95,12 @@ impl Supervisor {
         );
         ctx.spawn(
             async move {
+                // One cutoff for the round: tasks that finish meanwhile wait for the
+                // next one, so the round ends however fast tasks finish.
+                let cutoff = store.now() - retention;
                 let mut pruned = 0;
                 loop {
-                    match store.prune_finished(retention, PRUNE_BATCH).await {
+                    match store.prune_finished(cutoff, PRUNE_BATCH).await {
                         Ok(n) => {
                             pruned += n;
                             if (n as i64) < PRUNE_BATCH {

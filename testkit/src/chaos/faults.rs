@@ -377,7 +377,13 @@ async fn overload(f: &mut Fault<'_>) -> Result<Outcome, Error> {
     // First the clean drain rate: the producer pauses, a backlog is scheduled at
     // once, and the nodes drain it.
     f.producer.set_rate(0);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_by = Instant::now() + Duration::from_secs(60);
+    while f.admin.counts().await?.backlog > 0 {
+        if Instant::now() > idle_by {
+            return Err("the queue did not empty within 60 s of pausing the producer".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let count = clean_backlog(&f.plan);
     let tasks: Vec<NewTask> = (0..count)
         .map(|i| {

@@ -31,19 +31,22 @@ impl PrivatePostgres {
     /// Makes a new cluster (`initdb`, trust authentication, superuser `postgres`) and
     /// starts it on a free loopback port with at most `max_connections` sessions.
     pub fn start(max_connections: u32) -> Result<PrivatePostgres, Error> {
+        let (bin, port, as_postgres_user) = (server_binaries()?, free_port()?, running_as_root()?);
         let root = std::env::temp_dir().join(unique_name("warren-chaos-pg"));
         std::fs::create_dir_all(&root)?;
-        let as_postgres_user = running_as_root()?;
-        if as_postgres_user {
-            run(Command::new("chown").args(["-R", "postgres:"]).arg(&root))?;
-        }
+        // From here on the folder is removed (and a started server stopped) on drop.
         let server = PrivatePostgres {
-            port: free_port()?,
+            port,
             max_connections,
             as_postgres_user,
-            bin: server_binaries()?,
+            bin,
             root,
         };
+        if as_postgres_user {
+            run(Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(&server.root))?;
+        }
         server.run_tool(
             "initdb",
             &[
@@ -186,13 +189,21 @@ fn server_binaries() -> Result<PathBuf, Error> {
     if let Some(dir) = on_path.iter().find(|dir| has_tools(dir)) {
         return Ok(dir.clone());
     }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|dir| dir.flatten().map(|e| e.path().join("bin")).collect())
+    // Newest major version first: by number, not by text ("9.6" < "16").
+    let mut versions: Vec<(f64, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| {
+                    let version = e.file_name().to_str()?.parse::<f64>().ok()?;
+                    Some((version, e.path().join("bin")))
+                })
+                .collect()
+        })
         .unwrap_or_default();
-    versions.sort();
+    versions.sort_by(|a, b| b.0.total_cmp(&a.0));
     versions
         .into_iter()
-        .rev()
+        .map(|(_, dir)| dir)
         .find(|dir| has_tools(dir))
         .ok_or_else(|| {
             "initdb and pg_ctl not found (on the PATH, under /usr/lib/postgresql, or in \

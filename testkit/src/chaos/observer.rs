@@ -54,8 +54,18 @@ impl Observer {
     }
 
     /// Stops sampling and returns the samples.
-    pub async fn finish(self) -> Vec<Sample> {
+    pub async fn finish(mut self) -> Vec<Sample> {
         self.stop.store(true, Ordering::SeqCst);
-        self.handle.await.expect("the observer task panicked")
+        (&mut self.handle)
+            .await
+            .expect("the observer task panicked")
+    }
+}
+
+impl Drop for Observer {
+    /// A scenario that ended early (an error) stops its observer too.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.abort();
     }
 }

@@ -107,7 +107,16 @@ impl Probe {
     /// Runs statements that return nothing.
     pub async fn execute(&mut self, sql: &str) -> Result<(), Error> {
         match self {
-            Probe::Postgres { .. } => Ok(self.pg().await?.batch_execute(sql).await?),
+            Probe::Postgres { .. } => {
+                let result = self.pg().await?.batch_execute(sql).await;
+                if result.is_err() {
+                    // The session may be gone: reconnect next time.
+                    if let Probe::Postgres { conn, .. } = self {
+                        *conn = None;
+                    }
+                }
+                Ok(result?)
+            }
             Probe::Sqlite(store) => {
                 let mut conn = store.connection().await?;
                 let AnyConn::Sqlite(c) = conn.as_any() else {

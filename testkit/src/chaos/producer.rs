@@ -54,9 +54,19 @@ impl Producer {
     }
 
     /// Stops scheduling and returns what was scheduled.
-    pub async fn finish(self) -> ProducerTally {
+    pub async fn finish(mut self) -> ProducerTally {
         self.stop.store(true, Ordering::SeqCst);
-        self.handle.await.expect("the producer task panicked")
+        (&mut self.handle)
+            .await
+            .expect("the producer task panicked")
+    }
+}
+
+impl Drop for Producer {
+    /// A scenario that ended early (an error) stops its producer too.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.abort();
     }
 }
 

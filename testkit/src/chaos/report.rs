@@ -82,9 +82,11 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether nothing was lost or done twice and every check held.
+    /// Whether work was offered and taken, nothing was lost or done twice, and every
+    /// check held.
     pub fn passed(&self) -> bool {
-        self.lost == 0
+        self.scheduled > 0
+            && self.lost == 0
             && self.duplicate_effects == 0
             && self.effects_without_completion == 0
             && self.failed == 0

@@ -56,6 +56,13 @@ pub struct Urls {
 pub async fn run(scenario: Scenario, options: &Options) -> Result<Report, Error> {
     let plan = Plan::of(scenario, options.short, options.soak);
     let dir = options.out.join(scenario.name());
+    if scenario == Scenario::SqliteDiskFull {
+        // A killed run may have left its disk mounted there.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(dir.join("disk"))
+            .output();
+    }
     let _ = std::fs::remove_dir_all(&dir);
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
@@ -105,6 +112,9 @@ pub async fn run(scenario: Scenario, options: &Options) -> Result<Report, Error>
     let observer = Observer::start(probe(&urls.admin, &store), origin);
     let producer = Producer::start(store.clone(), TASK_TYPE, plan.rate);
     tokio::time::sleep(plan.before).await;
+    // The steady phase ends here, before the fault script does anything (the overload
+    // script schedules its own backlog before its fault begins).
+    let steady_end = origin.elapsed().as_secs_f64();
 
     let mut fault = Fault {
         plan,
@@ -156,7 +166,7 @@ pub async fn run(scenario: Scenario, options: &Options) -> Result<Report, Error>
 
     let before_peak = samples
         .iter()
-        .filter(|s| s.at <= outcome.start)
+        .filter(|s| s.at <= steady_end)
         .map(|s| s.backlog)
         .max()
         .unwrap_or(0);

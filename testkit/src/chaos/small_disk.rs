@@ -14,6 +14,8 @@ pub struct SmallDisk {
 impl SmallDisk {
     /// Mounts a tmpfs of `megabytes` at `path` (created if missing).
     pub fn mount(path: &Path, megabytes: u32) -> Result<SmallDisk, Error> {
+        // A run that was killed left its disk mounted: out of the way first.
+        let _ = Command::new("umount").arg("-l").arg(path).output();
         std::fs::create_dir_all(path)?;
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
