@@ -460,6 +460,24 @@ async fn host_functions_work_on_the_run_transaction(b: Backend) {
         s.metadata(id, "guest-key").await.unwrap().as_deref(),
         Some("v")
     );
+    // A unique key given twice in one run: one task, with the first call's data.
+    assert_eq!(r["uniqueFirst"], r["uniqueAgain"], "{r}");
+    let unique = s
+        .describe(TaskId(r["uniqueFirst"].as_i64().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(unique.data, json!({"n": 1}));
+    assert_eq!(
+        unique.unique.map(|u| u.key).as_deref(),
+        Some("guest-unique")
+    );
+    assert!(
+        r["badUnique"]
+            .as_str()
+            .unwrap()
+            .contains("uniqueKey: must not be empty"),
+        "{r}"
+    );
     assert!(r["now"].as_i64().unwrap() > 1_700_000_000_000);
 }
 

@@ -7,8 +7,8 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 use warren::store::{
-    CommitSignal, NewTask, NodeInfo, QueueCounts, ScheduleOptions, ScheduledState, Store,
-    StoreError,
+    CommitSignal, NewTask, NodeInfo, QueueCounts, ScheduleOptions, Scheduled, ScheduledState,
+    Store, StoreError,
 };
 use warren::task::{Millis, TaskId, TaskType};
 use warren::wasm::KillSwitch;
@@ -36,6 +36,12 @@ impl ScheduleTask {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<TaskId>, StoreError>")]
 pub struct ScheduleTasks(pub Vec<NewTask>);
+
+/// As [`ScheduleTasks`], answering for each task whether it was created or a duplicate
+/// with the same unique key was found in its place (see [`warren::store::Unique`]).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Scheduled>, StoreError>")]
+pub struct ScheduleTasksReporting(pub Vec<NewTask>);
 
 /// Runs an ephemeral task and answers with an [`EphemeralTask`]: a future of its
 /// result that kills the task when dropped before it finishes.

@@ -6,7 +6,8 @@
 //! {"type": "demo:ping", "data": {"ping": 42}, "priority": "interactive" or -100,
 //!  "not_before": 1764324000000 or "2025-11-28T10:00:00Z", "timeout_ms": 2500,
 //!  "aux_data": {…}, "metadata": {"k": "v"}, "cluster": "default",
-//!  "allow_unknown_type": false}
+//!  "unique_key": "invoice-42", "unique_states": ["completed"], "unique_period_ms": 3600000,
+//!  "debounce_ms": 500, "debounce_max_ms": 5000, "allow_unknown_type": false}
 //! ```
 //!
 //! Only `type` is required (`null` counts as absent). [`TaskSpec::from_json`] reads one
@@ -19,7 +20,10 @@
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use warren::store::{json_kind, NewTask, ScheduleOptions, Store, StoreError, TaskTypeCheck};
+use warren::store::{
+    json_kind, NewTask, ScheduleOptions, Store, StoreError, TaskTypeCheck, UniqueParts,
+    UniqueStates,
+};
 use warren::task::{Millis, Priority, TaskType};
 
 /// Most tasks one request schedules, and the size of the transactions `warren
@@ -27,8 +31,8 @@ use warren::task::{Millis, Priority, TaskType};
 pub const MAX_BATCH: usize = 10_000;
 
 /// The fields a task spec may have.
-const FIELDS: &str =
-    "type, data, priority, not_before, timeout_ms, aux_data, metadata, cluster, allow_unknown_type";
+const FIELDS: &str = "type, data, priority, not_before, timeout_ms, aux_data, metadata, cluster, \
+     unique_key, unique_states, unique_period_ms, debounce_ms, debounce_max_ms, allow_unknown_type";
 
 /// What is wrong with a task spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +117,7 @@ fn from_object(fields: Map<String, Value>) -> Result<TaskSpec, SpecError> {
     let mut task_type = None;
     let mut data = None;
     let mut options = ScheduleOptions::default();
+    let mut unique = UniqueParts::default();
     let mut allow_unknown_type = false;
     for (key, value) in fields {
         if value.is_null() {
@@ -137,6 +142,13 @@ fn from_object(fields: Map<String, Value>) -> Result<TaskSpec, SpecError> {
             "aux_data" => options.aux_data = Some(value),
             "metadata" => options.metadata = metadata(value)?,
             "cluster" => options.cluster = Some(string("cluster", &value)?.to_string()),
+            "unique_key" => unique.key = Some(string("unique_key", &value)?.to_string()),
+            "unique_states" => unique.states = Some(unique_states(&value)?),
+            "unique_period_ms" => unique.period_ms = Some(whole_ms("unique_period_ms", &value)?),
+            "debounce_ms" => unique.debounce_ms = Some(whole_ms("debounce_ms", &value)?),
+            "debounce_max_ms" => {
+                unique.debounce_max_ms = Some(whole_ms("debounce_max_ms", &value)?)
+            }
             "allow_unknown_type" => {
                 allow_unknown_type = value.as_bool().ok_or_else(|| {
                     SpecError::in_field(
@@ -152,6 +164,10 @@ fn from_object(fields: Map<String, Value>) -> Result<TaskSpec, SpecError> {
             }
         }
     }
+    options.unique = unique.build().map_err(|e| {
+        let field = e.part.api_name();
+        SpecError::in_field(field, format!("invalid {field}: {}", e.message))
+    })?;
     let task_type = task_type
         .ok_or_else(|| SpecError::in_field("type", "missing type: every task needs one"))?;
     let task = NewTask::new(task_type, data.unwrap_or_else(|| Value::Object(Map::new())))
@@ -173,6 +189,41 @@ fn string<'v>(field: &'static str, value: &'v Value) -> Result<&'v str, SpecErro
             ),
         )
     })
+}
+
+/// A whole number of milliseconds.
+fn whole_ms(field: &'static str, value: &Value) -> Result<i64, SpecError> {
+    value.as_i64().ok_or_else(|| {
+        SpecError::in_field(
+            field,
+            format!("invalid {field} {value}: use a whole number of milliseconds"),
+        )
+    })
+}
+
+/// The states in which a duplicate counts: an array of state names, or one string
+/// of them separated by commas.
+fn unique_states(value: &Value) -> Result<UniqueStates, SpecError> {
+    let bad = |what: String| {
+        SpecError::in_field("unique_states", format!("invalid unique_states: {what}"))
+    };
+    let names: Vec<&str> = match value {
+        Value::String(text) => vec![text.as_str()],
+        Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .ok_or_else(|| bad(format!("must hold state names, got {}", json_kind(item))))
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(bad(format!(
+                "must be an array of state names, got {}",
+                json_kind(other)
+            )))
+        }
+    };
+    UniqueStates::parse_list(&names.join(",")).map_err(bad)
 }
 
 /// Metadata: an object of strings, kept in key order.

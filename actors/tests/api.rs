@@ -715,7 +715,7 @@ async fn an_array_of_tasks_is_scheduled_in_one_request() {
     // An empty array schedules nothing.
     let a = send(&app, post("/api/tasks", json!([])).to_request()).await;
     assert_eq!(a.status, StatusCode::CREATED);
-    assert_eq!(a.json(), json!({"ids": [], "warnings": []}));
+    assert_eq!(a.json(), json!({"ids": [], "created": [], "warnings": []}));
 
     // The largest batch: 10,000 tasks in one request, counted in the metrics.
     let tasks: Vec<Value> = (0..10_000)
@@ -737,6 +737,91 @@ async fn an_array_of_tasks_is_scheduled_in_one_request() {
         metrics.contains("warren_tasks_scheduled_total{type=\"apitest:count\"} 10002"),
         "{metrics}"
     );
+    n.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_unique_key_answers_with_the_task_that_has_it() {
+    let n = TestNode::start("unique").await;
+    let app = test::init_service(app(n.state.clone())).await;
+    let keyed = |data: Value| json!({"type": "apitest:count", "cluster": "parked", "data": data, "unique_key": "k"});
+    let a = send(
+        &app,
+        post("/api/tasks", keyed(json!({"n": 1}))).to_request(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    assert_eq!(a.json()["created"], json!(true));
+    let first = a.json()["id"].as_i64().unwrap();
+    // The same key again: 200 with the first task's id, and nothing new.
+    let a = send(
+        &app,
+        post("/api/tasks", keyed(json!({"n": 2}))).to_request(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(
+        (a.json()["id"].as_i64(), a.json()["created"].clone()),
+        (Some(first), json!(false))
+    );
+    let mut other = keyed(json!({}));
+    other["unique_key"] = json!("other");
+    other["unique_states"] = json!(["completed"]);
+    let a = send(
+        &app,
+        post("/api/tasks", json!([keyed(json!({})), other])).to_request(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    assert_eq!(a.json()["created"], json!([false, true]));
+    assert_eq!(a.json()["ids"][0].as_i64(), Some(first));
+    assert_eq!(n.task_count().await, 2);
+    // The task shows its key; the metrics count the tasks created, not the duplicates.
+    let shown = send(&app, get(&format!("/api/tasks/{first}")).to_request())
+        .await
+        .json();
+    assert_eq!(shown["data"], json!({"n": 1}));
+    assert_eq!(
+        shown["unique"],
+        json!({"key": "k", "period_start": null, "states": ["pending", "running"]})
+    );
+    let metrics = n.state.metrics.render(&Default::default());
+    assert!(
+        metrics.contains("warren_tasks_scheduled_total{type=\"apitest:count\"} 2"),
+        "{metrics}"
+    );
+    // Bad options are refused naming the field, and nothing is scheduled.
+    for (body, field) in [
+        (
+            keyed(json!({}))
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("unique_key".into(), json!(""));
+                    Value::Object(o)
+                })
+                .unwrap(),
+            "unique_key",
+        ),
+        (
+            json!({"type": "apitest:count", "debounce_ms": 5}),
+            "debounce_ms",
+        ),
+        (
+            json!({"type": "apitest:count", "unique_key": "x", "unique_states": ["done"]}),
+            "unique_states",
+        ),
+        (
+            json!({"type": "apitest:count", "unique_key": "x", "unique_period_ms": 0}),
+            "unique_period_ms",
+        ),
+    ] {
+        let error = send(&app, post("/api/tasks", body).to_request())
+            .await
+            .assert_error(400);
+        assert_eq!(error["error"]["field"], json!(field), "{error}");
+    }
+    assert_eq!(n.task_count().await, 2);
     n.stop().await;
 }
 

@@ -420,6 +420,67 @@ fn tasks_list_shows_a_table_or_json_with_filters() {
 }
 
 #[test]
+fn schedule_with_a_unique_key_prints_the_task_that_has_it() {
+    let (path, url) = temp_db("unique");
+    register_types(&url, &["demo:ping"]);
+    let args = |data: &'static str| {
+        vec![
+            "demo:ping",
+            data,
+            "--unique-key",
+            "nightly",
+            "--debounce",
+            "60000",
+        ]
+    };
+    let first = schedule(&url, &args(r#"{"v": 1}"#));
+    let mut again_args = vec!["schedule", "--database", &url];
+    again_args.extend(args(r#"{"v": 2}"#));
+    let again = warren(&again_args);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again).trim(), first.to_string());
+    assert!(
+        stderr(&again).contains(&format!("task {first} already has unique key 'nightly'")),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(task_count(&url), 1);
+    // Debounced: the duplicate's data replaced the first.
+    let shown = json_out(&warren(&[
+        "tasks",
+        "show",
+        &first.to_string(),
+        "--json",
+        "--database",
+        &url,
+    ]));
+    assert_eq!(shown["data"], serde_json::json!({"v": 2}));
+    let o = warren(&["tasks", "show", &first.to_string(), "--database", &url]);
+    assert!(
+        stdout(&o).contains("nightly (while pending, running)"),
+        "{}",
+        stdout(&o)
+    );
+    // Bad options name their flag, and schedule nothing.
+    for (bad, flag) in [
+        (vec!["--unique-key", ""], "--unique-key"),
+        (vec!["--debounce", "100"], "--debounce"),
+        (
+            vec!["--unique-key", "k", "--unique-states", "done"],
+            "--unique-states",
+        ),
+    ] {
+        let mut all = vec!["schedule", "--database", &url, "demo:ping", "{}"];
+        all.extend(bad);
+        let o = warren(&all);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(flag), "{}", stderr(&o));
+    }
+    assert_eq!(task_count(&url), 1);
+    remove_db(&path);
+}
+
+#[test]
 fn tasks_show_retry_cancel_and_delete() {
     let (path, url) = temp_db("tasks-admin");
     register_types(&url, &["demo:ping"]);

@@ -58,6 +58,22 @@ export interface ScheduleOptions {
   priority?: PriorityName | number;
   /** Metadata of the new task (string values). */
   metadata?: Record<string, string>;
+  /** The cluster whose runners take it (default: its type's). */
+  cluster?: string;
+  /**
+   * A unique key: while a task of the same type with this key is pending or running
+   * (or in a state `uniqueStates` adds), `scheduleTask` returns that task's id and
+   * schedules nothing.
+   */
+  uniqueKey?: string;
+  /** Finished states in which the existing task still counts as a duplicate. */
+  uniqueStates?: Array<'pending' | 'running' | 'completed' | 'failed' | 'cancelled'>;
+  /** The key holds within periods of this many ms (from the Unix epoch). */
+  uniquePeriod?: number;
+  /** Start after this many ms; a pending duplicate takes the new data and starts this long from now. */
+  debounce?: number;
+  /** A debounced task starts at most this many ms after it was first scheduled (default ten times `debounce`). */
+  debounceMax?: number;
 }
 
 /** What a task function can do. Every method is synchronous. */

@@ -51,6 +51,19 @@ pub enum StoreError {
         /// What was asked.
         action: &'static str,
     },
+    /// Queuing the task again would give its type two tasks with one unique key that
+    /// both count as duplicates.
+    #[error("task {id} cannot be queued again: task {existing} of the same type has its unique key '{key}' and is {state}")]
+    UniqueConflict {
+        /// The task that was to be queued again.
+        id: TaskId,
+        /// The task that holds the key.
+        existing: TaskId,
+        /// The unique key.
+        key: String,
+        /// The state of the task that holds it.
+        state: TaskState,
+    },
     /// An argument is invalid.
     #[error("invalid {field}: {message}")]
     Invalid {

@@ -279,6 +279,23 @@ impl Store {
         let now = self.now();
         self.in_transaction(async |conn, pending| {
             let task = load_task(conn, id).await?;
+            if let (Some(unique), TaskState::Failed | TaskState::Cancelled) =
+                (&task.unique, task.state)
+            {
+                // Pending again, it would count as a duplicate: refuse while another does.
+                let stored = unique.stored_key();
+                if let Some(other) =
+                    super::unique::find_duplicate(conn, task.task_type.as_str(), &stored, Some(id))
+                        .await?
+                {
+                    return Err(StoreError::UniqueConflict {
+                        id,
+                        existing: other.id,
+                        key: unique.key.clone(),
+                        state: other.state,
+                    });
+                }
+            }
             let at = task.not_before.map_or(at, |nb| nb.max(at));
             let scope = t::warren_tasks
                 .filter(t::id.eq(id))
@@ -422,6 +439,8 @@ impl Store {
                 aux_data: original.aux_data,
                 metadata: original.metadata,
                 cluster: Some(original.cluster),
+                // A copy made on purpose is not held back by the original's key.
+                unique: None,
             },
         };
         self.schedule(task).await

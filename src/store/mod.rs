@@ -81,6 +81,7 @@ mod task_types;
 mod throughput;
 mod transaction;
 mod types_registry;
+mod unique;
 mod wait;
 
 pub use claim::ExpiredLease;
@@ -101,6 +102,10 @@ pub use task_sql::{
 pub use throughput::ThroughputPoint;
 pub use transaction::Transaction;
 pub use types_registry::{TaskTypeCheck, NODE_LIVENESS_MS};
+pub use unique::{
+    debounced_next_attempt, period_start, Debounce, Scheduled, TaskUnique, Unique, UniqueError,
+    UniquePart, UniqueParts, UniqueStates, MAX_UNIQUE_KEY_BYTES,
+};
 pub use wait::WaitFor;
 
 use crate::clock::{SharedClock, SystemClock};

@@ -54,6 +54,9 @@ pub struct ScheduleOptions {
     /// definition gives the type (as registered by the nodes that load it), else
     /// `default`.
     pub cluster: Option<String>,
+    /// A unique key: while a task of the same type has it (and is in one of the
+    /// states that count), scheduling returns that task instead of a new one.
+    pub unique: Option<super::Unique>,
 }
 
 /// A managed task as stored, every field included.
@@ -103,6 +106,8 @@ pub struct Task {
     pub lease_token: LeaseToken,
     /// Metadata, in key order (filled by [`super::Store::describe`]).
     pub metadata: Vec<(String, String)>,
+    /// Its unique key, if it was scheduled with one.
+    pub unique: Option<super::TaskUnique>,
 }
 
 impl Task {
@@ -146,6 +151,8 @@ pub(crate) struct TaskRow {
     pub lease_owner: Option<String>,
     pub lease_until: Option<i64>,
     pub lease_token: LeaseToken,
+    pub unique_key: Option<String>,
+    pub unique_states: Option<i32>,
 }
 
 fn parse_json(id: TaskId, field: &'static str, text: &str) -> Result<Value, StoreError> {
@@ -195,6 +202,7 @@ impl TryFrom<TaskRow> for Task {
             lease_until: r.lease_until,
             lease_token: r.lease_token,
             metadata: Vec::new(),
+            unique: super::TaskUnique::from_columns(r.unique_key.as_deref(), r.unique_states),
         })
     }
 }

@@ -10,6 +10,7 @@ use super::conn::on_conn;
 use super::dialect::Dialect;
 use super::schema::{warren_task_metadata, warren_tasks};
 use super::signals::{announce_work, Pending};
+use super::unique::{insert_unique, Scheduled};
 use super::{AnyConn, NewTask, Store, StoreError, StoreResult, DEFAULT_CLUSTER};
 use crate::task::{is_valid_name_part, Millis, Priority, TaskId, TaskState};
 use diesel::pg::Pg;
@@ -21,16 +22,20 @@ use serde_json::Value;
 #[derive(Clone, Insertable)]
 #[diesel(table_name = warren_tasks, treat_none_as_default_value = false)]
 pub(super) struct TaskInsert {
-    task_type: String,
+    pub(super) task_type: String,
     cluster: String,
     state: TaskState,
-    data: String,
-    aux_data: Option<String>,
+    pub(super) data: String,
+    pub(super) aux_data: Option<String>,
     priority: i32,
     timeout_ms: i64,
     created_at: i64,
     not_before: Option<i64>,
     next_attempt: i64,
+    /// The stored unique key (with its period's start), if any.
+    pub(super) unique_key: Option<String>,
+    /// The states in which the task counts as a duplicate, if it has a key.
+    unique_states: Option<i32>,
 }
 
 #[derive(Clone, Insertable)]
@@ -73,7 +78,7 @@ impl NewTask {
     /// aux data must be JSON objects, the timeout 0 or more, a cluster given a valid
     /// name, metadata keys non-empty. Errors are [`StoreError::Invalid`] naming the
     /// field as this type does (`data`, `aux_data`, `timeout_ms`, `cluster`,
-    /// `metadata`). Scheduling calls it too; callers that want to refuse a batch item
+    /// `metadata`, and the unique options' API names, such as `unique_key`). Scheduling calls it too; callers that want to refuse a batch item
     /// by item before opening a transaction call it first.
     pub fn validate(&self) -> StoreResult<()> {
         json_object("data", &self.data)?;
@@ -98,6 +103,9 @@ impl NewTask {
         if o.metadata.iter().any(|(key, _)| key.trim().is_empty()) {
             return Err(empty_metadata_key());
         }
+        if let Some(unique) = &o.unique {
+            unique.validate()?;
+        }
         Ok(())
     }
 }
@@ -120,6 +128,11 @@ fn to_row(task: &NewTask, registered: Option<&String>, now: Millis) -> StoreResu
         .clone()
         .or_else(|| registered.cloned())
         .unwrap_or_else(|| DEFAULT_CLUSTER.into());
+    // A debounced task waits its delay before it first starts, too.
+    let earliest = match o.unique.as_ref().and_then(|u| u.debounce) {
+        Some(debounce) => now + debounce.delay_ms,
+        None => now,
+    };
     Ok(TaskInsert {
         task_type: task.task_type.to_string(),
         cluster,
@@ -130,7 +143,9 @@ fn to_row(task: &NewTask, registered: Option<&String>, now: Millis) -> StoreResu
         timeout_ms: o.timeout_ms.unwrap_or(0),
         created_at: now,
         not_before: o.not_before,
-        next_attempt: o.not_before.map_or(now, |nb| nb.max(now)),
+        next_attempt: o.not_before.map_or(earliest, |nb| nb.max(earliest)),
+        unique_key: o.unique.as_ref().map(|u| u.stored_key(now)),
+        unique_states: o.unique.as_ref().map(|u| u.states.bits()),
     })
 }
 
@@ -267,38 +282,70 @@ pub(super) fn rows_for(
 }
 
 /// Inserts `tasks` on `conn` (inside whatever transaction is open there) and queues the
-/// wake-ups. Returns the new ids in input order.
+/// wake-ups. Returns the new ids in input order; a task with a unique key that has a
+/// duplicate gets the duplicate's id instead, and nothing of it is inserted.
 pub(super) async fn insert_tasks(
     conn: &mut AnyConn<'_>,
     pending: &mut Pending,
     tasks: &[NewTask],
     store: &Store,
 ) -> StoreResult<Vec<TaskId>> {
+    let scheduled = insert_tasks_reporting(conn, pending, tasks, store).await?;
+    Ok(scheduled.into_iter().map(|s| s.id).collect())
+}
+
+/// As [`insert_tasks`], saying for each task whether it was created.
+pub(super) async fn insert_tasks_reporting(
+    conn: &mut AnyConn<'_>,
+    pending: &mut Pending,
+    tasks: &[NewTask],
+    store: &Store,
+) -> StoreResult<Vec<Scheduled>> {
     let now = store.now();
     let rows = rows_for(tasks, store, now)?;
-    let mut ids = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(BATCH_CHUNK) {
-        ids.extend(insert_rows(conn, chunk.to_vec()).await?);
+    let mut scheduled: Vec<Option<Scheduled>> = vec![None; rows.len()];
+    // Tasks without a unique key go in multi-row inserts, in input order.
+    let plain: Vec<usize> = (0..rows.len())
+        .filter(|&i| tasks[i].options.unique.is_none())
+        .collect();
+    let mut plain_ids = Vec::with_capacity(plain.len());
+    for chunk in plain.chunks(BATCH_CHUNK) {
+        let chunk_rows = chunk.iter().map(|&i| rows[i].clone()).collect();
+        plain_ids.extend(insert_rows(conn, chunk_rows).await?);
     }
     // Ids are assigned in input order by one multi-row insert; RETURNING's order is
     // not promised, so sort them back.
-    ids.sort_unstable();
+    plain_ids.sort_unstable();
+    for (&i, id) in plain.iter().zip(plain_ids) {
+        scheduled[i] = Some(Scheduled { id, created: true });
+    }
+    // Tasks with one, one at a time: each may find a duplicate (an earlier task of
+    // this batch included).
+    for (i, task) in tasks.iter().enumerate() {
+        if let Some(unique) = &task.options.unique {
+            scheduled[i] = Some(insert_unique(conn, &rows[i], unique, now).await?);
+        }
+    }
+    let scheduled: Vec<Scheduled> = scheduled.into_iter().flatten().collect();
     let mut meta = Vec::new();
-    for (task, id) in tasks.iter().zip(&ids) {
-        meta.extend(metadata_rows(*id, &task.options.metadata)?);
+    for (task, s) in tasks.iter().zip(&scheduled) {
+        if s.created {
+            meta.extend(metadata_rows(s.id, &task.options.metadata)?);
+        }
     }
     insert_metadata(conn, meta).await?;
     let mut clusters: Vec<&str> = rows
         .iter()
-        .filter(|r| r.next_attempt <= now)
-        .map(|r| r.cluster.as_str())
+        .zip(&scheduled)
+        .filter(|(r, s)| s.created && r.next_attempt <= now)
+        .map(|(r, _)| r.cluster.as_str())
         .collect();
     clusters.sort_unstable();
     clusters.dedup();
     for cluster in clusters {
         announce_work(conn, pending, cluster).await?;
     }
-    Ok(ids)
+    Ok(scheduled)
 }
 
 impl Store {
@@ -315,12 +362,30 @@ impl Store {
     /// four (begin, insert, notify, commit).
     pub async fn schedule_batch(&self, tasks: &[NewTask]) -> StoreResult<Vec<TaskId>> {
         if self.backend() == super::BackendKind::Postgres
-            && tasks.iter().all(|t| t.options.metadata.is_empty())
+            && tasks
+                .iter()
+                .all(|t| t.options.metadata.is_empty() && t.options.unique.is_none())
         {
             return super::schedule_alone::schedule_alone(self, tasks).await;
         }
         self.in_transaction(async |conn, pending| insert_tasks(conn, pending, tasks, self).await)
             .await
+    }
+
+    /// As [`Store::schedule_batch`], saying for each task whether it was created or a
+    /// duplicate with the same unique key was found (see [`super::Unique`]).
+    pub async fn schedule_batch_reporting(&self, tasks: &[NewTask]) -> StoreResult<Vec<Scheduled>> {
+        if tasks.iter().all(|t| t.options.unique.is_none()) {
+            let ids = self.schedule_batch(tasks).await?;
+            return Ok(ids
+                .into_iter()
+                .map(|id| Scheduled { id, created: true })
+                .collect());
+        }
+        self.in_transaction(async |conn, pending| {
+            insert_tasks_reporting(conn, pending, tasks, self).await
+        })
+        .await
     }
 
     /// Wakes this process's queue for `cluster` (or every cluster with

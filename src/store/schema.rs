@@ -27,6 +27,8 @@ diesel::table! {
         lease_until -> Nullable<BigInt>,
         lease_token -> BigInt,
         waited -> Bool,
+        unique_key -> Nullable<Text>,
+        unique_states -> Nullable<Integer>,
     }
 }
 

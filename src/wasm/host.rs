@@ -4,7 +4,7 @@ use super::bindings::warren::task::{host, types};
 use crate::clock::SharedClock;
 use crate::store::{
     NewTask, ScheduleOptions, SqlCanceller, TaskRun, TaskSqlError, TaskSqlOutput, TaskStatement,
-    Transaction, DEFAULT_MAX_ROWS_BYTES,
+    Transaction, UniquePart, UniqueParts, UniqueStates, DEFAULT_MAX_ROWS_BYTES,
 };
 use crate::task::{Priority, TaskType};
 use serde_json::Value;
@@ -232,6 +232,11 @@ fn schedule_options(json: &str) -> Result<ScheduleOptions, String> {
         return Err("options must be a JSON object".into());
     };
     let mut o = ScheduleOptions::default();
+    let mut unique = UniqueParts::default();
+    let ms = |name: &str, v: &Value| {
+        v.as_i64()
+            .ok_or_else(|| format!("{name} must be a number of milliseconds"))
+    };
     for (key, v) in map {
         match key.as_str() {
             "notBefore" => o.not_before = Some(v.as_i64().ok_or("notBefore must be milliseconds since the epoch")?),
@@ -257,9 +262,30 @@ fn schedule_options(json: &str) -> Result<ScheduleOptions, String> {
                     o.metadata.push((k, text));
                 }
             }
-            other => return Err(format!("unknown option '{other}' (known: notBefore, timeout, auxData, cluster, priority, metadata)")),
+            "uniqueKey" => unique.key = Some(v.as_str().ok_or("uniqueKey must be a string")?.to_string()),
+            "uniqueStates" => {
+                let names: Vec<&str> = match &v {
+                    Value::Array(items) => items.iter().map(|i| i.as_str().ok_or("uniqueStates must be an array of state names")).collect::<Result<_, _>>()?,
+                    _ => return Err("uniqueStates must be an array of state names".into()),
+                };
+                unique.states = Some(UniqueStates::parse_list(&names.join(",")).map_err(|e| format!("uniqueStates: {e}"))?);
+            }
+            "uniquePeriod" => unique.period_ms = Some(ms("uniquePeriod", &v)?),
+            "debounce" => unique.debounce_ms = Some(ms("debounce", &v)?),
+            "debounceMax" => unique.debounce_max_ms = Some(ms("debounceMax", &v)?),
+            other => return Err(format!("unknown option '{other}' (known: notBefore, timeout, auxData, cluster, priority, metadata, uniqueKey, uniqueStates, uniquePeriod, debounce, debounceMax)")),
         }
     }
+    o.unique = unique.build().map_err(|e| {
+        let name = match e.part {
+            UniquePart::Key => "uniqueKey",
+            UniquePart::States => "uniqueStates",
+            UniquePart::Period => "uniquePeriod",
+            UniquePart::Debounce => "debounce",
+            UniquePart::DebounceMax => "debounceMax",
+        };
+        format!("{name}: {}", e.message)
+    })?;
     Ok(o)
 }
 

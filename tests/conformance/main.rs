@@ -14,4 +14,5 @@ mod runs;
 mod schedule;
 mod scheduled;
 mod task_sql;
+mod unique;
 mod waiting;

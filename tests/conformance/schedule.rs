@@ -25,6 +25,7 @@ async fn schedule_and_describe_keep_every_field(b: Backend) {
                 aux_data: Some(json!({"extra": true})),
                 metadata: vec![("Origin".into(), "test".into())],
                 cluster: Some("mail".into()),
+                unique: None,
             },
         ))
         .await
@@ -69,6 +70,7 @@ async fn schedule_and_describe_keep_every_field(b: Backend) {
                     aux_data: Some(json!({"a": 1})),
                     metadata: vec![("k".into(), "v".into())],
                     cluster: Some("mail".into()),
+                    unique: None,
                 },
             ),
             task(json!({"n": 2})),

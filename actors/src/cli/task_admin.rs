@@ -240,6 +240,17 @@ fn print_task(t: &Task) {
             format!("{owner} until {}", table::maybe_time(t.lease_until)),
         ));
     }
+    if let Some(unique) = &t.unique {
+        let states: Vec<&str> = unique.states.states().iter().map(|s| s.as_str()).collect();
+        let period = unique
+            .period_start
+            .map(|start| format!(", in the period from {}", table::time(start)))
+            .unwrap_or_default();
+        fields.push((
+            "unique key",
+            format!("{} (while {}{period})", unique.key, states.join(", ")),
+        ));
+    }
     fields.push(("data", json(&t.data)));
     if let Some(aux) = &t.aux_data {
         fields.push(("aux data", json(aux)));

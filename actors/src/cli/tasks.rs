@@ -5,7 +5,10 @@
 use super::{batch, durations, terminal, Failure};
 use clap::Args;
 use std::time::Duration;
-use warren::store::{NewTask, ScheduleOptions, Store, StoreError, WaitFor};
+use warren::store::{
+    NewTask, ScheduleOptions, Scheduled, Store, StoreError, UniquePart, UniqueParts, UniqueStates,
+    WaitFor,
+};
 use warren::task::TaskId;
 use warren_actors::task_spec::{self, BatchError, SpecError, TaskSpec};
 
@@ -34,6 +37,26 @@ pub struct ScheduleArgs {
     /// Aux data, a JSON object.
     #[arg(long)]
     pub aux: Option<String>,
+    /// A unique key: while a task of this type with this key is unfinished (or in a
+    /// state --unique-states adds), print that task's id and schedule nothing.
+    #[arg(long, value_name = "KEY")]
+    pub unique_key: Option<String>,
+    /// With --unique-key: finished states in which the existing task still counts,
+    /// comma-separated (completed, failed, cancelled).
+    #[arg(long, value_name = "STATES")]
+    pub unique_states: Option<String>,
+    /// With --unique-key: the key holds within periods of this many milliseconds
+    /// (counted from the Unix epoch); the next period's task is a new one.
+    #[arg(long, value_name = "MS", value_parser = durations::millis)]
+    pub unique_period: Option<i64>,
+    /// With --unique-key: start the task this many milliseconds from now; a pending
+    /// duplicate takes the new data and its start moves to this long from now.
+    #[arg(long, value_name = "MS", value_parser = durations::millis)]
+    pub debounce: Option<i64>,
+    /// With --debounce: never start later than this many milliseconds after the task
+    /// was first scheduled [default: ten times --debounce].
+    #[arg(long, value_name = "MS", value_parser = durations::millis)]
+    pub debounce_max: Option<i64>,
     /// Also wait this many seconds (at most one year) for the outcome and print it.
     #[arg(long, value_name = "SECONDS", value_parser = durations::seconds)]
     pub wait: Option<u64>,
@@ -49,7 +72,10 @@ pub struct ScheduleArgs {
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with_all = ["task_type", "data", "priority", "not_before", "timeout", "aux", "wait"]
+        conflicts_with_all = [
+            "task_type", "data", "priority", "not_before", "timeout", "aux", "wait",
+            "unique_key", "unique_states", "unique_period", "debounce", "debounce_max",
+        ]
     )]
     pub batch: Option<String>,
     /// With --batch: print the ids as one JSON array.
@@ -76,13 +102,26 @@ fn json_arg(what: &str, text: &str) -> Result<serde_json::Value, Failure> {
 
 fn invalid(e: StoreError) -> Failure {
     match e {
-        StoreError::Invalid { .. } | StoreError::NotFound(_) => Failure::Invalid(e.to_string()),
+        StoreError::Invalid { .. }
+        | StoreError::NotFound(_)
+        | StoreError::UniqueConflict { .. } => Failure::Invalid(e.to_string()),
         other => Failure::Error(other.to_string()),
     }
 }
 
 fn spec_failure(e: SpecError) -> Failure {
     Failure::Invalid(e.message)
+}
+
+/// The command-line flag of a unique-task option.
+fn unique_flag(part: UniquePart) -> &'static str {
+    match part {
+        UniquePart::Key => "--unique-key",
+        UniquePart::States => "--unique-states",
+        UniquePart::Period => "--unique-period",
+        UniquePart::Debounce => "--debounce",
+        UniquePart::DebounceMax => "--debounce-max",
+    }
 }
 
 /// Schedules the task and prints its id (and, with --wait, its outcome); with --batch,
@@ -118,11 +157,26 @@ pub async fn schedule(database: &str, args: ScheduleArgs) -> Result<(), Failure>
         .as_deref()
         .map(|a| json_arg("--aux", a))
         .transpose()?;
+    let unique = UniqueParts {
+        key: args.unique_key.clone(),
+        states: args
+            .unique_states
+            .as_deref()
+            .map(UniqueStates::parse_list)
+            .transpose()
+            .map_err(|e| Failure::Invalid(format!("invalid --unique-states: {e}")))?,
+        period_ms: args.unique_period,
+        debounce_ms: args.debounce,
+        debounce_max_ms: args.debounce_max,
+    }
+    .build()
+    .map_err(|e| Failure::Invalid(format!("invalid {}: {}", unique_flag(e.part), e.message)))?;
     let task = NewTask::new(task_type, data).with_options(ScheduleOptions {
         not_before,
         priority,
         timeout_ms: args.timeout,
         aux_data,
+        unique,
         ..ScheduleOptions::default()
     });
     task.validate().map_err(invalid)?;
@@ -147,8 +201,21 @@ pub async fn schedule(database: &str, args: ScheduleArgs) -> Result<(), Failure>
     let Some(task) = checked.tasks.into_iter().next() else {
         return Err(Failure::Error("the checked task went missing".into()));
     };
-    let id = store.schedule(task).await.map_err(invalid)?;
+    let key = task.options.unique.as_ref().map(|u| u.key.clone());
+    let scheduled = store
+        .schedule_batch_reporting(std::slice::from_ref(&task))
+        .await
+        .map_err(invalid)?;
+    let Some(&Scheduled { id, created }) = scheduled.first() else {
+        return Err(Failure::Error("the store returned no id".into()));
+    };
     println!("{id}");
+    if !created {
+        eprintln!(
+            "warren: task {id} already has unique key '{}': nothing new was scheduled",
+            key.unwrap_or_default()
+        );
+    }
     if let Some(seconds) = args.wait {
         print_outcome(&store, id, seconds).await?;
     }

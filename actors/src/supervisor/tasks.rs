@@ -5,11 +5,13 @@ use super::Supervisor;
 use crate::error::Error;
 use crate::messages::{
     CancelTask, EphemeralTask, Kill, RetryTask, RunEphemeralTask, ScheduleTask, ScheduleTasks,
+    ScheduleTasksReporting,
 };
+use crate::metrics::Metrics;
 use crate::queue::{Cancelled, EphemeralRequest, KillRun};
 use actix::prelude::*;
 use std::collections::BTreeMap;
-use warren::store::StoreError;
+use warren::store::{NewTask, Scheduled, Store, StoreError};
 use warren::task::{Millis, TaskId, TaskState};
 use warren::wasm::KillSwitch;
 
@@ -18,10 +20,8 @@ impl Handler<ScheduleTask> for Supervisor {
     fn handle(&mut self, msg: ScheduleTask, _: &mut Context<Self>) -> Self::Result {
         let (store, metrics) = (self.store.clone(), self.metrics.clone());
         Box::pin(async move {
-            let task_type = msg.0.task_type.to_string();
-            let id = store.schedule(msg.0).await?;
-            metrics.task_scheduled(&task_type);
-            Ok(id)
+            let scheduled = schedule_counted(&store, &metrics, vec![msg.0]).await?;
+            Ok(scheduled[0].id)
         })
     }
 }
@@ -31,17 +31,38 @@ impl Handler<ScheduleTasks> for Supervisor {
     fn handle(&mut self, msg: ScheduleTasks, _: &mut Context<Self>) -> Self::Result {
         let (store, metrics) = (self.store.clone(), self.metrics.clone());
         Box::pin(async move {
-            let ids = store.schedule_batch(&msg.0).await?;
-            let mut per_type: BTreeMap<&str, u64> = BTreeMap::new();
-            for task in &msg.0 {
-                *per_type.entry(task.task_type.as_str()).or_default() += 1;
-            }
-            for (task_type, count) in per_type {
-                metrics.tasks_scheduled(task_type, count);
-            }
-            Ok(ids)
+            let scheduled = schedule_counted(&store, &metrics, msg.0).await?;
+            Ok(scheduled.into_iter().map(|s| s.id).collect())
         })
     }
+}
+
+impl Handler<ScheduleTasksReporting> for Supervisor {
+    type Result = ResponseFuture<Result<Vec<Scheduled>, StoreError>>;
+    fn handle(&mut self, msg: ScheduleTasksReporting, _: &mut Context<Self>) -> Self::Result {
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        Box::pin(async move { schedule_counted(&store, &metrics, msg.0).await })
+    }
+}
+
+/// Schedules `tasks` in one transaction and counts the tasks created (not the
+/// duplicates found in their place) in the metrics, per type.
+async fn schedule_counted(
+    store: &Store,
+    metrics: &Metrics,
+    tasks: Vec<NewTask>,
+) -> Result<Vec<Scheduled>, StoreError> {
+    let scheduled = store.schedule_batch_reporting(&tasks).await?;
+    let mut per_type: BTreeMap<&str, u64> = BTreeMap::new();
+    for (task, s) in tasks.iter().zip(&scheduled) {
+        if s.created {
+            *per_type.entry(task.task_type.as_str()).or_default() += 1;
+        }
+    }
+    for (task_type, count) in per_type {
+        metrics.tasks_scheduled(task_type, count);
+    }
+    Ok(scheduled)
 }
 
 impl Handler<RunEphemeralTask> for Supervisor {

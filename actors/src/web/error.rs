@@ -85,9 +85,9 @@ impl From<StoreError> for ApiError {
                 ApiError::not_found(message)
             }
             StoreError::Invalid { field, .. } => ApiError::bad_field(field, message),
-            StoreError::WrongState { .. } | StoreError::LeaseLost { .. } => {
-                ApiError::new(StatusCode::CONFLICT, message)
-            }
+            StoreError::WrongState { .. }
+            | StoreError::LeaseLost { .. }
+            | StoreError::UniqueConflict { .. } => ApiError::new(StatusCode::CONFLICT, message),
             _ => {
                 tracing::warn!(error = %message, "API request failed");
                 ApiError::internal(message)

@@ -5,12 +5,12 @@
 use super::error::ApiError;
 use super::input;
 use super::WebState;
-use crate::messages::{CancelTask, RetryTask, ScheduleTask, ScheduleTasks};
+use crate::messages::{CancelTask, RetryTask, ScheduleTasksReporting};
 use crate::task_spec::{self, check_task_types, BatchError, TaskSpec, MAX_BATCH};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use warren::store::{StateFilter, Task, TaskFilter, TaskTypeCheck};
+use warren::store::{Scheduled, StateFilter, Task, TaskFilter, TaskTypeCheck};
 use warren::task::TaskType;
 
 /// Largest page of a listing.
@@ -114,9 +114,10 @@ async fn check_new_task(
     Ok(check)
 }
 
-/// `POST /api/tasks`: schedules a managed task (a JSON object; 201 `{"id", "warnings"}`)
-/// or several in one transaction (an array of them, at most [`MAX_BATCH`]; 201
-/// `{"ids", "warnings"}`, the ids in the array's order). A bad task in an array is
+/// `POST /api/tasks`: schedules a managed task (a JSON object; 201 `{"id", "created",
+/// "warnings"}`, or 200 with `"created": false` and the id of the task that already has
+/// its unique key) or several in one transaction (an array of them, at most
+/// [`MAX_BATCH`]; 201 `{"ids", "created", "warnings"}`, in the array's order). A bad task in an array is
 /// refused naming its position and field (`[3].priority`), and nothing is scheduled.
 pub async fn schedule(
     state: web::Data<WebState>,
@@ -139,8 +140,20 @@ async fn schedule_one(state: &WebState, body: Value) -> Result<HttpResponse, Api
     let Some(task) = checked.tasks.into_iter().next() else {
         return Err(ApiError::internal("the checked task went missing"));
     };
-    let id = state.supervisor.send(ScheduleTask(task)).await??;
-    Ok(HttpResponse::Created().json(json!({ "id": id, "warnings": checked.warnings })))
+    let scheduled = state
+        .supervisor
+        .send(ScheduleTasksReporting(vec![task]))
+        .await??;
+    let Some(Scheduled { id, created }) = scheduled.first().copied() else {
+        return Err(ApiError::internal("the store returned no id"));
+    };
+    // 201 for a new task; 200 with the id of the duplicate that has its unique key.
+    let mut response = if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(response.json(json!({ "id": id, "created": created, "warnings": checked.warnings })))
 }
 
 async fn schedule_many(state: &WebState, items: Vec<Value>) -> Result<HttpResponse, ApiError> {
@@ -164,15 +177,18 @@ async fn schedule_many(state: &WebState, items: Vec<Value>) -> Result<HttpRespon
     let checked = check_task_types(&state.store, specs, false, HOW_TO_ALLOW)
         .await
         .map_err(|e| batch_error(e, true))?;
-    let ids = if checked.tasks.is_empty() {
+    let scheduled = if checked.tasks.is_empty() {
         Vec::new()
     } else {
         state
             .supervisor
-            .send(ScheduleTasks(checked.tasks))
+            .send(ScheduleTasksReporting(checked.tasks))
             .await??
     };
-    Ok(HttpResponse::Created().json(json!({ "ids": ids, "warnings": checked.warnings })))
+    let ids: Vec<_> = scheduled.iter().map(|s| s.id).collect();
+    let created: Vec<bool> = scheduled.iter().map(|s| s.created).collect();
+    Ok(HttpResponse::Created()
+        .json(json!({ "ids": ids, "created": created, "warnings": checked.warnings })))
 }
 
 /// A refused batch as the API answers it: the first refused task, named by its

@@ -1129,6 +1129,8 @@ function renderTask(body, t) {
     prop('Lease owner', plain(t.lease_owner, 'field-lease-owner')),
     prop('Lease until', time(t.lease_until, 'field-lease-until')),
     prop('Lease token', plain(t.lease_token, 'field-lease-token')),
+    t.unique ? prop('Unique key', h('span', { class: 'mono', text: t.unique.key, testid: 'field-unique-key' }),
+      h('span', { class: 'sub', text: `while ${t.unique.states.join(', ')}${t.unique.period_start != null ? `, in the period from ${fullFmt.format(new Date(t.unique.period_start))}` : ''}` })) : null,
   )));
 
   const times = card('Times', h('span', { class: 'muted', text: 'local time' }), h('div', { class: 'card-body' }, h('dl', { class: 'props', testid: 'task-times' },
