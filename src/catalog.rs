@@ -81,10 +81,7 @@ impl Catalog {
     /// The retry policy of a task type (the defaults for a type no module declares).
     pub fn retry_policy(&self, task_type: &TaskType) -> RetryPolicy {
         match self.types.get(task_type.as_str()) {
-            Some(t) => RetryPolicy {
-                fail_reschedule_ms: t.def.fail_reschedule_ms,
-                max_failures: t.def.max_failures,
-            },
+            Some(t) => t.def.retry,
             None => RetryPolicy::default(),
         }
     }

@@ -19,6 +19,7 @@ pub mod clock;
 pub mod cron;
 pub mod executor;
 pub mod moduledef;
+pub mod retry;
 pub mod store;
 pub mod task;
 pub mod wasm;

@@ -23,8 +23,8 @@
 //!
 //! | element | attributes (default) |
 //! |---|---|
-//! | `<managedtask>` | `type` (required; full name `module:type`), code, `cluster` (`default`), `priority` (name or integer; `normal`), `timeout` (ms, 0 = none; 0), `maxtransaction` (ms the run's database transaction may stay open, from its first database call, 0 = no limit; 10 min), `failreschedule` (ms, 1 to one day; 15 min), `maxfailures` (-1 = retry forever; -1), `memorylimit` (MiB of guest memory, 1 to 4096; 256), `description` |
-//! | `<ephemeraltask>` | as `<managedtask>` without `failreschedule` and `maxfailures`: ephemeral tasks are never retried |
+//! | `<managedtask>` | `type` (required; full name `module:type`), code, `cluster` (`default`), `priority` (name or integer; `normal`), `timeout` (ms, 0 = none; 0), `maxtransaction` (ms the run's database transaction may stay open, from its first database call, 0 = no limit; 10 min), `failreschedule` (ms, 1 to one day; 15 min), `maxfailures` (-1 = retry forever; -1), `backoff` (`exponential`, `linear` or `constant`; exponential: the reference rule, doubling six times, then one day), `backoffmax` (ms, at least `failreschedule`, up to a year; none), `backoffjitter` (a fraction from 0.0 to 1.0; 0), `memorylimit` (MiB of guest memory, 1 to 4096; 256), `description` |
+//! | `<ephemeraltask>` | as `<managedtask>` without the retry attributes (`failreschedule`, `maxfailures`, `backoff`, `backoffmax`, `backoffjitter`): ephemeral tasks are never retried |
 //! | `<taskcluster>` | `tag` (required), `workers` (1 to [`MAX_CLUSTER_WORKERS`]; 1) |
 //! | `<task>` | `tag` (required; full tag `module:tag`), code, `runat` (5-field cron mask; none = runs only when triggered by hand), `runtz` (`UTC`, an IANA zone or `maintenance`; UTC), `runatstartup` (`true`/`false`/`1`/`0`; false), `timeout` (minutes, 0 = none; 60), `maxtransaction` (as for `<managedtask>`), `description`, and `<arg>` children (their text, exactly as written, entities decoded) |
 //!
@@ -52,6 +52,7 @@
 //! of a module are collected, and a module with any error loads nothing.
 
 use crate::cron::{CronMask, ZoneSpec};
+use crate::retry::{Backoff, RetryPolicy, RETRY_CAP_MS};
 use crate::task::{
     is_valid_name_part, Priority, TaskType, DEFAULT_FAIL_RESCHEDULE_MS, DEFAULT_MAX_FAILURES,
 };
@@ -83,6 +84,9 @@ pub const MAX_MEMORY_LIMIT_MB: u32 = 4096;
 pub const DEFAULT_MAX_TRANSACTION_MS: u64 = 10 * 60 * 1000;
 /// Longest `failreschedule` accepted: one day, the retry rule's own ceiling.
 pub const MAX_FAIL_RESCHEDULE_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Longest `backoffmax` accepted: one year.
+pub const MAX_BACKOFF_MAX_MS: i64 = 365 * 24 * 60 * 60 * 1000;
 
 /// Timeout of a scheduled `<task>` without a `timeout` attribute, in minutes (the reference's).
 pub const DEFAULT_SCHEDULED_TIMEOUT_MINUTES: u64 = 60;
@@ -163,11 +167,10 @@ pub struct TaskTypeDef {
     /// Longest the run's database transaction may stay open, in milliseconds
     /// (`maxtransaction`); 0 = no limit.
     pub max_transaction_ms: u64,
-    /// First retry delay in milliseconds (doubled per failure by the retry rule).
-    /// 0 for ephemeral tasks, which are never retried.
-    pub fail_reschedule_ms: i64,
-    /// Failures before giving up; -1 = retry forever. 0 for ephemeral tasks (never retried).
-    pub max_failures: i32,
+    /// How failed runs are retried (`failreschedule`, `maxfailures`, `backoff`,
+    /// `backoffmax`, `backoffjitter`). Ephemeral tasks are never retried: their
+    /// `max_failures` is 0 and their first delay 0.
+    pub retry: RetryPolicy,
     /// Linear-memory cap of the task's WebAssembly instance, in MiB (`memorylimit`).
     pub memory_limit_mb: u32,
     /// Free text for dashboards.
@@ -470,9 +473,20 @@ const MANAGED_ATTRS: &[&str] = &[
     "memorylimit",
     "failreschedule",
     "maxfailures",
+    "backoff",
+    "backoffmax",
+    "backoffjitter",
     "description",
     "ifenvironset",
     "unlessenvironset",
+];
+/// Attributes of `<managedtask>` about retries, which `<ephemeraltask>` refuses.
+const RETRY_ATTRS: &[&str] = &[
+    "failreschedule",
+    "maxfailures",
+    "backoff",
+    "backoffmax",
+    "backoffjitter",
 ];
 /// Attributes of `<ephemeraltask>`.
 const EPHEMERAL_ATTRS: &[&str] = &[
@@ -957,8 +971,6 @@ impl<'a, 'input> Parser<'a, 'input> {
         }
     }
 
-    /// An optional integer attribute in `min..=max`; `default` when absent or invalid
-    /// (an invalid value is reported).
     /// The `memorylimit` attribute (MiB), or the default.
     fn memory_limit(&mut self, node: Node) -> u32 {
         self.integer(
@@ -971,6 +983,8 @@ impl<'a, 'input> Parser<'a, 'input> {
         )
     }
 
+    /// An optional integer attribute in `min..=max`; `default` when absent or invalid
+    /// (an invalid value is reported).
     fn integer<T>(
         &mut self,
         node: Node,
@@ -1016,6 +1030,77 @@ impl<'a, 'input> Parser<'a, 'input> {
         }
     }
 
+    /// The retry attributes of a `<managedtask>`.
+    fn retry_policy(&mut self, node: Node) -> RetryPolicy {
+        let fail_reschedule_ms = self.integer(
+            node,
+            "failreschedule",
+            DEFAULT_FAIL_RESCHEDULE_MS,
+            1,
+            MAX_FAIL_RESCHEDULE_MS,
+            "a whole number of milliseconds from 1 to 86400000 (one day)",
+        );
+        let max_failures = self.integer(
+            node,
+            "maxfailures",
+            DEFAULT_MAX_FAILURES,
+            -1,
+            i32::MAX,
+            "-1 (retry forever) or a whole number of 0 or more",
+        );
+        let backoff = match attribute(node, "backoff") {
+            Some(attr) => attr.value().parse::<Backoff>().unwrap_or_else(|e| {
+                self.value_error(&attr, format!("invalid backoff: {e}"));
+                Backoff::default()
+            }),
+            None => Backoff::default(),
+        };
+        let backoff_max_ms = attribute(node, "backoffmax").map(|attr| {
+            let max = self.integer(
+                node,
+                "backoffmax",
+                RETRY_CAP_MS,
+                1,
+                MAX_BACKOFF_MAX_MS,
+                "a whole number of milliseconds from 1 to 31536000000 (one year)",
+            );
+            if max < fail_reschedule_ms {
+                self.value_error(
+                    &attr,
+                    format!(
+                        "backoffmax {max} is shorter than failreschedule {fail_reschedule_ms}: \
+                         the first retry would already wait longer than the maximum"
+                    ),
+                );
+            }
+            max
+        });
+        let jitter_permille = match attribute(node, "backoffjitter") {
+            Some(attr) => match attr.value().trim().parse::<f64>() {
+                Ok(x) if (0.0..=1.0).contains(&x) => (x * 1000.0).round() as u16,
+                _ => {
+                    self.value_error(
+                        &attr,
+                        format!(
+                            "invalid backoffjitter '{}': expected a fraction from 0.0 to 1.0 \
+                             (0.25 moves each delay by up to 25% either way)",
+                            attr.value()
+                        ),
+                    );
+                    0
+                }
+            },
+            None => 0,
+        };
+        RetryPolicy {
+            fail_reschedule_ms,
+            max_failures,
+            backoff,
+            backoff_max_ms,
+            jitter_permille,
+        }
+    }
+
     /// `maxtransaction`: milliseconds, 0 = no limit; ten minutes when absent.
     fn max_transaction(&mut self, node: Node) -> u64 {
         self.integer(
@@ -1046,11 +1131,7 @@ impl<'a, 'input> Parser<'a, 'input> {
         let errors_before = self.errors.len();
         match kind {
             TaskKind::Managed => self.check_attributes(node, MANAGED_ATTRS, None),
-            TaskKind::Ephemeral => self.check_attributes(
-                node,
-                EPHEMERAL_ATTRS,
-                Some(&["maxfailures", "failreschedule"]),
-            ),
+            TaskKind::Ephemeral => self.check_attributes(node, EPHEMERAL_ATTRS, Some(RETRY_ATTRS)),
         }
         self.check_empty(node);
         let applies = self.applies(node);
@@ -1081,26 +1162,9 @@ impl<'a, 'input> Parser<'a, 'input> {
         );
         let memory_limit_mb = self.memory_limit(node);
         let max_transaction_ms = self.max_transaction(node);
-        let (fail_reschedule_ms, max_failures) = match kind {
-            TaskKind::Managed => (
-                self.integer(
-                    node,
-                    "failreschedule",
-                    DEFAULT_FAIL_RESCHEDULE_MS,
-                    1,
-                    MAX_FAIL_RESCHEDULE_MS,
-                    "a whole number of milliseconds from 1 to 86400000 (one day)",
-                ),
-                self.integer(
-                    node,
-                    "maxfailures",
-                    DEFAULT_MAX_FAILURES,
-                    -1,
-                    i32::MAX,
-                    "-1 (retry forever) or a whole number of 0 or more",
-                ),
-            ),
-            TaskKind::Ephemeral => (0, 0),
+        let retry = match kind {
+            TaskKind::Managed => self.retry_policy(node),
+            TaskKind::Ephemeral => RetryPolicy::reference(0, 0),
         };
         let description = attribute(node, "description").map(|a| a.value().to_string());
         let def = match (task_type, code, self.errors.len() == errors_before) {
@@ -1115,8 +1179,7 @@ impl<'a, 'input> Parser<'a, 'input> {
                 priority,
                 timeout_ms,
                 max_transaction_ms,
-                fail_reschedule_ms,
-                max_failures,
+                retry,
                 memory_limit_mb,
                 description,
                 location: self.location(node.range().start),

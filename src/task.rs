@@ -365,6 +365,13 @@ pub enum Resolution {
         /// Replacement aux data (JSON text).
         new_aux_data: Option<String>,
     },
+    /// Not now: run again no earlier than `at`, with the failure count kept as it is
+    /// (a restart resets it, a temporary failure adds one). The run's database work
+    /// commits, as with a restart.
+    Snooze {
+        /// Earliest time of the next run.
+        at: Millis,
+    },
 }
 
 impl Resolution {
@@ -376,146 +383,19 @@ impl Resolution {
             Resolution::Cancellation { .. } => "cancellation",
             Resolution::TemporaryFailure { .. } => "temporary failure",
             Resolution::Restart { .. } => "restart",
+            Resolution::Snooze { .. } => "snooze",
         }
     }
 }
 
-/// How a task type is retried after a failure (from its module definition).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetryPolicy {
-    /// Delay before the first retry, doubled for each further failure (ms).
-    pub fail_reschedule_ms: i64,
-    /// Failures tolerated before giving up; -1 retries forever, 0 never retries.
-    pub max_failures: i32,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> RetryPolicy {
-        RetryPolicy {
-            fail_reschedule_ms: DEFAULT_FAIL_RESCHEDULE_MS,
-            max_failures: DEFAULT_MAX_FAILURES,
-        }
-    }
-}
-
-/// One day in milliseconds: the retry delay from the seventh attempt on.
-pub const RETRY_CAP_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// Failures after which the delay stops doubling and becomes [`RETRY_CAP_MS`].
-pub const RETRY_DOUBLINGS: i32 = 6;
-
-/// What the retry rule decides for a failed run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureDecision {
-    /// Stay pending; the next attempt is at this instant.
-    Retry {
-        /// When the task runs again.
-        next_attempt: Millis,
-    },
-    /// Out of retries: the task is finished as failed.
-    GiveUp,
-}
-
-/// The reference's retry rule. `failures` is the count *before* this failure.
-///
-/// The failure count is checked before it is incremented: with `max_failures >= 0` and
-/// `failures >= max_failures` the task gives up. Otherwise an explicit `next_retry` wins
-/// (never earlier than now); else the delay is `fail_reschedule << failures` while fewer
-/// than six failures were seen, then one day. A `not_before` time is always respected.
-///
-/// ```
-/// use warren::task::{decide_failure, FailureDecision, RetryPolicy};
-/// let policy = RetryPolicy { fail_reschedule_ms: 60_000, max_failures: 1 };
-/// // First failure: retried after one minute. Second: out of retries.
-/// assert_eq!(decide_failure(policy, 0, 0, None, None), FailureDecision::Retry { next_attempt: 60_000 });
-/// assert_eq!(decide_failure(policy, 1, 0, None, None), FailureDecision::GiveUp);
-/// ```
-pub fn decide_failure(
-    policy: RetryPolicy,
-    failures: i32,
-    now: Millis,
-    next_retry: Option<Millis>,
-    not_before: Option<Millis>,
-) -> FailureDecision {
-    if policy.max_failures >= 0 && failures >= policy.max_failures {
-        return FailureDecision::GiveUp;
-    }
-    let at = match next_retry {
-        Some(explicit) => explicit.max(now),
-        None => now.saturating_add(retry_delay_ms(policy.fail_reschedule_ms, failures)),
-    };
-    FailureDecision::Retry {
-        next_attempt: at.max(not_before.unwrap_or(i64::MIN)),
-    }
-}
-
-/// Delay before the next attempt after `failures` earlier failures (the one now
-/// being recorded not counted): doubling from `fail_reschedule_ms`, capped at one day
-/// from the seventh attempt on.
-pub fn retry_delay_ms(fail_reschedule_ms: i64, failures: i32) -> i64 {
-    if (0..RETRY_DOUBLINGS).contains(&failures) {
-        fail_reschedule_ms.saturating_mul(1 << failures)
-    } else {
-        RETRY_CAP_MS
-    }
-}
+pub use crate::retry::{
+    decide_failure, retry_delay_ms, Backoff, FailureDecision, RetryPolicy, RETRY_CAP_MS,
+    RETRY_DOUBLINGS,
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MIN: i64 = 60_000;
-
-    #[test]
-    fn retry_schedule_matches_the_reference() {
-        let delays: Vec<i64> = (0..9)
-            .map(|f| retry_delay_ms(DEFAULT_FAIL_RESCHEDULE_MS, f) / MIN)
-            .collect();
-        assert_eq!(delays, [15, 30, 60, 120, 240, 480, 1440, 1440, 1440]);
-    }
-
-    #[test]
-    fn max_failures_is_checked_before_incrementing() {
-        let p = |max| RetryPolicy {
-            fail_reschedule_ms: MIN,
-            max_failures: max,
-        };
-        assert_eq!(
-            decide_failure(p(0), 0, 0, None, None),
-            FailureDecision::GiveUp
-        );
-        assert_eq!(
-            decide_failure(p(1), 0, 0, None, None),
-            FailureDecision::Retry { next_attempt: MIN }
-        );
-        assert_eq!(
-            decide_failure(p(1), 1, 0, None, None),
-            FailureDecision::GiveUp
-        );
-        assert!(matches!(
-            decide_failure(p(-1), 1000, 0, None, None),
-            FailureDecision::Retry { .. }
-        ));
-    }
-
-    #[test]
-    fn explicit_retry_and_not_before() {
-        let p = RetryPolicy::default();
-        assert_eq!(
-            decide_failure(p, 0, 1000, Some(500), None),
-            FailureDecision::Retry { next_attempt: 1000 }
-        );
-        assert_eq!(
-            decide_failure(p, 0, 1000, Some(5000), None),
-            FailureDecision::Retry { next_attempt: 5000 }
-        );
-        assert_eq!(
-            decide_failure(p, 0, 0, Some(10), Some(99_999_999)),
-            FailureDecision::Retry {
-                next_attempt: 99_999_999
-            }
-        );
-    }
 
     #[test]
     fn names_parse() {

@@ -11,7 +11,7 @@ use warren::moduledef::{
     load_module, load_modules_dir, parse_module, DefinitionError, LoadOptions, Location,
     ModuleDefinition, TaskKind, DEFAULT_CLUSTER,
 };
-use warren::task::{Priority, TaskType, DEFAULT_FAIL_RESCHEDULE_MS};
+use warren::task::{Backoff, Priority, RetryPolicy, TaskType, DEFAULT_FAIL_RESCHEDULE_MS};
 
 /// The file name inline definitions are reported under.
 const FILE: &str = "m/moduledefinition.xml";
@@ -118,8 +118,9 @@ fn full_valid_module_loads_every_element_and_attribute() {
     assert_eq!(ping.cluster, DEFAULT_CLUSTER);
     assert_eq!(ping.priority, Priority::NORMAL);
     assert_eq!(ping.timeout_ms, 0);
-    assert_eq!(ping.fail_reschedule_ms, DEFAULT_FAIL_RESCHEDULE_MS);
-    assert_eq!(ping.max_failures, -1);
+    assert_eq!(ping.retry, RetryPolicy::default());
+    assert_eq!(ping.retry.fail_reschedule_ms, DEFAULT_FAIL_RESCHEDULE_MS);
+    assert_eq!(ping.retry.max_failures, -1);
     assert_eq!(ping.description.as_deref(), Some("Answers a ping"));
     assert_eq!((ping.location.line, ping.location.col), (8, 5));
 
@@ -130,8 +131,16 @@ fn full_valid_module_loads_every_element_and_attribute() {
     assert_eq!(sendmail.cluster, "mail");
     assert_eq!(sendmail.priority, Priority::INTERACTIVE);
     assert_eq!(sendmail.timeout_ms, 30_000);
-    assert_eq!(sendmail.fail_reschedule_ms, 60_000);
-    assert_eq!(sendmail.max_failures, 5);
+    assert_eq!(
+        sendmail.retry,
+        RetryPolicy {
+            fail_reschedule_ms: 60_000,
+            max_failures: 5,
+            backoff: Backoff::Linear,
+            backoff_max_ms: Some(600_000),
+            jitter_permille: 100,
+        }
+    );
     assert_eq!(sendmail.description, None);
 
     // `script` alias with `.` and `..` inside the folder, priority by number.
@@ -139,7 +148,7 @@ fn full_valid_module_loads_every_element_and_attribute() {
     assert_eq!(reindex.code, dir.join("tasks/reindex.js"));
     assert_eq!(reindex.cluster, "heavy");
     assert_eq!(reindex.priority, Priority(-150));
-    assert_eq!(reindex.max_failures, 0);
+    assert_eq!(reindex.retry.max_failures, 0);
 
     assert_eq!(m.ephemeral.len(), 1);
     let compile = &m.ephemeral[0];
@@ -147,8 +156,7 @@ fn full_valid_module_loads_every_element_and_attribute() {
     assert_eq!(compile.kind, TaskKind::Ephemeral);
     assert_eq!(compile.timeout_ms, 30_000);
     assert_eq!(compile.priority, Priority::UPDATE_INTERACTIVE);
-    assert_eq!(compile.max_failures, 0);
-    assert_eq!(compile.fail_reschedule_ms, 0);
+    assert_eq!(compile.retry, RetryPolicy::reference(0, 0));
     assert_eq!(
         compile.description.as_deref(),
         Some("Compiles an asset pack")
@@ -216,8 +224,8 @@ fn defaults_of_a_minimal_module() {
     assert_eq!(a.cluster, "default");
     assert_eq!(a.priority, Priority::NORMAL);
     assert_eq!(a.timeout_ms, 0);
-    assert_eq!(a.fail_reschedule_ms, 15 * 60 * 1000);
-    assert_eq!(a.max_failures, -1);
+    assert_eq!(a.retry.fail_reschedule_ms, 15 * 60 * 1000);
+    assert_eq!(a.retry.max_failures, -1);
     assert_eq!(a.memory_limit_mb, 256);
     assert_eq!(a.description, None);
     assert_eq!(a.code, alpha_dir().join("tasks/ping.js"));
@@ -551,6 +559,29 @@ fn numbers_booleans_and_priorities_are_checked() {
             "m/moduledefinition.xml:6:58: unknown priority 'urgent': use a number or one of background, normal, interactive, update, updateinteractive",
             "m/moduledefinition.xml:7:54: invalid runatstartup 'yes': expected true, false, 1 or 0",
             "m/moduledefinition.xml:7:68: invalid timeout '1.5': expected a whole number of minutes (0 = no timeout)",
+        ]
+    );
+}
+
+#[test]
+fn retry_attributes_are_checked() {
+    assert_eq!(
+        errors(r#"<module name="m">
+  <servicemanager>
+    <managedtask type="a" code="tasks/ping.js" backoff="fibonacci"/>
+    <managedtask type="b" code="tasks/ping.js" failreschedule="60000" backoffmax="1000"/>
+    <managedtask type="c" code="tasks/ping.js" backoffjitter="1.5"/>
+    <managedtask type="d" code="tasks/ping.js" backoffmax="0" backoffjitter="x"/>
+    <ephemeraltask type="e" code="tasks/ping.js" backoff="linear"/>
+  </servicemanager>
+</module>"#),
+        [
+            "m/moduledefinition.xml:3:57: invalid backoff: 'fibonacci' is not a back-off (exponential, linear or constant)",
+            "m/moduledefinition.xml:4:83: backoffmax 1000 is shorter than failreschedule 60000: the first retry would already wait longer than the maximum",
+            "m/moduledefinition.xml:5:63: invalid backoffjitter '1.5': expected a fraction from 0.0 to 1.0 (0.25 moves each delay by up to 25% either way)",
+            "m/moduledefinition.xml:6:60: invalid backoffmax '0': expected a whole number of milliseconds from 1 to 31536000000 (one year)",
+            "m/moduledefinition.xml:6:78: invalid backoffjitter 'x': expected a fraction from 0.0 to 1.0 (0.25 moves each delay by up to 25% either way)",
+            "m/moduledefinition.xml:7:50: attribute 'backoff' is not allowed on <ephemeraltask>: ephemeral tasks are never retried",
         ]
     );
 }

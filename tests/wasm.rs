@@ -511,9 +511,61 @@ async fn ephemeral_transaction_commits_on_completion(b: Backend) {
     );
 }
 
+async fn a_snooze_commits_the_work_and_keeps_the_failure_count(b: Backend) {
+    let Some(db) = effects_db(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let until = support::T0 + 60 * support::MIN;
+    let id = s
+        .schedule(NewTask::new(
+            "guests:snooze".parse().unwrap(),
+            json!({"until": until, "note": "snoozed"}),
+        ))
+        .await
+        .unwrap();
+    // One failure first, so there is a count to keep.
+    let claimed = s
+        .claim("test-runner", &["default".to_string()], 1, 60_000)
+        .await
+        .unwrap()
+        .remove(0);
+    let failure = Resolution::TemporaryFailure {
+        error: "first try".into(),
+        stack: None,
+        next_retry: Some(support::T0),
+    };
+    s.begin_run(claimed)
+        .await
+        .unwrap()
+        .resolve(failure, RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        run_managed(s, "snooze.js").await,
+        ResolveOutcome::Pending {
+            next_attempt: until
+        }
+    );
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(
+        (t.state, t.failures, t.iterations, t.next_attempt),
+        (TaskState::Pending, 1, 2, until)
+    );
+    assert_eq!(
+        count(
+            s,
+            "SELECT COUNT(*) AS n FROM guest_effects WHERE note = 'snoozed'"
+        )
+        .await,
+        1
+    );
+}
+
 conformance!(
     effects_commit_with_completion,
     effects_vanish_when_the_task_throws,
     host_functions_work_on_the_run_transaction,
     ephemeral_transaction_commits_on_completion,
+    a_snooze_commits_the_work_and_keeps_the_failure_count,
 );

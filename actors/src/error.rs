@@ -50,9 +50,10 @@ pub enum Error {
     /// The task resolved with a failure; its own message.
     #[error("{0}")]
     TaskFailed(String),
-    /// The task asked to be restarted, which only managed tasks can.
-    #[error("restart is not supported for this kind of task")]
-    RestartUnsupported,
+    /// The task asked to run again later (a restart or a snooze, named), which only
+    /// managed tasks can.
+    #[error("{0} is not supported for this kind of task: only managed tasks run again later")]
+    RestartUnsupported(&'static str),
     /// The task completed with a result that is not JSON.
     #[error("the task's result is not valid JSON: {0}")]
     BadResult(#[source] serde_json::Error),

@@ -64,7 +64,7 @@ impl Metrics {
     }
 
     /// Counts a finished managed run; `outcome` is its label (`completed`, `failed`,
-    /// `cancelled`, `retry`, `restarted`, `lost`).
+    /// `cancelled`, `retry`, `restarted`, `snoozed`, `lost`).
     pub fn run_finished(&self, task_type: &str, outcome: &'static str) {
         *lock(&self.finished)
             .entry((task_type.to_string(), outcome))

@@ -300,7 +300,9 @@ async fn finish_transaction(tx: Option<Transaction>, end: RunEnd) -> Result<Stri
         | RunEnd::Resolved(Resolution::Cancellation { error })
         | RunEnd::Resolved(Resolution::TemporaryFailure { error, .. })
         | RunEnd::Failed { error, .. } => Err(Error::TaskFailed(error)),
-        RunEnd::Resolved(Resolution::Restart { .. }) => Err(Error::RestartUnsupported),
+        RunEnd::Resolved(r @ (Resolution::Restart { .. } | Resolution::Snooze { .. })) => {
+            Err(Error::RestartUnsupported(r.kind()))
+        }
     };
     match (tx, &outcome) {
         (Some(tx), Ok(_)) => tx.commit().await?,
@@ -359,15 +361,14 @@ impl ManagedOutcome {
     }
 
     /// The label of this outcome in `warren_tasks_finished_total`: how the run ended,
-    /// `restarted` when its resolution was a restart, `lost` when nothing could be
-    /// committed (the lease was lost, or the store failed).
-    pub(crate) fn label(&self, restarted: bool) -> &'static str {
+    /// `requeued` (`restarted`, `snoozed`) when its resolution asked to run again later,
+    /// `lost` when nothing could be committed (the lease was lost, or the store failed).
+    pub(crate) fn label(&self, requeued: Option<&'static str>) -> &'static str {
         match self {
             ManagedOutcome::Resolved(ResolveOutcome::Completed) => "completed",
             ManagedOutcome::Resolved(ResolveOutcome::Failed) => "failed",
             ManagedOutcome::Resolved(ResolveOutcome::Cancelled) => "cancelled",
-            ManagedOutcome::Resolved(ResolveOutcome::Pending { .. }) if restarted => "restarted",
-            ManagedOutcome::Resolved(ResolveOutcome::Pending { .. }) => "retry",
+            ManagedOutcome::Resolved(ResolveOutcome::Pending { .. }) => requeued.unwrap_or("retry"),
             ManagedOutcome::LeaseLost | ManagedOutcome::Unresolved(_) => "lost",
         }
     }
@@ -426,7 +427,7 @@ impl RunKind for RunManaged {
             )
             .await;
         let outcome = ManagedOutcome::of(recorded);
-        env.metrics.run_finished(self.name(), outcome.label(false));
+        env.metrics.run_finished(self.name(), outcome.label(None));
         outcome
     }
 
@@ -438,10 +439,14 @@ impl RunKind for RunManaged {
         };
         let policy = env.catalog.retry_policy(&self.0.task.task_type);
         let resolution = report.end.into_resolution();
-        let restarted = matches!(resolution, Resolution::Restart { .. });
+        let requeued = match resolution {
+            Resolution::Restart { .. } => Some("restarted"),
+            Resolution::Snooze { .. } => Some("snoozed"),
+            _ => None,
+        };
         let outcome = ManagedOutcome::of(run.resolve(resolution, policy).await);
         env.metrics
-            .run_finished(self.name(), outcome.label(restarted));
+            .run_finished(self.name(), outcome.label(requeued));
         outcome
     }
 }
@@ -607,15 +612,16 @@ mod tests {
     #[test]
     fn managed_outcomes_are_labelled_for_the_metrics() {
         let pending = ResolveOutcome::Pending { next_attempt: 0 };
-        let label = |stored, restarted| ManagedOutcome::of(stored).label(restarted);
-        assert_eq!(label(Ok(ResolveOutcome::Completed), false), "completed");
-        assert_eq!(label(Ok(ResolveOutcome::Failed), false), "failed");
-        assert_eq!(label(Ok(ResolveOutcome::Cancelled), false), "cancelled");
-        assert_eq!(label(Ok(pending), false), "retry");
-        assert_eq!(label(Ok(pending), true), "restarted");
+        let label = |stored, requeued| ManagedOutcome::of(stored).label(requeued);
+        assert_eq!(label(Ok(ResolveOutcome::Completed), None), "completed");
+        assert_eq!(label(Ok(ResolveOutcome::Failed), None), "failed");
+        assert_eq!(label(Ok(ResolveOutcome::Cancelled), None), "cancelled");
+        assert_eq!(label(Ok(pending), None), "retry");
+        assert_eq!(label(Ok(pending), Some("restarted")), "restarted");
+        assert_eq!(label(Ok(pending), Some("snoozed")), "snoozed");
         let lost = ManagedOutcome::Unresolved(Error::TransactionLost);
-        assert_eq!(lost.label(false), "lost");
-        assert_eq!(ManagedOutcome::LeaseLost.label(false), "lost");
+        assert_eq!(lost.label(None), "lost");
+        assert_eq!(ManagedOutcome::LeaseLost.label(None), "lost");
     }
 
     #[test]

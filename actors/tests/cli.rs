@@ -124,6 +124,12 @@ fn modules_check_summarises_a_good_module() {
     assert!(out.contains("managed   alpha:ping"), "{out}");
     assert!(out.contains("ephemeral alpha:compile"), "{out}");
     assert!(out.contains("cluster mail"), "{out}");
+    assert!(
+        out.contains(
+            "retry: retried forever, exponential from 900000 ms, one day after six doublings"
+        ),
+        "{out}"
+    );
     assert!(out.contains("scheduled alpha:mondays"), "{out}");
     assert!(
         out.contains("runat '0 15 * * 1' Europe/Amsterdam, next 20"),

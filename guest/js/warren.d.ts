@@ -61,12 +61,12 @@ export interface ScheduleOptions {
   /** The cluster whose runners take it (default: its type's). */
   cluster?: string;
   /**
-   * A unique key: while a task of the same type with this key is pending or running
-   * (or in a state `uniqueStates` adds), `scheduleTask` returns that task's id and
-   * schedules nothing.
+   * A unique key: while a task of the same type holds this key (it is pending or
+   * running, or in a finished state it was scheduled to keep the key in),
+   * `scheduleTask` returns that task's id and schedules nothing.
    */
   uniqueKey?: string;
-  /** Finished states in which the existing task still counts as a duplicate. */
+  /** Finished states in which this task keeps holding its key (pending and running always do). */
   uniqueStates?: Array<'pending' | 'running' | 'completed' | 'failed' | 'cancelled'>;
   /** The key holds within periods of this many ms (from the Unix epoch). */
   uniquePeriod?: number;
@@ -88,6 +88,11 @@ export interface TaskContext {
   resolveByTemporaryFailure(error: string | Error, options?: TemporaryFailureOptions): void;
   /** Run again (as a fresh run: failures reset) no earlier than `when`. */
   resolveByRestart(when: When, options?: RestartOptions): void;
+  /**
+   * Not now: run again no earlier than `when`, keeping the failure count as it is (a
+   * restart resets it, a temporary failure adds one). The run's database work commits.
+   */
+  resolveBySnooze(when: When): void;
   /** Whether a resolution has been selected in this run. */
   readonly resolved: boolean;
 
@@ -145,7 +150,7 @@ export declare const console: {
 };
 
 // ---------------------------------------------------------------------------
-// The raw world (`warren:task@0.1.0`), as componentize-qjs maps it to JavaScript:
+// The raw world (`warren:task@0.2.0`), as componentize-qjs maps it to JavaScript:
 // records are objects with camelCase fields, variants `{ tag, val }`, option<T> is
 // `T | null` (`undefined` accepted), tuples are arrays, u64 is a Number (QuickJS;
 // StarlingMonkey passes BigInts in and accepts either back), and an import returning
@@ -177,9 +182,10 @@ export type RawResolution =
   | { tag: 'permanent-failure'; val: [string, string | null] }
   | { tag: 'cancellation'; val: string }
   | { tag: 'temporary-failure'; val: RawFailure }
-  | { tag: 'restart'; val: RawRestart };
+  | { tag: 'restart'; val: RawRestart }
+  | { tag: 'snooze'; val: number };
 
-/** `warren:task/host@0.1.0`; also importable directly from that module name. */
+/** `warren:task/host@0.2.0`; also importable directly from that module name. */
 export declare const host: {
   execute(sql: string, paramsJson: string): number;
   query(sql: string, paramsJson: string): string;

@@ -21,7 +21,7 @@
 // compiler, and the resulting heap is snapshotted into the component. Host functions do
 // not exist at that point, so nothing here calls the host outside of a run.
 
-import * as host from 'warren:task/host@0.1.0';
+import * as host from 'warren:task/host@0.2.0';
 
 export { host };
 
@@ -278,6 +278,9 @@ function makeContext(state) {
           newAuxData: newAuxData === undefined ? null : toJson(newAuxData),
         },
       });
+    },
+    resolveBySnooze(when) {
+      select({ tag: 'snooze', val: toEpochMs(when, 'snooze time') });
     },
     get resolved() {
       return state.resolution !== null;

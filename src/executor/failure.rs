@@ -65,6 +65,7 @@ fn plan_failure(
 ) -> FailurePlan {
     let decision = decide_failure(
         policy,
+        failure.id,
         state.failures,
         now,
         failure.next_retry,
@@ -145,10 +146,7 @@ mod tests {
     const MIN: i64 = 60_000;
 
     fn policy(max_failures: i32) -> RetryPolicy {
-        RetryPolicy {
-            fail_reschedule_ms: MIN,
-            max_failures,
-        }
+        RetryPolicy::reference(MIN, max_failures)
     }
 
     fn state(failures: i32, not_before: Option<Millis>) -> FailureState {

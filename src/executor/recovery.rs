@@ -115,10 +115,7 @@ mod tests {
 
     #[test]
     fn the_types_policy_applies_else_the_default() {
-        let strict = RetryPolicy {
-            fail_reschedule_ms: 1,
-            max_failures: 0,
-        };
+        let strict = RetryPolicy::reference(1, 0);
         let policies = move |_: &TaskType| strict;
         assert_eq!(policy_for(&lease(Some("demo:ping")), &policies), strict);
         assert_eq!(policy_for(&lease(None), &policies), RetryPolicy::default());

@@ -64,6 +64,13 @@ pub enum StoreError {
         /// The state of the task that holds it.
         state: TaskState,
     },
+    /// Concurrent writers kept changing what this operation depends on; trying again
+    /// later should succeed.
+    #[error("{what}; try again")]
+    Contended {
+        /// What kept changing.
+        what: String,
+    },
     /// An argument is invalid.
     #[error("invalid {field}: {message}")]
     Invalid {

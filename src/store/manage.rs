@@ -276,6 +276,36 @@ impl Store {
     /// not-before time, if later); a finished task is queued again with a fresh failure
     /// count. `why` names the operation in the errors.
     async fn requeue(&self, id: TaskId, at: Millis, why: Requeue) -> StoreResult<Millis> {
+        let result = self.requeue_once(id, at, why).await;
+        match result {
+            Err(StoreError::Database(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ))) => {
+                // Another scheduler gave its type's key to a new task between the check
+                // below and the write: name that task.
+                let task = self.describe(id).await?;
+                if let Some(unique) = &task.unique {
+                    let mut pooled = self.conn().await?;
+                    let conflict = super::unique::conflict_after(
+                        &mut pooled.any(),
+                        id,
+                        &task.task_type,
+                        unique,
+                    )
+                    .await?;
+                    if let Some(conflict) = conflict {
+                        return Err(conflict);
+                    }
+                }
+                result
+            }
+            other => other,
+        }
+    }
+
+    /// One attempt of [`Store::requeue`].
+    async fn requeue_once(&self, id: TaskId, at: Millis, why: Requeue) -> StoreResult<Millis> {
         let now = self.now();
         self.in_transaction(async |conn, pending| {
             let task = load_task(conn, id).await?;
@@ -283,17 +313,10 @@ impl Store {
                 (&task.unique, task.state)
             {
                 // Pending again, it would count as a duplicate: refuse while another does.
-                let stored = unique.stored_key();
-                if let Some(other) =
-                    super::unique::find_duplicate(conn, task.task_type.as_str(), &stored, Some(id))
-                        .await?
+                if let Some(conflict) =
+                    super::unique::conflict_after(conn, id, &task.task_type, unique).await?
                 {
-                    return Err(StoreError::UniqueConflict {
-                        id,
-                        existing: other.id,
-                        key: unique.key.clone(),
-                        state: other.state,
-                    });
+                    return Err(conflict);
                 }
             }
             let at = task.not_before.map_or(at, |nb| nb.max(at));

@@ -524,6 +524,23 @@ macro_rules! fenced_outcome {
     };
 }
 
+/// Wakes the queue of task `id`'s cluster when it is due again at once.
+async fn wake_if_due(
+    conn: &mut AnyConn<'_>,
+    pending: &mut Pending,
+    id: TaskId,
+    next_attempt: Millis,
+    now: Millis,
+) -> StoreResult<()> {
+    if next_attempt <= now {
+        let cluster: String = on_conn!(conn, c => {
+            t::warren_tasks.select(t::cluster).find(id).first(c).await?
+        });
+        announce_work(conn, pending, &cluster).await?;
+    }
+    Ok(())
+}
+
 async fn write_resolution(
     conn: &mut AnyConn<'_>,
     pending: &mut Pending,
@@ -617,12 +634,22 @@ async fn write_resolution(
                             .await?
                     });
                 }
-                if next_attempt <= now {
-                    let cluster: String = on_conn!(conn, c => {
-                        t::warren_tasks.select(t::cluster).find(id).first(c).await?
-                    });
-                    announce_work(conn, pending, &cluster).await?;
-                }
+                wake_if_due(conn, pending, id, next_attempt, now).await?;
+            }
+            (n, ResolveOutcome::Pending { next_attempt })
+        }
+        Resolution::Snooze { at } => {
+            let next_attempt = at.max(now);
+            let n = fenced_outcome!(
+                conn,
+                diesel::update(fenced).set((
+                    t::state.eq(TaskState::Pending),
+                    t::next_attempt.eq(next_attempt),
+                    no_lease,
+                ))
+            );
+            if n.rows == 1 {
+                wake_if_due(conn, pending, id, next_attempt, now).await?;
             }
             (n, ResolveOutcome::Pending { next_attempt })
         }

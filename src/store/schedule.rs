@@ -130,7 +130,7 @@ fn to_row(task: &NewTask, registered: Option<&String>, now: Millis) -> StoreResu
         .unwrap_or_else(|| DEFAULT_CLUSTER.into());
     // A debounced task waits its delay before it first starts, too.
     let earliest = match o.unique.as_ref().and_then(|u| u.debounce) {
-        Some(debounce) => now + debounce.delay_ms,
+        Some(debounce) => now.saturating_add(debounce.delay_ms),
         None => now,
     };
     Ok(TaskInsert {
@@ -303,30 +303,27 @@ pub(super) async fn insert_tasks_reporting(
 ) -> StoreResult<Vec<Scheduled>> {
     let now = store.now();
     let rows = rows_for(tasks, store, now)?;
-    let mut scheduled: Vec<Option<Scheduled>> = vec![None; rows.len()];
-    // Tasks without a unique key go in multi-row inserts, in input order.
-    let plain: Vec<usize> = (0..rows.len())
-        .filter(|&i| tasks[i].options.unique.is_none())
-        .collect();
-    let mut plain_ids = Vec::with_capacity(plain.len());
-    for chunk in plain.chunks(BATCH_CHUNK) {
-        let chunk_rows = chunk.iter().map(|&i| rows[i].clone()).collect();
-        plain_ids.extend(insert_rows(conn, chunk_rows).await?);
-    }
-    // Ids are assigned in input order by one multi-row insert; RETURNING's order is
-    // not promised, so sort them back.
-    plain_ids.sort_unstable();
-    for (&i, id) in plain.iter().zip(plain_ids) {
-        scheduled[i] = Some(Scheduled { id, created: true });
-    }
-    // Tasks with one, one at a time: each may find a duplicate (an earlier task of
-    // this batch included).
-    for (i, task) in tasks.iter().enumerate() {
-        if let Some(unique) = &task.options.unique {
-            scheduled[i] = Some(insert_unique(conn, &rows[i], unique, now).await?);
+    let mut scheduled: Vec<Scheduled> = Vec::with_capacity(rows.len());
+    // In input order, so ids follow it: runs of tasks without a unique key go in
+    // multi-row inserts; a task with one goes alone, and may find a duplicate (an
+    // earlier task of this batch included).
+    let mut start = 0;
+    while start < rows.len() {
+        if let Some(unique) = &tasks[start].options.unique {
+            scheduled.push(insert_unique(conn, &rows[start], unique, now).await?);
+            start += 1;
+            continue;
         }
+        let end = (start..rows.len())
+            .find(|&i| tasks[i].options.unique.is_some() || i - start == BATCH_CHUNK)
+            .unwrap_or(rows.len());
+        let mut ids = insert_rows(conn, rows[start..end].to_vec()).await?;
+        // One multi-row insert draws its ids in input order; RETURNING's order is not
+        // promised, so sort them back.
+        ids.sort_unstable();
+        scheduled.extend(ids.into_iter().map(|id| Scheduled { id, created: true }));
+        start = end;
     }
-    let scheduled: Vec<Scheduled> = scheduled.into_iter().flatten().collect();
     let mut meta = Vec::new();
     for (task, s) in tasks.iter().zip(&scheduled) {
         if s.created {

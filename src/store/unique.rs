@@ -17,6 +17,7 @@ use super::conn::on_conn;
 use super::schedule::TaskInsert;
 use super::schema::warren_tasks as t;
 use super::{AnyConn, StoreError, StoreResult};
+use crate::task::TaskType;
 use crate::task::{Millis, TaskId, TaskState};
 use diesel::dsl::sql;
 use diesel::prelude::*;
@@ -34,6 +35,9 @@ pub(super) const COUNTS_AS_DUPLICATE: &str = "unique_key IS NOT NULL AND (unique
 
 /// Longest unique key, in bytes.
 pub const MAX_UNIQUE_KEY_BYTES: usize = 512;
+
+/// Longest period, debounce delay and debounce maximum: one year (ms).
+pub const MAX_UNIQUE_MS: i64 = 365 * 24 * 60 * 60 * 1000;
 
 /// Separates the key from its period's start in the stored key; keys may not contain
 /// control characters, so a key without a period never looks like one with.
@@ -178,18 +182,27 @@ impl Unique {
         if self.key.chars().any(char::is_control) {
             return Err(key_error("must not contain control characters".into()));
         }
-        if self.period_ms.is_some_and(|p| p <= 0) {
-            return Err(UniqueError {
-                part: UniquePart::Period,
-                message: "must be a positive number of ms".into(),
-            });
+        let out_of_range = |part, ms: i64| {
+            (!(1..=MAX_UNIQUE_MS).contains(&ms)).then(|| UniqueError {
+                part,
+                message: format!("{ms} is not a number of ms from 1 to {MAX_UNIQUE_MS} (one year)"),
+            })
+        };
+        if let Some(e) = self
+            .period_ms
+            .and_then(|p| out_of_range(UniquePart::Period, p))
+        {
+            return Err(e);
         }
         if let Some(d) = &self.debounce {
-            if d.delay_ms <= 0 {
-                return Err(UniqueError {
-                    part: UniquePart::Debounce,
-                    message: "must be a positive number of ms".into(),
-                });
+            if let Some(e) = out_of_range(UniquePart::Debounce, d.delay_ms) {
+                return Err(e);
+            }
+            if let Some(e) = d
+                .max_ms
+                .and_then(|m| out_of_range(UniquePart::DebounceMax, m))
+            {
+                return Err(e);
             }
             if d.max() < d.delay_ms {
                 return Err(UniqueError {
@@ -374,7 +387,9 @@ pub fn debounced_next_attempt(
     next_attempt: Millis,
     debounce: &Debounce,
 ) -> Millis {
-    let wanted = (now + debounce.delay_ms).min(created_at + debounce.max());
+    let wanted = now
+        .saturating_add(debounce.delay_ms)
+        .min(created_at.saturating_add(debounce.max()));
     wanted.max(next_attempt)
 }
 
@@ -418,12 +433,38 @@ pub(super) async fn find_duplicate(
     }))
 }
 
+/// Why queuing task `id` again failed on the unique index, if that is what happened:
+/// a [`StoreError::UniqueConflict`] naming the task that now holds its key (looked up
+/// afresh, since the failed statement ended its transaction on PostgreSQL).
+pub(super) async fn conflict_after(
+    conn: &mut AnyConn<'_>,
+    id: TaskId,
+    task_type: &TaskType,
+    unique: &TaskUnique,
+) -> StoreResult<Option<StoreError>> {
+    let stored = unique.stored_key();
+    Ok(find_duplicate(conn, task_type.as_str(), &stored, Some(id))
+        .await?
+        .map(|other| StoreError::UniqueConflict {
+            id,
+            existing: other.id,
+            key: unique.key.clone(),
+            state: other.state,
+        }))
+}
+
 /// How many times scheduling looks again when a concurrent scheduler's duplicate
 /// comes and goes between its look and its insert.
 const ATTEMPTS: usize = 10;
 
 /// Schedules `row` (which carries its stored key) unless a duplicate exists: then
 /// returns the duplicate, debounced if asked and still pending.
+///
+/// The insert comes first: on SQLite it takes the write lock even when it inserts
+/// nothing, where a read first would start a snapshot that a commit by another
+/// connection could make stale (and a deferred transaction's later write would then
+/// fail). On PostgreSQL an insert that meets a concurrent transaction's duplicate waits
+/// for it; if that commits, nothing is inserted and the look that follows finds it.
 pub(super) async fn insert_unique(
     conn: &mut AnyConn<'_>,
     row: &TaskInsert,
@@ -432,19 +473,6 @@ pub(super) async fn insert_unique(
 ) -> StoreResult<Scheduled> {
     let stored_key = row.unique_key.as_deref().unwrap_or_default();
     for _ in 0..ATTEMPTS {
-        if let Some(found) = find_duplicate(conn, &row.task_type, stored_key, None).await? {
-            if let (Some(debounce), TaskState::Pending) = (&unique.debounce, found.state) {
-                let at =
-                    debounced_next_attempt(now, found.created_at, found.next_attempt, debounce);
-                debounce_pending(conn, found.id, row, at).await?;
-            }
-            return Ok(Scheduled {
-                id: found.id,
-                created: false,
-            });
-        }
-        // On PostgreSQL an insert that meets a concurrent transaction's duplicate
-        // waits for it; if that commits, nothing is inserted and the next look finds it.
         let inserted: Option<TaskId> = on_conn!(conn, c => {
             diesel::insert_into(t::table)
                 .values(row)
@@ -457,11 +485,23 @@ pub(super) async fn insert_unique(
         if let Some(id) = inserted {
             return Ok(Scheduled { id, created: true });
         }
+        if let Some(found) = find_duplicate(conn, &row.task_type, stored_key, None).await? {
+            if let (Some(debounce), TaskState::Pending) = (&unique.debounce, found.state) {
+                let at =
+                    debounced_next_attempt(now, found.created_at, found.next_attempt, debounce);
+                debounce_pending(conn, found.id, row, at).await?;
+            }
+            return Ok(Scheduled {
+                id: found.id,
+                created: false,
+            });
+        }
+        // The duplicate that stopped the insert no longer counts (it finished
+        // meanwhile): insert again.
     }
-    Err(StoreError::Invalid {
-        field: "unique_key",
-        message: format!(
-            "tasks of type {} with key '{}' kept appearing and finishing while this one was scheduled; try again",
+    Err(StoreError::Contended {
+        what: format!(
+            "tasks of type {} with unique key '{}' kept appearing and finishing while this one was scheduled",
             row.task_type, unique.key
         ),
     })

@@ -272,6 +272,9 @@ fn from_wit(r: types::Resolution) -> Resolution {
             new_data: r.new_data,
             new_aux_data: r.new_aux_data,
         },
+        types::Resolution::Snooze(at_ms) => Resolution::Snooze {
+            at: to_millis(at_ms),
+        },
     }
 }
 

@@ -1,9 +1,12 @@
 //! The retry rule as the store applies it.
 
 use crate::support::conformance::*;
+use warren::task::{decide_failure, Backoff, FailureDecision};
 
 crate::conformance!(
     retry_schedule_doubles_then_caps_at_one_day,
+    a_types_backoff_and_jitter_apply_as_failures_are_recorded,
+    a_snooze_keeps_the_failure_count,
     max_failures_edge_cases,
     explicit_retry_and_not_before_win,
 );
@@ -35,10 +38,7 @@ async fn retry_schedule_doubles_then_caps_at_one_day(b: Backend) {
     // A custom failreschedule doubles from its own base.
     let db2 = TestDb::new(b).await.unwrap();
     db2.store.schedule(task(json!({}))).await.unwrap();
-    let fast = RetryPolicy {
-        fail_reschedule_ms: 1000,
-        max_failures: -1,
-    };
+    let fast = RetryPolicy::reference(1000, -1);
     assert_eq!(
         fail_once(&db2, fast).await,
         ResolveOutcome::Pending {
@@ -53,6 +53,79 @@ async fn retry_schedule_doubles_then_caps_at_one_day(b: Backend) {
     );
 }
 
+async fn a_types_backoff_and_jitter_apply_as_failures_are_recorded(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let id = db.store.schedule(task(json!({}))).await.unwrap();
+    let linear = RetryPolicy {
+        fail_reschedule_ms: MIN,
+        backoff: Backoff::Linear,
+        backoff_max_ms: Some(2 * MIN),
+        jitter_permille: 200,
+        ..RetryPolicy::default()
+    };
+    let mut failed_at = T0;
+    for (failures, base) in [(0, MIN), (1, 2 * MIN), (2, 2 * MIN)] {
+        let FailureDecision::Retry { next_attempt } =
+            decide_failure(linear, id, failures, failed_at, None, None)
+        else {
+            panic!("retried forever");
+        };
+        assert_eq!(
+            fail_once(&db, linear).await,
+            ResolveOutcome::Pending { next_attempt }
+        );
+        let delay = next_attempt - failed_at;
+        assert!(
+            delay >= base * 8 / 10 && delay <= 2 * MIN,
+            "failure {failures}: {delay} ms"
+        );
+        failed_at = next_attempt;
+    }
+}
+
+async fn a_snooze_keeps_the_failure_count(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    fail_once(&db, RetryPolicy::default()).await;
+    db.clock.set(T0 + 15 * MIN);
+    let snoozed = claim_one(s)
+        .await
+        .resolve(
+            Resolution::Snooze { at: T0 + 20 * MIN },
+            RetryPolicy::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        snoozed,
+        ResolveOutcome::Pending {
+            next_attempt: T0 + 20 * MIN
+        }
+    );
+    let t = s.describe(id).await.unwrap();
+    assert_eq!(
+        (t.state, t.failures, t.iterations),
+        (TaskState::Pending, 1, 2)
+    );
+    assert_eq!(
+        t.last_error.as_deref(),
+        Some("boom"),
+        "a snooze is no failure: the last one stays"
+    );
+    // The next failure goes on from the count the snooze kept: the second delay, 30 min.
+    assert_eq!(
+        fail_once(&db, RetryPolicy::default()).await,
+        ResolveOutcome::Pending {
+            next_attempt: T0 + 50 * MIN
+        }
+    );
+}
+
 async fn max_failures_edge_cases(b: Backend) {
     // maxfailures = N ends with N + 1 failures; 0 never retries; -1 retries forever.
     for (max, expected_failures) in [(0, 1), (1, 2), (2, 3)] {
@@ -60,10 +133,7 @@ async fn max_failures_edge_cases(b: Backend) {
             return;
         };
         let id = db.store.schedule(task(json!({}))).await.unwrap();
-        let policy = RetryPolicy {
-            fail_reschedule_ms: MIN,
-            max_failures: max,
-        };
+        let policy = RetryPolicy::reference(MIN, max);
         let mut outcomes = Vec::new();
         loop {
             let o = fail_once(&db, policy).await;

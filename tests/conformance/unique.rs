@@ -88,6 +88,10 @@ async fn a_unique_key_returns_the_unfinished_task_and_creates_nothing(b: Backend
         .await
         .unwrap();
     assert_eq!(batch[0].id, batch[2].id);
+    assert!(
+        batch[0].id < batch[1].id,
+        "ids follow the batch's order: {batch:?}"
+    );
     let created: Vec<bool> = batch.iter().map(|s| s.created).collect();
     assert_eq!(created, vec![true, true, false]);
 
@@ -319,5 +323,13 @@ async fn bad_unique_options_are_refused_and_change_nothing(b: Backend) {
         ..Unique::key("k")
     };
     assert_eq!(field(refused(debounce).await), "debounce_ms");
+    let forever = Unique {
+        debounce: Some(Debounce {
+            delay_ms: 1000,
+            max_ms: Some(i64::MAX),
+        }),
+        ..Unique::key("k")
+    };
+    assert_eq!(field(refused(forever).await), "debounce_max_ms");
     assert_eq!(tasks_in_table(s).await, 0);
 }

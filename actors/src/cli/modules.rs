@@ -6,7 +6,7 @@ use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use warren::cron::ZoneSpec;
 use warren::moduledef::{
-    load_module, load_modules_dir, DefinitionError, LoadOptions, ModuleDefinition,
+    load_module, load_modules_dir, DefinitionError, LoadOptions, ModuleDefinition, TaskKind,
     MODULE_DEFINITION_FILE,
 };
 
@@ -98,6 +98,14 @@ fn print_module(m: &ModuleDefinition, maintenance_offset: Option<u32>) {
             timeout,
             relative(&t.code, &m.dir)
         );
+        if t.kind == TaskKind::Managed {
+            let retries = match t.retry.max_failures {
+                -1 => "retried forever".to_string(),
+                0 => "never retried".to_string(),
+                n => format!("up to {n} failures"),
+            };
+            println!("            retry: {retries}, {}", t.retry.describe());
+        }
     }
     for s in &m.scheduled {
         let when = match &s.runat {

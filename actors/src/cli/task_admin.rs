@@ -71,7 +71,8 @@ pub(super) fn store_failure(e: StoreError) -> Failure {
         StoreError::NotFound(_)
         | StoreError::UnknownScheduled(_)
         | StoreError::Invalid { .. }
-        | StoreError::WrongState { .. } => Failure::Invalid(e.to_string()),
+        | StoreError::WrongState { .. }
+        | StoreError::UniqueConflict { .. } => Failure::Invalid(e.to_string()),
         other => Failure::Error(other.to_string()),
     }
 }

@@ -37,12 +37,13 @@ pub struct ScheduleArgs {
     /// Aux data, a JSON object.
     #[arg(long)]
     pub aux: Option<String>,
-    /// A unique key: while a task of this type with this key is unfinished (or in a
-    /// state --unique-states adds), print that task's id and schedule nothing.
+    /// A unique key: while a task of this type holds this key (it is pending or
+    /// running, or in a state it was scheduled to keep the key in), print that task's
+    /// id and schedule nothing.
     #[arg(long, value_name = "KEY")]
     pub unique_key: Option<String>,
-    /// With --unique-key: finished states in which the existing task still counts,
-    /// comma-separated (completed, failed, cancelled).
+    /// With --unique-key: finished states in which this task keeps holding its key
+    /// (comma-separated: completed, failed, cancelled); pending and running always do.
     #[arg(long, value_name = "STATES")]
     pub unique_states: Option<String>,
     /// With --unique-key: the key holds within periods of this many milliseconds

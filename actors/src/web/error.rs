@@ -87,7 +87,8 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid { field, .. } => ApiError::bad_field(field, message),
             StoreError::WrongState { .. }
             | StoreError::LeaseLost { .. }
-            | StoreError::UniqueConflict { .. } => ApiError::new(StatusCode::CONFLICT, message),
+            | StoreError::UniqueConflict { .. }
+            | StoreError::Contended { .. } => ApiError::new(StatusCode::CONFLICT, message),
             _ => {
                 tracing::warn!(error = %message, "API request failed");
                 ApiError::internal(message)

@@ -91,6 +91,7 @@ const SOURCES = {
   two_resolutions: ['tests/guests/two_resolutions.js'],
   no_resolution: ['tests/guests/no_resolution.js'],
   restart: ['tests/guests/restart.js'],
+  snooze: ['tests/guests/snooze.js'],
   raw_throw: ['tests/guests/raw_throw.js'],
 };
 
@@ -118,8 +119,8 @@ for (const engine of ENGINES) {
       execFileSync(
         process.execPath,
         [JCO, 'transpile', wasm, '-o', js, '--name', 'guest', '--quiet',
-          '--map', `warren:task/host@0.1.0=${path.join(HERE, 'host.mjs')}`,
-          '--map', `warren:task/types@0.1.0=${path.join(HERE, 'types.mjs')}`],
+          '--map', `warren:task/host@0.2.0=${path.join(HERE, 'host.mjs')}`,
+          '--map', `warren:task/types@0.2.0=${path.join(HERE, 'types.mjs')}`],
         { stdio: ['ignore', 'ignore', 'inherit'] },
       );
       host = new FakeHost();
@@ -225,6 +226,14 @@ for (const engine of ENGINES) {
       assert.deepEqual(run(task({ left: 0 }, { iteration: 2 })), { tag: 'completion', val: '{"iteration":2}' });
     });
 
+    it('snooze carries its time', async () => {
+      const run = await instance('snooze');
+      assert.deepEqual(run(task({ until: 1700000060000 })), { tag: 'snooze', val: 1700000060000 });
+      const bad = run(task({ until: 'later' }));
+      assert.equal(bad.tag, 'temporary-failure');
+      assert.match(bad.val.error, /snooze time must be a Date or milliseconds/);
+    });
+
     it('host functions: results, errors, options, metadata, console', async () => {
       const run = await instance('host_calls');
       const r = run(task({}));
@@ -234,11 +243,18 @@ for (const engine of ENGINES) {
         rows: [{ one: 1, two: 'two' }],
         badError: 'execute failed: no such table: no_such_table',
         scheduled: 77,
+        // This stand-in host schedules anything; Warren's own test checks the key's effect.
+        uniqueFirst: 77,
+        uniqueAgain: 77,
+        badUnique: null,
         metaBefore: null,
         metaAfter: 'v',
         now: 1700000000000,
       });
       assert.deepEqual(host.calls[3], ['schedule', 'guests:echo', { from: 12 }, { priority: 'background' }]);
+      assert.deepEqual(host.calls[5], [
+        'schedule', 'guests:echo', { n: 2 }, { uniqueKey: 'guest-unique', uniqueStates: ['completed'] },
+      ]);
       assert.deepEqual(host.logs, [[2, 'host_calls done'], [0, 'an error line {"id":12}']]);
     });
 

@@ -13,7 +13,7 @@
         (field "failures" u32)
         (field "iteration" u32)))
       (export "task" (type $task (eq $task-rec)))))
-  (import "warren:task/types@0.1.0" (instance $types (type $types-iface)))
+  (import "warren:task/types@0.2.0" (instance $types (type $types-iface)))
   (alias export $types "task" (type $task))
   (import "task" (type $task-t (eq $task)))
 

@@ -6,7 +6,7 @@
 ;; +8/+12, stack option tag at +16 (ptr/len +20/+24), next-retry-ms option tag at +32,
 ;; its u64 at +40.
 (component
-  ;; The `warren:task/types@0.1.0` interface, as the world declares it.
+  ;; The `warren:task/types@0.2.0` interface, as the world declares it.
   (type $types-iface
     (instance
       (type $opt-string (option string))
@@ -35,9 +35,10 @@
         (case "permanent-failure" $perm)
         (case "cancellation" string)
         (case "temporary-failure" $failure)
-        (case "restart" $restart)))
+        (case "restart" $restart)
+        (case "snooze" u64)))
       (export "resolution" (type (eq $resolution-var)))))
-  (import "warren:task/types@0.1.0" (instance $types (type $types-iface)))
+  (import "warren:task/types@0.2.0" (instance $types (type $types-iface)))
   (alias export $types "task" (type $task))
   (alias export $types "resolution" (type $resolution))
   (import "task" (type $task-t (eq $task)))

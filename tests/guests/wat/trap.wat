@@ -2,7 +2,7 @@
 ;; like a JS exception that escapes or a Rust panic. After the trap the instance cannot
 ;; be entered again: the host must drop the store.
 (component
-  ;; The `warren:task/types@0.1.0` interface, as the world declares it.
+  ;; The `warren:task/types@0.2.0` interface, as the world declares it.
   (type $types-iface
     (instance
       (type $opt-string (option string))
@@ -31,9 +31,10 @@
         (case "permanent-failure" $perm)
         (case "cancellation" string)
         (case "temporary-failure" $failure)
-        (case "restart" $restart)))
+        (case "restart" $restart)
+        (case "snooze" u64)))
       (export "resolution" (type (eq $resolution-var)))))
-  (import "warren:task/types@0.1.0" (instance $types (type $types-iface)))
+  (import "warren:task/types@0.2.0" (instance $types (type $types-iface)))
   (alias export $types "task" (type $task))
   (alias export $types "resolution" (type $resolution))
   (import "task" (type $task-t (eq $task)))
