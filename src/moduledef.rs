@@ -1032,6 +1032,7 @@ impl<'a, 'input> Parser<'a, 'input> {
 
     /// The retry attributes of a `<managedtask>`.
     fn retry_policy(&mut self, node: Node) -> RetryPolicy {
+        let errors_before = self.errors.len();
         let fail_reschedule_ms = self.integer(
             node,
             "failreschedule",
@@ -1040,6 +1041,8 @@ impl<'a, 'input> Parser<'a, 'input> {
             MAX_FAIL_RESCHEDULE_MS,
             "a whole number of milliseconds from 1 to 86400000 (one day)",
         );
+        // A bad failreschedule is reported once, not again as a bound of backoffmax.
+        let fail_reschedule_valid = self.errors.len() == errors_before;
         let max_failures = self.integer(
             node,
             "maxfailures",
@@ -1064,7 +1067,7 @@ impl<'a, 'input> Parser<'a, 'input> {
                 MAX_BACKOFF_MAX_MS,
                 "a whole number of milliseconds from 1 to 31536000000 (one year)",
             );
-            if max < fail_reschedule_ms {
+            if fail_reschedule_valid && max < fail_reschedule_ms {
                 self.value_error(
                     &attr,
                     format!(

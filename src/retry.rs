@@ -182,25 +182,28 @@ pub fn decide_failure(
 /// being recorded not counted), before jitter.
 pub fn retry_delay_ms(policy: &RetryPolicy, failures: i32) -> i64 {
     let first = policy.fail_reschedule_ms;
-    let failures = failures.max(0);
     let cap = policy.backoff_max_ms.unwrap_or(RETRY_CAP_MS);
     match (policy.backoff, policy.backoff_max_ms) {
         // The reference rule: six doublings, whatever they reach, then one day.
-        (Backoff::Exponential, None) if failures < RETRY_DOUBLINGS => {
+        (Backoff::Exponential, None) if (0..RETRY_DOUBLINGS).contains(&failures) => {
             first.saturating_mul(1 << failures)
         }
         (Backoff::Exponential, None) => RETRY_CAP_MS,
-        (Backoff::Exponential, Some(max)) if failures < 62 => {
+        (Backoff::Exponential, Some(max)) if (0..62).contains(&failures) => {
             first.saturating_mul(1 << failures).min(max)
         }
         (Backoff::Exponential, Some(max)) => max,
-        (Backoff::Linear, _) => first.saturating_mul(i64::from(failures) + 1).min(cap),
+        (Backoff::Linear, _) => first
+            .saturating_mul(i64::from(failures.max(0)) + 1)
+            .min(cap),
         (Backoff::Constant, _) => first.min(cap),
     }
 }
 
 /// `delay` moved by up to the policy's jitter either way, by a fraction drawn from
-/// the task and its failure count (never below 0, never past an explicit maximum).
+/// the task and its failure count; never below 0. A delay moved past an explicit
+/// maximum is reflected back below it (by as much as it went over), so tasks that
+/// have reached the maximum still spread out instead of meeting at it.
 fn jittered(policy: &RetryPolicy, delay: i64, task: TaskId, failures: i32) -> i64 {
     if policy.jitter_permille == 0 {
         return delay;
@@ -209,7 +212,11 @@ fn jittered(policy: &RetryPolicy, delay: i64, task: TaskId, failures: i32) -> i6
     let seed = (task.0 as u64) ^ ((failures as u64) << 48);
     let fraction = 2.0 * unit_fraction(seed) - 1.0;
     let moved = (delay as f64 * (1.0 + spread * fraction)).round() as i64;
-    moved.clamp(0, policy.backoff_max_ms.unwrap_or(i64::MAX))
+    let moved = match policy.backoff_max_ms {
+        Some(max) if moved > max => max.saturating_sub(moved - max),
+        _ => moved,
+    };
+    moved.max(0)
 }
 
 /// A number in [0, 1) spread evenly over seeds (the splitmix64 finaliser).
@@ -241,6 +248,8 @@ mod tests {
         // The reference doubles six times even past a day.
         let daily = RetryPolicy::reference(RETRY_CAP_MS, -1);
         assert_eq!(delays(daily, 3), [1440, 2880, 5760]);
+        // A count below zero (never written) reads as "past the doublings", as before.
+        assert_eq!(retry_delay_ms(&RetryPolicy::default(), -1), RETRY_CAP_MS);
     }
 
     #[test]
@@ -310,12 +319,18 @@ mod tests {
             backoff_max_ms: Some(delay),
             ..policy
         };
-        assert!((1..=1000).all(
-            |id| match decide_failure(capped, TaskId(id), 0, 0, None, None) {
-                FailureDecision::Retry { next_attempt } => next_attempt <= delay,
-                FailureDecision::GiveUp => false,
-            }
-        ));
+        let at_cap: Vec<i64> = (1..=1000)
+            .map(
+                |id| match decide_failure(capped, TaskId(id), 0, 0, None, None) {
+                    FailureDecision::Retry { next_attempt } => next_attempt,
+                    FailureDecision::GiveUp => panic!("retried forever"),
+                },
+            )
+            .collect();
+        assert!(at_cap.iter().all(|d| (delay * 3 / 4..=delay).contains(d)));
+        // Reflected below the maximum, not piled up on it.
+        assert!(at_cap.iter().filter(|d| **d == delay).count() < 10);
+        assert!(at_cap.iter().filter(|d| **d < delay * 7 / 8).count() > 400);
     }
 
     #[test]

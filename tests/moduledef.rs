@@ -572,6 +572,7 @@ fn retry_attributes_are_checked() {
     <managedtask type="b" code="tasks/ping.js" failreschedule="60000" backoffmax="1000"/>
     <managedtask type="c" code="tasks/ping.js" backoffjitter="1.5"/>
     <managedtask type="d" code="tasks/ping.js" backoffmax="0" backoffjitter="x"/>
+    <managedtask type="f" code="tasks/ping.js" failreschedule="soon" backoffmax="60000"/>
     <ephemeraltask type="e" code="tasks/ping.js" backoff="linear"/>
   </servicemanager>
 </module>"#),
@@ -581,7 +582,8 @@ fn retry_attributes_are_checked() {
             "m/moduledefinition.xml:5:63: invalid backoffjitter '1.5': expected a fraction from 0.0 to 1.0 (0.25 moves each delay by up to 25% either way)",
             "m/moduledefinition.xml:6:60: invalid backoffmax '0': expected a whole number of milliseconds from 1 to 31536000000 (one year)",
             "m/moduledefinition.xml:6:78: invalid backoffjitter 'x': expected a fraction from 0.0 to 1.0 (0.25 moves each delay by up to 25% either way)",
-            "m/moduledefinition.xml:7:50: attribute 'backoff' is not allowed on <ephemeraltask>: ephemeral tasks are never retried",
+            "m/moduledefinition.xml:7:64: invalid failreschedule 'soon': expected a whole number of milliseconds from 1 to 86400000 (one day)",
+            "m/moduledefinition.xml:8:50: attribute 'backoff' is not allowed on <ephemeraltask>: ephemeral tasks are never retried",
         ]
     );
 }

@@ -294,9 +294,12 @@ impl Store {
                         unique,
                     )
                     .await?;
-                    if let Some(conflict) = conflict {
-                        return Err(conflict);
-                    }
+                    return Err(conflict.unwrap_or_else(|| StoreError::Contended {
+                        what: format!(
+                            "task {id}'s unique key '{}' was taken and freed again while it was queued",
+                            unique.key
+                        ),
+                    }));
                 }
                 result
             }

@@ -238,8 +238,8 @@ impl TaskRun {
         super::manage::set_metadata_on(&mut self.conn().await?, id, key, value).await
     }
 
-    /// Applies the run's resolution. Completion, permanent failure, cancellation and
-    /// restart are written in the task's transaction, fenced by the lease token, and
+    /// Applies the run's resolution. Completion, permanent failure, cancellation,
+    /// restart and snooze are written in the task's transaction, fenced by the lease token, and
     /// committed with the task's work; a temporary failure rolls that work back and
     /// records the failure with the retry rule of `policy`.
     ///
