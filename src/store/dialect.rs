@@ -71,6 +71,12 @@ pub(crate) trait Dialect {
     /// Inserts task rows with one statement; their ids in input order.
     async fn insert_tasks(&mut self, rows: Vec<TaskInsert>) -> QueryResult<Vec<TaskId>>;
 
+    /// Inserts `row`, a task with a unique key, unless a task that counts as its
+    /// duplicate exists (see `unique.rs`); its id, or `None`. PostgreSQL relies on the
+    /// partial unique index (`ON CONFLICT DO NOTHING`); SQLite, whose writers take
+    /// turns, looks for the duplicate in the same statement, under the write lock.
+    async fn insert_unless_duplicate(&mut self, row: &TaskInsert) -> QueryResult<Option<TaskId>>;
+
     /// Inserts metadata rows (with as few statements as the backend allows).
     async fn insert_metadata(&mut self, rows: Vec<MetadataInsert>) -> QueryResult<()>;
 

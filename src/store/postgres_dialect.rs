@@ -8,14 +8,14 @@ use super::manage::list_query;
 use super::model::TaskRow;
 use super::pg_policy::PgStatementPolicy;
 use super::schedule::{MetadataInsert, PgInsertTasks, TaskInsert, BATCH_CHUNK};
-use super::schema::warren_task_metadata;
+use super::schema::{warren_task_metadata, warren_tasks};
 use super::signals::{Pending, PgNotify, PgNotifyOutcome, TASKS_CHANNEL};
 use super::task_sql::{Ran, SqlCanceller, TaskSqlError, TaskStatement};
 use super::TaskFilter;
 use super::{dynamic, StoreResult};
 use crate::task::{Millis, TaskId, TaskState};
 use diesel::sql_types::BigInt;
-use diesel::{QueryResult, QueryableByName};
+use diesel::{OptionalExtension, QueryResult, QueryableByName};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
 
 impl Dialect for AsyncPgConnection {
@@ -41,6 +41,19 @@ impl Dialect for AsyncPgConnection {
         }
         let inserted: Vec<Inserted> = PgInsertTasks::new(&rows).load(self).await?;
         Ok(inserted.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn insert_unless_duplicate(&mut self, row: &TaskInsert) -> QueryResult<Option<TaskId>> {
+        // The only unique index a new row can meet is the unique key's (ids are drawn
+        // from a sequence): nothing is inserted while a task that counts holds the key,
+        // and an uncommitted one is waited for.
+        diesel::insert_into(warren_tasks::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .returning(warren_tasks::id)
+            .get_result(self)
+            .await
+            .optional()
     }
 
     async fn insert_metadata(&mut self, rows: Vec<MetadataInsert>) -> QueryResult<()> {

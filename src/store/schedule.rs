@@ -23,19 +23,19 @@ use serde_json::Value;
 #[diesel(table_name = warren_tasks, treat_none_as_default_value = false)]
 pub(super) struct TaskInsert {
     pub(super) task_type: String,
-    cluster: String,
-    state: TaskState,
+    pub(super) cluster: String,
+    pub(super) state: TaskState,
     pub(super) data: String,
     pub(super) aux_data: Option<String>,
-    priority: i32,
-    timeout_ms: i64,
-    created_at: i64,
-    not_before: Option<i64>,
-    next_attempt: i64,
+    pub(super) priority: i32,
+    pub(super) timeout_ms: i64,
+    pub(super) created_at: i64,
+    pub(super) not_before: Option<i64>,
+    pub(super) next_attempt: i64,
     /// The stored unique key (with its period's start), if any.
     pub(super) unique_key: Option<String>,
     /// The states in which the task counts as a duplicate, if it has a key.
-    unique_states: Option<i32>,
+    pub(super) unique_states: Option<i32>,
 }
 
 #[derive(Clone, Insertable)]

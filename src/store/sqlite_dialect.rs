@@ -20,6 +20,7 @@ use super::{dynamic, AnyConn, StoreResult};
 use crate::task::{Millis, TaskId, TaskState};
 use diesel::connection::AnsiTransactionManager;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
 impl Dialect for SqliteConn {
@@ -59,6 +60,36 @@ impl Dialect for SqliteConn {
             )
         })
         .await
+    }
+
+    async fn insert_unless_duplicate(&mut self, row: &TaskInsert) -> QueryResult<Option<TaskId>> {
+        // One statement: it takes the write lock before it reads, so no other writer
+        // can add the duplicate between the look and the insert. SQLite keeps no
+        // unique index over the states that count: such an index would be upkeep
+        // compiled into every claim and resolution, which change `state`.
+        #[derive(QueryableByName)]
+        struct Inserted {
+            #[diesel(sql_type = BigInt)]
+            id: TaskId,
+        }
+        let inserted: Vec<Inserted> = diesel::sql_query(SQLITE_INSERT_UNLESS_DUPLICATE)
+            .bind::<Text, _>(&row.task_type)
+            .bind::<Text, _>(&row.cluster)
+            .bind::<Text, _>(row.state.as_str())
+            .bind::<Text, _>(&row.data)
+            .bind::<Nullable<Text>, _>(&row.aux_data)
+            .bind::<Integer, _>(row.priority)
+            .bind::<BigInt, _>(row.timeout_ms)
+            .bind::<BigInt, _>(row.created_at)
+            .bind::<Nullable<BigInt>, _>(row.not_before)
+            .bind::<BigInt, _>(row.next_attempt)
+            .bind::<Nullable<Text>, _>(&row.unique_key)
+            .bind::<Nullable<Integer>, _>(row.unique_states)
+            .bind::<Text, _>(&row.task_type)
+            .bind::<Nullable<Text>, _>(&row.unique_key)
+            .load(self)
+            .await?;
+        Ok(inserted.into_iter().next().map(|r| r.id))
     }
 
     async fn insert_metadata(&mut self, rows: Vec<MetadataInsert>) -> QueryResult<()> {
@@ -150,6 +181,19 @@ impl Dialect for SqliteConn {
         }
     }
 }
+
+/// The insert of [`Dialect::insert_unless_duplicate`]: the task's columns, then its
+/// type and stored key again for the look.
+const SQLITE_INSERT_UNLESS_DUPLICATE: &str = concat!(
+    "INSERT INTO warren_tasks (task_type, cluster, state, data, aux_data, priority, \
+     timeout_ms, created_at, not_before, next_attempt, unique_key, unique_states) \
+     SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+     WHERE NOT EXISTS (SELECT 1 FROM warren_tasks WHERE task_type = ? AND unique_key = ? AND ",
+    // super::unique::COUNTS_AS_DUPLICATE, spelled out: concat! takes literals only.
+    "unique_key IS NOT NULL AND (unique_states & CASE state WHEN 'pending' THEN 1 \
+     WHEN 'running' THEN 2 WHEN 'completed' THEN 4 WHEN 'failed' THEN 8 \
+     WHEN 'cancelled' THEN 16 ELSE 0 END) <> 0) RETURNING id"
+);
 
 /// The claim's select and update, inside the immediate transaction [`Dialect::claim`]
 /// opened.

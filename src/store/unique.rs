@@ -1,10 +1,12 @@
 //! Unique tasks: scheduling that returns the existing task of the same type and key
 //! instead of creating a second one.
 //!
-//! The database enforces it: a partial unique index on `(task_type, unique_key)`
-//! covers every task whose state is one of the states stored with it
-//! (`unique_states`, a bit set), so two schedulers racing on two nodes create one
-//! task, inside whatever transaction each runs in. Pending and running always count:
+//! The database enforces it, so two schedulers racing on two nodes create one task,
+//! inside whatever transaction each runs in. On PostgreSQL a partial unique index on
+//! `(task_type, unique_key)` covers every task whose state is one of the states
+//! stored with it (`unique_states`, a bit set). On SQLite, whose writers take turns,
+//! the insert looks for a duplicate in the same statement, under the write lock (see
+//! [`super::dialect::Dialect::insert_unless_duplicate`]). Pending and running always count:
 //! a running task goes back to pending when it is retried, and it must not meet a
 //! second pending copy there. A period is part of the stored key (the start of the
 //! period the task was scheduled in), since an index cannot depend on the clock.
@@ -14,6 +16,7 @@
 //! exists.
 
 use super::conn::on_conn;
+use super::dialect::Dialect;
 use super::schedule::TaskInsert;
 use super::schema::warren_tasks as t;
 use super::{AnyConn, StoreError, StoreResult};
@@ -25,10 +28,11 @@ use diesel::sql_types::Bool;
 use diesel_async::RunQueryDsl;
 use serde::Serialize;
 
-/// The condition under which a task is covered by the unique index: it has a key and
-/// its state is one of its own unique states. The migrations
-/// (`2026-12-06-000008_unique_tasks`) create the index with this text; a statement
-/// that repeats it lets the planner use that index.
+/// The condition under which a task counts as a duplicate: it has a key and its state
+/// is one of its own unique states. PostgreSQL's migration
+/// (`2026-12-06-000008_unique_tasks`) creates the unique index with this text, and
+/// SQLite's insert repeats it (`sqlite_dialect.rs`); a statement that repeats it lets
+/// the planner use the index.
 pub(super) const COUNTS_AS_DUPLICATE: &str = "unique_key IS NOT NULL AND (unique_states & \
      CASE state WHEN 'pending' THEN 1 WHEN 'running' THEN 2 WHEN 'completed' THEN 4 \
      WHEN 'failed' THEN 8 WHEN 'cancelled' THEN 16 ELSE 0 END) <> 0";
@@ -465,6 +469,8 @@ const ATTEMPTS: usize = 10;
 /// connection could make stale (and a deferred transaction's later write would then
 /// fail). On PostgreSQL an insert that meets a concurrent transaction's duplicate waits
 /// for it; if that commits, nothing is inserted and the look that follows finds it.
+/// The look finds nothing only when the duplicate finished in between: then it tries
+/// again.
 pub(super) async fn insert_unique(
     conn: &mut AnyConn<'_>,
     row: &TaskInsert,
@@ -473,15 +479,7 @@ pub(super) async fn insert_unique(
 ) -> StoreResult<Scheduled> {
     let stored_key = row.unique_key.as_deref().unwrap_or_default();
     for _ in 0..ATTEMPTS {
-        let inserted: Option<TaskId> = on_conn!(conn, c => {
-            diesel::insert_into(t::table)
-                .values(row)
-                .on_conflict_do_nothing()
-                .returning(t::id)
-                .get_result(c)
-                .await
-                .optional()?
-        });
+        let inserted = on_conn!(conn, c => Dialect::insert_unless_duplicate(c, row).await?);
         if let Some(id) = inserted {
             return Ok(Scheduled { id, created: true });
         }
