@@ -26,6 +26,8 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const TOKEN: &str = "dashboard-browser-test-token";
 /// The managed task that fails its first run and completes when retried.
 const FLAKY: &str = "dash:flaky";
+/// The unique key the flaky task is scheduled with, which its view must show.
+const UNIQUE_KEY: &str = "order-42";
 /// The scheduled task the browser runs by hand.
 const TAG: &str = "dash:tick";
 
@@ -427,7 +429,15 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         &db,
         &["dash:done", "{\"later\": true}", "--not-before", &later],
     );
-    let flaky = schedule(&db, &[FLAKY, r#"{"order": 42, "note": "fails once"}"#]);
+    let flaky = schedule(
+        &db,
+        &[
+            FLAKY,
+            r#"{"order": 42, "note": "fails once"}"#,
+            "--unique-key",
+            UNIQUE_KEY,
+        ],
+    );
     for id in &done {
         let o = wait(&db, *id);
         assert!(o.status.success(), "dash:done task {id}: {}", text(&o));
@@ -456,6 +466,7 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         .env("WARREN_FAILED_TYPE", FLAKY)
         .env("WARREN_SCHEDULED_TAG", TAG)
         .env("WARREN_LONG_TRANSACTION", "1")
+        .env("WARREN_UNIQUE_KEY", UNIQUE_KEY)
         .env("WARREN_SCREENSHOTS", repo().join("target/screenshots"));
     let (status, output) = run_with_limit(node, Duration::from_secs(240));
     println!("{output}");

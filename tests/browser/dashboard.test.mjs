@@ -6,6 +6,8 @@
 // - a failed managed task that completes when retried; WARREN_FAILED_TYPE (a type
 //   mask, default: any type) narrows which failed task to pick;
 // - a scheduled task whose tag is WARREN_SCHEDULED_TAG (default: the first listed);
+// - with WARREN_UNIQUE_KEY, the failed task was scheduled with that unique key, which
+//   its view must show;
 // - with WARREN_LONG_TRANSACTION=1, a runner (of another node) whose task transaction
 //   has been open for more than a minute, which the dashboard must warn of.
 // Screenshots of every page go to WARREN_SCREENSHOTS (default: <repo>/target/screenshots).
@@ -22,6 +24,7 @@ const token = process.env.WARREN_TOKEN || '';
 const failedType = process.env.WARREN_FAILED_TYPE || '';
 const wantedTag = process.env.WARREN_SCHEDULED_TAG || '';
 const longTransaction = process.env.WARREN_LONG_TRANSACTION === '1';
+const uniqueKey = process.env.WARREN_UNIQUE_KEY || '';
 const shots = resolve(process.env.WARREN_SCREENSHOTS || join(here, '..', '..', 'target', 'screenshots'));
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_MS = 20_000;
@@ -147,6 +150,12 @@ async function main() {
     await page.locator('[data-testid="task-data"]').waitFor();
     const created = await page.locator('[data-testid="field-created"]').textContent();
     check(created.trim() && created.trim() !== '—', 'the creation time is missing');
+    if (uniqueKey) {
+      const key = page.locator('[data-testid="field-unique-key"]');
+      check(await key.count() === 1, 'the task view shows no unique key');
+      const shown = (await key.textContent()).trim();
+      check(shown === uniqueKey, `the unique key shows "${shown}", expected "${uniqueKey}"`);
+    }
     await screenshot('task-failed');
   });
 
