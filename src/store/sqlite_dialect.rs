@@ -15,6 +15,7 @@ use super::schema::{warren_task_metadata, warren_tasks};
 use super::signals::Pending;
 use super::sqlite_guard::{self, Failure, Want};
 use super::task_sql::{Ran, SqlCanceller, TaskSqlError, TaskSqlOutput, TaskSqlWant, TaskStatement};
+use super::unique::COUNTS_AS_DUPLICATE;
 use super::TaskFilter;
 use super::{dynamic, AnyConn, StoreResult};
 use crate::task::{Millis, TaskId, TaskState};
@@ -72,7 +73,7 @@ impl Dialect for SqliteConn {
             #[diesel(sql_type = BigInt)]
             id: TaskId,
         }
-        let inserted: Vec<Inserted> = diesel::sql_query(SQLITE_INSERT_UNLESS_DUPLICATE)
+        let inserted: Vec<Inserted> = diesel::sql_query(sqlite_insert_unless_duplicate())
             .bind::<Text, _>(&row.task_type)
             .bind::<Text, _>(&row.cluster)
             .bind::<Text, _>(row.state.as_str())
@@ -183,17 +184,17 @@ impl Dialect for SqliteConn {
 }
 
 /// The insert of [`Dialect::insert_unless_duplicate`]: the task's columns, then its
-/// type and stored key again for the look.
-const SQLITE_INSERT_UNLESS_DUPLICATE: &str = concat!(
-    "INSERT INTO warren_tasks (task_type, cluster, state, data, aux_data, priority, \
-     timeout_ms, created_at, not_before, next_attempt, unique_key, unique_states) \
-     SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
-     WHERE NOT EXISTS (SELECT 1 FROM warren_tasks WHERE task_type = ? AND unique_key = ? AND ",
-    // super::unique::COUNTS_AS_DUPLICATE, spelled out: concat! takes literals only.
-    "unique_key IS NOT NULL AND (unique_states & CASE state WHEN 'pending' THEN 1 \
-     WHEN 'running' THEN 2 WHEN 'completed' THEN 4 WHEN 'failed' THEN 8 \
-     WHEN 'cancelled' THEN 16 ELSE 0 END) <> 0) RETURNING id"
-);
+/// type and stored key again for the look, whose condition is the one the store uses
+/// everywhere ([`COUNTS_AS_DUPLICATE`]).
+fn sqlite_insert_unless_duplicate() -> String {
+    format!(
+        "INSERT INTO warren_tasks (task_type, cluster, state, data, aux_data, priority, \
+         timeout_ms, created_at, not_before, next_attempt, unique_key, unique_states) \
+         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+         WHERE NOT EXISTS (SELECT 1 FROM warren_tasks \
+         WHERE task_type = ? AND unique_key = ? AND {COUNTS_AS_DUPLICATE}) RETURNING id"
+    )
+}
 
 /// The claim's select and update, inside the immediate transaction [`Dialect::claim`]
 /// opened.

@@ -30,9 +30,9 @@ use serde::Serialize;
 
 /// The condition under which a task counts as a duplicate: it has a key and its state
 /// is one of its own unique states. PostgreSQL's migration
-/// (`2026-12-06-000008_unique_tasks`) creates the unique index with this text, and
-/// SQLite's insert repeats it (`sqlite_dialect.rs`); a statement that repeats it lets
-/// the planner use the index.
+/// (`2026-12-06-000008_unique_tasks`) creates the unique index with this text (a
+/// statement that repeats it lets the planner use the index), and SQLite's insert
+/// (`sqlite_dialect.rs`) looks with it.
 pub(super) const COUNTS_AS_DUPLICATE: &str = "unique_key IS NOT NULL AND (unique_states & \
      CASE state WHEN 'pending' THEN 1 WHEN 'running' THEN 2 WHEN 'completed' THEN 4 \
      WHEN 'failed' THEN 8 WHEN 'cancelled' THEN 16 ELSE 0 END) <> 0";
@@ -225,20 +225,22 @@ impl Unique {
     /// The key as stored for a task scheduled at `now`: with a period, the key and the
     /// start of the period that holds `now`.
     pub(super) fn stored_key(&self, now: Millis) -> String {
-        match self.period_ms {
-            Some(period) => format!(
-                "{}{PERIOD_SEPARATOR}{}",
-                self.key,
-                period_start(now, period)
-            ),
-            None => self.key.clone(),
-        }
+        join_stored_key(&self.key, self.period_ms.map(|p| period_start(now, p)))
     }
 }
 
 /// The start of the period of `period` ms that holds `now`.
 pub fn period_start(now: Millis, period: i64) -> Millis {
     now - now.rem_euclid(period)
+}
+
+/// The key as stored: the caller's key, and the start of its period if it has one
+/// (the inverse of [`split_stored_key`]).
+fn join_stored_key(key: &str, period_start: Option<Millis>) -> String {
+    match period_start {
+        Some(start) => format!("{key}{PERIOD_SEPARATOR}{start}"),
+        None => key.to_string(),
+    }
 }
 
 /// A stored key taken apart: the caller's key and the start of its period, if any.
@@ -365,10 +367,7 @@ pub struct TaskUnique {
 impl TaskUnique {
     /// The key as stored, with its period's start.
     pub(super) fn stored_key(&self) -> String {
-        match self.period_start {
-            Some(start) => format!("{}{PERIOD_SEPARATOR}{start}", self.key),
-            None => self.key.clone(),
-        }
+        join_stored_key(&self.key, self.period_start)
     }
 
     /// The unique key of a row (`None` for a task without one).
