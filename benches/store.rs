@@ -13,6 +13,9 @@
 //!   is still fenced by its own token.
 //! - the same with task SQL: each run inserts a row in its own transaction, and the
 //!   completion commits with it (no sharing: one commit per task).
+//! - claim up to 10 + complete, 1 worker, with a paused task type whose
+//!   `WARREN_BENCH_PAUSED_TASKS` (default 10,000) due tasks sort before the work: what a
+//!   large paused backlog at the head of a cluster costs each claim (`Store::pause`).
 //!
 //! The queue is pre-filled with `schedule_batch` before each claim measurement, outside
 //! the timed section, and emptied between measurements.
@@ -38,8 +41,10 @@ use std::error::Error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warren::clock::SystemClock;
-use warren::store::{AnyConn, NewTask, ResolveOutcome, Store, StoreConfig};
-use warren::task::{Resolution, RetryPolicy, TaskType};
+use warren::store::{
+    AnyConn, NewTask, PauseTarget, ResolveOutcome, ScheduleOptions, Store, StoreConfig,
+};
+use warren::task::{Priority, Resolution, RetryPolicy, TaskType};
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -458,7 +463,56 @@ async fn run_all(
             );
         }
     }
+    let paused = env_count("WARREN_BENCH_PAUSED_TASKS")?.unwrap_or(10_000);
+    reset(store, postgres).await?;
+    let elapsed = claim_past_paused(store, postgres, paused, sizes.claim).await?;
+    record(
+        format!("claim up to 10 + complete, 1 worker, past {paused} paused tasks"),
+        sizes.claim,
+        elapsed,
+        None,
+    );
     Ok(())
+}
+
+/// Claims and completes `n` tasks (1 worker, up to 10 per claim) while `paused` more
+/// urgent tasks of a paused type are due at the head of the same cluster; resumes the
+/// type afterwards.
+async fn claim_past_paused(
+    store: &Store,
+    postgres: bool,
+    paused: usize,
+    n: usize,
+) -> BenchResult<Duration> {
+    let held: TaskType = "bench:paused".parse().expect("valid task type");
+    store
+        .register_task_types(&[(held.to_string(), "default".to_string())])
+        .await?;
+    let target = PauseTarget::TaskType(held.to_string());
+    store.pause(&target).await?;
+    let mut next = 0;
+    while next < paused {
+        let end = (next + BATCH).min(paused);
+        let tasks: Vec<NewTask> = (next..end)
+            .map(|i| {
+                NewTask::new(held.clone(), json!({ "i": i })).with_options(ScheduleOptions {
+                    priority: Some(Priority::INTERACTIVE),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        store.schedule_batch(&tasks).await?;
+        next = end;
+    }
+    prefill(store, postgres, n).await?;
+    let start = Instant::now();
+    let done = worker(store.clone(), "bench-worker".into(), 10, Work::None).await?;
+    let elapsed = start.elapsed();
+    store.resume(&target).await?;
+    if done != n {
+        return Err(format!("the worker completed {done} tasks, expected {n}").into());
+    }
+    Ok(elapsed)
 }
 
 async fn bench_sqlite(out: &mut Vec<Measurement>) -> BenchResult<()> {

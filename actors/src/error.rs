@@ -32,6 +32,9 @@ pub enum Error {
     /// A runner was handed a scheduled tag its catalog does not know.
     #[error("unknown scheduled task {0}")]
     UnknownScheduled(String),
+    /// The ephemeral task's cluster or type is paused (`warren clusters|types pause`).
+    #[error("{0} is paused: its ephemeral tasks are refused until it is resumed")]
+    Paused(warren::store::PauseTarget),
     /// The node is shutting down and takes no new work.
     #[error("the node is shutting down")]
     ShuttingDown,

@@ -4,7 +4,11 @@
 //!
 //! It sleeps until a wake-up (a notification of new work, a finished run, recovered
 //! leases, the earliest next attempt) with a safety poll once a second; it never
-//! busy-polls. New work reaches it from every process that writes the database:
+//! busy-polls. It keeps the pauses (`warren::store::Pauses`), read again whenever
+//! every cluster is woken (which pausing and resuming do) and every
+//! [`PAUSES_REFRESH`]: the claim itself skips paused work, and the queue uses its copy
+//! to refuse ephemeral tasks of a paused cluster or type and to give back tasks it
+//! claimed ahead before the pause. New work reaches it from every process that writes the database:
 //! `NOTIFY` on PostgreSQL, the file's wake-up socket on SQLite (see
 //! `warren::store::signals`); the safety poll covers a wake-up that was lost, or a
 //! SQLite file whose socket could not be bound.
@@ -20,12 +24,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warren::catalog::Catalog;
 use warren::executor::RunFailure;
-use warren::store::{ClaimedTask, Store};
+use warren::store::{ClaimedTask, Pauses, Store};
 use warren::task::{LeaseToken, TaskId};
 
 /// How often the queue looks for work without being woken, unless told otherwise
 /// ([`QueueActor::with_poll`]).
 pub(crate) const SAFETY_POLL: Duration = Duration::from_secs(1);
+
+/// How often the queue reads the pauses without being woken (a wake-up lost, or a
+/// SQLite file whose socket could not be bound).
+pub(crate) const PAUSES_REFRESH: Duration = Duration::from_secs(5);
 
 /// Index of a cluster in [`QueueActor::clusters`].
 type ClusterIndex = usize;
@@ -46,6 +54,10 @@ pub(crate) struct QueueActor {
     timer: Option<SpawnHandle>,
     timer_generation: u64,
     completed: u64,
+    /// The pauses as last read.
+    pauses: Pauses,
+    /// Reads of the pauses started; only the latest one's answer is kept.
+    pauses_generation: u64,
 }
 
 impl QueueActor {
@@ -80,6 +92,8 @@ impl QueueActor {
             timer: None,
             timer_generation: 0,
             completed: 0,
+            pauses: Pauses::default(),
+            pauses_generation: 0,
         }
     }
 
@@ -151,6 +165,10 @@ impl QueueActor {
                 Ok(tasks) if act.draining => act.release(tasks, ctx),
                 Ok(tasks) => {
                     let drained = tasks.len() < want;
+                    // Claimed before a pause this queue has read since: given back.
+                    let (held, tasks): (Vec<_>, Vec<_>) =
+                        tasks.into_iter().partition(|t| act.is_held(t));
+                    act.release(held, ctx);
                     let mut tasks = tasks.into_iter();
                     // Slots first: zip stops at the last slot without taking a task
                     // it would then drop.
@@ -281,6 +299,60 @@ impl QueueActor {
         let claims: Vec<(TaskId, LeaseToken)> =
             tasks.iter().map(|c| (c.task.id, c.token)).collect();
         ctx.spawn(give_back(self.store.clone(), claims).into_actor(self));
+    }
+
+    /// Whether a pause holds this claimed task back.
+    fn is_held(&self, claimed: &ClaimedTask) -> bool {
+        let task = &claimed.task;
+        self.pauses
+            .holding(&task.cluster, task.task_type.as_str())
+            .is_some()
+    }
+
+    /// Reads the pauses; then refuses the waiting ephemeral tasks and gives back the
+    /// tasks claimed ahead that a pause now holds.
+    fn read_pauses(&mut self, ctx: &mut Context<Self>) {
+        self.pauses_generation += 1;
+        let generation = self.pauses_generation;
+        let store = self.store.clone();
+        let read = async move { store.pauses().await };
+        ctx.spawn(read.into_actor(self).map(move |read, act, ctx| {
+            if generation != act.pauses_generation {
+                return;
+            }
+            match read {
+                Ok(list) => act.apply_pauses(Pauses::from_list(&list), ctx),
+                Err(e) => tracing::warn!(error = %e, "reading the pauses failed"),
+            }
+        }));
+    }
+
+    fn apply_pauses(&mut self, pauses: Pauses, ctx: &mut Context<Self>) {
+        if pauses == self.pauses {
+            return;
+        }
+        self.pauses = pauses;
+        let mut held = Vec::new();
+        for c in 0..self.clusters.len() {
+            let ready = std::mem::take(&mut self.clusters[c].ready);
+            let (gone, kept): (Vec<_>, Vec<_>) = ready.into_iter().partition(|t| self.is_held(t));
+            held.extend(gone);
+            self.clusters[c].ready = kept.into();
+            let name = self.clusters[c].name.clone();
+            let waiting = std::mem::take(&mut self.clusters[c].ephemeral);
+            for req in waiting {
+                match self.pauses.holding(&name, &req.task_type) {
+                    Some(pause) => {
+                        let _ = req.reply.send(Err(Error::Paused(pause)));
+                    }
+                    None => self.clusters[c].ephemeral.push_back(req),
+                }
+            }
+        }
+        self.release(held, ctx);
+        // A resume: what waited is claimed now.
+        self.expect_work(None);
+        self.dispatch(ctx);
     }
 
     /// Notes that `cluster` (every cluster when `None`) may have due work.
@@ -462,6 +534,8 @@ impl Actor for QueueActor {
         });
         let renew_every = Duration::from_millis((self.lease_ms / 3).max(100) as u64);
         ctx.run_interval(renew_every, |act, ctx| act.renew_leases(ctx));
+        ctx.run_interval(PAUSES_REFRESH, |act, ctx| act.read_pauses(ctx));
+        self.read_pauses(ctx);
         self.dispatch(ctx);
         self.arm_timer(ctx);
     }
@@ -475,6 +549,10 @@ pub(crate) struct Wake(pub Option<String>);
 impl Handler<Wake> for QueueActor {
     type Result = ();
     fn handle(&mut self, msg: Wake, ctx: &mut Context<Self>) {
+        if msg.0.is_none() {
+            // Pausing and resuming wake every cluster.
+            self.read_pauses(ctx);
+        }
         self.expect_work(msg.0.as_deref());
         self.dispatch(ctx);
     }
@@ -487,7 +565,12 @@ impl Handler<EphemeralRequest> for QueueActor {
             .catalog
             .task_type(&req.task_type)
             .and_then(|t| self.clusters.iter().position(|c| c.name == t.def.cluster));
+        let pause =
+            cluster.and_then(|c| self.pauses.holding(&self.clusters[c].name, &req.task_type));
         match cluster {
+            Some(_) if pause.is_some() => {
+                let _ = req.reply.send(Err(Error::Paused(pause.expect("checked"))));
+            }
             Some(c) if !self.draining => {
                 let cluster = &mut self.clusters[c];
                 cluster.ephemeral.push_back(req);

@@ -1383,6 +1383,130 @@ async fn scheduled_tasks_are_listed_run_enabled_and_disabled() {
     n.stop().await;
 }
 
+#[actix_rt::test]
+async fn clusters_and_types_are_listed_paused_and_resumed() {
+    let n = TestNode::start("pauses").await;
+    n.scheduled_recorded().await;
+    let app = test::init_service(app(n.state.clone())).await;
+    let list = send(&app, get("/api/clusters").to_request()).await.json();
+    assert_eq!(list["pauses"], json!([]));
+    let default = &list["clusters"][0];
+    assert_eq!(default["name"], "default");
+    assert_eq!(default["paused_since"], Value::Null);
+    assert_eq!(
+        default["task_types"],
+        json!(["apitest:count", "apitest:loop"])
+    );
+    assert_eq!(default["live_nodes"], 1);
+
+    let a = send(
+        &app,
+        post("/api/types/apitest%3Acount/pause", json!({})).to_request(),
+    )
+    .await;
+    assert_eq!(
+        a.json(),
+        json!({"kind": "type", "name": "apitest:count", "paused": true, "changed": true})
+    );
+    let a = send(
+        &app,
+        post("/api/clusters/default/pause", json!({})).to_request(),
+    )
+    .await;
+    assert_eq!(a.json()["changed"], json!(true));
+    let a = send(
+        &app,
+        post("/api/clusters/default/pause", json!({})).to_request(),
+    )
+    .await;
+    assert_eq!(a.json()["changed"], json!(false), "paused already");
+    // A scheduled tag pauses as a type.
+    let a = send(
+        &app,
+        post("/api/types/apitest:manual/pause", json!({})).to_request(),
+    )
+    .await;
+    assert_eq!(a.json()["changed"], json!(true));
+    let list = send(&app, get("/api/clusters").to_request()).await.json();
+    let kinds: Vec<(&str, &str)> = list["pauses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["kind"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("cluster", "default"),
+            ("type", "apitest:count"),
+            ("type", "apitest:manual")
+        ]
+    );
+    assert!(list["clusters"][0]["paused_since"].is_i64());
+
+    // Refused calls change nothing.
+    let e = send(
+        &app,
+        post("/api/clusters/defualt/pause", json!({})).to_request(),
+    )
+    .await
+    .assert_error(400);
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(message.contains("cluster 'defualt'"), "{message}");
+    send(
+        &app,
+        post("/api/types/apitest:nope/pause", json!({})).to_request(),
+    )
+    .await
+    .assert_error(400);
+    send(
+        &app,
+        post("/api/types/apitest:count/resume", json!({"now": true})).to_request(),
+    )
+    .await
+    .assert_error(400);
+    send(
+        &app,
+        post("/api/clusters/default/resume", json!({}))
+            .insert_header((header::ORIGIN, "http://evil.example"))
+            .to_request(),
+    )
+    .await
+    .assert_error(403);
+    assert_eq!(n.store.pauses().await.unwrap().len(), 3);
+
+    // A task scheduled while paused runs once everything is resumed.
+    let a = send(
+        &app,
+        post("/api/tasks", json!({"type": "apitest:count", "data": {}})).to_request(),
+    )
+    .await;
+    let id: warren::task::TaskId = serde_json::from_value(a.json()["id"].clone()).unwrap();
+    for uri in [
+        "/api/clusters/default/resume",
+        "/api/types/apitest:count/resume",
+        "/api/types/apitest:manual/resume",
+    ] {
+        let a = send(&app, post(uri, json!({})).to_request()).await;
+        assert_eq!(
+            (a.json()["paused"].clone(), a.json()["changed"].clone()),
+            (json!(false), json!(true)),
+            "{uri}"
+        );
+    }
+    let outcome = n
+        .store
+        .wait(
+            id,
+            Duration::from_secs(60),
+            warren::store::WaitFor::Finished,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.state, warren::task::TaskState::Completed);
+    n.stop().await;
+}
+
 /// The value of a sample line `name{labels} value` in Prometheus text.
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()

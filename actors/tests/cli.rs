@@ -657,6 +657,74 @@ fn scheduled_list_run_enable_and_disable() {
 }
 
 #[test]
+fn clusters_and_types_list_pause_and_resume() {
+    let (path, url) = temp_db("pauses");
+    register_types(&url, &["demo:ping", "demo:mail"]);
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--database", &url]);
+        warren(&all)
+    };
+    let o = run(&["clusters", "pause", "default"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "cluster 'default' paused: running tasks finish, no new ones start\n"
+    );
+    let o = run(&["clusters", "pause", "default"]);
+    assert_eq!(stdout(&o), "cluster 'default' was paused already\n");
+    let o = run(&["types", "pause", "demo:mail"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let out = stdout(&run(&["clusters", "list"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("CLUSTER  STATE"), "{out}");
+    assert!(lines[1].starts_with("default  paused since "), "{out}");
+    assert!(lines[1].ends_with("demo:mail, demo:ping"), "{out}");
+    let listed = json_out(&run(&["types", "list", "--json"]));
+    assert_eq!(listed[0]["task_type"], "demo:mail");
+    assert!(listed[0]["paused_since"].is_i64(), "{listed}");
+    assert_eq!(listed[1]["task_type"], "demo:ping");
+    assert_eq!(listed[1]["paused_since"], serde_json::Value::Null);
+
+    // Unknown names: exit 2, a message naming what is wrong, nothing paused.
+    let o = run(&["clusters", "pause", "defualt"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "warren: invalid cluster: no node knows cluster 'defualt' (known: default)\n"
+    );
+    let o = run(&["types", "pause", "demo:pnig"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("'demo:pnig'"), "{}", stderr(&o));
+
+    // A task scheduled while paused is kept; resuming reports what changed.
+    schedule(&url, &["demo:ping", "{}"]);
+    assert_eq!(task_count(&url), 1);
+    for (args, said) in [
+        (
+            ["clusters", "resume", "default"],
+            "cluster 'default' resumed\n",
+        ),
+        (
+            ["types", "resume", "demo:mail"],
+            "task type 'demo:mail' resumed\n",
+        ),
+        (
+            ["types", "resume", "demo:mail"],
+            "task type 'demo:mail' was not paused\n",
+        ),
+    ] {
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stdout(&o), said);
+    }
+    let listed = json_out(&run(&["clusters", "list", "--json"]));
+    assert_eq!(listed[0]["paused_since"], serde_json::Value::Null);
+    remove_db(&path);
+}
+
+#[test]
 fn serve_refuses_a_remote_address_without_allow_remote() {
     let o = warren(&[
         "serve",

@@ -2,7 +2,8 @@
 //! small module, driven by `tests/browser/dashboard.test.mjs` (playwright-core and
 //! Debian's headless Chromium). The page finds a failed task through the filters,
 //! retries it and sees it complete; runs a scheduled task by hand and sees its run
-//! finish; and takes a screenshot of every page (under `target/screenshots/`).
+//! finish; pauses and resumes a task type and its cluster; and takes a screenshot of
+//! every page (under `target/screenshots/`).
 //!
 //! Needs `/usr/bin/chromium` (skipped loudly without it, failing under `CI=true`, where
 //! `.ci/run` installs it) and Node.js 20 with npm: the test installs its driver
@@ -467,6 +468,8 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         .env("WARREN_SCHEDULED_TAG", TAG)
         .env("WARREN_LONG_TRANSACTION", "1")
         .env("WARREN_UNIQUE_KEY", UNIQUE_KEY)
+        .env("WARREN_PAUSE_TYPE", "dash:done")
+        .env("WARREN_LEAVE_PAUSED", "1")
         .env("WARREN_SCREENSHOTS", repo().join("target/screenshots"));
     let (status, output) = run_with_limit(node, Duration::from_secs(240));
     println!("{output}");
@@ -475,6 +478,33 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         "the dashboard browser test failed ({status}):\n{output}\nwarren serve's stderr:\n{}",
         server.log()
     );
+
+    // The browser left cluster `default` paused (and resumed the type): a task of it
+    // waits until the cluster is resumed from the command line.
+    let listed = warren(&db)
+        .args(["clusters", "list", "--json"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert!(listed[0]["paused_since"].is_i64(), "{listed}");
+    let o = warren(&db)
+        .args(["types", "list", "--json"])
+        .output()
+        .unwrap();
+    let types: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        types
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["paused_since"].is_null()),
+        "{types}"
+    );
+    let o = warren(&db)
+        .args(["clusters", "resume", "default"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
 
     // The retry the browser made really completed the task.
     let o = wait(&db, flaky);

@@ -206,3 +206,189 @@ async fn three_nodes_share_the_queue_and_survive_a_killed_node() {
     drop(fresh);
     let _ = std::fs::remove_dir_all(modules);
 }
+
+/// A modules folder for the pause test: `pause:insert` in cluster `default` and
+/// `pause:marker` in cluster `other`, both inserting one row per task.
+fn pause_module_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("warren-multinode-pause-{}", std::process::id()));
+    let module = dir.join("pause");
+    std::fs::create_dir_all(module.join("tasks")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/slow_insert.js"),
+        module.join("tasks/slow_insert.js"),
+    )
+    .unwrap();
+    std::fs::write(
+        module.join("moduledefinition.xml"),
+        r#"<module name="pause"><servicemanager>
+             <taskcluster tag="default" workers="2"/>
+             <taskcluster tag="other" workers="1"/>
+             <managedtask type="insert" code="tasks/slow_insert.js"/>
+             <managedtask type="marker" code="tasks/slow_insert.js" cluster="other"/>
+           </servicemanager></module>"#,
+    )
+    .unwrap();
+    dir
+}
+
+/// Three nodes, paused from the command line as an operator would: while the cluster
+/// `default` (then the type `pause:insert`) is paused, none of the nodes starts its
+/// tasks, though they run the tasks of cluster `other` scheduled after them; once
+/// resumed, every held task runs exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_hold_paused_work_until_it_is_resumed() {
+    let Some(server) = warren_testkit::admin_url("the multi-node pause test") else {
+        return;
+    };
+    let fresh = warren_testkit::FreshDatabase::create(&server, "warren_t_multinode_pause")
+        .await
+        .unwrap();
+    let db = fresh.url().to_string();
+    let modules = pause_module_dir();
+    let store = Store::open(&db).await.unwrap();
+    let mut conn = store.connection().await.unwrap();
+    if let warren::store::AnyConn::Postgres(c) = conn.as_any() {
+        c.batch_execute("CREATE TABLE effects (task_id BIGINT NOT NULL)")
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    let built = warren(&["build", modules.to_str().unwrap()], &db)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let cli = |args: &[&str]| {
+        let out = warren(args, &db).output().unwrap();
+        assert!(
+            out.status.success(),
+            "warren {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(cli(&["clusters", "pause", "default"]).contains("cluster 'default' paused"));
+
+    let mut nodes = Nodes(Vec::new());
+    for n in 1..=3 {
+        let child = warren(
+            &[
+                "serve",
+                "--modules",
+                modules.to_str().unwrap(),
+                "--node",
+                &format!("pause{n}"),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            &db,
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+        nodes.0.push(child);
+    }
+    support::eventually(
+        "the three nodes to register",
+        Duration::from_secs(120),
+        || {
+            let store = store.clone();
+            async move { store.list_nodes().await.unwrap().len() == 3 }
+        },
+    )
+    .await;
+
+    // Opened after the nodes registered their types, so it puts tasks in their
+    // types' clusters.
+    let scheduler = Store::open(&db).await.unwrap();
+    let schedule = |task_type: &str, n: usize| {
+        let tasks: Vec<NewTask> = (0..n)
+            .map(|i| NewTask::new(task_type.parse().unwrap(), json!({ "i": i })))
+            .collect();
+        let store = scheduler.clone();
+        async move { store.schedule_batch(&tasks).await.unwrap() }
+    };
+    let finish_all = |ids: Vec<warren::task::TaskId>| {
+        let store = store.clone();
+        async move {
+            for id in ids {
+                let outcome = store
+                    .wait(
+                        id,
+                        Duration::from_secs(120),
+                        warren::store::WaitFor::Finished,
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(outcome.state, TaskState::Completed, "task {id}");
+            }
+        }
+    };
+    let unstarted = |ids: Vec<warren::task::TaskId>| {
+        let store = store.clone();
+        async move {
+            for id in ids {
+                let t = store.describe(id).await.unwrap();
+                assert_eq!(
+                    (t.state, t.started_at),
+                    (TaskState::Pending, None),
+                    "paused task {id} was started"
+                );
+            }
+        }
+    };
+
+    // The cluster is paused: the nodes run the other cluster's tasks, scheduled after
+    // the held ones (each node's queue is woken for both), and none of the held ones.
+    let held = schedule("pause:insert", 30).await;
+    finish_all(schedule("pause:marker", 10).await).await;
+    unstarted(held.clone()).await;
+    let listed = cli(&["clusters", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let default = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "default")
+        .unwrap();
+    assert!(default["paused_since"].is_i64(), "{default}");
+    assert_eq!(default["live_nodes"], 3, "{default}");
+
+    // The type is paused instead of the cluster: the same, and then both are resumed.
+    assert!(cli(&["types", "pause", "pause:insert"]).contains("paused"));
+    assert!(cli(&["clusters", "resume", "default"]).contains("resumed"));
+    finish_all(schedule("pause:marker", 10).await).await;
+    unstarted(held.clone()).await;
+    assert!(cli(&["types", "resume", "pause:insert"]).contains("resumed"));
+    finish_all(held.clone()).await;
+
+    // Every held task ran exactly once.
+    let mut conn = store.connection().await.unwrap();
+    let warren::store::AnyConn::Postgres(c) = conn.as_any() else {
+        unreachable!()
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        distinct_tasks: i64,
+    }
+    let counts: Vec<Counts> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT COUNT(*) AS rows, COUNT(DISTINCT task_id) AS distinct_tasks FROM effects",
+        ),
+        c,
+    )
+    .await
+    .unwrap();
+    assert_eq!((counts[0].rows, counts[0].distinct_tasks), (50, 50));
+    drop(conn);
+    drop(nodes);
+    drop(store);
+    drop(fresh);
+    let _ = std::fs::remove_dir_all(modules);
+}

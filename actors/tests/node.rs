@@ -4,7 +4,7 @@
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
-use warren::store::{Store, TaskOutcome, WaitFor};
+use warren::store::{PauseTarget, Store, TaskOutcome, WaitFor};
 use warren::task::TaskState;
 use warren_actors::*;
 
@@ -32,6 +32,7 @@ fn modules() -> PathBuf {
              <managedtask type="loop" code="tasks/loop.js"/>
              <ephemeraltask type="spin" code="tasks/loop.js"/>
              <ephemeraltask type="counter" code="tasks/counter.js"/>
+             <managedtask type="count" code="tasks/counter.js"/>
            </servicemanager></module>"#,
     )
     .unwrap();
@@ -327,4 +328,105 @@ async fn one_runner_serves_150_task_types() {
     .await
     .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Pausing a task type or a cluster (as `warren types|clusters pause` does, from another
+/// store on the same file): the node refuses ephemeral tasks of it, does not start its
+/// managed tasks while other work in the cluster runs past them, and runs them once
+/// resumed.
+#[actix_rt::test]
+async fn paused_types_and_clusters_hold_their_work_until_resumed() {
+    let db = std::env::temp_dir().join(format!("warren-node-pause-{}.db", std::process::id()));
+    let (node, store) = start(&db).await;
+    let ephemeral = |task_type: &'static str| {
+        let node = node.clone();
+        async move {
+            node.send(RunEphemeralTask::new(task_type, json!({"numbers": [1, 2]})))
+                .await
+                .unwrap()
+                .await
+        }
+    };
+    assert_eq!(ephemeral("demo:compile").await.unwrap()["sum"], json!(3));
+
+    let ping = PauseTarget::TaskType("demo:ping".into());
+    let compile = PauseTarget::TaskType("demo:compile".into());
+    assert!(store.pause(&ping).await.unwrap());
+    assert!(store.pause(&compile).await.unwrap());
+    // The node reads the pauses when woken: ephemeral tasks of a paused type are refused.
+    eventually("the node to refuse the paused ephemeral type", || async {
+        matches!(ephemeral("demo:compile").await, Err(Error::Paused(p)) if p == compile)
+    })
+    .await;
+    let err = ephemeral("demo:compile").await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "task type 'demo:compile' is paused: its ephemeral tasks are refused until it is resumed"
+    );
+
+    // A paused managed task waits; a task of another type behind it in the same cluster runs.
+    let schedule = |task_type: &'static str| {
+        let node = node.clone();
+        async move {
+            node.send(ScheduleTask::managed(
+                task_type.parse().unwrap(),
+                json!({"ping": 7}),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+        }
+    };
+    let held = schedule("demo:ping").await;
+    let behind = schedule("slow:count").await;
+    let outcome = store
+        .wait(behind, Duration::from_secs(60), WaitFor::Finished)
+        .await
+        .unwrap();
+    assert_eq!(outcome.state, TaskState::Completed);
+    assert_eq!(
+        store.describe(held).await.unwrap().state,
+        TaskState::Pending
+    );
+
+    assert!(store.resume(&ping).await.unwrap());
+    assert!(store.resume(&compile).await.unwrap());
+    let outcome = store
+        .wait(held, Duration::from_secs(60), WaitFor::Finished)
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.state, outcome.result),
+        (TaskState::Completed, Some(json!({"pong": 7})))
+    );
+    eventually("the resumed ephemeral type to run", || async {
+        ephemeral("demo:compile").await.is_ok()
+    })
+    .await;
+
+    // A paused cluster: the same for every type in it.
+    let default = PauseTarget::Cluster("default".into());
+    assert!(store.pause(&default).await.unwrap());
+    eventually(
+        "the node to refuse ephemeral tasks of the paused cluster",
+        || async {
+            matches!(ephemeral("demo:compile").await, Err(Error::Paused(p)) if p == default)
+        },
+    )
+    .await;
+    // Scheduling still works; the task runs once the cluster is resumed.
+    let held = schedule("slow:count").await;
+    assert!(store.resume(&default).await.unwrap());
+    let outcome = store
+        .wait(held, Duration::from_secs(60), WaitFor::Finished)
+        .await
+        .unwrap();
+    assert_eq!(outcome.state, TaskState::Completed);
+
+    node.send(Shutdown {
+        grace: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    support::remove_sqlite(&db);
 }

@@ -30,7 +30,8 @@ pub struct ExpiredLease {
 }
 
 /// The PostgreSQL claim: lock due rows in queue order, skipping rows other claimers
-/// hold, and take them in one statement.
+/// hold and rows of paused clusters and types (`pauses.rs`), and take them in one
+/// statement.
 ///
 /// Each cluster is read on its own (`LATERAL`), so the scan walks the `warren_tasks_due`
 /// index in (priority, next_attempt, id) order and stops after `limit` rows: the cost of
@@ -84,11 +85,11 @@ impl QueryFragment<Pg> for PgClaim<'_, '_> {
         out.push_bind_param::<BigInt, _>(&self.0.now)?;
         out.push_sql(
             " WHERE id = ANY(ARRAY(\
-             SELECT d.id FROM (SELECT DISTINCT unnest(",
+             SELECT d.id FROM (SELECT unnest(",
         );
         out.push_bind_param::<Array<Text>, _>(self.0.clusters)?;
         out.push_sql(
-            "::text[])) AS c(name) \
+            "::text[]) EXCEPT SELECT name FROM warren_paused WHERE kind = 'cluster') AS c(name) \
              CROSS JOIN LATERAL (\
              SELECT id, priority, next_attempt FROM warren_tasks \
              WHERE state = '",
@@ -96,6 +97,9 @@ impl QueryFragment<Pg> for PgClaim<'_, '_> {
         out.push_sql(TaskState::Pending.as_str());
         out.push_sql("' AND cluster = c.name AND next_attempt <= ");
         out.push_bind_param::<BigInt, _>(&self.0.now)?;
+        out.push_sql(
+            " AND task_type <> ALL(ARRAY(SELECT name FROM warren_paused WHERE kind = 'type'))",
+        );
         let limit = self.0.limit.to_string();
         out.push_sql(" ORDER BY priority, next_attempt, id LIMIT ");
         out.push_sql(&limit);

@@ -9,6 +9,7 @@
 //! `executor/scheduled.rs`.
 
 use super::conn::on_conn;
+use super::schema::warren_paused::dsl as p;
 use super::schema::warren_scheduled::dsl as s;
 use super::{AnyConn, Store, StoreError, StoreResult};
 use crate::cron::{CronMask, ZoneSpec};
@@ -214,8 +215,9 @@ pub(crate) struct DueTag {
 }
 
 /// The tags among `tags` that are due at `now` (one statement): enabled with their
-/// next run come, or with a "run now" waiting; and not running, or whose run's claim
-/// expired.
+/// next run come, or with a "run now" waiting; not running, or whose run's claim
+/// expired; and not paused (a paused tag's runs wait, and since the next run is
+/// computed from the claim's time, the ticks missed meanwhile become one run).
 pub(crate) async fn due_tags(
     conn: &mut AnyConn<'_>,
     tags: &[String],
@@ -232,6 +234,13 @@ pub(crate) async fn due_tags(
                     .or(s::run_requested.eq(true)),
             )
             .filter(s::running.eq(false).or(s::run_until.lt(now)))
+            .filter(diesel::dsl::not(
+                s::tag.eq_any(
+                    p::warren_paused
+                        .filter(p::kind.eq("type"))
+                        .select(p::name),
+                ),
+            ))
             .order(s::tag)
             .load(c)
             .await?

@@ -89,6 +89,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Paused clusters (`kind` 'cluster') and task types or scheduled tags ('type').
+    warren_paused (kind, name) {
+        kind -> Text,
+        name -> Text,
+        paused_at -> BigInt,
+    }
+}
+
 diesel::joinable!(warren_task_metadata -> warren_tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
     warren_tasks,
@@ -97,4 +106,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     warren_nodes,
     warren_settings,
     warren_task_types,
+    warren_paused,
 );

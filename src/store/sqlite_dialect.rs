@@ -10,6 +10,7 @@ use super::manage::list_query;
 use super::model::TaskRow;
 use super::pg_policy::PgStatementPolicy;
 use super::schedule::{MetadataInsert, TaskInsert, BATCH_CHUNK};
+use super::schema::warren_paused::dsl as p;
 use super::schema::warren_tasks::dsl as t;
 use super::schema::{warren_task_metadata, warren_tasks};
 use super::signals::Pending;
@@ -197,13 +198,16 @@ fn sqlite_insert_unless_duplicate() -> String {
 }
 
 /// The claim's select and update, inside the immediate transaction [`Dialect::claim`]
-/// opened.
+/// opened; paused clusters and types (`pauses.rs`) are skipped.
 async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<Vec<TaskRow>> {
+    let paused = |kind: &'static str| p::warren_paused.filter(p::kind.eq(kind)).select(p::name);
     let ids: Vec<TaskId> = t::warren_tasks
         .select(t::id)
         .filter(t::state.eq(TaskState::Pending))
         .filter(t::next_attempt.le(params.now))
         .filter(t::cluster.eq_any(params.clusters))
+        .filter(diesel::dsl::not(t::cluster.eq_any(paused("cluster"))))
+        .filter(diesel::dsl::not(t::task_type.eq_any(paused("type"))))
         .order((t::priority, t::next_attempt, t::id))
         .limit(params.limit)
         .load(c)

@@ -9,7 +9,10 @@
 // - with WARREN_UNIQUE_KEY, the failed task was scheduled with that unique key, which
 //   its view must show;
 // - with WARREN_LONG_TRANSACTION=1, a runner (of another node) whose task transaction
-//   has been open for more than a minute, which the dashboard must warn of.
+//   has been open for more than a minute, which the dashboard must warn of;
+// - with WARREN_PAUSE_TYPE, a registered task type that the test pauses and resumes
+//   (with its cluster) on the Nodes & runners page; it leaves the cluster paused when
+//   WARREN_LEAVE_PAUSED=1, for the caller to check.
 // Screenshots of every page go to WARREN_SCREENSHOTS (default: <repo>/target/screenshots).
 // Exits 0 when every step passed, 1 with the failing step's name and error otherwise.
 
@@ -25,6 +28,8 @@ const failedType = process.env.WARREN_FAILED_TYPE || '';
 const wantedTag = process.env.WARREN_SCHEDULED_TAG || '';
 const longTransaction = process.env.WARREN_LONG_TRANSACTION === '1';
 const uniqueKey = process.env.WARREN_UNIQUE_KEY || '';
+const pauseType = process.env.WARREN_PAUSE_TYPE || '';
+const leavePaused = process.env.WARREN_LEAVE_PAUSED === '1';
 const shots = resolve(process.env.WARREN_SCREENSHOTS || join(here, '..', '..', 'target', 'screenshots'));
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_MS = 20_000;
@@ -223,6 +228,36 @@ async function main() {
     }
     await screenshot('nodes');
   });
+
+  if (pauseType) {
+    await step('nodes & runners: pause and resume a task type and its cluster', async () => {
+      const typeRow = page.locator(`[data-testid="type-pause-row"][data-type="${pauseType}"]`);
+      await typeRow.waitFor();
+      const stateOf = async (row) => (await row.locator('[data-testid="pause-state"]').textContent()).trim();
+      const waitState = async (selector, want) => page.waitForFunction(({ selector, want }) => {
+        const el = document.querySelector(`${selector} [data-testid="pause-state"]`);
+        return el && el.textContent.trim() === want;
+      }, { selector, want }, { timeout: STEP_MS });
+      const typeSel = `[data-testid="type-pause-row"][data-type="${pauseType}"]`;
+      check(await stateOf(typeRow) === 'running', `${pauseType} is not shown running at first`);
+      await typeRow.locator('[data-testid="pause-toggle"]').click();
+      await page.locator('[data-testid="pauses-message"] .message-ok').waitFor();
+      await waitState(typeSel, 'paused');
+      const said = await page.locator('[data-testid="pauses-message"]').textContent();
+      check(said.includes(`Type ${pauseType} is paused`), `the message reads ${JSON.stringify(said)}`);
+      const cluster = await typeRow.locator('td').nth(1).textContent();
+      const clusterSel = `[data-testid="cluster-row"][data-cluster="${cluster.trim()}"]`;
+      await page.locator(`${clusterSel} [data-testid="pause-toggle"]`).click();
+      await waitState(clusterSel, 'paused');
+      await screenshot('nodes-paused');
+      await page.locator(`${typeSel} [data-testid="pause-toggle"]`).click();
+      await waitState(typeSel, 'running');
+      if (!leavePaused) {
+        await page.locator(`${clusterSel} [data-testid="pause-toggle"]`).click();
+        await waitState(clusterSel, 'running');
+      }
+    });
+  }
 
   if (longTransaction) {
     await step('overview: a warning for the task transaction open longer than 60 s', async () => {

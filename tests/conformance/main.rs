@@ -9,6 +9,7 @@ mod claims;
 mod listing;
 mod manage;
 mod nodes;
+mod pauses;
 mod retries;
 mod runs;
 mod schedule;

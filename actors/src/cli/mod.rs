@@ -6,6 +6,7 @@ mod cron;
 mod durations;
 mod migrate;
 mod modules;
+mod pauses;
 mod scheduled;
 pub mod serve;
 mod table;
@@ -68,6 +69,12 @@ pub enum Command {
     /// Scheduled tasks: list, run now, enable, disable.
     #[command(subcommand)]
     Scheduled(scheduled::ScheduledCommand),
+    /// Clusters: list them, pause or resume one.
+    #[command(subcommand)]
+    Clusters(pauses::ClustersCommand),
+    /// Task types: list them, pause or resume one (a scheduled tag too).
+    #[command(subcommand)]
+    Types(pauses::TypesCommand),
     /// Compile every module's task code (JavaScript and components) into the cache.
     Build {
         /// A modules folder (or one module folder).
@@ -142,6 +149,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Wait(args) => tasks::wait(&database, args).await,
         Command::Tasks(cmd) => task_admin::run(&database, cmd).await,
         Command::Scheduled(cmd) => scheduled::run(&database, cmd, offset).await,
+        Command::Clusters(cmd) => pauses::clusters(&database, cmd).await,
+        Command::Types(cmd) => pauses::types(&database, cmd).await,
         Command::Serve(_) => Err(Failure::Error(
             "serve runs outside the async runtime".into(),
         )),

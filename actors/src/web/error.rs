@@ -109,7 +109,8 @@ impl From<SpecError> for ApiError {
 
 impl From<crate::Error> for ApiError {
     /// The store's errors as [`From<StoreError>`] maps them; an unknown task type →
-    /// 404; a node shutting down or not answering → 503; anything else → 500.
+    /// 404; a paused cluster or type → 409; a node shutting down or not answering →
+    /// 503; anything else → 500.
     fn from(e: crate::Error) -> ApiError {
         use crate::Error as E;
         match e {
@@ -120,6 +121,7 @@ impl From<crate::Error> for ApiError {
             E::ShuttingDown | E::NodeGone(_) | E::NodeStopped => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
+            E::Paused(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             _ => {
                 tracing::warn!(error = %e, "API request failed");
                 ApiError::internal(e.to_string())

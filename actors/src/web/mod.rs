@@ -22,6 +22,7 @@ mod input;
 mod metrics;
 mod nodes;
 mod openapi;
+mod pauses;
 mod queue;
 mod scheduled;
 mod tasks;
@@ -170,6 +171,23 @@ pub fn app(
                 .service(single(
                     "/scheduled/{tag}/disable",
                     web::post().to(scheduled::disable),
+                ))
+                .service(single("/clusters", web::get().to(pauses::list)))
+                .service(single(
+                    "/clusters/{name}/pause",
+                    web::post().to(pauses::pause_cluster),
+                ))
+                .service(single(
+                    "/clusters/{name}/resume",
+                    web::post().to(pauses::resume_cluster),
+                ))
+                .service(single(
+                    "/types/{name}/pause",
+                    web::post().to(pauses::pause_type),
+                ))
+                .service(single(
+                    "/types/{name}/resume",
+                    web::post().to(pauses::resume_type),
                 ))
                 .service(single("/nodes", web::get().to(nodes::nodes)))
                 .service(single("/overview", web::get().to(nodes::overview)))

@@ -1280,15 +1280,17 @@ function syncTbodies(table, items, build) {
 function nodesPage(root) {
   const holder = h('div', { class: 'page', testid: 'nodes' });
   const runnersCard = h('div');
-  root.append(pageHead('Nodes & runners', 'Every warren serve process on this database, and what its runners are doing.'), holder, runnersCard);
+  const pauses = pausesCard();
+  root.append(pageHead('Nodes & runners', 'Every warren serve process on this database, and what its runners are doing.'), pauses.el, holder, runnersCard);
   let lastSig = '';
 
   return {
     title: 'Nodes & runners',
     nav: 'nodes',
     async refresh(alive) {
-      const r = await api('/api/nodes');
+      const [r, clusters] = await Promise.all([api('/api/nodes'), api('/api/clusters')]);
       if (!alive()) return;
+      pauses.update(clusters);
       // running_ms changes every poll; the cards are cheap to rebuild.
       const sig = JSON.stringify(r);
       if (sig === lastSig) return;
@@ -1308,6 +1310,68 @@ function nodesPage(root) {
         holder.replaceChildren(...nodes.map((n) => nodeCard(n, runners.filter((ru) => ru.node === n.name), n.name === r.node)));
       }
       runnersCard.replaceChildren(busyRunnersCard(runners));
+    },
+  };
+}
+
+/**
+ * Clusters and task types with their pause state, and a Pause / Resume button each: a
+ * paused cluster or type starts no new tasks on any node (running ones finish).
+ */
+function pausesCard() {
+  const out = h('div', { testid: 'pauses-message', 'aria-live': 'polite' });
+  const clustersBody = h('tbody');
+  const typesBody = h('tbody');
+  const act = (button, kind, name, paused) => runAction(button, out, async () => {
+    const r = await api(`/api/${kind === 'cluster' ? 'clusters' : 'types'}/${encodeURIComponent(name)}/${paused ? 'resume' : 'pause'}`, { method: 'POST' });
+    const what = `${kind === 'cluster' ? 'Cluster' : 'Type'} ${name}`;
+    if (!r.changed) return `${what} was ${r.paused ? 'paused' : 'running'} already.`;
+    return r.paused ? `${what} is paused: running tasks finish, no new ones start.` : `${what} is resumed.`;
+  });
+  const stateCell = (since) => since != null
+    ? h('span', { class: 'badge badge-paused', testid: 'pause-state', title: `paused ${fullTime(since)}` }, 'paused')
+    : h('span', { class: 'badge badge-enabled', testid: 'pause-state' }, 'running');
+  const button = (kind, name, since) => {
+    const paused = since != null;
+    const b = h('button', { type: 'button', class: `btn btn-small${paused ? ' btn-primary' : ''}`, text: paused ? 'Resume' : 'Pause', testid: 'pause-toggle', 'aria-pressed': String(paused) });
+    b.addEventListener('click', () => act(b, kind, name, paused));
+    return b;
+  };
+  const el = card('Clusters & task types', h('span', { class: 'muted', text: 'pause during an incident; scheduling still works' }),
+    out,
+    h('div', { class: 'card-body flush table-wrap' },
+      h('table', { testid: 'clusters-table' },
+        h('thead', null, h('tr', null, h('th', { text: 'Cluster' }), h('th', { text: 'State' }), h('th', { class: 'num', text: 'Live nodes' }), h('th', { class: 'num', text: 'Actions' }))),
+        clustersBody),
+      h('table', { testid: 'types-pause-table' },
+        h('thead', null, h('tr', null, h('th', { text: 'Task type' }), h('th', { text: 'Cluster' }), h('th', { text: 'State' }), h('th', { class: 'num', text: 'Actions' }))),
+        typesBody)));
+  let lastSig = '';
+  return {
+    el,
+    update(r) {
+      const sig = JSON.stringify(r);
+      if (sig === lastSig) return;
+      lastSig = sig;
+      const clusters = r.clusters || [];
+      const pausedTypes = new Map((r.pauses || []).filter((p) => p.kind === 'type').map((p) => [p.name, p.since]));
+      const types = [];
+      for (const c of clusters) for (const t of c.task_types) types.push({ name: t, cluster: c.name });
+      for (const [name] of pausedTypes) if (!types.some((t) => t.name === name)) types.push({ name, cluster: null });
+      types.sort((a, b) => a.name.localeCompare(b.name));
+      clustersBody.replaceChildren(...clusters.map((c) => h('tr', { testid: 'cluster-row', dataset: { cluster: c.name } },
+        h('td', { class: 'type' }, h('strong', { text: c.name })),
+        h('td', null, stateCell(c.paused_since)),
+        h('td', { class: 'num', text: fmtNum(c.live_nodes) }),
+        h('td', { class: 'actions' }, button('cluster', c.name, c.paused_since)))));
+      typesBody.replaceChildren(...types.map((t) => {
+        const since = pausedTypes.get(t.name);
+        return h('tr', { testid: 'type-pause-row', dataset: { type: t.name } },
+          h('td', { class: 'type', text: t.name }),
+          h('td', { class: 'muted', text: t.cluster || 'scheduled tag' }),
+          h('td', null, stateCell(since)),
+          h('td', { class: 'actions' }, button('type', t.name, since)));
+      }));
     },
   };
 }

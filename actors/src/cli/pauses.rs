@@ -1,0 +1,171 @@
+//! `warren clusters list|pause|resume` and `warren types list|pause|resume`: pausing a
+//! cluster's queue or a task type during an incident, through the database directly.
+//! Every node stops claiming the paused work at once (the claim reads the pauses);
+//! running tasks finish, scheduling still works, and a resume lets the waiting tasks run.
+
+use super::task_admin::{store_failure, to_json};
+use super::{table, Failure};
+use clap::Subcommand;
+use warren::store::{PauseTarget, Store};
+
+/// Cluster commands.
+#[derive(Debug, Subcommand)]
+pub enum ClustersCommand {
+    /// List the clusters with their state, registered types and live nodes.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause CLUSTER: no node starts its managed or ephemeral tasks until it is resumed.
+    Pause {
+        /// The cluster's name.
+        cluster: String,
+    },
+    /// Resume CLUSTER: its waiting tasks run again.
+    Resume {
+        /// The cluster's name.
+        cluster: String,
+    },
+}
+
+/// Task type commands.
+#[derive(Debug, Subcommand)]
+pub enum TypesCommand {
+    /// List the registered task types with their cluster and state, and the paused
+    /// types and scheduled tags.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause TYPE (a task type or a scheduled tag, `module:name`): none of its runs
+    /// start until it is resumed.
+    Pause {
+        /// The full type name or tag, `module:name`.
+        task_type: String,
+    },
+    /// Resume TYPE: its waiting tasks run again; a scheduled tag runs once for the
+    /// ticks it missed.
+    Resume {
+        /// The full type name or tag, `module:name`.
+        task_type: String,
+    },
+}
+
+/// Runs a cluster command.
+pub async fn clusters(database: &str, cmd: ClustersCommand) -> Result<(), Failure> {
+    let store = Store::open(database).await?;
+    match cmd {
+        ClustersCommand::List { json } => list_clusters(&store, json).await,
+        ClustersCommand::Pause { cluster } => pause(&store, PauseTarget::Cluster(cluster)).await,
+        ClustersCommand::Resume { cluster } => resume(&store, PauseTarget::Cluster(cluster)).await,
+    }
+}
+
+/// Runs a task type command.
+pub async fn types(database: &str, cmd: TypesCommand) -> Result<(), Failure> {
+    let store = Store::open(database).await?;
+    match cmd {
+        TypesCommand::List { json } => list_types(&store, json).await,
+        TypesCommand::Pause { task_type } => pause(&store, PauseTarget::TaskType(task_type)).await,
+        TypesCommand::Resume { task_type } => {
+            resume(&store, PauseTarget::TaskType(task_type)).await
+        }
+    }
+}
+
+async fn pause(store: &Store, target: PauseTarget) -> Result<(), Failure> {
+    match store.pause(&target).await.map_err(store_failure)? {
+        true => println!("{target} paused: running tasks finish, no new ones start"),
+        false => println!("{target} was paused already"),
+    }
+    Ok(())
+}
+
+async fn resume(store: &Store, target: PauseTarget) -> Result<(), Failure> {
+    match store.resume(&target).await.map_err(store_failure)? {
+        true => println!("{target} resumed"),
+        false => println!("{target} was not paused"),
+    }
+    Ok(())
+}
+
+async fn list_clusters(store: &Store, json: bool) -> Result<(), Failure> {
+    let clusters = store.clusters().await?;
+    if json {
+        println!("{}", to_json(&clusters)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = clusters
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                match c.paused_since {
+                    Some(since) => format!("paused since {}", table::time(since)),
+                    None => "running".into(),
+                },
+                c.live_nodes.to_string(),
+                table::short(&c.task_types.join(", "), 60),
+            ]
+        })
+        .collect();
+    table::print(&["CLUSTER", "STATE", "LIVE NODES", "TYPES"], &rows);
+    Ok(())
+}
+
+async fn list_types(store: &Store, json: bool) -> Result<(), Failure> {
+    let clusters = store.clusters().await?;
+    let pauses = store.pauses().await?;
+    let paused_since = |name: &str| {
+        pauses.iter().find_map(|p| match &p.target {
+            PauseTarget::TaskType(t) if t == name => Some(p.since),
+            _ => None,
+        })
+    };
+    let mut types: Vec<(String, Option<String>, Option<i64>)> = clusters
+        .iter()
+        .flat_map(|c| {
+            c.task_types
+                .iter()
+                .map(|t| (t.clone(), Some(c.name.clone())))
+        })
+        .map(|(t, c)| {
+            let since = paused_since(&t);
+            (t, c, since)
+        })
+        .collect();
+    // Paused scheduled tags (and types no node registers any more) are listed too.
+    for pause in &pauses {
+        if let PauseTarget::TaskType(name) = &pause.target {
+            if !types.iter().any(|(t, _, _)| t == name) {
+                types.push((name.clone(), None, Some(pause.since)));
+            }
+        }
+    }
+    types.sort();
+    if json {
+        let list: Vec<serde_json::Value> = types
+            .iter()
+            .map(|(t, c, since)| serde_json::json!({"task_type": t, "cluster": c, "paused_since": since}))
+            .collect();
+        println!("{}", to_json(&list)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = types
+        .iter()
+        .map(|(t, c, since)| {
+            vec![
+                t.clone(),
+                c.clone().unwrap_or_else(|| "-".into()),
+                match since {
+                    Some(since) => format!("paused since {}", table::time(*since)),
+                    None => "running".into(),
+                },
+            ]
+        })
+        .collect();
+    table::print(&["TYPE", "CLUSTER", "STATE"], &rows);
+    Ok(())
+}
