@@ -4,7 +4,8 @@
 //!
 //! It sleeps until a wake-up (a notification of new work, a finished run, recovered
 //! leases, the earliest next attempt) with a safety poll once a second; it never
-//! busy-polls. It keeps the pauses (`warren::store::Pauses`), read again whenever
+//! busy-polls. It keeps the pauses (`warren::store::Pauses`; it starts nothing until it
+//! has read them once), read again whenever
 //! every cluster is woken (which pausing and resuming do) and every
 //! [`PAUSES_REFRESH`]: the claim itself skips paused work, and the queue uses its copy
 //! to refuse ephemeral tasks of a paused cluster or type and to give back tasks it
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warren::catalog::Catalog;
 use warren::executor::RunFailure;
-use warren::store::{ClaimedTask, Pauses, Store};
+use warren::store::{ClaimedTask, PauseTarget, Pauses, Store};
 use warren::task::{LeaseToken, TaskId};
 
 /// How often the queue looks for work without being woken, unless told otherwise
@@ -54,10 +55,17 @@ pub(crate) struct QueueActor {
     timer: Option<SpawnHandle>,
     timer_generation: u64,
     completed: u64,
-    /// The pauses as last read.
-    pauses: Pauses,
-    /// Reads of the pauses started; only the latest one's answer is kept.
-    pauses_generation: u64,
+    /// The pauses as last read; `None` until the first read came back (the queue
+    /// starts nothing before it knows them).
+    pauses: Option<Pauses>,
+    /// Reads of the pauses started, numbered.
+    pauses_started: u64,
+    /// The number of the newest read applied: an older answer that arrives later is
+    /// dropped, a newer one is applied even while others are still out.
+    pauses_applied: u64,
+    /// Bumped whenever the pauses as read change: a claim sent before a change is
+    /// checked against them when it returns.
+    pauses_version: u64,
 }
 
 impl QueueActor {
@@ -92,8 +100,10 @@ impl QueueActor {
             timer: None,
             timer_generation: 0,
             completed: 0,
-            pauses: Pauses::default(),
-            pauses_generation: 0,
+            pauses: None,
+            pauses_started: 0,
+            pauses_applied: 0,
+            pauses_version: 0,
         }
     }
 
@@ -114,7 +124,7 @@ impl QueueActor {
     /// Serves waiting ephemeral tasks, then claims managed tasks for idle runners, in
     /// every cluster.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
-        if self.draining {
+        if self.draining || self.pauses.is_none() {
             return;
         }
         for c in 0..self.clusters.len() {
@@ -158,17 +168,22 @@ impl QueueActor {
         cluster.claim_sent(&idle);
         let (store, node, lease) = (self.store.clone(), self.node.clone(), self.lease_ms);
         let names = vec![cluster.name.clone()];
+        let version = self.pauses_version;
         let claim = async move { store.claim(&node, &names, want, lease).await };
         ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
             let woken = act.clusters[c].claim_back(&idle);
             match result {
                 Ok(tasks) if act.draining => act.release(tasks, ctx),
-                Ok(tasks) => {
+                Ok(mut tasks) => {
                     let drained = tasks.len() < want;
-                    // Claimed before a pause this queue has read since: given back.
-                    let (held, tasks): (Vec<_>, Vec<_>) =
-                        tasks.into_iter().partition(|t| act.is_held(t));
-                    act.release(held, ctx);
+                    if version != act.pauses_version {
+                        // The claim read the pauses itself; a pause this queue learnt
+                        // of while it was out may be newer: what it holds goes back.
+                        let (held, kept): (Vec<_>, Vec<_>) =
+                            tasks.into_iter().partition(|t| act.is_held(t));
+                        act.release(held, ctx);
+                        tasks = kept;
+                    }
                     let mut tasks = tasks.into_iter();
                     // Slots first: zip stops at the last slot without taking a task
                     // it would then drop.
@@ -301,37 +316,45 @@ impl QueueActor {
         ctx.spawn(give_back(self.store.clone(), claims).into_actor(self));
     }
 
+    /// The pause that holds back a task of `task_type` in `cluster`, as last read.
+    fn pause_holding(&self, cluster: &str, task_type: &str) -> Option<PauseTarget> {
+        self.pauses.as_ref()?.holding(cluster, task_type)
+    }
+
     /// Whether a pause holds this claimed task back.
     fn is_held(&self, claimed: &ClaimedTask) -> bool {
         let task = &claimed.task;
-        self.pauses
-            .holding(&task.cluster, task.task_type.as_str())
+        self.pause_holding(&task.cluster, task.task_type.as_str())
             .is_some()
     }
 
     /// Reads the pauses; then refuses the waiting ephemeral tasks and gives back the
     /// tasks claimed ahead that a pause now holds.
     fn read_pauses(&mut self, ctx: &mut Context<Self>) {
-        self.pauses_generation += 1;
-        let generation = self.pauses_generation;
+        self.pauses_started += 1;
+        let number = self.pauses_started;
         let store = self.store.clone();
         let read = async move { store.pauses().await };
         ctx.spawn(read.into_actor(self).map(move |read, act, ctx| {
-            if generation != act.pauses_generation {
+            if number <= act.pauses_applied {
                 return;
             }
             match read {
-                Ok(list) => act.apply_pauses(Pauses::from_list(&list), ctx),
+                Ok(list) => {
+                    act.pauses_applied = number;
+                    act.apply_pauses(Pauses::from_list(&list), ctx);
+                }
                 Err(e) => tracing::warn!(error = %e, "reading the pauses failed"),
             }
         }));
     }
 
     fn apply_pauses(&mut self, pauses: Pauses, ctx: &mut Context<Self>) {
-        if pauses == self.pauses {
+        if self.pauses.as_ref() == Some(&pauses) {
             return;
         }
-        self.pauses = pauses;
+        self.pauses = Some(pauses);
+        self.pauses_version += 1;
         let mut held = Vec::new();
         for c in 0..self.clusters.len() {
             let ready = std::mem::take(&mut self.clusters[c].ready);
@@ -341,7 +364,7 @@ impl QueueActor {
             let name = self.clusters[c].name.clone();
             let waiting = std::mem::take(&mut self.clusters[c].ephemeral);
             for req in waiting {
-                match self.pauses.holding(&name, &req.task_type) {
+                match self.pause_holding(&name, &req.task_type) {
                     Some(pause) => {
                         let _ = req.reply.send(Err(Error::Paused(pause)));
                     }
@@ -566,7 +589,7 @@ impl Handler<EphemeralRequest> for QueueActor {
             .task_type(&req.task_type)
             .and_then(|t| self.clusters.iter().position(|c| c.name == t.def.cluster));
         let pause =
-            cluster.and_then(|c| self.pauses.holding(&self.clusters[c].name, &req.task_type));
+            cluster.and_then(|c| self.pause_holding(&self.clusters[c].name, &req.task_type));
         match cluster {
             Some(_) if pause.is_some() => {
                 let _ = req.reply.send(Err(Error::Paused(pause.expect("checked"))));

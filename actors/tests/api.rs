@@ -1443,6 +1443,26 @@ async fn clusters_and_types_are_listed_paused_and_resumed() {
         ]
     );
     assert!(list["clusters"][0]["paused_since"].is_i64());
+    let types = list["types"].as_array().unwrap();
+    let shown: Vec<(&str, &str, bool, bool)> = types
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap(),
+                t["kind"].as_str().unwrap(),
+                t["paused_since"].is_i64(),
+                t["cluster_paused"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("apitest:count", "task", true, true),
+            ("apitest:loop", "task", false, true),
+            ("apitest:manual", "scheduled", true, false)
+        ]
+    );
 
     // Refused calls change nothing.
     let e = send(
@@ -1481,7 +1501,25 @@ async fn clusters_and_types_are_listed_paused_and_resumed() {
         post("/api/tasks", json!({"type": "apitest:count", "data": {}})).to_request(),
     )
     .await;
-    let id: warren::task::TaskId = serde_json::from_value(a.json()["id"].clone()).unwrap();
+    let answer = a.json();
+    let id: warren::task::TaskId = serde_json::from_value(answer["id"].clone()).unwrap();
+    assert!(
+        answer["warnings"]
+            .to_string()
+            .contains("cluster 'default' is paused"),
+        "{answer}"
+    );
+    let probe = n
+        .store
+        .claim("probe", &["default".to_string()], 10, 30_000)
+        .await
+        .unwrap();
+    assert!(probe.is_empty(), "a claim took paused work: {probe:?}");
+    let t = n.store.describe(id).await.unwrap();
+    assert_eq!(
+        (t.state, t.started_at),
+        (warren::task::TaskState::Pending, None)
+    );
     for uri in [
         "/api/clusters/default/resume",
         "/api/types/apitest:count/resume",

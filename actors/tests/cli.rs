@@ -682,10 +682,18 @@ fn clusters_and_types_list_pause_and_resume() {
     assert!(lines[1].starts_with("default  paused since "), "{out}");
     assert!(lines[1].ends_with("demo:mail, demo:ping"), "{out}");
     let listed = json_out(&run(&["types", "list", "--json"]));
-    assert_eq!(listed[0]["task_type"], "demo:mail");
+    assert_eq!(listed[0]["name"], "demo:mail");
+    assert_eq!(listed[0]["kind"], "task");
     assert!(listed[0]["paused_since"].is_i64(), "{listed}");
-    assert_eq!(listed[1]["task_type"], "demo:ping");
+    assert_eq!(listed[1]["name"], "demo:ping");
     assert_eq!(listed[1]["paused_since"], serde_json::Value::Null);
+    assert_eq!(listed[1]["cluster_paused"], true);
+    let out = stdout(&run(&["types", "list"]));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("demo:ping  default  held: its cluster is paused")),
+        "{out}"
+    );
 
     // Unknown names: exit 2, a message naming what is wrong, nothing paused.
     let o = run(&["clusters", "pause", "defualt"]);
@@ -698,8 +706,16 @@ fn clusters_and_types_list_pause_and_resume() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("'demo:pnig'"), "{}", stderr(&o));
 
-    // A task scheduled while paused is kept; resuming reports what changed.
-    schedule(&url, &["demo:ping", "{}"]);
+    // A task scheduled while paused is kept, with a warning; resuming reports what
+    // changed.
+    let o = run(&["schedule", "demo:ping", "{}"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .contains("cluster 'default' is paused: the demo:ping task waits until it is resumed"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(task_count(&url), 1);
     for (args, said) in [
         (

@@ -414,8 +414,16 @@ async fn paused_types_and_clusters_hold_their_work_until_resumed() {
         },
     )
     .await;
-    // Scheduling still works; the task runs once the cluster is resumed.
+    // Scheduling still works; no claim takes the task (a probe's neither), the node
+    // has not started it, and it runs once the cluster is resumed.
     let held = schedule("slow:count").await;
+    let probe = store
+        .claim("probe", &["default".to_string()], 10, 30_000)
+        .await
+        .unwrap();
+    assert!(probe.is_empty(), "{probe:?}");
+    let t = store.describe(held).await.unwrap();
+    assert_eq!((t.state, t.started_at), (TaskState::Pending, None));
     assert!(store.resume(&default).await.unwrap());
     let outcome = store
         .wait(held, Duration::from_secs(60), WaitFor::Finished)

@@ -97,8 +97,14 @@ impl QueryFragment<Pg> for PgClaim<'_, '_> {
         out.push_sql(TaskState::Pending.as_str());
         out.push_sql("' AND cluster = c.name AND next_attempt <= ");
         out.push_bind_param::<BigInt, _>(&self.0.now)?;
+        // Written so that the planner keeps walking `warren_tasks_due` in queue order:
+        // on its own, `task_type <> ALL(…)` over a column with few distinct values is
+        // judged to keep almost no rows, and PostgreSQL then sorted every pending task
+        // of the cluster on each claim (16 times slower). Or-ed with "nothing is
+        // paused", evaluated once per statement, it is judged to keep half of them.
         out.push_sql(
-            " AND task_type <> ALL(ARRAY(SELECT name FROM warren_paused WHERE kind = 'type'))",
+            " AND (NOT EXISTS (SELECT 1 FROM warren_paused WHERE kind = 'type') \
+             OR task_type <> ALL(ARRAY(SELECT name FROM warren_paused WHERE kind = 'type')))",
         );
         let limit = self.0.limit.to_string();
         out.push_sql(" ORDER BY priority, next_attempt, id LIMIT ");

@@ -93,7 +93,7 @@ pub use error::{ConnectError, MigrationError, StoreError};
 pub use manage::DEFAULT_RETENTION_MS;
 pub use model::*;
 pub use nodes::NodeInfo;
-pub use pauses::{ClusterInfo, Pause, PauseTarget, Pauses};
+pub use pauses::{ClusterInfo, Pause, PauseTarget, Pauses, TypeInfo, TypeKind};
 pub use pg_policy::{PgStatementPolicy, Refusal, Verdict};
 pub use run::{bounded_text, ResolveOutcome, TaskRun, MAX_ERROR_BYTES, MAX_RESULT_BYTES};
 pub use schedule::json_kind;

@@ -13,6 +13,7 @@ use super::schema::warren_paused::dsl as p;
 use super::schema::warren_scheduled::dsl as s;
 use super::schema::warren_task_types::dsl as tt;
 use super::signals::{announce_work, ANY_CLUSTER};
+use super::types_registry::node_clusters;
 use super::{Store, StoreError, StoreResult};
 use crate::task::{Millis, DEFAULT_CLUSTER};
 use diesel::prelude::*;
@@ -94,6 +95,34 @@ pub struct ClusterInfo {
     pub live_nodes: usize,
 }
 
+/// What a name in `warren types list` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TypeKind {
+    /// A managed or ephemeral task type a node registered.
+    Task,
+    /// A scheduled (`<task>`) tag.
+    Scheduled,
+    /// A paused name no node registers any more.
+    Unregistered,
+}
+
+/// A task type or scheduled tag as `warren types list`, the API and the dashboard show
+/// it, with whether it can run now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TypeInfo {
+    /// The full name, `module:name`.
+    pub name: String,
+    /// What it is.
+    pub kind: TypeKind,
+    /// The cluster it runs in (task types only).
+    pub cluster: Option<String>,
+    /// When the type itself was paused; `None` when it is not.
+    pub paused_since: Option<Millis>,
+    /// Whether its cluster is paused (which holds it back as well).
+    pub cluster_paused: bool,
+}
+
 /// The paused clusters and types at one moment: what a node checks work against before
 /// it starts it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -131,8 +160,8 @@ impl Pauses {
 }
 
 impl Store {
-    /// Pauses `target`: from the moment this returns, no claim takes its tasks and no
-    /// scheduled run of it starts, on any node; tasks running now finish. Returns false
+    /// Pauses `target`: once this returns, no claim that starts, on any node, takes its
+    /// tasks or claims a scheduled run of it; tasks running now finish. Returns false
     /// when it was paused already (the first pause's time stays). A name that no node
     /// has registered (as a type's cluster, a cluster it runs, a task type or a
     /// scheduled tag) is refused: a typo would otherwise pause nothing.
@@ -237,16 +266,8 @@ impl Store {
         }
         let live_since = self.now() - super::NODE_LIVENESS_MS;
         for node in self.list_nodes().await? {
-            let names: Vec<String> = match node.info.get("clusters") {
-                Some(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
-                Some(serde_json::Value::Array(list)) => list
-                    .iter()
-                    .filter_map(|c| c.as_str().map(String::from))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            for name in names {
-                let info = entry(&mut clusters, &name);
+            for name in node_clusters(&node.info) {
+                let info = entry(&mut clusters, name);
                 if node.heartbeat_at >= live_since {
                     info.live_nodes += 1;
                 }
@@ -258,6 +279,65 @@ impl Store {
             }
         }
         Ok(clusters.into_values().collect())
+    }
+
+    /// Every registered task type and scheduled tag, and every paused name that is
+    /// neither, by name, with its pause and its cluster's.
+    pub async fn types(&self) -> StoreResult<Vec<TypeInfo>> {
+        let (types, tags): (Vec<(String, String)>, Vec<String>) = {
+            let mut pooled = self.conn().await?;
+            let mut conn = pooled.any();
+            let types = on_conn!(&mut conn, c => {
+                tt::warren_task_types
+                    .select((tt::task_type, tt::cluster))
+                    .load(c)
+                    .await?
+            });
+            let tags = on_conn!(&mut conn, c => {
+                s::warren_scheduled.select(s::tag).load(c).await?
+            });
+            (types, tags)
+        };
+        let pauses = self.pauses().await?;
+        let paused_since = |name: &str| {
+            pauses.iter().find_map(|p| match &p.target {
+                PauseTarget::TaskType(t) if t == name => Some(p.since),
+                _ => None,
+            })
+        };
+        let book = Pauses::from_list(&pauses);
+        let mut list: Vec<TypeInfo> = types
+            .into_iter()
+            .map(|(name, cluster)| TypeInfo {
+                paused_since: paused_since(&name),
+                cluster_paused: book.clusters.contains(&cluster),
+                name,
+                kind: TypeKind::Task,
+                cluster: Some(cluster),
+            })
+            .collect();
+        for tag in tags {
+            list.push(TypeInfo {
+                paused_since: paused_since(&tag),
+                name: tag,
+                kind: TypeKind::Scheduled,
+                cluster: None,
+                cluster_paused: false,
+            });
+        }
+        for name in &book.types {
+            if !list.iter().any(|t| &t.name == name) {
+                list.push(TypeInfo {
+                    name: name.clone(),
+                    kind: TypeKind::Unregistered,
+                    cluster: None,
+                    paused_since: paused_since(name),
+                    cluster_paused: false,
+                });
+            }
+        }
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(list)
     }
 
     /// Refuses a pause of a cluster or type no node has registered.

@@ -234,13 +234,7 @@ pub(crate) async fn due_tags(
                     .or(s::run_requested.eq(true)),
             )
             .filter(s::running.eq(false).or(s::run_until.lt(now)))
-            .filter(diesel::dsl::not(
-                s::tag.eq_any(
-                    p::warren_paused
-                        .filter(p::kind.eq("type"))
-                        .select(p::name),
-                ),
-            ))
+            .filter(diesel::dsl::not(s::tag.eq_any(paused_tags())))
             .order(s::tag)
             .load(c)
             .await?
@@ -254,6 +248,14 @@ pub(crate) async fn due_tags(
             requested,
         })
         .collect())
+}
+
+/// The paused task types and tags, as a subselect (see `pauses.rs`).
+fn paused_tags() -> diesel::dsl::Select<
+    diesel::dsl::Filter<p::warren_paused, diesel::dsl::Eq<p::kind, &'static str>>,
+    p::name,
+> {
+    p::warren_paused.filter(p::kind.eq("type")).select(p::name)
 }
 
 /// The parameters of [`claim_tag`].
@@ -280,7 +282,9 @@ pub(crate) async fn claim_tag(conn: &mut AnyConn<'_>, claim: &TagClaim<'_>) -> S
         diesel::update(
             s::warren_scheduled
                 .filter(s::tag.eq(claim.tag))
-                .filter(s::run_token.eq(claim.token)),
+                .filter(s::run_token.eq(claim.token))
+                // Paused since `due_tags` read it: not claimed.
+                .filter(diesel::dsl::not(s::tag.eq_any(paused_tags()))),
         )
         .set((
             s::running.eq(true),

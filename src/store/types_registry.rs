@@ -7,7 +7,7 @@
 
 use super::conn::on_conn;
 use super::schema::warren_task_types::dsl as tt;
-use super::{Store, StoreResult};
+use super::{PauseTarget, Pauses, Store, StoreResult};
 use crate::task::{TaskType, DEFAULT_CLUSTER};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -29,6 +29,8 @@ pub struct TaskTypeCheck {
     pub cluster: String,
     /// Whether a live node (a heartbeat within [`NODE_LIVENESS_MS`]) serves `cluster`.
     pub served: bool,
+    /// The pause holding the task back (its cluster's, else its type's), if any.
+    pub paused: Option<PauseTarget>,
 }
 
 impl TaskTypeCheck {
@@ -40,16 +42,23 @@ impl TaskTypeCheck {
     /// What the person creating the task should know (empty when all is well): no live
     /// node serves its cluster, so it waits until one starts.
     pub fn warnings(&self) -> Vec<String> {
-        if self.served {
-            return Vec::new();
+        let mut warnings = Vec::new();
+        if !self.served {
+            warnings.push(format!(
+                "no live node serves cluster '{}' (none has sent a heartbeat in the last {} s): \
+                 the {} task waits until a node that runs it starts",
+                self.cluster,
+                NODE_LIVENESS_MS / 1000,
+                self.task_type
+            ));
         }
-        vec![format!(
-            "no live node serves cluster '{}' (none has sent a heartbeat in the last {} s): \
-             the {} task waits until a node that runs it starts",
-            self.cluster,
-            NODE_LIVENESS_MS / 1000,
-            self.task_type
-        )]
+        if let Some(pause) = &self.paused {
+            warnings.push(format!(
+                "{pause} is paused: the {} task waits until it is resumed",
+                self.task_type
+            ));
+        }
+        warnings
     }
 }
 
@@ -80,11 +89,13 @@ impl Store {
             .or_else(|| registered_cluster.clone())
             .unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
         let served = self.cluster_is_served(&cluster).await?;
+        let paused = Pauses::from_list(&self.pauses().await?).holding(&cluster, task_type.as_str());
         Ok(TaskTypeCheck {
             task_type: task_type.clone(),
             registered_cluster,
             cluster,
             served,
+            paused,
         })
     }
 
@@ -92,22 +103,21 @@ impl Store {
     /// its registration says (`info.clusters`, `{"name": workers}`).
     pub async fn cluster_is_served(&self, cluster: &str) -> StoreResult<bool> {
         let since = self.now() - NODE_LIVENESS_MS;
-        Ok(self
-            .list_nodes()
-            .await?
-            .iter()
-            .any(|node| node.heartbeat_at >= since && declares_cluster(&node.info, cluster)))
+        Ok(self.list_nodes().await?.iter().any(|node| {
+            node.heartbeat_at >= since && node_clusters(&node.info).any(|c| c == cluster)
+        }))
     }
 }
 
-/// Whether a node's info names `cluster` among its clusters (a map of cluster to
-/// workers, or a list of names).
-fn declares_cluster(info: &Value, cluster: &str) -> bool {
-    match info.get("clusters") {
-        Some(Value::Object(clusters)) => clusters.contains_key(cluster),
-        Some(Value::Array(clusters)) => clusters.iter().any(|c| c.as_str() == Some(cluster)),
-        _ => false,
-    }
+/// The clusters a node's info names (`clusters`: a map of cluster to workers, or a list
+/// of names).
+pub(super) fn node_clusters(info: &Value) -> impl Iterator<Item = &str> {
+    let (map, list) = match info.get("clusters") {
+        Some(Value::Object(map)) => (Some(map.keys().map(String::as_str)), None),
+        Some(Value::Array(list)) => (None, Some(list.iter().filter_map(Value::as_str))),
+        _ => (None, None),
+    };
+    map.into_iter().flatten().chain(list.into_iter().flatten())
 }
 
 #[cfg(test)]
@@ -117,12 +127,16 @@ mod tests {
 
     #[test]
     fn clusters_are_read_from_a_map_or_a_list() {
-        assert!(declares_cluster(&json!({"clusters": {"mail": 4}}), "mail"));
-        assert!(declares_cluster(&json!({"clusters": ["mail"]}), "mail"));
-        assert!(!declares_cluster(
-            &json!({"clusters": {"mail": 4}}),
-            "default"
-        ));
-        assert!(!declares_cluster(&json!({"pid": 1}), "mail"));
+        let names = |info| {
+            let mut names: Vec<String> = node_clusters(&info).map(String::from).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            names(json!({"clusters": {"mail": 4, "a": 1}})),
+            ["a", "mail"]
+        );
+        assert_eq!(names(json!({"clusters": ["mail", 3]})), ["mail"]);
+        assert!(names(json!({"pid": 1})).is_empty());
     }
 }

@@ -245,13 +245,13 @@ async function main() {
       await waitState(typeSel, 'paused');
       const said = await page.locator('[data-testid="pauses-message"]').textContent();
       check(said.includes(`Type ${pauseType} is paused`), `the message reads ${JSON.stringify(said)}`);
-      const cluster = await typeRow.locator('td').nth(1).textContent();
-      const clusterSel = `[data-testid="cluster-row"][data-cluster="${cluster.trim()}"]`;
+      const cluster = await typeRow.locator('[data-testid="type-cluster"]').getAttribute('data-cluster');
+      const clusterSel = `[data-testid="cluster-row"][data-cluster="${cluster}"]`;
       await page.locator(`${clusterSel} [data-testid="pause-toggle"]`).click();
       await waitState(clusterSel, 'paused');
       await screenshot('nodes-paused');
       await page.locator(`${typeSel} [data-testid="pause-toggle"]`).click();
-      await waitState(typeSel, 'running');
+      await waitState(typeSel, 'held by cluster');
       if (!leavePaused) {
         await page.locator(`${clusterSel} [data-testid="pause-toggle"]`).click();
         await waitState(clusterSel, 'running');

@@ -6,7 +6,7 @@
 use super::task_admin::{store_failure, to_json};
 use super::{table, Failure};
 use clap::Subcommand;
-use warren::store::{PauseTarget, Store};
+use warren::store::{PauseTarget, Store, TypeKind};
 
 /// Cluster commands.
 #[derive(Debug, Subcommand)]
@@ -32,8 +32,8 @@ pub enum ClustersCommand {
 /// Task type commands.
 #[derive(Debug, Subcommand)]
 pub enum TypesCommand {
-    /// List the registered task types with their cluster and state, and the paused
-    /// types and scheduled tags.
+    /// List the registered task types and scheduled tags with their cluster and state
+    /// (and paused names no node registers any more).
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -116,52 +116,25 @@ async fn list_clusters(store: &Store, json: bool) -> Result<(), Failure> {
 }
 
 async fn list_types(store: &Store, json: bool) -> Result<(), Failure> {
-    let clusters = store.clusters().await?;
-    let pauses = store.pauses().await?;
-    let paused_since = |name: &str| {
-        pauses.iter().find_map(|p| match &p.target {
-            PauseTarget::TaskType(t) if t == name => Some(p.since),
-            _ => None,
-        })
-    };
-    let mut types: Vec<(String, Option<String>, Option<i64>)> = clusters
-        .iter()
-        .flat_map(|c| {
-            c.task_types
-                .iter()
-                .map(|t| (t.clone(), Some(c.name.clone())))
-        })
-        .map(|(t, c)| {
-            let since = paused_since(&t);
-            (t, c, since)
-        })
-        .collect();
-    // Paused scheduled tags (and types no node registers any more) are listed too.
-    for pause in &pauses {
-        if let PauseTarget::TaskType(name) = &pause.target {
-            if !types.iter().any(|(t, _, _)| t == name) {
-                types.push((name.clone(), None, Some(pause.since)));
-            }
-        }
-    }
-    types.sort();
+    let types = store.types().await?;
     if json {
-        let list: Vec<serde_json::Value> = types
-            .iter()
-            .map(|(t, c, since)| serde_json::json!({"task_type": t, "cluster": c, "paused_since": since}))
-            .collect();
-        println!("{}", to_json(&list)?);
+        println!("{}", to_json(&types)?);
         return Ok(());
     }
     let rows: Vec<Vec<String>> = types
         .iter()
-        .map(|(t, c, since)| {
+        .map(|t| {
             vec![
-                t.clone(),
-                c.clone().unwrap_or_else(|| "-".into()),
-                match since {
-                    Some(since) => format!("paused since {}", table::time(*since)),
-                    None => "running".into(),
+                t.name.clone(),
+                match t.kind {
+                    TypeKind::Task => t.cluster.clone().unwrap_or_default(),
+                    TypeKind::Scheduled => "(scheduled tag)".into(),
+                    TypeKind::Unregistered => "(not registered)".into(),
+                },
+                match (t.paused_since, t.cluster_paused) {
+                    (Some(since), _) => format!("paused since {}", table::time(since)),
+                    (None, true) => "held: its cluster is paused".into(),
+                    (None, false) => "running".into(),
                 },
             ]
         })

@@ -206,6 +206,8 @@ mod tests {
             404
         );
         assert_eq!(status(crate::Error::ShuttingDown), 503);
+        let paused = warren::store::PauseTarget::Cluster("mail".into());
+        assert_eq!(status(crate::Error::Paused(paused)), 409);
         assert_eq!(status(crate::Error::TransactionLost), 500);
         let message = ApiError::from(crate::Error::ShuttingDown).message;
         assert_eq!(message, "the node is shutting down");

@@ -10,12 +10,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use warren::store::PauseTarget;
 
-/// `GET /api/clusters`: every known cluster with its pause, types and live nodes, and
-/// every pause (clusters and types).
+/// `GET /api/clusters`: every known cluster with its pause, types and live nodes; every
+/// task type and scheduled tag with its pause; and every pause.
 pub async fn list(state: web::Data<WebState>) -> Result<HttpResponse, ApiError> {
     let clusters = state.store.clusters().await?;
+    let types = state.store.types().await?;
     let pauses = state.store.pauses().await?;
-    Ok(HttpResponse::Ok().json(json!({ "clusters": clusters, "pauses": pauses })))
+    Ok(HttpResponse::Ok().json(json!({ "clusters": clusters, "types": types, "pauses": pauses })))
 }
 
 /// The body of a pause or resume: `{}`.

@@ -1354,24 +1354,20 @@ function pausesCard() {
       if (sig === lastSig) return;
       lastSig = sig;
       const clusters = r.clusters || [];
-      const pausedTypes = new Map((r.pauses || []).filter((p) => p.kind === 'type').map((p) => [p.name, p.since]));
-      const types = [];
-      for (const c of clusters) for (const t of c.task_types) types.push({ name: t, cluster: c.name });
-      for (const [name] of pausedTypes) if (!types.some((t) => t.name === name)) types.push({ name, cluster: null });
-      types.sort((a, b) => a.name.localeCompare(b.name));
+      const types = r.types || [];
       clustersBody.replaceChildren(...clusters.map((c) => h('tr', { testid: 'cluster-row', dataset: { cluster: c.name } },
         h('td', { class: 'type' }, h('strong', { text: c.name })),
         h('td', null, stateCell(c.paused_since)),
         h('td', { class: 'num', text: fmtNum(c.live_nodes) }),
         h('td', { class: 'actions' }, button('cluster', c.name, c.paused_since)))));
-      typesBody.replaceChildren(...types.map((t) => {
-        const since = pausedTypes.get(t.name);
-        return h('tr', { testid: 'type-pause-row', dataset: { type: t.name } },
-          h('td', { class: 'type', text: t.name }),
-          h('td', { class: 'muted', text: t.cluster || 'scheduled tag' }),
-          h('td', null, stateCell(since)),
-          h('td', { class: 'actions' }, button('type', t.name, since)));
-      }));
+      const where = (t) => (t.kind === 'task' ? t.cluster : t.kind === 'scheduled' ? 'scheduled tag' : 'not registered');
+      typesBody.replaceChildren(...types.map((t) => h('tr', { testid: 'type-pause-row', dataset: { type: t.name } },
+        h('td', { class: 'type', text: t.name }),
+        h('td', { class: t.kind === 'task' ? '' : 'muted', testid: 'type-cluster', dataset: { cluster: t.cluster || '' }, text: where(t) }),
+        h('td', null, t.paused_since == null && t.cluster_paused
+          ? h('span', { class: 'badge badge-paused', testid: 'pause-state', title: 'its cluster is paused' }, 'held by cluster')
+          : stateCell(t.paused_since)),
+        h('td', { class: 'actions' }, button('type', t.name, t.paused_since)))));
     },
   };
 }
