@@ -49,8 +49,8 @@ pub struct ExpiredLease {
 /// after a few calls. `id = ANY(ARRAY(..))`, rather than a join, keeps that plan from
 /// walking the primary key.
 ///
-/// The pauses are read once per statement, in a `WITH` at its head, and the filter is
-/// "nothing is paused, or neither the cluster nor the type is". Two simpler shapes
+/// The pauses are read once per statement, by one scan in a `WITH` at its head, and the
+/// filter is "nothing is paused, or neither the cluster nor the type is". Two simpler shapes
 /// were measured and dropped (`cargo bench --bench store`, claim 1 + complete, 16
 /// workers): `task_type <> ALL(ARRAY(SELECT …))` alone is judged to keep almost no
 /// rows of a column with few distinct values, so PostgreSQL sorted every pending task
@@ -86,10 +86,10 @@ impl QueryFragment<Pg> for PgClaim<'_, '_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         // The pauses are read once, up front; see the type's comment for why this shape.
         out.push_sql(
-            "WITH paused AS MATERIALIZED (SELECT \
-             EXISTS (SELECT 1 FROM warren_paused) AS any, \
-             ARRAY(SELECT name FROM warren_paused WHERE kind = 'cluster') AS clusters, \
-             ARRAY(SELECT name FROM warren_paused WHERE kind = 'type') AS types) ",
+            "WITH paused AS MATERIALIZED (SELECT count(*) > 0 AS any, \
+             coalesce(array_agg(name) FILTER (WHERE kind = 'cluster'), '{}') AS clusters, \
+             coalesce(array_agg(name) FILTER (WHERE kind = 'type'), '{}') AS types \
+             FROM warren_paused) ",
         );
         out.push_sql("UPDATE warren_tasks SET state = '");
         out.push_sql(TaskState::Running.as_str());

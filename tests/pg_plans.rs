@@ -1,0 +1,106 @@
+//! PostgreSQL's plans for the claim: after a few claims on a connection it runs one
+//! generic plan (no planning per claim) that walks `warren_tasks_due` in queue order
+//! (no sort of the cluster's pending tasks). Both broke once while the claim learnt to
+//! skip paused work, each at a cost the store bench showed (0.63× and 0.06× the
+//! claims); this is what would notice it again.
+//!
+//! PostgreSQL only (it is about its planner); skipped loudly without
+//! `WARREN_TEST_DATABASE_URL` (failing under `CI=true`).
+
+mod support;
+
+use diesel::sql_types::{BigInt, Text};
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+use serde_json::json;
+use support::{exec, Backend, TestDb};
+use warren::store::{AnyConn, NewTask, PauseTarget};
+
+#[derive(QueryableByName)]
+struct Prepared {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = BigInt)]
+    generic_plans: i64,
+    #[diesel(sql_type = BigInt)]
+    custom_plans: i64,
+}
+
+#[derive(QueryableByName)]
+struct PlanLine {
+    #[diesel(sql_type = Text)]
+    #[diesel(column_name = "QUERY PLAN")]
+    line: String,
+}
+
+#[tokio::test]
+async fn claims_settle_on_one_generic_plan_that_walks_the_due_index() {
+    // One connection: the claims and the look at its prepared statements share it.
+    let Some(db) = TestDb::with_config(Backend::Postgres, |c| c.max_connections = 1).await else {
+        return;
+    };
+    let s = &db.store;
+    s.register_task_types(&[("demo:held".into(), "default".into())])
+        .await
+        .unwrap();
+    let tasks: Vec<NewTask> = (0..2000)
+        .map(|i| NewTask::new("demo:ping".parse().unwrap(), json!({ "i": i })))
+        .collect();
+    s.schedule_batch(&tasks).await.unwrap();
+    {
+        let mut conn = s.connection().await.unwrap();
+        exec(&mut conn.as_any(), "ANALYZE warren_tasks").await;
+    }
+    let clusters = vec!["default".to_string()];
+    for round in 0..12 {
+        // A pause halfway changes nothing about the plan: the pauses are data.
+        if round == 6 {
+            s.pause(&PauseTarget::TaskType("demo:held".into()))
+                .await
+                .unwrap();
+        }
+        let claimed = s.claim("node-a", &clusters, 1, 30_000).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+    }
+
+    let mut pooled = s.connection().await.unwrap();
+    let AnyConn::Postgres(c) = pooled.as_any() else {
+        unreachable!("a PostgreSQL store")
+    };
+    let prepared: Vec<Prepared> = diesel::sql_query(
+        "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements \
+         WHERE statement LIKE 'WITH paused AS MATERIALIZED%UPDATE warren_tasks%'",
+    )
+    .load(c)
+    .await
+    .unwrap();
+    assert_eq!(prepared.len(), 1, "one claim statement is prepared");
+    let claim = &prepared[0];
+    assert!(
+        claim.generic_plans >= 5,
+        "the claim was planned anew on every call: {} generic, {} custom plans",
+        claim.generic_plans,
+        claim.custom_plans
+    );
+    // The plan it runs: ($1 owner, $2 lease until, $3 now, $4 clusters, $5 now).
+    let plan: Vec<PlanLine> = diesel::sql_query(format!(
+        "EXPLAIN EXECUTE {}('node-b', {}, {}, ARRAY['default'], {})",
+        claim.name,
+        i64::MAX,
+        i64::MAX - 1,
+        i64::MAX - 1
+    ))
+    .load(c)
+    .await
+    .unwrap();
+    let plan: Vec<String> = plan.into_iter().map(|l| l.line).collect();
+    let text = plan.join("\n");
+    assert!(
+        text.contains("Index Scan using warren_tasks_due"),
+        "the claim does not walk the due index:\n{text}"
+    );
+    assert!(
+        !text.contains("Seq Scan on warren_tasks"),
+        "the claim reads the whole table:\n{text}"
+    );
+}
