@@ -47,28 +47,17 @@ fn warren(args: &[&str], db: &str) -> Command {
     cmd
 }
 
-struct Nodes(Vec<Child>);
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_share_the_queue_and_survive_a_killed_node() {
-    let Some(server) = warren_testkit::admin_url("the multi-node test") else {
-        return;
-    };
-    let fresh = warren_testkit::FreshDatabase::create(&server, "warren_t_multinode")
+/// A fresh database with an `effects` table, and `modules` compiled into the tests'
+/// cache: the database, its URL and a store on it.
+async fn prepared(
+    server: &str,
+    name: &str,
+    modules: &Path,
+) -> (warren_testkit::FreshDatabase, String, Store) {
+    let fresh = warren_testkit::FreshDatabase::create(server, name)
         .await
         .unwrap();
     let db = fresh.url().to_string();
-    let modules = module_dir();
-
     let store = Store::open(&db).await.unwrap();
     let mut conn = store.connection().await.unwrap();
     if let warren::store::AnyConn::Postgres(c) = conn.as_any() {
@@ -85,36 +74,84 @@ async fn three_nodes_share_the_queue_and_survive_a_killed_node() {
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
+    (fresh, db, store)
+}
+
+/// `warren serve` as node `name` with `extra` arguments; three nodes on one machine,
+/// so each dashboard listens on a port of its own.
+fn serve(modules: &Path, db: &str, name: &str, extra: &[&str]) -> Child {
+    let mut args = vec![
+        "serve",
+        "--modules",
+        modules.to_str().unwrap(),
+        "--node",
+        name,
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--listen", "127.0.0.1:0"]);
+    warren(&args, db).stdout(Stdio::null()).spawn().unwrap()
+}
+
+/// The rows in `effects`, and the distinct tasks that wrote them.
+async fn effects(store: &Store) -> (i64, i64) {
+    let mut conn = store.connection().await.unwrap();
+    let warren::store::AnyConn::Postgres(c) = conn.as_any() else {
+        unreachable!("the multi-node tests run on PostgreSQL")
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        distinct_tasks: i64,
+    }
+    let counts: Vec<Counts> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT COUNT(*) AS rows, COUNT(DISTINCT task_id) AS distinct_tasks FROM effects",
+        ),
+        c,
+    )
+    .await
+    .unwrap();
+    (counts[0].rows, counts[0].distinct_tasks)
+}
+
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_the_queue_and_survive_a_killed_node() {
+    let Some(server) = warren_testkit::admin_url("the multi-node test") else {
+        return;
+    };
+    let modules = module_dir();
+    let (fresh, db, store) = prepared(&server, "warren_t_multinode", &modules).await;
 
     let tasks: Vec<NewTask> = (0..TASKS)
         .map(|i| NewTask::new("multi:insert".parse().unwrap(), json!({ "i": i })))
         .collect();
     store.schedule_batch(&tasks).await.unwrap();
 
-    let mut nodes = Nodes(Vec::new());
-    for n in 1..=3 {
-        let child = warren(
-            &[
-                "serve",
-                "--modules",
-                modules.to_str().unwrap(),
-                "--node",
-                &format!("node{n}"),
-                "--lease",
-                "2",
-                "--grace",
-                "5",
-                // Three nodes on one machine: each dashboard on a port of its own.
-                "--listen",
-                "127.0.0.1:0",
-            ],
-            &db,
-        )
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-        nodes.0.push(child);
-    }
+    let mut nodes = Nodes(
+        (1..=3)
+            .map(|n| {
+                serve(
+                    &modules,
+                    &db,
+                    &format!("node{n}"),
+                    &["--lease", "2", "--grace", "5"],
+                )
+            })
+            .collect(),
+    );
 
     let completed = |store: Store| async move {
         store
@@ -162,30 +199,7 @@ async fn three_nodes_share_the_queue_and_survive_a_killed_node() {
     }
 
     // Every row exactly once.
-    let mut conn = store.connection().await.unwrap();
-    let warren::store::AnyConn::Postgres(c) = conn.as_any() else {
-        unreachable!()
-    };
-    #[derive(diesel::QueryableByName)]
-    struct Counts {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        rows: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        distinct_tasks: i64,
-    }
-    let counts: Vec<Counts> = diesel_async::RunQueryDsl::load(
-        diesel::sql_query(
-            "SELECT COUNT(*) AS rows, COUNT(DISTINCT task_id) AS distinct_tasks FROM effects",
-        ),
-        c,
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        (counts[0].rows, counts[0].distinct_tasks),
-        (TASKS as i64, TASKS as i64)
-    );
-    drop(conn);
+    assert_eq!(effects(&store).await, (TASKS as i64, TASKS as i64));
 
     // node2's tasks were taken over after their leases expired.
     for id in orphans {
@@ -240,27 +254,8 @@ async fn three_nodes_hold_paused_work_until_it_is_resumed() {
     let Some(server) = warren_testkit::admin_url("the multi-node pause test") else {
         return;
     };
-    let fresh = warren_testkit::FreshDatabase::create(&server, "warren_t_multinode_pause")
-        .await
-        .unwrap();
-    let db = fresh.url().to_string();
     let modules = pause_module_dir();
-    let store = Store::open(&db).await.unwrap();
-    let mut conn = store.connection().await.unwrap();
-    if let warren::store::AnyConn::Postgres(c) = conn.as_any() {
-        c.batch_execute("CREATE TABLE effects (task_id BIGINT NOT NULL)")
-            .await
-            .unwrap();
-    }
-    drop(conn);
-    let built = warren(&["build", modules.to_str().unwrap()], &db)
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    let (fresh, db, store) = prepared(&server, "warren_t_multinode_pause", &modules).await;
     let cli = |args: &[&str]| {
         let out = warren(args, &db).output().unwrap();
         assert!(
@@ -272,25 +267,11 @@ async fn three_nodes_hold_paused_work_until_it_is_resumed() {
     };
     assert!(cli(&["clusters", "pause", "default"]).contains("cluster 'default' paused"));
 
-    let mut nodes = Nodes(Vec::new());
-    for n in 1..=3 {
-        let child = warren(
-            &[
-                "serve",
-                "--modules",
-                modules.to_str().unwrap(),
-                "--node",
-                &format!("pause{n}"),
-                "--listen",
-                "127.0.0.1:0",
-            ],
-            &db,
-        )
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-        nodes.0.push(child);
-    }
+    let nodes = Nodes(
+        (1..=3)
+            .map(|n| serve(&modules, &db, &format!("pause{n}"), &[]))
+            .collect(),
+    );
     support::eventually(
         "the three nodes to register",
         Duration::from_secs(120),
@@ -366,27 +347,7 @@ async fn three_nodes_hold_paused_work_until_it_is_resumed() {
     finish_all(held.clone()).await;
 
     // Every held task ran exactly once.
-    let mut conn = store.connection().await.unwrap();
-    let warren::store::AnyConn::Postgres(c) = conn.as_any() else {
-        unreachable!()
-    };
-    #[derive(diesel::QueryableByName)]
-    struct Counts {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        rows: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        distinct_tasks: i64,
-    }
-    let counts: Vec<Counts> = diesel_async::RunQueryDsl::load(
-        diesel::sql_query(
-            "SELECT COUNT(*) AS rows, COUNT(DISTINCT task_id) AS distinct_tasks FROM effects",
-        ),
-        c,
-    )
-    .await
-    .unwrap();
-    assert_eq!((counts[0].rows, counts[0].distinct_tasks), (50, 50));
-    drop(conn);
+    assert_eq!(effects(&store).await, (50, 50));
     drop(nodes);
     drop(store);
     drop(fresh);
