@@ -1520,6 +1520,14 @@ async fn clusters_and_types_are_listed_paused_and_resumed() {
         (t.state, t.started_at),
         (warren::task::TaskState::Pending, None)
     );
+    // Its view says what it waits for: the cluster's pause goes before the type's.
+    let shown = send(&app, get(&format!("/api/tasks/{id}")).to_request())
+        .await
+        .json();
+    assert_eq!(
+        shown["held_by"],
+        json!({"kind": "cluster", "name": "default"})
+    );
     for uri in [
         "/api/clusters/default/resume",
         "/api/types/apitest:count/resume",
@@ -1542,6 +1550,10 @@ async fn clusters_and_types_are_listed_paused_and_resumed() {
         .await
         .unwrap();
     assert_eq!(outcome.state, warren::task::TaskState::Completed);
+    let shown = send(&app, get(&format!("/api/tasks/{id}")).to_request())
+        .await
+        .json();
+    assert_eq!(shown["held_by"], Value::Null);
     n.stop().await;
 }
 

@@ -717,6 +717,17 @@ fn clusters_and_types_list_pause_and_resume() {
         stderr(&o)
     );
     assert_eq!(task_count(&url), 1);
+    let id = stdout(&o).trim().to_string();
+    let shown = stdout(&run(&["tasks", "show", &id]));
+    assert!(
+        shown.contains("cluster 'default' is paused: the task starts once it is resumed"),
+        "{shown}"
+    );
+    let shown = json_out(&run(&["tasks", "show", &id, "--json"]));
+    assert_eq!(
+        shown["held_by"],
+        serde_json::json!({"kind": "cluster", "name": "default"})
+    );
     for (args, said) in [
         (
             ["clusters", "resume", "default"],
@@ -737,6 +748,8 @@ fn clusters_and_types_list_pause_and_resume() {
     }
     let listed = json_out(&run(&["clusters", "list", "--json"]));
     assert_eq!(listed[0]["paused_since"], serde_json::Value::Null);
+    let shown = json_out(&run(&["tasks", "show", &id, "--json"]));
+    assert_eq!(shown["held_by"], serde_json::Value::Null);
     remove_db(&path);
 }
 

@@ -209,6 +209,16 @@ impl Store {
         .await
     }
 
+    /// The pause holding back a task of `task_type` in `cluster` now (the cluster's,
+    /// else the type's), if any: what a pending task that does not start is waiting for.
+    pub async fn pause_holding(
+        &self,
+        cluster: &str,
+        task_type: &str,
+    ) -> StoreResult<Option<PauseTarget>> {
+        Ok(Pauses::from_list(&self.pauses().await?).holding(cluster, task_type))
+    }
+
     /// Every pause, clusters first, by name.
     pub async fn pauses(&self) -> StoreResult<Vec<Pause>> {
         let mut pooled = self.conn().await?;

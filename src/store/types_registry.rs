@@ -7,7 +7,7 @@
 
 use super::conn::on_conn;
 use super::schema::warren_task_types::dsl as tt;
-use super::{PauseTarget, Pauses, Store, StoreResult};
+use super::{PauseTarget, Store, StoreResult};
 use crate::task::{TaskType, DEFAULT_CLUSTER};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -89,7 +89,7 @@ impl Store {
             .or_else(|| registered_cluster.clone())
             .unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
         let served = self.cluster_is_served(&cluster).await?;
-        let paused = Pauses::from_list(&self.pauses().await?).holding(&cluster, task_type.as_str());
+        let paused = self.pause_holding(&cluster, task_type.as_str()).await?;
         Ok(TaskTypeCheck {
             task_type: task_type.clone(),
             registered_cluster,

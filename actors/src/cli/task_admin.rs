@@ -4,7 +4,7 @@
 
 use super::{table, terminal, Failure};
 use clap::{Args, Subcommand};
-use warren::store::{StateFilter, Store, StoreError, Task, TaskFilter};
+use warren::store::{PauseTarget, StateFilter, Store, StoreError, Task, TaskFilter};
 use warren::task::{Millis, TaskId, TaskState};
 
 /// Task commands.
@@ -202,15 +202,26 @@ pub(super) fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> 
 async fn show(database: &str, id: TaskId, json: bool) -> Result<(), Failure> {
     let store = Store::open(database).await?;
     let task = store.describe(id).await.map_err(store_failure)?;
+    let held_by = match task.state {
+        TaskState::Pending => {
+            store
+                .pause_holding(&task.cluster, task.task_type.as_str())
+                .await?
+        }
+        _ => None,
+    };
     if json {
-        println!("{}", to_json(&task)?);
+        let mut shown = serde_json::to_value(&task).map_err(|e| Failure::Error(e.to_string()))?;
+        shown["held_by"] =
+            serde_json::to_value(&held_by).map_err(|e| Failure::Error(e.to_string()))?;
+        println!("{}", to_json(&shown)?);
         return Ok(());
     }
-    print_task(&task);
+    print_task(&task, held_by.as_ref());
     Ok(())
 }
 
-fn print_task(t: &Task) {
+fn print_task(t: &Task, held_by: Option<&PauseTarget>) {
     let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     // Every value goes through `terminal::printable` below: errors, stacks, data and
     // metadata are whatever the task wrote.
@@ -235,6 +246,12 @@ fn print_task(t: &Task) {
             },
         ),
     ];
+    if let Some(pause) = held_by {
+        fields.push((
+            "held",
+            format!("{pause} is paused: the task starts once it is resumed"),
+        ));
+    }
     if let Some(owner) = &t.lease_owner {
         fields.push((
             "lease",

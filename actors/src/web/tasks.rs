@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use warren::store::{Scheduled, StateFilter, Task, TaskFilter, TaskTypeCheck};
-use warren::task::TaskType;
+use warren::task::{TaskState, TaskType};
 
 /// Largest page of a listing.
 const MAX_LIMIT: i64 = 1000;
@@ -85,13 +85,27 @@ fn summary(task: &Task) -> Value {
     value
 }
 
-/// `GET /api/tasks/{id}`: every field of one task.
+/// `GET /api/tasks/{id}`: every field of one task, and `held_by`: the pause a pending
+/// task waits for (`{"kind": "cluster" | "type", "name"}`), else null.
 pub async fn show(
     state: web::Data<WebState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = input::task_id("id", &id)?;
-    Ok(HttpResponse::Ok().json(state.store.describe(id).await?))
+    let task = state.store.describe(id).await?;
+    let held_by = match task.state {
+        TaskState::Pending => {
+            state
+                .store
+                .pause_holding(&task.cluster, task.task_type.as_str())
+                .await?
+        }
+        _ => None,
+    };
+    let mut shown = serde_json::to_value(&task).map_err(|e| ApiError::internal(e.to_string()))?;
+    shown["held_by"] =
+        serde_json::to_value(held_by).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(shown))
 }
 
 /// How the API's caller schedules a task of a type no node has registered anyway.

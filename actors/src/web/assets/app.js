@@ -1122,6 +1122,8 @@ function renderTask(body, t) {
     prop('Type', h('span', { class: 'mono', text: t.task_type, testid: 'field-type' })),
     prop('State', stateBadge(t.state, { testid: 'field-state' })),
     prop('Cluster', plain(t.cluster, 'field-cluster')),
+    t.held_by ? prop('Held', h('a', { href: '#/nodes', class: 'warn-text', testid: 'field-held-by',
+      text: `${t.held_by.kind === 'cluster' ? 'cluster' : 'type'} ${t.held_by.name} is paused: the task starts once it is resumed` })) : null,
     prop('Priority', plain(priorityText(t.priority), 'field-priority')),
     prop('Timeout', plain(t.timeout_ms ? duration(t.timeout_ms) : 'none', 'field-timeout')),
     prop('Failures', h('span', { class: t.failures ? 'count-failed' : '', text: String(t.failures ?? 0), testid: 'field-failures' }), h('span', { class: 'sub', text: 'consecutive' })),
