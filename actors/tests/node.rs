@@ -438,3 +438,92 @@ async fn paused_types_and_clusters_hold_their_work_until_resumed() {
     .unwrap();
     support::remove_sqlite(&db);
 }
+
+/// Tasks a node claimed ahead (its runner busy, its runs short) and has not started
+/// are given back when their type is paused: pending again, no failure counted, and
+/// they run once it is resumed.
+#[actix_rt::test]
+async fn a_pause_gives_back_the_tasks_a_node_claimed_ahead() {
+    let db = std::env::temp_dir().join(format!("warren-node-ahead-{}.db", std::process::id()));
+    let (node, store) = start(&db).await;
+    let schedule = |task_type: &'static str| {
+        let node = node.clone();
+        async move {
+            node.send(ScheduleTask::managed(task_type.parse().unwrap(), json!({})))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let finished = |id| {
+        let store = store.clone();
+        async move {
+            store
+                .wait(id, Duration::from_secs(60), WaitFor::Finished)
+                .await
+                .unwrap()
+                .state
+        }
+    };
+    // Short runs first (enough to outweigh the first one's instantiation in the moving
+    // average), so the cluster claims ahead of its (one) runner.
+    for _ in 0..15 {
+        let id = schedule("slow:count").await;
+        assert_eq!(finished(id).await, TaskState::Completed);
+    }
+    // The runner is busy with an endless task; three more tasks are claimed ahead.
+    let looping = schedule("slow:loop").await;
+    let status = || async { node.send(Status).await.unwrap().unwrap() };
+    eventually("the endless task to run", || async {
+        status()
+            .await
+            .queue
+            .runners
+            .iter()
+            .any(|r| r.task_id == Some(looping))
+    })
+    .await;
+    let mut ahead = Vec::new();
+    for _ in 0..3 {
+        ahead.push(schedule("slow:count").await);
+    }
+    eventually("the node to claim them ahead", || async {
+        let mut all = true;
+        for id in &ahead {
+            all &= store.describe(*id).await.unwrap().state == TaskState::Running;
+        }
+        all
+    })
+    .await;
+
+    let count = PauseTarget::TaskType("slow:count".into());
+    assert!(store.pause(&count).await.unwrap());
+    eventually("the node to give them back", || async {
+        let mut all = true;
+        for id in &ahead {
+            let t = store.describe(*id).await.unwrap();
+            all &= t.state == TaskState::Pending && t.lease_owner.is_none();
+        }
+        all
+    })
+    .await;
+    for id in &ahead {
+        let t = store.describe(*id).await.unwrap();
+        assert_eq!((t.failures, t.started_at), (0, None), "task {id}");
+    }
+    // The runner frees up; the paused tasks still wait, and run once resumed.
+    assert_eq!(
+        node.send(CancelTask(looping)).await.unwrap().unwrap(),
+        TaskState::Running
+    );
+    assert!(store.resume(&count).await.unwrap());
+    for id in ahead {
+        assert_eq!(finished(id).await, TaskState::Completed);
+    }
+    node.send(Shutdown {
+        grace: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    support::remove_sqlite(&db);
+}
