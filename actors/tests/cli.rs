@@ -728,6 +728,22 @@ fn clusters_and_types_list_pause_and_resume() {
         shown["held_by"],
         serde_json::json!({"kind": "cluster", "name": "default"})
     );
+    // With --json the answer carries the warnings, and standard error stays quiet.
+    let o = run(&["schedule", "demo:ping", "{}", "--json"]);
+    let answer = json_out(&o);
+    assert_eq!(answer["created"], true);
+    assert!(answer["id"].is_i64(), "{answer}");
+    assert!(
+        answer["warnings"]
+            .to_string()
+            .contains("cluster 'default' is paused"),
+        "{answer}"
+    );
+    assert_eq!(stderr(&o), "");
+    // `wait` takes --json like every command (it prints JSON anyway): here it gives up
+    // at once on the waiting task, exit 1, not a usage error.
+    let o = run(&["wait", &id, "--json", "--timeout", "0"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     for (args, said) in [
         (
             ["clusters", "resume", "default"],
@@ -1220,7 +1236,6 @@ fn schedule_batch_checks_every_line_then_schedules_them_all() {
         vec!["schedule", "--batch", "-", "demo:ping"],
         vec!["schedule", "--batch", "-", "--priority", "5"],
         vec!["schedule", "--batch", "-", "--wait", "5"],
-        vec!["schedule", "--json", "demo:ping"],
         vec!["schedule"],
     ] {
         let mut all = args.clone();

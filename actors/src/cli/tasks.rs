@@ -79,9 +79,9 @@ pub struct ScheduleArgs {
         ]
     )]
     pub batch: Option<String>,
-    /// With --batch: print the ids as one JSON array.
-    // Checked by `schedule`, not clap's `requires`: clap lets a required argument be
-    // missing when it conflicts with one given (`--batch` with TYPE).
+    /// Print JSON: `{"id", "created", "warnings"}` (warnings then go there, not to
+    /// standard error), then with --wait the outcome on a line of its own; with
+    /// --batch, the ids as one array.
     #[arg(long)]
     pub json: bool,
 }
@@ -94,6 +94,9 @@ pub struct WaitArgs {
     /// Seconds to wait (at most one year).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = durations::seconds)]
     pub timeout: u64,
+    /// Print JSON (what `wait` always prints: accepted like every command's --json).
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn json_arg(what: &str, text: &str) -> Result<serde_json::Value, Failure> {
@@ -130,9 +133,6 @@ fn unique_flag(part: UniquePart) -> &'static str {
 pub async fn schedule(database: &str, args: ScheduleArgs) -> Result<(), Failure> {
     if let Some(source) = &args.batch {
         return batch::schedule(database, source, args.allow_unknown_type, args.json).await;
-    }
-    if args.json {
-        return Err(Failure::Invalid("--json goes with --batch".to_string()));
     }
     let Some(task_type) = &args.task_type else {
         return Err(Failure::Invalid(
@@ -196,8 +196,10 @@ pub async fn schedule(database: &str, args: ScheduleArgs) -> Result<(), Failure>
         }
         Err(BatchError::Store(e)) => return Err(e.into()),
     };
-    for warning in &checked.warnings {
-        eprintln!("warren: warning: {warning}");
+    if !args.json {
+        for warning in &checked.warnings {
+            eprintln!("warren: warning: {warning}");
+        }
     }
     let Some(task) = checked.tasks.into_iter().next() else {
         return Err(Failure::Error("the checked task went missing".into()));
@@ -210,8 +212,14 @@ pub async fn schedule(database: &str, args: ScheduleArgs) -> Result<(), Failure>
     let Some(&Scheduled { id, created }) = scheduled.first() else {
         return Err(Failure::Error("the store returned no id".into()));
     };
-    println!("{id}");
-    if !created {
+    if args.json {
+        let answer =
+            serde_json::json!({"id": id, "created": created, "warnings": checked.warnings});
+        println!("{}", terminal::compact_json(&answer).unwrap_or_default());
+    } else {
+        println!("{id}");
+    }
+    if !created && !args.json {
         eprintln!(
             "warren: task {id} already has unique key '{}': nothing new was scheduled",
             key.unwrap_or_default()
