@@ -153,8 +153,14 @@ impl QueueActor {
         for (slot, claimed) in managed {
             self.start_managed(c, slot, claimed, ctx);
         }
+        // A cluster paused as this queue last read saves its claims (which would find
+        // nothing): a resume wakes every cluster, and the pauses are read again then.
+        let paused = self
+            .pauses
+            .as_ref()
+            .is_some_and(|p| p.clusters.contains(&self.clusters[c].name));
         let want = self.clusters[c].claim_count(idle.len());
-        if want > 0 {
+        if want > 0 && !paused {
             self.claim(c, idle, want, ctx);
         }
     }
@@ -454,6 +460,10 @@ impl QueueActor {
                     return;
                 }
                 act.timer = None;
+                if act.pauses.is_none() {
+                    // The first read failed: the queue starts nothing until one works.
+                    act.read_pauses(ctx);
+                }
                 act.expect_work(None);
                 act.dispatch(ctx);
                 act.arm_timer(ctx);

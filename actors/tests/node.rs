@@ -467,7 +467,7 @@ async fn a_pause_gives_back_the_tasks_a_node_claimed_ahead() {
     };
     // Short runs first (enough to outweigh the first one's instantiation in the moving
     // average), so the cluster claims ahead of its (one) runner.
-    for _ in 0..15 {
+    for _ in 0..40 {
         let id = schedule("slow:count").await;
         assert_eq!(finished(id).await, TaskState::Completed);
     }

@@ -227,9 +227,23 @@ async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<V
                     list.into_iter().map(|(_, name)| name).collect()
                 };
                 let (paused_clusters, paused_types) = (names(paused_clusters), names(paused_types));
-                let outside = due
-                    .filter(diesel::dsl::not(t::cluster.eq_any(&paused_clusters)))
-                    .filter(diesel::dsl::not(t::task_type.eq_any(&paused_types)));
+                // A paused cluster's queue is not read at all.
+                let open: Vec<String> = clusters
+                    .iter()
+                    .filter(|c| !paused_clusters.contains(c))
+                    .cloned()
+                    .collect();
+                if open.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let outside = t::warren_tasks
+                    .select(t::id)
+                    .filter(t::state.eq(TaskState::Pending))
+                    .filter(t::next_attempt.le(now))
+                    .filter(t::cluster.eq_any(&open))
+                    .filter(diesel::dsl::not(t::task_type.eq_any(&paused_types)))
+                    .order((t::priority, t::next_attempt, t::id))
+                    .limit(limit);
                 Sync::load(outside, inner)?
             };
             let take = diesel::update(t::warren_tasks.filter(t::id.eq_any(&ids)))

@@ -40,7 +40,7 @@ impl TaskTypeCheck {
     }
 
     /// What the person creating the task should know (empty when all is well): no live
-    /// node serves its cluster, so it waits until one starts.
+    /// node serves its cluster, or its cluster or type is paused, so it waits.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if !self.served {
