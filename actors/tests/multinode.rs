@@ -19,22 +19,27 @@ use warren::task::TaskState;
 const TASKS: usize = 2000;
 
 fn module_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("warren-multinode-{}", std::process::id()));
-    let module = dir.join("multi");
+    modules_with_slow_insert(
+        "multi",
+        r#"<module name="multi"><servicemanager>
+             <taskcluster tag="default" workers="2"/>
+             <managedtask type="insert" code="tasks/slow_insert.js"/>
+           </servicemanager></module>"#,
+    )
+}
+
+/// A modules folder of its own holding module `name`, with `tests/guests/slow_insert.js`
+/// as `tasks/slow_insert.js` and `definition` as its module definition.
+fn modules_with_slow_insert(name: &str, definition: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("warren-multinode-{name}-{}", std::process::id()));
+    let module = dir.join(name);
     std::fs::create_dir_all(module.join("tasks")).unwrap();
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/slow_insert.js"),
         module.join("tasks/slow_insert.js"),
     )
     .unwrap();
-    std::fs::write(
-        module.join("moduledefinition.xml"),
-        r#"<module name="multi"><servicemanager>
-             <taskcluster tag="default" workers="2"/>
-             <managedtask type="insert" code="tasks/slow_insert.js"/>
-           </servicemanager></module>"#,
-    )
-    .unwrap();
+    std::fs::write(module.join("moduledefinition.xml"), definition).unwrap();
     dir
 }
 
@@ -224,16 +229,8 @@ async fn three_nodes_share_the_queue_and_survive_a_killed_node() {
 /// A modules folder for the pause test: `pause:insert` in cluster `default` and
 /// `pause:marker` in cluster `other`, both inserting one row per task.
 fn pause_module_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("warren-multinode-pause-{}", std::process::id()));
-    let module = dir.join("pause");
-    std::fs::create_dir_all(module.join("tasks")).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/slow_insert.js"),
-        module.join("tasks/slow_insert.js"),
-    )
-    .unwrap();
-    std::fs::write(
-        module.join("moduledefinition.xml"),
+    modules_with_slow_insert(
+        "pause",
         r#"<module name="pause"><servicemanager>
              <taskcluster tag="default" workers="2"/>
              <taskcluster tag="other" workers="1"/>
@@ -241,8 +238,6 @@ fn pause_module_dir() -> PathBuf {
              <managedtask type="marker" code="tasks/slow_insert.js" cluster="other"/>
            </servicemanager></module>"#,
     )
-    .unwrap();
-    dir
 }
 
 /// Three nodes, paused from the command line as an operator would: while the cluster

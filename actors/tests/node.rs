@@ -63,6 +63,15 @@ where
     support::eventually(what, Duration::from_secs(60), check).await
 }
 
+/// Waits (bounded) until one of `node`'s runners runs managed task `id`.
+async fn running_on_a_runner(node: &actix::Addr<Supervisor>, id: warren::task::TaskId) {
+    eventually("the task to run on a runner", || async {
+        let status = node.send(Status).await.unwrap().unwrap();
+        status.queue.runners.iter().any(|r| r.task_id == Some(id))
+    })
+    .await;
+}
+
 /// Schedules `demo:ping` with `{"ping": n}` on `node` and waits for its outcome.
 async fn ping(node: &actix::Addr<Supervisor>, store: &Store, n: i64) -> TaskOutcome {
     let id = node
@@ -147,15 +156,7 @@ async fn a_node_runs_managed_ephemeral_and_scheduled_tasks() {
         .await
         .unwrap()
         .unwrap();
-    eventually("the endless managed task to run", || async {
-        status()
-            .await
-            .queue
-            .runners
-            .iter()
-            .any(|r| r.task_id == Some(looping))
-    })
-    .await;
+    running_on_a_runner(&node, looping).await;
     assert_eq!(
         node.send(CancelTask(looping)).await.unwrap().unwrap(),
         TaskState::Running
@@ -473,16 +474,7 @@ async fn a_pause_gives_back_the_tasks_a_node_claimed_ahead() {
     }
     // The runner is busy with an endless task; three more tasks are claimed ahead.
     let looping = schedule("slow:loop").await;
-    let status = || async { node.send(Status).await.unwrap().unwrap() };
-    eventually("the endless task to run", || async {
-        status()
-            .await
-            .queue
-            .runners
-            .iter()
-            .any(|r| r.task_id == Some(looping))
-    })
-    .await;
+    running_on_a_runner(&node, looping).await;
     let mut ahead = Vec::new();
     for _ in 0..3 {
         ahead.push(schedule("slow:count").await);
