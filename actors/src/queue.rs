@@ -4,12 +4,12 @@
 //!
 //! It sleeps until a wake-up (a notification of new work, a finished run, recovered
 //! leases, the earliest next attempt) with a safety poll once a second; it never
-//! busy-polls. It keeps the pauses (`warren::store::Pauses`; it starts nothing until it
-//! has read them once), read again whenever
-//! every cluster is woken (which pausing and resuming do) and every
-//! [`PAUSES_REFRESH`]: the claim itself skips paused work, and the queue uses its copy
-//! to refuse ephemeral tasks of a paused cluster or type and to give back tasks it
-//! claimed ahead before the pause. New work reaches it from every process that writes the database:
+//! busy-polls. It keeps a copy of the pauses (`warren::store::Pauses`), and starts
+//! nothing until it has read them once; it reads them again whenever every cluster is
+//! woken (which pausing and resuming do) and every [`PAUSES_REFRESH`]. The claim itself
+//! skips paused work; the copy lets the queue refuse ephemeral tasks of a paused
+//! cluster or type, leave a paused cluster unclaimed, and give back tasks it claimed
+//! ahead before the pause. New work reaches it from every process that writes the database:
 //! `NOTIFY` on PostgreSQL, the file's wake-up socket on SQLite (see
 //! `warren::store::signals`); the safety poll covers a wake-up that was lost, or a
 //! SQLite file whose socket could not be bound.

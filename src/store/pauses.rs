@@ -219,6 +219,18 @@ impl Store {
         Ok(Pauses::from_list(&self.pauses().await?).holding(cluster, task_type))
     }
 
+    /// The pause a task waits for: a pending task's [`Store::pause_holding`], else `None`
+    /// (a task in any other state waits for no pause).
+    pub async fn pause_holding_task(&self, task: &super::Task) -> StoreResult<Option<PauseTarget>> {
+        match task.state {
+            crate::task::TaskState::Pending => {
+                self.pause_holding(&task.cluster, task.task_type.as_str())
+                    .await
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Every pause, clusters first, by name.
     pub async fn pauses(&self) -> StoreResult<Vec<Pause>> {
         let mut pooled = self.conn().await?;

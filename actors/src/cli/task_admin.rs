@@ -202,14 +202,7 @@ pub(super) fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> 
 async fn show(database: &str, id: TaskId, json: bool) -> Result<(), Failure> {
     let store = Store::open(database).await?;
     let task = store.describe(id).await.map_err(store_failure)?;
-    let held_by = match task.state {
-        TaskState::Pending => {
-            store
-                .pause_holding(&task.cluster, task.task_type.as_str())
-                .await?
-        }
-        _ => None,
-    };
+    let held_by = store.pause_holding_task(&task).await?;
     if json {
         let mut shown = serde_json::to_value(&task).map_err(|e| Failure::Error(e.to_string()))?;
         shown["held_by"] =

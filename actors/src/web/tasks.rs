@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use warren::store::{Scheduled, StateFilter, Task, TaskFilter, TaskTypeCheck};
-use warren::task::{TaskState, TaskType};
+use warren::task::TaskType;
 
 /// Largest page of a listing.
 const MAX_LIMIT: i64 = 1000;
@@ -93,15 +93,7 @@ pub async fn show(
 ) -> Result<HttpResponse, ApiError> {
     let id = input::task_id("id", &id)?;
     let task = state.store.describe(id).await?;
-    let held_by = match task.state {
-        TaskState::Pending => {
-            state
-                .store
-                .pause_holding(&task.cluster, task.task_type.as_str())
-                .await?
-        }
-        _ => None,
-    };
+    let held_by = state.store.pause_holding_task(&task).await?;
     let mut shown = serde_json::to_value(&task).map_err(|e| ApiError::internal(e.to_string()))?;
     shown["held_by"] =
         serde_json::to_value(held_by).map_err(|e| ApiError::internal(e.to_string()))?;
