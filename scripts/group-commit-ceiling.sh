@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# What group commit of runs that write could gain, measured on the database alone
+# (issue 13): pgbench plays the part of the runners, so nothing of Warren's client side
+# counts. Each "task" inserts one row into a table of its own and then changes its task
+# row the way a completion does (state, finish time, result, lease; not a HOT update),
+# on Warren's real schema (the migrations are applied to a fresh database).
+#
+#   scripts/group-commit-ceiling.sh [SECONDS]      (default 10 s per figure)
+#
+# Three ways to commit, each at several numbers of tasks in flight:
+#   solo        one transaction per task, as runs commit today: BEGIN and the insert in
+#               one round trip, the completion and COMMIT in the next;
+#   serialized  groups of GROUP tasks sharing one transaction, each task's work in a
+#               savepoint of its own, one task after another on the group's connection
+#               (what a group needs so that a failing member is undone alone);
+#   pipelined   groups of GROUP tasks sharing one transaction with no savepoints, all
+#               their inserts in one round trip and all completions with COMMIT in the
+#               next (the most a group could gain; a failing member would fail them all).
+# "in flight" is the number of tasks in progress at once: the number of connections for
+# solo, GROUP times that for the groups. A node with 16 runners has at most 16 in flight.
+#
+# Environment: PGHOST (127.0.0.1), PGPORT (5432), PGUSER (postgres), GROUP (8),
+# IN_FLIGHT ("16 32 64"), DB (warren_group_commit_ceiling; dropped and made afresh).
+set -euo pipefail
+seconds=${1:-10}
+export PGOPTIONS="-c client_min_messages=warning" PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+group=${GROUP:-8}
+in_flight=${IN_FLIGHT:-16 32 64}
+db=${DB:-warren_group_commit_ceiling}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+tasks=200000
+
+psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+for up in "$repo"/migrations/postgres/*/up.sql; do
+  psql -qX -v ON_ERROR_STOP=1 -d "$db" -f "$up" >/dev/null
+done
+psql -qX -v ON_ERROR_STOP=1 -d "$db" <<SQL
+INSERT INTO warren_tasks (task_type, state, data, created_at, next_attempt,
+                          lease_owner, lease_until, lease_token)
+SELECT 'bench:write', 'running', '{}', 0, 0, 'node', 1, g FROM generate_series(1, $tasks) g;
+CREATE TABLE effects (id BIGSERIAL PRIMARY KEY, task BIGINT NOT NULL);
+VACUUM ANALYZE;
+SQL
+
+# A completion's write: the task leaves 'running' (or, the next time it is drawn, comes
+# back to it), so every update changes indexed columns as a real completion does.
+complete() {
+  echo "UPDATE warren_tasks SET state = CASE state WHEN 'running' THEN 'completed' ELSE 'running' END, \
+finished_at = :id$1, result = '{}', lease_owner = NULL, \
+lease_until = CASE WHEN lease_until IS NULL THEN 1 ELSE NULL END, iterations = iterations + 1 \
+WHERE id = :id$1;"
+}
+{
+  echo "\\set id random(1, $tasks)"
+  echo "\\startpipeline"
+  echo "BEGIN;"
+  echo "SET LOCAL warren.run = '1';"
+  echo "INSERT INTO effects (task) VALUES (:id);"
+  echo "\\endpipeline"
+  echo "\\startpipeline"
+  complete ""
+  echo "COMMIT;"
+  echo "\\endpipeline"
+} >"$work/solo.sql"
+{
+  echo "BEGIN;"
+  echo "SET LOCAL warren.run = '1';"
+  for m in $(seq 1 "$group"); do
+    echo "\\set id$m random(1, $tasks)"
+    echo "\\startpipeline"
+    echo "SAVEPOINT member;"
+    echo "INSERT INTO effects (task) VALUES (:id$m);"
+    echo "\\endpipeline"
+    echo "\\startpipeline"
+    complete "$m"
+    echo "RELEASE SAVEPOINT member;"
+    echo "\\endpipeline"
+  done
+  echo "COMMIT;"
+} >"$work/serialized.sql"
+{
+  for m in $(seq 1 "$group"); do echo "\\set id$m random(1, $tasks)"; done
+  echo "\\startpipeline"
+  echo "BEGIN;"
+  echo "SET LOCAL warren.run = '1';"
+  for m in $(seq 1 "$group"); do echo "INSERT INTO effects (task) VALUES (:id$m);"; done
+  echo "\\endpipeline"
+  echo "\\startpipeline"
+  for m in $(seq 1 "$group"); do complete "$m"; done
+  echo "COMMIT;"
+  echo "\\endpipeline"
+} >"$work/pipelined.sql"
+
+# Tasks per second of one script with `clients` connections, each transaction being
+# `per` tasks.
+rate() {
+  local script=$1 clients=$2 per=$3 tps
+  tps=$(pgbench -n -M prepared -c "$clients" -j 2 -T "$seconds" -f "$work/$script.sql" "$db" 2>/dev/null |
+    awk '/^tps/ {print $3}')
+  awk -v t="$tps" -v p="$per" 'BEGIN {printf "%.0f", t * p}'
+}
+
+printf '%-9s | %-8s | %-22s | %-22s\n' "in flight" solo "serialized groups of $group" "pipelined groups of $group"
+for n in $in_flight; do
+  groups=$(( n / group ))
+  [ "$groups" -lt 1 ] && groups=1
+  solo=$(rate solo "$n" 1)
+  serialized=$(rate serialized "$groups" "$group")
+  pipelined=$(rate pipelined "$groups" "$group")
+  printf '%-9s | %-8s | %-22s | %-22s\n' "$n" "$solo" "$serialized ($(awk -v a="$serialized" -v b="$solo" 'BEGIN {printf "%.2f", a / b}')x)" \
+    "$pipelined ($(awk -v a="$pipelined" -v b="$solo" 'BEGIN {printf "%.2f", a / b}')x)"
+done
+psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db"
