@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use warren::clock::SystemClock;
 use warren::store::{
     AnyConn, NewTask, PauseTarget, ResolveOutcome, ScheduleOptions, Store, StoreConfig,
+    TypeRegistration,
 };
 use warren::task::{Priority, Resolution, RetryPolicy, TaskType};
 
@@ -491,7 +492,7 @@ async fn claim_past_paused(
 ) -> BenchResult<Duration> {
     let held: TaskType = "bench:paused".parse().expect("valid task type");
     store
-        .register_task_types(&[(held.to_string(), "default".to_string())])
+        .register_task_types(&[TypeRegistration::new(held.to_string(), "default")])
         .await?;
     let target = PauseTarget::TaskType(held.to_string());
     store.pause(&target).await?;

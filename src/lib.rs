@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod clock;
 pub mod cron;
 pub mod executor;
+pub mod flow;
 pub mod moduledef;
 pub mod retry;
 pub mod store;

@@ -23,8 +23,8 @@
 //!
 //! | element | attributes (default) |
 //! |---|---|
-//! | `<managedtask>` | `type` (required; full name `module:type`), code, `cluster` (`default`), `priority` (name or integer; `normal`), `timeout` (ms, 0 = none; 0), `maxtransaction` (ms the run's database transaction may stay open, from its first database call, 0 = no limit; 10 min), `failreschedule` (ms, 1 to one day; 15 min), `maxfailures` (-1 = retry forever; -1), `backoff` (`exponential`, `linear` or `constant`; exponential: the reference rule, doubling six times, then one day), `backoffmax` (ms, at least `failreschedule`, up to a year; none), `backoffjitter` (a fraction from 0.0 to 1.0; 0), `memorylimit` (MiB of guest memory, 1 to 4096; 256), `description` |
-//! | `<ephemeraltask>` | as `<managedtask>` without the retry attributes (`failreschedule`, `maxfailures`, `backoff`, `backoffmax`, `backoffjitter`): ephemeral tasks are never retried |
+//! | `<managedtask>` | `type` (required; full name `module:type`), code, `cluster` (`default`), `priority` (name or integer; `normal`), `timeout` (ms, 0 = none; 0), `maxtransaction` (ms the run's database transaction may stay open, from its first database call, 0 = no limit; 10 min), `failreschedule` (ms, 1 to one day; 15 min), `maxfailures` (-1 = retry forever; -1), `backoff` (`exponential`, `linear` or `constant`; exponential: the reference rule, doubling six times, then one day), `backoffmax` (ms, at least `failreschedule`, up to a year; none), `backoffjitter` (a fraction from 0.0 to 1.0; 0), `concurrency` (most tasks of the type running at once across all nodes, 1 to 100000; none), `concurrencykey` (a top-level data field: the limit holds per value of it; needs `concurrency`), `memorylimit` (MiB of guest memory, 1 to 4096; 256), `description` |
+//! | `<ephemeraltask>` | as `<managedtask>` without the retry attributes (`failreschedule`, `maxfailures`, `backoff`, `backoffmax`, `backoffjitter`): ephemeral tasks are never retried; and without `concurrency`, `concurrencykey`: they are not queued |
 //! | `<taskcluster>` | `tag` (required), `workers` (1 to [`MAX_CLUSTER_WORKERS`]; 1) |
 //! | `<task>` | `tag` (required; full tag `module:tag`), code, `runat` (5-field cron mask; none = runs only when triggered by hand), `runtz` (`UTC`, an IANA zone or `maintenance`; UTC), `runatstartup` (`true`/`false`/`1`/`0`; false), `timeout` (minutes, 0 = none; 60), `maxtransaction` (as for `<managedtask>`), `description`, and `<arg>` children (their text, exactly as written, entities decoded) |
 //!
@@ -52,6 +52,7 @@
 //! of a module are collected, and a module with any error loads nothing.
 
 use crate::cron::{CronMask, ZoneSpec};
+use crate::flow::ConcurrencyLimit;
 use crate::retry::{Backoff, RetryPolicy, RETRY_CAP_MS};
 use crate::task::{
     is_valid_name_part, Priority, TaskType, DEFAULT_FAIL_RESCHEDULE_MS, DEFAULT_MAX_FAILURES,
@@ -173,6 +174,9 @@ pub struct TaskTypeDef {
     pub retry: RetryPolicy,
     /// Linear-memory cap of the task's WebAssembly instance, in MiB (`memorylimit`).
     pub memory_limit_mb: u32,
+    /// How many of its tasks may run at once across all nodes (`concurrency`,
+    /// `concurrencykey`); `None`: no limit but the clusters' workers.
+    pub concurrency: Option<ConcurrencyLimit>,
     /// Free text for dashboards.
     pub description: Option<String>,
     /// The declaring element.
@@ -476,6 +480,8 @@ const MANAGED_ATTRS: &[&str] = &[
     "backoff",
     "backoffmax",
     "backoffjitter",
+    "concurrency",
+    "concurrencykey",
     "description",
     "ifenvironset",
     "unlessenvironset",
@@ -1104,6 +1110,47 @@ impl<'a, 'input> Parser<'a, 'input> {
         }
     }
 
+    /// `concurrency` and `concurrencykey` of a `<managedtask>`: a key needs a limit.
+    fn concurrency(&mut self, node: Node) -> Option<ConcurrencyLimit> {
+        let key = attribute(node, "concurrencykey").and_then(|attr| {
+            match crate::flow::check_key_field(attr.value()) {
+                Ok(()) => Some((attr.value().to_string(), attr)),
+                Err(e) => {
+                    self.value_error(
+                        &attr,
+                        format!("invalid concurrencykey '{}': {e}", attr.value()),
+                    );
+                    None
+                }
+            }
+        });
+        let limit = attribute(node, "concurrency").map(|_| {
+            self.integer(
+                node,
+                "concurrency",
+                1,
+                1,
+                crate::flow::MAX_CONCURRENCY,
+                "a whole number of running tasks from 1 to 100000",
+            )
+        });
+        match (limit, key) {
+            (Some(limit), key) => Some(ConcurrencyLimit {
+                limit,
+                key: key.map(|(k, _)| k),
+            }),
+            (None, Some((_, attr))) => {
+                self.value_error(
+                    &attr,
+                    "concurrencykey needs concurrency: say how many tasks may run at once per key"
+                        .to_string(),
+                );
+                None
+            }
+            (None, None) => None,
+        }
+    }
+
     /// `maxtransaction`: milliseconds, 0 = no limit; ten minutes when absent.
     fn max_transaction(&mut self, node: Node) -> u64 {
         self.integer(
@@ -1169,6 +1216,7 @@ impl<'a, 'input> Parser<'a, 'input> {
             TaskKind::Managed => self.retry_policy(node),
             TaskKind::Ephemeral => RetryPolicy::reference(0, 0),
         };
+        let concurrency = self.concurrency(node);
         let description = attribute(node, "description").map(|a| a.value().to_string());
         let def = match (task_type, code, self.errors.len() == errors_before) {
             (Some(task_type), Some(code), true) => Some(TaskTypeDef {
@@ -1184,6 +1232,7 @@ impl<'a, 'input> Parser<'a, 'input> {
                 max_transaction_ms,
                 retry,
                 memory_limit_mb,
+                concurrency,
                 description,
                 location: self.location(node.range().start),
             }),

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use warren::cron::{CronMask, ZoneSpec};
+use warren::flow::ConcurrencyLimit;
 use warren::moduledef::{
     load_module, load_modules_dir, parse_module, DefinitionError, LoadOptions, Location,
     ModuleDefinition, TaskKind, DEFAULT_CLUSTER,
@@ -110,7 +111,7 @@ fn full_valid_module_loads_every_element_and_attribute() {
         }
     );
 
-    assert_eq!(m.managed.len(), 3);
+    assert_eq!(m.managed.len(), 4);
     let ping = &m.managed[0];
     assert_eq!(ping.task_type, "alpha:ping".parse::<TaskType>().unwrap());
     assert_eq!(ping.kind, TaskKind::Managed);
@@ -142,9 +143,27 @@ fn full_valid_module_loads_every_element_and_attribute() {
         }
     );
     assert_eq!(sendmail.description, None);
+    assert_eq!(
+        sendmail.concurrency,
+        Some(ConcurrencyLimit {
+            limit: 2,
+            key: Some("domain".into())
+        })
+    );
+    assert_eq!(ping.concurrency, None);
+
+    // A limit for the whole type.
+    let export = &m.managed[2];
+    assert_eq!(
+        export.concurrency,
+        Some(ConcurrencyLimit {
+            limit: 1,
+            key: None
+        })
+    );
 
     // `script` alias with `.` and `..` inside the folder, priority by number.
-    let reindex = &m.managed[2];
+    let reindex = &m.managed[3];
     assert_eq!(reindex.code, dir.join("tasks/reindex.js"));
     assert_eq!(reindex.cluster, "heavy");
     assert_eq!(reindex.priority, Priority(-150));
@@ -584,6 +603,28 @@ fn retry_attributes_are_checked() {
             "m/moduledefinition.xml:6:78: invalid backoffjitter 'x': expected a fraction from 0.0 to 1.0 (0.25 moves each delay by up to 25% either way)",
             "m/moduledefinition.xml:7:64: invalid failreschedule 'soon': expected a whole number of milliseconds from 1 to 86400000 (one day)",
             "m/moduledefinition.xml:8:50: attribute 'backoff' is not allowed on <ephemeraltask>: ephemeral tasks are never retried",
+        ]
+    );
+}
+
+#[test]
+fn concurrency_attributes_are_checked() {
+    assert_eq!(
+        errors(r#"<module name="m">
+  <servicemanager>
+    <managedtask type="a" code="tasks/ping.js" concurrency="0"/>
+    <managedtask type="b" code="tasks/ping.js" concurrency="two" concurrencykey="tenant"/>
+    <managedtask type="c" code="tasks/ping.js" concurrencykey="tenant"/>
+    <managedtask type="d" code="tasks/ping.js" concurrency="3" concurrencykey="a.b"/>
+    <ephemeraltask type="e" code="tasks/ping.js" concurrency="1"/>
+  </servicemanager>
+</module>"#),
+        [
+            "m/moduledefinition.xml:3:61: invalid concurrency '0': expected a whole number of running tasks from 1 to 100000",
+            "m/moduledefinition.xml:4:61: invalid concurrency 'two': expected a whole number of running tasks from 1 to 100000",
+            "m/moduledefinition.xml:5:64: concurrencykey needs concurrency: say how many tasks may run at once per key",
+            "m/moduledefinition.xml:6:80: invalid concurrencykey 'a.b': '.' is not allowed: a key field is a top-level data field named with ASCII letters, digits, '_' and '-'",
+            "m/moduledefinition.xml:7:50: unknown attribute 'concurrency' on <ephemeraltask> (allowed: type, code, objectname, script, cluster, priority, timeout, maxtransaction, memorylimit, description, ifenvironset, unlessenvironset)",
         ]
     );
 }

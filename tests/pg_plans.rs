@@ -15,7 +15,7 @@ use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 use support::{exec, Backend, TestDb};
-use warren::store::{AnyConn, NewTask, PauseTarget};
+use warren::store::{AnyConn, NewTask, PauseTarget, TypeRegistration};
 
 #[derive(QueryableByName)]
 struct Prepared {
@@ -41,7 +41,7 @@ async fn claims_settle_on_one_generic_plan_that_walks_the_due_index() {
         return;
     };
     let s = &db.store;
-    s.register_task_types(&[("demo:held".into(), "default".into())])
+    s.register_task_types(&[TypeRegistration::new("demo:held", "default")])
         .await
         .unwrap();
     let tasks: Vec<NewTask> = (0..2000)
@@ -112,6 +112,106 @@ async fn claims_settle_on_one_generic_plan_that_walks_the_due_index() {
     assert!(
         !text.contains("Sort Key: warren_tasks"),
         "the claim sorts the queue:\n{text}"
+    );
+    diesel::sql_query("RESET plan_cache_mode")
+        .execute(c)
+        .await
+        .unwrap();
+}
+
+/// The constrained claim (`src/store/flow.rs`) finds the waiting keys by one probe per
+/// key and counts each key's running tasks on their own index: however long a full
+/// key's backlog, no claim reads it.
+#[tokio::test]
+async fn the_constrained_claim_probes_each_key_and_never_reads_the_queue() {
+    let Some(db) = TestDb::with_config(Backend::Postgres, |c| c.max_connections = 1).await else {
+        return;
+    };
+    let s = &db.store;
+    s.register_task_types(&[TypeRegistration {
+        concurrency: Some(warren::flow::ConcurrencyLimit {
+            limit: 1,
+            key: Some("tenant".into()),
+        }),
+        ..TypeRegistration::new("demo:ping", "default")
+    }])
+    .await
+    .unwrap();
+    // Key 0 has a backlog of 2,000; the 19 others 100 each.
+    let tasks: Vec<NewTask> = (0..3900)
+        .map(|i| {
+            let tenant = if i < 2000 { 0 } else { 1 + i % 19 };
+            NewTask::new("demo:ping".parse().unwrap(), json!({ "tenant": tenant }))
+        })
+        .collect();
+    s.schedule_batch(&tasks).await.unwrap();
+    {
+        let mut conn = s.connection().await.unwrap();
+        exec(&mut conn.as_any(), "ANALYZE warren_tasks").await;
+    }
+    let clusters = vec!["default".to_string()];
+    // Twenty keys of one slot each: the first claim fills them all, the rest find every
+    // key full behind its backlog.
+    let first = s.claim("node-a", &clusters, 50, 30_000).await.unwrap();
+    assert_eq!(first.len(), 20);
+    for _ in 0..8 {
+        assert!(s
+            .claim("node-a", &clusters, 5, 30_000)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    let mut pooled = s.connection().await.unwrap();
+    let AnyConn::Postgres(c) = pooled.as_any() else {
+        unreachable!("a PostgreSQL store")
+    };
+    let prepared: Vec<Prepared> = diesel::sql_query(
+        "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements \
+         WHERE statement LIKE 'WITH RECURSIVE keys%' AND statement LIKE '%LIMIT 5))%'",
+    )
+    .load(c)
+    .await
+    .unwrap();
+    assert_eq!(
+        prepared.len(),
+        1,
+        "one constrained claim statement per limit"
+    );
+    diesel::sql_query("SET plan_cache_mode = force_generic_plan")
+        .execute(c)
+        .await
+        .unwrap();
+    // ($1 owner, $2 lease until, $3 now, $4 types, $5 limits, $6 clusters, $7 now).
+    let plan: Vec<PlanLine> = diesel::sql_query(format!(
+        "EXPLAIN EXECUTE {}('node-b', {}, {}, ARRAY['demo:ping'], ARRAY[1], ARRAY['default'], {})",
+        prepared[0].name,
+        i64::MAX,
+        i64::MAX - 1,
+        i64::MAX - 1
+    ))
+    .load(c)
+    .await
+    .unwrap();
+    let text = plan
+        .into_iter()
+        .map(|l| l.line)
+        .collect::<Vec<_>>()
+        .join("\n");
+    for index in ["warren_tasks_flow_due", "warren_tasks_flow_running"] {
+        assert!(
+            text.contains(index),
+            "the claim does not use {index}:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("Seq Scan on warren_tasks"),
+        "the claim reads the whole table:\n{text}"
+    );
+    // A key with free slots is read in the index's order up to what is taken, not
+    // gathered whole and sorted (key 0's 2,000 would be read on every claim).
+    assert!(
+        !text.contains("Bitmap Heap Scan on warren_tasks"),
+        "the claim gathers a key's whole backlog:\n{text}"
     );
     diesel::sql_query("RESET plan_cache_mode")
         .execute(c)

@@ -16,7 +16,9 @@ use std::time::Duration;
 use warren::catalog::Catalog;
 use warren::clock::{SharedClock, SystemClock};
 use warren::moduledef::{load_modules_dir, DefinitionError, LoadOptions, ModuleDefinition};
-use warren::store::{Store, StoreConfig, DEFAULT_DATABASE_URL, DEFAULT_RETENTION_MS};
+use warren::store::{
+    Store, StoreConfig, TypeRegistration, DEFAULT_DATABASE_URL, DEFAULT_RETENTION_MS,
+};
 use warren::wasm::{idle_vms_per_runner, EngineConfig, VmLimits, WasmEngine};
 
 /// Scheduled tasks that may run at once on a node (as the reference allows).
@@ -254,9 +256,14 @@ impl WarrenBuilder {
             run_starts: self.run_starts.clone(),
         };
         // Tasks scheduled without a cluster, from anywhere, go to their type's cluster.
-        let clusters_of_types: Vec<(String, String)> = catalog
+        // With its concurrency rule, which every node's claim then enforces.
+        let clusters_of_types: Vec<TypeRegistration> = catalog
             .task_types()
-            .map(|t| (t.def.task_type.to_string(), t.def.cluster.clone()))
+            .map(|t| TypeRegistration {
+                task_type: t.def.task_type.to_string(),
+                cluster: t.def.cluster.clone(),
+                concurrency: t.def.concurrency.clone(),
+            })
             .collect();
         store.register_task_types(&clusters_of_types).await?;
         let pool = RunnerPool::new(env);

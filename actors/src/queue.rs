@@ -227,6 +227,9 @@ impl QueueActor {
         let (id, token) = (claimed.task.id, claimed.token);
         s.busy = Some(Busy::Managed(id, token));
         let task_type = claimed.task.task_type.clone();
+        // A task with a concurrency key frees a slot of its key when it ends: a claim
+        // that found the key full may find work now.
+        let keyed = claimed.task.concurrency_key.is_some();
         let started = Instant::now();
         ctx.spawn(s.runner.addr.send(RunManaged(claimed)).into_actor(self).map(
             move |result, act, ctx| {
@@ -254,6 +257,9 @@ impl QueueActor {
                         act.runner_crashed(c, slot, reason.clone());
                         act.fail_crashed(id, token, &task_type, reason, ctx);
                     }
+                }
+                if keyed {
+                    act.clusters[c].expect_work();
                 }
                 act.dispatch(ctx);
             },

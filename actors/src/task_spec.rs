@@ -384,6 +384,7 @@ pub async fn check_task_types(
 mod tests {
     use super::*;
     use serde_json::json;
+    use warren::store::TypeRegistration;
 
     fn field_of(value: Value) -> Option<&'static str> {
         TaskSpec::from_json(value).unwrap_err().field
@@ -509,7 +510,7 @@ mod tests {
             .await
             .unwrap();
         store
-            .register_task_types(&[("demo:ping".into(), "mail".into())])
+            .register_task_types(&[TypeRegistration::new("demo:ping", "mail")])
             .await
             .unwrap();
         let spec = |v: Value| TaskSpec::from_json(v).unwrap();

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
-use warren::store::{NewTask, ScheduleOptions, Store, WaitFor};
+use warren::store::{NewTask, ScheduleOptions, Store, TypeRegistration, WaitFor};
 use warren::task::{TaskId, TaskState};
 use warren_actors::web::{app, Dashboard, WebState};
 use warren_actors::{Shutdown, Supervisor, Warren};
@@ -885,7 +885,7 @@ async fn unknown_task_types_are_refused_unless_allowed_and_unserved_clusters_war
     // A type another node registered for a cluster no live node serves: the task goes
     // to that cluster, with a warning; once a live node serves it, none.
     n.store
-        .register_task_types(&[("other:mail".into(), "mail".into())])
+        .register_task_types(&[TypeRegistration::new("other:mail", "mail")])
         .await
         .unwrap();
     let (mail, warnings) = created(json!({"type": "other:mail"})).await;

@@ -130,6 +130,14 @@ fn modules_check_summarises_a_good_module() {
         ),
         "{out}"
     );
+    assert!(
+        out.contains("concurrency: at most 2 running per value of data.domain"),
+        "{out}"
+    );
+    assert!(
+        out.contains("concurrency: at most 1 running across all nodes"),
+        "{out}"
+    );
     assert!(out.contains("scheduled alpha:mondays"), "{out}");
     assert!(
         out.contains("runat '0 15 * * 1' Europe/Amsterdam, next 20"),
@@ -305,9 +313,9 @@ fn with_store<T>(url: &str, body: impl AsyncFnOnce(&warren::store::Store) -> T) 
 /// Registers task types in the default cluster, as a node whose modules declare them
 /// does when it starts.
 fn register_types(url: &str, types: &[&str]) {
-    let types: Vec<(String, String)> = types
+    let types: Vec<warren::store::TypeRegistration> = types
         .iter()
-        .map(|t| (t.to_string(), "default".to_string()))
+        .map(|t| warren::store::TypeRegistration::new(*t, "default"))
         .collect();
     with_store(url, async |store| {
         store.register_task_types(&types).await.unwrap()

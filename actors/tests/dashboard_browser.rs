@@ -220,6 +220,8 @@ fn modules_dir(root: &Path) -> PathBuf {
              <taskcluster tag="default" workers="2"/>
              <managedtask type="flaky" code="tasks/flaky.wat" maxfailures="0"/>
              <managedtask type="done" code="tasks/complete.wat"/>
+             <managedtask type="keyed" code="tasks/complete.wat"
+                          concurrency="1" concurrencykey="tenant"/>
              <task tag="tick" runat="0 4 * * *" code="tasks/complete.wat"/>
              <task tag="report" code="tasks/complete.wat"/>
            </servicemanager></module>"#,
@@ -430,6 +432,18 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         &db,
         &["dash:done", "{\"later\": true}", "--not-before", &later],
     );
+    // Keyed tasks waiting for later: the types table shows them under their keys.
+    for tenant in ["a", "a", "b"] {
+        schedule(
+            &db,
+            &[
+                "dash:keyed",
+                &format!("{{\"tenant\": \"{tenant}\"}}"),
+                "--not-before",
+                &later,
+            ],
+        );
+    }
     let flaky = schedule(
         &db,
         &[
@@ -469,6 +483,7 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         .env("WARREN_LONG_TRANSACTION", "1")
         .env("WARREN_UNIQUE_KEY", UNIQUE_KEY)
         .env("WARREN_PAUSE_TYPE", "dash:done")
+        .env("WARREN_KEYED_TYPE", "dash:keyed")
         .env("WARREN_LEAVE_PAUSED", "1")
         .env("WARREN_SCREENSHOTS", repo().join("target/screenshots"));
     let (status, output) = run_with_limit(node, Duration::from_secs(240));

@@ -31,12 +31,20 @@ fn module_dir() -> PathBuf {
 /// A modules folder of its own holding module `name`, with `tests/guests/slow_insert.js`
 /// as `tasks/slow_insert.js` and `definition` as its module definition.
 fn modules_with_slow_insert(name: &str, definition: &str) -> PathBuf {
+    modules_with_guest(name, "slow_insert.js", definition)
+}
+
+/// A modules folder of its own holding module `name`, with `tests/guests/GUEST` as
+/// `tasks/GUEST` and `definition` as its module definition.
+fn modules_with_guest(name: &str, guest: &str, definition: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("warren-multinode-{name}-{}", std::process::id()));
     let module = dir.join(name);
     std::fs::create_dir_all(module.join("tasks")).unwrap();
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/slow_insert.js"),
-        module.join("tasks/slow_insert.js"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/guests")
+            .join(guest),
+        module.join("tasks").join(guest),
     )
     .unwrap();
     std::fs::write(module.join("moduledefinition.xml"), definition).unwrap();
@@ -343,6 +351,135 @@ async fn three_nodes_hold_paused_work_until_it_is_resumed() {
 
     // Every held task ran exactly once.
     assert_eq!(effects(&store).await, (50, 50));
+    drop(nodes);
+    drop(store);
+    drop(fresh);
+    let _ = std::fs::remove_dir_all(modules);
+}
+
+/// Three nodes of three runners each run `flow:work` (at most 2 running per tenant):
+/// tenant `big`'s 60 tasks are at the head of the queue, then 10 of each of three
+/// small tenants. No tenant ever runs more than 2 at once (each run records when it
+/// began and ended in its own transaction), `big` does reach 2, the small tenants
+/// finish long before `big` does (a full key holds up no other), and every task runs
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_keep_each_key_within_its_concurrency_limit() {
+    let Some(server) = warren_testkit::admin_url("the multi-node concurrency test") else {
+        return;
+    };
+    let modules = modules_with_guest(
+        "flow",
+        "keyed_span.js",
+        r#"<module name="flow"><servicemanager>
+             <taskcluster tag="default" workers="3"/>
+             <managedtask type="work" code="tasks/keyed_span.js"
+                          concurrency="2" concurrencykey="tenant"/>
+           </servicemanager></module>"#,
+    );
+    let (fresh, db, store) = prepared(&server, "warren_t_multinode_flow", &modules).await;
+    let mut conn = store.connection().await.unwrap();
+    if let warren::store::AnyConn::Postgres(c) = conn.as_any() {
+        c.batch_execute(
+            "CREATE TABLE spans (task_id BIGINT PRIMARY KEY, tenant TEXT NOT NULL, \
+             started TIMESTAMPTZ NOT NULL, ended TIMESTAMPTZ)",
+        )
+        .await
+        .unwrap();
+    }
+    drop(conn);
+    let nodes = Nodes(
+        (1..=3)
+            .map(|n| serve(&modules, &db, &format!("flow{n}"), &[]))
+            .collect(),
+    );
+    support::eventually(
+        "the three nodes to register",
+        Duration::from_secs(120),
+        || {
+            let store = store.clone();
+            async move { store.list_nodes().await.unwrap().len() == 3 }
+        },
+    )
+    .await;
+    let mut tasks: Vec<NewTask> = (0..60)
+        .map(|i| {
+            NewTask::new(
+                "flow:work".parse().unwrap(),
+                json!({ "tenant": "big", "i": i }),
+            )
+        })
+        .collect();
+    for tenant in ["t1", "t2", "t3"] {
+        tasks.extend((0..10).map(|i| {
+            NewTask::new(
+                "flow:work".parse().unwrap(),
+                json!({ "tenant": tenant, "i": i }),
+            )
+        }));
+    }
+    let ids = store.schedule_batch(&tasks).await.unwrap();
+    for id in ids {
+        let outcome = store
+            .wait(
+                id,
+                Duration::from_secs(120),
+                warren::store::WaitFor::Finished,
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome.state, TaskState::Completed, "task {id}");
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct Tenant {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        tenant: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        runs: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        most_at_once: i64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        last_end: f64,
+    }
+    let mut conn = store.connection().await.unwrap();
+    let warren::store::AnyConn::Postgres(c) = conn.as_any() else {
+        unreachable!("the multi-node tests run on PostgreSQL")
+    };
+    // For each run's start, the runs of its tenant in progress at that instant.
+    let tenants: Vec<Tenant> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT a.tenant, count(DISTINCT a.task_id) AS runs, max(o.n) AS most_at_once, \
+             extract(epoch FROM max(a.ended))::float8 AS last_end \
+             FROM spans a CROSS JOIN LATERAL (SELECT count(*) AS n FROM spans b \
+             WHERE b.tenant = a.tenant AND b.started <= a.started AND b.ended > a.started) o \
+             GROUP BY a.tenant ORDER BY a.tenant",
+        ),
+        c,
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let by_name = |name: &str| tenants.iter().find(|t| t.tenant == name).unwrap();
+    let big = by_name("big");
+    assert_eq!(big.runs, 60, "each task ran once");
+    assert_eq!(
+        big.most_at_once, 2,
+        "big reached its limit and never passed it"
+    );
+    for small in ["t1", "t2", "t3"] {
+        let t = by_name(small);
+        assert_eq!(t.runs, 10, "{small}: each task ran once");
+        assert!(
+            t.most_at_once <= 2,
+            "{small} ran {} at once",
+            t.most_at_once
+        );
+        assert!(
+            t.last_end < big.last_end,
+            "{small} finished after big: it waited behind a full key"
+        );
+    }
     drop(nodes);
     drop(store);
     drop(fresh);

@@ -74,6 +74,11 @@ pub(crate) struct ClaimParams<'a> {
     pub(crate) clusters: &'a [String],
     /// The most tasks taken.
     pub(crate) limit: i64,
+    /// The task types with a concurrency rule, as this store knows them (see
+    /// `flow.rs`); empty: only tasks without a key are claimed, by one statement.
+    pub(crate) flow_types: &'a [String],
+    /// The limit of each of `flow_types`.
+    pub(crate) flow_limits: &'a [i32],
 }
 
 impl diesel::query_builder::QueryId for PgClaim<'_, '_> {
@@ -117,7 +122,7 @@ impl QueryFragment<Pg> for PgClaim<'_, '_> {
         out.push_sql(TaskState::Pending.as_str());
         out.push_sql("' AND cluster = c.name AND next_attempt <= ");
         out.push_bind_param::<BigInt, _>(&self.0.now)?;
-        out.push_sql(" AND (NOT c.any OR task_type <> ALL(c.types))");
+        out.push_sql(" AND (NOT c.any OR task_type <> ALL(c.types)) AND flow_key IS NULL");
         let limit = self.0.limit.to_string();
         out.push_sql(" ORDER BY priority, next_attempt, id LIMIT ");
         out.push_sql(&limit);
@@ -147,12 +152,15 @@ impl Store {
         }
         let now = self.now();
         let until = now + lease_ms;
+        let (flow_types, flow_limits) = self.flow_limits();
         let params = ClaimParams {
             owner,
             until,
             now,
             clusters,
             limit: limit as i64,
+            flow_types: &flow_types,
+            flow_limits: &flow_limits,
         };
         let mut pooled = self.conn().await?;
         let rows: Vec<TaskRow> =

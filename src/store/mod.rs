@@ -54,6 +54,7 @@ mod dialect;
 pub mod dynamic;
 mod error;
 #[cfg(target_os = "linux")]
+mod flow;
 mod folder_watch;
 mod manage;
 mod model;
@@ -90,6 +91,7 @@ pub use completions::CompletionStats;
 pub use conn::{AnyConn, SqliteConn};
 pub use diesel_async::AsyncPgConnection as PgConn;
 pub use error::{ConnectError, MigrationError, StoreError};
+pub use flow::{KeyLoad, KEYS_SHOWN};
 pub use manage::DEFAULT_RETENTION_MS;
 pub use model::*;
 pub use nodes::NodeInfo;
@@ -101,6 +103,7 @@ pub use scheduled::{ScheduledEnd, ScheduledOutcome, ScheduledRun, ScheduledSpec,
 pub use task_sql::{
     SqlCanceller, TaskSqlError, TaskSqlOutput, TaskSqlWant, TaskStatement, DEFAULT_MAX_ROWS_BYTES,
 };
+pub use task_types::TypeRegistration;
 pub use throughput::ThroughputPoint;
 pub use transaction::Transaction;
 pub use types_registry::{TaskTypeCheck, NODE_LIVENESS_MS};
@@ -170,8 +173,9 @@ struct Inner {
     clock: SharedClock,
     signals: Arc<Signals>,
     url: String,
-    /// The cluster of each registered task type (see `task_types.rs`), read at open.
-    task_clusters: std::sync::RwLock<std::collections::HashMap<String, String>>,
+    /// The cluster and concurrency rule of each registered task type (see
+    /// `task_types.rs`), read at open.
+    task_types: std::sync::RwLock<std::collections::HashMap<String, task_types::RegisteredType>>,
     /// Completions waiting to share a statement (PostgreSQL; see `completions.rs`).
     completions: completions::CompletionQueue,
     /// Verdicts on task SQL statements (PostgreSQL; see `pg_policy.rs`).
@@ -233,14 +237,14 @@ impl Store {
                 clock,
                 signals,
                 url: config.url,
-                task_clusters: Default::default(),
+                task_types: Default::default(),
                 completions: Default::default(),
                 policy: Default::default(),
             }),
         };
         // Fail early, with the URL in the message, when the database cannot be reached.
         store.conn().await?;
-        store.load_task_clusters().await?;
+        store.load_task_types().await?;
         Ok(store)
     }
 

@@ -108,6 +108,9 @@ pub struct Task {
     pub metadata: Vec<(String, String)>,
     /// Its unique key, if it was scheduled with one.
     pub unique: Option<super::TaskUnique>,
+    /// Its concurrency key when its type has a concurrency rule (`''` for a rule
+    /// without a key field); `None` for every other task.
+    pub concurrency_key: Option<String>,
 }
 
 impl Task {
@@ -153,6 +156,7 @@ pub(crate) struct TaskRow {
     pub lease_token: LeaseToken,
     pub unique_key: Option<String>,
     pub unique_states: Option<i32>,
+    pub flow_key: Option<String>,
 }
 
 fn parse_json(id: TaskId, field: &'static str, text: &str) -> Result<Value, StoreError> {
@@ -203,6 +207,7 @@ impl TryFrom<TaskRow> for Task {
             lease_token: r.lease_token,
             metadata: Vec::new(),
             unique: super::TaskUnique::from_columns(r.unique_key.as_deref(), r.unique_states),
+            concurrency_key: r.flow_key,
         })
     }
 }

@@ -121,6 +121,11 @@ pub struct TypeInfo {
     pub paused_since: Option<Millis>,
     /// Whether its cluster is paused (which holds it back as well).
     pub cluster_paused: bool,
+    /// Its concurrency rule (task types with one only).
+    pub concurrency: Option<crate::flow::ConcurrencyLimit>,
+    /// Its busiest concurrency keys: what runs and waits under each (at most
+    /// [`super::flow::KEYS_SHOWN`], those with the most running first).
+    pub keys: Vec<super::flow::KeyLoad>,
 }
 
 /// The paused clusters and types at one moment: what a node checks work against before
@@ -306,16 +311,16 @@ impl Store {
     /// Every registered task type and scheduled tag, and every paused name that is
     /// neither, by name, with its pause and its cluster's.
     pub async fn types(&self) -> StoreResult<Vec<TypeInfo>> {
-        let (types, tags): (Vec<(String, String)>, Vec<String>) = {
+        let (types, tags) = {
             let mut pooled = self.conn().await?;
             let mut conn = pooled.any();
-            let types = on_conn!(&mut conn, c => {
+            let types: Vec<(String, String, Option<i32>, Option<String>)> = on_conn!(&mut conn, c => {
                 tt::warren_task_types
-                    .select((tt::task_type, tt::cluster))
+                    .select((tt::task_type, tt::cluster, tt::concurrency, tt::concurrency_key))
                     .load(c)
                     .await?
             });
-            let tags = on_conn!(&mut conn, c => {
+            let tags: Vec<String> = on_conn!(&mut conn, c => {
                 s::warren_scheduled.select(s::tag).load(c).await?
             });
             (types, tags)
@@ -328,11 +333,18 @@ impl Store {
             })
         };
         let book = Pauses::from_list(&pauses);
+        let mut loads = if types.iter().any(|t| t.2.is_some()) {
+            self.key_loads().await?
+        } else {
+            Default::default()
+        };
         let mut list: Vec<TypeInfo> = types
             .into_iter()
-            .map(|(name, cluster)| TypeInfo {
+            .map(|(name, cluster, limit, key)| TypeInfo {
                 paused_since: paused_since(&name),
                 cluster_paused: book.clusters.contains(&cluster),
+                keys: loads.remove(&name).unwrap_or_default(),
+                concurrency: super::task_types::rule_of(limit, key),
                 name,
                 kind: TypeKind::Task,
                 cluster: Some(cluster),
@@ -345,6 +357,8 @@ impl Store {
                 kind: TypeKind::Scheduled,
                 cluster: None,
                 cluster_paused: false,
+                concurrency: None,
+                keys: Vec::new(),
             });
         }
         for name in &book.types {
@@ -355,6 +369,8 @@ impl Store {
                     cluster: None,
                     paused_since: paused_since(name),
                     cluster_paused: false,
+                    concurrency: None,
+                    keys: Vec::new(),
                 });
             }
         }

@@ -67,8 +67,12 @@ impl Dialect for AsyncPgConnection {
     }
 
     async fn claim(&mut self, params: &ClaimParams<'_>) -> StoreResult<Vec<TaskRow>> {
-        // One statement, committed on its own.
-        Ok(PgClaim(params).load(self).await?)
+        if params.flow_types.is_empty() {
+            // One statement, committed on its own.
+            Ok(PgClaim(params).load(self).await?)
+        } else {
+            super::flow::pg_claim(self, params).await
+        }
     }
 
     async fn list_tasks(&mut self, filter: &TaskFilter, now: Millis) -> QueryResult<Vec<TaskRow>> {

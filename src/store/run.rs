@@ -625,6 +625,8 @@ async fn write_resolution(
                             .execute(c)
                             .await?
                     });
+                    // New data may mean a new concurrency key.
+                    super::flow::key_tasks(conn, &[id]).await?;
                 }
                 if let Some(aux) = new_aux_data {
                     on_conn!(conn, c => {

@@ -225,14 +225,17 @@ impl PgInsertTasks<'_> {
     pub(super) fn push_insert<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
             "INSERT INTO warren_tasks (task_type, cluster, state, data, aux_data, priority, \
-             timeout_ms, created_at, not_before, next_attempt) \
-             SELECT task_type, cluster, '",
+             timeout_ms, created_at, not_before, next_attempt, flow_key) \
+             SELECT r.task_type, r.cluster, '",
         );
         out.push_sql(TaskState::Pending.as_str());
         out.push_sql(
-            "', data, aux_data, priority, timeout_ms, \
-             created_at, not_before, next_attempt FROM unnest(",
+            "', r.data, r.aux_data, r.priority, r.timeout_ms, \
+             r.created_at, r.not_before, r.next_attempt, ",
         );
+        // The key of a task of a type with a concurrency rule (`flow.rs`).
+        out.push_sql(&super::flow::key_of_type_sql(true, "r.task_type", "r.data"));
+        out.push_sql(" FROM unnest(");
         out.push_bind_param::<Array<Text>, _>(&self.task_types)?;
         out.push_sql("::text[], ");
         out.push_bind_param::<Array<Text>, _>(&self.clusters)?;
@@ -252,7 +255,7 @@ impl PgInsertTasks<'_> {
         out.push_bind_param::<Array<BigInt>, _>(&self.next_attempts)?;
         out.push_sql(
             "::bigint[]) WITH ORDINALITY AS r(task_type, cluster, data, aux_data, priority, \
-             timeout_ms, created_at, not_before, next_attempt, n) ORDER BY n",
+             timeout_ms, created_at, not_before, next_attempt, n) ORDER BY r.n",
         );
         Ok(())
     }
@@ -274,10 +277,16 @@ pub(super) fn rows_for(
 ) -> StoreResult<Vec<TaskInsert>> {
     // Read from the store's copy, not the database: on SQLite a read before the first
     // write of a caller's deferred transaction could make that write fail as busy.
-    let registered = store.task_clusters();
+    let registered = store.registered_types();
     tasks
         .iter()
-        .map(|t| to_row(t, registered.get(t.task_type.as_str()), now))
+        .map(|t| {
+            to_row(
+                t,
+                registered.get(t.task_type.as_str()).map(|r| &r.cluster),
+                now,
+            )
+        })
         .collect()
 }
 
@@ -310,7 +319,11 @@ pub(super) async fn insert_tasks_reporting(
     let mut start = 0;
     while start < rows.len() {
         if let Some(unique) = &tasks[start].options.unique {
-            scheduled.push(insert_unique(conn, &rows[start], unique, now).await?);
+            let one = insert_unique(conn, &rows[start], unique, now).await?;
+            if one.created {
+                super::flow::key_tasks(conn, &[one.id]).await?;
+            }
+            scheduled.push(one);
             start += 1;
             continue;
         }
@@ -321,6 +334,10 @@ pub(super) async fn insert_tasks_reporting(
         // One multi-row insert draws its ids in input order; RETURNING's order is not
         // promised, so sort them back.
         ids.sort_unstable();
+        if matches!(conn, AnyConn::Sqlite(_)) {
+            // PostgreSQL's multi-row insert keys its tasks itself.
+            super::flow::key_tasks(conn, &ids).await?;
+        }
         scheduled.extend(ids.into_iter().map(|id| Scheduled { id, created: true }));
         start = end;
     }

@@ -29,6 +29,7 @@ diesel::table! {
         waited -> Bool,
         unique_key -> Nullable<Text>,
         unique_states -> Nullable<Integer>,
+        flow_key -> Nullable<Text>,
     }
 }
 
@@ -86,6 +87,8 @@ diesel::table! {
     warren_task_types (task_type) {
         task_type -> Text,
         cluster -> Text,
+        concurrency -> Nullable<Integer>,
+        concurrency_key -> Nullable<Text>,
     }
 }
 

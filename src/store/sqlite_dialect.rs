@@ -6,6 +6,7 @@
 use super::claim::ClaimParams;
 use super::conn::{finish, SqliteConn};
 use super::dialect::{Announce, Dialect, LockWhen};
+use super::flow::{sqlite_flow_ids, FlowParams};
 use super::manage::list_query;
 use super::model::TaskRow;
 use super::pg_policy::PgStatementPolicy;
@@ -200,52 +201,75 @@ fn sqlite_insert_unless_duplicate() -> String {
 /// The claim's reads and update, inside the immediate transaction [`Dialect::claim`]
 /// opened, in one hop to the connection's thread: the pauses (`pauses.rs`; under the
 /// write lock, so none can change before the claim commits), the due tasks outside
-/// them, and their update. With nothing paused the select has no pause filter at all:
+/// them (those with a concurrency key first, within their keys' free slots, see
+/// `flow.rs`), and their update. With nothing paused the select has no pause filter at all:
 /// filtering with sub-selects of `warren_paused` doubled the select's cost.
 async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<Vec<TaskRow>> {
     let (owner, clusters) = (params.owner.to_string(), params.clusters.to_vec());
     let (now, until, limit) = (params.now, params.until, params.limit);
+    let flow = (!params.flow_types.is_empty()).then(|| FlowParams {
+        types: params.flow_types.to_vec(),
+        limits: params.flow_limits.to_vec(),
+        clusters: clusters.clone(),
+        now,
+        limit,
+    });
     let rows = c
         .spawn_blocking(move |inner| {
             // The connection's own (blocking) methods: this runs on its thread.
             use diesel::RunQueryDsl as Sync;
             let pauses: Vec<(String, String)> =
                 Sync::load(p::warren_paused.select((p::kind, p::name)), inner)?;
+            let (paused_clusters, paused_types): (Vec<_>, Vec<_>) = pauses
+                .iter()
+                .cloned()
+                .partition(|(kind, _)| kind == "cluster");
+            let names = |list: Vec<(String, String)>| -> Vec<String> {
+                list.into_iter().map(|(_, name)| name).collect()
+            };
+            let (paused_clusters, paused_types) = (names(paused_clusters), names(paused_types));
+            // Tasks with a concurrency key first, at most each key's free slots
+            // (`flow.rs`); the rest of the limit goes to tasks without one.
+            let mut ids: Vec<TaskId> = match &flow {
+                Some(flow) => sqlite_flow_ids(inner, flow, &paused_clusters, &paused_types)?,
+                None => Vec::new(),
+            };
+            let limit = limit - ids.len() as i64;
             let due = t::warren_tasks
                 .select(t::id)
                 .filter(t::state.eq(TaskState::Pending))
                 .filter(t::next_attempt.le(now))
                 .filter(t::cluster.eq_any(&clusters))
+                .filter(t::flow_key.is_null())
                 .order((t::priority, t::next_attempt, t::id))
                 .limit(limit);
-            let ids: Vec<TaskId> = if pauses.is_empty() {
+            let plain: Vec<TaskId> = if limit <= 0 {
+                Vec::new()
+            } else if pauses.is_empty() {
                 Sync::load(due, inner)?
             } else {
-                let (paused_clusters, paused_types): (Vec<_>, Vec<_>) =
-                    pauses.into_iter().partition(|(kind, _)| kind == "cluster");
-                let names = |list: Vec<(String, String)>| -> Vec<String> {
-                    list.into_iter().map(|(_, name)| name).collect()
-                };
-                let (paused_clusters, paused_types) = (names(paused_clusters), names(paused_types));
                 // A paused cluster's queue is not read at all.
                 let open: Vec<String> = clusters
                     .iter()
                     .filter(|c| !paused_clusters.contains(c))
                     .cloned()
                     .collect();
-                if open.is_empty() {
-                    return Ok(Vec::new());
-                }
                 let outside = t::warren_tasks
                     .select(t::id)
                     .filter(t::state.eq(TaskState::Pending))
                     .filter(t::next_attempt.le(now))
                     .filter(t::cluster.eq_any(&open))
                     .filter(diesel::dsl::not(t::task_type.eq_any(&paused_types)))
+                    .filter(t::flow_key.is_null())
                     .order((t::priority, t::next_attempt, t::id))
                     .limit(limit);
-                Sync::load(outside, inner)?
+                if open.is_empty() {
+                    Vec::new()
+                } else {
+                    Sync::load(outside, inner)?
+                }
             };
+            ids.extend(plain);
             let take = diesel::update(t::warren_tasks.filter(t::id.eq_any(&ids)))
                 .set((
                     t::state.eq(TaskState::Running),

@@ -487,6 +487,8 @@ pub(super) async fn insert_unique(
                 let at =
                     debounced_next_attempt(now, found.created_at, found.next_attempt, debounce);
                 debounce_pending(conn, found.id, row, at).await?;
+                // Its data changed: so may its concurrency key.
+                super::flow::key_tasks(conn, &[found.id]).await?;
             }
             return Ok(Scheduled {
                 id: found.id,

@@ -12,7 +12,9 @@
 //   has been open for more than a minute, which the dashboard must warn of;
 // - with WARREN_PAUSE_TYPE, a registered task type that the test pauses and resumes
 //   (with its cluster) on the Nodes & runners page; it leaves the cluster paused when
-//   WARREN_LEAVE_PAUSED=1, for the caller to check.
+//   WARREN_LEAVE_PAUSED=1, for the caller to check;
+// - with WARREN_KEYED_TYPE, a task type with `concurrency="1" concurrencykey="tenant"`
+//   and three tasks waiting: two of tenant a, one of tenant b.
 // Screenshots of every page go to WARREN_SCREENSHOTS (default: <repo>/target/screenshots).
 // Exits 0 when every step passed, 1 with the failing step's name and error otherwise.
 
@@ -30,6 +32,7 @@ const longTransaction = process.env.WARREN_LONG_TRANSACTION === '1';
 const uniqueKey = process.env.WARREN_UNIQUE_KEY || '';
 const pauseType = process.env.WARREN_PAUSE_TYPE || '';
 const leavePaused = process.env.WARREN_LEAVE_PAUSED === '1';
+const keyedType = process.env.WARREN_KEYED_TYPE || '';
 const shots = resolve(process.env.WARREN_SCREENSHOTS || join(here, '..', '..', 'target', 'screenshots'));
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_MS = 20_000;
@@ -228,6 +231,20 @@ async function main() {
     }
     await screenshot('nodes');
   });
+
+  if (keyedType) {
+    await step('nodes & runners: a concurrency rule and what waits under each key', async () => {
+      const row = page.locator(`[data-testid="type-pause-row"][data-type="${keyedType}"]`);
+      await row.waitFor();
+      const rule = (await row.locator('[data-testid="concurrency-rule"]').textContent()).trim();
+      check(rule === 'at most 1 per tenant', `the rule reads ${JSON.stringify(rule)}`);
+      const load = async (key) => (await row.locator(`[data-testid="key-load"][data-key="${key}"]`).textContent()).trim();
+      check(await load('a') === 'a 0/1 running · 2 waiting', `key a reads ${JSON.stringify(await load('a'))}`);
+      check(await load('b') === 'b 0/1 running · 1 waiting', `key b reads ${JSON.stringify(await load('b'))}`);
+      await row.scrollIntoViewIfNeeded();
+      await screenshot('nodes-concurrency');
+    });
+  }
 
   if (pauseType) {
     await step('nodes & runners: pause and resume a task type and its cluster', async () => {

@@ -87,7 +87,7 @@ async fn tasks_without_a_cluster_get_their_types_registered_cluster(b: Backend) 
         .schedule(NewTask::new(mail.clone(), json!({})))
         .await
         .unwrap();
-    s.register_task_types(&[("demo:mail".into(), "mailers".into())])
+    s.register_task_types(&[TypeRegistration::new("demo:mail", "mailers")])
         .await
         .unwrap();
     let batch = s
@@ -111,7 +111,7 @@ async fn tasks_without_a_cluster_get_their_types_registered_cluster(b: Backend) 
         "an explicit cluster wins"
     );
     // A later definition moves the type; the latest registration wins.
-    s.register_task_types(&[("demo:mail".into(), "bulk".into())])
+    s.register_task_types(&[TypeRegistration::new("demo:mail", "bulk")])
         .await
         .unwrap();
     let moved = s.schedule(NewTask::new(mail, json!({}))).await.unwrap();

@@ -6,6 +6,7 @@
 mod support;
 
 mod claims;
+mod flow;
 mod listing;
 mod manage;
 mod nodes;

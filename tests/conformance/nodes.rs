@@ -72,7 +72,7 @@ async fn task_type_checks_see_registrations_and_live_nodes(b: Backend) {
     // Registered by a node started after this store opened: seen.
     let other = db.another_node().await;
     other
-        .register_task_types(&[("demo:mail".into(), "mail".into())])
+        .register_task_types(&[TypeRegistration::new("demo:mail", "mail")])
         .await
         .unwrap();
     let check = s.check_task_type(&mail, None).await.unwrap();

@@ -4,7 +4,7 @@
 //! refused.
 
 use crate::support::conformance::*;
-use warren::store::{PauseTarget, Pauses};
+use warren::store::{PauseTarget, Pauses, TypeRegistration};
 
 crate::conformance!(
     a_paused_cluster_is_claimed_by_no_store_until_resumed,
@@ -22,8 +22,8 @@ fn mail() -> TaskType {
 /// Registers `demo:ping` in `default` and `demo:mail` in `slow`, as a node would.
 async fn register(s: &Store) {
     s.register_task_types(&[
-        ("demo:ping".into(), "default".into()),
-        ("demo:mail".into(), "slow".into()),
+        TypeRegistration::new("demo:ping", "default"),
+        TypeRegistration::new("demo:mail", "slow"),
     ])
     .await
     .unwrap();

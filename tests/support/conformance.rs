@@ -15,9 +15,11 @@ pub use std::time::{Duration, Instant};
 #[allow(unused_imports)]
 pub use warren::executor::RunFailure;
 #[allow(unused_imports)]
+pub use warren::flow::ConcurrencyLimit;
+#[allow(unused_imports)]
 pub use warren::store::{
     NewTask, ResolveOutcome, ScheduleOptions, ScheduledEnd, ScheduledOutcome, StateFilter, Store,
-    StoreError, TaskFilter, TaskSqlOutput, TaskStatement, WaitFor,
+    StoreError, TaskFilter, TaskSqlOutput, TaskStatement, TypeRegistration, WaitFor,
 };
 #[allow(unused_imports)]
 pub use warren::task::{

@@ -105,6 +105,9 @@ fn print_module(m: &ModuleDefinition, maintenance_offset: Option<u32>) {
                 n => format!("up to {n} failures"),
             };
             println!("            retry: {retries}, {}", t.retry.describe());
+            if let Some(limit) = &t.concurrency {
+                println!("            concurrency: {limit}");
+            }
         }
     }
     for s in &m.scheduled {

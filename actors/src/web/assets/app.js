@@ -1317,6 +1317,23 @@ function nodesPage(root) {
 }
 
 /**
+ * A task type's concurrency rule and, under it, its busiest keys: how many run (of
+ * the limit) and how many wait because their key is full or not yet due.
+ */
+function concurrencyCell(t) {
+  const rule = t.concurrency;
+  if (!rule) return h('span', { class: 'muted', text: '—' });
+  const per = rule.key ? `per ${rule.key}` : 'in all';
+  const keys = (t.keys || []).map((k) => h('li', { testid: 'key-load', dataset: { key: k.key } },
+    h('code', { text: k.key === '' ? (rule.key ? '(none)' : 'all') : k.key }),
+    ` ${fmtNum(k.running)}/${fmtNum(rule.limit)} running`,
+    k.waiting ? h('span', { class: k.running >= rule.limit ? 'key-full' : 'muted', text: ` · ${fmtNum(k.waiting)} waiting` }) : ''));
+  return h('div', null,
+    h('span', { testid: 'concurrency-rule', text: `at most ${fmtNum(rule.limit)} ${per}` }),
+    keys.length ? h('ul', { class: 'key-loads' }, ...keys) : '');
+}
+
+/**
  * Clusters and task types with their pause state, and a Pause / Resume button each: a
  * paused cluster or type starts no new tasks on any node (running ones finish).
  */
@@ -1346,7 +1363,7 @@ function pausesCard() {
         h('thead', null, h('tr', null, h('th', { text: 'Cluster' }), h('th', { text: 'State' }), h('th', { class: 'num', text: 'Live nodes' }), h('th', { class: 'num', text: 'Actions' }))),
         clustersBody),
       h('table', { testid: 'types-pause-table' },
-        h('thead', null, h('tr', null, h('th', { text: 'Task type' }), h('th', { text: 'Cluster' }), h('th', { text: 'State' }), h('th', { class: 'num', text: 'Actions' }))),
+        h('thead', null, h('tr', null, h('th', { text: 'Task type' }), h('th', { text: 'Cluster' }), h('th', { text: 'State' }), h('th', { text: 'Concurrency' }), h('th', { class: 'num', text: 'Actions' }))),
         typesBody)));
   let lastSig = '';
   return {
@@ -1369,6 +1386,7 @@ function pausesCard() {
         h('td', null, t.paused_since == null && t.cluster_paused
           ? h('span', { class: 'badge badge-paused', testid: 'pause-state', title: 'its cluster is paused' }, 'held by cluster')
           : stateCell(t.paused_since)),
+        h('td', { testid: 'type-concurrency' }, concurrencyCell(t)),
         h('td', { class: 'actions' }, button('type', t.name, t.paused_since)))));
     },
   };

@@ -1,0 +1,304 @@
+//! Per-key concurrency: at most `limit` running tasks of a type per key across every
+//! store, a full key holding up no other key, keys computed by the database for a
+//! scheduler that does not know the rule, waiting tasks keyed again when the rule
+//! changes, and three stores racing for the last slot.
+
+use crate::support::conformance::*;
+
+crate::conformance!(
+    a_limit_without_a_key_holds_for_the_type_across_stores,
+    a_full_key_holds_up_no_other_key,
+    a_scheduler_that_does_not_know_the_rule_still_keys_its_tasks,
+    a_changed_rule_keys_the_waiting_tasks_again,
+    new_data_from_a_restart_moves_the_task_to_its_new_key,
+    three_stores_racing_never_exceed_a_key_s_limit,
+);
+
+/// Registers `demo:ping` in `default` with `limit` running per value of `key`.
+async fn limit_ping(s: &Store, limit: u32, key: Option<&str>) {
+    s.register_task_types(&[TypeRegistration {
+        concurrency: Some(ConcurrencyLimit {
+            limit,
+            key: key.map(String::from),
+        }),
+        ..TypeRegistration::new("demo:ping", "default")
+    }])
+    .await
+    .unwrap();
+}
+
+async fn claim_data(s: &Store, limit: usize) -> Vec<(TaskId, LeaseToken, serde_json::Value)> {
+    s.claim("node-x", &clusters(), limit, LEASE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.task.id, c.token, c.task.data))
+        .collect()
+}
+
+async fn finish(s: &Store, id: TaskId, token: LeaseToken) {
+    let claimed = s.describe(id).await.unwrap();
+    assert_eq!(claimed.state, TaskState::Running);
+    let run = s
+        .begin_run(warren::store::ClaimedTask {
+            task: claimed,
+            token,
+        })
+        .await
+        .unwrap();
+    run.resolve(complete(json!(null)), RetryPolicy::default())
+        .await
+        .unwrap();
+}
+
+async fn a_limit_without_a_key_holds_for_the_type_across_stores(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    limit_ping(s, 2, None).await;
+    let other = db.another_node().await;
+    for n in 0..5 {
+        s.schedule(task(json!({ "n": n }))).await.unwrap();
+    }
+    let first = claim_data(s, 10).await;
+    assert_eq!(first.len(), 2, "the limit is 2 running tasks of the type");
+    assert!(
+        claim_data(&other, 10).await.is_empty(),
+        "another store is held too"
+    );
+    finish(s, first[0].0, first[0].1).await;
+    let next = claim_data(&other, 10).await;
+    assert_eq!(next.len(), 1, "a finished task frees one slot");
+    // Queue order is kept: the tasks came out n = 0, 1, 2.
+    let ns: Vec<i64> = first
+        .iter()
+        .chain(&next)
+        .map(|(_, _, d)| d["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ns, [0, 1, 2]);
+}
+
+async fn a_full_key_holds_up_no_other_key(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    limit_ping(s, 1, Some("tenant")).await;
+    // Tenant a's backlog is at the head of the queue.
+    for n in 0..4 {
+        s.schedule(task(json!({ "tenant": "a", "n": n })))
+            .await
+            .unwrap();
+    }
+    s.schedule(task(json!({ "tenant": "b" }))).await.unwrap();
+    // A number and the string of its digits are one key; a missing field is the key ''.
+    s.schedule(task(json!({ "tenant": 7 }))).await.unwrap();
+    s.schedule(task(json!({ "tenant": "7" }))).await.unwrap();
+    s.schedule(task(json!({ "other": 1 }))).await.unwrap();
+    s.schedule(task(json!({ "tenant": null }))).await.unwrap();
+    let taken = claim_data(s, 10).await;
+    let tenants: HashSet<String> = taken
+        .iter()
+        .map(|(_, _, d)| d.get("tenant").map_or("<none>".into(), |t| t.to_string()))
+        .collect();
+    assert_eq!(
+        taken.len(),
+        4,
+        "one per key: a, b, 7 and the empty key: {taken:?}"
+    );
+    assert!(tenants.contains("\"a\"") && tenants.contains("\"b\""));
+    let a = taken.iter().find(|(_, _, d)| d["tenant"] == "a").unwrap();
+    assert_eq!(a.2["n"], 0, "a key's tasks run in queue order");
+    assert!(claim_data(s, 10).await.is_empty(), "every key is full");
+    // What the dashboard shows: the busiest keys first.
+    let loads = s.key_loads().await.unwrap();
+    let shown: Vec<(String, i64, i64)> = loads["demo:ping"]
+        .iter()
+        .map(|l| (l.key.clone(), l.running, l.waiting))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("a".to_string(), 1, 3),
+            ("".to_string(), 1, 1),
+            ("7".to_string(), 1, 1),
+            ("b".to_string(), 1, 0)
+        ]
+    );
+    assert_eq!(
+        count(
+            s,
+            "SELECT count(*) AS n FROM warren_tasks WHERE state = 'pending'"
+        )
+        .await,
+        5,
+        "the waiting tasks stay pending, holding no runner"
+    );
+    finish(s, a.0, a.1).await;
+    let next = claim_data(s, 10).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(
+        (next[0].2["tenant"].clone(), next[0].2["n"].clone()),
+        (json!("a"), json!(1))
+    );
+}
+
+async fn a_scheduler_that_does_not_know_the_rule_still_keys_its_tasks(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    // Opened before any node registered the rule: its copy of the registry has none.
+    let stale = db.another_node().await;
+    limit_ping(&db.store, 1, Some("tenant")).await;
+    let node = db.another_node().await;
+    stale
+        .schedule_batch(&[
+            task(json!({ "tenant": "a" })),
+            task(json!({ "tenant": "a" })),
+            task(json!({ "tenant": "b" })),
+        ])
+        .await
+        .unwrap();
+    stale
+        .schedule(task_with(
+            json!({ "tenant": "a" }),
+            ScheduleOptions {
+                unique: Some(warren::store::Unique::key("u1")),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &node,
+            "SELECT count(*) AS n FROM warren_tasks WHERE flow_key = 'a'"
+        )
+        .await,
+        3
+    );
+    // The stale store's claim knows no rule: it takes none of the keyed tasks.
+    assert!(claim_data(&stale, 10).await.is_empty());
+    assert_eq!(claim_data(&node, 10).await.len(), 2, "one of a, one of b");
+}
+
+async fn a_changed_rule_keys_the_waiting_tasks_again(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    s.register_task_types(&[TypeRegistration::new("demo:ping", "default")])
+        .await
+        .unwrap();
+    for n in 0..3 {
+        s.schedule(task(json!({ "tenant": "a", "n": n })))
+            .await
+            .unwrap();
+    }
+    let running = claim_data(s, 1).await;
+    assert_eq!(running.len(), 1);
+    // The rule comes with a new module definition: what waits and what runs is keyed.
+    limit_ping(s, 1, Some("tenant")).await;
+    assert_eq!(
+        count(
+            s,
+            "SELECT count(*) AS n FROM warren_tasks WHERE flow_key = 'a'"
+        )
+        .await,
+        3
+    );
+    assert!(
+        claim_data(s, 10).await.is_empty(),
+        "the running task fills key a"
+    );
+    finish(s, running[0].0, running[0].1).await;
+    assert_eq!(claim_data(s, 10).await.len(), 1);
+    // And without the rule again, the waiting and running tasks are plain once more
+    // (finished ones keep the key they ran under).
+    s.register_task_types(&[TypeRegistration::new("demo:ping", "default")])
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            s,
+            "SELECT count(*) AS n FROM warren_tasks WHERE flow_key IS NOT NULL \
+             AND state IN ('pending', 'running')"
+        )
+        .await,
+        0
+    );
+    assert_eq!(claim_data(s, 10).await.len(), 1);
+}
+
+async fn new_data_from_a_restart_moves_the_task_to_its_new_key(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    limit_ping(s, 1, Some("tenant")).await;
+    s.schedule(task(json!({ "tenant": "a" }))).await.unwrap();
+    let run = claim_one(s).await;
+    let id = run.claimed().task.id;
+    let restart = Resolution::Restart {
+        at: T0,
+        new_data: Some(json!({ "tenant": "b" }).to_string()),
+        new_aux_data: None,
+    };
+    run.resolve(restart, RetryPolicy::default()).await.unwrap();
+    assert_eq!(
+        count(
+            s,
+            &format!("SELECT count(*) AS n FROM warren_tasks WHERE id = {id} AND flow_key = 'b'")
+        )
+        .await,
+        1
+    );
+}
+
+async fn three_stores_racing_never_exceed_a_key_s_limit(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    limit_ping(&db.store, 2, Some("tenant")).await;
+    let stores = [
+        db.another_node().await,
+        db.another_node().await,
+        db.another_node().await,
+    ];
+    for n in 0..40 {
+        let tenant = ["a", "b"][n % 2];
+        db.store
+            .schedule(task(json!({ "tenant": tenant, "n": n })))
+            .await
+            .unwrap();
+    }
+    let mut finished = 0;
+    while finished < 40 {
+        // Three claims at once, each asking for more than the limit allows.
+        let (x, y, z) = tokio::join!(
+            claim_data(&stores[0], 5),
+            claim_data(&stores[1], 5),
+            claim_data(&stores[2], 5)
+        );
+        let running = count(
+            &db.store,
+            "SELECT coalesce(max(k), 0) AS n FROM (SELECT count(*) AS k FROM warren_tasks \
+             WHERE state = 'running' GROUP BY flow_key) AS per_key",
+        )
+        .await;
+        assert!(
+            running <= 2,
+            "a key ran {running} tasks at once; the limit is 2"
+        );
+        let taken: Vec<_> = x.into_iter().chain(y).chain(z).collect();
+        assert!(
+            !taken.is_empty(),
+            "each round frees every slot, so something is taken"
+        );
+        for (id, token, _) in taken {
+            finish(&db.store, id, token).await;
+            finished += 1;
+        }
+    }
+}
