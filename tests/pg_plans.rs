@@ -181,11 +181,13 @@ async fn the_constrained_claim_probes_each_key_and_never_reads_the_queue() {
         .execute(c)
         .await
         .unwrap();
-    // ($1 owner, $2 lease until, $3 now, $4 types, $5 limits, $6 clusters, $7 now).
+    // ($1 owner, $2 lease until, $3 now, $4 clusters, $5 now, and again for the tasks
+    // without a key: $6 clusters, $7 now).
     let plan: Vec<PlanLine> = diesel::sql_query(format!(
-        "EXPLAIN EXECUTE {}('node-b', {}, {}, ARRAY['demo:ping'], ARRAY[1], ARRAY['default'], {})",
+        "EXPLAIN EXECUTE {}('node-b', {}, {}, ARRAY['default'], {}, ARRAY['default'], {})",
         prepared[0].name,
         i64::MAX,
+        i64::MAX - 1,
         i64::MAX - 1,
         i64::MAX - 1
     ))
@@ -197,7 +199,11 @@ async fn the_constrained_claim_probes_each_key_and_never_reads_the_queue() {
         .map(|l| l.line)
         .collect::<Vec<_>>()
         .join("\n");
-    for index in ["warren_tasks_flow_due", "warren_tasks_flow_running"] {
+    for index in [
+        "warren_tasks_flow_due",
+        "warren_tasks_flow_running",
+        "warren_tasks_due",
+    ] {
         assert!(
             text.contains(index),
             "the claim does not use {index}:\n{text}"

@@ -74,11 +74,10 @@ pub(crate) struct ClaimParams<'a> {
     pub(crate) clusters: &'a [String],
     /// The most tasks taken.
     pub(crate) limit: i64,
-    /// The task types with a concurrency rule, as this store knows them (see
-    /// `flow.rs`); empty: only tasks without a key are claimed, by one statement.
-    pub(crate) flow_types: &'a [String],
-    /// The limit of each of `flow_types`.
-    pub(crate) flow_limits: &'a [i32],
+    /// Whether tasks with a concurrency key are claimed too (`flow.rs`): only when
+    /// this store knows of a rule for a type of these clusters. Without, one statement
+    /// takes tasks without a key.
+    pub(crate) constrained: bool,
 }
 
 impl diesel::query_builder::QueryId for PgClaim<'_, '_> {
@@ -92,48 +91,78 @@ impl diesel::query_builder::Query for PgClaim<'_, '_> {
 impl QueryFragment<Pg> for PgClaim<'_, '_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         // The pauses are read once, up front; see the type's comment for why this shape.
-        out.push_sql(
-            "WITH paused AS MATERIALIZED (SELECT count(*) > 0 AS any, \
-             coalesce(array_agg(name) FILTER (WHERE kind = 'cluster'), '{}') AS clusters, \
-             coalesce(array_agg(name) FILTER (WHERE kind = 'type'), '{}') AS types \
-             FROM warren_paused) ",
-        );
-        out.push_sql("UPDATE warren_tasks SET state = '");
-        out.push_sql(TaskState::Running.as_str());
-        out.push_sql("', lease_owner = ");
-        out.push_bind_param::<Text, _>(self.0.owner)?;
-        out.push_sql(", lease_until = ");
-        out.push_bind_param::<BigInt, _>(&self.0.until)?;
-        out.push_sql(", lease_token = lease_token + 1, started_at = ");
-        out.push_bind_param::<BigInt, _>(&self.0.now)?;
-        out.push_sql(
-            " WHERE id = ANY(ARRAY(\
-             SELECT d.id FROM (SELECT c.name, p.any, p.types FROM (SELECT DISTINCT unnest(",
-        );
-        out.push_bind_param::<Array<Text>, _>(self.0.clusters)?;
-        // A paused cluster is dropped here, before its queue is read at all.
-        out.push_sql(
-            "::text[])) AS c(name) CROSS JOIN paused AS p \
-             WHERE NOT p.any OR c.name <> ALL(p.clusters)) AS c \
-             CROSS JOIN LATERAL (\
-             SELECT id, priority, next_attempt FROM warren_tasks \
-             WHERE state = '",
-        );
-        out.push_sql(TaskState::Pending.as_str());
-        out.push_sql("' AND cluster = c.name AND next_attempt <= ");
-        out.push_bind_param::<BigInt, _>(&self.0.now)?;
-        out.push_sql(" AND (NOT c.any OR task_type <> ALL(c.types)) AND flow_key IS NULL");
-        let limit = self.0.limit.to_string();
-        out.push_sql(" ORDER BY priority, next_attempt, id LIMIT ");
-        out.push_sql(&limit);
-        out.push_sql(
-            " FOR UPDATE SKIP LOCKED) AS d \
-             ORDER BY d.priority, d.next_attempt, d.id LIMIT ",
-        );
-        out.push_sql(&limit);
-        out.push_sql(")) RETURNING *");
+        out.push_sql("WITH ");
+        out.push_sql(PAUSED_CTE);
+        out.push_sql(" ");
+        push_take(&mut out, self.0)?;
+        push_plain_candidates(&mut out, self.0)?;
+        push_take_end(&mut out, self.0);
         Ok(())
     }
+}
+
+/// The pauses, read once per claim statement: whether anything is paused, and the
+/// paused clusters and types.
+pub(super) const PAUSED_CTE: &str = "paused AS MATERIALIZED (SELECT count(*) > 0 AS any, \
+     coalesce(array_agg(name) FILTER (WHERE kind = 'cluster'), '{}') AS clusters, \
+     coalesce(array_agg(name) FILTER (WHERE kind = 'type'), '{}') AS types \
+     FROM warren_paused)";
+
+/// The head of a claim statement: the update that takes the chosen candidates, up to
+/// the opening of the list they are chosen from (`c`: id, priority, next_attempt).
+pub(super) fn push_take<'b>(
+    out: &mut AstPass<'_, 'b, Pg>,
+    p: &'b ClaimParams<'_>,
+) -> QueryResult<()> {
+    out.push_sql("UPDATE warren_tasks SET state = '");
+    out.push_sql(TaskState::Running.as_str());
+    out.push_sql("', lease_owner = ");
+    out.push_bind_param::<Text, _>(p.owner)?;
+    out.push_sql(", lease_until = ");
+    out.push_bind_param::<BigInt, _>(&p.until)?;
+    out.push_sql(", lease_token = lease_token + 1, started_at = ");
+    out.push_bind_param::<BigInt, _>(&p.now)?;
+    out.push_sql(" WHERE id = ANY(ARRAY(SELECT c.id FROM (");
+    Ok(())
+}
+
+/// The end of a claim statement: the first `limit` candidates in queue order.
+pub(super) fn push_take_end(out: &mut AstPass<'_, '_, Pg>, p: &ClaimParams<'_>) {
+    out.push_sql(") AS c ORDER BY c.priority, c.next_attempt, c.id LIMIT ");
+    out.push_sql(&p.limit.to_string());
+    out.push_sql(")) RETURNING *");
+}
+
+/// The due tasks without a concurrency key, up to `limit` per cluster in queue order,
+/// locked (skipping rows other claimers hold), outside paused clusters and types: `id,
+/// priority, next_attempt`.
+pub(super) fn push_plain_candidates<'b>(
+    out: &mut AstPass<'_, 'b, Pg>,
+    p: &'b ClaimParams<'_>,
+) -> QueryResult<()> {
+    out.push_sql(
+        "SELECT d.id, d.priority, d.next_attempt \
+         FROM (SELECT c.name, p.any, p.types FROM (SELECT DISTINCT unnest(",
+    );
+    out.push_bind_param::<Array<Text>, _>(p.clusters)?;
+    // A paused cluster is dropped here, before its queue is read at all.
+    out.push_sql(
+        "::text[])) AS c(name) CROSS JOIN paused AS p \
+         WHERE NOT p.any OR c.name <> ALL(p.clusters)) AS c \
+         CROSS JOIN LATERAL (\
+         SELECT id, priority, next_attempt FROM warren_tasks \
+         WHERE state = '",
+    );
+    out.push_sql(TaskState::Pending.as_str());
+    out.push_sql("' AND cluster = c.name AND next_attempt <= ");
+    out.push_bind_param::<BigInt, _>(&p.now)?;
+    // `flow_key IS NULL` is part of `warren_tasks_due`'s own condition: tasks with a
+    // concurrency key are not in it, so no claim walks past them.
+    out.push_sql(" AND (NOT c.any OR task_type <> ALL(c.types)) AND flow_key IS NULL");
+    out.push_sql(" ORDER BY priority, next_attempt, id LIMIT ");
+    out.push_sql(&p.limit.to_string());
+    out.push_sql(" FOR UPDATE SKIP LOCKED) AS d");
+    Ok(())
 }
 
 impl Store {
@@ -152,15 +181,14 @@ impl Store {
         }
         let now = self.now();
         let until = now + lease_ms;
-        let (flow_types, flow_limits) = self.flow_limits();
+        let constrained = self.rules_in(clusters).await?;
         let params = ClaimParams {
             owner,
             until,
             now,
             clusters,
             limit: limit as i64,
-            flow_types: &flow_types,
-            flow_limits: &flow_limits,
+            constrained,
         };
         let mut pooled = self.conn().await?;
         let rows: Vec<TaskRow> =

@@ -1,40 +1,49 @@
 //! Per-key concurrency: at most `limit` running tasks of a type per value of its key
 //! field, across every node ([`crate::flow::ConcurrencyLimit`]).
 //!
-//! Every task of a type with a rule carries its key in `flow_key` (NULL for every
-//! other task). The database computes it when the task is written, from the rule the
-//! nodes registered in `warren_task_types` (the insert's own expression on PostgreSQL's
-//! multi-row insert; a statement right after it in the same transaction elsewhere), so
-//! a scheduler that does not know the rule (an older process, another application)
-//! still keys its tasks. When a node registers a changed rule, the pending and running
-//! tasks of the type are keyed again.
+//! Every task of a type with a rule, in the type's registered cluster, carries its key
+//! in `flow_key` (NULL for every other task). The database computes it when the task is
+//! written, from the rule the nodes registered in `warren_task_types` (inside
+//! PostgreSQL's multi-row insert; by a statement right after the insert, in the same
+//! transaction, elsewhere), so a process that does not know the rule (another
+//! application, a store opened before the rule was registered) still keys its tasks.
+//! When what keys a type's tasks changes, its pending and running tasks are keyed again
+//! (`task_types.rs`); a finished task put back in the queue is keyed afresh.
 //!
-//! The plain claim takes only tasks without a key. Tasks with one are taken by the
-//! constrained claim, which runs only on a store that knows of some rule (its node
-//! registered one): under a lock that every constrained claim takes (a transaction-level
-//! advisory lock on PostgreSQL, the write lock on SQLite), it counts the running tasks of
-//! each (type, key) and takes at most the difference from each key's due tasks, in queue
-//! order. The count and the take are one statement whose snapshot starts after the
-//! lock, so two claimers never both fill the last slot; a full key costs one index probe,
-//! not its backlog, and never holds up another key. A task whose key is full stays
-//! pending: it occupies no runner while it waits.
+//! `warren_tasks_due`, which the plain claim walks, holds only tasks without a key, so
+//! keyed tasks never slow it. A store that knows a rule for a type of the clusters it
+//! claims runs the constrained claim instead: one statement, in a transaction holding a
+//! lock every constrained claim takes (an advisory lock on PostgreSQL, the write lock on
+//! SQLite), whose snapshot starts after the lock, so it sees every earlier claim's
+//! commit. It counts the running tasks of each (type, key), takes at most the difference
+//! from each key's due tasks, adds the due tasks without a key, and takes the first
+//! `limit` of them all in queue order. A full key costs a count of its running tasks, not
+//! a read of its backlog, and holds up no other key; its tasks stay pending and occupy
+//! no runner. The caps come from the registry in the same statement, so every node
+//! applies the rule in force.
 
-use super::claim::ClaimParams;
+use super::claim::{push_plain_candidates, push_take, push_take_end, ClaimParams, PAUSED_CTE};
 use super::conn::on_conn;
 use super::model::TaskRow;
+use super::schema::warren_task_types::dsl as tt;
 use super::schema::warren_tasks::dsl as t;
 use super::{AnyConn, Store, StoreResult};
 use crate::task::{TaskId, TaskState};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment};
-use diesel::sql_types::{Array, BigInt, Integer, Text};
+use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use std::collections::HashMap;
 
 /// The advisory lock every constrained claim on PostgreSQL holds for its transaction
 /// ("warren" in ASCII, then 1).
 const PG_FLOW_LOCK: i64 = 0x7761_7272_656e_0001;
+
+/// How long a constrained claim on PostgreSQL waits for [`PG_FLOW_LOCK`] before it
+/// gives up with an error (the queue claims again later), so a claimer that hangs
+/// holding it cannot stall every other one for longer.
+const PG_FLOW_LOCK_TIMEOUT: &str = "5s";
 
 /// The key of a task with data `data` (an SQL expression) under the rule of the
 /// registered type row `tt` (`warren_task_types`): see `warren_flow_key` in the
@@ -55,30 +64,58 @@ fn key_sql(postgres: bool, data: &str) -> String {
 }
 
 /// `(SELECT key FROM warren_task_types tt WHERE …)`: the key of a task of type
-/// `task_type` with data `data` (SQL expressions), NULL when its type has no rule.
-pub(super) fn key_of_type_sql(postgres: bool, task_type: &str, data: &str) -> String {
+/// `task_type` with data `data` in cluster `cluster` (SQL expressions); NULL when its
+/// type has no rule, or the task is not in the type's registered cluster.
+pub(super) fn key_of_type_sql(
+    postgres: bool,
+    task_type: &str,
+    data: &str,
+    cluster: &str,
+) -> String {
     format!(
         "(SELECT {} FROM warren_task_types tt WHERE tt.task_type = {task_type} \
-         AND tt.concurrency IS NOT NULL)",
+         AND tt.concurrency IS NOT NULL AND tt.cluster = {cluster})",
         key_sql(postgres, data)
     )
 }
 
+/// The key of the row being updated in `warren_tasks`.
+fn own_key_sql(postgres: bool) -> String {
+    key_of_type_sql(
+        postgres,
+        "warren_tasks.task_type",
+        "warren_tasks.data",
+        "warren_tasks.cluster",
+    )
+}
+
 /// Keys the tasks `ids` just written (in the caller's transaction) whose type has a
-/// rule. Tasks of other types are not touched.
+/// rule. Tasks of other types are not written.
 pub(super) async fn key_tasks(conn: &mut AnyConn<'_>, ids: &[TaskId]) -> StoreResult<()> {
+    set_keys(conn, ids, true).await
+}
+
+/// Keys the tasks `ids` afresh, whatever their type (NULL when it has no rule now):
+/// for a finished task put back in the queue, whose key is as old as its last run.
+pub(super) async fn rekey_tasks(conn: &mut AnyConn<'_>, ids: &[TaskId]) -> StoreResult<()> {
+    set_keys(conn, ids, false).await
+}
+
+async fn set_keys(conn: &mut AnyConn<'_>, ids: &[TaskId], only_ruled: bool) -> StoreResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let postgres = matches!(conn, AnyConn::Postgres(_));
-    let key = key_of_type_sql(postgres, "warren_tasks.task_type", "warren_tasks.data");
-    let of_rule =
-        "task_type IN (SELECT task_type FROM warren_task_types WHERE concurrency IS NOT NULL)";
+    let key = own_key_sql(postgres);
+    let of_rule = if only_ruled {
+        " AND task_type IN (SELECT task_type FROM warren_task_types WHERE concurrency IS NOT NULL)"
+    } else {
+        ""
+    };
     match conn {
         AnyConn::Postgres(c) => {
-            let sql = format!(
-                "UPDATE warren_tasks SET flow_key = {key} WHERE id = ANY($1) AND {of_rule}"
-            );
+            let sql =
+                format!("UPDATE warren_tasks SET flow_key = {key} WHERE id = ANY($1){of_rule}");
             diesel::sql_query(sql)
                 .bind::<Array<BigInt>, _>(ids)
                 .execute(*c)
@@ -87,7 +124,7 @@ pub(super) async fn key_tasks(conn: &mut AnyConn<'_>, ids: &[TaskId]) -> StoreRe
         AnyConn::Sqlite(c) => {
             let sql = format!(
                 "UPDATE warren_tasks SET flow_key = {key} \
-                 WHERE id IN (SELECT value FROM json_each(?)) AND {of_rule}"
+                 WHERE id IN (SELECT value FROM json_each(?)){of_rule}"
             );
             let list = serde_json::to_string(&ids.iter().map(|id| id.0).collect::<Vec<_>>())
                 .expect("ids serialize");
@@ -100,11 +137,11 @@ pub(super) async fn key_tasks(conn: &mut AnyConn<'_>, ids: &[TaskId]) -> StoreRe
     Ok(())
 }
 
-/// Keys again the pending and running tasks of `task_type` after its rule changed (a
-/// NULL key when it has none now). Returns how many tasks were written.
+/// Keys again the pending and running tasks of `task_type` after what keys them
+/// changed (a NULL key when it has no rule now). Returns how many tasks were written.
 pub(super) async fn rekey_type(conn: &mut AnyConn<'_>, task_type: &str) -> StoreResult<usize> {
     let postgres = matches!(conn, AnyConn::Postgres(_));
-    let key = key_of_type_sql(postgres, "warren_tasks.task_type", "warren_tasks.data");
+    let key = own_key_sql(postgres);
     let (pending, running) = (TaskState::Pending.as_str(), TaskState::Running.as_str());
     let param = if postgres { "$1" } else { "?" };
     let statement = format!(
@@ -120,9 +157,21 @@ pub(super) async fn rekey_type(conn: &mut AnyConn<'_>, task_type: &str) -> Store
     Ok(written)
 }
 
-/// The constrained claim on PostgreSQL: in its own transaction, under
-/// [`PG_FLOW_LOCK`], the tasks with a key (at most each key's free slots), then tasks
-/// without one for what is left of the limit. Constrained tasks are taken first.
+/// Locks `table` (PostgreSQL) against every other write until the transaction ends,
+/// after the writes in progress on it: how registration keeps a re-keying from missing
+/// a task written at the same time. Two holders exclude each other.
+pub(super) async fn lock_table(conn: &mut AnyConn<'_>, table: &str) -> StoreResult<()> {
+    if let AnyConn::Postgres(c) = conn {
+        c.batch_execute(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The constrained claim on PostgreSQL: one statement ([`PgFlowClaim`]) in a
+/// transaction of its own that first takes [`PG_FLOW_LOCK`] (read committed, so the
+/// statement's snapshot is taken after the lock is granted whatever the server's
+/// default isolation).
 pub(super) async fn pg_claim(
     c: &mut AsyncPgConnection,
     params: &ClaimParams<'_>,
@@ -130,32 +179,28 @@ pub(super) async fn pg_claim(
     use diesel_async::AsyncConnection;
     let claimed = c
         .transaction::<_, super::StoreError, _>(async |c| {
-            // The lock first, alone: the claim's snapshot then starts after it, and sees
-            // every earlier constrained claim's commit.
-            c.batch_execute(&format!("SELECT pg_advisory_xact_lock({PG_FLOW_LOCK})"))
-                .await?;
-            let mut rows: Vec<TaskRow> = PgFlowClaim(params).load(c).await?;
-            let left = params.limit - rows.len() as i64;
-            if left > 0 {
-                let rest = ClaimParams {
-                    limit: left,
-                    ..*params
-                };
-                rows.extend(super::claim::PgClaim(&rest).load(c).await?);
-            }
-            Ok(rows)
+            c.batch_execute(&format!(
+                "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+                 SET LOCAL lock_timeout = '{PG_FLOW_LOCK_TIMEOUT}'; \
+                 SELECT pg_advisory_xact_lock({PG_FLOW_LOCK})"
+            ))
+            .await?;
+            Ok(PgFlowClaim(params).load(c).await?)
         })
         .await?;
     Ok(claimed)
 }
 
-/// The statement of [`pg_claim`] that takes tasks with a key.
+/// The statement of [`pg_claim`].
 ///
 /// The keys with pending tasks are read by a loose scan of `warren_tasks_flow_due` (one
-/// probe per key, however long its backlog); for each key of a type this node has a
-/// rule for, the running tasks are counted on `warren_tasks_flow_running`, and at most
-/// the free slots are taken from the key's due tasks in queue order. The per-key limit
-/// and the claim's limit are written into the text, as in the plain claim.
+/// probe per key, however long its backlog). For each key of a type with a rule
+/// (`warren_task_types`, read in the statement), its running tasks are counted on
+/// `warren_tasks_flow_running`, and at most the free slots are locked and taken from
+/// its due tasks, per cluster, in the index's order; a window keeps the whole key
+/// within its free slots when several clusters are claimed. The due tasks without a key
+/// are the plain claim's ([`push_plain_candidates`]); the first `limit` of both, in
+/// queue order, are taken.
 struct PgFlowClaim<'a>(&'a ClaimParams<'a>);
 
 super::pg_statement!(PgFlowClaim<'_>);
@@ -164,14 +209,7 @@ impl QueryFragment<Pg> for PgFlowClaim<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let p = self.0;
         let (pending, running) = (TaskState::Pending.as_str(), TaskState::Running.as_str());
-        let most_per_key = p
-            .flow_limits
-            .iter()
-            .map(|&limit| i64::from(limit))
-            .max()
-            .unwrap_or(0)
-            .min(p.limit)
-            .to_string();
+        let limit = p.limit.to_string();
         out.push_sql(&format!(
             "WITH RECURSIVE keys(task_type, k) AS (\
              (SELECT task_type, flow_key FROM warren_tasks \
@@ -182,31 +220,18 @@ impl QueryFragment<Pg> for PgFlowClaim<'_> {
              SELECT task_type, flow_key FROM warren_tasks \
              WHERE state = '{pending}' AND flow_key IS NOT NULL \
              AND (task_type, flow_key) > (keys.task_type, keys.k) \
-             ORDER BY task_type, flow_key LIMIT 1) AS n), \
-             paused AS MATERIALIZED (SELECT \
-             coalesce(array_agg(name) FILTER (WHERE kind = 'cluster'), '{{}}') AS clusters, \
-             coalesce(array_agg(name) FILTER (WHERE kind = 'type'), '{{}}') AS types \
-             FROM warren_paused) \
-             UPDATE warren_tasks SET state = '{running}', lease_owner = "
+             ORDER BY task_type, flow_key LIMIT 1) AS n), {PAUSED_CTE} "
         ));
-        out.push_bind_param::<Text, _>(p.owner)?;
-        out.push_sql(", lease_until = ");
-        out.push_bind_param::<BigInt, _>(&p.until)?;
-        out.push_sql(", lease_token = lease_token + 1, started_at = ");
-        out.push_bind_param::<BigInt, _>(&p.now)?;
-        out.push_sql(
-            " WHERE id = ANY(ARRAY(SELECT x.id FROM (\
+        push_take(&mut out, p)?;
+        out.push_sql(&format!(
+            "SELECT x.id, x.priority, x.next_attempt FROM (\
              SELECT d.id, d.priority, d.next_attempt, f.free, row_number() OVER (\
              PARTITION BY keys.task_type, keys.k ORDER BY d.priority, d.next_attempt, d.id) AS rn \
-             FROM keys CROSS JOIN paused JOIN unnest(",
-        );
-        out.push_bind_param::<Array<Text>, _>(p.flow_types)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<Integer>, _>(p.flow_limits)?;
-        out.push_sql(&format!(
-            "::integer[]) AS r(task_type, cap) ON r.task_type = keys.task_type \
-             AND keys.task_type <> ALL(paused.types) \
-             CROSS JOIN LATERAL (SELECT r.cap - count(*) AS free FROM warren_tasks w \
+             FROM keys CROSS JOIN paused \
+             JOIN warren_task_types tt ON tt.task_type = keys.task_type \
+             AND tt.concurrency IS NOT NULL \
+             AND (NOT paused.any OR keys.task_type <> ALL(paused.types)) \
+             CROSS JOIN LATERAL (SELECT tt.concurrency - count(*) AS free FROM warren_tasks w \
              WHERE w.state = '{running}' AND w.flow_key IS NOT NULL \
              AND w.task_type = keys.task_type AND w.flow_key = keys.k) AS f \
              CROSS JOIN (SELECT DISTINCT unnest("
@@ -219,96 +244,94 @@ impl QueryFragment<Pg> for PgFlowClaim<'_> {
              CROSS JOIN LATERAL (SELECT id, priority, next_attempt FROM warren_tasks w \
              WHERE w.state = '{pending}' AND w.flow_key IS NOT NULL \
              AND w.task_type = keys.task_type AND w.flow_key = keys.k AND w.cluster = cl.name \
-             AND f.free > 0 AND cl.name <> ALL(paused.clusters) AND w.next_attempt <= "
+             AND f.free > 0 AND (NOT paused.any OR cl.name <> ALL(paused.clusters)) \
+             AND w.next_attempt <= "
         ));
         out.push_bind_param::<BigInt, _>(&p.now)?;
-        out.push_sql(" ORDER BY priority, next_attempt, id LIMIT ");
-        out.push_sql(&most_per_key);
-        out.push_sql(
-            " FOR UPDATE SKIP LOCKED) AS d) AS x WHERE x.rn <= x.free \
-             ORDER BY x.priority, x.next_attempt, x.id LIMIT ",
-        );
-        out.push_sql(&p.limit.to_string());
-        out.push_sql(")) RETURNING *");
+        out.push_sql(&format!(
+            " ORDER BY priority, next_attempt, id LIMIT least(f.free, {limit}) \
+             FOR UPDATE SKIP LOCKED) AS d) AS x WHERE x.rn <= x.free UNION ALL "
+        ));
+        push_plain_candidates(&mut out, p)?;
+        push_take_end(&mut out, p);
         Ok(())
     }
 }
 
-/// The constrained part of the SQLite claim, under the write lock the claim holds: up
-/// to `limit` due tasks with a key, at most each (type, key)'s free slots, in queue
-/// order, outside paused clusters and types. Reads the due tasks with a key of the
-/// node's constrained types (a key that is full is skipped, not waited behind).
-pub(super) fn sqlite_flow_ids(
+/// The due tasks with a concurrency key for the SQLite claim, under the write lock the
+/// claim holds: at most each (type, key)'s free slots (caps read from the registry), in
+/// queue order, outside paused clusters and types, at most `limit`: `(id, priority,
+/// next_attempt)`. Reads every due keyed task of the claimed clusters: a key that is
+/// full is skipped, not waited behind.
+pub(super) fn sqlite_flow_candidates(
     inner: &mut diesel::SqliteConnection,
-    params: &FlowParams,
+    clusters: &[String],
+    now: i64,
+    limit: i64,
     paused_clusters: &[String],
     paused_types: &[String],
-) -> QueryResult<Vec<TaskId>> {
+) -> QueryResult<Vec<(TaskId, i32, i64)>> {
     use diesel::RunQueryDsl as Sync;
-    use std::collections::HashMap;
+    let caps: HashMap<String, i64> = Sync::load::<(String, Option<i32>)>(
+        tt::warren_task_types
+            .filter(tt::concurrency.is_not_null())
+            .select((tt::task_type, tt::concurrency)),
+        inner,
+    )?
+    .into_iter()
+    .map(|(task_type, cap)| (task_type, i64::from(cap.unwrap_or(0))))
+    .collect();
+    if caps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let types: Vec<&String> = caps.keys().collect();
     let busy: Vec<(String, Option<String>, i64)> = Sync::load(
         t::warren_tasks
             .filter(t::state.eq(TaskState::Running))
             .filter(t::flow_key.is_not_null())
-            .filter(t::task_type.eq_any(&params.types))
             .group_by((t::task_type, t::flow_key))
             .select((t::task_type, t::flow_key, diesel::dsl::count_star())),
         inner,
     )?;
     let mut free: HashMap<(String, String), i64> = HashMap::new();
-    let cap = |task_type: &str| -> i64 {
-        params
-            .types
-            .iter()
-            .zip(&params.limits)
-            .find(|(t, _)| t.as_str() == task_type)
-            .map_or(0, |(_, l)| i64::from(*l))
-    };
     for (task_type, key, n) in busy {
-        let key = key.unwrap_or_default();
-        free.insert((task_type.clone(), key), cap(&task_type) - n);
+        let cap = caps.get(&task_type).copied().unwrap_or(0);
+        free.insert((task_type, key.unwrap_or_default()), cap - n);
     }
-    let due: Vec<(TaskId, String, Option<String>)> = Sync::load(
+    let due: Vec<(TaskId, String, Option<String>, i32, i64)> = Sync::load(
         t::warren_tasks
             .filter(t::state.eq(TaskState::Pending))
             .filter(t::flow_key.is_not_null())
-            .filter(t::task_type.eq_any(&params.types))
+            .filter(t::task_type.eq_any(&types))
             .filter(diesel::dsl::not(t::task_type.eq_any(paused_types)))
-            .filter(t::cluster.eq_any(&params.clusters))
+            .filter(t::cluster.eq_any(clusters))
             .filter(diesel::dsl::not(t::cluster.eq_any(paused_clusters)))
-            .filter(t::next_attempt.le(params.now))
+            .filter(t::next_attempt.le(now))
             .order((t::priority, t::next_attempt, t::id))
-            .select((t::id, t::task_type, t::flow_key)),
+            .select((
+                t::id,
+                t::task_type,
+                t::flow_key,
+                t::priority,
+                t::next_attempt,
+            )),
         inner,
     )?;
-    let mut ids = Vec::new();
-    for (id, task_type, key) in due {
-        if ids.len() as i64 >= params.limit {
+    let mut taken = Vec::new();
+    for (id, task_type, key, priority, next_attempt) in due {
+        if taken.len() as i64 >= limit {
             break;
         }
-        let key = (task_type.clone(), key.unwrap_or_default());
-        let slots = free.entry(key).or_insert_with(|| cap(&task_type));
+        let cap = caps.get(&task_type).copied().unwrap_or(0);
+        let slots = free
+            .entry((task_type, key.unwrap_or_default()))
+            .or_insert(cap);
         if *slots > 0 {
             *slots -= 1;
-            ids.push(id);
+            taken.push((id, priority, next_attempt));
         }
     }
-    Ok(ids)
-}
-
-/// What [`sqlite_flow_ids`] needs, owned (it runs on the connection's thread).
-#[derive(Debug, Clone)]
-pub(super) struct FlowParams {
-    /// The constrained types this node knows, and their limits (same order).
-    pub types: Vec<String>,
-    /// The limit of each of `types`.
-    pub limits: Vec<i32>,
-    /// The clusters claimed from.
-    pub clusters: Vec<String>,
-    /// The claim's instant.
-    pub now: i64,
-    /// The most tasks taken.
-    pub limit: i64,
+    Ok(taken)
 }
 
 /// Most keys of one type that [`Store::key_loads`] reports.

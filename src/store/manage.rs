@@ -356,6 +356,10 @@ impl Store {
                     action: why.raced(),
                 });
             }
+            if task.state.is_finished() {
+                // Its key is as old as its last run; the rule may have changed since.
+                super::flow::rekey_tasks(conn, &[id]).await?;
+            }
             if at <= now {
                 announce_work(conn, pending, &task.cluster).await?;
             }
@@ -503,7 +507,9 @@ impl Store {
     }
 
     /// The earliest next attempt among pending tasks of `clusters` (possibly in the
-    /// past), so a queue can sleep until then; `None` when nothing is pending.
+    /// past), so a queue can sleep until then; `None` when nothing is pending. Tasks
+    /// with a concurrency key are left out (their index is not ordered by cluster and
+    /// time): a keyed task due later is found by the queue's safety poll.
     pub async fn next_due(&self, clusters: &[String]) -> StoreResult<Option<Millis>> {
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
@@ -511,6 +517,7 @@ impl Store {
             t::warren_tasks
                 .select(diesel::dsl::min(t::next_attempt))
                 .filter(t::state.eq(TaskState::Pending))
+                .filter(t::flow_key.is_null())
                 .filter(t::cluster.eq_any(clusters))
                 .first::<Option<i64>>(c)
                 .await?

@@ -53,8 +53,8 @@ mod conn;
 mod dialect;
 pub mod dynamic;
 mod error;
-#[cfg(target_os = "linux")]
 mod flow;
+#[cfg(target_os = "linux")]
 mod folder_watch;
 mod manage;
 mod model;
@@ -176,6 +176,8 @@ struct Inner {
     /// The cluster and concurrency rule of each registered task type (see
     /// `task_types.rs`), read at open.
     task_types: std::sync::RwLock<std::collections::HashMap<String, task_types::RegisteredType>>,
+    /// When (the store's clock, ms) `task_types` was last read from the database.
+    task_types_read_at: std::sync::atomic::AtomicI64,
     /// Completions waiting to share a statement (PostgreSQL; see `completions.rs`).
     completions: completions::CompletionQueue,
     /// Verdicts on task SQL statements (PostgreSQL; see `pg_policy.rs`).
@@ -238,6 +240,7 @@ impl Store {
                 signals,
                 url: config.url,
                 task_types: Default::default(),
+                task_types_read_at: Default::default(),
                 completions: Default::default(),
                 policy: Default::default(),
             }),

@@ -67,7 +67,7 @@ impl Dialect for AsyncPgConnection {
     }
 
     async fn claim(&mut self, params: &ClaimParams<'_>) -> StoreResult<Vec<TaskRow>> {
-        if params.flow_types.is_empty() {
+        if !params.constrained {
             // One statement, committed on its own.
             Ok(PgClaim(params).load(self).await?)
         } else {

@@ -234,7 +234,12 @@ impl PgInsertTasks<'_> {
              r.created_at, r.not_before, r.next_attempt, ",
         );
         // The key of a task of a type with a concurrency rule (`flow.rs`).
-        out.push_sql(&super::flow::key_of_type_sql(true, "r.task_type", "r.data"));
+        out.push_sql(&super::flow::key_of_type_sql(
+            true,
+            "r.task_type",
+            "r.data",
+            "r.cluster",
+        ));
         out.push_sql(" FROM unnest(");
         out.push_bind_param::<Array<Text>, _>(&self.task_types)?;
         out.push_sql("::text[], ");

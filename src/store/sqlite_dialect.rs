@@ -6,7 +6,7 @@
 use super::claim::ClaimParams;
 use super::conn::{finish, SqliteConn};
 use super::dialect::{Announce, Dialect, LockWhen};
-use super::flow::{sqlite_flow_ids, FlowParams};
+use super::flow::sqlite_flow_candidates;
 use super::manage::list_query;
 use super::model::TaskRow;
 use super::pg_policy::PgStatementPolicy;
@@ -207,13 +207,7 @@ fn sqlite_insert_unless_duplicate() -> String {
 async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<Vec<TaskRow>> {
     let (owner, clusters) = (params.owner.to_string(), params.clusters.to_vec());
     let (now, until, limit) = (params.now, params.until, params.limit);
-    let flow = (!params.flow_types.is_empty()).then(|| FlowParams {
-        types: params.flow_types.to_vec(),
-        limits: params.flow_limits.to_vec(),
-        clusters: clusters.clone(),
-        now,
-        limit,
-    });
+    let constrained = params.constrained;
     let rows = c
         .spawn_blocking(move |inner| {
             // The connection's own (blocking) methods: this runs on its thread.
@@ -228,24 +222,28 @@ async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<V
                 list.into_iter().map(|(_, name)| name).collect()
             };
             let (paused_clusters, paused_types) = (names(paused_clusters), names(paused_types));
-            // Tasks with a concurrency key first, at most each key's free slots
-            // (`flow.rs`); the rest of the limit goes to tasks without one.
-            let mut ids: Vec<TaskId> = match &flow {
-                Some(flow) => sqlite_flow_ids(inner, flow, &paused_clusters, &paused_types)?,
-                None => Vec::new(),
+            // Tasks with a concurrency key, at most each key's free slots (`flow.rs`).
+            let keyed = if constrained {
+                sqlite_flow_candidates(
+                    inner,
+                    &clusters,
+                    now,
+                    limit,
+                    &paused_clusters,
+                    &paused_types,
+                )?
+            } else {
+                Vec::new()
             };
-            let limit = limit - ids.len() as i64;
             let due = t::warren_tasks
-                .select(t::id)
+                .select((t::id, t::priority, t::next_attempt))
                 .filter(t::state.eq(TaskState::Pending))
                 .filter(t::next_attempt.le(now))
                 .filter(t::cluster.eq_any(&clusters))
                 .filter(t::flow_key.is_null())
                 .order((t::priority, t::next_attempt, t::id))
                 .limit(limit);
-            let plain: Vec<TaskId> = if limit <= 0 {
-                Vec::new()
-            } else if pauses.is_empty() {
+            let plain: Vec<(TaskId, i32, i64)> = if pauses.is_empty() {
                 Sync::load(due, inner)?
             } else {
                 // A paused cluster's queue is not read at all.
@@ -255,7 +253,7 @@ async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<V
                     .cloned()
                     .collect();
                 let outside = t::warren_tasks
-                    .select(t::id)
+                    .select((t::id, t::priority, t::next_attempt))
                     .filter(t::state.eq(TaskState::Pending))
                     .filter(t::next_attempt.le(now))
                     .filter(t::cluster.eq_any(&open))
@@ -269,7 +267,15 @@ async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<V
                     Sync::load(outside, inner)?
                 }
             };
-            ids.extend(plain);
+            // The first `limit` of both, in queue order.
+            let mut candidates = keyed;
+            candidates.extend(plain);
+            candidates.sort_by_key(|&(id, priority, next_attempt)| (priority, next_attempt, id));
+            let ids: Vec<TaskId> = candidates
+                .into_iter()
+                .take(limit as usize)
+                .map(|(id, _, _)| id)
+                .collect();
             let take = diesel::update(t::warren_tasks.filter(t::id.eq_any(&ids)))
                 .set((
                     t::state.eq(TaskState::Running),

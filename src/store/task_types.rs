@@ -8,7 +8,7 @@
 
 use super::conn::on_conn;
 use super::schema::warren_task_types::dsl as tt;
-use super::{Store, StoreResult};
+use super::{Store, StoreError, StoreResult};
 use crate::flow::ConcurrencyLimit;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -36,6 +36,9 @@ impl TypeRegistration {
     }
 }
 
+/// How old (ms) the store's copy of the registry may be when a claim consults it.
+pub const REGISTRY_REFRESH_MS: i64 = 5_000;
+
 /// A registered type as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct RegisteredType {
@@ -53,22 +56,59 @@ pub(super) fn rule_of(limit: Option<i32>, key: Option<String>) -> Option<Concurr
     })
 }
 
+/// Refuses a registration whose rule the claim could not hold: a limit out of range,
+/// or a key field that is not a plain top-level name.
+fn check_registration(reg: &TypeRegistration) -> StoreResult<()> {
+    let Some(rule) = &reg.concurrency else {
+        return Ok(());
+    };
+    let invalid = |message: String| StoreError::Invalid {
+        field: "concurrency",
+        message: format!("task type {}: {message}", reg.task_type),
+    };
+    if rule.limit == 0 || rule.limit > crate::flow::MAX_CONCURRENCY {
+        return Err(invalid(format!(
+            "a limit of {} running tasks is outside 1 to {}",
+            rule.limit,
+            crate::flow::MAX_CONCURRENCY
+        )));
+    }
+    if let Some(key) = &rule.key {
+        crate::flow::check_key_field(key)
+            .map_err(|e| invalid(format!("key field '{key}': {e}")))?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Records the cluster and concurrency rule of each type; a type registered before
-    /// gets the new ones (the latest module definition wins). When a type's rule
-    /// changes, its pending and running tasks are keyed again (`flow.rs`), in the same
-    /// transaction.
+    /// gets the new ones (the latest module definition wins). When what keys a type's
+    /// tasks changes (whether it has a rule, its key field, its cluster), its pending
+    /// and running tasks are keyed again (`flow.rs`), in the same transaction.
+    ///
+    /// Registrations are serialised (on PostgreSQL by a lock on the registry, on
+    /// SQLite by the write lock), and a re-keying first waits for every write of tasks
+    /// in progress and holds new ones until it commits: a task scheduled meanwhile is
+    /// keyed by either the old rule and then re-keyed, or by the new one.
     pub async fn register_task_types(&self, types: &[TypeRegistration]) -> StoreResult<()> {
+        for reg in types {
+            check_registration(reg)?;
+        }
         // In name order, so that nodes registering at once lock the rows alike.
         let mut sorted: Vec<&TypeRegistration> = types.iter().collect();
         sorted.sort_by(|a, b| a.task_type.cmp(&b.task_type));
         self.in_transaction(async |conn, _| {
+            let postgres = matches!(conn, super::AnyConn::Postgres(_));
+            if postgres {
+                super::flow::lock_table(conn, "warren_task_types").await?;
+            }
+            let mut tasks_locked = false;
             for reg in &sorted {
                 let limit = reg.concurrency.as_ref().map(|c| c.limit as i32);
                 let key = reg.concurrency.as_ref().and_then(|c| c.key.clone());
-                let before: Option<(Option<i32>, Option<String>)> = on_conn!(conn, c => {
+                let before: Option<(String, Option<i32>, Option<String>)> = on_conn!(conn, c => {
                     tt::warren_task_types
-                        .select((tt::concurrency, tt::concurrency_key))
+                        .select((tt::cluster, tt::concurrency, tt::concurrency_key))
                         .find(&reg.task_type)
                         .first(c)
                         .await
@@ -92,11 +132,21 @@ impl Store {
                         .execute(c)
                         .await?
                 });
-                let changed = match before {
-                    Some(before) => before != (limit, key.clone()),
+                // What keys the tasks: whether there is a rule, its field, the cluster
+                // (only tasks in the type's own cluster are keyed). The limit alone
+                // changes no key.
+                let keying = (limit.is_some(), key.as_deref(), reg.cluster.as_str());
+                let changed = match &before {
+                    Some((cluster, limit, key)) => {
+                        keying != (limit.is_some(), key.as_deref(), cluster.as_str())
+                    }
                     None => limit.is_some(),
                 };
                 if changed {
+                    if postgres && !tasks_locked {
+                        super::flow::lock_table(conn, "warren_tasks").await?;
+                        tasks_locked = true;
+                    }
                     super::flow::rekey_type(conn, &reg.task_type).await?;
                 }
             }
@@ -130,6 +180,9 @@ impl Store {
                 .load(c)
                 .await?
         });
+        self.inner
+            .task_types_read_at
+            .store(self.now(), std::sync::atomic::Ordering::Relaxed);
         *self
             .inner
             .task_types
@@ -160,19 +213,22 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The types with a concurrency rule this store knows, and their limits (same
-    /// order, sorted by type): what the claim enforces.
-    pub(super) fn flow_limits(&self) -> (Vec<String>, Vec<i32>) {
-        let types = self.registered_types();
-        let mut rules: Vec<(String, i32)> = types
-            .iter()
-            .filter_map(|(name, t)| {
-                t.concurrency
-                    .as_ref()
-                    .map(|c| (name.clone(), c.limit as i32))
-            })
-            .collect();
-        rules.sort();
-        rules.into_iter().unzip()
+    /// Whether a type with a concurrency rule is registered in one of `clusters`, as
+    /// this store knows it: then the claim takes keyed tasks too (`flow.rs`). The copy
+    /// is read again when it is older than [`REGISTRY_REFRESH_MS`], so a rule another
+    /// node registered reaches this store's claims within that time.
+    pub(super) async fn rules_in(&self, clusters: &[String]) -> StoreResult<bool> {
+        let now = self.now();
+        let read_at = std::sync::atomic::AtomicI64::load(
+            &self.inner.task_types_read_at,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if now.saturating_sub(read_at) >= REGISTRY_REFRESH_MS {
+            self.load_task_types().await?;
+        }
+        Ok(self
+            .registered_types()
+            .values()
+            .any(|t| t.concurrency.is_some() && clusters.contains(&t.cluster)))
     }
 }

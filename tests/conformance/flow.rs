@@ -12,6 +12,10 @@ crate::conformance!(
     a_changed_rule_keys_the_waiting_tasks_again,
     new_data_from_a_restart_moves_the_task_to_its_new_key,
     three_stores_racing_never_exceed_a_key_s_limit,
+    every_store_holds_the_limit_in_force_not_its_own_copy,
+    keyed_and_plain_tasks_are_taken_in_queue_order,
+    a_finished_task_put_back_is_keyed_by_the_rule_in_force,
+    data_a_key_cannot_be_read_from_still_schedules,
 );
 
 /// Registers `demo:ping` in `default` with `limit` running per value of `key`.
@@ -301,4 +305,117 @@ async fn three_stores_racing_never_exceed_a_key_s_limit(b: Backend) {
             finished += 1;
         }
     }
+}
+
+async fn every_store_holds_the_limit_in_force_not_its_own_copy(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    // This store registered 10; a node that started later registered 2.
+    let s = &db.store;
+    limit_ping(s, 10, Some("tenant")).await;
+    let later = db.another_node().await;
+    limit_ping(&later, 2, Some("tenant")).await;
+    for n in 0..5 {
+        s.schedule(task(json!({ "tenant": "a", "n": n })))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        claim_data(s, 10).await.len(),
+        2,
+        "the registered limit is 2"
+    );
+}
+
+async fn keyed_and_plain_tasks_are_taken_in_queue_order(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    s.register_task_types(&[
+        TypeRegistration {
+            concurrency: Some(ConcurrencyLimit {
+                limit: 5,
+                key: Some("tenant".into()),
+            }),
+            ..TypeRegistration::new("demo:ping", "default")
+        },
+        TypeRegistration::new("demo:mail", "default"),
+    ])
+    .await
+    .unwrap();
+    let with_priority = |task_type: &str, priority: Priority, n: i64| {
+        NewTask::new(task_type.parse().unwrap(), json!({ "tenant": "a", "n": n })).with_options(
+            ScheduleOptions {
+                priority: Some(priority),
+                ..Default::default()
+            },
+        )
+    };
+    // A keyed background task first, then an interactive plain one, then a keyed
+    // interactive one: one runner's claim takes them in priority order.
+    s.schedule(with_priority("demo:ping", Priority::BACKGROUND, 1))
+        .await
+        .unwrap();
+    s.schedule(with_priority("demo:mail", Priority::INTERACTIVE, 2))
+        .await
+        .unwrap();
+    s.schedule(with_priority("demo:ping", Priority::INTERACTIVE, 3))
+        .await
+        .unwrap();
+    let order: Vec<i64> = [
+        claim_data(s, 1).await,
+        claim_data(s, 1).await,
+        claim_data(s, 1).await,
+    ]
+    .iter()
+    .map(|claimed| claimed[0].2["n"].as_i64().unwrap())
+    .collect();
+    assert_eq!(order, [2, 3, 1]);
+}
+
+async fn a_finished_task_put_back_is_keyed_by_the_rule_in_force(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    s.register_task_types(&[TypeRegistration::new("demo:ping", "default")])
+        .await
+        .unwrap();
+    let id = s.schedule(task(json!({ "tenant": "a" }))).await.unwrap();
+    s.schedule(task(json!({ "tenant": "a" }))).await.unwrap();
+    s.cancel(id, "not now").await.unwrap();
+    // The rule comes after the task finished; retried, it is held to it.
+    limit_ping(s, 1, Some("tenant")).await;
+    s.retry_now(id).await.unwrap();
+    assert_eq!(
+        count(
+            s,
+            &format!("SELECT count(*) AS n FROM warren_tasks WHERE id = {id} AND flow_key = 'a'")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        claim_data(s, 10).await.len(),
+        1,
+        "one of the two tasks of key a"
+    );
+}
+
+async fn data_a_key_cannot_be_read_from_still_schedules(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    limit_ping(s, 1, Some("tenant")).await;
+    // A NUL in the key's value: PostgreSQL's text cannot hold it.
+    let id = s
+        .schedule(task(json!({ "tenant": "a\u{0}b" })))
+        .await
+        .unwrap();
+    let claimed = claim_data(s, 10).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].0, id);
 }
