@@ -181,10 +181,10 @@ async fn the_constrained_claim_probes_each_key_and_never_reads_the_queue() {
         .execute(c)
         .await
         .unwrap();
-    // ($1 owner, $2 lease until, $3 now, $4 clusters, $5 now, and again for the tasks
-    // without a key: $6 clusters, $7 now).
+    // ($1 owner, $2 lease until, $3 now, $4 and $5 clusters, $6 now, and again for the
+    // tasks without a key: $7 clusters, $8 now).
     let plan: Vec<PlanLine> = diesel::sql_query(format!(
-        "EXPLAIN EXECUTE {}('node-b', {}, {}, ARRAY['default'], {}, ARRAY['default'], {})",
+        "EXPLAIN EXECUTE {}('node-b', {}, {}, ARRAY['default'], ARRAY['default'], {}, ARRAY['default'], {})",
         prepared[0].name,
         i64::MAX,
         i64::MAX - 1,

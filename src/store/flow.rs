@@ -36,11 +36,13 @@ use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use std::collections::HashMap;
 
-/// The advisory lock every constrained claim on PostgreSQL holds for its transaction
-/// ("warren" in ASCII, then 1).
-const PG_FLOW_LOCK: i64 = 0x7761_7272_656e_0001;
+/// The class of the advisory locks constrained claims on PostgreSQL hold for their
+/// transaction, one per cluster claimed ("wa" in ASCII; the second half is the hash of
+/// the cluster's name). A type's keyed tasks all live in its registered cluster, so
+/// claims of different clusters need not wait for each other.
+const PG_FLOW_LOCK_CLASS: i32 = 0x7761;
 
-/// How long a constrained claim on PostgreSQL waits for [`PG_FLOW_LOCK`] before it
+/// How long a constrained claim on PostgreSQL waits for its locks before it
 /// gives up with an error (the queue claims again later), so a claimer that hangs
 /// holding it cannot stall every other one for longer.
 const PG_FLOW_LOCK_TIMEOUT: &str = "5s";
@@ -157,6 +159,15 @@ pub(super) async fn rekey_type(conn: &mut AnyConn<'_>, task_type: &str) -> Store
     Ok(written)
 }
 
+/// Bounds how long the rest of the transaction waits for any lock (PostgreSQL).
+pub(super) async fn lock_timeout(conn: &mut AnyConn<'_>, timeout: &str) -> StoreResult<()> {
+    if let AnyConn::Postgres(c) = conn {
+        c.batch_execute(&format!("SET LOCAL lock_timeout = '{timeout}'"))
+            .await?;
+    }
+    Ok(())
+}
+
 /// Locks `table` (PostgreSQL) against every other write until the transaction ends,
 /// after the writes in progress on it: how registration keeps a re-keying from missing
 /// a task written at the same time. Two holders exclude each other.
@@ -169,9 +180,9 @@ pub(super) async fn lock_table(conn: &mut AnyConn<'_>, table: &str) -> StoreResu
 }
 
 /// The constrained claim on PostgreSQL: one statement ([`PgFlowClaim`]) in a
-/// transaction of its own that first takes [`PG_FLOW_LOCK`] (read committed, so the
-/// statement's snapshot is taken after the lock is granted whatever the server's
-/// default isolation).
+/// transaction of its own that first takes the lock of each claimed cluster, in name
+/// order (read committed, so the statement's snapshot is taken after the locks are
+/// granted whatever the server's default isolation).
 pub(super) async fn pg_claim(
     c: &mut AsyncPgConnection,
     params: &ClaimParams<'_>,
@@ -179,12 +190,20 @@ pub(super) async fn pg_claim(
     use diesel_async::AsyncConnection;
     let claimed = c
         .transaction::<_, super::StoreError, _>(async |c| {
-            c.batch_execute(&format!(
+            let mut clusters: Vec<&String> = params.clusters.iter().collect();
+            clusters.sort();
+            clusters.dedup();
+            let mut sql = format!(
                 "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; \
-                 SET LOCAL lock_timeout = '{PG_FLOW_LOCK_TIMEOUT}'; \
-                 SELECT pg_advisory_xact_lock({PG_FLOW_LOCK})"
-            ))
-            .await?;
+                 SET LOCAL lock_timeout = '{PG_FLOW_LOCK_TIMEOUT}';"
+            );
+            for cluster in clusters {
+                sql.push_str(&format!(
+                    " SELECT pg_advisory_xact_lock({PG_FLOW_LOCK_CLASS}, hashtext('{}'));",
+                    cluster.replace('\'', "''")
+                ));
+            }
+            c.batch_execute(&sql).await?;
             Ok(PgFlowClaim(params).load(c).await?)
         })
         .await?;
@@ -223,15 +242,22 @@ impl QueryFragment<Pg> for PgFlowClaim<'_> {
              ORDER BY task_type, flow_key LIMIT 1) AS n), {PAUSED_CTE} "
         ));
         push_take(&mut out, p)?;
-        out.push_sql(&format!(
+        out.push_sql(
             "SELECT x.id, x.priority, x.next_attempt FROM (\
              SELECT d.id, d.priority, d.next_attempt, f.free, row_number() OVER (\
              PARTITION BY keys.task_type, keys.k ORDER BY d.priority, d.next_attempt, d.id) AS rn \
              FROM keys CROSS JOIN paused \
              JOIN warren_task_types tt ON tt.task_type = keys.task_type \
              AND tt.concurrency IS NOT NULL \
-             AND (NOT paused.any OR keys.task_type <> ALL(paused.types)) \
-             CROSS JOIN LATERAL (SELECT tt.concurrency - count(*) AS free FROM warren_tasks w \
+             AND (NOT paused.any OR keys.task_type <> ALL(paused.types)) AND tt.cluster = ANY(",
+        );
+        out.push_bind_param::<Array<Text>, _>(p.clusters)?;
+        // Free slots: none (not fewer) when more run than the limit allows, as after a
+        // lower limit was registered.
+        out.push_sql(&format!(
+            "::text[]) \
+             CROSS JOIN LATERAL (SELECT greatest(tt.concurrency - count(*), 0) AS free \
+             FROM warren_tasks w \
              WHERE w.state = '{running}' AND w.flow_key IS NOT NULL \
              AND w.task_type = keys.task_type AND w.flow_key = keys.k) AS f \
              CROSS JOIN (SELECT DISTINCT unnest("

@@ -113,11 +113,15 @@ macro_rules! list_query {
         }
         query = match filter.state {
             StateFilter::All => query,
+            // Always true: it lets PostgreSQL read the pending tasks from the two
+            // partial indexes that hold them, without and with a concurrency key.
             StateFilter::Pending => query
                 .filter(t::state.eq(TaskState::Pending))
+                .filter(t::flow_key.is_null().or(t::flow_key.is_not_null()))
                 .filter(t::next_attempt.le(now)),
             StateFilter::Future => query
                 .filter(t::state.eq(TaskState::Pending))
+                .filter(t::flow_key.is_null().or(t::flow_key.is_not_null()))
                 .filter(t::next_attempt.gt(now)),
             StateFilter::Running => query.filter(t::state.eq(TaskState::Running)),
             StateFilter::Completed => query.filter(t::state.eq(TaskState::Completed)),
@@ -218,6 +222,8 @@ impl Store {
         let later: Vec<(String, i64)> = on_conn!(&mut conn, c => {
             t::warren_tasks
                 .filter(t::state.eq(TaskState::Pending))
+                // Always true; see the listing's `Pending` filter.
+                .filter(t::flow_key.is_null().or(t::flow_key.is_not_null()))
                 .filter(t::next_attempt.gt(now))
                 .group_by(t::task_type)
                 .select((t::task_type, diesel::dsl::count_star()))

@@ -36,6 +36,9 @@ impl TypeRegistration {
     }
 }
 
+/// How long a registration on PostgreSQL waits for its table locks.
+const REGISTRATION_LOCK_TIMEOUT: &str = "10s";
+
 /// How old (ms) the store's copy of the registry may be when a claim consults it.
 pub const REGISTRY_REFRESH_MS: i64 = 5_000;
 
@@ -100,6 +103,10 @@ impl Store {
         self.in_transaction(async |conn, _| {
             let postgres = matches!(conn, super::AnyConn::Postgres(_));
             if postgres {
+                // Waiting for a table lock longer than this fails the registration
+                // (and the node's start) with the database's error, rather than
+                // stalling every write queued behind the wait.
+                super::flow::lock_timeout(conn, REGISTRATION_LOCK_TIMEOUT).await?;
                 super::flow::lock_table(conn, "warren_task_types").await?;
             }
             let mut tasks_locked = false;
@@ -136,9 +143,11 @@ impl Store {
                 // (only tasks in the type's own cluster are keyed). The limit alone
                 // changes no key.
                 let keying = (limit.is_some(), key.as_deref(), reg.cluster.as_str());
+                // A type without a rule before and after has no keyed tasks to change.
                 let changed = match &before {
-                    Some((cluster, limit, key)) => {
-                        keying != (limit.is_some(), key.as_deref(), cluster.as_str())
+                    Some((cluster, old, key)) => {
+                        (old.is_some() || limit.is_some())
+                            && keying != (old.is_some(), key.as_deref(), cluster.as_str())
                     }
                     None => limit.is_some(),
                 };

@@ -13,6 +13,7 @@ crate::conformance!(
     new_data_from_a_restart_moves_the_task_to_its_new_key,
     three_stores_racing_never_exceed_a_key_s_limit,
     every_store_holds_the_limit_in_force_not_its_own_copy,
+    a_lowered_limit_takes_nothing_until_the_running_tasks_are_under_it,
     keyed_and_plain_tasks_are_taken_in_queue_order,
     a_finished_task_put_back_is_keyed_by_the_rule_in_force,
     data_a_key_cannot_be_read_from_still_schedules,
@@ -418,4 +419,31 @@ async fn data_a_key_cannot_be_read_from_still_schedules(b: Backend) {
     let claimed = claim_data(s, 10).await;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].0, id);
+}
+
+async fn a_lowered_limit_takes_nothing_until_the_running_tasks_are_under_it(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    limit_ping(s, 3, Some("tenant")).await;
+    for n in 0..5 {
+        s.schedule(task(json!({ "tenant": "a", "n": n })))
+            .await
+            .unwrap();
+    }
+    s.schedule(task(json!({ "tenant": "b" }))).await.unwrap();
+    let running = claim_data(s, 3).await;
+    assert_eq!(running.len(), 3);
+    // Three run where one is allowed now: key a takes nothing, key b still runs.
+    limit_ping(s, 1, Some("tenant")).await;
+    let next = claim_data(s, 10).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].2["tenant"], "b");
+    for (id, token, _) in &running[..2] {
+        finish(s, *id, *token).await;
+    }
+    assert!(claim_data(s, 10).await.is_empty(), "one of a still runs");
+    finish(s, running[2].0, running[2].1).await;
+    assert_eq!(claim_data(s, 10).await.len(), 1);
 }

@@ -10,26 +10,21 @@ ALTER TABLE warren_tasks ADD COLUMN flow_key TEXT;
 
 -- The key of a task of a type with a rule: the data field's value (a string as it is,
 -- a number or boolean as its JSON text; absent, null, an object or an array: ''), or ''
--- when the rule has no key field. Data that cannot be read as JSON text (a NUL
--- escape, which PostgreSQL's text cannot hold, in the field's value) keys as '', so
--- such a task is still scheduled and the rule still holds for it.
+-- when the rule has no key field. Data holding a NUL escape (\u0000, which
+-- PostgreSQL's text cannot hold, so reading the field could fail) keys as '', so such a
+-- task is still scheduled and the rule still holds for it. A plain SQL function, which
+-- PostgreSQL inlines into the statements that use it.
 CREATE FUNCTION warren_flow_key(task_data TEXT, key_field TEXT) RETURNS TEXT
-LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-    field JSON;
-BEGIN
-    IF key_field IS NULL THEN
-        RETURN '';
-    END IF;
-    field := task_data::json -> key_field;
-    RETURN coalesce(CASE json_typeof(field)
-        WHEN 'string' THEN field #>> '{}'
-        WHEN 'number' THEN field::text
-        WHEN 'boolean' THEN field::text
-    END, '');
-EXCEPTION WHEN OTHERS THEN
-    RETURN '';
-END
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN key_field IS NULL THEN ''
+        WHEN strpos(task_data, E'\\u0000') > 0 THEN ''
+        ELSE coalesce(CASE json_typeof(task_data::json -> key_field)
+            WHEN 'string' THEN task_data::json ->> key_field
+            WHEN 'number' THEN (task_data::json -> key_field)::text
+            WHEN 'boolean' THEN (task_data::json -> key_field)::text
+        END, '')
+    END
 $$;
 
 -- The plain claim walks `warren_tasks_due`: from now on it holds only tasks without a
