@@ -131,6 +131,25 @@ async fn effects(store: &Store) -> (i64, i64) {
 
 struct Nodes(Vec<Child>);
 
+/// Three `warren serve` nodes named `NAME1` to `NAME3`, once all three have registered.
+async fn three_nodes(modules: &Path, db: &str, name: &str, store: &Store) -> Nodes {
+    let nodes = Nodes(
+        (1..=3)
+            .map(|n| serve(modules, db, &format!("{name}{n}"), &[]))
+            .collect(),
+    );
+    support::eventually(
+        "the three nodes to register",
+        Duration::from_secs(120),
+        || {
+            let store = store.clone();
+            async move { store.list_nodes().await.unwrap().len() == 3 }
+        },
+    )
+    .await;
+    nodes
+}
+
 impl Drop for Nodes {
     fn drop(&mut self) {
         for child in &mut self.0 {
@@ -270,20 +289,7 @@ async fn three_nodes_hold_paused_work_until_it_is_resumed() {
     };
     assert!(cli(&["clusters", "pause", "default"]).contains("cluster 'default' paused"));
 
-    let nodes = Nodes(
-        (1..=3)
-            .map(|n| serve(&modules, &db, &format!("pause{n}"), &[]))
-            .collect(),
-    );
-    support::eventually(
-        "the three nodes to register",
-        Duration::from_secs(120),
-        || {
-            let store = store.clone();
-            async move { store.list_nodes().await.unwrap().len() == 3 }
-        },
-    )
-    .await;
+    let nodes = three_nodes(&modules, &db, "pause", &store).await;
 
     // Opened after the nodes registered their types, so it puts tasks in their
     // types' clusters.
@@ -388,20 +394,7 @@ async fn three_nodes_keep_each_key_within_its_concurrency_limit() {
         .unwrap();
     }
     drop(conn);
-    let nodes = Nodes(
-        (1..=3)
-            .map(|n| serve(&modules, &db, &format!("flow{n}"), &[]))
-            .collect(),
-    );
-    support::eventually(
-        "the three nodes to register",
-        Duration::from_secs(120),
-        || {
-            let store = store.clone();
-            async move { store.list_nodes().await.unwrap().len() == 3 }
-        },
-    )
-    .await;
+    let nodes = three_nodes(&modules, &db, "flow", &store).await;
     let mut tasks: Vec<NewTask> = (0..60)
         .map(|i| {
             NewTask::new(

@@ -3,10 +3,10 @@
 //!
 //! Every task of a type with a rule, in the type's registered cluster, carries its key
 //! in `flow_key` (NULL for every other task). The database computes it when the task is
-//! written, from the rule the nodes registered in `warren_task_types` (inside
-//! PostgreSQL's multi-row insert; by a statement right after the insert, in the same
-//! transaction, elsewhere), so a process that does not know the rule (another
-//! application, a store opened before the rule was registered) still keys its tasks.
+//! written, from the rule the nodes registered in `warren_task_types` (on PostgreSQL
+//! inside the multi-row insert, and by a statement right after the insert of a unique
+//! task, in the same transaction; on SQLite by triggers), so a store that does not know
+//! the rule (one opened before it was registered) still keys its tasks.
 //! When what keys a type's tasks changes, its pending and running tasks are keyed again
 //! (`task_types.rs`); a finished task put back in the queue is keyed afresh.
 //!
@@ -47,93 +47,74 @@ const PG_FLOW_LOCK_CLASS: i32 = 0x7761;
 /// holding it cannot stall every other one for longer.
 const PG_FLOW_LOCK_TIMEOUT: &str = "5s";
 
-/// The key of a task with data `data` (an SQL expression) under the rule of the
-/// registered type row `tt` (`warren_task_types`): see `warren_flow_key` in the
-/// PostgreSQL migration; SQLite spells the same rule out.
-fn key_sql(postgres: bool, data: &str) -> String {
-    if postgres {
-        return format!("warren_flow_key({data}, tt.concurrency_key)");
-    }
-    let path = "'$.\"' || tt.concurrency_key || '\"'";
+/// `(SELECT key FROM warren_task_types tt WHERE …)` on PostgreSQL: the key of a task
+/// of type `task_type` with data `data` in cluster `cluster` (SQL expressions), by
+/// `warren_flow_key` (the PostgreSQL migration); NULL when its type has no rule, or the
+/// task is not in the type's registered cluster. (SQLite's triggers hold the same rule.)
+pub(super) fn pg_key_of_type_sql(task_type: &str, data: &str, cluster: &str) -> String {
     format!(
-        "CASE WHEN tt.concurrency_key IS NULL THEN '' ELSE coalesce(\
-         CASE json_type({data}, {path}) \
-         WHEN 'text' THEN json_extract({data}, {path}) \
-         WHEN 'integer' THEN CAST(json_extract({data}, {path}) AS TEXT) \
-         WHEN 'real' THEN CAST(json_extract({data}, {path}) AS TEXT) \
-         WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' END, '') END"
+        "(SELECT warren_flow_key({data}, tt.concurrency_key) FROM warren_task_types tt \
+         WHERE tt.task_type = {task_type} AND tt.concurrency IS NOT NULL \
+         AND tt.cluster = {cluster})"
     )
 }
 
-/// `(SELECT key FROM warren_task_types tt WHERE …)`: the key of a task of type
-/// `task_type` with data `data` in cluster `cluster` (SQL expressions); NULL when its
-/// type has no rule, or the task is not in the type's registered cluster.
-pub(super) fn key_of_type_sql(
-    postgres: bool,
-    task_type: &str,
-    data: &str,
-    cluster: &str,
-) -> String {
-    format!(
-        "(SELECT {} FROM warren_task_types tt WHERE tt.task_type = {task_type} \
-         AND tt.concurrency IS NOT NULL AND tt.cluster = {cluster})",
-        key_sql(postgres, data)
-    )
-}
-
-/// The key of the row being updated in `warren_tasks`.
-fn own_key_sql(postgres: bool) -> String {
-    key_of_type_sql(
-        postgres,
+/// The key of the row being updated in `warren_tasks` (PostgreSQL).
+fn pg_own_key_sql() -> String {
+    pg_key_of_type_sql(
         "warren_tasks.task_type",
         "warren_tasks.data",
         "warren_tasks.cluster",
     )
 }
 
-/// Keys the tasks `ids` just written (in the caller's transaction) whose type has a
-/// rule. Tasks of other types are not written.
+/// Keys the tasks `ids` just written or given new data (in the caller's transaction)
+/// whose type has a rule. On SQLite the migration's triggers did it already.
 pub(super) async fn key_tasks(conn: &mut AnyConn<'_>, ids: &[TaskId]) -> StoreResult<()> {
-    set_keys(conn, ids, true).await
+    if let AnyConn::Postgres(c) = conn {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE warren_tasks SET flow_key = {} WHERE id = ANY($1) \
+             AND task_type IN (SELECT task_type FROM warren_task_types WHERE concurrency IS NOT NULL)",
+            pg_own_key_sql()
+        );
+        diesel::sql_query(sql)
+            .bind::<Array<BigInt>, _>(ids)
+            .execute(*c)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Keys the tasks `ids` afresh, whatever their type (NULL when it has no rule now):
 /// for a finished task put back in the queue, whose key is as old as its last run.
 pub(super) async fn rekey_tasks(conn: &mut AnyConn<'_>, ids: &[TaskId]) -> StoreResult<()> {
-    set_keys(conn, ids, false).await
-}
-
-async fn set_keys(conn: &mut AnyConn<'_>, ids: &[TaskId], only_ruled: bool) -> StoreResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    let postgres = matches!(conn, AnyConn::Postgres(_));
-    let key = own_key_sql(postgres);
-    let of_rule = if only_ruled {
-        " AND task_type IN (SELECT task_type FROM warren_task_types WHERE concurrency IS NOT NULL)"
-    } else {
-        ""
-    };
     match conn {
         AnyConn::Postgres(c) => {
-            let sql =
-                format!("UPDATE warren_tasks SET flow_key = {key} WHERE id = ANY($1){of_rule}");
+            let sql = format!(
+                "UPDATE warren_tasks SET flow_key = {} WHERE id = ANY($1)",
+                pg_own_key_sql()
+            );
             diesel::sql_query(sql)
                 .bind::<Array<BigInt>, _>(ids)
                 .execute(*c)
                 .await?;
         }
+        // Writing the data fires the trigger that keys the task.
         AnyConn::Sqlite(c) => {
-            let sql = format!(
-                "UPDATE warren_tasks SET flow_key = {key} \
-                 WHERE id IN (SELECT value FROM json_each(?)){of_rule}"
-            );
             let list = serde_json::to_string(&ids.iter().map(|id| id.0).collect::<Vec<_>>())
                 .expect("ids serialize");
-            diesel::sql_query(sql)
-                .bind::<Text, _>(list)
-                .execute(*c)
-                .await?;
+            diesel::sql_query(
+                "UPDATE warren_tasks SET data = data WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind::<Text, _>(list)
+            .execute(*c)
+            .await?;
         }
     }
     Ok(())
@@ -142,20 +123,28 @@ async fn set_keys(conn: &mut AnyConn<'_>, ids: &[TaskId], only_ruled: bool) -> S
 /// Keys again the pending and running tasks of `task_type` after what keys them
 /// changed (a NULL key when it has no rule now). Returns how many tasks were written.
 pub(super) async fn rekey_type(conn: &mut AnyConn<'_>, task_type: &str) -> StoreResult<usize> {
-    let postgres = matches!(conn, AnyConn::Postgres(_));
-    let key = own_key_sql(postgres);
     let (pending, running) = (TaskState::Pending.as_str(), TaskState::Running.as_str());
-    let param = if postgres { "$1" } else { "?" };
-    let statement = format!(
-        "UPDATE warren_tasks SET flow_key = {key} \
-         WHERE task_type = {param} AND state IN ('{pending}', '{running}')"
-    );
-    let written = on_conn!(conn, c => {
-        diesel::sql_query(statement.as_str())
-            .bind::<Text, _>(task_type)
-            .execute(c)
-            .await?
-    });
+    let live = format!("state IN ('{pending}', '{running}')");
+    let written = match conn {
+        AnyConn::Postgres(c) => {
+            let sql = format!(
+                "UPDATE warren_tasks SET flow_key = {} WHERE task_type = $1 AND {live}",
+                pg_own_key_sql()
+            );
+            diesel::sql_query(sql)
+                .bind::<Text, _>(task_type)
+                .execute(*c)
+                .await?
+        }
+        // Writing the data fires the trigger that keys the task.
+        AnyConn::Sqlite(c) => {
+            let sql = format!("UPDATE warren_tasks SET data = data WHERE task_type = ? AND {live}");
+            diesel::sql_query(sql)
+                .bind::<Text, _>(task_type)
+                .execute(*c)
+                .await?
+        }
+    };
     Ok(written)
 }
 

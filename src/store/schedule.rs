@@ -234,8 +234,7 @@ impl PgInsertTasks<'_> {
              r.created_at, r.not_before, r.next_attempt, ",
         );
         // The key of a task of a type with a concurrency rule (`flow.rs`).
-        out.push_sql(&super::flow::key_of_type_sql(
-            true,
+        out.push_sql(&super::flow::pg_key_of_type_sql(
             "r.task_type",
             "r.data",
             "r.cluster",
@@ -339,10 +338,6 @@ pub(super) async fn insert_tasks_reporting(
         // One multi-row insert draws its ids in input order; RETURNING's order is not
         // promised, so sort them back.
         ids.sort_unstable();
-        if matches!(conn, AnyConn::Sqlite(_)) {
-            // PostgreSQL's multi-row insert keys its tasks itself.
-            super::flow::key_tasks(conn, &ids).await?;
-        }
         scheduled.extend(ids.into_iter().map(|id| Scheduled { id, created: true }));
         start = end;
     }

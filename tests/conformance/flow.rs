@@ -32,6 +32,15 @@ async fn limit_ping(s: &Store, limit: u32, key: Option<&str>) {
     .unwrap();
 }
 
+/// Schedules `n` tasks of `tenant`, numbered `n` from 0 in queue order.
+async fn schedule_tenant(s: &Store, tenant: &str, n: i64) {
+    for i in 0..n {
+        s.schedule(task(json!({ "tenant": tenant, "n": i })))
+            .await
+            .unwrap();
+    }
+}
+
 async fn claim_data(s: &Store, limit: usize) -> Vec<(TaskId, LeaseToken, serde_json::Value)> {
     s.claim("node-x", &clusters(), limit, LEASE)
         .await
@@ -91,11 +100,7 @@ async fn a_full_key_holds_up_no_other_key(b: Backend) {
     let s = &db.store;
     limit_ping(s, 1, Some("tenant")).await;
     // Tenant a's backlog is at the head of the queue.
-    for n in 0..4 {
-        s.schedule(task(json!({ "tenant": "a", "n": n })))
-            .await
-            .unwrap();
-    }
+    schedule_tenant(s, "a", 4).await;
     s.schedule(task(json!({ "tenant": "b" }))).await.unwrap();
     // A number and the string of its digits are one key; a missing field is the key ''.
     s.schedule(task(json!({ "tenant": 7 }))).await.unwrap();
@@ -196,11 +201,7 @@ async fn a_changed_rule_keys_the_waiting_tasks_again(b: Backend) {
     s.register_task_types(&[TypeRegistration::new("demo:ping", "default")])
         .await
         .unwrap();
-    for n in 0..3 {
-        s.schedule(task(json!({ "tenant": "a", "n": n })))
-            .await
-            .unwrap();
-    }
+    schedule_tenant(s, "a", 3).await;
     let running = claim_data(s, 1).await;
     assert_eq!(running.len(), 1);
     // The rule comes with a new module definition: what waits and what runs is keyed.
@@ -317,11 +318,7 @@ async fn every_store_holds_the_limit_in_force_not_its_own_copy(b: Backend) {
     limit_ping(s, 10, Some("tenant")).await;
     let later = db.another_node().await;
     limit_ping(&later, 2, Some("tenant")).await;
-    for n in 0..5 {
-        s.schedule(task(json!({ "tenant": "a", "n": n })))
-            .await
-            .unwrap();
-    }
+    schedule_tenant(s, "a", 5).await;
     assert_eq!(
         claim_data(s, 10).await.len(),
         2,
@@ -427,11 +424,7 @@ async fn a_lowered_limit_takes_nothing_until_the_running_tasks_are_under_it(b: B
     };
     let s = &db.store;
     limit_ping(s, 3, Some("tenant")).await;
-    for n in 0..5 {
-        s.schedule(task(json!({ "tenant": "a", "n": n })))
-            .await
-            .unwrap();
-    }
+    schedule_tenant(s, "a", 5).await;
     s.schedule(task(json!({ "tenant": "b" }))).await.unwrap();
     let running = claim_data(s, 3).await;
     assert_eq!(running.len(), 3);

@@ -1,3 +1,5 @@
+DROP TRIGGER warren_tasks_key_data;
+DROP TRIGGER warren_tasks_key_new;
 DROP INDEX warren_tasks_flow_running;
 DROP INDEX warren_tasks_flow_due;
 DROP INDEX warren_tasks_due;
