@@ -42,6 +42,10 @@ for side in base new; do
     git -C "$repo" worktree add -q --detach "$tree" "$commit"
   fi
   echo "$side: $(git -C "$tree" log -1 --format='%h %s')" | tee "$work/runs/$side.commit"
+  # Both sides build into one target folder under the same names: make cargo look at
+  # this side's sources afresh (their times may predate the other side's build).
+  find "$tree/src" "$tree/actors" "$tree/benches" "$tree/testkit" "$tree/migrations" \
+    -type f -exec touch {} +
   for b in $benches; do
     # The bench's executable, from cargo's own report (names carry a hash).
     exe=$(cd "$tree" && cargo bench --workspace --bench "$b" --no-run --message-format=json 2>"$work/build-$side-$b.log" |
@@ -55,7 +59,10 @@ for line in sys.stdin:
       echo "building bench $b of $side failed: see $work/build-$side-$b.log" >&2
       exit 1
     fi
-    bin[$side-$b]=$exe
+    # The other side's build overwrites this file: run a copy of it.
+    mkdir -p "$work/bin"
+    cp "$exe" "$work/bin/$side-$b"
+    bin[$side-$b]=$work/bin/$side-$b
   done
 done
 

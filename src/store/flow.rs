@@ -12,10 +12,11 @@
 //!
 //! `warren_tasks_due`, which the plain claim walks, holds only tasks without a key, so
 //! keyed tasks never slow it. A store that knows a rule for a type of the clusters it
-//! claims runs the constrained claim instead: one statement, in a transaction holding a
-//! lock every constrained claim takes (an advisory lock on PostgreSQL, the write lock on
-//! SQLite), whose snapshot starts after the lock, so it sees every earlier claim's
-//! commit. It counts the running tasks of each (type, key), takes at most the difference
+//! claims runs the constrained claim instead: one statement, in a transaction holding
+//! the claimed clusters' locks (an advisory lock per cluster on PostgreSQL, the write
+//! lock on SQLite), whose snapshot starts after the locks, so it sees the commit of
+//! every earlier claim of those clusters (a type's keyed tasks all live in its
+//! registered cluster). It counts the running tasks of each (type, key), takes at most the difference
 //! from each key's due tasks, adds the due tasks without a key, and takes the first
 //! `limit` of them all in queue order. A full key costs a count of its running tasks, not
 //! a read of its backlog, and holds up no other key; its tasks stay pending and occupy

@@ -201,8 +201,8 @@ fn sqlite_insert_unless_duplicate() -> String {
 /// The claim's reads and update, inside the immediate transaction [`Dialect::claim`]
 /// opened, in one hop to the connection's thread: the pauses (`pauses.rs`; under the
 /// write lock, so none can change before the claim commits), the due tasks outside
-/// them (those with a concurrency key first, within their keys' free slots, see
-/// `flow.rs`), and their update. With nothing paused the select has no pause filter at all:
+/// them (with tasks with a concurrency key within their keys' free slots, see
+/// `flow.rs`, all in one queue order), and their update. With nothing paused the select has no pause filter at all:
 /// filtering with sub-selects of `warren_paused` doubled the select's cost.
 async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<Vec<TaskRow>> {
     let (owner, clusters) = (params.owner.to_string(), params.clusters.to_vec());
