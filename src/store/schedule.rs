@@ -233,13 +233,13 @@ impl PgInsertTasks<'_> {
             "', r.data, r.aux_data, r.priority, r.timeout_ms, \
              r.created_at, r.not_before, r.next_attempt, ",
         );
-        // The key of a task of a type with a concurrency rule (`flow.rs`).
-        out.push_sql(&super::flow::pg_key_of_type_sql(
-            "r.task_type",
-            "r.data",
-            "r.cluster",
-        ));
-        out.push_sql(" FROM unnest(");
+        // The key of a task of a type with a concurrency rule (`flow.rs`), from the
+        // registry joined below: a join, not a sub-select per row, which made PostgreSQL
+        // plan each insert anew (single enqueue at 0.6×).
+        out.push_sql(
+            "CASE WHEN tt.task_type IS NULL THEN NULL \
+             ELSE warren_flow_key(r.data, tt.concurrency_key) END FROM unnest(",
+        );
         out.push_bind_param::<Array<Text>, _>(&self.task_types)?;
         out.push_sql("::text[], ");
         out.push_bind_param::<Array<Text>, _>(&self.clusters)?;
@@ -259,7 +259,9 @@ impl PgInsertTasks<'_> {
         out.push_bind_param::<Array<BigInt>, _>(&self.next_attempts)?;
         out.push_sql(
             "::bigint[]) WITH ORDINALITY AS r(task_type, cluster, data, aux_data, priority, \
-             timeout_ms, created_at, not_before, next_attempt, n) ORDER BY r.n",
+             timeout_ms, created_at, not_before, next_attempt, n) \
+             LEFT JOIN warren_task_types tt ON tt.task_type = r.task_type \
+             AND tt.concurrency IS NOT NULL AND tt.cluster = r.cluster ORDER BY r.n",
         );
         Ok(())
     }
