@@ -21,17 +21,8 @@ CREATE TRIGGER warren_tasks_key_new AFTER INSERT ON warren_tasks
 WHEN EXISTS (SELECT 1 FROM warren_task_types
              WHERE task_type = NEW.task_type AND concurrency IS NOT NULL AND cluster = NEW.cluster)
 BEGIN
-    UPDATE warren_tasks SET flow_key = (
-        SELECT CASE WHEN tt.concurrency_key IS NULL THEN '' ELSE coalesce(
-            CASE json_type(NEW.data, '$."' || tt.concurrency_key || '"')
-                WHEN 'text' THEN json_extract(NEW.data, '$."' || tt.concurrency_key || '"')
-                WHEN 'integer' THEN CAST(json_extract(NEW.data, '$."' || tt.concurrency_key || '"') AS TEXT)
-                WHEN 'real' THEN CAST(json_extract(NEW.data, '$."' || tt.concurrency_key || '"') AS TEXT)
-                WHEN 'true' THEN 'true'
-                WHEN 'false' THEN 'false'
-            END, '') END
-        FROM warren_task_types tt WHERE tt.task_type = NEW.task_type)
-    WHERE id = NEW.id;
+    -- Fires `warren_tasks_key_data` below, which holds the rule.
+    UPDATE warren_tasks SET data = data WHERE id = NEW.id;
 END;
 -- New data (a restart's, a debounce's) may mean a new key; the store also writes
 -- `data = data` to key tasks again after a rule changed (NULL when there is none).
