@@ -20,6 +20,7 @@ pub mod cron;
 pub mod executor;
 pub mod flow;
 pub mod moduledef;
+pub mod rate_limit;
 pub mod retry;
 pub mod store;
 pub mod task;

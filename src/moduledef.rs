@@ -23,8 +23,8 @@
 //!
 //! | element | attributes (default) |
 //! |---|---|
-//! | `<managedtask>` | `type` (required; full name `module:type`), code, `cluster` (`default`), `priority` (name or integer; `normal`), `timeout` (ms, 0 = none; 0), `maxtransaction` (ms the run's database transaction may stay open, from its first database call, 0 = no limit; 10 min), `failreschedule` (ms, 1 to one day; 15 min), `maxfailures` (-1 = retry forever; -1), `backoff` (`exponential`, `linear` or `constant`; exponential: the reference rule, doubling six times, then one day), `backoffmax` (ms, at least `failreschedule`, up to a year; none), `backoffjitter` (a fraction from 0.0 to 1.0; 0), `concurrency` (most tasks of the type running at once across all nodes, 1 to 100000; none), `concurrencykey` (a top-level data field: the limit holds per value of it; needs `concurrency`), `memorylimit` (MiB of guest memory, 1 to 4096; 256), `description` |
-//! | `<ephemeraltask>` | as `<managedtask>` without the retry attributes (`failreschedule`, `maxfailures`, `backoff`, `backoffmax`, `backoffjitter`): ephemeral tasks are never retried; and without `concurrency`, `concurrencykey`: they are not queued |
+//! | `<managedtask>` | `type` (required; full name `module:type`), code, `cluster` (`default`), `priority` (name or integer; `normal`), `timeout` (ms, 0 = none; 0), `maxtransaction` (ms the run's database transaction may stay open, from its first database call, 0 = no limit; 10 min), `failreschedule` (ms, 1 to one day; 15 min), `maxfailures` (-1 = retry forever; -1), `backoff` (`exponential`, `linear` or `constant`; exponential: the reference rule, doubling six times, then one day), `backoffmax` (ms, at least `failreschedule`, up to a year; none), `backoffjitter` (a fraction from 0.0 to 1.0; 0), `concurrency` (most tasks of the type running at once across all nodes, 1 to 100000; none), `concurrencykey` (a top-level data field: the limit holds per value of it; needs `concurrency`), `ratelimit` (most starts across all nodes, `N/s`, `N/m` or `N/h`; none), `ratelimitkey` (a top-level data field: the rate holds per value of it; needs `ratelimit`, and must be `concurrencykey` when both are given), `ratelimitburst` (most starts at once after a quiet spell, 1 to 1000000; a second's worth, at least 1), `memorylimit` (MiB of guest memory, 1 to 4096; 256), `description` |
+//! | `<ephemeraltask>` | as `<managedtask>` without the retry attributes (`failreschedule`, `maxfailures`, `backoff`, `backoffmax`, `backoffjitter`): ephemeral tasks are never retried; and without `concurrency`, `concurrencykey`, `ratelimit`, `ratelimitkey`, `ratelimitburst`: they are not queued |
 //! | `<taskcluster>` | `tag` (required), `workers` (1 to [`MAX_CLUSTER_WORKERS`]; 1) |
 //! | `<task>` | `tag` (required; full tag `module:tag`), code, `runat` (5-field cron mask; none = runs only when triggered by hand), `runtz` (`UTC`, an IANA zone or `maintenance`; UTC), `runatstartup` (`true`/`false`/`1`/`0`; false), `timeout` (minutes, 0 = none; 60), `maxtransaction` (as for `<managedtask>`), `description`, and `<arg>` children (their text, exactly as written, entities decoded) |
 //!
@@ -53,6 +53,7 @@
 
 use crate::cron::{CronMask, ZoneSpec};
 use crate::flow::ConcurrencyLimit;
+use crate::rate_limit::{Rate, RateLimit};
 use crate::retry::{Backoff, RetryPolicy, RETRY_CAP_MS};
 use crate::task::{
     is_valid_name_part, Priority, TaskType, DEFAULT_FAIL_RESCHEDULE_MS, DEFAULT_MAX_FAILURES,
@@ -177,6 +178,9 @@ pub struct TaskTypeDef {
     /// How many of its tasks may run at once across all nodes (`concurrency`,
     /// `concurrencykey`); `None`: no limit but the clusters' workers.
     pub concurrency: Option<ConcurrencyLimit>,
+    /// How often its tasks may start across all nodes (`ratelimit`, `ratelimitkey`,
+    /// `ratelimitburst`); `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
     /// Free text for dashboards.
     pub description: Option<String>,
     /// The declaring element.
@@ -482,6 +486,9 @@ const MANAGED_ATTRS: &[&str] = &[
     "backoffjitter",
     "concurrency",
     "concurrencykey",
+    "ratelimit",
+    "ratelimitkey",
+    "ratelimitburst",
     "description",
     "ifenvironset",
     "unlessenvironset",
@@ -1151,6 +1158,85 @@ impl<'a, 'input> Parser<'a, 'input> {
         }
     }
 
+    /// `ratelimit`, `ratelimitkey` and `ratelimitburst` of a `<managedtask>`: a key or a
+    /// burst needs a rate, and a type with both rules keys them by one field (one key
+    /// per task holds both).
+    fn rate_limit(
+        &mut self,
+        node: Node,
+        concurrency: Option<&ConcurrencyLimit>,
+    ) -> Option<RateLimit> {
+        let key =
+            attribute(node, "ratelimitkey").and_then(|attr| {
+                match crate::flow::check_key_field(attr.value()) {
+                    Ok(()) => Some((attr.value().to_string(), attr)),
+                    Err(e) => {
+                        self.value_error(
+                            &attr,
+                            format!("invalid ratelimitkey '{}': {e}", attr.value()),
+                        );
+                        None
+                    }
+                }
+            });
+        let rate = attribute(node, "ratelimit").map(|attr| {
+            let rate = attr.value().parse::<Rate>();
+            if let Err(e) = &rate {
+                self.value_error(&attr, format!("invalid ratelimit '{}': {e}", attr.value()));
+            }
+            (rate.ok(), attr)
+        });
+        let burst = attribute(node, "ratelimitburst").map(|attr| {
+            let burst = self.integer(
+                node,
+                "ratelimitburst",
+                1,
+                1,
+                crate::rate_limit::MAX_BURST,
+                "a whole number of starts from 1 to 1000000",
+            );
+            (burst, attr)
+        });
+        let Some((rate, rate_attr)) = rate else {
+            for (name, attr) in [
+                ("ratelimitkey", key.map(|(_, a)| a)),
+                ("ratelimitburst", burst.map(|(_, a)| a)),
+            ] {
+                if let Some(attr) = attr {
+                    self.value_error(
+                        &attr,
+                        format!("{name} needs ratelimit: say how many tasks may start per second, minute or hour (for example ratelimit=\"20/s\")"),
+                    );
+                }
+            }
+            return None;
+        };
+        let key_attr = key.as_ref().map(|(_, a)| *a);
+        let key = key.map(|(k, _)| k);
+        if let Some(concurrency) = concurrency {
+            if concurrency.key != key {
+                let say = |k: &Option<String>| match k {
+                    Some(k) => format!("'{k}'"),
+                    None => "none".to_string(),
+                };
+                self.value_error(
+                    &key_attr.unwrap_or(rate_attr),
+                    format!(
+                        "ratelimitkey ({}) must be the field concurrencykey names ({}): a type with both rules counts both per value of one field",
+                        say(&key),
+                        say(&concurrency.key)
+                    ),
+                );
+                return None;
+            }
+        }
+        let mut limit = RateLimit::new(rate?, key);
+        if let Some((burst, _)) = burst {
+            limit.burst = burst;
+        }
+        Some(limit)
+    }
+
     /// `maxtransaction`: milliseconds, 0 = no limit; ten minutes when absent.
     fn max_transaction(&mut self, node: Node) -> u64 {
         self.integer(
@@ -1217,6 +1303,7 @@ impl<'a, 'input> Parser<'a, 'input> {
             TaskKind::Ephemeral => RetryPolicy::reference(0, 0),
         };
         let concurrency = self.concurrency(node);
+        let rate_limit = self.rate_limit(node, concurrency.as_ref());
         let description = attribute(node, "description").map(|a| a.value().to_string());
         let def = match (task_type, code, self.errors.len() == errors_before) {
             (Some(task_type), Some(code), true) => Some(TaskTypeDef {
@@ -1233,6 +1320,7 @@ impl<'a, 'input> Parser<'a, 'input> {
                 retry,
                 memory_limit_mb,
                 concurrency,
+                rate_limit,
                 description,
                 location: self.location(node.range().start),
             }),

@@ -12,6 +12,7 @@ use warren::moduledef::{
     load_module, load_modules_dir, parse_module, DefinitionError, LoadOptions, Location,
     ModuleDefinition, TaskKind, DEFAULT_CLUSTER,
 };
+use warren::rate_limit::{RateLimit, RatePeriod};
 use warren::task::{Backoff, Priority, RetryPolicy, TaskType, DEFAULT_FAIL_RESCHEDULE_MS};
 
 /// The file name inline definitions are reported under.
@@ -151,6 +152,16 @@ fn full_valid_module_loads_every_element_and_attribute() {
         })
     );
     assert_eq!(ping.concurrency, None);
+    assert_eq!(
+        sendmail.rate_limit,
+        Some(RateLimit {
+            count: 20,
+            period: RatePeriod::Second,
+            burst: 20,
+            key: Some("domain".into())
+        })
+    );
+    assert_eq!(ping.rate_limit, None);
 
     // A limit for the whole type.
     let export = &m.managed[2];
@@ -625,6 +636,58 @@ fn concurrency_attributes_are_checked() {
             "m/moduledefinition.xml:5:64: concurrencykey needs concurrency: say how many tasks may run at once per key",
             "m/moduledefinition.xml:6:80: invalid concurrencykey 'a.b': '.' is not allowed: a key field is a top-level data field named with ASCII letters, digits, '_' and '-'",
             "m/moduledefinition.xml:7:50: unknown attribute 'concurrency' on <ephemeraltask> (allowed: type, code, objectname, script, cluster, priority, timeout, maxtransaction, memorylimit, description, ifenvironset, unlessenvironset)",
+        ]
+    );
+}
+
+#[test]
+fn rate_limit_attributes_are_read_and_checked() {
+    let m = ok(r#"<module name="m">
+  <servicemanager>
+    <managedtask type="a" code="tasks/ping.js" ratelimit="20/s"/>
+    <managedtask type="b" code="tasks/ping.js" ratelimit="100/m" ratelimitkey="tenant" ratelimitburst="5" concurrency="2" concurrencykey="tenant"/>
+  </servicemanager>
+</module>"#);
+    assert_eq!(
+        m.managed[0].rate_limit,
+        Some(RateLimit {
+            count: 20,
+            period: RatePeriod::Second,
+            burst: 20,
+            key: None
+        }),
+        "the burst is a second's worth unless said"
+    );
+    assert_eq!(
+        m.managed[1].rate_limit,
+        Some(RateLimit {
+            count: 100,
+            period: RatePeriod::Minute,
+            burst: 5,
+            key: Some("tenant".into())
+        })
+    );
+    assert_eq!(
+        errors(r#"<module name="m">
+  <servicemanager>
+    <managedtask type="a" code="tasks/ping.js" ratelimit="20/d"/>
+    <managedtask type="b" code="tasks/ping.js" ratelimitkey="tenant" ratelimitburst="3"/>
+    <managedtask type="c" code="tasks/ping.js" ratelimit="1/s" ratelimitburst="0"/>
+    <managedtask type="d" code="tasks/ping.js" ratelimit="1/s" concurrency="1" concurrencykey="tenant"/>
+    <managedtask type="e" code="tasks/ping.js" ratelimit="1/s" ratelimitkey="user" concurrency="1" concurrencykey="tenant"/>
+    <managedtask type="f" code="tasks/ping.js" ratelimit="1/s" ratelimitkey="a b"/>
+    <ephemeraltask type="g" code="tasks/ping.js" ratelimit="1/s"/>
+  </servicemanager>
+</module>"#),
+        [
+            "m/moduledefinition.xml:3:59: invalid ratelimit '20/d': expected starts per period as N/s, N/m or N/h with N from 1 to 1000000 (for example 20/s)",
+            "m/moduledefinition.xml:4:62: ratelimitkey needs ratelimit: say how many tasks may start per second, minute or hour (for example ratelimit=\"20/s\")",
+            "m/moduledefinition.xml:4:86: ratelimitburst needs ratelimit: say how many tasks may start per second, minute or hour (for example ratelimit=\"20/s\")",
+            "m/moduledefinition.xml:5:80: invalid ratelimitburst '0': expected a whole number of starts from 1 to 1000000",
+            "m/moduledefinition.xml:6:59: ratelimitkey (none) must be the field concurrencykey names ('tenant'): a type with both rules counts both per value of one field",
+            "m/moduledefinition.xml:7:78: ratelimitkey ('user') must be the field concurrencykey names ('tenant'): a type with both rules counts both per value of one field",
+            "m/moduledefinition.xml:8:78: invalid ratelimitkey 'a b': ' ' is not allowed: a key field is a top-level data field named with ASCII letters, digits, '_' and '-'",
+            "m/moduledefinition.xml:9:50: unknown attribute 'ratelimit' on <ephemeraltask> (allowed: type, code, objectname, script, cluster, priority, timeout, maxtransaction, memorylimit, description, ifenvironset, unlessenvironset)",
         ]
     );
 }

@@ -120,8 +120,8 @@ async fn claims_settle_on_one_generic_plan_that_walks_the_due_index() {
 }
 
 /// The constrained claim (`src/store/flow.rs`) finds the waiting keys by one probe per
-/// key and counts each key's running tasks on their own index: however long a full
-/// key's backlog, no claim reads it.
+/// key, counts each key's running tasks on their own index and reads its rate-limit
+/// bucket by its primary key: however long a full key's backlog, no claim reads it.
 #[tokio::test]
 async fn the_constrained_claim_probes_each_key_and_never_reads_the_queue() {
     let Some(db) = TestDb::with_config(Backend::Postgres, |c| c.max_connections = 1).await else {
@@ -131,6 +131,13 @@ async fn the_constrained_claim_probes_each_key_and_never_reads_the_queue() {
     s.register_task_types(&[TypeRegistration {
         concurrency: Some(warren::flow::ConcurrencyLimit {
             limit: 1,
+            key: Some("tenant".into()),
+        }),
+        // Too generous to hold anything back here: the plan reads the buckets too.
+        rate_limit: Some(warren::rate_limit::RateLimit {
+            count: 1000,
+            period: warren::rate_limit::RatePeriod::Second,
+            burst: 1000,
             key: Some("tenant".into()),
         }),
         ..TypeRegistration::new("demo:ping", "default")
@@ -181,15 +188,14 @@ async fn the_constrained_claim_probes_each_key_and_never_reads_the_queue() {
         .execute(c)
         .await
         .unwrap();
-    // ($1 owner, $2 lease until, $3 now, $4 and $5 clusters, $6 now, and again for the
-    // tasks without a key: $7 clusters, $8 now).
+    // ($1 owner, $2 lease until, $3 now, $4 clusters, $5 now for the rate-limit
+    // buckets, $6 clusters, $7 now, and again for the tasks without a key: $8 clusters,
+    // $9 now).
+    let now = 4_000_000_000_000_i64;
     let plan: Vec<PlanLine> = diesel::sql_query(format!(
-        "EXPLAIN EXECUTE {}('node-b', {}, {}, ARRAY['default'], ARRAY['default'], {}, ARRAY['default'], {})",
+        "EXPLAIN EXECUTE {}('node-b', {}, {now}, ARRAY['default'], {now}, ARRAY['default'], {now}, ARRAY['default'], {now})",
         prepared[0].name,
         i64::MAX,
-        i64::MAX - 1,
-        i64::MAX - 1,
-        i64::MAX - 1
     ))
     .load(c)
     .await
@@ -203,6 +209,7 @@ async fn the_constrained_claim_probes_each_key_and_never_reads_the_queue() {
         "warren_tasks_flow_due",
         "warren_tasks_flow_running",
         "warren_tasks_due",
+        "warren_rate_buckets_pkey",
     ] {
         assert!(
             text.contains(index),

@@ -256,13 +256,15 @@ impl WarrenBuilder {
             run_starts: self.run_starts.clone(),
         };
         // Tasks scheduled without a cluster, from anywhere, go to their type's cluster.
-        // With its concurrency rule, which every node's claim then enforces.
+        // With its flow rules (concurrency, rate limit), which every node's claim then
+        // enforces.
         let clusters_of_types: Vec<TypeRegistration> = catalog
             .task_types()
             .map(|t| TypeRegistration {
                 task_type: t.def.task_type.to_string(),
                 cluster: t.def.cluster.clone(),
                 concurrency: t.def.concurrency.clone(),
+                rate_limit: t.def.rate_limit.clone(),
             })
             .collect();
         store.register_task_types(&clusters_of_types).await?;

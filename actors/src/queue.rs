@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use warren::catalog::Catalog;
 use warren::executor::RunFailure;
 use warren::store::{ClaimedTask, PauseTarget, Pauses, Store};
-use warren::task::{LeaseToken, TaskId};
+use warren::task::{LeaseToken, Millis, TaskId};
 
 /// How often the queue looks for work without being woken, unless told otherwise
 /// ([`QueueActor::with_poll`]).
@@ -175,6 +175,9 @@ impl QueueActor {
         let (store, node, lease) = (self.store.clone(), self.node.clone(), self.lease_ms);
         let names = vec![cluster.name.clone()];
         let version = self.pauses_version;
+        // Rate-limit tokens that come back after this instant may be for tasks this
+        // claim left waiting (see `arm_timer`).
+        let sent_at = self.store.now();
         let claim = async move { store.claim(&node, &names, want, lease).await };
         ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
             let woken = act.clusters[c].claim_back(&idle);
@@ -200,7 +203,7 @@ impl QueueActor {
                     if drained && !woken {
                         // Nothing more is due now: sleep until the next attempt.
                         act.clusters[c].drained();
-                        act.arm_timer(ctx);
+                        act.arm_timer(ctx, Some(sent_at));
                     }
                     if !drained || woken {
                         // Runners that went idle, or work that arrived, while this
@@ -210,7 +213,7 @@ impl QueueActor {
                 }
                 Err(e) => {
                     tracing::warn!(cluster = %act.clusters[c].name, error = %e, "claiming failed");
-                    act.arm_timer(ctx);
+                    act.arm_timer(ctx, None);
                 }
             }
         }));
@@ -229,7 +232,7 @@ impl QueueActor {
         let task_type = claimed.task.task_type.clone();
         // A task with a concurrency key frees a slot of its key when it ends: a claim
         // that found the key full may find work now.
-        let keyed = claimed.task.concurrency_key.is_some();
+        let keyed = claimed.task.flow_key.is_some();
         let started = Instant::now();
         ctx.spawn(s.runner.addr.send(RunManaged(claimed)).into_actor(self).map(
             move |result, act, ctx| {
@@ -437,14 +440,23 @@ impl QueueActor {
         );
     }
 
-    /// Sleeps until the earliest next attempt (at most the safety poll). Only the
-    /// latest arming counts; a store lookup in flight is never cancelled, just ignored.
-    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+    /// Sleeps until the earliest next attempt, or until a rate limit lets a waiting task
+    /// start (at most the safety poll). After a claim that left tasks waiting
+    /// (`claimed_at`), a token that came back since it was sent wakes the queue at once;
+    /// one that was there already does not (the rate did not hold those tasks back, so
+    /// claiming again would find nothing). Only the latest arming counts; a store
+    /// lookup in flight is never cancelled, just ignored.
+    fn arm_timer(&mut self, ctx: &mut Context<Self>, claimed_at: Option<Millis>) {
         self.timer_generation += 1;
         let generation = self.timer_generation;
         let store = self.store.clone();
         let clusters: Vec<String> = self.clusters.iter().map(|c| c.name.clone()).collect();
-        let lookup = async move { store.next_due(&clusters).await };
+        let after = claimed_at.unwrap_or_else(|| self.store.now());
+        let lookup = async move {
+            let due = store.next_due(&clusters).await?;
+            let rate = store.next_rate_start(&clusters, after).await?;
+            Ok::<_, warren::store::StoreError>((due, rate))
+        };
         ctx.spawn(lookup.into_actor(self).map(move |next, act, ctx| {
             if generation != act.timer_generation {
                 return;
@@ -454,9 +466,18 @@ impl QueueActor {
             // frees up (each finished run dispatches), or it is held by another
             // node's claim; the safety poll covers the rest. Waking for it would spin
             // while every runner is busy.
+            let next = match next {
+                // A token already back (after `after`) wakes the queue now.
+                Ok((due, rate)) => due
+                    .filter(|&at| at > now)
+                    .into_iter()
+                    .chain(rate.map(|at| at.max(now)))
+                    .min(),
+                Err(_) => None,
+            };
             let wait = match next {
-                Ok(Some(at)) if at > now => Duration::from_millis((at - now) as u64).min(act.poll),
-                _ => act.poll,
+                Some(at) => Duration::from_millis((at - now) as u64).min(act.poll),
+                None => act.poll,
             };
             if let Some(handle) = act.timer.take() {
                 ctx.cancel_future(handle);
@@ -472,7 +493,7 @@ impl QueueActor {
                 }
                 act.expect_work(None);
                 act.dispatch(ctx);
-                act.arm_timer(ctx);
+                act.arm_timer(ctx, None);
             }));
         }));
     }
@@ -576,7 +597,7 @@ impl Actor for QueueActor {
         ctx.run_interval(PAUSES_REFRESH, |act, ctx| act.read_pauses(ctx));
         self.read_pauses(ctx);
         self.dispatch(ctx);
-        self.arm_timer(ctx);
+        self.arm_timer(ctx, None);
     }
 }
 

@@ -138,6 +138,12 @@ fn modules_check_summarises_a_good_module() {
         out.contains("concurrency: at most 1 running across all nodes"),
         "{out}"
     );
+    assert!(
+        out.contains(
+            "rate limit: at most 20 starts per second per value of data.domain, in bursts of up to 20"
+        ),
+        "{out}"
+    );
     assert!(out.contains("scheduled alpha:mondays"), "{out}");
     assert!(
         out.contains("runat '0 15 * * 1' Europe/Amsterdam, next 20"),

@@ -222,6 +222,8 @@ fn modules_dir(root: &Path) -> PathBuf {
              <managedtask type="done" code="tasks/complete.wat"/>
              <managedtask type="keyed" code="tasks/complete.wat"
                           concurrency="1" concurrencykey="tenant"/>
+             <managedtask type="rated" code="tasks/complete.wat"
+                          ratelimit="1/h" ratelimitkey="tenant"/>
              <task tag="tick" runat="0 4 * * *" code="tasks/complete.wat"/>
              <task tag="report" code="tasks/complete.wat"/>
            </servicemanager></module>"#,
@@ -444,6 +446,10 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
             ],
         );
     }
+    // Two rate-limited tasks of one tenant at 1/h: one runs, the other waits an hour.
+    let rated: Vec<i64> = (0..2)
+        .map(|_| schedule(&db, &["dash:rated", "{\"tenant\": \"c\"}"]))
+        .collect();
     let flaky = schedule(
         &db,
         &[
@@ -457,6 +463,12 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         let o = wait(&db, *id);
         assert!(o.status.success(), "dash:done task {id}: {}", text(&o));
     }
+    let o = wait(&db, rated[0]);
+    assert!(
+        o.status.success(),
+        "the first dash:rated task: {}",
+        text(&o)
+    );
     let o = wait(&db, flaky);
     assert_eq!(
         o.status.code(),
@@ -484,6 +496,7 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         .env("WARREN_UNIQUE_KEY", UNIQUE_KEY)
         .env("WARREN_PAUSE_TYPE", "dash:done")
         .env("WARREN_KEYED_TYPE", "dash:keyed")
+        .env("WARREN_RATED_TYPE", "dash:rated")
         .env("WARREN_LEAVE_PAUSED", "1")
         .env("WARREN_SCREENSHOTS", repo().join("target/screenshots"));
     let (status, output) = run_with_limit(node, Duration::from_secs(240));

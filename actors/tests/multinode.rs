@@ -478,3 +478,115 @@ async fn three_nodes_keep_each_key_within_its_concurrency_limit() {
     drop(fresh);
     let _ = std::fs::remove_dir_all(modules);
 }
+
+/// Three nodes share a rate limit of 20 starts per second with bursts of 2, although
+/// their nine runners could start hundreds per second: every ten-second window of
+/// their runs holds 200 starts ± 10% (each run records its start in its own
+/// transaction). The windows start a second after the first start: in that second each
+/// runner also starts its VM, so the first tasks claimed start late, bunched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_hold_a_rate_limit_within_ten_percent_over_ten_seconds() {
+    let Some(server) = warren_testkit::admin_url("the multi-node rate-limit test") else {
+        return;
+    };
+    let modules = modules_with_guest(
+        "rate",
+        "keyed_span.js",
+        r#"<module name="rate"><servicemanager>
+             <taskcluster tag="default" workers="3"/>
+             <managedtask type="work" code="tasks/keyed_span.js"
+                          ratelimit="20/s" ratelimitburst="2"/>
+           </servicemanager></module>"#,
+    );
+    let (fresh, db, store) = prepared(&server, "warren_t_multinode_rate", &modules).await;
+    let mut conn = store.connection().await.unwrap();
+    if let warren::store::AnyConn::Postgres(c) = conn.as_any() {
+        c.batch_execute(
+            "CREATE TABLE spans (task_id BIGINT PRIMARY KEY, tenant TEXT NOT NULL, \
+             started TIMESTAMPTZ NOT NULL, ended TIMESTAMPTZ)",
+        )
+        .await
+        .unwrap();
+    }
+    drop(conn);
+    let nodes = three_nodes(&modules, &db, "rate", &store).await;
+    let tasks: Vec<NewTask> = (0..300)
+        .map(|i| {
+            NewTask::new(
+                "rate:work".parse().unwrap(),
+                json!({ "tenant": "all", "i": i }),
+            )
+        })
+        .collect();
+    let ids = store.schedule_batch(&tasks).await.unwrap();
+    // Tasks start in queue order: the 281st starts about 14 s after the first.
+    let outcome = store
+        .wait(
+            ids[280],
+            Duration::from_secs(120),
+            warren::store::WaitFor::Finished,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.state, TaskState::Completed);
+
+    #[derive(diesel::QueryableByName)]
+    struct Start {
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        at: f64,
+    }
+    let mut conn = store.connection().await.unwrap();
+    let warren::store::AnyConn::Postgres(c) = conn.as_any() else {
+        unreachable!("the multi-node tests run on PostgreSQL")
+    };
+    let starts: Vec<f64> = diesel_async::RunQueryDsl::load::<Start>(
+        diesel::sql_query(
+            "SELECT extract(epoch FROM started)::float8 AS at FROM spans ORDER BY started",
+        ),
+        c,
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|s| s.at)
+    .collect();
+    drop(conn);
+    let first = starts[0];
+    let last = *starts.last().unwrap();
+    assert!(last - first >= 12.0, "the runs span {:.1} s", last - first);
+    let within = |from: f64| {
+        starts
+            .iter()
+            .filter(|&&s| s >= from && s < from + 10.0)
+            .count()
+    };
+    let per_second: Vec<usize> = (0..((last - first) as usize + 1))
+        .map(|i| {
+            let from = first + i as f64;
+            starts
+                .iter()
+                .filter(|&&s| s >= from && s < from + 1.0)
+                .count()
+        })
+        .collect();
+    // Every ten-second window from a start a second on that the recorded runs cover.
+    let windows: Vec<usize> = starts
+        .iter()
+        .filter(|&&s| s >= first + 1.0 && s + 10.0 <= last)
+        .map(|&s| within(s))
+        .collect();
+    let (fewest, most) = (windows.iter().min().unwrap(), windows.iter().max().unwrap());
+    eprintln!(
+        "rate limit 20/s: {fewest} to {most} starts per ten seconds, {} in the first ten; \
+         per second: {per_second:?}",
+        within(first)
+    );
+    assert!(
+        *fewest >= 180 && *most <= 220,
+        "{fewest} to {most} starts per ten seconds, for a limit of 200; per second: {per_second:?}"
+    );
+    drop(nodes);
+    drop(store);
+    drop(fresh);
+    let _ = std::fs::remove_dir_all(modules);
+}

@@ -1,5 +1,7 @@
-//! Per-key concurrency: at most `limit` running tasks of a type per value of its key
-//! field, across every node ([`crate::flow::ConcurrencyLimit`]).
+//! Flow rules in the claim: per-key concurrency (at most `limit` running tasks of a type
+//! per value of its key field, across every node: [`crate::flow::ConcurrencyLimit`])
+//! and rate limits (at most a bucket's tokens started per key: [`RateLimit`], whose
+//! buckets live in `rate_limit.rs`).
 //!
 //! Every task of a type with a rule, in the type's registered cluster, carries its key
 //! in `flow_key` (NULL for every other task). The database computes it when the task is
@@ -16,8 +18,10 @@
 //! the claimed clusters' locks (an advisory lock per cluster on PostgreSQL, the write
 //! lock on SQLite), whose snapshot starts after the locks, so it sees the commit of
 //! every earlier claim of those clusters (a type's keyed tasks all live in its
-//! registered cluster). It counts the running tasks of each (type, key), takes at most the difference
-//! from each key's due tasks, adds the due tasks without a key, and takes the first
+//! registered cluster). It counts the running tasks of each (type, key) and the tokens
+//! in its bucket, takes at most the fewer of the free slots and the tokens from each
+//! key's due tasks (then spends the tokens taken), adds the due tasks without a key,
+//! and takes the first
 //! `limit` of them all in queue order. A full key costs a count of its running tasks, not
 //! a read of its backlog, and holds up no other key; its tasks stay pending and occupy
 //! no runner. The caps come from the registry in the same statement, so every node
@@ -26,9 +30,12 @@
 use super::claim::{push_plain_candidates, push_take, push_take_end, ClaimParams, PAUSED_CTE};
 use super::conn::on_conn;
 use super::model::TaskRow;
+use super::schema::warren_rate_buckets::dsl as b;
 use super::schema::warren_task_types::dsl as tt;
 use super::schema::warren_tasks::dsl as t;
+use super::task_types::{RegistryRow, REGISTRY_COLUMNS};
 use super::{AnyConn, Store, StoreResult};
+use crate::rate_limit::RateLimit;
 use crate::task::{TaskId, TaskState};
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -48,14 +55,18 @@ const PG_FLOW_LOCK_CLASS: i32 = 0x7761;
 /// holding it cannot stall every other one for longer.
 const PG_FLOW_LOCK_TIMEOUT: &str = "5s";
 
+/// The condition that the registry row `tt` holds a flow rule (a concurrency or a rate
+/// limit): its type's tasks are keyed.
+pub(super) const HAS_RULE_SQL: &str = "(tt.concurrency IS NOT NULL OR tt.rate_count IS NOT NULL)";
+
 /// `(SELECT key FROM warren_task_types tt WHERE …)` on PostgreSQL: the key of a task
 /// of type `task_type` with data `data` in cluster `cluster` (SQL expressions), by
 /// `warren_flow_key` (the PostgreSQL migration); NULL when its type has no rule, or the
 /// task is not in the type's registered cluster. (SQLite's triggers hold the same rule.)
 pub(super) fn pg_key_of_type_sql(task_type: &str, data: &str, cluster: &str) -> String {
     format!(
-        "(SELECT warren_flow_key({data}, tt.concurrency_key) FROM warren_task_types tt \
-         WHERE tt.task_type = {task_type} AND tt.concurrency IS NOT NULL \
+        "(SELECT warren_flow_key({data}, tt.key_field) FROM warren_task_types tt \
+         WHERE tt.task_type = {task_type} AND {HAS_RULE_SQL} \
          AND tt.cluster = {cluster})"
     )
 }
@@ -78,7 +89,7 @@ pub(super) async fn key_tasks(conn: &mut AnyConn<'_>, ids: &[TaskId]) -> StoreRe
         }
         let sql = format!(
             "UPDATE warren_tasks SET flow_key = {} WHERE id = ANY($1) \
-             AND task_type IN (SELECT task_type FROM warren_task_types WHERE concurrency IS NOT NULL)",
+             AND task_type IN (SELECT task_type FROM warren_task_types tt WHERE {HAS_RULE_SQL})",
             pg_own_key_sql()
         );
         diesel::sql_query(sql)
@@ -194,7 +205,9 @@ pub(super) async fn pg_claim(
                 ));
             }
             c.batch_execute(&sql).await?;
-            Ok(PgFlowClaim(params).load(c).await?)
+            let rows: Vec<TaskRow> = PgFlowClaim(params).load(c).await?;
+            super::rate_limit::pg_spend_tokens(c, &rows, params.now).await?;
+            Ok(rows)
         })
         .await?;
     Ok(claimed)
@@ -232,23 +245,39 @@ impl QueryFragment<Pg> for PgFlowClaim<'_> {
              ORDER BY task_type, flow_key LIMIT 1) AS n), {PAUSED_CTE} "
         ));
         push_take(&mut out, p)?;
-        out.push_sql(
+        out.push_sql(&format!(
             "SELECT x.id, x.priority, x.next_attempt FROM (\
              SELECT d.id, d.priority, d.next_attempt, f.free, row_number() OVER (\
              PARTITION BY keys.task_type, keys.k ORDER BY d.priority, d.next_attempt, d.id) AS rn \
              FROM keys CROSS JOIN paused \
              JOIN warren_task_types tt ON tt.task_type = keys.task_type \
-             AND tt.concurrency IS NOT NULL \
+             AND {HAS_RULE_SQL} \
              AND (NOT paused.any OR keys.task_type <> ALL(paused.types)) AND tt.cluster = ANY(",
-        );
+        ));
         out.push_bind_param::<Array<Text>, _>(p.clusters)?;
-        // Free slots: none (not fewer) when more run than the limit allows, as after a
-        // lower limit was registered.
+        // Free slots: the fewer of the concurrency rule's and the rate limit's, each
+        // `limit` when the type has no such rule. The concurrency rule's are none (not
+        // fewer) when more run than it allows, as after a lower limit was registered;
+        // the rate limit's are the tokens in the key's bucket (`rate_limit.rs`: a
+        // bucket with no row, or whose TAT has passed, is full).
         out.push_sql(&format!(
             "::text[]) \
-             CROSS JOIN LATERAL (SELECT greatest(tt.concurrency - count(*), 0) AS free \
+             CROSS JOIN LATERAL (SELECT least(\
+             CASE WHEN tt.concurrency IS NULL THEN {limit} \
+             ELSE greatest(tt.concurrency - count(*), 0) END, \
+             CASE WHEN tt.rate_count IS NULL THEN {limit} ELSE (\
+             SELECT greatest(0, least(tt.rate_burst, \
+             (r.now_us + tt.rate_burst * r.step_us - greatest(r.tat, r.now_us)) / r.step_us)) \
+             FROM (SELECT CAST("
+        ));
+        out.push_bind_param::<BigInt, _>(&p.now)?;
+        out.push_sql(&format!(
+            " AS bigint) * 1000 AS now_us, \
+             greatest(1, tt.rate_period_ms * 1000 / tt.rate_count) AS step_us, \
+             coalesce((SELECT b.tat FROM warren_rate_buckets b \
+             WHERE b.task_type = keys.task_type AND b.flow_key = keys.k), 0) AS tat) AS r) END) AS free \
              FROM warren_tasks w \
-             WHERE w.state = '{running}' AND w.flow_key IS NOT NULL \
+             WHERE tt.concurrency IS NOT NULL AND w.state = '{running}' AND w.flow_key IS NOT NULL \
              AND w.task_type = keys.task_type AND w.flow_key = keys.k) AS f \
              CROSS JOIN (SELECT DISTINCT unnest("
         ));
@@ -274,11 +303,25 @@ impl QueryFragment<Pg> for PgFlowClaim<'_> {
     }
 }
 
-/// The due tasks with a concurrency key for the SQLite claim, under the write lock the
-/// claim holds: at most each (type, key)'s free slots (caps read from the registry), in
-/// queue order, outside paused clusters and types, at most `limit`: `(id, priority,
-/// next_attempt)`. Reads every due keyed task of the claimed clusters: a key that is
-/// full is skipped, not waited behind.
+/// What the SQLite claim picked of the due tasks with a key: the candidates, and what
+/// it needs to spend the rate-limit tokens of those it ends up taking.
+pub(super) struct SqliteFlowPick {
+    /// At most each (type, key)'s free slots, in queue order: `(id, priority,
+    /// next_attempt)`.
+    pub candidates: Vec<(TaskId, i32, i64)>,
+    /// The (type, key) of each candidate of a rate-limited type.
+    rated: HashMap<TaskId, (String, String)>,
+    /// The rate limits read, by type.
+    limits: HashMap<String, RateLimit>,
+    /// The buckets read that are not full: TAT by (type, key).
+    tats: HashMap<(String, String), i64>,
+}
+
+/// The due tasks with a key for the SQLite claim, under the write lock the claim holds:
+/// at most each (type, key)'s free slots (the fewer of its concurrency rule's and its
+/// rate limit's, read from the registry and the buckets), in queue order, outside
+/// paused clusters and types, at most `limit`. Reads every due keyed task of the
+/// claimed clusters: a key that is full is skipped, not waited behind.
 pub(super) fn sqlite_flow_candidates(
     inner: &mut diesel::SqliteConnection,
     clusters: &[String],
@@ -286,21 +329,54 @@ pub(super) fn sqlite_flow_candidates(
     limit: i64,
     paused_clusters: &[String],
     paused_types: &[String],
-) -> QueryResult<Vec<(TaskId, i32, i64)>> {
+) -> QueryResult<SqliteFlowPick> {
     use diesel::RunQueryDsl as Sync;
-    let caps: HashMap<String, i64> = Sync::load::<(String, Option<i32>)>(
+    let rules: Vec<RegistryRow> = Sync::load(
         tt::warren_task_types
-            .filter(tt::concurrency.is_not_null())
-            .select((tt::task_type, tt::concurrency)),
+            .filter(
+                tt::concurrency
+                    .is_not_null()
+                    .or(tt::rate_count.is_not_null()),
+            )
+            .select(REGISTRY_COLUMNS),
         inner,
-    )?
-    .into_iter()
-    .map(|(task_type, cap)| (task_type, i64::from(cap.unwrap_or(0))))
-    .collect();
+    )?;
+    let caps: HashMap<String, Option<i64>> = rules
+        .iter()
+        .map(|r| {
+            (
+                r.task_type.clone(),
+                r.concurrency().map(|c| i64::from(c.limit)),
+            )
+        })
+        .collect();
+    let limits: HashMap<String, RateLimit> = rules
+        .iter()
+        .filter_map(|r| Some((r.task_type.clone(), r.rate_limit()?)))
+        .collect();
+    let mut pick = SqliteFlowPick {
+        candidates: Vec::new(),
+        rated: HashMap::new(),
+        tats: HashMap::new(),
+        limits,
+    };
     if caps.is_empty() {
-        return Ok(Vec::new());
+        return Ok(pick);
     }
-    let types: Vec<&String> = caps.keys().collect();
+    let now_us = now.saturating_mul(1_000);
+    let rated_types: Vec<&String> = pick.limits.keys().collect();
+    if !rated_types.is_empty() {
+        pick.tats = Sync::load::<(String, String, i64)>(
+            b::warren_rate_buckets
+                .filter(b::task_type.eq_any(&rated_types))
+                .filter(b::tat.gt(now_us))
+                .select((b::task_type, b::flow_key, b::tat)),
+            inner,
+        )?
+        .into_iter()
+        .map(|(task_type, key, tat)| ((task_type, key), tat))
+        .collect();
+    }
     let busy: Vec<(String, Option<String>, i64)> = Sync::load(
         t::warren_tasks
             .filter(t::state.eq(TaskState::Running))
@@ -309,11 +385,11 @@ pub(super) fn sqlite_flow_candidates(
             .select((t::task_type, t::flow_key, diesel::dsl::count_star())),
         inner,
     )?;
-    let mut free: HashMap<(String, String), i64> = HashMap::new();
-    for (task_type, key, n) in busy {
-        let cap = caps.get(&task_type).copied().unwrap_or(0);
-        free.insert((task_type, key.unwrap_or_default()), cap - n);
-    }
+    let running: HashMap<(String, String), i64> = busy
+        .into_iter()
+        .map(|(task_type, key, n)| ((task_type, key.unwrap_or_default()), n))
+        .collect();
+    let types: Vec<&String> = caps.keys().collect();
     let due: Vec<(TaskId, String, Option<String>, i32, i64)> = Sync::load(
         t::warren_tasks
             .filter(t::state.eq(TaskState::Pending))
@@ -333,42 +409,98 @@ pub(super) fn sqlite_flow_candidates(
             )),
         inner,
     )?;
-    let mut taken = Vec::new();
+    // Free slots per (type, key), worked out when the key is first met.
+    let mut free: HashMap<(String, String), i64> = HashMap::new();
     for (id, task_type, key, priority, next_attempt) in due {
-        if taken.len() as i64 >= limit {
+        if pick.candidates.len() as i64 >= limit {
             break;
         }
-        let cap = caps.get(&task_type).copied().unwrap_or(0);
-        let slots = free
-            .entry((task_type, key.unwrap_or_default()))
-            .or_insert(cap);
+        let key = (task_type, key.unwrap_or_default());
+        let slots = free.entry(key.clone()).or_insert_with(|| {
+            let by_concurrency = caps
+                .get(&key.0)
+                .copied()
+                .flatten()
+                .map_or(limit, |cap| cap - running.get(&key).copied().unwrap_or(0));
+            let by_rate = pick.limits.get(&key.0).map_or(limit, |rate| {
+                i64::from(rate.available(pick.tats.get(&key).copied(), now_us))
+            });
+            by_concurrency.min(by_rate)
+        });
         if *slots > 0 {
             *slots -= 1;
-            taken.push((id, priority, next_attempt));
+            pick.candidates.push((id, priority, next_attempt));
+            if pick.limits.contains_key(&key.0) {
+                pick.rated.insert(id, key);
+            }
         }
     }
-    Ok(taken)
+    Ok(pick)
+}
+
+impl SqliteFlowPick {
+    /// Spends a token of its bucket for each task of `taken` of a rate-limited type,
+    /// in the claim's transaction (under its write lock).
+    pub(super) fn spend_tokens(
+        &self,
+        inner: &mut diesel::SqliteConnection,
+        taken: &[TaskId],
+        now: i64,
+    ) -> QueryResult<()> {
+        use diesel::RunQueryDsl as Sync;
+        let mut started: HashMap<&(String, String), u32> = HashMap::new();
+        for id in taken {
+            if let Some(key) = self.rated.get(id) {
+                *started.entry(key).or_default() += 1;
+            }
+        }
+        let now_us = now.saturating_mul(1_000);
+        for (key, n) in started {
+            let Some(rate) = self.limits.get(&key.0) else {
+                continue;
+            };
+            let tat = rate.tat_after(self.tats.get(key).copied(), now_us, n);
+            Sync::execute(
+                diesel::insert_into(b::warren_rate_buckets)
+                    .values((
+                        b::task_type.eq(&key.0),
+                        b::flow_key.eq(&key.1),
+                        b::tat.eq(tat),
+                    ))
+                    .on_conflict((b::task_type, b::flow_key))
+                    .do_update()
+                    .set(b::tat.eq(tat)),
+                inner,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Most keys of one type that [`Store::key_loads`] reports.
 pub const KEYS_SHOWN: usize = 20;
 
-/// What runs and waits under one concurrency key of a type.
+/// What runs and waits under one key of a type's flow rules.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KeyLoad {
-    /// The key (`""` for a rule without a key field, or a task without the field).
+    /// The key (`""` for rules without a key field, or a task without the field).
     pub key: String,
     /// Its running tasks (claimed ahead included).
     pub running: i64,
     /// Its pending tasks.
     pub waiting: i64,
+    /// When its rate limit's bucket is empty: the instant it next lets a task start
+    /// (its waiting tasks wait for the rate, not for a runner).
+    pub rate_wait_until: Option<crate::task::Millis>,
 }
 
 impl Store {
     /// For each type with keyed tasks, its busiest keys (at most [`KEYS_SHOWN`]; those
     /// with the most running first, then the most waiting), for the dashboard and the
-    /// API. Reads every pending and running keyed task once.
+    /// API, each with its rate-limit wait. Reads every pending and running keyed task
+    /// once, and the rate-limit buckets that are not full.
     pub async fn key_loads(&self) -> StoreResult<HashMap<String, Vec<KeyLoad>>> {
+        let mut waits = self.rate_waits().await?;
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
         let counts: Vec<(String, Option<String>, TaskState, i64)> = on_conn!(&mut conn, c => {
@@ -391,10 +523,18 @@ impl Store {
                     key,
                     running: 0,
                     waiting: 0,
+                    rate_wait_until: None,
                 });
             match state {
                 TaskState::Running => load.running += n,
                 _ => load.waiting += n,
+            }
+        }
+        for (task_type, keys) in by_type.iter_mut() {
+            for load in keys.values_mut() {
+                if load.waiting > 0 {
+                    load.rate_wait_until = waits.remove(&(task_type.clone(), load.key.clone()));
+                }
             }
         }
         Ok(by_type

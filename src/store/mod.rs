@@ -66,6 +66,7 @@ mod pg_statement_cache;
 pub use pg_statement_cache::MAX_PREPARED_STATEMENTS;
 mod postgres;
 mod postgres_dialect;
+mod rate_limit;
 pub(crate) mod run;
 mod schedule;
 mod schedule_alone;

@@ -108,9 +108,10 @@ pub struct Task {
     pub metadata: Vec<(String, String)>,
     /// Its unique key, if it was scheduled with one.
     pub unique: Option<super::TaskUnique>,
-    /// Its concurrency key when its type has a concurrency rule (`''` for a rule
-    /// without a key field); `None` for every other task.
-    pub concurrency_key: Option<String>,
+    /// The key its type's flow rules (concurrency and rate limits) count it under,
+    /// when its type has one (`''` for rules without a key field); `None` for every
+    /// other task.
+    pub flow_key: Option<String>,
 }
 
 impl Task {
@@ -207,7 +208,7 @@ impl TryFrom<TaskRow> for Task {
             lease_token: r.lease_token,
             metadata: Vec::new(),
             unique: super::TaskUnique::from_columns(r.unique_key.as_deref(), r.unique_states),
-            concurrency_key: r.flow_key,
+            flow_key: r.flow_key,
         })
     }
 }

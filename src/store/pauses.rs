@@ -13,6 +13,7 @@ use super::schema::warren_paused::dsl as p;
 use super::schema::warren_scheduled::dsl as s;
 use super::schema::warren_task_types::dsl as tt;
 use super::signals::{announce_work, ANY_CLUSTER};
+use super::task_types::{RegisteredType, RegistryRow, REGISTRY_COLUMNS};
 use super::types_registry::node_clusters;
 use super::{Store, StoreError, StoreResult};
 use crate::task::{Millis, DEFAULT_CLUSTER};
@@ -123,7 +124,9 @@ pub struct TypeInfo {
     pub cluster_paused: bool,
     /// Its concurrency rule (task types with one only).
     pub concurrency: Option<crate::flow::ConcurrencyLimit>,
-    /// Its busiest concurrency keys: what runs and waits under each (at most
+    /// Its rate limit (task types with one only).
+    pub rate_limit: Option<crate::rate_limit::RateLimit>,
+    /// Its busiest keys of its flow rules: what runs and waits under each (at most
     /// [`super::flow::KEYS_SHOWN`], those with the most running first).
     pub keys: Vec<super::flow::KeyLoad>,
 }
@@ -314,9 +317,9 @@ impl Store {
         let (types, tags) = {
             let mut pooled = self.conn().await?;
             let mut conn = pooled.any();
-            let types: Vec<(String, String, Option<i32>, Option<String>)> = on_conn!(&mut conn, c => {
+            let types: Vec<RegistryRow> = on_conn!(&mut conn, c => {
                 tt::warren_task_types
-                    .select((tt::task_type, tt::cluster, tt::concurrency, tt::concurrency_key))
+                    .select(REGISTRY_COLUMNS)
                     .load(c)
                     .await?
             });
@@ -333,21 +336,29 @@ impl Store {
             })
         };
         let book = Pauses::from_list(&pauses);
-        let mut loads = if types.iter().any(|t| t.2.is_some()) {
+        let registered: Vec<(RegistryRow, RegisteredType)> = types
+            .into_iter()
+            .map(|row| {
+                let registered = row.registered();
+                (row, registered)
+            })
+            .collect();
+        let mut loads = if registered.iter().any(|(_, t)| t.has_rule()) {
             self.key_loads().await?
         } else {
             Default::default()
         };
-        let mut list: Vec<TypeInfo> = types
+        let mut list: Vec<TypeInfo> = registered
             .into_iter()
-            .map(|(name, cluster, limit, key)| TypeInfo {
-                paused_since: paused_since(&name),
-                cluster_paused: book.clusters.contains(&cluster),
-                keys: loads.remove(&name).unwrap_or_default(),
-                concurrency: super::task_types::rule_of(limit, key),
-                name,
+            .map(|(row, registered)| TypeInfo {
+                paused_since: paused_since(&row.task_type),
+                cluster_paused: book.clusters.contains(&row.cluster),
+                keys: loads.remove(&row.task_type).unwrap_or_default(),
+                concurrency: registered.concurrency,
+                rate_limit: registered.rate_limit,
+                name: row.task_type,
                 kind: TypeKind::Task,
-                cluster: Some(cluster),
+                cluster: Some(row.cluster),
             })
             .collect();
         for tag in tags {
@@ -358,6 +369,7 @@ impl Store {
                 cluster: None,
                 cluster_paused: false,
                 concurrency: None,
+                rate_limit: None,
                 keys: Vec::new(),
             });
         }
@@ -370,6 +382,7 @@ impl Store {
                     paused_since: paused_since(name),
                     cluster_paused: false,
                     concurrency: None,
+                    rate_limit: None,
                     keys: Vec::new(),
                 });
             }

@@ -233,12 +233,12 @@ impl PgInsertTasks<'_> {
             "', r.data, r.aux_data, r.priority, r.timeout_ms, \
              r.created_at, r.not_before, r.next_attempt, ",
         );
-        // The key of a task of a type with a concurrency rule (`flow.rs`), from the
+        // The key of a task of a type with a flow rule (`flow.rs`), from the
         // registry joined below: a join, not a sub-select per row, which made PostgreSQL
         // plan each insert anew (single enqueue at 0.6×).
         out.push_sql(
             "CASE WHEN tt.task_type IS NULL THEN NULL \
-             ELSE warren_flow_key(r.data, tt.concurrency_key) END FROM unnest(",
+             ELSE warren_flow_key(r.data, tt.key_field) END FROM unnest(",
         );
         out.push_bind_param::<Array<Text>, _>(&self.task_types)?;
         out.push_sql("::text[], ");
@@ -261,8 +261,10 @@ impl PgInsertTasks<'_> {
             "::bigint[]) WITH ORDINALITY AS r(task_type, cluster, data, aux_data, priority, \
              timeout_ms, created_at, not_before, next_attempt, n) \
              LEFT JOIN warren_task_types tt ON tt.task_type = r.task_type \
-             AND tt.concurrency IS NOT NULL AND tt.cluster = r.cluster ORDER BY r.n",
+             AND ",
         );
+        out.push_sql(super::flow::HAS_RULE_SQL);
+        out.push_sql(" AND tt.cluster = r.cluster ORDER BY r.n");
         Ok(())
     }
 }

@@ -83,12 +83,26 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// The cluster of each task type, registered by the nodes that load its module.
+    /// The cluster and flow rules of each task type, registered by the nodes that load
+    /// its module.
     warren_task_types (task_type) {
         task_type -> Text,
         cluster -> Text,
         concurrency -> Nullable<Integer>,
-        concurrency_key -> Nullable<Text>,
+        key_field -> Nullable<Text>,
+        rate_count -> Nullable<Integer>,
+        rate_period_ms -> Nullable<BigInt>,
+        rate_burst -> Nullable<Integer>,
+    }
+}
+
+diesel::table! {
+    /// One rate-limit bucket per (task type, key) that has started tasks: its
+    /// theoretical arrival time in microseconds (`rate_limit.rs`).
+    warren_rate_buckets (task_type, flow_key) {
+        task_type -> Text,
+        flow_key -> Text,
+        tat -> BigInt,
     }
 }
 
@@ -110,4 +124,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     warren_settings,
     warren_task_types,
     warren_paused,
+    warren_rate_buckets,
 );

@@ -222,18 +222,18 @@ async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<V
                 list.into_iter().map(|(_, name)| name).collect()
             };
             let (paused_clusters, paused_types) = (names(paused_clusters), names(paused_types));
-            // Tasks with a concurrency key, at most each key's free slots (`flow.rs`).
+            // Tasks with a key, at most each key's free slots (`flow.rs`).
             let keyed = if constrained {
-                sqlite_flow_candidates(
+                Some(sqlite_flow_candidates(
                     inner,
                     &clusters,
                     now,
                     limit,
                     &paused_clusters,
                     &paused_types,
-                )?
+                )?)
             } else {
-                Vec::new()
+                None
             };
             let due = t::warren_tasks
                 .select((t::id, t::priority, t::next_attempt))
@@ -268,7 +268,10 @@ async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<V
                 }
             };
             // The first `limit` of both, in queue order.
-            let mut candidates = keyed;
+            let mut candidates = keyed
+                .as_ref()
+                .map(|pick| pick.candidates.clone())
+                .unwrap_or_default();
             candidates.extend(plain);
             candidates.sort_by_key(|&(id, priority, next_attempt)| (priority, next_attempt, id));
             let ids: Vec<TaskId> = candidates
@@ -276,6 +279,10 @@ async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<V
                 .take(limit as usize)
                 .map(|(id, _, _)| id)
                 .collect();
+            if let Some(pick) = &keyed {
+                // The rate limits' tokens of what is taken (`rate_limit.rs`).
+                pick.spend_tokens(inner, &ids, now)?;
+            }
             let take = diesel::update(t::warren_tasks.filter(t::id.eq_any(&ids)))
                 .set((
                     t::state.eq(TaskState::Running),

@@ -14,7 +14,9 @@
 //   (with its cluster) on the Nodes & runners page; it leaves the cluster paused when
 //   WARREN_LEAVE_PAUSED=1, for the caller to check;
 // - with WARREN_KEYED_TYPE, a task type with `concurrency="1" concurrencykey="tenant"`
-//   and three tasks waiting: two of tenant a, one of tenant b.
+//   and three tasks waiting: two of tenant a, one of tenant b;
+// - with WARREN_RATED_TYPE, a task type with `ratelimit="1/h" ratelimitkey="tenant"`
+//   and two tasks of tenant c scheduled due now: one runs, the other waits for the rate.
 // Screenshots of every page go to WARREN_SCREENSHOTS (default: <repo>/target/screenshots).
 // Exits 0 when every step passed, 1 with the failing step's name and error otherwise.
 
@@ -33,6 +35,7 @@ const uniqueKey = process.env.WARREN_UNIQUE_KEY || '';
 const pauseType = process.env.WARREN_PAUSE_TYPE || '';
 const leavePaused = process.env.WARREN_LEAVE_PAUSED === '1';
 const keyedType = process.env.WARREN_KEYED_TYPE || '';
+const ratedType = process.env.WARREN_RATED_TYPE || '';
 const shots = resolve(process.env.WARREN_SCREENSHOTS || join(here, '..', '..', 'target', 'screenshots'));
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_MS = 20_000;
@@ -237,12 +240,28 @@ async function main() {
       const row = page.locator(`[data-testid="type-pause-row"][data-type="${keyedType}"]`);
       await row.waitFor();
       const rule = (await row.locator('[data-testid="concurrency-rule"]').textContent()).trim();
-      check(rule === 'at most 1 per tenant', `the rule reads ${JSON.stringify(rule)}`);
+      check(rule === 'at most 1 running per tenant', `the rule reads ${JSON.stringify(rule)}`);
       const load = async (key) => (await row.locator(`[data-testid="key-load"][data-key="${key}"]`).textContent()).trim();
       check(await load('a') === 'a 0/1 running · 2 waiting', `key a reads ${JSON.stringify(await load('a'))}`);
       check(await load('b') === 'b 0/1 running · 1 waiting', `key b reads ${JSON.stringify(await load('b'))}`);
       await row.scrollIntoViewIfNeeded();
       await screenshot('nodes-concurrency');
+    });
+  }
+
+  if (ratedType) {
+    await step('nodes & runners: a rate limit and a key waiting for it', async () => {
+      const row = page.locator(`[data-testid="type-pause-row"][data-type="${ratedType}"]`);
+      await row.waitFor();
+      const rule = (await row.locator('[data-testid="rate-rule"]').textContent()).trim();
+      check(rule === 'at most 1/h per tenant, bursts of 1', `the rule reads ${JSON.stringify(rule)}`);
+      // The first task of tenant c started; the second waits about an hour for a token.
+      const wait = row.locator('[data-testid="key-load"][data-key="c"] [data-testid="rate-wait"]');
+      await wait.waitFor({ timeout: TASK_MS });
+      const load = (await row.locator('[data-testid="key-load"][data-key="c"]').textContent()).trim();
+      check(/^c 0 running · 1 waiting · rate: next start in 3[0-9]{3}\.[0-9] s$/.test(load), `key c reads ${JSON.stringify(load)}`);
+      await row.scrollIntoViewIfNeeded();
+      await screenshot('nodes-rate-limit');
     });
   }
 

@@ -11,6 +11,7 @@ mod listing;
 mod manage;
 mod nodes;
 mod pauses;
+mod rate_limits;
 mod retries;
 mod runs;
 mod schedule;

@@ -17,6 +17,8 @@ pub use warren::executor::RunFailure;
 #[allow(unused_imports)]
 pub use warren::flow::ConcurrencyLimit;
 #[allow(unused_imports)]
+pub use warren::rate_limit::{RateLimit, RatePeriod};
+#[allow(unused_imports)]
 pub use warren::store::{
     NewTask, ResolveOutcome, ScheduleOptions, ScheduledEnd, ScheduledOutcome, StateFilter, Store,
     StoreError, TaskFilter, TaskSqlOutput, TaskStatement, TypeRegistration, WaitFor,

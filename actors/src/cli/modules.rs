@@ -108,6 +108,9 @@ fn print_module(m: &ModuleDefinition, maintenance_offset: Option<u32>) {
             if let Some(limit) = &t.concurrency {
                 println!("            concurrency: {limit}");
             }
+            if let Some(rate) = &t.rate_limit {
+                println!("            rate limit: {rate}");
+            }
         }
     }
     for s in &m.scheduled {

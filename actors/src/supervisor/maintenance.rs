@@ -87,7 +87,8 @@ impl Supervisor {
         );
     }
 
-    /// Deletes finished tasks older than the retention period.
+    /// Deletes finished tasks older than the retention period, and the rate-limit
+    /// buckets that are full again.
     fn prune_finished(&mut self, ctx: &mut Context<Self>) {
         let (store, retention) = (
             self.maintenance.store.clone(),
@@ -115,6 +116,10 @@ impl Supervisor {
                 }
                 if pruned > 0 {
                     tracing::info!(pruned, "pruned finished tasks");
+                }
+                // Rate-limit buckets that are full again read the same as none.
+                if let Err(e) = store.prune_rate_buckets().await {
+                    tracing::warn!(error = %e, "pruning rate-limit buckets failed");
                 }
             }
             .into_actor(self),

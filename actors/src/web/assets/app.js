@@ -1317,19 +1317,29 @@ function nodesPage(root) {
 }
 
 /**
- * A task type's concurrency rule and, under it, its busiest keys: how many run (of
- * the limit) and how many wait because their key is full or not yet due.
+ * A task type's flow rules (concurrency and rate limit) and, under them, its busiest
+ * keys: how many run (of the concurrency limit), how many wait because their key is
+ * full, not yet due or out of rate, and when an empty rate bucket next lets one start.
  */
 function concurrencyCell(t) {
   const rule = t.concurrency;
-  if (!rule) return h('span', { class: 'muted', text: '—' });
-  const per = rule.key ? `per ${rule.key}` : 'in all';
-  const keys = (t.keys || []).map((k) => h('li', { testid: 'key-load', dataset: { key: k.key } },
-    h('code', { text: k.key === '' ? (rule.key ? '(none)' : 'all') : k.key }),
-    ` ${fmtNum(k.running)}/${fmtNum(rule.limit)} running`,
-    k.waiting ? h('span', { class: k.running >= rule.limit ? 'key-full' : 'muted', text: ` · ${fmtNum(k.waiting)} waiting` }) : ''));
+  const rate = t.rate_limit;
+  if (!rule && !rate) return h('span', { class: 'muted', text: '—' });
+  const field = (rule && rule.key) || (rate && rate.key);
+  const per = field ? `per ${field}` : 'in all';
+  const unit = { second: 's', minute: 'min', hour: 'h' };
+  const keys = (t.keys || []).map((k) => {
+    const waitMs = k.rate_wait_until != null ? Math.max(0, k.rate_wait_until - serverNow()) : null;
+    return h('li', { testid: 'key-load', dataset: { key: k.key } },
+      h('code', { text: k.key === '' ? (field ? '(none)' : 'all') : k.key }),
+      rule ? ` ${fmtNum(k.running)}/${fmtNum(rule.limit)} running` : ` ${fmtNum(k.running)} running`,
+      k.waiting ? h('span', { class: (rule && k.running >= rule.limit) || waitMs != null ? 'key-full' : 'muted', text: ` · ${fmtNum(k.waiting)} waiting` }) : '',
+      waitMs != null ? h('span', { class: 'key-full', testid: 'rate-wait', text: ` · rate: next start in ${(waitMs / 1000).toFixed(1)} s` }) : '');
+  });
   return h('div', null,
-    h('span', { testid: 'concurrency-rule', text: `at most ${fmtNum(rule.limit)} ${per}` }),
+    rule ? h('span', { testid: 'concurrency-rule', text: `at most ${fmtNum(rule.limit)} running ${per}` }) : '',
+    rule && rate ? h('br') : '',
+    rate ? h('span', { testid: 'rate-rule', text: `at most ${fmtNum(rate.count)}/${unit[rate.period]} ${per}, bursts of ${fmtNum(rate.burst)}` }) : '',
     keys.length ? h('ul', { class: 'key-loads' }, ...keys) : '');
 }
 
@@ -1363,7 +1373,7 @@ function pausesCard() {
         h('thead', null, h('tr', null, h('th', { text: 'Cluster' }), h('th', { text: 'State' }), h('th', { class: 'num', text: 'Live nodes' }), h('th', { class: 'num', text: 'Actions' }))),
         clustersBody),
       h('table', { testid: 'types-pause-table' },
-        h('thead', null, h('tr', null, h('th', { text: 'Task type' }), h('th', { text: 'Cluster' }), h('th', { text: 'State' }), h('th', { text: 'Concurrency' }), h('th', { class: 'num', text: 'Actions' }))),
+        h('thead', null, h('tr', null, h('th', { text: 'Task type' }), h('th', { text: 'Cluster' }), h('th', { text: 'State' }), h('th', { text: 'Limits' }), h('th', { class: 'num', text: 'Actions' }))),
         typesBody)));
   let lastSig = '';
   return {
