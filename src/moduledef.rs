@@ -1166,6 +1166,7 @@ impl<'a, 'input> Parser<'a, 'input> {
         node: Node,
         concurrency: Option<&ConcurrencyLimit>,
     ) -> Option<RateLimit> {
+        let mut key_invalid = false;
         let key =
             attribute(node, "ratelimitkey").and_then(|attr| {
                 match crate::flow::check_key_field(attr.value()) {
@@ -1175,6 +1176,7 @@ impl<'a, 'input> Parser<'a, 'input> {
                             &attr,
                             format!("invalid ratelimitkey '{}': {e}", attr.value()),
                         );
+                        key_invalid = true;
                         None
                     }
                 }
@@ -1213,6 +1215,9 @@ impl<'a, 'input> Parser<'a, 'input> {
         };
         let key_attr = key.as_ref().map(|(_, a)| *a);
         let key = key.map(|(k, _)| k);
+        if key_invalid {
+            return None;
+        }
         if let Some(concurrency) = concurrency {
             if concurrency.key != key {
                 let say = |k: &Option<String>| match k {

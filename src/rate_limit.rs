@@ -9,8 +9,10 @@
 //! "theoretical arrival time", TAT): each start moves TAT on by `T` (from now, when TAT
 //! is in the past), and a start is allowed while TAT stays within `burst × T` of now.
 //! So a bucket is one number written when tasks start, never a refill job, and a bucket
-//! untouched for `burst × T` is full again. Instants are in microseconds, so that a
-//! rate such as 7/s (an interval of 142,857 µs) is held to within a millionth.
+//! untouched for `burst × T` is full again. Instants are in nanoseconds since the epoch
+//! (they fit an `i64` until 2262), so that the interval, a whole number of them, holds
+//! every rate a rule can name to within a thousandth (1,000,000/s: exactly 1,000 ns;
+//! 7/s: 142,857,142 ns, within a billionth).
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,6 +22,15 @@ pub const MAX_RATE_COUNT: u32 = 1_000_000;
 
 /// Largest burst a rate limit may allow.
 pub const MAX_BURST: u32 = 1_000_000;
+
+/// Nanoseconds per millisecond: bucket instants are in nanoseconds, the store's clock
+/// in milliseconds.
+pub const NS_PER_MS: i64 = 1_000_000;
+
+/// A store instant (ms) as a bucket instant (ns).
+pub fn ms_to_ns(ms: i64) -> i64 {
+    ms.saturating_mul(NS_PER_MS)
+}
 
 /// The period of a rate limit (`/s`, `/m`, `/h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -127,35 +138,35 @@ impl RateLimit {
         }
     }
 
-    /// The emission interval `T` in microseconds: one token comes back every `T`.
-    pub fn interval_us(&self) -> i64 {
-        (self.period.ms() * 1_000 / i64::from(self.count.max(1))).max(1)
+    /// The emission interval `T` in nanoseconds: one token comes back every `T`.
+    pub fn interval_ns(&self) -> i64 {
+        (self.period.ms() * NS_PER_MS / i64::from(self.count.max(1))).max(1)
     }
 
-    /// How many tasks may start at `now_us` from a bucket whose TAT is `tat_us` (`None`:
+    /// How many tasks may start at `now_ns` from a bucket whose TAT is `tat_ns` (`None`:
     /// no bucket yet, so a full one).
-    pub fn available(&self, tat_us: Option<i64>, now_us: i64) -> u32 {
-        let interval = self.interval_us();
+    pub fn available(&self, tat_ns: Option<i64>, now_ns: i64) -> u32 {
+        let interval = self.interval_ns();
         let burst = i64::from(self.burst);
-        let tat = tat_us.unwrap_or(now_us).max(now_us);
-        ((now_us + burst * interval - tat) / interval).clamp(0, burst) as u32
+        let tat = tat_ns.unwrap_or(now_ns).max(now_ns);
+        ((now_ns + burst * interval - tat) / interval).clamp(0, burst) as u32
     }
 
-    /// The bucket's TAT after `taken` tasks started at `now_us`.
-    pub fn tat_after(&self, tat_us: Option<i64>, now_us: i64, taken: u32) -> i64 {
-        tat_us.unwrap_or(now_us).max(now_us) + i64::from(taken) * self.interval_us()
+    /// The bucket's TAT after `taken` tasks started at `now_ns`.
+    pub fn tat_after(&self, tat_ns: Option<i64>, now_ns: i64, taken: u32) -> i64 {
+        tat_ns.unwrap_or(now_ns).max(now_ns) + i64::from(taken) * self.interval_ns()
     }
 
-    /// The first instant (µs) at which a bucket whose TAT is `tat_us` lets a task start.
-    pub fn next_start_us(&self, tat_us: i64) -> i64 {
-        tat_us - (i64::from(self.burst) - 1) * self.interval_us()
+    /// The first instant (ns) at which a bucket whose TAT is `tat_ns` lets a task start.
+    pub fn next_start_ns(&self, tat_ns: i64) -> i64 {
+        tat_ns - (i64::from(self.burst) - 1) * self.interval_ns()
     }
 
-    /// [`RateLimit::next_start_us`] in whole milliseconds, rounded up: not before the
+    /// [`RateLimit::next_start_ns`] in whole milliseconds, rounded up: not before the
     /// token is there.
-    pub fn next_start_ms(&self, tat_us: i64) -> i64 {
-        let start = self.next_start_us(tat_us);
-        start.div_euclid(1_000) + i64::from(start.rem_euclid(1_000) > 0)
+    pub fn next_start_ms(&self, tat_ns: i64) -> i64 {
+        let start = self.next_start_ns(tat_ns);
+        start.div_euclid(NS_PER_MS) + i64::from(start.rem_euclid(NS_PER_MS) > 0)
     }
 }
 
@@ -229,39 +240,42 @@ mod tests {
 
     #[test]
     fn the_interval_is_the_period_over_the_count() {
-        assert_eq!(limit("20/s", 1).interval_us(), 50_000);
-        assert_eq!(limit("7/s", 1).interval_us(), 142_857);
-        assert_eq!(limit("1/h", 1).interval_us(), 3_600_000_000);
-        assert_eq!(limit("1000000/s", 1).interval_us(), 1);
+        assert_eq!(limit("20/s", 1).interval_ns(), 50_000_000);
+        assert_eq!(limit("7/s", 1).interval_ns(), 142_857_142);
+        assert_eq!(limit("1/h", 1).interval_ns(), 3_600_000_000_000);
+        assert_eq!(limit("1000000/s", 1).interval_ns(), 1_000);
+        // Whole nanoseconds hold every rate a rule can name within a thousandth.
+        for count in [999_999, 150_000, 400_000, 333_333] {
+            let l = limit(&format!("{count}/s"), 1);
+            let actual = 1e9 / l.interval_ns() as f64;
+            assert!((actual / f64::from(count) - 1.0).abs() < 1e-3, "{count}/s");
+        }
     }
 
     #[test]
     fn a_full_bucket_allows_the_burst_then_one_per_interval() {
         let l = limit("20/s", 3);
-        let now = 1_000_000_000;
+        let ms = NS_PER_MS;
+        let now = ms_to_ns(1_767_571_200_000);
         assert_eq!(l.available(None, now), 3, "no bucket yet: a full one");
         let tat = l.tat_after(None, now, 3);
-        assert_eq!(tat, now + 150_000);
+        assert_eq!(tat, now + 150 * ms);
         assert_eq!(l.available(Some(tat), now), 0, "the burst is spent");
-        assert_eq!(l.available(Some(tat), now + 49_999), 0);
+        assert_eq!(l.available(Some(tat), now + 50 * ms - 1), 0);
+        assert_eq!(l.available(Some(tat), now + 50 * ms), 1, "one interval on");
+        assert_eq!(l.next_start_ns(tat), now + 50 * ms);
+        assert_eq!(l.next_start_ms(tat), 1_767_571_200_050);
+        assert_eq!(l.next_start_ms(tat + 1), 1_767_571_200_051);
+        assert_eq!(l.available(Some(tat), now + 150 * ms), 3);
         assert_eq!(
-            l.available(Some(tat), now + 50_000),
-            1,
-            "one interval later"
-        );
-        assert_eq!(l.next_start_us(tat), now + 50_000);
-        assert_eq!(l.next_start_ms(tat), (now + 50_000) / 1_000);
-        assert_eq!(l.next_start_ms(tat + 1), (now + 50_000) / 1_000 + 1);
-        assert_eq!(l.available(Some(tat), now + 150_000), 3);
-        assert_eq!(
-            l.available(Some(tat), now + 10_000_000),
+            l.available(Some(tat), now + 10_000 * ms),
             3,
             "a quiet spell fills the bucket up to the burst, not beyond"
         );
         // Taking from a bucket that refilled counts from now, not from the old TAT.
         assert_eq!(
-            l.tat_after(Some(tat), now + 10_000_000, 1),
-            now + 10_050_000
+            l.tat_after(Some(tat), now + 10_000 * ms, 1),
+            now + 10_050 * ms
         );
     }
 
@@ -272,7 +286,7 @@ mod tests {
         let l = limit("20/s", 2);
         let (mut tat, mut started) = (None, 0u32);
         for step in 0..=(10_000 / 7) {
-            let now = 5_000_000 + step * 7_000;
+            let now = ms_to_ns(5_000 + step * 7);
             let n = l.available(tat, now);
             if n > 0 {
                 tat = Some(l.tat_after(tat, now, n));
@@ -285,7 +299,7 @@ mod tests {
     #[test]
     fn a_bucket_ahead_of_a_lowered_burst_allows_nothing() {
         let l = limit("20/s", 1);
-        assert_eq!(l.available(Some(10_000_000), 0), 0);
+        assert_eq!(l.available(Some(10 * NS_PER_MS), 0), 0);
     }
 
     #[test]

@@ -676,6 +676,7 @@ fn rate_limit_attributes_are_read_and_checked() {
     <managedtask type="d" code="tasks/ping.js" ratelimit="1/s" concurrency="1" concurrencykey="tenant"/>
     <managedtask type="e" code="tasks/ping.js" ratelimit="1/s" ratelimitkey="user" concurrency="1" concurrencykey="tenant"/>
     <managedtask type="f" code="tasks/ping.js" ratelimit="1/s" ratelimitkey="a b"/>
+    <managedtask type="h" code="tasks/ping.js" ratelimit="1/s" ratelimitkey="a.b" concurrency="1" concurrencykey="tenant"/>
     <ephemeraltask type="g" code="tasks/ping.js" ratelimit="1/s"/>
   </servicemanager>
 </module>"#),
@@ -687,7 +688,8 @@ fn rate_limit_attributes_are_read_and_checked() {
             "m/moduledefinition.xml:6:59: ratelimitkey (none) must be the field concurrencykey names ('tenant'): a type with both rules counts both per value of one field",
             "m/moduledefinition.xml:7:78: ratelimitkey ('user') must be the field concurrencykey names ('tenant'): a type with both rules counts both per value of one field",
             "m/moduledefinition.xml:8:78: invalid ratelimitkey 'a b': ' ' is not allowed: a key field is a top-level data field named with ASCII letters, digits, '_' and '-'",
-            "m/moduledefinition.xml:9:50: unknown attribute 'ratelimit' on <ephemeraltask> (allowed: type, code, objectname, script, cluster, priority, timeout, maxtransaction, memorylimit, description, ifenvironset, unlessenvironset)",
+            "m/moduledefinition.xml:9:78: invalid ratelimitkey 'a.b': '.' is not allowed: a key field is a top-level data field named with ASCII letters, digits, '_' and '-'",
+            "m/moduledefinition.xml:10:50: unknown attribute 'ratelimit' on <ephemeraltask> (allowed: type, code, objectname, script, cluster, priority, timeout, maxtransaction, memorylimit, description, ifenvironset, unlessenvironset)",
         ]
     );
 }

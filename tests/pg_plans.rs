@@ -190,10 +190,10 @@ async fn the_constrained_claim_probes_each_key_and_never_reads_the_queue() {
         .unwrap();
     // ($1 owner, $2 lease until, $3 now, $4 clusters, $5 now for the rate-limit
     // buckets, $6 clusters, $7 now, and again for the tasks without a key: $8 clusters,
-    // $9 now).
+    // $9 now; then $10 to $12 now, for spending the tokens).
     let now = 4_000_000_000_000_i64;
     let plan: Vec<PlanLine> = diesel::sql_query(format!(
-        "EXPLAIN EXECUTE {}('node-b', {}, {now}, ARRAY['default'], {now}, ARRAY['default'], {now}, ARRAY['default'], {now})",
+        "EXPLAIN EXECUTE {}('node-b', {}, {now}, ARRAY['default'], {now}, ARRAY['default'], {now}, ARRAY['default'], {now}, {now}, {now}, {now})",
         prepared[0].name,
         i64::MAX,
     ))

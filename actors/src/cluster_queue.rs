@@ -10,7 +10,7 @@ use actix::prelude::*;
 use std::collections::VecDeque;
 use std::time::Duration;
 use warren::store::ClaimedTask;
-use warren::task::{LeaseToken, TaskId};
+use warren::task::{LeaseToken, Millis, TaskId};
 use warren::wasm::KillSwitch;
 
 /// What a runner is busy with, as the queue sees it.
@@ -59,6 +59,10 @@ pub(crate) struct ClusterQueue {
     pace: ClaimAhead,
     /// Ephemeral tasks waiting for a runner.
     pub ephemeral: VecDeque<EphemeralRequest>,
+    /// When it last claimed or was woken by the timer (the store's clock): a
+    /// rate-limit token that came back since may be for tasks its claims left
+    /// waiting, so it is a reason to wake (see `QueueActor::arm_timer`).
+    pub rate_mark: Millis,
 }
 
 impl ClusterQueue {
@@ -82,6 +86,7 @@ impl ClusterQueue {
             ready: VecDeque::new(),
             pace: ClaimAhead::new(),
             ephemeral: VecDeque::new(),
+            rate_mark: 0,
         }
     }
 

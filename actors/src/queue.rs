@@ -176,8 +176,8 @@ impl QueueActor {
         let names = vec![cluster.name.clone()];
         let version = self.pauses_version;
         // Rate-limit tokens that come back after this instant may be for tasks this
-        // claim left waiting (see `arm_timer`).
-        let sent_at = self.store.now();
+        // claim leaves waiting (see `arm_timer`).
+        cluster.rate_mark = self.store.now();
         let claim = async move { store.claim(&node, &names, want, lease).await };
         ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
             let woken = act.clusters[c].claim_back(&idle);
@@ -203,7 +203,7 @@ impl QueueActor {
                     if drained && !woken {
                         // Nothing more is due now: sleep until the next attempt.
                         act.clusters[c].drained();
-                        act.arm_timer(ctx, Some(sent_at));
+                        act.arm_timer(ctx);
                     }
                     if !drained || woken {
                         // Runners that went idle, or work that arrived, while this
@@ -213,7 +213,7 @@ impl QueueActor {
                 }
                 Err(e) => {
                     tracing::warn!(cluster = %act.clusters[c].name, error = %e, "claiming failed");
-                    act.arm_timer(ctx, None);
+                    act.arm_timer(ctx);
                 }
             }
         }));
@@ -441,20 +441,24 @@ impl QueueActor {
     }
 
     /// Sleeps until the earliest next attempt, or until a rate limit lets a waiting task
-    /// start (at most the safety poll). After a claim that left tasks waiting
-    /// (`claimed_at`), a token that came back since it was sent wakes the queue at once;
-    /// one that was there already does not (the rate did not hold those tasks back, so
-    /// claiming again would find nothing). Only the latest arming counts; a store
-    /// lookup in flight is never cancelled, just ignored.
-    fn arm_timer(&mut self, ctx: &mut Context<Self>, claimed_at: Option<Millis>) {
+    /// start (at most the safety poll). A token that came back since a cluster last
+    /// claimed or was woken wakes the queue at once; one that was back already then
+    /// does not (the rate did not hold those tasks back, so claiming again would find
+    /// nothing). Only the latest arming counts; a store lookup in flight is never
+    /// cancelled, just ignored.
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
         self.timer_generation += 1;
         let generation = self.timer_generation;
         let store = self.store.clone();
         let clusters: Vec<String> = self.clusters.iter().map(|c| c.name.clone()).collect();
-        let after = claimed_at.unwrap_or_else(|| self.store.now());
+        let marks: Vec<(String, Millis)> = self
+            .clusters
+            .iter()
+            .map(|c| (c.name.clone(), c.rate_mark))
+            .collect();
         let lookup = async move {
             let due = store.next_due(&clusters).await?;
-            let rate = store.next_rate_start(&clusters, after).await?;
+            let rate = store.next_rate_start(&marks).await?;
             Ok::<_, warren::store::StoreError>((due, rate))
         };
         ctx.spawn(lookup.into_actor(self).map(move |next, act, ctx| {
@@ -487,13 +491,18 @@ impl QueueActor {
                     return;
                 }
                 act.timer = None;
+                // Every cluster is woken: tokens back by now are its claims' to find.
+                let now = act.store.now();
+                for cluster in &mut act.clusters {
+                    cluster.rate_mark = now;
+                }
                 if act.pauses.is_none() {
                     // The first read failed: the queue starts nothing until one works.
                     act.read_pauses(ctx);
                 }
                 act.expect_work(None);
                 act.dispatch(ctx);
-                act.arm_timer(ctx, None);
+                act.arm_timer(ctx);
             }));
         }));
     }
@@ -597,7 +606,7 @@ impl Actor for QueueActor {
         ctx.run_interval(PAUSES_REFRESH, |act, ctx| act.read_pauses(ctx));
         self.read_pauses(ctx);
         self.dispatch(ctx);
-        self.arm_timer(ctx, None);
+        self.arm_timer(ctx);
     }
 }
 

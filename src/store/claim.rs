@@ -7,6 +7,7 @@ use super::dialect::Dialect;
 use super::model::TaskRow;
 use super::schema::warren_tasks::dsl as t;
 use super::{AnyConn, ClaimedTask, Store, StoreResult, Task};
+use crate::clock::SharedClock;
 use crate::task::{LeaseToken, Millis, TaskId, TaskState, TaskType};
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -78,6 +79,26 @@ pub(crate) struct ClaimParams<'a> {
     /// this store knows of a rule for a type of these clusters. Without, one statement
     /// takes tasks without a key.
     pub(crate) constrained: bool,
+    /// The store's clock: a claim that waited for its locks reads it again
+    /// ([`ClaimParams::at_now`]).
+    pub(crate) clock: &'a SharedClock,
+    /// The lease's length (ms).
+    pub(crate) lease_ms: i64,
+}
+
+impl ClaimParams<'_> {
+    /// The same claim at the clock's time now. A claim that waited for locks (the
+    /// constrained claim's) must count time from when it holds them: a rate-limit
+    /// bucket filled by the instant it began to wait would give away tokens that came
+    /// back only later.
+    pub(crate) fn at_now(&self) -> Self {
+        let now = self.clock.now();
+        ClaimParams {
+            now,
+            until: now + self.lease_ms,
+            ..*self
+        }
+    }
 }
 
 impl diesel::query_builder::QueryId for PgClaim<'_, '_> {
@@ -189,6 +210,8 @@ impl Store {
             clusters,
             limit: limit as i64,
             constrained,
+            clock: self.clock(),
+            lease_ms,
         };
         let mut pooled = self.conn().await?;
         let rows: Vec<TaskRow> =

@@ -35,7 +35,7 @@ use super::schema::warren_task_types::dsl as tt;
 use super::schema::warren_tasks::dsl as t;
 use super::task_types::{RegistryRow, REGISTRY_COLUMNS};
 use super::{AnyConn, Store, StoreResult};
-use crate::rate_limit::RateLimit;
+use crate::rate_limit::{ms_to_ns, RateLimit, NS_PER_MS};
 use crate::task::{TaskId, TaskState};
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -65,7 +65,7 @@ pub(super) const HAS_RULE_SQL: &str = "(tt.concurrency IS NOT NULL OR tt.rate_co
 /// task is not in the type's registered cluster. (SQLite's triggers hold the same rule.)
 pub(super) fn pg_key_of_type_sql(task_type: &str, data: &str, cluster: &str) -> String {
     format!(
-        "(SELECT warren_flow_key({data}, tt.key_field) FROM warren_task_types tt \
+        "(SELECT warren_flow_key({data}, tt.concurrency_key) FROM warren_task_types tt \
          WHERE tt.task_type = {task_type} AND {HAS_RULE_SQL} \
          AND tt.cluster = {cluster})"
     )
@@ -160,6 +160,12 @@ pub(super) async fn rekey_type(conn: &mut AnyConn<'_>, task_type: &str) -> Store
     Ok(written)
 }
 
+/// A rate limit's interval in nanoseconds from the registry row `tt` (PostgreSQL), as
+/// [`RateLimit::interval_ns`] works it out.
+fn step_ns_sql() -> String {
+    format!("greatest(1, tt.rate_period_ms * {NS_PER_MS} / tt.rate_count)")
+}
+
 /// Bounds how long the rest of the transaction waits for any lock (PostgreSQL).
 pub(super) async fn lock_timeout(conn: &mut AnyConn<'_>, timeout: &str) -> StoreResult<()> {
     if let AnyConn::Postgres(c) = conn {
@@ -205,9 +211,7 @@ pub(super) async fn pg_claim(
                 ));
             }
             c.batch_execute(&sql).await?;
-            let rows: Vec<TaskRow> = PgFlowClaim(params).load(c).await?;
-            super::rate_limit::pg_spend_tokens(c, &rows, params.now).await?;
-            Ok(rows)
+            Ok(PgFlowClaim(&params.at_now()).load(c).await?)
         })
         .await?;
     Ok(claimed)
@@ -232,6 +236,7 @@ impl QueryFragment<Pg> for PgFlowClaim<'_> {
         let p = self.0;
         let (pending, running) = (TaskState::Pending.as_str(), TaskState::Running.as_str());
         let limit = p.limit.to_string();
+        let step = step_ns_sql();
         out.push_sql(&format!(
             "WITH RECURSIVE keys(task_type, k) AS (\
              (SELECT task_type, flow_key FROM warren_tasks \
@@ -242,7 +247,7 @@ impl QueryFragment<Pg> for PgFlowClaim<'_> {
              SELECT task_type, flow_key FROM warren_tasks \
              WHERE state = '{pending}' AND flow_key IS NOT NULL \
              AND (task_type, flow_key) > (keys.task_type, keys.k) \
-             ORDER BY task_type, flow_key LIMIT 1) AS n), {PAUSED_CTE} "
+             ORDER BY task_type, flow_key LIMIT 1) AS n), {PAUSED_CTE}, taken AS ("
         ));
         push_take(&mut out, p)?;
         out.push_sql(&format!(
@@ -267,13 +272,12 @@ impl QueryFragment<Pg> for PgFlowClaim<'_> {
              ELSE greatest(tt.concurrency - count(*), 0) END, \
              CASE WHEN tt.rate_count IS NULL THEN {limit} ELSE (\
              SELECT greatest(0, least(tt.rate_burst, \
-             (r.now_us + tt.rate_burst * r.step_us - greatest(r.tat, r.now_us)) / r.step_us)) \
+             (r.now_ns + tt.rate_burst * r.step_ns - greatest(r.tat, r.now_ns)) / r.step_ns)) \
              FROM (SELECT CAST("
         ));
         out.push_bind_param::<BigInt, _>(&p.now)?;
         out.push_sql(&format!(
-            " AS bigint) * 1000 AS now_us, \
-             greatest(1, tt.rate_period_ms * 1000 / tt.rate_count) AS step_us, \
+            " AS bigint) * {NS_PER_MS} AS now_ns, {step} AS step_ns, \
              coalesce((SELECT b.tat FROM warren_rate_buckets b \
              WHERE b.task_type = keys.task_type AND b.flow_key = keys.k), 0) AS tat) AS r) END) AS free \
              FROM warren_tasks w \
@@ -299,6 +303,29 @@ impl QueryFragment<Pg> for PgFlowClaim<'_> {
         ));
         push_plain_candidates(&mut out, p)?;
         push_take_end(&mut out, p);
+        // The tokens of what was taken, by the rates the statement read (one snapshot),
+        // in key order (as every claim writes them, so two never wait on each other in
+        // turn): a new bucket gets `now + n·T`, one that exists `max(TAT, now) + n·T`.
+        out.push_sql(&format!(
+            "), spent AS (INSERT INTO warren_rate_buckets (task_type, flow_key, tat) \
+             SELECT g.task_type, g.flow_key, g.now_ns + g.n * {step} \
+             FROM (SELECT task_type, flow_key, count(*) AS n, CAST("
+        ));
+        out.push_bind_param::<BigInt, _>(&p.now)?;
+        out.push_sql(&format!(
+            " AS bigint) * {NS_PER_MS} AS now_ns FROM taken WHERE flow_key IS NOT NULL \
+             GROUP BY task_type, flow_key) AS g \
+             JOIN warren_task_types tt ON tt.task_type = g.task_type AND tt.rate_count IS NOT NULL \
+             ORDER BY g.task_type, g.flow_key \
+             ON CONFLICT (task_type, flow_key) DO UPDATE \
+             SET tat = greatest(warren_rate_buckets.tat, CAST("
+        ));
+        out.push_bind_param::<BigInt, _>(&p.now)?;
+        out.push_sql(&format!(
+            " AS bigint) * {NS_PER_MS}) + (excluded.tat - CAST("
+        ));
+        out.push_bind_param::<BigInt, _>(&p.now)?;
+        out.push_sql(&format!(" AS bigint) * {NS_PER_MS})) SELECT * FROM taken"));
         Ok(())
     }
 }
@@ -363,13 +390,13 @@ pub(super) fn sqlite_flow_candidates(
     if caps.is_empty() {
         return Ok(pick);
     }
-    let now_us = now.saturating_mul(1_000);
+    let now_ns = ms_to_ns(now);
     let rated_types: Vec<&String> = pick.limits.keys().collect();
     if !rated_types.is_empty() {
         pick.tats = Sync::load::<(String, String, i64)>(
             b::warren_rate_buckets
                 .filter(b::task_type.eq_any(&rated_types))
-                .filter(b::tat.gt(now_us))
+                .filter(b::tat.gt(now_ns))
                 .select((b::task_type, b::flow_key, b::tat)),
             inner,
         )?
@@ -423,7 +450,7 @@ pub(super) fn sqlite_flow_candidates(
                 .flatten()
                 .map_or(limit, |cap| cap - running.get(&key).copied().unwrap_or(0));
             let by_rate = pick.limits.get(&key.0).map_or(limit, |rate| {
-                i64::from(rate.available(pick.tats.get(&key).copied(), now_us))
+                i64::from(rate.available(pick.tats.get(&key).copied(), now_ns))
             });
             by_concurrency.min(by_rate)
         });
@@ -454,12 +481,12 @@ impl SqliteFlowPick {
                 *started.entry(key).or_default() += 1;
             }
         }
-        let now_us = now.saturating_mul(1_000);
+        let now_ns = ms_to_ns(now);
         for (key, n) in started {
             let Some(rate) = self.limits.get(&key.0) else {
                 continue;
             };
-            let tat = rate.tat_after(self.tats.get(key).copied(), now_us, n);
+            let tat = rate.tat_after(self.tats.get(key).copied(), now_ns, n);
             Sync::execute(
                 diesel::insert_into(b::warren_rate_buckets)
                     .values((

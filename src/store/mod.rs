@@ -98,6 +98,7 @@ pub use model::*;
 pub use nodes::NodeInfo;
 pub use pauses::{ClusterInfo, Pause, PauseTarget, Pauses, TypeInfo, TypeKind};
 pub use pg_policy::{PgStatementPolicy, Refusal, Verdict};
+pub use rate_limit::PRUNE_BUCKETS_AFTER_MS;
 pub use run::{bounded_text, ResolveOutcome, TaskRun, MAX_ERROR_BYTES, MAX_RESULT_BYTES};
 pub use schedule::json_kind;
 pub use scheduled::{ScheduledEnd, ScheduledOutcome, ScheduledRun, ScheduledSpec, ScheduledState};

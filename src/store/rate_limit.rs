@@ -1,94 +1,63 @@
 //! Rate limits in the database: one bucket per (type, key) in `warren_rate_buckets`,
-//! kept as its theoretical arrival time in microseconds (`crate::rate_limit` holds the
+//! kept as its theoretical arrival time in nanoseconds (`crate::rate_limit` holds the
 //! arithmetic). The constrained claim (`flow.rs`) takes at most a key's tokens and
-//! spends them in its own transaction, under the lock of the key's cluster, so nodes
+//! spends them in its own statement, under the lock of the key's cluster, so nodes
 //! claiming at once share one bucket. A queue whose due tasks wait for tokens sleeps
-//! until the first bucket it waits on has one ([`Store::next_rate_start`]).
+//! until the first bucket it waits on has one ([`Store::next_rate_start`]); maintenance
+//! deletes the buckets that are full again ([`Store::prune_rate_buckets`]).
 
 use super::conn::on_conn;
-use super::model::TaskRow;
 use super::schema::warren_rate_buckets::dsl as b;
 use super::schema::warren_tasks::dsl as t;
-use super::{Store, StoreResult};
+use super::{AnyConn, Store, StoreResult};
+use crate::rate_limit::ms_to_ns;
 use crate::task::{Millis, TaskState};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Text};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
 use std::collections::HashMap;
 
-/// Spends a token of its bucket for each claimed task of a rate-limited type, in the
-/// constrained claim's transaction on PostgreSQL (after its statement, under the same
-/// cluster locks). The rates come from the registry in the statement, as the claim's
-/// did. A bucket's new TAT is `max(TAT, now) + n × interval` (`RateLimit::tat_after`):
-/// the insert writes `now + n × interval`, and a bucket that exists adds the same
-/// `n × interval` to the later of its TAT and now.
-pub(super) async fn pg_spend_tokens(
-    c: &mut AsyncPgConnection,
-    rows: &[TaskRow],
-    now: Millis,
-) -> StoreResult<()> {
-    let mut started: HashMap<(&str, &str), i64> = HashMap::new();
-    for row in rows {
-        if let Some(key) = &row.flow_key {
-            *started
-                .entry((row.task_type.as_str(), key.as_str()))
-                .or_default() += 1;
-        }
-    }
-    if started.is_empty() {
-        return Ok(());
-    }
-    let (mut types, mut keys, mut counts) = (Vec::new(), Vec::new(), Vec::new());
-    for ((task_type, key), n) in started {
-        types.push(task_type);
-        keys.push(key);
-        counts.push(n);
-    }
-    diesel::sql_query(
-        "INSERT INTO warren_rate_buckets (task_type, flow_key, tat) \
-         SELECT u.task_type, u.flow_key, \
-         $4 + u.n * greatest(1, tt.rate_period_ms * 1000 / tt.rate_count) \
-         FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(task_type, flow_key, n) \
-         JOIN warren_task_types tt ON tt.task_type = u.task_type AND tt.rate_count IS NOT NULL \
-         ON CONFLICT (task_type, flow_key) DO UPDATE \
-         SET tat = greatest(warren_rate_buckets.tat, $4) + (excluded.tat - $4)",
-    )
-    .bind::<Array<Text>, _>(types)
-    .bind::<Array<Text>, _>(keys)
-    .bind::<Array<BigInt>, _>(counts)
-    .bind::<BigInt, _>(now.saturating_mul(1_000))
-    .execute(c)
-    .await?;
-    Ok(())
-}
+/// How long (ms) a bucket stays once it is full again, before maintenance deletes it:
+/// longer than any difference between the nodes' clocks should be.
+pub const PRUNE_BUCKETS_AFTER_MS: i64 = 10 * 60_000;
 
 impl Store {
-    /// The first instant after `after` at which a bucket with due tasks of `clusters`
-    /// waiting lets one of them start; `None` when there is none. It may be past: a
-    /// token that came back since `after`. A queue passes the instant it last sent a
-    /// claim, and sleeps until the instant returned (or claims at once when it has
-    /// passed) rather than until its safety poll, so rate-limited tasks start at their
-    /// rate; a token that was there already when it claimed is not a reason to wake
-    /// (what held those tasks back was not the rate).
-    pub async fn next_rate_start(
-        &self,
-        clusters: &[String],
-        after: Millis,
-    ) -> StoreResult<Option<Millis>> {
-        let limits = self.rate_limits_in(clusters).await?;
+    /// For each cluster and instant `(cluster, after)` of `marks`, the first instant
+    /// after `after` at which a bucket with due tasks of that cluster waiting lets one
+    /// of them start; the earliest of them, `None` when there is none. It may be past:
+    /// a token that came back since `after`. A queue passes, per cluster, the instant
+    /// it last claimed or was woken, and sleeps until the instant returned (or claims
+    /// at once when it has passed) rather than until its safety poll, so rate-limited
+    /// tasks start at their rate; a token that was back already then is not a reason
+    /// to wake (the rate did not hold those tasks back).
+    pub async fn next_rate_start(&self, marks: &[(String, Millis)]) -> StoreResult<Option<Millis>> {
+        let clusters: Vec<String> = marks.iter().map(|(c, _)| c.clone()).collect();
+        let limits = self.rate_limits_in(&clusters).await?;
         if limits.is_empty() {
             return Ok(None);
         }
+        // The mark of each rate-limited type: its cluster's.
+        let after_of = |task_type: &str| -> Option<Millis> {
+            let cluster = self.registered_types().get(task_type)?.cluster.clone();
+            marks.iter().find(|(c, _)| *c == cluster).map(|(_, at)| *at)
+        };
+        let marks_by_type: HashMap<&String, Millis> = limits
+            .keys()
+            .filter_map(|t| Some((t, after_of(t)?)))
+            .collect();
+        let Some(earliest) = marks_by_type.values().min().copied() else {
+            return Ok(None);
+        };
         let now = self.now();
-        let after_us = after.saturating_mul(1_000);
-        let types: Vec<&String> = limits.keys().collect();
+        let types: Vec<&String> = marks_by_type.keys().copied().collect();
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
-        // The buckets that were not full at `after` and have a due task waiting.
+        // The buckets that were not full at the earliest mark and have a due task
+        // waiting.
         let buckets: Vec<(String, i64)> = on_conn!(&mut conn, c => {
             b::warren_rate_buckets
                 .filter(b::task_type.eq_any(&types))
-                .filter(b::tat.gt(after_us))
+                .filter(b::tat.gt(ms_to_ns(earliest)))
                 .filter(diesel::dsl::exists(
                     t::warren_tasks
                         .filter(t::state.eq(TaskState::Pending))
@@ -104,23 +73,38 @@ impl Store {
             .into_iter()
             .filter_map(|(task_type, tat)| {
                 let start = limits.get(&task_type)?.next_start_ms(tat);
-                (start > after).then_some(start)
+                (start > *marks_by_type.get(&task_type)?).then_some(start)
             })
             .min())
     }
 
-    /// Deletes the buckets that are full again (their TAT has passed, which reads the
-    /// same as no row), so keys that stopped starting tasks leave nothing behind.
-    /// Returns how many.
+    /// Deletes the buckets that have been full for [`PRUNE_BUCKETS_AFTER_MS`] (a full
+    /// bucket reads the same as no row), so keys that stopped starting tasks leave
+    /// nothing behind; the margin keeps a node whose clock runs ahead from deleting a
+    /// bucket still in debt. Rows a claim holds are skipped, not waited for. Returns
+    /// how many.
     pub async fn prune_rate_buckets(&self) -> StoreResult<usize> {
-        let now_us = self.now().saturating_mul(1_000);
+        let before = ms_to_ns(self.now() - PRUNE_BUCKETS_AFTER_MS);
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
-        Ok(on_conn!(&mut conn, c => {
-            diesel::delete(b::warren_rate_buckets.filter(b::tat.le(now_us)))
-                .execute(c)
+        Ok(match &mut conn {
+            AnyConn::Postgres(c) => {
+                diesel::sql_query(
+                    "DELETE FROM warren_rate_buckets WHERE (task_type, flow_key) IN (\
+                     SELECT task_type, flow_key FROM warren_rate_buckets WHERE tat <= $1 \
+                     FOR UPDATE SKIP LOCKED)",
+                )
+                .bind::<BigInt, _>(before)
+                .execute(*c)
                 .await?
-        }))
+            }
+            // One writer at a time: no claim holds a row meanwhile.
+            AnyConn::Sqlite(c) => {
+                diesel::delete(b::warren_rate_buckets.filter(b::tat.le(before)))
+                    .execute(*c)
+                    .await?
+            }
+        })
     }
 
     /// For each rate-limited type, the keys whose bucket holds back starts now and the
@@ -136,13 +120,12 @@ impl Store {
         if limits.is_empty() {
             return Ok(HashMap::new());
         }
-        let now = self.now();
-        let now_us = now.saturating_mul(1_000);
+        let now_ns = ms_to_ns(self.now());
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
         let buckets: Vec<(String, String, i64)> = on_conn!(&mut conn, c => {
             b::warren_rate_buckets
-                .filter(b::tat.gt(now_us))
+                .filter(b::tat.gt(now_ns))
                 .select((b::task_type, b::flow_key, b::tat))
                 .load(c)
                 .await?
@@ -151,7 +134,7 @@ impl Store {
             .into_iter()
             .filter_map(|(task_type, key, tat)| {
                 let rate = limits.get(&task_type)?;
-                (rate.available(Some(tat), now_us) == 0)
+                (rate.available(Some(tat), now_ns) == 0)
                     .then(|| ((task_type, key), rate.next_start_ms(tat)))
             })
             .collect())

@@ -238,7 +238,7 @@ impl PgInsertTasks<'_> {
         // plan each insert anew (single enqueue at 0.6×).
         out.push_sql(
             "CASE WHEN tt.task_type IS NULL THEN NULL \
-             ELSE warren_flow_key(r.data, tt.key_field) END FROM unnest(",
+             ELSE warren_flow_key(r.data, tt.concurrency_key) END FROM unnest(",
         );
         out.push_bind_param::<Array<Text>, _>(&self.task_types)?;
         out.push_sql("::text[], ");

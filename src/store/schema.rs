@@ -89,7 +89,7 @@ diesel::table! {
         task_type -> Text,
         cluster -> Text,
         concurrency -> Nullable<Integer>,
-        key_field -> Nullable<Text>,
+        concurrency_key -> Nullable<Text>,
         rate_count -> Nullable<Integer>,
         rate_period_ms -> Nullable<BigInt>,
         rate_burst -> Nullable<Integer>,
@@ -98,7 +98,7 @@ diesel::table! {
 
 diesel::table! {
     /// One rate-limit bucket per (task type, key) that has started tasks: its
-    /// theoretical arrival time in microseconds (`rate_limit.rs`).
+    /// theoretical arrival time in nanoseconds (`rate_limit.rs`).
     warren_rate_buckets (task_type, flow_key) {
         task_type -> Text,
         flow_key -> Text,

@@ -206,10 +206,14 @@ fn sqlite_insert_unless_duplicate() -> String {
 /// filtering with sub-selects of `warren_paused` doubled the select's cost.
 async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<Vec<TaskRow>> {
     let (owner, clusters) = (params.owner.to_string(), params.clusters.to_vec());
-    let (now, until, limit) = (params.now, params.until, params.limit);
+    let (clock, lease_ms, limit) = (params.clock.clone(), params.lease_ms, params.limit);
     let constrained = params.constrained;
     let rows = c
         .spawn_blocking(move |inner| {
+            // The write lock is held: time counts from now, not from before the wait
+            // for it (a rate-limit bucket must not fill by an instant already past).
+            let now = clock.now();
+            let until = now + lease_ms;
             // The connection's own (blocking) methods: this runs on its thread.
             use diesel::RunQueryDsl as Sync;
             let pauses: Vec<(String, String)> =

@@ -1,8 +1,8 @@
--- Rate limits: see the PostgreSQL migration of the same name. The triggers that key
--- tasks now key those of a type with either rule.
+-- Rate limits: see the PostgreSQL migration of the same name (`concurrency_key` holds
+-- the key field of both rules). The triggers that key tasks now key those of a type
+-- with either rule.
 DROP TRIGGER warren_tasks_key_data;
 DROP TRIGGER warren_tasks_key_new;
-ALTER TABLE warren_task_types RENAME COLUMN concurrency_key TO key_field;
 ALTER TABLE warren_task_types ADD COLUMN rate_count INTEGER CHECK (rate_count > 0);
 ALTER TABLE warren_task_types ADD COLUMN rate_period_ms BIGINT CHECK (rate_period_ms > 0);
 ALTER TABLE warren_task_types ADD COLUMN rate_burst INTEGER CHECK (rate_burst > 0);
@@ -30,11 +30,11 @@ END;
 CREATE TRIGGER warren_tasks_key_data AFTER UPDATE OF data ON warren_tasks
 BEGIN
     UPDATE warren_tasks SET flow_key = (
-        SELECT CASE WHEN tt.key_field IS NULL THEN '' ELSE coalesce(
-            CASE json_type(NEW.data, '$."' || tt.key_field || '"')
-                WHEN 'text' THEN json_extract(NEW.data, '$."' || tt.key_field || '"')
-                WHEN 'integer' THEN CAST(json_extract(NEW.data, '$."' || tt.key_field || '"') AS TEXT)
-                WHEN 'real' THEN CAST(json_extract(NEW.data, '$."' || tt.key_field || '"') AS TEXT)
+        SELECT CASE WHEN tt.concurrency_key IS NULL THEN '' ELSE coalesce(
+            CASE json_type(NEW.data, '$."' || tt.concurrency_key || '"')
+                WHEN 'text' THEN json_extract(NEW.data, '$."' || tt.concurrency_key || '"')
+                WHEN 'integer' THEN CAST(json_extract(NEW.data, '$."' || tt.concurrency_key || '"') AS TEXT)
+                WHEN 'real' THEN CAST(json_extract(NEW.data, '$."' || tt.concurrency_key || '"') AS TEXT)
                 WHEN 'true' THEN 'true'
                 WHEN 'false' THEN 'false'
             END, '') END
