@@ -150,6 +150,40 @@ async fn three_nodes(modules: &Path, db: &str, name: &str, store: &Store) -> Nod
     nodes
 }
 
+/// Three nodes of 3 runners each running `NAME:work` (the guest `keyed_span.js`, which
+/// records each run's start and end in the table `spans`) with the flow rules `rules`
+/// (attributes of its `<managedtask>`), on a fresh database named after `name`.
+async fn spans_cluster(
+    server: &str,
+    name: &str,
+    rules: &str,
+) -> (PathBuf, warren_testkit::FreshDatabase, Store, Nodes) {
+    let modules = modules_with_guest(
+        name,
+        "keyed_span.js",
+        &format!(
+            r#"<module name="{name}"><servicemanager>
+             <taskcluster tag="default" workers="3"/>
+             <managedtask type="work" code="tasks/keyed_span.js" {rules}/>
+           </servicemanager></module>"#
+        ),
+    );
+    let (fresh, db, store) =
+        prepared(server, &format!("warren_t_multinode_{name}"), &modules).await;
+    let mut conn = store.connection().await.unwrap();
+    if let warren::store::AnyConn::Postgres(c) = conn.as_any() {
+        c.batch_execute(
+            "CREATE TABLE spans (task_id BIGINT PRIMARY KEY, tenant TEXT NOT NULL, \
+             started TIMESTAMPTZ NOT NULL, ended TIMESTAMPTZ)",
+        )
+        .await
+        .unwrap();
+    }
+    drop(conn);
+    let nodes = three_nodes(&modules, &db, name, &store).await;
+    (modules, fresh, store, nodes)
+}
+
 impl Drop for Nodes {
     fn drop(&mut self) {
         for child in &mut self.0 {
@@ -374,27 +408,12 @@ async fn three_nodes_keep_each_key_within_its_concurrency_limit() {
     let Some(server) = warren_testkit::admin_url("the multi-node concurrency test") else {
         return;
     };
-    let modules = modules_with_guest(
+    let (modules, fresh, store, nodes) = spans_cluster(
+        &server,
         "flow",
-        "keyed_span.js",
-        r#"<module name="flow"><servicemanager>
-             <taskcluster tag="default" workers="3"/>
-             <managedtask type="work" code="tasks/keyed_span.js"
-                          concurrency="2" concurrencykey="tenant"/>
-           </servicemanager></module>"#,
-    );
-    let (fresh, db, store) = prepared(&server, "warren_t_multinode_flow", &modules).await;
-    let mut conn = store.connection().await.unwrap();
-    if let warren::store::AnyConn::Postgres(c) = conn.as_any() {
-        c.batch_execute(
-            "CREATE TABLE spans (task_id BIGINT PRIMARY KEY, tenant TEXT NOT NULL, \
-             started TIMESTAMPTZ NOT NULL, ended TIMESTAMPTZ)",
-        )
-        .await
-        .unwrap();
-    }
-    drop(conn);
-    let nodes = three_nodes(&modules, &db, "flow", &store).await;
+        r#"concurrency="2" concurrencykey="tenant""#,
+    )
+    .await;
     let mut tasks: Vec<NewTask> = (0..60)
         .map(|i| {
             NewTask::new(
@@ -489,27 +508,8 @@ async fn three_nodes_hold_a_rate_limit_within_ten_percent_over_ten_seconds() {
     let Some(server) = warren_testkit::admin_url("the multi-node rate-limit test") else {
         return;
     };
-    let modules = modules_with_guest(
-        "rate",
-        "keyed_span.js",
-        r#"<module name="rate"><servicemanager>
-             <taskcluster tag="default" workers="3"/>
-             <managedtask type="work" code="tasks/keyed_span.js"
-                          ratelimit="20/s" ratelimitburst="2"/>
-           </servicemanager></module>"#,
-    );
-    let (fresh, db, store) = prepared(&server, "warren_t_multinode_rate", &modules).await;
-    let mut conn = store.connection().await.unwrap();
-    if let warren::store::AnyConn::Postgres(c) = conn.as_any() {
-        c.batch_execute(
-            "CREATE TABLE spans (task_id BIGINT PRIMARY KEY, tenant TEXT NOT NULL, \
-             started TIMESTAMPTZ NOT NULL, ended TIMESTAMPTZ)",
-        )
-        .await
-        .unwrap();
-    }
-    drop(conn);
-    let nodes = three_nodes(&modules, &db, "rate", &store).await;
+    let (modules, fresh, store, nodes) =
+        spans_cluster(&server, "rate", r#"ratelimit="20/s" ratelimitburst="2""#).await;
     let tasks: Vec<NewTask> = (0..300)
         .map(|i| {
             NewTask::new(

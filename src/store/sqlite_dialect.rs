@@ -55,6 +55,18 @@ impl Dialect for SqliteConn {
     async fn insert_tasks(&mut self, rows: Vec<TaskInsert>) -> QueryResult<Vec<TaskId>> {
         // diesel-async cannot build a multi-row insert for SQLite.
         self.spawn_blocking(move |inner| {
+            if let [row] = rows.as_slice() {
+                // One task (each single enqueue): a statement of one shape, which the
+                // connection prepares once, rather than a batch statement prepared
+                // anew each time (and with it the keying triggers compiled again:
+                // half the cost of an enqueue).
+                return diesel::RunQueryDsl::get_results(
+                    diesel::insert_into(warren_tasks::table)
+                        .values(row)
+                        .returning(warren_tasks::id),
+                    inner,
+                );
+            }
             diesel::RunQueryDsl::get_results(
                 diesel::insert_into(warren_tasks::table)
                     .values(&rows)
@@ -185,6 +197,60 @@ impl Dialect for SqliteConn {
     }
 }
 
+/// One cluster's due tasks without a key, in queue order, at most `limit`, outside
+/// `paused_types`: `(id, priority, next_attempt)`. The statement names the index it
+/// walks (`warren_tasks_due`, whose order is the queue's), so it stops after `limit`
+/// entries: once `ANALYZE` had run (as `PRAGMA optimize` or an operator does), SQLite
+/// 3.53's planner chose to scan the whole table and sort it on every claim instead
+/// (`cargo bench --bench store`, claim 1 + complete: 0.6x, the scan growing with the
+/// queue).
+fn plain_due(
+    inner: &mut diesel::SqliteConnection,
+    cluster: &str,
+    now: Millis,
+    limit: i64,
+    paused_types: &[String],
+) -> QueryResult<Vec<(TaskId, i32, i64)>> {
+    use diesel::RunQueryDsl as Sync;
+    #[derive(QueryableByName)]
+    struct Due {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Integer)]
+        priority: i32,
+        #[diesel(sql_type = BigInt)]
+        next_attempt: i64,
+    }
+    let query = diesel::sql_query(plain_due_sql(!paused_types.is_empty()))
+        .into_boxed::<diesel::sqlite::Sqlite>()
+        .bind::<Text, _>(cluster)
+        .bind::<BigInt, _>(now);
+    let query = if paused_types.is_empty() {
+        query
+    } else {
+        query.bind::<Text, _>(serde_json::to_string(paused_types).expect("names serialize"))
+    };
+    let due: Vec<Due> = Sync::load(query.bind::<BigInt, _>(limit), inner)?;
+    Ok(due
+        .into_iter()
+        .map(|d| (TaskId(d.id), d.priority, d.next_attempt))
+        .collect())
+}
+
+/// The statement of [`plain_due`]: cluster, now, (paused types as a JSON list,) limit.
+fn plain_due_sql(types_paused: bool) -> String {
+    let pending = TaskState::Pending.as_str();
+    let mut sql = format!(
+        "SELECT id, priority, next_attempt FROM warren_tasks INDEXED BY warren_tasks_due \
+         WHERE cluster = ? AND state = '{pending}' AND flow_key IS NULL AND next_attempt <= ?"
+    );
+    if types_paused {
+        sql.push_str(" AND task_type NOT IN (SELECT value FROM json_each(?))");
+    }
+    sql.push_str(" ORDER BY priority, next_attempt, id LIMIT ?");
+    sql
+}
+
 /// The insert of [`Dialect::insert_unless_duplicate`]: the task's columns, then its
 /// type and stored key again for the look, whose condition is the one the store uses
 /// everywhere ([`COUNTS_AS_DUPLICATE`]).
@@ -201,11 +267,15 @@ fn sqlite_insert_unless_duplicate() -> String {
 /// The claim's reads and update, inside the immediate transaction [`Dialect::claim`]
 /// opened, in one hop to the connection's thread: the pauses (`pauses.rs`; under the
 /// write lock, so none can change before the claim commits), the due tasks outside
-/// them (with tasks with a concurrency key within their keys' free slots, see
-/// `flow.rs`, all in one queue order), and their update. With nothing paused the select has no pause filter at all:
-/// filtering with sub-selects of `warren_paused` doubled the select's cost.
+/// them (each cluster's without a key by [`plain_due`], with tasks with a key within
+/// their keys' free slots, see `flow.rs`, all in one queue order), and their update.
+/// The pauses are read once and passed as lists: filtering with sub-selects of
+/// `warren_paused` doubled the select's cost.
 async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<Vec<TaskRow>> {
-    let (owner, clusters) = (params.owner.to_string(), params.clusters.to_vec());
+    let owner = params.owner.to_string();
+    let mut clusters = params.clusters.to_vec();
+    clusters.sort_unstable();
+    clusters.dedup();
     let (clock, lease_ms, limit) = (params.clock.clone(), params.lease_ms, params.limit);
     let constrained = params.constrained;
     let rows = c
@@ -239,38 +309,11 @@ async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<V
             } else {
                 None
             };
-            let due = t::warren_tasks
-                .select((t::id, t::priority, t::next_attempt))
-                .filter(t::state.eq(TaskState::Pending))
-                .filter(t::next_attempt.le(now))
-                .filter(t::cluster.eq_any(&clusters))
-                .filter(t::flow_key.is_null())
-                .order((t::priority, t::next_attempt, t::id))
-                .limit(limit);
-            let plain: Vec<(TaskId, i32, i64)> = if pauses.is_empty() {
-                Sync::load(due, inner)?
-            } else {
-                // A paused cluster's queue is not read at all.
-                let open: Vec<String> = clusters
-                    .iter()
-                    .filter(|c| !paused_clusters.contains(c))
-                    .cloned()
-                    .collect();
-                let outside = t::warren_tasks
-                    .select((t::id, t::priority, t::next_attempt))
-                    .filter(t::state.eq(TaskState::Pending))
-                    .filter(t::next_attempt.le(now))
-                    .filter(t::cluster.eq_any(&open))
-                    .filter(diesel::dsl::not(t::task_type.eq_any(&paused_types)))
-                    .filter(t::flow_key.is_null())
-                    .order((t::priority, t::next_attempt, t::id))
-                    .limit(limit);
-                if open.is_empty() {
-                    Vec::new()
-                } else {
-                    Sync::load(outside, inner)?
-                }
-            };
+            // A paused cluster's queue is not read at all.
+            let mut plain: Vec<(TaskId, i32, i64)> = Vec::new();
+            for cluster in clusters.iter().filter(|c| !paused_clusters.contains(c)) {
+                plain.extend(plain_due(inner, cluster, now, limit, &paused_types)?);
+            }
             // The first `limit` of both, in queue order.
             let mut candidates = keyed
                 .as_ref()
@@ -300,4 +343,100 @@ async fn take_due(c: &mut SqliteConn, params: &ClaimParams<'_>) -> StoreResult<V
         })
         .await?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::store::{NewTask, Store, StoreConfig};
+    use std::sync::Arc;
+
+    #[derive(QueryableByName)]
+    struct PlanLine {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+
+    /// The plan SQLite picks for `sql` (a claim of `default` of up to one task).
+    async fn plan(store: &Store, sql: &str, types_paused: bool) -> String {
+        let mut pooled = store.connection().await.unwrap();
+        let AnyConn::Sqlite(c) = pooled.as_any() else {
+            unreachable!("a SQLite store")
+        };
+        let query = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .into_boxed::<diesel::sqlite::Sqlite>()
+            .bind::<Text, _>("default")
+            .bind::<BigInt, _>(i64::MAX);
+        let query = if types_paused {
+            query.bind::<Text, _>("[\"demo:other\"]")
+        } else {
+            query
+        };
+        let lines: Vec<PlanLine> = query.bind::<BigInt, _>(1).load(c).await.unwrap();
+        lines
+            .into_iter()
+            .map(|l| l.detail)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// After `ANALYZE`, the claim still walks `warren_tasks_due` in queue order and stops
+    /// at its limit; without the index named, SQLite would scan the table and sort it.
+    #[tokio::test]
+    async fn the_claim_walks_the_due_index_after_analyze() {
+        let scratch = warren_testkit::Scratch::new("sqlite-claim-plan");
+        let url = format!("sqlite://{}", scratch.join("plan.db").display());
+        let store = Store::open_with(StoreConfig::new(url), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let tasks: Vec<NewTask> = (0..1000)
+            .map(|i| NewTask::new("demo:ping".parse().unwrap(), serde_json::json!({ "i": i })))
+            .collect();
+        store.schedule_batch(&tasks).await.unwrap();
+        {
+            let mut pooled = store.connection().await.unwrap();
+            let AnyConn::Sqlite(c) = pooled.as_any() else {
+                unreachable!("a SQLite store")
+            };
+            diesel_async::SimpleAsyncConnection::batch_execute(c, "ANALYZE")
+                .await
+                .unwrap();
+        }
+        for paused in [false, true] {
+            let named = plan(&store, &plain_due_sql(paused), paused).await;
+            assert!(
+                named.starts_with("SEARCH warren_tasks USING INDEX warren_tasks_due (cluster=?)")
+                    && !named.contains("SCAN warren_tasks")
+                    && !named.contains("TEMP B-TREE"),
+                "paused types: {paused}: {named}"
+            );
+        }
+        // The claim as it was before the index was named (diesel's statement, with the
+        // values written in as SQLite's planner sees them once bound): a scan of the
+        // whole table and a sort, on every claim.
+        let unnamed = "SELECT id, priority, next_attempt FROM warren_tasks \
+             WHERE state = 'pending' AND next_attempt <= 9999999999999 \
+             AND cluster IN ('default') AND flow_key IS NULL \
+             ORDER BY priority, next_attempt, id LIMIT 1";
+        let mut pooled = store.connection().await.unwrap();
+        let AnyConn::Sqlite(c) = pooled.as_any() else {
+            unreachable!("a SQLite store")
+        };
+        let lines: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {unnamed}"))
+            .load(c)
+            .await
+            .unwrap();
+        assert!(
+            lines.iter().any(|l| l.detail == "SCAN warren_tasks"),
+            "SQLite now walks the index by itself: the hint may go"
+        );
+        drop(pooled);
+        // The claim takes the first task in queue order.
+        let claimed = store
+            .claim("node", &["default".to_string()], 1, 30_000)
+            .await
+            .unwrap();
+        assert_eq!(claimed[0].task.data["i"], 0);
+    }
 }

@@ -149,40 +149,26 @@ fn check_registration(reg: &TypeRegistration) -> StoreResult<()> {
             .map_err(|e| invalid(field, format!("key field '{key}': {e}"))),
         None => Ok(()),
     };
-    if let Some(rule) = &reg.concurrency {
-        if rule.limit == 0 || rule.limit > crate::flow::MAX_CONCURRENCY {
+    // `what` of `value` must lie in 1 to `max`.
+    let check_range = |field: &'static str, what: &str, value: u32, max: u32| {
+        if value == 0 || value > max {
             return Err(invalid(
-                "concurrency",
-                format!(
-                    "a limit of {} running tasks is outside 1 to {}",
-                    rule.limit,
-                    crate::flow::MAX_CONCURRENCY
-                ),
+                field,
+                format!("{what} of {value} is outside 1 to {max}"),
             ));
         }
+        Ok(())
+    };
+    if let Some(rule) = &reg.concurrency {
+        let max = crate::flow::MAX_CONCURRENCY;
+        check_range("concurrency", "a limit of running tasks", rule.limit, max)?;
         check_key("concurrency", &rule.key)?;
     }
     if let Some(rate) = &reg.rate_limit {
-        if rate.count == 0 || rate.count > crate::rate_limit::MAX_RATE_COUNT {
-            return Err(invalid(
-                "rate_limit",
-                format!(
-                    "a rate of {} starts per period is outside 1 to {}",
-                    rate.count,
-                    crate::rate_limit::MAX_RATE_COUNT
-                ),
-            ));
-        }
-        if rate.burst == 0 || rate.burst > crate::rate_limit::MAX_BURST {
-            return Err(invalid(
-                "rate_limit",
-                format!(
-                    "a burst of {} starts is outside 1 to {}",
-                    rate.burst,
-                    crate::rate_limit::MAX_BURST
-                ),
-            ));
-        }
+        let max = crate::rate_limit::MAX_RATE_COUNT;
+        check_range("rate_limit", "a rate of starts per period", rate.count, max)?;
+        let max = crate::rate_limit::MAX_BURST;
+        check_range("rate_limit", "a burst", rate.burst, max)?;
         check_key("rate_limit", &rate.key)?;
         if let Some(rule) = &reg.concurrency {
             if rule.key != rate.key {

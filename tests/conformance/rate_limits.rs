@@ -299,7 +299,12 @@ async fn rules_keyed_by_different_fields_are_refused(b: Backend) {
         }])
         .await
         .unwrap_err();
-    assert!(refused.to_string().contains("burst of 0"), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("a burst of 0 is outside 1 to 1000000"),
+        "{refused}"
+    );
     assert!(
         s.types().await.unwrap().is_empty(),
         "nothing was registered"
