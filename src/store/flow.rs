@@ -33,7 +33,7 @@ use super::model::TaskRow;
 use super::schema::warren_rate_buckets::dsl as b;
 use super::schema::warren_task_types::dsl as tt;
 use super::schema::warren_tasks::dsl as t;
-use super::task_types::{RegistryRow, REGISTRY_COLUMNS};
+use super::task_types::RegistryRow;
 use super::{AnyConn, Store, StoreResult};
 use crate::rate_limit::{ms_to_ns, RateLimit, NS_PER_MS};
 use crate::task::{TaskId, TaskState};
@@ -365,7 +365,7 @@ pub(super) fn sqlite_flow_candidates(
                     .is_not_null()
                     .or(tt::rate_count.is_not_null()),
             )
-            .select(REGISTRY_COLUMNS),
+            .select(RegistryRow::as_select()),
         inner,
     )?;
     let caps: HashMap<String, Option<i64>> = rules

@@ -13,7 +13,7 @@ use super::schema::warren_paused::dsl as p;
 use super::schema::warren_scheduled::dsl as s;
 use super::schema::warren_task_types::dsl as tt;
 use super::signals::{announce_work, ANY_CLUSTER};
-use super::task_types::{RegisteredType, RegistryRow, REGISTRY_COLUMNS};
+use super::task_types::{RegisteredType, RegistryRow};
 use super::types_registry::node_clusters;
 use super::{Store, StoreError, StoreResult};
 use crate::task::{Millis, DEFAULT_CLUSTER};
@@ -319,7 +319,7 @@ impl Store {
             let mut conn = pooled.any();
             let types: Vec<RegistryRow> = on_conn!(&mut conn, c => {
                 tt::warren_task_types
-                    .select(REGISTRY_COLUMNS)
+                    .select(RegistryRow::as_select())
                     .load(c)
                     .await?
             });

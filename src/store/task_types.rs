@@ -68,38 +68,21 @@ impl RegisteredType {
     }
 }
 
-/// A row of the registry as stored ([`REGISTRY_COLUMNS`]).
-#[derive(Debug, Clone, Queryable)]
+/// A row of the registry as stored (read with `RegistryRow::as_select()`).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::warren_task_types)]
 pub(super) struct RegistryRow {
     pub task_type: String,
     pub cluster: String,
     concurrency: Option<i32>,
     /// The key field of both rules (the column `concurrency_key`, named before rate
     /// limits came).
+    #[diesel(column_name = concurrency_key)]
     key_field: Option<String>,
     rate_count: Option<i32>,
     rate_period_ms: Option<i64>,
     rate_burst: Option<i32>,
 }
-
-/// The columns of a [`RegistryRow`], in its order.
-pub(super) const REGISTRY_COLUMNS: (
-    tt::task_type,
-    tt::cluster,
-    tt::concurrency,
-    tt::concurrency_key,
-    tt::rate_count,
-    tt::rate_period_ms,
-    tt::rate_burst,
-) = (
-    tt::task_type,
-    tt::cluster,
-    tt::concurrency,
-    tt::concurrency_key,
-    tt::rate_count,
-    tt::rate_period_ms,
-    tt::rate_burst,
-);
 
 impl RegistryRow {
     /// The concurrency rule it holds.
@@ -222,7 +205,7 @@ impl Store {
                 let rate_burst = rate.map(|r| r.burst as i32);
                 let before: Option<RegistryRow> = on_conn!(conn, c => {
                     tt::warren_task_types
-                        .select(REGISTRY_COLUMNS)
+                        .select(RegistryRow::as_select())
                         .find(&reg.task_type)
                         .first(c)
                         .await
@@ -300,7 +283,7 @@ impl Store {
         let mut conn = pooled.any();
         let rows: Vec<RegistryRow> = on_conn!(&mut conn, c => {
             tt::warren_task_types
-                .select(REGISTRY_COLUMNS)
+                .select(RegistryRow::as_select())
                 .load(c)
                 .await?
         });
