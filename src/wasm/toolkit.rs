@@ -71,6 +71,17 @@ impl Requirement {
     }
 }
 
+/// The major version in what `program --version` printed: the first word that is a
+/// version (`v20.1.0`, `11.6.2`, the `3.11.7` of `Python 3.11.7`).
+fn major_version(printed: &str) -> Option<u32> {
+    printed
+        .split_whitespace()
+        .map(|word| word.trim_start_matches('v'))
+        .find(|word| word.starts_with(|c: char| c.is_ascii_digit()))
+        .and_then(|word| word.split('.').next())
+        .and_then(|major| major.parse().ok())
+}
+
 /// An error and its causes, `: `-separated, for messages that must say why.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -435,11 +446,7 @@ impl Toolkit {
                     source,
                 })?;
             let found = String::from_utf8_lossy(&output.stdout).trim().to_string();
-            let major = found
-                .trim_start_matches('v')
-                .split('.')
-                .next()
-                .and_then(|m| m.parse::<u32>().ok());
+            let major = major_version(&found);
             if !output.status.success() || major.is_none_or(|m| m < req.min_major) {
                 return Err(ToolkitError::TooOld {
                     title: self.spec.title.clone(),
@@ -515,6 +522,15 @@ fn tail(text: &str, lines: usize) -> String {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn the_major_version_is_the_first_version_word() {
+        assert_eq!(major_version("v20.20.2"), Some(20));
+        assert_eq!(major_version("11.19.1"), Some(11));
+        assert_eq!(major_version("Python 3.11.7"), Some(3));
+        assert_eq!(major_version("no version here"), None);
+        assert_eq!(major_version(""), None);
+    }
 
     /// A fresh, empty folder under the system's temporary directory.
     fn scratch(label: &str) -> PathBuf {

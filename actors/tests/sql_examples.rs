@@ -1,0 +1,285 @@
+//! Scheduling from other languages, as the examples in `examples/sql` show it, run the
+//! way a user runs them: `warren serve` with the demo module on a fresh database, then
+//! the example program schedules `demo:ping` in a transaction of its own (beside a row
+//! of its own application's), and the node runs the task.
+//!
+//! - PostgreSQL, through `warren_schedule`: Python with psycopg, Node.js with
+//!   node-postgres. Each example also shows bad input refused with SQLSTATE 22023.
+//! - SQLite, through the documented `INSERT … RETURNING` and the wake-up datagram:
+//!   Python's standard library.
+//!
+//! The examples' packages (psycopg from PyPI, pg from npm) are installed under the
+//! tests' cache folder on first use. Needs Python 3 and Node.js 20 with npm (skipped
+//! loudly without them, failing under `CI=true`); the PostgreSQL part needs
+//! `WARREN_TEST_DATABASE_URL` as the other PostgreSQL tests do.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::borrow::Cow;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{copy_demo_module, repo, test_cache_dir, Server};
+use warren::store::{Store, WaitFor};
+use warren::task::{TaskId, TaskState};
+use warren::wasm::{KitFile, Requirement, Toolkit, ToolkitSpec};
+
+/// Whether `program --version` runs; under `CI=true` a missing program fails the test,
+/// elsewhere it is skipped loudly.
+fn have(program: &str, what: &str) -> bool {
+    let runs = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !runs {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but {what} (`{program}`) cannot be run: the examples test needs it");
+        }
+        eprintln!("\n SKIPPED: an examples test — {what} (`{program}`) cannot be run\n");
+    }
+    runs
+}
+
+/// The example folder `examples/sql/<dir>`'s files named `files`, as toolkit files.
+fn example_files(dir: &str, files: &[&str]) -> Vec<KitFile> {
+    files
+        .iter()
+        .map(|name| KitFile {
+            path: format!("{dir}/{name}"),
+            bytes: Cow::Owned(
+                std::fs::read(repo().join("examples/sql").join(dir).join(name)).unwrap(),
+            ),
+        })
+        .collect()
+}
+
+/// Installs a spec under the tests' cache folder (once per version of its files) and
+/// returns its working folder; an install that fails fails the test.
+fn installed(spec: ToolkitSpec) -> PathBuf {
+    match Toolkit::new(spec, &test_cache_dir()).ensure() {
+        Ok(done) => done.workdir,
+        Err(e) => panic!(
+            "cannot install an example's packages: {}",
+            warren::wasm::error_chain(&e)
+        ),
+    }
+}
+
+/// psycopg, pinned by `examples/sql/python/requirements.txt`, in a folder of its own
+/// (`deps`, put on `PYTHONPATH`): unlike a virtual environment, it can be moved into
+/// place after the install.
+fn psycopg() -> PathBuf {
+    installed(ToolkitSpec {
+        name: "example-python".into(),
+        title: "the Python example's packages (psycopg)".into(),
+        files: example_files("python", &["requirements.txt"]),
+        workdir: "python".into(),
+        requires: vec![Requirement {
+            program: "python3".into(),
+            what: "Python".into(),
+            min_major: 3,
+            hint: "install Python 3.9 or later with pip".into(),
+        }],
+        install: vec![[
+            "python3",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            "deps",
+            "-r",
+            "requirements.txt",
+        ]
+        .map(String::from)
+        .to_vec()],
+        ready: vec!["deps/psycopg/__init__.py".into()],
+    })
+    .join("deps")
+}
+
+/// The Node.js example with node-postgres, pinned by its lock file.
+fn node_example() -> PathBuf {
+    installed(ToolkitSpec {
+        name: "example-node".into(),
+        title: "the Node.js example's packages (pg)".into(),
+        files: example_files(
+            "node",
+            &["package.json", "package-lock.json", "schedule_pg.mjs"],
+        ),
+        workdir: "node".into(),
+        requires: Requirement::node_and_npm(20, "install Node.js 20 or later with npm"),
+        install: vec![["npm", "ci", "--no-audit", "--no-fund"]
+            .map(String::from)
+            .to_vec()],
+        ready: vec!["node_modules/pg/package.json".into()],
+    })
+}
+
+fn warren(db: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+    support::use_test_cache(&mut cmd)
+        .env("WARREN_DATABASE_URL", db)
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// `warren serve` with the demo module on `db`, once it has registered `demo:ping`.
+async fn serve(db: &str, modules: &Path, store: &Store) -> Server {
+    let mut child = warren(db)
+        .args(["serve", "--modules", modules.to_str().unwrap()])
+        .args(["--node", "examples", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start warren serve");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let server = Server { child, log };
+    let ping = "demo:ping".parse().unwrap();
+    support::eventually(
+        "the node to register demo:ping",
+        Duration::from_secs(180),
+        || async {
+            store
+                .check_task_type(&ping, None)
+                .await
+                .is_ok_and(|c| c.is_registered())
+        },
+    )
+    .await;
+    server
+}
+
+/// Runs an example; the task id it printed as `{"id": N}`. `refuses` says whether it
+/// shows bad input refused (it must then say so on stderr).
+fn run_example(mut cmd: Command, refuses: bool) -> TaskId {
+    let out = cmd.output().expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?} failed:\n{stdout}\n{stderr}");
+    if refuses {
+        assert!(
+            stderr.contains("refused as expected") && stderr.contains("warren_schedule: "),
+            "{stderr}"
+        );
+    }
+    let printed: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{cmd:?} printed {stdout:?}: {e}"));
+    TaskId(printed["id"].as_i64().unwrap())
+}
+
+/// Waits for task `id` to complete with `{"pong": ping}`.
+async fn assert_pong(store: &Store, server: &Server, id: TaskId, ping: i64) {
+    let outcome = store
+        .wait(id, Duration::from_secs(120), WaitFor::Finished)
+        .await
+        .unwrap_or_else(|e| panic!("waiting for task {id}: {e}\n{}", server.log()));
+    assert_eq!(
+        outcome.state,
+        TaskState::Completed,
+        "{outcome:?}\n{}",
+        server.log()
+    );
+    assert_eq!(outcome.result, Some(json!({ "pong": ping })));
+}
+
+/// A scratch folder with the demo module under `modules/`.
+fn scratch_with_demo(name: &str) -> support::Scratch {
+    let scratch = support::Scratch::new(name);
+    copy_demo_module(&scratch.join("modules"));
+    scratch
+}
+
+/// The `n` of a `SELECT COUNT(*) AS n …` on PostgreSQL.
+async fn count_pg(store: &Store, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = store.connection().await.unwrap();
+    let warren::store::AnyConn::Postgres(c) = conn.as_any() else {
+        unreachable!("a PostgreSQL store")
+    };
+    let rows: Vec<Count> = diesel_async::RunQueryDsl::load(diesel::sql_query(sql), c)
+        .await
+        .unwrap();
+    rows[0].n
+}
+
+#[tokio::test]
+async fn python_and_node_schedule_with_warren_schedule_on_postgresql() {
+    let Some(server_url) = warren_testkit::admin_url("the PostgreSQL examples test") else {
+        return;
+    };
+    if !have("python3", "Python 3") || !have("node", "Node.js") {
+        return;
+    }
+    let deps = psycopg();
+    let node = node_example();
+    let fresh = warren_testkit::FreshDatabase::create(&server_url, "warren_t")
+        .await
+        .unwrap();
+    let db = fresh.url().to_string();
+    let store = Store::open(&db).await.unwrap();
+    let scratch = scratch_with_demo("sql-examples-pg");
+    let server = serve(&db, &scratch.join("modules"), &store).await;
+
+    let mut python = Command::new("python3");
+    python
+        .arg(repo().join("examples/sql/python/schedule_pg.py"))
+        .args([&db, "42"])
+        .env("PYTHONPATH", &deps);
+    let id = run_example(python, true);
+    assert_pong(&store, &server, id, 42).await;
+
+    let mut js = Command::new("node");
+    js.arg(node.join("schedule_pg.mjs")).args([&db, "7"]);
+    let id = run_example(js, true);
+    assert_pong(&store, &server, id, 7).await;
+
+    // Each example's order row committed with its task, once.
+    assert_eq!(
+        count_pg(&store, "SELECT COUNT(*) AS n FROM demo_orders").await,
+        2
+    );
+    drop(server);
+}
+
+#[tokio::test]
+async fn python_schedules_with_the_documented_insert_on_sqlite() {
+    if !have("python3", "Python 3") {
+        return;
+    }
+    let scratch = scratch_with_demo("sql-examples-sqlite");
+    let file = scratch.join("warren.db");
+    let db = format!("sqlite://{}", file.display());
+    let store = Store::open(&db).await.unwrap();
+    let server = serve(&db, &scratch.join("modules"), &store).await;
+    let mut python = Command::new("python3");
+    python
+        .arg(repo().join("examples/sql/python/schedule_sqlite.py"))
+        .arg(&file)
+        .arg("5");
+    let id = run_example(python, false);
+    assert_pong(&store, &server, id, 5).await;
+    let task = store.describe(id).await.unwrap();
+    assert_eq!(task.cluster, "default");
+    assert_eq!(task.priority.0, -100);
+    drop(server);
+}

@@ -1,0 +1,2 @@
+DROP FUNCTION warren_schedule(TEXT, JSONB, JSONB);
+DROP FUNCTION warren_schedule_error(TEXT, TEXT);
