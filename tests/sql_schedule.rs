@@ -55,6 +55,19 @@ fn now_ms() -> i64 {
 /// start is kept as -1 when it is its `not_before`, else as the delay after its
 /// creation.
 fn comparable(mut task: Task, suffix: &str) -> Task {
+    // Both paths wrote the instants of now, in ms, and periods that hold them.
+    let now = now_ms();
+    assert!(
+        (now - 60_000..=now).contains(&task.created_at),
+        "created at {} (now {now})",
+        task.created_at
+    );
+    if let Some(u) = &task.unique {
+        if let Some(start) = u.period_start {
+            assert!((start..start + 3_600_000).contains(&task.created_at));
+            assert_eq!(start % 3_600_000, 0);
+        }
+    }
     task.id = TaskId(0);
     task.next_attempt = match task.not_before {
         Some(at) if at == task.next_attempt => -1,
@@ -108,12 +121,20 @@ async fn the_function_writes_the_row_the_rust_api_writes() {
                 priority: Some(Priority::INTERACTIVE),
                 timeout_ms: Some(2500),
                 aux_data: Some(json!({"extra": true})),
-                metadata: vec![("Source".into(), "sql".into()), ("a".into(), "1".into())],
+                // As the API reads a JSON object: in key order, the last of keys that
+                // differ only in case winning.
+                metadata: vec![
+                    ("SOURCE".into(), "x".into()),
+                    ("Source".into(), "sql".into()),
+                    ("a".into(), "1".into()),
+                    ("ÉTAT".into(), "ok".into()),
+                ],
                 cluster: Some("other".into()),
                 unique: None,
             },
-            json!({"not_before": later, "priority": "interactive", "timeout_ms": 2500,
-                   "aux_data": {"extra": true}, "metadata": {"Source": "sql", "a": "1"},
+            json!({"not_before": later.to_string(), "priority": "\tinteractive ",
+                   "timeout_ms": 2500, "aux_data": {"extra": true},
+                   "metadata": {"Source": "sql", "SOURCE": "x", "a": "1", "ÉTAT": "ok"},
                    "cluster": "other"}),
         ),
         (
@@ -194,6 +215,11 @@ async fn the_function_writes_the_row_the_rust_api_writes() {
         let by_rust = comparable(s.describe(rust_id).await.unwrap(), "-rust");
         let by_sql = comparable(s.describe(sql_id).await.unwrap(), "-sql");
         assert_eq!(by_sql, by_rust, "{task_type} {sql_options}");
+        // Metadata is found by its key in any case, non-ASCII included.
+        for id in [rust_id, sql_id] {
+            let found = s.metadata(id, "état").await.unwrap();
+            assert_eq!(found.is_some(), !by_rust.metadata.is_empty(), "{id}");
+        }
     }
     drop(conn);
     // The keyed task in its type's cluster got its key; the one elsewhere none.
@@ -216,7 +242,8 @@ async fn unique_keys_and_debouncing_are_shared_with_the_rust_api() {
     s.register_task_types(&[TypeRegistration::new("demo:ping", "default")])
         .await
         .unwrap();
-    db.clock.set(now_ms());
+    // The first task was scheduled 30 s ago, due 30 s from now.
+    db.clock.set(now_ms() - 30_000);
     let debounced = Unique {
         debounce: Some(warren::store::Debounce {
             delay_ms: 60_000,
@@ -258,11 +285,15 @@ async fn unique_keys_and_debouncing_are_shared_with_the_rust_api() {
     let after = s.describe(first).await.unwrap();
     assert_eq!(after.data, json!({"n": 2}));
     assert_eq!(after.aux_data, Some(json!({"extra": 1})));
-    assert!(after.next_attempt >= before.next_attempt);
+    // Pushed to a minute after the duplicate call.
+    let expected = now_ms() + 60_000;
     assert!(
-        after.next_attempt <= before.created_at + 600_000,
-        "capped at ten delays"
+        (expected - 10_000..=expected).contains(&after.next_attempt),
+        "{} -> {} (expected about {expected})",
+        before.next_attempt,
+        after.next_attempt
     );
+    assert!(after.next_attempt > before.next_attempt + 20_000);
     let by_rust = s
         .schedule_batch_reporting(&[NewTask::new("demo:ping".parse().unwrap(), json!({}))
             .with_options(ScheduleOptions {
@@ -336,7 +367,7 @@ async fn bad_input_is_refused_naming_what_is_wrong() {
     s.register_task_types(&[TypeRegistration::new("demo:ping", "default")])
         .await
         .unwrap();
-    let cases: [(&str, &str, &str, &str); 22] = [
+    let cases: [(&str, &str, &str, &str); 26] = [
         (
             "nocolon",
             "{}",
@@ -402,6 +433,30 @@ async fn bad_input_is_refused_naming_what_is_wrong() {
             "{}",
             r#"{"not_before": true}"#,
             "options.not_before: invalid instant",
+        ),
+        (
+            "demo:ping",
+            "{}",
+            r#"{"not_before": "tomorrow"}"#,
+            "options.not_before: invalid instant",
+        ),
+        (
+            "demo:ping",
+            "{}",
+            r#"{"not_before": "2026-11-28T10:00:00"}"#,
+            "options.not_before: invalid instant",
+        ),
+        (
+            "demo:ping",
+            "{}",
+            r#"{"metadata": {"\t": "v"}}"#,
+            "options.metadata: keys must not be empty",
+        ),
+        (
+            "demo:ping",
+            "{}",
+            r#"{"unique_key": "\u00a0\u2003"}"#,
+            "options.unique_key: must not be empty",
         ),
         (
             "demo:ping",
@@ -483,6 +538,14 @@ async fn bad_input_is_refused_naming_what_is_wrong() {
             "{task_type} {data} {options}: {err}"
         );
     }
+    // Refusals carry SQLSTATE 22023 (invalid_parameter_value), for callers to catch.
+    c.batch_execute(
+        "DO $$ BEGIN PERFORM warren_schedule('demo:ping', '[]'); \
+         RAISE EXCEPTION 'accepted'; \
+         EXCEPTION WHEN invalid_parameter_value THEN NULL; END $$",
+    )
+    .await
+    .unwrap();
     // NULL arguments: a type is required, data and options default to {}.
     let err = diesel::sql_query("SELECT warren_schedule(NULL, '{}') AS id")
         .get_result::<Scheduled>(c)

@@ -18,6 +18,14 @@
 // staging folder, next to a `node_modules/warren/index.js` holding warren.js (so
 // `import … from 'warren'` resolves), runs the compiler from this folder's node_modules,
 // and removes the staging folder.
+//
+// TypeScript and npm packages: when the task file is TypeScript (.ts, .mts, .cts) or the
+// root has a package.json, the task is first bundled with esbuild (its imports, npm
+// packages from the root's node_modules included; every file must resolve inside the
+// root; 'warren' stays an import) into one file in the staging folder, and that file is
+// compiled. The bundle's source map, with sources named `/<root's name>/<path>` as
+// stacks name files, is appended to the component as the custom section
+// `warren:source-map`, from which Warren maps failure stacks back to the author's lines.
 // The compiler's own messages go to stderr; the exit status is 0 on success, 1 when the
 // compiler failed, 2 on bad arguments, 3 when the compiler is not installed. Needs
 // Node.js 18 or later and `npm ci` here.
@@ -135,6 +143,100 @@ function runCompiler(cmd, cwd) {
   });
 }
 
+/// Whether the task is bundled with esbuild first (see the head of this file).
+function wantsBundle() {
+  return /\.[mc]?ts$/.test(entry) || fs.existsSync(path.join(root, 'package.json'));
+}
+
+// Bundles the task into `bundleFile` with esbuild; returns the source map (JSON text) or
+// null after printing why it failed. Sources are renamed `/<rootName>/<path in root>`.
+async function bundle(bundleFile, rootName) {
+  let esbuild;
+  try {
+    esbuild = await import(path.join(KIT_DIR, 'node_modules', 'esbuild', 'lib', 'main.js'));
+  } catch (e) {
+    process.stderr.write(`build.mjs: esbuild is not installed (${e.message}); run: npm ci --prefix ${KIT_DIR}\n`);
+    return null;
+  }
+  const inside = {
+    name: 'warren-inside-root',
+    setup(build) {
+      build.onResolve({ filter: /^warren$/ }, () => ({ path: 'warren', external: true }));
+      build.onResolve({ filter: /.*/ }, async (args) => {
+        if (args.pluginData === 'resolving') return undefined;
+        const found = await build.resolve(args.path, {
+          kind: args.kind,
+          importer: args.importer,
+          resolveDir: args.resolveDir,
+          pluginData: 'resolving',
+        });
+        if (found.errors.length > 0 || found.external) return found;
+        const real = fs.realpathSync(found.path);
+        if (real !== root && !real.startsWith(root + path.sep)) {
+          return { errors: [{ text: `'${args.path}' resolves to ${real}, outside the module folder ${root}` }] };
+        }
+        return found;
+      });
+    },
+  };
+  let result;
+  try {
+    result = await esbuild.build({
+      entryPoints: [entry],
+      absWorkingDir: root,
+      bundle: true,
+      format: 'esm',
+      platform: 'neutral',
+      target: 'es2022',
+      mainFields: ['module', 'main'],
+      conditions: ['import', 'default'],
+      outfile: bundleFile,
+      sourcemap: 'external',
+      sourcesContent: false,
+      plugins: [inside],
+      logLevel: 'silent',
+      write: true,
+    });
+  } catch (e) {
+    const messages = (e.errors ?? []).map((m) => {
+      const where = m.location ? `${path.join(root, m.location.file)}:${m.location.line}:${m.location.column + 1}: ` : '';
+      return `${where}${m.text}`;
+    });
+    process.stderr.write(`${messages.length > 0 ? messages.join('\n') : e.message}\n`);
+    return null;
+  }
+  for (const w of result.warnings) process.stderr.write(`warning: ${w.text}\n`);
+  const map = JSON.parse(fs.readFileSync(`${bundleFile}.map`, 'utf8'));
+  const mapDir = path.dirname(bundleFile);
+  map.sources = map.sources.map((s) => {
+    const file = path.resolve(mapDir, s);
+    const rel = path.relative(root, file).split(path.sep).join('/');
+    return `/${rootName}/${rel}`;
+  });
+  delete map.sourceRoot;
+  // The generated file as stacks name it: its path under the staging folder.
+  map.file = `/${path.relative(stage, bundleFile).split(path.sep).join('/')}`;
+  fs.rmSync(`${bundleFile}.map`);
+  return JSON.stringify(map);
+}
+
+// Appends a custom section `name` holding `text` to the component in `file`.
+function appendCustomSection(file, name, text) {
+  const leb = (n) => {
+    const bytes = [];
+    do {
+      let b = n & 0x7f;
+      n = Math.floor(n / 128);
+      if (n > 0) b |= 0x80;
+      bytes.push(b);
+    } while (n > 0);
+    return Buffer.from(bytes);
+  };
+  const nameBytes = Buffer.from(name, 'utf8');
+  const body = Buffer.concat([leb(nameBytes.length), nameBytes, Buffer.from(text, 'utf8')]);
+  fs.appendFileSync(file, Buffer.concat([Buffer.from([0]), leb(body.length), body]));
+}
+
 // The staging folder: <stage>/node_modules/warren/index.js and <stage>/<root's name>/…
 // The folder name shows up in JS stack traces (/<name>/tasks/x.js:3:9).
 const stage = fs.mkdtempSync(path.join(tmp, 'warren-js-'));
@@ -145,8 +247,24 @@ function cleanup() {
 }
 
 async function main() {
-  const stagedRoot = path.join(stage, path.basename(root) || 'task');
-  const stagedEntry = path.join(stagedRoot, relEntry);
+  const rootName = path.basename(root) || 'task';
+  const stagedRoot = path.join(stage, rootName);
+  let stagedEntry = path.join(stagedRoot, relEntry);
+  let sourceMap = null;
+  if (wantsBundle()) {
+    stagedEntry = stagedEntry.replace(/\.[mc]?[jt]s$/, '') + '.js';
+    fs.mkdirSync(path.dirname(stagedEntry), { recursive: true });
+    sourceMap = await bundle(stagedEntry, rootName);
+    if (sourceMap === null) return 1;
+  } else if (!copyRoot(stagedRoot)) {
+    return 1;
+  }
+  return compile(stagedRoot, stagedEntry, sourceMap);
+}
+
+// Copies the root's sources to the staging folder; false (after saying why) when a link
+// leads outside the root.
+function copyRoot(stagedRoot) {
   const outside = [];
   fs.cpSync(root, stagedRoot, {
     recursive: true,
@@ -170,12 +288,15 @@ async function main() {
       return own !== undefined && (own.isDirectory() || source);
     },
   });
-  if (outside.length > 0) {
-    for (const link of outside) {
-      process.stderr.write(`build.mjs: ${link}: a symbolic link leading outside the root ${root}\n`);
-    }
-    return 1;
+  for (const link of outside) {
+    process.stderr.write(`build.mjs: ${link}: a symbolic link leading outside the root ${root}\n`);
   }
+  return outside.length === 0;
+}
+
+// Compiles the staged entry to the component at `out`, with the source map (if any)
+// appended as a custom section.
+async function compile(stagedRoot, stagedEntry, sourceMap) {
   const kit = fs.readFileSync(path.join(KIT_DIR, 'warren.js'), 'utf8');
   fs.mkdirSync(path.join(stage, 'node_modules', 'warren'), { recursive: true });
   fs.writeFileSync(path.join(stage, 'node_modules', 'warren', 'index.js'), kit);
@@ -195,6 +316,7 @@ async function main() {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const run = await runCompiler(cmd, stage);
   if (run.code === 0 && !run.timedOut && fs.existsSync(partial)) {
+    if (sourceMap !== null) appendCustomSection(partial, 'warren:source-map', sourceMap);
     fs.renameSync(partial, out);
     return 0;
   }

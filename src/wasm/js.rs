@@ -63,9 +63,11 @@ impl JsToolkit {
         root: &Path,
         cache: &ComponentCache,
     ) -> Result<Vec<u8>, WasmError> {
-        // Before the key: it hashes the toolkit's files, which an install writes.
+        // Before the key: it hashes the toolkit's files and the module's packages,
+        // which the installs write.
         self.prepare()
             .map_err(|e| self.failed(entry, super::toolkit::error_chain(&e)))?;
+        super::module_packages::ensure_installed(root).map_err(|e| self.failed(entry, e))?;
         let key = self.key(entry, root).map_err(|e| self.failed(entry, e))?;
         cache.built(&format!("js-{key}.wasm"), &key, || self.build(entry, root))
     }
@@ -115,9 +117,9 @@ impl JsToolkit {
         std::fs::read(&out).map_err(|e| failed(format!("cannot read the built component: {e}")))
     }
 
-    /// A hash of everything a build reads: the module's JavaScript and JSON files, the
-    /// entry's place among them, the helper, the WIT world, the pinned toolchain and the
-    /// engine choice.
+    /// A hash of everything a build reads: the module's JavaScript, TypeScript and JSON
+    /// files, its installed npm packages, the entry's place among them, the helper, the
+    /// WIT world, the pinned toolchain and the engine choice.
     fn key(&self, entry: &Path, root: &Path) -> std::io::Result<String> {
         let mut h = Sha256::new();
         h.update(self.engine.flag());
@@ -149,15 +151,25 @@ impl JsToolkit {
             );
             h.update(std::fs::read(&file)?);
         }
+        super::module_packages::hash_installed(root, &mut h)?;
         Ok(hex(&h.finalize()))
     }
 }
 
-/// Whether a build reads files named like this (`build.mjs` copies the same ones).
+/// Whether a build reads files named like this (`build.mjs` copies or bundles the
+/// same ones).
 fn is_source(name: &str) -> bool {
-    [".js", ".mjs", ".cjs", ".json"]
+    [".js", ".mjs", ".cjs", ".json", ".ts", ".mts", ".cts"]
         .iter()
         .any(|ext| name.ends_with(ext))
+}
+
+/// Whether `code` is task code the JavaScript toolkit compiles: JavaScript (`.js`,
+/// `.mjs`) or TypeScript (`.ts`, `.mts`, `.cts`, bundled first).
+pub fn is_task_source(code: &Path) -> bool {
+    code.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["js", "mjs", "ts", "mts", "cts"].contains(&e))
 }
 
 /// Adds the source files under `dir` to `out`, skipping dot-folders and

@@ -20,6 +20,8 @@ mod engine;
 mod host;
 mod in_flight;
 mod js;
+mod module_packages;
+mod source_map;
 mod toolkit;
 mod trust;
 mod vm;
@@ -31,7 +33,8 @@ pub use engine::{
     EngineConfig, PoolUsage, VmBudget, WasmEngine, MIN_VMS_PER_RUNNER, TICK, VM_BUDGET,
 };
 pub use host::{LogLine, TaskDb};
-pub use js::{JsEngine, JsToolkit};
+pub use js::{is_task_source, JsEngine, JsToolkit};
+pub use source_map::{SourceMap, SourceMapError};
 pub use toolkit::{
     error_chain, installed_toolkits, toolkits_dir, Ensured, InstalledToolkit, KitFile, Requirement,
     Toolkit, ToolkitError, ToolkitSpec, ToolkitState,

@@ -4,6 +4,7 @@
 use super::bindings::{self, warren::task::types};
 use super::engine::WasmEngine;
 use super::host::{HostState, Interruption, MemoryLimiter, TaskDb};
+use super::source_map::SourceMap;
 use super::{LogLine, WasmError};
 use crate::clock::SharedClock;
 use crate::task::{Millis, Resolution, TaskId};
@@ -27,6 +28,9 @@ pub struct TaskCode {
     /// Whether the compiled component came from a cache (memory or disk) rather than
     /// from a compile made for this load.
     pub from_cache: bool,
+    /// The source map a bundled task carries (TypeScript, npm packages), which puts
+    /// its failure stacks back in the author's files and lines.
+    pub source_map: Option<SourceMap>,
     pre: bindings::TaskWorldPre<HostState>,
 }
 
@@ -70,7 +74,7 @@ impl WasmEngine {
                 None,
             ));
         }
-        let is_js = code.extension().is_some_and(|e| e == "js" || e == "mjs");
+        let is_js = super::js::is_task_source(code);
         let bytes = if is_js {
             let js = self.js.as_ref().ok_or_else(|| WasmError::JsCompile {
                 path: code.display().to_string(),
@@ -83,6 +87,7 @@ impl WasmEngine {
             std::fs::read(&real).map_err(|e| unreadable(e.to_string(), Some(e)))?
         };
         let (component, from_cache) = self.cache.load_or_compile(&self.engine, &bytes, code)?;
+        let source_map = SourceMap::of_component(&bytes);
         let invalid = |message: String, e: wasmtime::Error| WasmError::Invalid {
             path: code.display().to_string(),
             message,
@@ -101,6 +106,7 @@ impl WasmEngine {
         Ok(Arc::new(TaskCode {
             task_type: task_type.to_string(),
             from_cache,
+            source_map,
             pre,
         }))
     }
@@ -255,7 +261,9 @@ fn to_millis(v: u64) -> Millis {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn from_wit(r: types::Resolution) -> Resolution {
+/// The host's resolution for the guest's; a temporary failure's stack is put back in
+/// the author's lines when the code carries a source map.
+fn from_wit(r: types::Resolution, source_map: Option<&SourceMap>) -> Resolution {
     match r {
         types::Resolution::Completion(result) => Resolution::Completion { result },
         types::Resolution::PermanentFailure((error, result)) => {
@@ -264,7 +272,10 @@ fn from_wit(r: types::Resolution) -> Resolution {
         types::Resolution::Cancellation(error) => Resolution::Cancellation { error },
         types::Resolution::TemporaryFailure(f) => Resolution::TemporaryFailure {
             error: f.error,
-            stack: f.stack,
+            stack: match (f.stack, source_map) {
+                (Some(stack), Some(map)) => Some(map.rewrite(&stack)),
+                (stack, _) => stack,
+            },
             next_retry: f.next_retry_ms.map(to_millis),
         },
         types::Resolution::Restart(r) => Resolution::Restart {
@@ -454,7 +465,7 @@ impl TaskVm {
         let stdout = pipe_delta(&self.stdout, &mut self.stdout_seen);
         let stderr = pipe_delta(&self.stderr, &mut self.stderr_seen);
         let end = match result {
-            Ok(resolution) => RunEnd::Resolved(from_wit(resolution)),
+            Ok(resolution) => RunEnd::Resolved(from_wit(resolution, self.code.source_map.as_ref())),
             Err(trap) => {
                 // A component store that trapped cannot be entered again.
                 self.broken = true;

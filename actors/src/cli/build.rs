@@ -64,10 +64,7 @@ pub fn run(dir: &Path) -> Result<(), Failure> {
     let engine =
         WasmEngine::new(EngineConfig::default()).map_err(|e| Failure::Error(e.to_string()))?;
     let all: Vec<Unit> = modules.iter().flat_map(units).collect();
-    if all
-        .iter()
-        .any(|u| u.code.extension().is_some_and(|e| e == "js" || e == "mjs"))
-    {
+    if all.iter().any(|u| warren::wasm::is_task_source(&u.code)) {
         install_toolkit();
     }
     let width = all.len().to_string().len();

@@ -20,6 +20,30 @@ BEGIN
 END
 $$;
 
+-- `value` without leading and trailing white space, as Rust's `str::trim` takes it off
+-- (Unicode's White_Space; PostgreSQL's trim() takes off only spaces).
+CREATE FUNCTION warren_schedule_trim(value TEXT) RETURNS TEXT
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT regexp_replace(value,
+        '^[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$',
+        '', 'g')
+$$;
+
+-- A metadata key in lower case as Rust's `to_lowercase` has it (the key Warren looks
+-- metadata up by): with ICU's root locale where PostgreSQL has ICU, else lower() in
+-- the database's own locale (which agrees on ASCII).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu') THEN
+        CREATE FUNCTION warren_schedule_key_norm(key TEXT) RETURNS TEXT
+        LANGUAGE sql IMMUTABLE AS 'SELECT lower(key COLLATE "und-x-icu")';
+    ELSE
+        CREATE FUNCTION warren_schedule_key_norm(key TEXT) RETURNS TEXT
+        LANGUAGE sql IMMUTABLE AS 'SELECT lower(key)';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION warren_schedule(task_type TEXT, data JSONB, options JSONB DEFAULT '{}')
 RETURNS BIGINT
 LANGUAGE plpgsql
@@ -77,34 +101,39 @@ BEGIN
         CONTINUE WHEN jsonb_typeof(v) = 'null';
         CASE opt
         WHEN 'priority' THEN
-            IF jsonb_typeof(v) = 'string' AND lower(trim(v #>> '{}')) IN
+            IF jsonb_typeof(v) = 'string' AND lower(warren_schedule_trim(v #>> '{}') COLLATE "C") IN
                     ('background', 'normal', 'interactive', 'update', 'updateinteractive') THEN
-                t_priority := CASE lower(trim(v #>> '{}'))
+                t_priority := CASE lower(warren_schedule_trim(v #>> '{}') COLLATE "C")
                     WHEN 'background' THEN 100 WHEN 'normal' THEN 0 WHEN 'interactive' THEN -100
                     WHEN 'update' THEN -200 ELSE -300 END;
-            ELSIF trim(v #>> '{}') ~ '^[+-]?[0-9]{1,10}$'
-                    AND trim(v #>> '{}')::bigint BETWEEN -2147483648 AND 2147483647 THEN
-                t_priority := trim(v #>> '{}')::integer;
+            ELSIF warren_schedule_trim(v #>> '{}') ~ '^[+-]?[0-9]+$'
+                    AND warren_schedule_trim(v #>> '{}')::numeric BETWEEN -2147483648 AND 2147483647 THEN
+                t_priority := warren_schedule_trim(v #>> '{}')::integer;
             ELSE
                 PERFORM warren_schedule_error('options.priority', format(
                     'unknown priority %s: use a number or one of background, normal, interactive, update, updateinteractive', v));
             END IF;
         WHEN 'not_before' THEN
-            IF jsonb_typeof(v) = 'number' AND (v #>> '{}') ~ '^-?[0-9]{1,18}$' THEN
-                t_not_before := (v #>> '{}')::bigint;
-            ELSIF jsonb_typeof(v) = 'string' THEN
+            -- Milliseconds (a number, or text of one), or RFC 3339 text with its offset,
+            -- as the API reads them.
+            IF trim(v #>> '{}') ~ '^[+-]?[0-9]+$'
+                    AND trim(v #>> '{}')::numeric BETWEEN -9223372036854775808 AND 9223372036854775807 THEN
+                t_not_before := trim(v #>> '{}')::bigint;
+            ELSIF jsonb_typeof(v) = 'string' AND trim(v #>> '{}')
+                    ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$' THEN
                 BEGIN
-                    t_not_before := floor(extract(epoch FROM (v #>> '{}')::timestamptz) * 1000)::bigint;
+                    t_not_before := floor(extract(epoch FROM trim(v #>> '{}')::timestamptz) * 1000)::bigint;
                 EXCEPTION WHEN others THEN
                     PERFORM warren_schedule_error('options.not_before', format(
-                        'invalid instant %s: use milliseconds since the Unix epoch or an ISO 8601 time (2026-11-28T10:00:00Z)', v));
+                        'invalid instant %s: use milliseconds since the Unix epoch or RFC 3339 (2026-11-28T10:00:00Z)', v));
                 END;
             ELSE
                 PERFORM warren_schedule_error('options.not_before', format(
-                    'invalid instant %s: use milliseconds since the Unix epoch or an ISO 8601 time (2026-11-28T10:00:00Z)', v));
+                    'invalid instant %s: use milliseconds since the Unix epoch or RFC 3339 (2026-11-28T10:00:00Z)', v));
             END IF;
         WHEN 'timeout_ms' THEN
-            IF jsonb_typeof(v) <> 'number' OR (v #>> '{}') !~ '^[0-9]{1,15}$' THEN
+            IF jsonb_typeof(v) <> 'number' OR (v #>> '{}') !~ '^[0-9]+$'
+                    OR (v #>> '{}')::numeric > 9223372036854775807 THEN
                 PERFORM warren_schedule_error('options.timeout_ms', format(
                     'invalid %s: use 0 (the task type''s timeout) or a positive whole number of milliseconds', v));
             END IF;
@@ -122,7 +151,7 @@ BEGIN
                 PERFORM warren_schedule_error('options.metadata', format(
                     'the value of ''%s'' must be a string, got %s', meta_key, jsonb_typeof(v -> meta_key)));
             END LOOP;
-            IF EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE trim(k) = '') THEN
+            IF EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE warren_schedule_trim(k) = '') THEN
                 PERFORM warren_schedule_error('options.metadata', 'keys must not be empty');
             END IF;
         WHEN 'cluster' THEN
@@ -136,7 +165,7 @@ BEGIN
                 PERFORM warren_schedule_error('options.unique_key', 'must be a string, got ' || jsonb_typeof(v));
             END IF;
             u_key := v #>> '{}';
-            IF trim(u_key) = '' THEN
+            IF warren_schedule_trim(u_key) = '' THEN
                 PERFORM warren_schedule_error('options.unique_key', 'must not be empty');
             ELSIF octet_length(u_key) > 512 THEN
                 PERFORM warren_schedule_error('options.unique_key', format('is %s bytes long, at most 512', octet_length(u_key)));
@@ -152,10 +181,10 @@ BEGIN
                 PERFORM warren_schedule_error('options.unique_states', 'must hold state names');
             END IF;
             FOR state_name IN
-                SELECT lower(trim(s)) FROM regexp_split_to_table(
+                SELECT lower(warren_schedule_trim(s) COLLATE "C") FROM regexp_split_to_table(
                     CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{}'
                     ELSE (SELECT string_agg(e, ',') FROM jsonb_array_elements_text(v) e) END, ',') s
-                WHERE trim(s) <> ''
+                WHERE warren_schedule_trim(s) <> ''
             LOOP
                 u_states := u_states | CASE state_name
                     WHEN 'pending' THEN 1 WHEN 'running' THEN 2 WHEN 'completed' THEN 4
@@ -166,8 +195,8 @@ BEGIN
                 END IF;
             END LOOP;
         WHEN 'unique_period_ms', 'debounce_ms', 'debounce_max_ms' THEN
-            IF jsonb_typeof(v) <> 'number' OR (v #>> '{}') !~ '^[0-9]{1,15}$'
-                    OR (v #>> '{}')::bigint NOT BETWEEN 1 AND max_unique_ms THEN
+            IF jsonb_typeof(v) <> 'number' OR (v #>> '{}') !~ '^[0-9]+$'
+                    OR (v #>> '{}')::numeric NOT BETWEEN 1 AND max_unique_ms THEN
                 PERFORM warren_schedule_error('options.' || opt, format(
                     '%s is not a number of ms from 1 to %s (one year)', v, max_unique_ms));
             END IF;
@@ -240,9 +269,10 @@ BEGIN
             IF options ? 'metadata' AND jsonb_typeof(options -> 'metadata') = 'object' THEN
                 -- A key given twice in different case keeps one value, as in the Rust API.
                 INSERT INTO warren_task_metadata (task_id, key_norm, key, value)
-                SELECT DISTINCT ON (lower(m.key)) new_id, lower(m.key), m.key, m.value
+                SELECT DISTINCT ON (warren_schedule_key_norm(m.key)) new_id,
+                    warren_schedule_key_norm(m.key), m.key, m.value
                 FROM jsonb_each_text(options -> 'metadata') m
-                ORDER BY lower(m.key), m.key COLLATE "C" DESC;
+                ORDER BY warren_schedule_key_norm(m.key), m.key COLLATE "C" DESC;
             END IF;
             IF due <= now_ms THEN
                 PERFORM pg_notify('warren_tasks', t_cluster);

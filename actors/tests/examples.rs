@@ -1,17 +1,23 @@
-//! Scheduling from other languages, as the examples in `examples/sql` show it, run the
-//! way a user runs them: `warren serve` with the demo module on a fresh database, then
-//! the example program schedules `demo:ping` in a transaction of its own (beside a row
-//! of its own application's), and the node runs the task.
+//! The examples, run the way a user runs them: `warren serve` on a fresh database with
+//! an example module copied into a folder of its own.
 //!
+//! Scheduling from other languages (`examples/sql`): with the demo module running, an
+//! example program schedules `demo:ping` in a transaction of its own (beside a row of
+//! its application's), and the node runs the task.
 //! - PostgreSQL, through `warren_schedule`: Python with psycopg, Node.js with
 //!   node-postgres. Each example also shows bad input refused with SQLSTATE 22023.
 //! - SQLite, through the documented `INSERT … RETURNING` and the wake-up datagram:
 //!   Python's standard library.
 //!
-//! The examples' packages (psycopg from PyPI, pg from npm) are installed under the
-//! tests' cache folder on first use. Needs Python 3 and Node.js 20 with npm (skipped
-//! loudly without them, failing under `CI=true`); the PostgreSQL part needs
-//! `WARREN_TEST_DATABASE_URL` as the other PostgreSQL tests do.
+//! The TypeScript module (`examples/modules/typescript`), copied without its packages:
+//! the node installs them from its lock file, bundles the task with its zod import,
+//! completes a task, fails one for good with zod's messages, and stores the stack of a
+//! thrown error with the `.ts` file's own line.
+//!
+//! The examples' packages (psycopg from PyPI, pg and zod from npm) are installed on
+//! first use (under the tests' cache folder, or in the copied module). Needs Python 3
+//! and Node.js 20 with npm (skipped loudly without them, failing under `CI=true`); the
+//! PostgreSQL part needs `WARREN_TEST_DATABASE_URL` as the other PostgreSQL tests do.
 
 mod support;
 
@@ -23,7 +29,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{copy_demo_module, repo, test_cache_dir, Server};
-use warren::store::{Store, WaitFor};
+use warren::store::{NewTask, Store, WaitFor};
 use warren::task::{TaskId, TaskState};
 use warren::wasm::{KitFile, Requirement, Toolkit, ToolkitSpec};
 
@@ -130,8 +136,9 @@ fn warren(db: &str) -> Command {
     cmd
 }
 
-/// `warren serve` with the demo module on `db`, once it has registered `demo:ping`.
-async fn serve(db: &str, modules: &Path, store: &Store) -> Server {
+/// `warren serve` on `db` with the modules in `modules`, once it has registered
+/// `task_type`.
+async fn serve(db: &str, modules: &Path, store: &Store, task_type: &str) -> Server {
     let mut child = warren(db)
         .args(["serve", "--modules", modules.to_str().unwrap()])
         .args(["--node", "examples", "--listen", "127.0.0.1:0"])
@@ -149,19 +156,24 @@ async fn serve(db: &str, modules: &Path, store: &Store) -> Server {
             log.push('\n');
         }
     });
-    let server = Server { child, log };
-    let ping = "demo:ping".parse().unwrap();
-    support::eventually(
-        "the node to register demo:ping",
-        Duration::from_secs(180),
-        || async {
-            store
-                .check_task_type(&ping, None)
-                .await
-                .is_ok_and(|c| c.is_registered())
-        },
-    )
-    .await;
+    let mut server = Server { child, log };
+    let registered = task_type.parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !store
+        .check_task_type(&registered, None)
+        .await
+        .is_ok_and(|c| c.is_registered())
+    {
+        let exited = server.child.try_wait().unwrap();
+        assert!(
+            exited.is_none()
+                && std::time::Instant::now() < deadline
+                && !server.log().contains("modules with errors were skipped"),
+            "warren serve did not register {task_type} ({exited:?}); its stderr:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server
 }
 
@@ -238,7 +250,7 @@ async fn python_and_node_schedule_with_warren_schedule_on_postgresql() {
     let db = fresh.url().to_string();
     let store = Store::open(&db).await.unwrap();
     let scratch = scratch_with_demo("sql-examples-pg");
-    let server = serve(&db, &scratch.join("modules"), &store).await;
+    let server = serve(&db, &scratch.join("modules"), &store, "demo:ping").await;
 
     let mut python = Command::new("python3");
     python
@@ -270,7 +282,7 @@ async fn python_schedules_with_the_documented_insert_on_sqlite() {
     let file = scratch.join("warren.db");
     let db = format!("sqlite://{}", file.display());
     let store = Store::open(&db).await.unwrap();
-    let server = serve(&db, &scratch.join("modules"), &store).await;
+    let server = serve(&db, &scratch.join("modules"), &store, "demo:ping").await;
     let mut python = Command::new("python3");
     python
         .arg(repo().join("examples/sql/python/schedule_sqlite.py"))
@@ -281,5 +293,91 @@ async fn python_schedules_with_the_documented_insert_on_sqlite() {
     let task = store.describe(id).await.unwrap();
     assert_eq!(task.cluster, "default");
     assert_eq!(task.priority.0, -100);
+    drop(server);
+}
+
+/// Copies the folder `from` to `to`, leaving out `node_modules`.
+fn copy_without_packages(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "node_modules" {
+                copy_without_packages(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_typescript_module_installs_its_packages_and_stacks_name_its_lines() {
+    if !have("node", "Node.js") {
+        return;
+    }
+    let scratch = support::Scratch::new("typescript-module");
+    let module = scratch.join("modules/typescript");
+    copy_without_packages(&repo().join("examples/modules/typescript"), &module);
+    let file = scratch.join("warren.db");
+    let db = format!("sqlite://{}", file.display());
+    let store = Store::open(&db).await.unwrap();
+    let server = serve(&db, &scratch.join("modules"), &store, "tsdemo:greet").await;
+    let greet = |data: Value| NewTask::new("tsdemo:greet".parse().unwrap(), data);
+
+    let ok = store
+        .schedule(greet(json!({"name": "Ann", "email": "ann@example.com"})))
+        .await
+        .unwrap();
+    let outcome = store
+        .wait(ok, Duration::from_secs(180), WaitFor::Finished)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.state,
+        TaskState::Completed,
+        "{outcome:?}\n{}",
+        server.log()
+    );
+    assert_eq!(
+        outcome.result,
+        Some(json!({"greeting": "Welcome, Ann (from example.com)!"}))
+    );
+    assert!(
+        module.join("node_modules/zod/package.json").is_file(),
+        "the node installed the module's packages"
+    );
+
+    let invalid = store
+        .schedule(greet(json!({"name": "", "email": "nope"})))
+        .await
+        .unwrap();
+    let outcome = store
+        .wait(invalid, Duration::from_secs(60), WaitFor::Finished)
+        .await
+        .unwrap();
+    assert_eq!(outcome.state, TaskState::Failed, "{outcome:?}");
+    let error = outcome.error.unwrap();
+    assert!(error.starts_with("invalid sign-up: name: "), "{error}");
+    assert!(error.contains("email: Invalid email"), "{error}");
+
+    let thrown = store
+        .schedule(greet(json!({"name": "throw", "email": "t@example.com"})))
+        .await
+        .unwrap();
+    let outcome = store
+        .wait(thrown, Duration::from_secs(60), WaitFor::AnyOutcome)
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.state, outcome.failures),
+        (TaskState::Pending, 1),
+        "{outcome:?}"
+    );
+    let stack = store.describe(thrown).await.unwrap().last_stack.unwrap();
+    // `throw new Error('asked to throw')` is line 19 of tasks/greet.ts.
+    assert!(stack.contains("/typescript/tasks/greet.ts:19:"), "{stack}");
+    assert!(!stack.contains("greet.js"), "{stack}");
     drop(server);
 }
