@@ -1261,3 +1261,20 @@ fn schedule_batch_checks_every_line_then_schedules_them_all() {
     let _ = std::fs::remove_dir_all(&dir);
     remove_db(&path);
 }
+
+#[test]
+fn toolkit_types_prints_or_writes_the_kits_typescript_types() {
+    let printed = warren(&["toolkit", "types"]);
+    assert!(printed.status.success(), "{}", stderr(&printed));
+    let expected = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest/js/warren.d.ts"),
+    )
+    .unwrap();
+    assert_eq!(stdout(&printed), expected);
+    let dir = std::env::temp_dir().join(format!("warren-types-{}", std::process::id()));
+    let out = dir.join("types/warren.d.ts");
+    let written = warren(&["toolkit", "types", "--out", out.to_str().unwrap()]);
+    assert!(written.status.success(), "{}", stderr(&written));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

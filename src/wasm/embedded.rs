@@ -40,6 +40,10 @@ const JS_FILES: &[(&str, &[u8])] = &[
     ),
 ];
 
+/// The kit's TypeScript types (`guest/js/warren.d.ts`), for `warren toolkit types`:
+/// what makes `import … from 'warren'` type-check in a TypeScript task.
+pub const JS_KIT_TYPES: &str = include_str!("../../guest/js/warren.d.ts");
+
 /// Where the toolkit's `build.mjs` lives inside its installation folder.
 const JS_WORKDIR: &str = "guest/js";
 

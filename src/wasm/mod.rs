@@ -28,7 +28,7 @@ mod vm;
 mod vm_cache;
 
 pub use cache::ComponentCache;
-pub use embedded::{js_toolkit_spec, KitNotReady};
+pub use embedded::{js_toolkit_spec, KitNotReady, JS_KIT_TYPES};
 pub use engine::{
     EngineConfig, PoolUsage, VmBudget, WasmEngine, MIN_VMS_PER_RUNNER, TICK, VM_BUDGET,
 };

@@ -101,7 +101,7 @@ impl SourceMap {
         let column0 = column.saturating_sub(1);
         let at = segments.partition_point(|s| s.generated_column <= column0);
         // The segment that starts at or before the column; else the line's first.
-        let segment = segments.get(at.checked_sub(1).unwrap_or(0))?;
+        let segment = segments.get(at.saturating_sub(1))?;
         let source = self.sources.get(segment.source as usize)?;
         Some((source, segment.line + 1, segment.column + 1))
     }

@@ -1,13 +1,14 @@
-//! `warren toolkit install|status`: the JavaScript toolkit this binary carries,
+//! `warren toolkit install|status|types`: the JavaScript toolkit this binary carries,
 //! installed ahead of time (otherwise it is installed when JavaScript is first
-//! compiled) and reported: what is embedded, what is installed where.
+//! compiled) and reported (what is embedded, what is installed where), and the kit's
+//! TypeScript types for authors' editors and `tsc`.
 
 use super::Failure;
 use clap::{Subcommand, ValueEnum};
 use std::path::Path;
 use warren::wasm::{
     error_chain, installed_toolkits, js_toolkit_spec, ComponentCache, JsEngine, JsToolkit, Toolkit,
-    ToolkitState,
+    ToolkitState, JS_KIT_TYPES,
 };
 
 /// The JavaScript engine a toolkit is for.
@@ -42,24 +43,53 @@ pub enum ToolkitCommand {
     /// Say which toolkit is embedded (its hash), what is installed where, and which
     /// one `warren serve` would use.
     Status,
+    /// Print the kit's TypeScript types (`warren.d.ts`), or write them to `--out`:
+    /// map the module name `warren` to that file in a module's tsconfig.json
+    /// (`"paths": {"warren": ["./types/warren.d.ts"]}`) to type-check `.ts` tasks.
+    Types {
+        /// The file to write (its folder is created); default: standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 /// Runs a toolkit command.
 pub fn run(cmd: ToolkitCommand) -> Result<(), Failure> {
-    let cache = ComponentCache::default_dir().ok_or_else(|| {
+    match cmd {
+        ToolkitCommand::Install { engine } => install(&cache_folder()?, engine),
+        ToolkitCommand::Status => {
+            status(&cache_folder()?);
+            Ok(())
+        }
+        ToolkitCommand::Types { out } => types(out.as_deref()),
+    }
+}
+
+/// The cache folder toolkits are installed in.
+fn cache_folder() -> Result<std::path::PathBuf, Failure> {
+    ComponentCache::default_dir().ok_or_else(|| {
         Failure::Invalid(
             "no usable cache folder to install toolkits in: set WARREN_CACHE_DIR to a folder \
              of your own (not writable by others)"
                 .into(),
         )
-    })?;
-    match cmd {
-        ToolkitCommand::Install { engine } => install(&cache, engine),
-        ToolkitCommand::Status => {
-            status(&cache);
-            Ok(())
-        }
-    }
+    })
+}
+
+/// Prints the kit's types, or writes them to `out`.
+fn types(out: Option<&Path>) -> Result<(), Failure> {
+    let Some(out) = out else {
+        print!("{JS_KIT_TYPES}");
+        return Ok(());
+    };
+    let written = out
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(out, JS_KIT_TYPES));
+    written.map_err(|e| Failure::Error(format!("cannot write {}: {e}", out.display())))?;
+    eprintln!("wrote the kit's types to {}", out.display());
+    Ok(())
 }
 
 fn install(cache: &Path, engine: Option<EngineArg>) -> Result<(), Failure> {
