@@ -381,3 +381,72 @@ async fn the_typescript_module_installs_its_packages_and_stacks_name_its_lines()
     assert!(!stack.contains("greet.js"), "{stack}");
     drop(server);
 }
+
+/// The first column of `sql`'s rows on the SQLite file `file`, as JSON (read with
+/// Python's sqlite3, which this test needs anyway).
+fn sqlite_column(file: &Path, sql: &str) -> Value {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             print(json.dumps([r[0] for r in c.execute(sys.argv[2])]))",
+        ])
+        .arg(file)
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_python_module_commits_its_insert_and_rolls_it_back_on_an_exception() {
+    if !have("python3", "Python 3") {
+        return;
+    }
+    let scratch = support::Scratch::new("python-module");
+    copy_without_packages(
+        &repo().join("examples/modules/python"),
+        &scratch.join("modules/python"),
+    );
+    let file = scratch.join("warren.db");
+    let db = format!("sqlite://{}", file.display());
+    let store = Store::open(&db).await.unwrap();
+    let server = serve(&db, &scratch.join("modules"), &store, "pydemo:ping").await;
+    let ping = |data: Value| NewTask::new("pydemo:ping".parse().unwrap(), data);
+
+    let ok = store.schedule(ping(json!({"ping": 7}))).await.unwrap();
+    let outcome = store
+        .wait(ok, Duration::from_secs(300), WaitFor::Finished)
+        .await
+        .unwrap();
+    assert_eq!(outcome.state, TaskState::Completed, "{outcome:?}\n{}", server.log());
+    assert_eq!(outcome.result, Some(json!({"pong": 7, "recorded": 1})));
+
+    let failing = store
+        .schedule(ping(json!({"ping": 8, "fail": true})))
+        .await
+        .unwrap();
+    let outcome = store
+        .wait(failing, Duration::from_secs(60), WaitFor::AnyOutcome)
+        .await
+        .unwrap();
+    assert_eq!((outcome.state, outcome.failures), (TaskState::Pending, 1), "{outcome:?}");
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some("RuntimeError: asked to fail after the insert")
+    );
+    let stack = store.describe(failing).await.unwrap().last_stack.unwrap();
+    // The raise is line 14 of tasks/ping.py; the kit's own frames are left out.
+    assert!(
+        stack.contains("File \"/python/tasks/ping.py\", line 14, in run_task"),
+        "{stack}"
+    );
+    assert!(!stack.contains("warren.py"), "{stack}");
+    // The failed run's insert was rolled back: only the completed task's row is there.
+    assert_eq!(
+        sqlite_column(&file, "SELECT value FROM pings ORDER BY value"),
+        json!([7])
+    );
+    drop(server);
+}

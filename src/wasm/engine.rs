@@ -3,6 +3,7 @@
 use super::cache::ComponentCache;
 use super::host::HostState;
 use super::js::JsToolkit;
+use super::python::PyToolkit;
 use super::WasmError;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,9 @@ pub struct EngineConfig {
     /// The JavaScript toolkit, for `.js` task code; `None`: [`JsToolkit::locate_in`]
     /// the cache folder (the embedded toolkit, installed under it on first use).
     pub js: Option<JsToolkit>,
+    /// The Python toolkit, for `.py` task code; `None`: the embedded one, installed
+    /// under the cache folder on first use.
+    pub python: Option<PyToolkit>,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +48,7 @@ impl Default for EngineConfig {
             max_memory_bytes: 1 << 30,
             pool_instances: 128,
             js: None,
+            python: None,
         }
     }
 }
@@ -107,6 +112,7 @@ pub struct WasmEngine {
     pub(crate) linker: Linker<HostState>,
     pub(crate) cache: ComponentCache,
     pub(crate) js: Option<JsToolkit>,
+    pub(crate) python: Option<PyToolkit>,
     pooled: bool,
     vm_slots: u32,
     ticker_stop: Arc<AtomicBool>,
@@ -171,6 +177,9 @@ impl WasmEngine {
             js: settings
                 .js
                 .or_else(|| cache_dir.as_deref().map(JsToolkit::locate_in)),
+            python: settings
+                .python
+                .or_else(|| cache_dir.as_deref().map(PyToolkit::embedded)),
             cache: ComponentCache::new(cache_dir),
             engine,
             linker,

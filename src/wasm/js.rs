@@ -73,7 +73,7 @@ impl JsToolkit {
     }
 
     fn failed(&self, entry: &Path, message: impl ToString) -> WasmError {
-        WasmError::JsCompile {
+        WasmError::Compile {
             path: entry.display().to_string(),
             message: message.to_string(),
         }

@@ -21,6 +21,7 @@ mod host;
 mod in_flight;
 mod js;
 mod module_packages;
+mod python;
 mod source_map;
 mod toolkit;
 mod trust;
@@ -34,6 +35,7 @@ pub use engine::{
 };
 pub use host::{LogLine, TaskDb};
 pub use js::{is_task_source, JsEngine, JsToolkit};
+pub use python::{is_python_source, python_toolkit_spec, PyToolkit};
 pub use source_map::{SourceMap, SourceMapError};
 pub use toolkit::{
     error_chain, installed_toolkits, toolkits_dir, Ensured, InstalledToolkit, KitFile, Requirement,
@@ -88,10 +90,11 @@ pub enum WasmError {
         #[source]
         source: WasmCause,
     },
-    /// JavaScript could not be compiled to a component.
+    /// Source code (JavaScript, TypeScript, Python) could not be compiled to a
+    /// component.
     #[error("compiling {path} to WebAssembly failed: {message}")]
-    JsCompile {
-        /// The JavaScript file.
+    Compile {
+        /// The source file.
         path: String,
         /// The compiler's message, or what is missing to run it.
         message: String,

@@ -76,13 +76,21 @@ impl WasmEngine {
         }
         let is_js = super::js::is_task_source(code);
         let bytes = if is_js {
-            let js = self.js.as_ref().ok_or_else(|| WasmError::JsCompile {
+            let js = self.js.as_ref().ok_or_else(|| WasmError::Compile {
                 path: code.display().to_string(),
                 message: "no JavaScript toolkit found: set WARREN_JS_KIT to the guest/js folder \
                           and run `npm ci` there"
                     .into(),
             })?;
             js.compile(code, module_dir, &self.cache)?
+        } else if super::python::is_python_source(code) {
+            let python = self.python.as_ref().ok_or_else(|| WasmError::Compile {
+                path: code.display().to_string(),
+                message: "no cache folder to install the Python toolkit in: set \
+                          WARREN_CACHE_DIR to a folder of your own"
+                    .into(),
+            })?;
+            python.compile(code, module_dir, &self.cache)?
         } else {
             std::fs::read(&real).map_err(|e| unreadable(e.to_string(), Some(e)))?
         };

@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use warren::moduledef::{load_modules_dir, LoadOptions, ModuleDefinition, MODULE_DEFINITION_FILE};
-use warren::wasm::{EngineConfig, JsToolkit, ToolkitState, WasmEngine};
+use warren::wasm::{
+    python_toolkit_spec, ComponentCache, EngineConfig, JsToolkit, Toolkit, ToolkitState, WasmEngine,
+};
 
 /// One piece of task code to build.
 struct Unit {
@@ -65,7 +67,14 @@ pub fn run(dir: &Path) -> Result<(), Failure> {
         WasmEngine::new(EngineConfig::default()).map_err(|e| Failure::Error(e.to_string()))?;
     let all: Vec<Unit> = modules.iter().flat_map(units).collect();
     if all.iter().any(|u| warren::wasm::is_task_source(&u.code)) {
-        install_toolkit();
+        if let Some(toolkit) = JsToolkit::locate().and_then(|kit| kit.embedded) {
+            install_toolkit(&toolkit, "npm ci");
+        }
+    }
+    if all.iter().any(|u| warren::wasm::is_python_source(&u.code)) {
+        if let Some(cache) = ComponentCache::default_dir() {
+            install_toolkit(&Toolkit::new(python_toolkit_spec(), &cache), "pip");
+        }
     }
     let width = all.len().to_string().len();
     let mut failed = 0;
@@ -115,21 +124,16 @@ pub fn run(dir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Installs the embedded JavaScript toolkit (the one the engine uses) unless it is
-/// installed, saying so: the first build on a machine spends most of its time here.
-/// A failure is reported; each JavaScript file then fails with the reason.
-fn install_toolkit() {
-    let Some(kit) = JsToolkit::locate() else {
-        return;
-    };
-    let Some(toolkit) = &kit.embedded else {
-        return;
-    };
+/// Installs an embedded toolkit (one the engine uses) unless it is installed, saying
+/// so (`how`: the installer it runs): the first build on a machine spends most of its
+/// time here. A failure is reported; each file that needs it then fails with the
+/// reason.
+fn install_toolkit(toolkit: &Toolkit, how: &str) {
     if toolkit.state() == ToolkitState::Installed {
         return;
     }
     print!(
-        "installing {} into {} (npm ci, once) … ",
+        "installing {} into {} ({how}, once) … ",
         toolkit.spec().title,
         toolkit.dir().display()
     );
