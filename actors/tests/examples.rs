@@ -395,7 +395,11 @@ fn sqlite_column(file: &Path, sql: &str) -> Value {
         .arg(sql)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -420,7 +424,12 @@ async fn the_python_module_commits_its_insert_and_rolls_it_back_on_an_exception(
         .wait(ok, Duration::from_secs(300), WaitFor::Finished)
         .await
         .unwrap();
-    assert_eq!(outcome.state, TaskState::Completed, "{outcome:?}\n{}", server.log());
+    assert_eq!(
+        outcome.state,
+        TaskState::Completed,
+        "{outcome:?}\n{}",
+        server.log()
+    );
     assert_eq!(outcome.result, Some(json!({"pong": 7, "recorded": 1})));
 
     let failing = store
@@ -431,7 +440,11 @@ async fn the_python_module_commits_its_insert_and_rolls_it_back_on_an_exception(
         .wait(failing, Duration::from_secs(60), WaitFor::AnyOutcome)
         .await
         .unwrap();
-    assert_eq!((outcome.state, outcome.failures), (TaskState::Pending, 1), "{outcome:?}");
+    assert_eq!(
+        (outcome.state, outcome.failures),
+        (TaskState::Pending, 1),
+        "{outcome:?}"
+    );
     assert_eq!(
         outcome.error.as_deref(),
         Some("RuntimeError: asked to fail after the insert")

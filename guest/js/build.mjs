@@ -143,7 +143,34 @@ function runCompiler(cmd, cwd) {
   });
 }
 
-/// Whether the task is bundled with esbuild first (see the head of this file).
+// The files a bundle may take, by extension, with esbuild's loader for each; Warren's
+// compile cache key hashes the same kinds (src/wasm/js.rs, is_source).
+const LOADERS = { '.js': 'js', '.mjs': 'js', '.cjs': 'js', '.ts': 'ts', '.mts': 'ts', '.cts': 'ts', '.json': 'json' };
+
+// The module's own tsconfig.json (esbuild would otherwise use one from a folder above
+// the module, which the compile cache's key does not cover), refused when it extends a
+// file outside the module folder; `null` (after saying why) when it does.
+function tsconfigOption() {
+  const own = path.join(root, 'tsconfig.json');
+  if (!fs.existsSync(own)) return { tsconfigRaw: '{}' };
+  const text = fs.readFileSync(own, 'utf8');
+  for (const match of text.matchAll(/"extends"\s*:\s*(\[[^\]]*\]|"[^"]*")/g)) {
+    for (const name of match[1].matchAll(/"([^"]*)"/g)) {
+      const target = path.resolve(root, name[1]);
+      if (!name[1].startsWith('.') || !fs.existsSync(target) || !isInsideRoot(fs.realpathSync(target))) {
+        process.stderr.write(`build.mjs: ${own}: "extends" names ${name[1]}, which is not a file inside the module folder\n`);
+        return null;
+      }
+    }
+  }
+  return { tsconfig: own };
+}
+
+function isInsideRoot(file) {
+  return file === root || file.startsWith(root + path.sep);
+}
+
+// Whether the task is bundled with esbuild first (see the head of this file).
 function wantsBundle() {
   return /\.[mc]?ts$/.test(entry) || fs.existsSync(path.join(root, 'package.json'));
 }
@@ -158,30 +185,44 @@ async function bundle(bundleFile, rootName) {
     process.stderr.write(`build.mjs: esbuild is not installed (${e.message}); run: npm ci --prefix ${KIT_DIR}\n`);
     return null;
   }
+  // Every file the bundle takes is checked where it is loaded, so no way of naming it
+  // (a resolved import, a glob of a dynamic import, a link) can reach past the module
+  // folder, and only the kinds of files Warren hashes into the compile cache's key are
+  // read. Source map comments are dropped: esbuild would read the map they name.
   const inside = {
     name: 'warren-inside-root',
     setup(build) {
       build.onResolve({ filter: /^warren$/ }, () => ({ path: 'warren', external: true }));
-      build.onResolve({ filter: /.*/ }, async (args) => {
-        if (args.pluginData === 'resolving') return undefined;
-        const found = await build.resolve(args.path, {
-          kind: args.kind,
-          importer: args.importer,
-          resolveDir: args.resolveDir,
-          pluginData: 'resolving',
-        });
-        if (found.errors.length > 0 || found.external) return found;
-        const real = fs.realpathSync(found.path);
-        if (real !== root && !real.startsWith(root + path.sep)) {
-          return { errors: [{ text: `'${args.path}' resolves to ${real}, outside the module folder ${root}` }] };
+      build.onLoad({ filter: /.*/ }, (args) => {
+        if (args.namespace !== 'file') {
+          return { errors: [{ text: `${args.path}: only files of the module folder can be imported` }] };
         }
-        return found;
+        let real;
+        try {
+          real = fs.realpathSync(args.path);
+        } catch (e) {
+          return { errors: [{ text: `${args.path}: ${e.message}` }] };
+        }
+        if (!isInsideRoot(real)) {
+          return { errors: [{ text: `${args.path} (${real}) is outside the module folder ${root}` }] };
+        }
+        const loader = LOADERS[path.extname(real)];
+        if (loader === undefined) {
+          return {
+            errors: [{ text: `${args.path}: only ${Object.keys(LOADERS).join(', ')} files can be imported by task code` }],
+          };
+        }
+        const text = fs.readFileSync(real, 'utf8').replace(/^[ \t]*\/\/[#@][ \t]*sourceMappingURL=.*$/gm, '');
+        return { contents: text, loader, resolveDir: path.dirname(args.path) };
       });
     },
   };
+  const tsconfig = tsconfigOption();
+  if (tsconfig === null) return null;
   let result;
   try {
     result = await esbuild.build({
+      ...tsconfig,
       entryPoints: [entry],
       absWorkingDir: root,
       bundle: true,
@@ -211,6 +252,9 @@ async function bundle(bundleFile, rootName) {
   map.sources = map.sources.map((s) => {
     const file = path.resolve(mapDir, s);
     const rel = path.relative(root, file).split(path.sep).join('/');
+    // Every loaded file was checked to be inside the root; a source outside it would
+    // be a bug here, not a name to show.
+    if (rel.startsWith('..')) throw new Error(`source map names ${s}, outside the module folder`);
     return `/${rootName}/${rel}`;
   });
   delete map.sourceRoot;

@@ -117,9 +117,7 @@ impl PyToolkit {
             path: entry.display().to_string(),
             message,
         };
-        self.toolkit
-            .ensure()
-            .map_err(|e| failed(error_chain(&e)))?;
+        self.toolkit.ensure().map_err(|e| failed(error_chain(&e)))?;
         let key = self.key(entry, root).map_err(|e| failed(e.to_string()))?;
         cache.built(&format!("py-{key}.wasm"), &key, || {
             self.build(entry, root).map_err(failed)

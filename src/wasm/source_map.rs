@@ -107,23 +107,34 @@ impl SourceMap {
     }
 
     /// `stack` with every `FILE:LINE:COL` (or `FILE:LINE`) of the generated file (the
-    /// map's `file`, as stacks name it) replaced by its original place; as it is when
-    /// the map names no file.
+    /// map's `file`) replaced by its original place; as it is when the map names no
+    /// file. QuickJS names the file with a leading `/` (`at f (/m/tasks/x.js:3:9)`),
+    /// StarlingMonkey without (`f@m/tasks/x.js:3:9`): both are found.
     pub fn rewrite(&self, stack: &str) -> String {
         match &self.file {
-            Some(file) => self.rewrite_stack(stack, file),
+            Some(file) => self.rewrite_stack(stack, file.trim_start_matches('/')),
             None => stack.to_string(),
         }
     }
 
     /// `stack` with every `FILE:LINE:COL` (or `FILE:LINE`) whose file is `generated`
-    /// replaced by its original place.
+    /// (after `@`, `(`, a space or a line start, and an optional `/`) replaced by its
+    /// original place.
     fn rewrite_stack(&self, stack: &str, generated: &str) -> String {
         let mut out = String::with_capacity(stack.len());
         let mut rest = stack;
         while let Some(at) = rest.find(generated) {
             let after = &rest[at + generated.len()..];
-            let Some((line, column, used)) = position_after(after) else {
+            // The file's whole name: a delimiter, at most one '/', then `generated`.
+            let before = &rest[..at];
+            let starts_name = before
+                .strip_suffix('/')
+                .unwrap_or(before)
+                .chars()
+                .next_back()
+                .is_none_or(|c| matches!(c, '@' | '(' | ' ' | '\n'));
+            let position = position_after(after).filter(|_| starts_name);
+            let Some((line, column, used)) = position else {
                 out.push_str(&rest[..at + generated.len()]);
                 rest = after;
                 continue;
@@ -270,6 +281,16 @@ mod tests {
             "Error: x\n    at run (/m/a.ts:3:3)\n    at other (/elsewhere.js:1:1)\n    at <anonymous> (/m/b.ts:10:1)\n"
         );
         assert_eq!(map.rewrite("at (/m/tasks/x.js:1:1)"), "at (/m/a.ts:1:1)");
+        // StarlingMonkey's frames name the file without its leading '/'.
+        assert_eq!(
+            map.rewrite("run@m/tasks/x.js:1:6\nf@m/tasks/x.js:2:3\n"),
+            "run@/m/a.ts:3:3\nf@/m/b.ts:10:1\n"
+        );
+        // A longer name that ends with the generated one is another file.
+        assert_eq!(
+            map.rewrite("at (/other/m/tasks/x.js:1:1)"),
+            "at (/other/m/tasks/x.js:1:1)"
+        );
         // A name without a position, or a position outside the map, stays as it is.
         assert_eq!(
             map.rewrite_stack("at /m/tasks/x.js", "/m/tasks/x.js"),

@@ -113,7 +113,51 @@ describe('bundling', () => {
     });
     const { status, stderr } = build(root, 'tasks/t.ts');
     assert.equal(status, 1);
-    assert.match(stderr, /resolves to .*secret\/data\.ts, outside the module folder/);
+    assert.match(stderr, /secret\/data\.ts\) is outside the module folder/);
+  });
+
+  it('a glob of a dynamic import cannot reach past the module folder', () => {
+    module('globbed', { 'secret.txt': 'the secret\n', 'secret.ts': 'export default 42;\n' });
+    const root = module('glob', {
+      'tasks/t.ts': "export const runTask = async (n: string) => (await import(`../../globbed/secr${n}`)).default;\n",
+    });
+    const { status, stderr, out } = build(root, 'tasks/t.ts');
+    assert.equal(status, 1);
+    assert.match(stderr, /is outside the module folder/);
+    assert.equal(fs.existsSync(out), false);
+  });
+
+  it('only the kinds of files the cache key covers can be imported', () => {
+    const root = module('text', {
+      'notes.txt': 'hello\n',
+      'tasks/t.ts': "import notes from '../notes.txt';\nexport const runTask = () => notes;\n",
+    });
+    const { status, stderr } = build(root, 'tasks/t.ts');
+    assert.equal(status, 1);
+    assert.match(stderr, /notes\.txt: only \.js, \.mjs, \.cjs, \.ts, \.mts, \.cts, \.json files can be imported/);
+  });
+
+  it('a source map comment does not make esbuild read a file outside the module', () => {
+    module('maps', { 'evil.map': JSON.stringify({ version: 3, sources: ['/etc/shadow'], mappings: 'AAAA' }) });
+    const root = module('mapped', {
+      'tasks/t.js': "import { defineTask } from 'warren';\nexport const runTask = defineTask((t, ctx) => ctx.resolveByCompletion(1));\n//# sourceMappingURL=../../maps/evil.map\n",
+      'package.json': '{"name": "mapped", "private": true}',
+    });
+    const { status, stderr, out } = build(root, 'tasks/t.js');
+    assert.equal(status, 0, stderr);
+    const map = JSON.parse(customSection(out, 'warren:source-map'));
+    assert.deepEqual(map.sources, ['/mapped/tasks/t.js']);
+  });
+
+  it('a tsconfig.json that extends a file outside the module is refused', () => {
+    module('shared', { 'tsconfig.base.json': '{}' });
+    const root = module('extends', {
+      'tsconfig.json': '{"extends": "../shared/tsconfig.base.json"}',
+      'tasks/t.ts': "export const runTask = () => 1;\n",
+    });
+    const { status, stderr } = build(root, 'tasks/t.ts');
+    assert.equal(status, 1);
+    assert.match(stderr, /"extends" names \.\.\/shared\/tsconfig\.base\.json, which is not a file inside the module folder/);
   });
 
   it('a missing package is named', () => {

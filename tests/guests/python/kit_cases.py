@@ -1,0 +1,83 @@
+"""One Python task exercising the kit, case by case (task.data["case"]); see
+tests/python_guest.rs."""
+
+from datetime import datetime, timedelta, timezone
+
+from warren import HostError, define_task
+
+runs = 0
+
+
+def host_calls(task, ctx):
+    ctx.execute("CREATE TABLE IF NOT EXISTS py_effects (task_id BIGINT, note TEXT)")
+    inserted = ctx.execute("INSERT INTO py_effects (task_id, note) VALUES ($1, $2)", [task.id, "host"])
+    rows = ctx.query("SELECT task_id, note FROM py_effects WHERE task_id = $1", [task.id])
+    try:
+        ctx.execute("SELECT * FROM no_such_table")
+        bad = None
+    except HostError as e:
+        bad = str(e)
+    try:
+        ctx.schedule_task("guests:child", {}, colour="red")
+        unknown = None
+    except TypeError as e:
+        unknown = str(e)
+    child = ctx.schedule_task("guests:child", {"from": task.id}, priority="background")
+    before = ctx.get_metadata("Py-Key")
+    ctx.set_metadata("py-key", "v")
+    return {
+        "inserted": inserted,
+        "rows": rows,
+        "bad": bad,
+        "unknown": unknown,
+        "child": child,
+        "meta_before": before,
+        "meta_after": ctx.get_metadata("PY-KEY"),
+    }
+
+
+@define_task
+def run_task(task, ctx):
+    global runs
+    runs += 1
+    case = task.data["case"]
+    if case == "echo":
+        ctx.resolve_by_completion(
+            {
+                "data": task.data,
+                "raw": task.raw_data,
+                "aux": task.aux_data,
+                "id": task.id,
+                "type": task.type,
+                "failures": task.failures,
+                "iteration": task.iteration,
+                "now_ms": ctx.now_ms(),
+                "now": ctx.now().isoformat(),
+                "runs": runs,
+            }
+        )
+    elif case == "twice":
+        ctx.resolve_by_completion(1)
+        ctx.resolve_by_completion(2)
+    elif case == "none":
+        ctx.log("returning without a resolution", "warn")
+    elif case == "raise":
+        ctx.execute("INSERT INTO guest_effects (task_id, note) VALUES ($1, $2)", [task.id, "raised"])
+        raise ValueError("deliberate failure")
+    elif case == "host":
+        ctx.resolve_by_completion(host_calls(task, ctx))
+    elif case == "permanent":
+        ctx.resolve_by_permanent_failure("bad input", {"partial": 1})
+    elif case == "cancel":
+        ctx.resolve_by_cancellation(RuntimeError("not wanted"))
+    elif case == "restart":
+        ctx.resolve_by_restart(ctx.now_ms() + 60_000, new_data={"case": "echo"})
+    elif case == "snooze":
+        ctx.resolve_by_snooze(ctx.now() + timedelta(minutes=5))
+    elif case == "retry_at":
+        ctx.resolve_by_temporary_failure("later", next_retry=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    elif case == "spin":
+        while True:
+            pass
+    else:
+        ctx.resolve_by_permanent_failure(f"unknown case {case!r}")
