@@ -1,12 +1,15 @@
 //! Cost of running task code in a WebAssembly VM, without a database.
 //!
-//! The guest is the JavaScript example task `demo:ping`
-//! (`examples/modules/demo/tasks/ping.js`, module folder `examples/modules/demo`): data
-//! `{"ping":42}` completes with `{"pong":42}`. Every run uses `TaskDb::None`, a 30 s
-//! timeout and a fresh `KillSwitch`, so only the VM is measured. Measurements:
+//! Two guests, measured the same way one after the other: the JavaScript example task
+//! `demo:ping` (`examples/modules/demo/tasks/ping.js`, module folder
+//! `examples/modules/demo`), and its Python twin (`benches/guests/ping.py`, compiled
+//! with componentize-py; its measurements are prefixed `py_`). Data `{"ping":42}`
+//! completes with `{"pong":42}`. Every run uses `TaskDb::None`, a 30 s timeout and a
+//! fresh `KillSwitch`, so only the VM is measured. Measurements:
 //!
-//! - `js_build`: JavaScript → component, i.e. `JsToolkit::compile` (`node build.mjs`,
-//!   QuickJS), into a fresh, empty cache folder;
+//! - `js_build` (`py_build`): source → component, i.e. `JsToolkit::compile` (`node
+//!   build.mjs`, QuickJS) or `PyToolkit::compile` (componentize-py), into a fresh,
+//!   empty cache folder;
 //! - `cold_load`: the first `WasmEngine::load` after that: the JavaScript stage is found
 //!   in the cache, the component is compiled by cranelift and written to the cache
 //!   (includes hashing the inputs, serializing and `instantiate_pre`);
@@ -23,9 +26,11 @@
 //! the default one (pooling allocator when it can be reserved) and the VMs run on a
 //! multi-thread tokio runtime.
 //!
-//! Run: `cargo bench --bench vm` (needs Node.js 18 or later and npm: the JavaScript
-//! toolkit embedded in warren is installed under the tests' cache folder (`warren_testkit::test_cache_dir`) first).
-//! `WARREN_BENCH_QUICK=1` runs far fewer iterations (a smoke test, not figures).
+//! Run: `cargo bench --bench vm` (needs Node.js 18 or later and npm, and Python 3.9 or
+//! later with pip: the toolkits embedded in warren are installed under the tests' cache
+//! folder (`warren_testkit::test_cache_dir`) first; without `python3` the Python guest
+//! is skipped, saying so). `WARREN_BENCH_QUICK=1` runs far fewer iterations (a smoke
+//! test, not figures); `WARREN_BENCH_GUESTS=js` or `=py` measures one guest.
 
 use serde_json::{json, Value};
 use std::error::Error;
@@ -35,8 +40,8 @@ use std::time::{Duration, Instant};
 use warren::clock::{SharedClock, SystemClock};
 use warren::task::{Resolution, TaskId};
 use warren::wasm::{
-    EngineConfig, JsToolkit, KillSwitch, RunEnd, TaskCode, TaskDb, TaskInput, TaskVm, VmLimits,
-    WasmEngine,
+    EngineConfig, JsToolkit, KillSwitch, PyToolkit, RunEnd, TaskCode, TaskDb, TaskInput, TaskVm,
+    VmLimits, WasmEngine,
 };
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -85,12 +90,12 @@ impl Sizes {
 
 /// Timings of one measurement, sorted.
 struct Measurement {
-    name: &'static str,
+    name: String,
     samples: Vec<Duration>,
 }
 
 impl Measurement {
-    fn new(name: &'static str, mut samples: Vec<Duration>) -> Measurement {
+    fn new(name: String, mut samples: Vec<Duration>) -> Measurement {
         samples.sort();
         Measurement { name, samples }
     }
@@ -189,36 +194,50 @@ fn check(end: &RunEnd) -> BenchResult<()> {
     }
 }
 
-fn record(out: &mut Vec<Measurement>, name: &'static str, samples: Vec<Duration>) {
+fn record(out: &mut Vec<Measurement>, name: String, samples: Vec<Duration>) {
     let m = Measurement::new(name, samples);
     println!("{}", m.json_line());
     out.push(m);
+}
+
+/// Builds a guest's source into the engine's cache: (engine, entry, module folder).
+type BuildSource = Box<dyn Fn(&WasmEngine, &Path, &Path) -> BenchResult<()>>;
+
+/// One guest to measure: its task code, how its source is built, and the prefix of its
+/// measurements' names (`""` for JavaScript, whose names predate the others).
+struct Guest {
+    prefix: &'static str,
+    entry: std::path::PathBuf,
+    module_dir: std::path::PathBuf,
+    build: BuildSource,
+    build_name: &'static str,
+    cold: usize,
 }
 
 /// Cold compiles into an emptied cache folder, then loads from the warm cache.
 /// Returns the code as loaded from the cache.
 fn compile_and_load(
     engine: &WasmEngine,
-    kit: &JsToolkit,
-    entry: &Path,
-    module_dir: &Path,
+    guest: &Guest,
     sizes: Sizes,
     out: &mut Vec<Measurement>,
 ) -> BenchResult<Arc<TaskCode>> {
+    let (entry, module_dir) = (guest.entry.as_path(), guest.module_dir.as_path());
+    let name = |what: &str| format!("{}{what}", guest.prefix);
     let cache = engine
         .cache()
         .dir()
         .ok_or("the benchmark needs a disk cache folder")?
         .to_path_buf();
-    let (mut js_build, mut cold_load) = (Vec::new(), Vec::new());
-    for _ in 0..sizes.cold {
+    let (mut build, mut cold_load) = (Vec::new(), Vec::new());
+    for _ in 0..guest.cold {
         if cache.exists() {
             std::fs::remove_dir_all(&cache)?;
         }
         engine.cache().forget_loaded();
         let started = Instant::now();
-        kit.compile(entry, module_dir, engine.cache())?;
-        js_build.push(started.elapsed());
+        (guest.build)(engine, entry, module_dir)?;
+        build.push(started.elapsed());
         let started = Instant::now();
         let code = engine.load(TASK_TYPE, entry, module_dir)?;
         cold_load.push(started.elapsed());
@@ -226,8 +245,8 @@ fn compile_and_load(
             return Err("the cold load came from the cache".into());
         }
     }
-    record(out, "js_build", js_build);
-    record(out, "cold_load", cold_load);
+    record(out, guest.build_name.into(), build);
+    record(out, name("cold_load"), cold_load);
 
     let mut cache_load = Vec::new();
     let mut code = None;
@@ -241,7 +260,7 @@ fn compile_and_load(
         }
         code = Some(loaded);
     }
-    record(out, "cache_load", cache_load);
+    record(out, name("cache_load"), cache_load);
     code.ok_or_else(|| "no cache loads".into())
 }
 
@@ -250,7 +269,9 @@ async fn run_vms(
     engine: Arc<WasmEngine>,
     code: Arc<TaskCode>,
     sizes: Sizes,
+    prefix: &'static str,
 ) -> BenchResult<Vec<Measurement>> {
+    let name = |what: &str| format!("{prefix}{what}");
     let clock: SharedClock = Arc::new(SystemClock);
     let limits = VmLimits {
         max_runs: u32::MAX,
@@ -280,10 +301,10 @@ async fn run_vms(
         fresh_call.push(called - started);
         drop_vm.push(dropped - called);
     }
-    record(&mut out, "instantiate", instantiate);
-    record(&mut out, "first_call", first_call);
-    record(&mut out, "fresh_call", fresh_call);
-    record(&mut out, "drop_vm", drop_vm);
+    record(&mut out, name("instantiate"), instantiate);
+    record(&mut out, name("first_call"), first_call);
+    record(&mut out, name("fresh_call"), fresh_call);
+    record(&mut out, name("drop_vm"), drop_vm);
 
     let mut vm = TaskVm::new(&engine, code, limits, clock).await?;
     let mut warm_call = Vec::with_capacity(sizes.warm);
@@ -300,7 +321,7 @@ async fn run_vms(
     if !vm.is_reusable() || vm.runs() as usize != sizes.warmup + sizes.warm {
         return Err(format!("the reused VM was retired or miscounted: {vm:?}").into());
     }
-    record(&mut out, "warm_call", warm_call);
+    record(&mut out, name("warm_call"), warm_call);
     Ok(out)
 }
 
@@ -344,42 +365,87 @@ fn print_table(rows: &[Measurement], ratios: &[Ratio]) {
     }
 }
 
+/// Whether `python3` runs (the Python guest is skipped without it).
+fn have_python() -> bool {
+    std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn main() -> BenchResult<()> {
     let sizes = Sizes::from_env();
     let root = warren_testkit::repo();
-    let module_dir = root.join("examples/modules/demo");
-    let entry = module_dir.join("tasks/ping.js");
-    // The toolkit the tests install (or $WARREN_JS_KIT), installed before anything is
-    // timed: js_build measures compiles, not the one-off install.
+    let which = std::env::var("WARREN_BENCH_GUESTS").unwrap_or_else(|_| "js,py".into());
+    // The toolkits the tests install (or $WARREN_JS_KIT), installed before anything is
+    // timed: the builds measure compiles, not the one-off installs.
     let kit = JsToolkit::locate_in(&warren_testkit::test_cache_dir());
     kit.prepare()?;
+    let python = PyToolkit::embedded(&warren_testkit::test_cache_dir());
+    let mut guests = Vec::new();
+    if which.split(',').any(|g| g == "js") {
+        let js = kit.clone();
+        guests.push(Guest {
+            prefix: "",
+            entry: root.join("examples/modules/demo/tasks/ping.js"),
+            module_dir: root.join("examples/modules/demo"),
+            build: Box::new(move |engine, entry, dir| {
+                js.compile(entry, dir, engine.cache())?;
+                Ok(())
+            }),
+            build_name: "js_build",
+            cold: sizes.cold,
+        });
+    }
+    if which.split(',').any(|g| g == "py") {
+        if have_python() {
+            let py = python.clone();
+            guests.push(Guest {
+                prefix: "py_",
+                entry: root.join("benches/guests/ping.py"),
+                module_dir: root.join("benches/guests"),
+                build: Box::new(move |engine, entry, dir| {
+                    py.compile(entry, dir, engine.cache())?;
+                    Ok(())
+                }),
+                build_name: "py_build",
+                // A Python build takes seconds: two samples.
+                cold: sizes.cold.min(2),
+            });
+        } else {
+            eprintln!("vm bench: python3 cannot be run: the Python guest is skipped");
+        }
+    }
     let tmp = warren_testkit::Scratch::new("bench-vm");
     let engine = Arc::new(WasmEngine::new(EngineConfig {
         cache_dir: Some(tmp.join("cache")),
         js: Some(kit.clone()),
+        python: Some(python),
         ..EngineConfig::default()
     })?);
     eprintln!(
-        "vm bench: {TASK_TYPE} ({}), pooled: {}, cache: {}, {sizes:?}",
-        entry.display(),
+        "vm bench: {TASK_TYPE}, pooled: {}, cache: {}, {sizes:?}",
         engine.is_pooled(),
         engine
             .cache()
             .dir()
             .map_or("none (memory only)".into(), |d| d.display().to_string())
     );
-
-    let mut rows = Vec::new();
-    let code = compile_and_load(&engine, &kit, &entry, &module_dir, sizes, &mut rows)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let vm_rows = runtime.block_on(async {
-        tokio::spawn(run_vms(engine.clone(), code, sizes))
-            .await
-            .map_err(|e| -> Box<dyn Error + Send + Sync> { e.into() })?
-    })?;
-    rows.extend(vm_rows);
+    let mut rows = Vec::new();
+    for guest in &guests {
+        eprintln!("vm bench: {}", guest.entry.display());
+        let code = compile_and_load(&engine, guest, sizes, &mut rows)?;
+        let prefix = guest.prefix;
+        let vm_rows = runtime.block_on(async {
+            tokio::spawn(run_vms(engine.clone(), code, sizes, prefix))
+                .await
+                .map_err(|e| -> Box<dyn Error + Send + Sync> { e.into() })?
+        })?;
+        rows.extend(vm_rows);
+    }
 
     let median = |name: &str| {
         rows.iter()

@@ -1,4 +1,4 @@
-//! Python task code under the host: `tests/guests/python/kit_cases.py`, compiled with
+//! Python task code under the host: `tests/guests/py/kit_cases.py`, compiled with
 //! the Python toolkit warren carries (componentize-py, installed with pip under the
 //! tests' cache folder on first use), keeps the kit's rules (exactly one resolution;
 //! an exception is a temporary failure carrying the Python traceback; data with aux
@@ -18,13 +18,13 @@ use std::time::Duration;
 use support::{count, exec, Backend, TestDb};
 use warren::clock::SystemClock;
 use warren::store::{NewTask, ResolveOutcome, Store};
-use warren::task::{Priority, Resolution, RetryPolicy, TaskId, TaskState};
+use warren::task::{Priority, Resolution, TaskId, TaskState};
 use warren::wasm::{
     FailureCause, KillSwitch, RunEnd, TaskCode, TaskDb, TaskInput, TaskVm, VmLimits, WasmEngine,
 };
 
 fn module_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/guests/python")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/guests/py")
 }
 
 /// Whether Python can be used; under `CI=true` it must be.
@@ -121,7 +121,10 @@ async fn the_python_kit_keeps_the_resolution_rules() {
     let mut v = vm().await;
     let mut echo = input(json!({"case": "echo", "a": 1, "b": 1}));
     echo.aux_data = Some(json!({"b": 2}).to_string());
-    let r = completion(run(&mut v, echo).await);
+    let report = v.run(echo, TaskDb::None, None, KillSwitch::new()).await;
+    // What the module logged at build time is written at the instance's first run.
+    assert_eq!(report.logs[0].message, "kit_cases loaded at build time");
+    let r = completion(report.end);
     assert_eq!(r["data"], json!({"case": "echo", "a": 1, "b": 2}));
     assert_eq!(r["raw"], json!({"case": "echo", "a": 1, "b": 1}));
     assert_eq!(r["aux"], json!({"b": 2}));
@@ -134,8 +137,47 @@ async fn the_python_kit_keeps_the_resolution_rules() {
 
     let (error, _) = temporary(run(&mut v, input(json!({"case": "twice"}))).await);
     assert_eq!(error, "ResolutionError: a resolution was already selected");
-    let (error, _) = temporary(run(&mut v, input(json!({"case": "none"}))).await);
+    let report = v
+        .run(
+            input(json!({"case": "none"})),
+            TaskDb::None,
+            None,
+            KillSwitch::new(),
+        )
+        .await;
+    assert!(
+        report
+            .logs
+            .iter()
+            .any(|l| l.message == "returning without a resolution"),
+        "{:?}",
+        report.logs
+    );
+    let (error, _) = temporary(report.end);
     assert_eq!(error, "no resolution selected");
+    let (error, stack) = temporary(run(&mut v, input(json!({"case": "after"}))).await);
+    assert_eq!(error, "KeyError: 'after the resolution'");
+    assert!(stack.unwrap().contains("kit_cases.py"));
+    let (error, _) = temporary(run(&mut v, input(json!({"case": "unserialisable"}))).await);
+    assert_eq!(
+        error,
+        "TypeError: Object of type set is not JSON serializable"
+    );
+    assert_eq!(
+        resolution(run(&mut v, input(json!({"case": "far"}))).await),
+        Resolution::Snooze { at: i64::MAX },
+        "a time past u64 is the largest, not a trap"
+    );
+    let mut listed = input(json!({}));
+    listed.data = r#"[1, 2]"#.into();
+    listed.aux_data = Some(json!({"b": 2}).to_string());
+    match resolution(run(&mut v, listed).await) {
+        // A list is not merged with aux data; it has no "case" key either.
+        Resolution::TemporaryFailure { error, .. } => {
+            assert!(error.starts_with("TypeError: list indices"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
     match resolution(run(&mut v, input(json!({"case": "permanent"}))).await) {
         Resolution::PermanentFailure { error, result } => {
             assert_eq!(
@@ -178,7 +220,7 @@ async fn the_python_kit_keeps_the_resolution_rules() {
     }
     // The same VM served every run: its globals persisted.
     let r = completion(run(&mut v, input(json!({"case": "echo"}))).await);
-    assert_eq!(r["runs"], json!(9));
+    assert_eq!(r["runs"], json!(13));
 }
 
 #[tokio::test]
@@ -205,39 +247,71 @@ async fn a_python_task_that_never_returns_is_stopped_by_its_timeout() {
     assert!(!v.is_reusable(), "a timed-out VM is discarded");
 }
 
+#[tokio::test]
+async fn a_python_memory_hog_is_stopped_and_its_vm_discarded() {
+    if !have_python() {
+        return;
+    }
+    let limits = VmLimits {
+        memory_bytes: 96 << 20,
+        ..VmLimits::default()
+    };
+    let mut v = TaskVm::new(engine(), code(), limits, Arc::new(SystemClock))
+        .await
+        .expect("instantiate");
+    match run(&mut v, input(json!({"case": "hog"}))).await {
+        // CPython turns the refused growth into a MemoryError the kit reports, or the
+        // guest traps: either way the run fails and the VM is not used again.
+        RunEnd::Resolved(Resolution::TemporaryFailure { error, .. }) => {
+            assert!(error.starts_with("MemoryError"), "{error}")
+        }
+        RunEnd::Failed { cause, .. } => assert_eq!(cause, FailureCause::OutOfMemory),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !v.is_reusable(),
+        "a VM that hit its memory limit is discarded"
+    );
+}
+
+#[tokio::test]
+async fn python_builds_see_only_copies_and_refuse_shadowed_or_empty_task_modules() {
+    if !have_python() {
+        return;
+    }
+    let scratch = warren_testkit::Scratch::new("python-build");
+    let module = scratch.join("mod");
+    std::fs::create_dir_all(&module).unwrap();
+    let task = "from warren import define_task\n\n@define_task\ndef run_task(task, ctx):\n    ctx.resolve_by_completion(1)\n";
+    // A task module named like a standard library module would import that one.
+    std::fs::write(module.join("json.py"), task).unwrap();
+    std::fs::write(module.join("empty.py"), "x = 1\n").unwrap();
+    // The top level runs at build time, in folders it may write: the copies.
+    std::fs::write(
+        module.join("writer.py"),
+        format!("for folder in ('/0', '/1'):\n    open(folder + '/planted.txt', 'w').write('x')\n{task}"),
+    )
+    .unwrap();
+    let load = |file: &str| engine().load("guests:build", &module.join(file), &module);
+    let err = load("json.py").unwrap_err().to_string();
+    assert!(err.contains("is not the module folder's file"), "{err}");
+    let err = load("empty.py").unwrap_err().to_string();
+    assert!(err.contains("defines no task function"), "{err}");
+    load("writer.py").unwrap();
+    let toolkit = warren::wasm::PyToolkit::embedded(&support::test_cache_dir()).dir();
+    for dir in [module.as_path(), toolkit.as_path()] {
+        assert!(
+            !dir.join("planted.txt").exists(),
+            "{} was written to",
+            dir.display()
+        );
+    }
+}
+
 /// Claims the one due task and runs the Python guest on it with the run's
 /// transaction, applying the outcome as a runner does.
 async fn run_managed(store: &Store) -> ResolveOutcome {
-    let claimed = store
-        .claim("test-runner", &["default".to_string()], 1, 60_000)
-        .await
-        .unwrap()
-        .remove(0);
-    let task = &claimed.task;
-    let input = TaskInput {
-        id: task.id,
-        task_type: task.task_type.to_string(),
-        data: task.data.to_string(),
-        aux_data: None,
-        failures: task.failures as u32,
-        iteration: task.iterations as u32,
-    };
-    let run = store.begin_run(claimed).await.unwrap();
-    let report = vm()
-        .await
-        .run(
-            input,
-            TaskDb::Managed(run),
-            Some(Duration::from_secs(30)),
-            KillSwitch::new(),
-        )
-        .await;
-    let TaskDb::Managed(run) = report.db else {
-        panic!("the run comes back")
-    };
-    run.resolve(report.end.into_resolution(), RetryPolicy::default())
-        .await
-        .unwrap()
+    support::run_managed_on(store, vm().await).await
 }
 
 async fn python_sql_commits_with_the_run_and_rolls_back_on_an_exception(b: Backend) {
@@ -283,9 +357,14 @@ async fn python_sql_commits_with_the_run_and_rolls_back_on_an_exception(b: Backe
         .await
         .unwrap();
     assert_eq!(
-        (child.data, child.priority),
-        (json!({"from": id.0}), Priority::BACKGROUND)
+        (child.data, child.priority, child.timeout_ms),
+        (json!({"from": id.0}), Priority::BACKGROUND, 5_000)
     );
+    assert_eq!(
+        (child.not_before, child.aux_data),
+        (Some(1_893_456_000_000), Some(json!({"extra": true})))
+    );
+    assert_eq!(child.metadata, vec![("origin".into(), "python".into())]);
     assert_eq!(
         s.metadata(id, "PY-key").await.unwrap().as_deref(),
         Some("v")
@@ -305,7 +384,7 @@ async fn python_sql_commits_with_the_run_and_rolls_back_on_an_exception(b: Backe
     );
     let stack = t.last_stack.unwrap();
     assert!(
-        stack.contains("File \"/python/kit_cases.py\", line 66, in run_task"),
+        stack.contains("File \"/py/kit_cases.py\", line 75, in run_task"),
         "{stack}"
     );
     assert!(

@@ -328,37 +328,7 @@ async fn compiled_components_are_cached_on_disk() {
 /// Claims the one due task, runs `file` on it with the run's transaction, and applies
 /// the outcome as a runner does.
 async fn run_managed(store: &Store, file: &str) -> ResolveOutcome {
-    let claimed = store
-        .claim("test-runner", &["default".to_string()], 1, 60_000)
-        .await
-        .unwrap()
-        .remove(0);
-    let task = &claimed.task;
-    let input = TaskInput {
-        id: task.id,
-        task_type: task.task_type.to_string(),
-        data: task.data.to_string(),
-        aux_data: task.aux_data.as_ref().map(|v| v.to_string()),
-        failures: task.failures as u32,
-        iteration: task.iterations as u32,
-    };
-    let run = store.begin_run(claimed).await.unwrap();
-    let mut v = vm(file).await;
-    let report = v
-        .run(
-            input,
-            TaskDb::Managed(run),
-            Some(Duration::from_secs(30)),
-            KillSwitch::new(),
-        )
-        .await;
-    let TaskDb::Managed(run) = report.db else {
-        panic!("the run comes back")
-    };
-    let resolution = report.end.into_resolution();
-    run.resolve(resolution, RetryPolicy::default())
-        .await
-        .unwrap()
+    support::run_managed_on(store, vm(file).await).await
 }
 
 async fn effects_db(b: Backend) -> Option<TestDb> {

@@ -85,12 +85,7 @@ fn psycopg() -> PathBuf {
         title: "the Python example's packages (psycopg)".into(),
         files: example_files("python", &["requirements.txt"]),
         workdir: "python".into(),
-        requires: vec![Requirement {
-            program: "python3".into(),
-            what: "Python".into(),
-            min_major: 3,
-            hint: "install Python 3.9 or later with pip".into(),
-        }],
+        requires: vec![Requirement::python3("install Python 3.9 or later with pip")],
         install: vec![[
             "python3",
             "-m",
@@ -296,6 +291,49 @@ async fn python_schedules_with_the_documented_insert_on_sqlite() {
     drop(server);
 }
 
+/// A node serving `examples/modules/NAME` (copied without its packages into a scratch
+/// folder) on a fresh SQLite file, once it has registered `task_type`.
+struct ExampleNode {
+    scratch: support::Scratch,
+    file: PathBuf,
+    store: Store,
+    server: Server,
+}
+
+impl ExampleNode {
+    async fn start(name: &str, task_type: &str) -> ExampleNode {
+        let scratch = support::Scratch::new(&format!("{name}-module"));
+        copy_without_packages(
+            &repo().join("examples/modules").join(name),
+            &scratch.join("modules").join(name),
+        );
+        let file = scratch.join("warren.db");
+        let db = format!("sqlite://{}", file.display());
+        let store = Store::open(&db).await.unwrap();
+        let server = serve(&db, &scratch.join("modules"), &store, task_type).await;
+        ExampleNode {
+            scratch,
+            file,
+            store,
+            server,
+        }
+    }
+
+    /// Schedules `data` as a task of `task_type` and waits (up to `limit`) for `accept`.
+    async fn outcome(
+        &self,
+        task_type: &str,
+        data: Value,
+        limit: Duration,
+        accept: WaitFor,
+    ) -> (TaskId, warren::store::TaskOutcome) {
+        let task = NewTask::new(task_type.parse().unwrap(), data);
+        let id = self.store.schedule(task).await.unwrap();
+        let outcome = self.store.wait(id, limit, accept).await.unwrap();
+        (id, outcome)
+    }
+}
+
 /// Copies the folder `from` to `to`, leaving out `node_modules`.
 fn copy_without_packages(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -317,69 +355,63 @@ async fn the_typescript_module_installs_its_packages_and_stacks_name_its_lines()
     if !have("node", "Node.js") {
         return;
     }
-    let scratch = support::Scratch::new("typescript-module");
-    let module = scratch.join("modules/typescript");
-    copy_without_packages(&repo().join("examples/modules/typescript"), &module);
-    let file = scratch.join("warren.db");
-    let db = format!("sqlite://{}", file.display());
-    let store = Store::open(&db).await.unwrap();
-    let server = serve(&db, &scratch.join("modules"), &store, "tsdemo:greet").await;
-    let greet = |data: Value| NewTask::new("tsdemo:greet".parse().unwrap(), data);
+    let node = ExampleNode::start("typescript", "tsdemo:greet").await;
+    let greet = |data| {
+        node.outcome(
+            "tsdemo:greet",
+            data,
+            Duration::from_secs(180),
+            WaitFor::Finished,
+        )
+    };
 
-    let ok = store
-        .schedule(greet(json!({"name": "Ann", "email": "ann@example.com"})))
-        .await
-        .unwrap();
-    let outcome = store
-        .wait(ok, Duration::from_secs(180), WaitFor::Finished)
-        .await
-        .unwrap();
+    let (_, outcome) = greet(json!({"name": "Ann", "email": "ann@example.com"})).await;
     assert_eq!(
         outcome.state,
         TaskState::Completed,
         "{outcome:?}\n{}",
-        server.log()
+        node.server.log()
     );
     assert_eq!(
         outcome.result,
         Some(json!({"greeting": "Welcome, Ann (from example.com)!"}))
     );
     assert!(
-        module.join("node_modules/zod/package.json").is_file(),
+        node.scratch
+            .join("modules/typescript/node_modules/zod/package.json")
+            .is_file(),
         "the node installed the module's packages"
     );
 
-    let invalid = store
-        .schedule(greet(json!({"name": "", "email": "nope"})))
-        .await
-        .unwrap();
-    let outcome = store
-        .wait(invalid, Duration::from_secs(60), WaitFor::Finished)
-        .await
-        .unwrap();
+    let (_, outcome) = greet(json!({"name": "", "email": "nope"})).await;
     assert_eq!(outcome.state, TaskState::Failed, "{outcome:?}");
     let error = outcome.error.unwrap();
     assert!(error.starts_with("invalid sign-up: name: "), "{error}");
     assert!(error.contains("email: Invalid email"), "{error}");
 
-    let thrown = store
-        .schedule(greet(json!({"name": "throw", "email": "t@example.com"})))
-        .await
-        .unwrap();
-    let outcome = store
-        .wait(thrown, Duration::from_secs(60), WaitFor::AnyOutcome)
-        .await
-        .unwrap();
+    let (thrown, outcome) = node
+        .outcome(
+            "tsdemo:greet",
+            json!({"name": "throw", "email": "t@example.com"}),
+            Duration::from_secs(60),
+            WaitFor::AnyOutcome,
+        )
+        .await;
     assert_eq!(
         (outcome.state, outcome.failures),
         (TaskState::Pending, 1),
         "{outcome:?}"
     );
-    let stack = store.describe(thrown).await.unwrap().last_stack.unwrap();
+    let stack = node
+        .store
+        .describe(thrown)
+        .await
+        .unwrap()
+        .last_stack
+        .unwrap();
     // `throw new Error('asked to throw')` is line 19 of tasks/greet.ts.
     assert!(stack.contains("/typescript/tasks/greet.ts:19:"), "{stack}");
     assert!(!stack.contains("greet.js"), "{stack}");
-    drop(server);
 }
 
 /// The first column of `sql`'s rows on the SQLite file `file`, as JSON (read with
@@ -408,38 +440,31 @@ async fn the_python_module_commits_its_insert_and_rolls_it_back_on_an_exception(
     if !have("python3", "Python 3") {
         return;
     }
-    let scratch = support::Scratch::new("python-module");
-    copy_without_packages(
-        &repo().join("examples/modules/python"),
-        &scratch.join("modules/python"),
-    );
-    let file = scratch.join("warren.db");
-    let db = format!("sqlite://{}", file.display());
-    let store = Store::open(&db).await.unwrap();
-    let server = serve(&db, &scratch.join("modules"), &store, "pydemo:ping").await;
-    let ping = |data: Value| NewTask::new("pydemo:ping".parse().unwrap(), data);
-
-    let ok = store.schedule(ping(json!({"ping": 7}))).await.unwrap();
-    let outcome = store
-        .wait(ok, Duration::from_secs(300), WaitFor::Finished)
-        .await
-        .unwrap();
+    let node = ExampleNode::start("pydemo", "pydemo:ping").await;
+    let (_, outcome) = node
+        .outcome(
+            "pydemo:ping",
+            json!({"ping": 7}),
+            Duration::from_secs(300),
+            WaitFor::Finished,
+        )
+        .await;
     assert_eq!(
         outcome.state,
         TaskState::Completed,
         "{outcome:?}\n{}",
-        server.log()
+        node.server.log()
     );
     assert_eq!(outcome.result, Some(json!({"pong": 7, "recorded": 1})));
 
-    let failing = store
-        .schedule(ping(json!({"ping": 8, "fail": true})))
-        .await
-        .unwrap();
-    let outcome = store
-        .wait(failing, Duration::from_secs(60), WaitFor::AnyOutcome)
-        .await
-        .unwrap();
+    let (failing, outcome) = node
+        .outcome(
+            "pydemo:ping",
+            json!({"ping": 8, "fail": true}),
+            Duration::from_secs(60),
+            WaitFor::AnyOutcome,
+        )
+        .await;
     assert_eq!(
         (outcome.state, outcome.failures),
         (TaskState::Pending, 1),
@@ -449,17 +474,22 @@ async fn the_python_module_commits_its_insert_and_rolls_it_back_on_an_exception(
         outcome.error.as_deref(),
         Some("RuntimeError: asked to fail after the insert")
     );
-    let stack = store.describe(failing).await.unwrap().last_stack.unwrap();
+    let stack = node
+        .store
+        .describe(failing)
+        .await
+        .unwrap()
+        .last_stack
+        .unwrap();
     // The raise is line 14 of tasks/ping.py; the kit's own frames are left out.
     assert!(
-        stack.contains("File \"/python/tasks/ping.py\", line 14, in run_task"),
+        stack.contains("File \"/pydemo/tasks/ping.py\", line 14, in run_task"),
         "{stack}"
     );
     assert!(!stack.contains("warren.py"), "{stack}");
     // The failed run's insert was rolled back: only the completed task's row is there.
     assert_eq!(
-        sqlite_column(&file, "SELECT value FROM pings ORDER BY value"),
+        sqlite_column(&node.file, "SELECT value FROM pings ORDER BY value"),
         json!([7])
     );
-    drop(server);
 }

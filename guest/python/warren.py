@@ -19,15 +19,17 @@ snapshots the interpreter), so module-level code runs at build time, not per run
 host calls (the database, the log, the clock) are only possible inside a run.
 """
 
+import inspect
 import json
+import sys
 import traceback
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from componentize_py_types import Err
 from wit_world import WitWorld as _World
 from wit_world.imports import host, types
 
-__all__ = ["define_task", "Task", "Context", "LogLevel"]
+__all__ = ["define_task", "log", "Task", "Context", "LogLevel", "HostError", "ResolutionError"]
 
 
 class LogLevel:
@@ -47,9 +49,9 @@ _task_function = None
 _in_run = False
 
 # How file names in tracebacks are shown: componentize-py names each folder of the
-# module path by its position (``/0/``, ``/1/``, …); build.py tells the kit which one is
-# the kit's own (its frames are left out of stacks) and which is the module folder
-# (shown as ``/<module folder>/``, as JavaScript stacks show it).
+# module path by its position (``/0/``, ``/1/``); build.py tells the kit which one is the
+# kit's own (its frames are left out of stacks) and which holds the module folder's
+# files (shown as ``/<module folder>/``, as JavaScript stacks show it).
 _kit_prefix = None
 _module_prefix = None
 _module_shown = None
@@ -61,14 +63,34 @@ def _set_layout(kit_prefix, module_prefix, module_shown):
     _kit_prefix, _module_prefix, _module_shown = kit_prefix, module_prefix, module_shown
 
 
+_U64_MAX = 2**64 - 1
+
+
 def _to_json(value):
-    """JSON text of ``value``; what JSON cannot hold is refused with a TypeError."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """JSON text of ``value``; what JSON cannot hold is refused with a TypeError (a
+    set, a datetime) or a ValueError (NaN, text that is not valid Unicode)."""
+    return _checked(json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False), "JSON")
+
+
+def _checked(text, what):
+    """``text`` if it can cross to the host (valid UTF-8: no lone surrogates), else a
+    ValueError naming ``what``; crossing with it would trap."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{what} is not valid Unicode text: {e.reason} at {e.start}") from None
+    return text
+
+
+def _printable(text):
+    """``text`` with what cannot cross to the host replaced (for errors and logs,
+    which must not fail)."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _epoch_ms(when, what):
-    """Milliseconds since the epoch from a datetime or a number of ms (u64: never
-    negative)."""
+    """Milliseconds since the epoch from a datetime or a number of ms, within u64
+    (a time before 1970 means now; one past u64 is the largest)."""
     if isinstance(when, datetime):
         if when.tzinfo is None:
             raise TypeError(f"{what} must be a timezone-aware datetime (or ms since the epoch)")
@@ -79,22 +101,43 @@ def _epoch_ms(when, what):
         ms = int(when)
     else:
         raise TypeError(f"{what} must be a datetime or milliseconds since the epoch, not {type(when).__name__}")
-    return max(0, ms)
+    return min(max(0, ms), _U64_MAX)
+
+
+def _duration_ms(value, what):
+    """Milliseconds from a timedelta or a number of ms."""
+    if isinstance(value, timedelta):
+        return int(value.total_seconds() * 1000)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"{what} must be a timedelta or a number of milliseconds, not {type(value).__name__}")
 
 
 def _error_text(error):
-    """The text stored as a failure's error for an exception or a message."""
-    if isinstance(error, BaseException):
-        message = str(error)
-        name = type(error).__name__
-        return f"{name}: {message}" if message else name
-    return str(error)
+    """The text stored as a failure's error for an exception or a message; never
+    raises (an exception whose text cannot be read is named by its type)."""
+    try:
+        if isinstance(error, BaseException):
+            message = str(error)
+            name = type(error).__name__
+            return _printable(f"{name}: {message}" if message else name)
+        return _printable(str(error))
+    except Exception:  # noqa: BLE001 - a __str__ that raises
+        return f"<unprintable {type(error).__name__}>"
+
 
 
 def _stack_of(error):
     """The traceback of an exception, without the kit's own frames."""
     if not isinstance(error, BaseException) or error.__traceback__ is None:
         return None
+    try:
+        return _printable(_format_stack(error))
+    except Exception:  # noqa: BLE001 - a traceback that cannot be formatted
+        return None
+
+
+def _format_stack(error):
     frames = []
     for frame in traceback.extract_tb(error.__traceback__):
         name = frame.filename
@@ -218,14 +261,15 @@ class Context:
         self._select(types.Resolution_Snooze(_epoch_ms(when, "snooze time")))
 
     def execute(self, sql, params=()):
-        """Runs a statement in the task's transaction (parameters bound to $1, $2, …);
-        returns the number of rows affected. Raises HostError on failure."""
-        return _host_call("execute failed", host.execute, _require_str(sql, "sql"), _to_json(list(params)))
+        """Runs a statement in the task's transaction (parameters, a list or tuple,
+        bound to $1, $2, …); returns the number of rows affected. Raises HostError on
+        failure."""
+        return _host_call("execute failed", host.execute, _require_str(sql, "sql"), _params(params))
 
     def query(self, sql, params=()):
         """Runs a query in the task's transaction; returns its rows as dicts keyed by
         column. Raises HostError on failure."""
-        text = _host_call("query failed", host.query, _require_str(sql, "sql"), _to_json(list(params)))
+        text = _host_call("query failed", host.query, _require_str(sql, "sql"), _params(params))
         return json.loads(text)
 
     def schedule_task(self, task_type, data=None, **options):
@@ -253,6 +297,9 @@ class Context:
         wire = {names[k]: v for k, v in options.items() if v is not None}
         if "notBefore" in wire:
             wire["notBefore"] = _epoch_ms(wire["notBefore"], "not_before")
+        for key, option in (("timeout", "timeout"), ("uniquePeriod", "unique_period"), ("debounce", "debounce"), ("debounceMax", "debounce_max")):
+            if key in wire:
+                wire[key] = _duration_ms(wire[key], option)
         return _host_call(
             "schedule_task failed",
             host.schedule_task,
@@ -267,7 +314,8 @@ class Context:
 
     def set_metadata(self, key, value):
         """Sets a metadata value of this task, in its transaction."""
-        _host_call("set_metadata failed", host.set_metadata, _require_str(key, "metadata key"), str(value))
+        text = _checked(str(value), "metadata value")
+        _host_call("set_metadata failed", host.set_metadata, _require_str(key, "metadata key"), text)
 
     def now(self):
         """The host's current time, a timezone-aware UTC datetime (tests may control
@@ -281,18 +329,50 @@ class Context:
     def log(self, message, level="info"):
         """Writes a line to the task's log; level: error, warn, info, debug or trace
         (or 0–4)."""
-        if isinstance(level, str):
-            number = _LEVELS.get(level.lower(), LogLevel.INFO)
-        else:
-            number = min(255, max(0, int(level)))
-        if _in_run:
-            host.log(number, str(message))
+        log(message, level)
+
+
+def log(message, level="info"):
+    """Writes a line to the task's log (level as for ``Context.log``). Outside a run
+    (the module's top level, which runs at build time) the line is kept and written at
+    the first run of each instance, up to 100 lines."""
+    _log(_log_level(level), _printable(str(message)))
+
+
+def _log_level(level):
+    """The host's number for a level name or number (info for anything else)."""
+    if isinstance(level, str):
+        return _LEVELS.get(level.lower(), LogLevel.INFO)
+    try:
+        return min(255, max(0, int(level)))
+    except (TypeError, ValueError, OverflowError):
+        return LogLevel.INFO
+
+
+# Lines logged outside a run (at build time, by the module's top level), written at the
+# first run of each instance, as the JavaScript kit does.
+_early_log = []
+_EARLY_LOG_MAX = 100
+_instance_started = False
+
+
+def _log(level, message):
+    if _in_run:
+        host.log(level, message)
+    elif len(_early_log) < _EARLY_LOG_MAX:
+        _early_log.append((level, message))
+
+
+def _params(params):
+    if not isinstance(params, (list, tuple)):
+        raise TypeError(f"params must be a list or tuple, not {type(params).__name__}")
+    return _to_json(list(params))
 
 
 def _require_str(value, what):
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string, not {type(value).__name__}")
-    return value
+    return _checked(value, what)
 
 
 def define_task(fn):
@@ -302,10 +382,15 @@ def define_task(fn):
     global _task_function
     if not callable(fn):
         raise TypeError("define_task needs a function (task, ctx)")
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError(f"define_task: {_SYNC_ONLY}; remove 'async'")
     if _task_function is not None and _task_function is not fn:
         raise TypeError("define_task was used twice: a task file defines one task function")
     _task_function = fn
     return fn
+
+
+_SYNC_ONLY = "task functions must be synchronous: Warren runs Python without an event loop"
 
 
 def _temporary(error, stack):
@@ -314,11 +399,16 @@ def _temporary(error, stack):
 
 def _run(raw):
     """One run: the registered function with the kit's rules around it."""
-    global _in_run
+    global _in_run, _instance_started
     if _task_function is None:
         return _temporary("the task module defined no task function (use @define_task)", None)
     _in_run = True
     try:
+        if not _instance_started:
+            _instance_started = True
+            for level, message in _early_log:
+                host.log(level, message)
+            _early_log.clear()
         try:
             task = Task(raw)
         except _DataError as e:
@@ -326,9 +416,13 @@ def _run(raw):
             return types.Resolution_PermanentFailure((str(e), None))
         ctx = Context()
         try:
-            _task_function(task, ctx)
+            returned = _task_function(task, ctx)
         except BaseException as e:  # noqa: BLE001 - any escape would be an opaque trap
             return _temporary(_error_text(e), _stack_of(e))
+        if inspect.isawaitable(returned):
+            if inspect.iscoroutine(returned):
+                returned.close()
+            return _temporary(f"{_SYNC_ONLY} (the task function returned an awaitable)", None)
         if ctx._resolution is None:
             return _temporary("no resolution selected", None)
         return ctx._resolution
@@ -336,6 +430,12 @@ def _run(raw):
         return _temporary(f"internal error in the warren kit: {_error_text(e)}", _stack_of(e))
     finally:
         _in_run = False
+        # What the run printed belongs to this run's output, not a later one's.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001, S110 - a closed or replaced stream
+                pass
 
 
 class WitWorld(_World):

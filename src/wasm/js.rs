@@ -123,13 +123,6 @@ impl JsToolkit {
     fn key(&self, entry: &Path, root: &Path) -> std::io::Result<String> {
         let mut h = Sha256::new();
         h.update(self.engine.flag());
-        h.update(
-            entry
-                .strip_prefix(root)
-                .unwrap_or(entry)
-                .to_string_lossy()
-                .as_bytes(),
-        );
         for kit_file in [
             "warren.js",
             "build.mjs",
@@ -141,16 +134,7 @@ impl JsToolkit {
         }
         let mut files = Vec::new();
         collect_sources(&std::fs::canonicalize(root)?, root, &mut files)?;
-        files.sort();
-        for file in files {
-            h.update(
-                file.strip_prefix(root)
-                    .unwrap_or(&file)
-                    .to_string_lossy()
-                    .as_bytes(),
-            );
-            h.update(std::fs::read(&file)?);
-        }
+        super::source_key::hash_module_files(&mut h, root, entry, files)?;
         super::module_packages::hash_installed(root, &mut h)?;
         Ok(hex(&h.finalize()))
     }

@@ -22,6 +22,7 @@ mod in_flight;
 mod js;
 mod module_packages;
 mod python;
+mod source_key;
 mod source_map;
 mod toolkit;
 mod trust;

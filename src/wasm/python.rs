@@ -59,12 +59,7 @@ pub fn python_toolkit_spec() -> ToolkitSpec {
             })
             .collect(),
         workdir: PY_WORKDIR.into(),
-        requires: vec![Requirement {
-            program: "python3".into(),
-            what: "Python".into(),
-            min_major: 3,
-            hint: hint.into(),
-        }],
+        requires: vec![Requirement::python3(hint)],
         install: vec![[
             "python3",
             "-m",
@@ -73,6 +68,7 @@ pub fn python_toolkit_spec() -> ToolkitSpec {
             "--quiet",
             "--disable-pip-version-check",
             "--no-input",
+            "--only-binary=:all:",
             "--target",
             DEPS,
             "-r",
@@ -154,25 +150,11 @@ impl PyToolkit {
         let mut h = Sha256::new();
         h.update(b"python");
         h.update(self.toolkit.hash());
-        h.update(
-            entry
-                .strip_prefix(root)
-                .unwrap_or(entry)
-                .to_string_lossy()
-                .as_bytes(),
-        );
+        // Tracebacks name the module folder (build.py bakes it in).
+        h.update(root.file_name().unwrap_or_default().as_encoded_bytes());
         let mut files = Vec::new();
-        collect_python(root, &mut files)?;
-        files.sort();
-        for file in files {
-            h.update(
-                file.strip_prefix(root)
-                    .unwrap_or(&file)
-                    .to_string_lossy()
-                    .as_bytes(),
-            );
-            h.update(std::fs::read(&file)?);
-        }
+        collect_python(&std::fs::canonicalize(root)?, root, &mut files)?;
+        super::source_key::hash_module_files(&mut h, root, entry, files)?;
         Ok(hex(&h.finalize()))
     }
 }
@@ -182,9 +164,11 @@ pub fn is_python_source(code: &Path) -> bool {
     code.extension().is_some_and(|e| e == "py")
 }
 
-/// Adds the `.py` files under `dir` to `out`, skipping dot-folders, `__pycache__` and
-/// `node_modules`; links to folders are not followed.
-fn collect_python(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Adds the `.py` files under `dir` to `out`: the files `build.py` copies for the
+/// compiler (`module_files` there), and all it copies. Dot-folders, `__pycache__` and
+/// `node_modules` are skipped and links to folders not followed; a linked file leading
+/// outside the module folder `real_root` (canonical) is an error, as in `build.py`.
+fn collect_python(real_root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
@@ -193,9 +177,22 @@ fn collect_python(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let kind = entry.file_type()?;
         if kind.is_dir() {
             if !name.starts_with('.') && name != "__pycache__" && name != "node_modules" {
-                collect_python(&path, out)?;
+                collect_python(real_root, &path, out)?;
             }
-        } else if name.ends_with(".py") && (kind.is_file() || path.is_file()) {
+        } else if name.ends_with(".py") {
+            if kind.is_symlink() {
+                let target = std::fs::canonicalize(&path)?;
+                if !target.starts_with(real_root) {
+                    return Err(std::io::Error::other(format!(
+                        "{} is a symbolic link leading outside the module folder (to {})",
+                        path.display(),
+                        target.display()
+                    )));
+                }
+                if target.is_dir() {
+                    continue;
+                }
+            }
             out.push(path);
         }
     }

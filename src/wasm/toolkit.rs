@@ -51,6 +51,16 @@ pub struct Requirement {
 }
 
 impl Requirement {
+    /// Python 3 (`python3`), which pip-based toolkits need; `hint` says how to get it.
+    pub fn python3(hint: &str) -> Requirement {
+        Requirement {
+            program: "python3".into(),
+            what: "Python".into(),
+            min_major: 3,
+            hint: hint.into(),
+        }
+    }
+
     /// Node.js of at least `node_major` and npm 7 or later, which npm-based toolkits
     /// need; `hint` says how to get them.
     pub fn node_and_npm(node_major: u32, hint: &str) -> Vec<Requirement> {

@@ -151,3 +151,44 @@ macro_rules! conformance {
         }
     };
 }
+
+/// Claims the one due task of cluster `default`, runs it on `vm` with the run's own
+/// transaction and a 30 s timeout, and applies the outcome as a runner does.
+pub async fn run_managed_on(
+    store: &Store,
+    mut vm: warren::wasm::TaskVm,
+) -> warren::store::ResolveOutcome {
+    use warren::wasm::{KillSwitch, TaskDb, TaskInput};
+    let claimed = store
+        .claim("test-runner", &["default".to_string()], 1, 60_000)
+        .await
+        .unwrap()
+        .remove(0);
+    let task = &claimed.task;
+    let input = TaskInput {
+        id: task.id,
+        task_type: task.task_type.to_string(),
+        data: task.data.to_string(),
+        aux_data: task.aux_data.as_ref().map(|v| v.to_string()),
+        failures: task.failures as u32,
+        iteration: task.iterations as u32,
+    };
+    let run = store.begin_run(claimed).await.unwrap();
+    let report = vm
+        .run(
+            input,
+            TaskDb::Managed(run),
+            Some(std::time::Duration::from_secs(30)),
+            KillSwitch::new(),
+        )
+        .await;
+    let TaskDb::Managed(run) = report.db else {
+        panic!("the run comes back")
+    };
+    run.resolve(
+        report.end.into_resolution(),
+        warren::task::RetryPolicy::default(),
+    )
+    .await
+    .unwrap()
+}

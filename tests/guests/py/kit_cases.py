@@ -3,9 +3,10 @@ tests/python_guest.rs."""
 
 from datetime import datetime, timedelta, timezone
 
-from warren import HostError, define_task
+from warren import HostError, define_task, log
 
 runs = 0
+log("kit_cases loaded at build time")
 
 
 def host_calls(task, ctx):
@@ -22,7 +23,15 @@ def host_calls(task, ctx):
         unknown = None
     except TypeError as e:
         unknown = str(e)
-    child = ctx.schedule_task("guests:child", {"from": task.id}, priority="background")
+    child = ctx.schedule_task(
+        "guests:child",
+        {"from": task.id},
+        priority="background",
+        not_before=datetime(2030, 1, 1, tzinfo=timezone.utc),
+        timeout=timedelta(seconds=5),
+        aux_data={"extra": True},
+        metadata={"origin": "python"},
+    )
     before = ctx.get_metadata("Py-Key")
     ctx.set_metadata("py-key", "v")
     return {
@@ -76,8 +85,19 @@ def run_task(task, ctx):
         ctx.resolve_by_snooze(ctx.now() + timedelta(minutes=5))
     elif case == "retry_at":
         ctx.resolve_by_temporary_failure("later", next_retry=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    elif case == "after":
+        ctx.resolve_by_completion(1)
+        raise KeyError("after the resolution")
+    elif case == "unserialisable":
+        ctx.resolve_by_completion({1, 2})
+    elif case == "far":
+        ctx.resolve_by_snooze(10**20)
     elif case == "spin":
         while True:
             pass
+    elif case == "hog":
+        blocks = []
+        while True:
+            blocks.append(bytearray(8 << 20))
     else:
         ctx.resolve_by_permanent_failure(f"unknown case {case!r}")
