@@ -177,6 +177,44 @@ fn modules_check_reports_errors_with_positions_and_exit_2() {
     let o = warren(&["modules", "check", "/no/such/dir"]);
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(stderr(&o), "warren: /no/such/dir: no such file or folder\n");
+
+    // The same as JSON, with the same exit status.
+    let o = warren(&["modules", "check", "--json", fixtures().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let checked: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let errors = checked["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| e
+            .as_str()
+            .unwrap()
+            .contains("broken/moduledefinition.xml:3:51: unknown attribute 'maxfailure'")),
+        "{checked}"
+    );
+    let alpha = &checked["modules"][0];
+    assert_eq!(alpha["name"], "alpha");
+    let ping = alpha["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "alpha:ping")
+        .unwrap();
+    assert_eq!(
+        (&ping["kind"], &ping["max_failures"]),
+        (&serde_json::json!("managed"), &serde_json::json!(-1))
+    );
+    let mondays = alpha["scheduled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["tag"] == "alpha:mondays")
+        .unwrap();
+    assert_eq!(
+        (&mondays["runat"], &mondays["runtz"]),
+        (
+            &serde_json::json!("0 15 * * 1"),
+            &serde_json::json!("Europe/Amsterdam")
+        )
+    );
 }
 
 #[test]
@@ -1277,4 +1315,123 @@ fn toolkit_types_prints_or_writes_the_kits_typescript_types() {
     assert!(written.status.success(), "{}", stderr(&written));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_command_that_prints_data_takes_json() {
+    use serde_json::json;
+    let (path, url) = temp_db("json-everywhere");
+    let migrated = json_out(&warren(&["migrate", "--json", "--database", &url]));
+    assert!(
+        !migrated["applied"].as_array().unwrap().is_empty(),
+        "{migrated}"
+    );
+    let again = json_out(&warren(&["migrate", "--json", "--database", &url]));
+    assert_eq!(again["applied"], json!([]));
+
+    let fires = json_out(&warren(&[
+        "cron",
+        "next",
+        "0 15 * * 1",
+        "--after",
+        "2026-01-05T00:00:00Z",
+        "--count",
+        "2",
+        "--json",
+    ]));
+    assert_eq!(
+        fires,
+        json!([
+            {"at": "2026-01-05T15:00:00Z", "ms": 1_767_625_200_000_i64},
+            {"at": "2026-01-12T15:00:00Z", "ms": 1_768_230_000_000_i64},
+        ])
+    );
+
+    register_types(&url, &["demo:ping"]);
+    let id = schedule(&url, &["demo:ping", "{}"]);
+    let ids = id.to_string();
+    let db = ["--database", url.as_str(), "--json"];
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&db);
+        json_out(&warren(&all))
+    };
+    let cancelled = run(&["tasks", "cancel", &ids]);
+    assert_eq!(
+        cancelled,
+        json!({"id": id, "state": "cancelled", "was": "pending"})
+    );
+    let retried = run(&["tasks", "retry", &ids]);
+    assert_eq!(
+        (&retried["id"], &retried["state"]),
+        (&json!(id), &json!("pending"))
+    );
+    assert!(retried["next_attempt"].as_i64().unwrap() > 1_700_000_000_000);
+    run(&["tasks", "cancel", &ids]);
+    assert_eq!(
+        run(&["tasks", "delete", &ids]),
+        json!({"id": id, "deleted": true})
+    );
+
+    assert_eq!(
+        run(&["clusters", "pause", "default"]),
+        json!({"kind": "cluster", "name": "default", "paused": true, "changed": true})
+    );
+    assert_eq!(
+        run(&["clusters", "pause", "default"])["changed"],
+        json!(false)
+    );
+    assert_eq!(
+        run(&["clusters", "resume", "default"]),
+        json!({"kind": "cluster", "name": "default", "paused": false, "changed": true})
+    );
+    let paused = run(&["types", "pause", "demo:ping"]);
+    assert_eq!(
+        (&paused["kind"], &paused["paused"]),
+        (&json!("type"), &json!(true))
+    );
+    assert_eq!(
+        run(&["types", "resume", "demo:ping"])["changed"],
+        json!(true)
+    );
+
+    with_store(&url, async |store| {
+        let spec = warren::store::ScheduledSpec {
+            tag: "demo:tick".into(),
+            mask: Some("* * * * *".parse().unwrap()),
+            zone: warren::cron::ZoneSpec::parse("UTC").unwrap(),
+        };
+        store.sync_scheduled(&[spec], 0).await.unwrap();
+    });
+    assert_eq!(
+        run(&["scheduled", "run", "demo:tick"]),
+        json!({"tag": "demo:tick", "run_requested": true})
+    );
+    assert_eq!(
+        run(&["scheduled", "disable", "demo:tick"]),
+        json!({"tag": "demo:tick", "enabled": false})
+    );
+    assert_eq!(
+        run(&["scheduled", "enable", "demo:tick"]),
+        json!({"tag": "demo:tick", "enabled": true})
+    );
+
+    let cache = std::env::temp_dir().join(format!("warren-cli-json-cache-{}", std::process::id()));
+    let o = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["toolkit", "status", "--json"])
+        .env("WARREN_CACHE_DIR", &cache)
+        .env_remove("WARREN_JS_KIT")
+        .output()
+        .unwrap();
+    let status = json_out(&o);
+    let names: Vec<&str> = status["embedded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["js", "js-starlingmonkey", "python"]);
+    assert_eq!(status["other_versions"], json!([]));
+    let _ = std::fs::remove_dir_all(&cache);
+    remove_db(&path);
 }

@@ -28,6 +28,9 @@ pub struct NextArgs {
     /// How many fire times to print.
     #[arg(long, default_value_t = 1)]
     pub count: usize,
+    /// Print a JSON array of `{"at": RFC 3339, "ms": epoch ms}` instead of lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Prints the fire times.
@@ -64,8 +67,21 @@ pub async fn run(
     };
     let zone = spec.resolve(offset);
     let times = mask.upcoming(after, &zone, args.count);
-    for t in &times {
-        println!("{}", t.to_rfc3339_opts(SecondsFormat::Secs, true));
+    if args.json {
+        let items: Vec<serde_json::Value> = times
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "at": t.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    "ms": t.timestamp_millis(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+    } else {
+        for t in &times {
+            println!("{}", t.to_rfc3339_opts(SecondsFormat::Secs, true));
+        }
     }
     if times.len() < args.count {
         eprintln!(

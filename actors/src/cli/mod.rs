@@ -49,7 +49,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create or upgrade the database schema.
-    Migrate,
+    Migrate {
+        /// Print JSON (`{"database", "applied"}`) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Cron masks: compute fire times.
     #[command(subcommand)]
     Cron(cron::CronCommand),
@@ -140,7 +144,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let database = cli.database_url();
     let offset = cli.maintenance_offset();
     match cli.command {
-        Command::Migrate => migrate::run(&database).await,
+        Command::Migrate { json } => migrate::run(&database, json).await,
         Command::Cron(cmd) => cron::run(cmd, cli.database.as_deref(), offset).await,
         Command::Modules(cmd) => modules::run(cmd, offset),
         Command::Build { modules } => build::run(&modules),

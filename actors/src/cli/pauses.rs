@@ -21,11 +21,17 @@ pub enum ClustersCommand {
     Pause {
         /// The cluster's name.
         cluster: String,
+        /// Print JSON (`{"kind", "name", "paused", "changed"}`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Resume CLUSTER: its waiting tasks run again.
     Resume {
         /// The cluster's name.
         cluster: String,
+        /// Print JSON (`{"kind", "name", "paused", "changed"}`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -44,12 +50,18 @@ pub enum TypesCommand {
     Pause {
         /// The full type name or tag, `module:name`.
         task_type: String,
+        /// Print JSON (`{"kind", "name", "paused", "changed"}`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Resume TYPE: its waiting tasks run again; a scheduled tag runs once for the
     /// ticks it missed.
     Resume {
         /// The full type name or tag, `module:name`.
         task_type: String,
+        /// Print JSON (`{"kind", "name", "paused", "changed"}`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -58,8 +70,12 @@ pub async fn clusters(database: &str, cmd: ClustersCommand) -> Result<(), Failur
     let store = Store::open(database).await?;
     match cmd {
         ClustersCommand::List { json } => list_clusters(&store, json).await,
-        ClustersCommand::Pause { cluster } => pause(&store, PauseTarget::Cluster(cluster)).await,
-        ClustersCommand::Resume { cluster } => resume(&store, PauseTarget::Cluster(cluster)).await,
+        ClustersCommand::Pause { cluster, json } => {
+            pause(&store, PauseTarget::Cluster(cluster), json).await
+        }
+        ClustersCommand::Resume { cluster, json } => {
+            resume(&store, PauseTarget::Cluster(cluster), json).await
+        }
     }
 }
 
@@ -68,27 +84,48 @@ pub async fn types(database: &str, cmd: TypesCommand) -> Result<(), Failure> {
     let store = Store::open(database).await?;
     match cmd {
         TypesCommand::List { json } => list_types(&store, json).await,
-        TypesCommand::Pause { task_type } => pause(&store, PauseTarget::TaskType(task_type)).await,
-        TypesCommand::Resume { task_type } => {
-            resume(&store, PauseTarget::TaskType(task_type)).await
+        TypesCommand::Pause { task_type, json } => {
+            pause(&store, PauseTarget::TaskType(task_type), json).await
+        }
+        TypesCommand::Resume { task_type, json } => {
+            resume(&store, PauseTarget::TaskType(task_type), json).await
         }
     }
 }
 
-async fn pause(store: &Store, target: PauseTarget) -> Result<(), Failure> {
-    match store.pause(&target).await.map_err(store_failure)? {
-        true => println!("{target} paused: running tasks finish, no new ones start"),
-        false => println!("{target} was paused already"),
+async fn pause(store: &Store, target: PauseTarget, json: bool) -> Result<(), Failure> {
+    let changed = store.pause(&target).await.map_err(store_failure)?;
+    match (json, changed) {
+        (true, _) => println!("{}", pause_json(&target, true, changed)?),
+        (false, true) => println!("{target} paused: running tasks finish, no new ones start"),
+        (false, false) => println!("{target} was paused already"),
     }
     Ok(())
 }
 
-async fn resume(store: &Store, target: PauseTarget) -> Result<(), Failure> {
-    match store.resume(&target).await.map_err(store_failure)? {
-        true => println!("{target} resumed"),
-        false => println!("{target} was not paused"),
+async fn resume(store: &Store, target: PauseTarget, json: bool) -> Result<(), Failure> {
+    let changed = store.resume(&target).await.map_err(store_failure)?;
+    match (json, changed) {
+        (true, _) => println!("{}", pause_json(&target, false, changed)?),
+        (false, true) => println!("{target} resumed"),
+        (false, false) => println!("{target} was not paused"),
     }
     Ok(())
+}
+
+/// A pause or resume as JSON: what, whether it is paused now, and whether this call
+/// changed that.
+fn pause_json(target: &PauseTarget, paused: bool, changed: bool) -> Result<String, Failure> {
+    let (kind, name) = match target {
+        PauseTarget::Cluster(name) => ("cluster", name),
+        PauseTarget::TaskType(name) => ("type", name),
+    };
+    to_json(&serde_json::json!({
+        "kind": kind,
+        "name": name,
+        "paused": paused,
+        "changed": changed,
+    }))
 }
 
 async fn list_clusters(store: &Store, json: bool) -> Result<(), Failure> {

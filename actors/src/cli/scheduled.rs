@@ -20,16 +20,25 @@ pub enum ScheduledCommand {
     Run {
         /// The full tag, `module:tag`.
         tag: String,
+        /// Print JSON (`{"tag", "run_requested"}`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Enable TAG: it runs at its cron times again.
     Enable {
         /// The full tag, `module:tag`.
         tag: String,
+        /// Print JSON (`{"tag", "enabled"}`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Disable TAG: it then runs only when run by hand.
     Disable {
         /// The full tag, `module:tag`.
         tag: String,
+        /// Print JSON (`{"tag", "enabled"}`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -42,19 +51,27 @@ pub async fn run(
     let store = Store::open(database).await?;
     match cmd {
         ScheduledCommand::List { json } => list(&store, json).await,
-        ScheduledCommand::Run { tag } => {
+        ScheduledCommand::Run { tag, json } => {
             store
                 .request_scheduled_run(&tag)
                 .await
                 .map_err(store_failure)?;
-            println!("run of {tag} requested: a running node starts it within a second");
+            match json {
+                true => println!(
+                    "{}",
+                    to_json(&serde_json::json!({"tag": tag, "run_requested": true}))?
+                ),
+                false => {
+                    println!("run of {tag} requested: a running node starts it within a second")
+                }
+            }
             Ok(())
         }
-        ScheduledCommand::Enable { tag } => {
-            set_enabled(&store, &tag, true, maintenance_offset).await
+        ScheduledCommand::Enable { tag, json } => {
+            set_enabled(&store, &tag, true, maintenance_offset, json).await
         }
-        ScheduledCommand::Disable { tag } => {
-            set_enabled(&store, &tag, false, maintenance_offset).await
+        ScheduledCommand::Disable { tag, json } => {
+            set_enabled(&store, &tag, false, maintenance_offset, json).await
         }
     }
 }
@@ -114,6 +131,7 @@ async fn set_enabled(
     tag: &str,
     enabled: bool,
     configured: Option<u32>,
+    json: bool,
 ) -> Result<(), Failure> {
     let offset = match configured {
         Some(minutes) => minutes,
@@ -123,9 +141,13 @@ async fn set_enabled(
         .set_scheduled_enabled(tag, enabled, offset)
         .await
         .map_err(store_failure)?;
-    match enabled {
-        true => println!("{tag} enabled"),
-        false => println!("{tag} disabled: it runs only when run by hand"),
+    match (json, enabled) {
+        (true, _) => println!(
+            "{}",
+            to_json(&serde_json::json!({"tag": tag, "enabled": enabled}))?
+        ),
+        (false, true) => println!("{tag} enabled"),
+        (false, false) => println!("{tag} disabled: it runs only when run by hand"),
     }
     Ok(())
 }

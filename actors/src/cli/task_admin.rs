@@ -24,16 +24,25 @@ pub enum TasksCommand {
     Retry {
         /// The task id.
         id: TaskId,
+        /// Print JSON (`{"id", "state", "next_attempt"}`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Cancel a pending or running task (a running one is stopped by its node).
     Cancel {
         /// The task id.
         id: TaskId,
+        /// Print JSON (`{"id", "state", "was"}`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete a task that is not running.
     Delete {
         /// The task id.
         id: TaskId,
+        /// Print JSON (`{"id", "deleted"}`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -88,22 +97,31 @@ pub async fn run(database: &str, cmd: TasksCommand) -> Result<(), Failure> {
     match cmd {
         TasksCommand::List(args) => list(database, args).await,
         TasksCommand::Show { id, json } => show(database, id, json).await,
-        TasksCommand::Retry { id } => {
+        TasksCommand::Retry { id, json } => {
             let store = Store::open(database).await?;
             let at = store.retry_now(id).await.map_err(store_failure)?;
-            if at <= store.now() {
+            if json {
+                let done =
+                    serde_json::json!({"id": id, "state": TaskState::Pending, "next_attempt": at});
+                println!("{}", to_json(&done)?);
+            } else if at <= store.now() {
                 println!("task {id} is pending and runs now");
             } else {
                 println!("task {id} is pending and runs at {}", table::time(at));
             }
             Ok(())
         }
-        TasksCommand::Cancel { id } => {
+        TasksCommand::Cancel { id, json } => {
             let store = Store::open(database).await?;
             let was = store
                 .cancel(id, "cancelled from the command line")
                 .await
                 .map_err(store_failure)?;
+            if json {
+                let done = serde_json::json!({"id": id, "state": TaskState::Cancelled, "was": was});
+                println!("{}", to_json(&done)?);
+                return Ok(());
+            }
             match was {
                 TaskState::Running => {
                     println!("task {id} cancelled (it was running: its node stops it)")
@@ -112,10 +130,16 @@ pub async fn run(database: &str, cmd: TasksCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
-        TasksCommand::Delete { id } => {
+        TasksCommand::Delete { id, json } => {
             let store = Store::open(database).await?;
             store.delete(id).await.map_err(store_failure)?;
-            println!("task {id} deleted");
+            match json {
+                true => println!(
+                    "{}",
+                    to_json(&serde_json::json!({"id": id, "deleted": true}))?
+                ),
+                false => println!("task {id} deleted"),
+            }
             Ok(())
         }
     }

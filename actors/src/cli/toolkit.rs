@@ -7,8 +7,8 @@ use super::Failure;
 use clap::{Subcommand, ValueEnum};
 use std::path::Path;
 use warren::wasm::{
-    error_chain, installed_toolkits, js_toolkit_spec, ComponentCache, JsEngine, JsToolkit, Toolkit,
-    ToolkitState, JS_KIT_TYPES,
+    error_chain, installed_toolkits, js_toolkit_spec, python_toolkit_spec, ComponentCache,
+    JsEngine, JsToolkit, Toolkit, ToolkitState, JS_KIT_TYPES,
 };
 
 /// The JavaScript engine a toolkit is for.
@@ -40,9 +40,13 @@ pub enum ToolkitCommand {
         #[arg(long, value_enum)]
         engine: Option<EngineArg>,
     },
-    /// Say which toolkit is embedded (its hash), what is installed where, and which
-    /// one `warren serve` would use.
-    Status,
+    /// Say which toolkits are embedded (their hashes), what is installed where, and
+    /// which JavaScript toolkit `warren serve` would use.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the kit's TypeScript types (`warren.d.ts`), or write them to `--out`:
     /// map the module name `warren` to that file in a module's tsconfig.json
     /// (`"paths": {"warren": ["./types/warren.d.ts"]}`) to type-check `.ts` tasks.
@@ -57,10 +61,7 @@ pub enum ToolkitCommand {
 pub fn run(cmd: ToolkitCommand) -> Result<(), Failure> {
     match cmd {
         ToolkitCommand::Install { engine } => install(&cache_folder()?, engine),
-        ToolkitCommand::Status => {
-            status(&cache_folder()?);
-            Ok(())
-        }
+        ToolkitCommand::Status { json } => status(&cache_folder()?, json),
         ToolkitCommand::Types { out } => types(out.as_deref()),
     }
 }
@@ -130,41 +131,78 @@ fn install(cache: &Path, engine: Option<EngineArg>) -> Result<(), Failure> {
     Ok(())
 }
 
-fn status(cache: &Path) {
+fn status(cache: &Path, json: bool) -> Result<(), Failure> {
+    let mut embedded = Vec::new();
+    let specs = [
+        js_toolkit_spec(JsEngine::QuickJs),
+        js_toolkit_spec(JsEngine::StarlingMonkey),
+        python_toolkit_spec(),
+    ];
+    for spec in specs {
+        let toolkit = Toolkit::new(spec, cache);
+        let (state, at) = match toolkit.state() {
+            ToolkitState::Installed => ("installed", Some(toolkit.workdir())),
+            ToolkitState::Missing => ("missing", None),
+            ToolkitState::Damaged => ("damaged", Some(toolkit.dir().to_path_buf())),
+        };
+        embedded.push((toolkit, state, at));
+    }
+    let ours: Vec<_> = embedded
+        .iter()
+        .map(|(t, ..)| t.dir().to_path_buf())
+        .collect();
+    let others: Vec<_> = installed_toolkits(cache)
+        .into_iter()
+        .filter(|t| !ours.contains(&t.dir))
+        .collect();
+    let in_use = JsToolkit::locate_in(cache);
+    let engine = match in_use.engine {
+        JsEngine::QuickJs => "QuickJS",
+        JsEngine::StarlingMonkey => "StarlingMonkey",
+    };
+    if json {
+        let value = serde_json::json!({
+            "cache": cache,
+            "embedded": embedded.iter().map(|(t, state, at)| serde_json::json!({
+                "name": t.spec().name,
+                "title": t.spec().title,
+                "hash": t.hash(),
+                "state": state,
+                "dir": at,
+            })).collect::<Vec<_>>(),
+            "javascript_in_use": match &in_use.embedded {
+                Some(_) => serde_json::json!({"embedded": true, "engine": engine}),
+                None => serde_json::json!({"embedded": false, "dir": in_use.dir}),
+            },
+            "other_versions": others.iter().map(|o| serde_json::json!({
+                "name": o.name, "hash": o.hash, "dir": o.dir,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{value}");
+        return Ok(());
+    }
     println!("cache folder: {}", cache.display());
-    let mut ours = Vec::new();
-    for engine in [JsEngine::QuickJs, JsEngine::StarlingMonkey] {
-        let toolkit = Toolkit::new(js_toolkit_spec(engine), cache);
-        let state = match toolkit.state() {
-            ToolkitState::Installed => format!("installed at {}", toolkit.workdir().display()),
-            ToolkitState::Missing => "not installed".to_string(),
-            ToolkitState::Damaged => format!(
-                "damaged (reinstalled on next use) at {}",
-                toolkit.dir().display()
-            ),
+    for (toolkit, state, at) in &embedded {
+        let state = match (*state, at) {
+            ("installed", Some(at)) => format!("installed at {}", at.display()),
+            ("damaged", Some(at)) => {
+                format!("damaged (reinstalled on next use) at {}", at.display())
+            }
+            _ => "not installed".to_string(),
         };
         println!(
             "{} (embedded, hash {}): {state}",
             toolkit.spec().title,
             toolkit.hash()
         );
-        ours.push(toolkit.dir().to_path_buf());
     }
-    let in_use = JsToolkit::locate_in(cache);
     match &in_use.embedded {
         Some(_) => println!(
-            "in use: the embedded toolkit ({}), installed when JavaScript is first compiled",
-            match in_use.engine {
-                JsEngine::QuickJs => "QuickJS",
-                JsEngine::StarlingMonkey => "StarlingMonkey",
-            }
+            "JavaScript in use: the embedded toolkit ({engine}), installed when JavaScript is first compiled"
         ),
-        None => println!("in use: {} (from WARREN_JS_KIT)", in_use.dir.display()),
+        None => println!("JavaScript in use: {} (from WARREN_JS_KIT)", in_use.dir.display()),
     }
-    for other in installed_toolkits(cache)
-        .into_iter()
-        .filter(|t| !ours.contains(&t.dir))
-    {
+    for other in others {
         println!(
             "other version: {} ({}, hash {}; not used by this warren, may be deleted)",
             other.dir.display(),
@@ -172,4 +210,5 @@ fn status(cache: &Path) {
             other.hash
         );
     }
+    Ok(())
 }
