@@ -6,6 +6,7 @@
 
 use super::cache::ComponentCache;
 use super::cache_entry::hex;
+use super::source_key::collect_module_files;
 use super::toolkit::Toolkit;
 use super::trust::PrivateTempDir;
 use super::WasmError;
@@ -133,7 +134,7 @@ impl JsToolkit {
             h.update(std::fs::read(self.dir.join(kit_file)).unwrap_or_default());
         }
         let mut files = Vec::new();
-        collect_sources(&std::fs::canonicalize(root)?, root, &mut files)?;
+        collect_module_files(&std::fs::canonicalize(root)?, root, &is_source, &mut files)?;
         super::source_key::hash_module_files(&mut h, root, entry, files)?;
         super::module_packages::hash_installed(root, &mut h)?;
         Ok(hex(&h.finalize()))
@@ -156,44 +157,6 @@ pub fn is_task_source(code: &Path) -> bool {
         .is_some_and(|e| ["js", "mjs", "ts", "mts", "cts"].contains(&e))
 }
 
-/// Adds the source files under `dir` to `out`, skipping dot-folders and
-/// `node_modules`. Links to folders are never followed (as `build.mjs` does not), so
-/// links to `.` or a parent cannot make the walk endless; a linked file counts when it
-/// resolves inside the module folder `real_root` (canonical), and is an error when it
-/// leads outside.
-fn collect_sources(real_root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            if !name.starts_with('.') && name != "node_modules" {
-                collect_sources(real_root, &path, out)?;
-            }
-        } else if kind.is_symlink() && is_source(&name) {
-            let Ok(target) = std::fs::canonicalize(&path) else {
-                continue; // dangling: nothing to read (build.mjs skips it too)
-            };
-            if target.is_dir() {
-                continue;
-            }
-            if !target.starts_with(real_root) {
-                return Err(std::io::Error::other(format!(
-                    "{} is a symbolic link leading outside the module folder (to {})",
-                    path.display(),
-                    target.display()
-                )));
-            }
-            out.push(path);
-        } else if kind.is_file() && is_source(&name) {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
@@ -211,7 +174,7 @@ mod tests {
         std::os::unix::fs::symlink("lib/util.mjs", root.join("alias.js")).unwrap();
         let real = std::fs::canonicalize(&root).unwrap();
         let mut files = Vec::new();
-        collect_sources(&real, &root, &mut files).unwrap();
+        collect_module_files(&real, &root, &is_source, &mut files).unwrap();
         files.sort();
         let names: Vec<_> = files
             .iter()
@@ -229,7 +192,7 @@ mod tests {
         let outside = root.with_extension("outside.json");
         std::fs::write(&outside, "{}").unwrap();
         std::os::unix::fs::symlink(&outside, root.join("lib/leak.json")).unwrap();
-        let err = collect_sources(&real, &root, &mut Vec::new()).unwrap_err();
+        let err = collect_module_files(&real, &root, &is_source, &mut Vec::new()).unwrap_err();
         assert!(
             err.to_string()
                 .contains("leading outside the module folder"),

@@ -6,6 +6,7 @@
 
 use super::cache::ComponentCache;
 use super::cache_entry::hex;
+use super::source_key::collect_module_files;
 use super::toolkit::{error_chain, KitFile, Requirement, Toolkit, ToolkitSpec};
 use super::trust::PrivateTempDir;
 use super::WasmError;
@@ -152,8 +153,11 @@ impl PyToolkit {
         h.update(self.toolkit.hash());
         // Tracebacks name the module folder (build.py bakes it in).
         h.update(root.file_name().unwrap_or_default().as_encoded_bytes());
+        // The files build.py copies for the compiler (`module_files` there), and all
+        // it copies.
         let mut files = Vec::new();
-        collect_python(&std::fs::canonicalize(root)?, root, &mut files)?;
+        let is_python = |name: &str| name.ends_with(".py");
+        collect_module_files(&std::fs::canonicalize(root)?, root, &is_python, &mut files)?;
         super::source_key::hash_module_files(&mut h, root, entry, files)?;
         Ok(hex(&h.finalize()))
     }
@@ -162,39 +166,4 @@ impl PyToolkit {
 /// Whether `code` is Python task code.
 pub fn is_python_source(code: &Path) -> bool {
     code.extension().is_some_and(|e| e == "py")
-}
-
-/// Adds the `.py` files under `dir` to `out`: the files `build.py` copies for the
-/// compiler (`module_files` there), and all it copies. Dot-folders, `__pycache__` and
-/// `node_modules` are skipped and links to folders not followed; a linked file leading
-/// outside the module folder `real_root` (canonical) is an error, as in `build.py`.
-fn collect_python(real_root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            if !name.starts_with('.') && name != "__pycache__" && name != "node_modules" {
-                collect_python(real_root, &path, out)?;
-            }
-        } else if name.ends_with(".py") {
-            if kind.is_symlink() {
-                let target = std::fs::canonicalize(&path)?;
-                if !target.starts_with(real_root) {
-                    return Err(std::io::Error::other(format!(
-                        "{} is a symbolic link leading outside the module folder (to {})",
-                        path.display(),
-                        target.display()
-                    )));
-                }
-                if target.is_dir() {
-                    continue;
-                }
-            }
-            out.push(path);
-        }
-    }
-    Ok(())
 }

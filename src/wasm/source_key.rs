@@ -33,6 +33,49 @@ pub(super) fn hash_module_files(
     Ok(())
 }
 
+/// Adds the files under `dir` whose names `wanted` accepts to `out`, skipping
+/// dot-folders, `node_modules` and `__pycache__`. Links to folders are never followed
+/// (as the build scripts do not), so links to `.` or a parent cannot make the walk
+/// endless; a linked file counts when it resolves inside the module folder `real_root`
+/// (canonical), is an error when it leads outside, and is skipped when dangling.
+pub(super) fn collect_module_files(
+    real_root: &Path,
+    dir: &Path,
+    wanted: &dyn Fn(&str) -> bool,
+    out: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            if !name.starts_with('.') && name != "node_modules" && name != "__pycache__" {
+                collect_module_files(real_root, &path, wanted, out)?;
+            }
+        } else if kind.is_symlink() && wanted(&name) {
+            let Ok(target) = std::fs::canonicalize(&path) else {
+                continue; // dangling: nothing to read
+            };
+            if target.is_dir() {
+                continue;
+            }
+            if !target.starts_with(real_root) {
+                return Err(std::io::Error::other(format!(
+                    "{} is a symbolic link leading outside the module folder (to {})",
+                    path.display(),
+                    target.display()
+                )));
+            }
+            out.push(path);
+        } else if kind.is_file() && wanted(&name) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
