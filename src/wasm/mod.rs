@@ -9,8 +9,11 @@
 //!   is recycled (by run count or age) or broken (a trap, kill or timeout).
 //! - [`VmCache`]: the idle VMs a runner keeps, bounded so that all runners fit the pool.
 //! - [`KillSwitch`]: stops a running guest from any thread within two ticks.
-//! - [`JsToolkit`]: compiles JavaScript task code with the toolkit embedded in the
-//!   binary, which [`Toolkit`] installs under the cache folder on first use.
+//! - [`JsToolkit`]: compiles JavaScript and TypeScript task code with the toolkit
+//!   embedded in the binary, which [`Toolkit`] installs under the cache folder on first
+//!   use; [`PyToolkit`] does the same for Python.
+//! - [`SourceMap`]: a bundled task's source map, read from its component, which puts
+//!   failure stacks back in the author's lines.
 
 mod bindings;
 mod cache;

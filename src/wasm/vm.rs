@@ -44,8 +44,10 @@ impl std::fmt::Debug for TaskCode {
 }
 
 impl WasmEngine {
-    /// Loads task code: a component (`.wasm`), component text (`.wat`), or JavaScript
-    /// (`.js`, compiled with the JS toolkit, its imports resolved inside `module_dir`).
+    /// Loads task code: a component (`.wasm`), component text (`.wat`), JavaScript or
+    /// TypeScript (`.js`, `.mjs`, `.ts`, `.mts`, `.cts`, compiled with the JS toolkit,
+    /// its imports resolved inside `module_dir`), or Python (`.py`, compiled with the
+    /// Python toolkit).
     /// The code must really be inside `module_dir` (symbolic links resolved). Checks
     /// that it implements the task world, naming what is missing if not.
     pub fn load(
