@@ -40,7 +40,7 @@ pub use engine::{
 pub use host::{LogLine, TaskDb};
 pub use js::{is_task_source, JsEngine, JsToolkit};
 pub use python::{is_python_source, python_toolkit_spec, PyToolkit};
-pub use source_map::{SourceMap, SourceMapError};
+pub use source_map::{SourceMap, SourceMapError, SECTION as SOURCE_MAP_SECTION};
 pub use toolkit::{
     error_chain, installed_toolkits, toolkits_dir, Ensured, InstalledToolkit, KitFile, Requirement,
     Toolkit, ToolkitError, ToolkitSpec, ToolkitState,
