@@ -16,6 +16,7 @@
 //!   failure stacks back in the author's lines.
 
 mod bindings;
+mod bounded_command;
 mod cache;
 mod cache_entry;
 mod embedded;

@@ -14,14 +14,20 @@
 //! looks installed. The packages' contents count in the compile cache's key through
 //! [`hash_installed`].
 
+use super::bounded_command::{run_bounded, Bounded};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::SystemTime;
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
 
 /// How many trailing lines of a failed `npm ci` an error quotes.
 const OUTPUT_LINES: usize = 30;
+
+/// The longest a module's `npm ci` may take: past it the install is stopped and the
+/// compile fails saying so (a registry that stops answering would otherwise hold the
+/// install lock, and every compile of the module, for ever).
+const INSTALL_LIMIT: Duration = Duration::from_secs(600);
 
 /// Installs the packages of module folder `root` when it has a `package.json` and a
 /// `package-lock.json` and no `node_modules`; does nothing otherwise. The error says
@@ -69,18 +75,22 @@ fn install_in(root: &Path, scratch: &Path) -> Result<(), String> {
         dir = %root.display(),
         "installing the module's npm packages (`npm ci --ignore-scripts --omit=dev`; once, since it has a package-lock.json and no node_modules)"
     );
-    let output = Command::new("npm")
-        .args(["ci", "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund"])
-        .current_dir(scratch)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            format!(
-                "the module folder {} has a package-lock.json, and installing its packages needs npm: {e}",
-                root.display()
-            )
-        })?;
-    if !output.status.success() {
+    let mut npm = Command::new("npm");
+    npm.args([
+        "ci",
+        "--ignore-scripts",
+        "--omit=dev",
+        "--no-audit",
+        "--no-fund",
+    ])
+    .current_dir(scratch);
+    let ended = run_bounded(npm, INSTALL_LIMIT).map_err(|e| {
+        format!(
+            "the module folder {} has a package-lock.json, and installing its packages needs npm: {e}",
+            root.display()
+        )
+    })?;
+    let failed = |output: &Output, how: String| {
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&output.stdout),
@@ -88,11 +98,23 @@ fn install_in(root: &Path, scratch: &Path) -> Result<(), String> {
         );
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(OUTPUT_LINES)..].join("\n");
-        return Err(format!(
-            "installing the packages of {} (`npm ci --ignore-scripts --omit=dev`) failed ({}); its last output:\n{tail}",
-            root.display(),
-            output.status
-        ));
+        format!(
+            "installing the packages of {} (`npm ci --ignore-scripts --omit=dev`) {how}; its last output:\n{tail}",
+            root.display()
+        )
+    };
+    match ended {
+        Bounded::TimedOut(output) => {
+            let limit = INSTALL_LIMIT.as_secs();
+            return Err(failed(
+                &output,
+                format!("did not finish within {limit} s and was stopped"),
+            ));
+        }
+        Bounded::Exited(output) if !output.status.success() => {
+            return Err(failed(&output, format!("failed ({})", output.status)));
+        }
+        Bounded::Exited(_) => {}
     }
     let installed = scratch.join("node_modules");
     if !installed.is_dir() {
