@@ -291,6 +291,17 @@ async fn resolution_rules_are_enforced() {
         RunEnd::Failed { stack, .. } => assert!(stack.unwrap().contains("guest stderr")),
         other => panic!("{other:?}"),
     }
+    // Bundled (TypeScript), the stack on its stderr is put back in the author's lines.
+    let mut v = vm("raw_throw_ts.ts").await;
+    match run(&mut v, json!({})).await {
+        RunEnd::Failed { stack, .. } => {
+            let stack = stack.unwrap();
+            assert!(stack.contains("raw_throw_ts: uncaught"), "{stack}");
+            assert!(stack.contains("/guests/raw_throw_ts.ts:6:"), "{stack}");
+            assert!(!stack.contains("raw_throw_ts.js"), "{stack}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -512,6 +512,10 @@ impl TaskVm {
                     stack.push_str("\n--- guest stderr ---\n");
                     stack.push_str(stderr.trim_end());
                 }
+                // The guest's stderr holds its own stack, in the bundle's lines.
+                if let Some(map) = &self.code.source_map {
+                    stack = map.rewrite(&stack);
+                }
                 RunEnd::Failed {
                     error,
                     stack: Some(stack),
