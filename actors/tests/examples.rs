@@ -86,20 +86,7 @@ fn psycopg() -> PathBuf {
         files: example_files("python", &["requirements.txt"]),
         workdir: "python".into(),
         requires: vec![Requirement::python3("install Python 3.9 or later with pip")],
-        install: vec![[
-            "python3",
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-            "deps",
-            "-r",
-            "requirements.txt",
-        ]
-        .map(String::from)
-        .to_vec()],
+        install: vec![warren::wasm::pip_install("deps", "requirements.txt")],
         ready: vec!["deps/psycopg/__init__.py".into()],
     })
     .join("deps")

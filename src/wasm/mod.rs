@@ -43,8 +43,8 @@ pub use js::{is_task_source, JsEngine, JsToolkit};
 pub use python::{is_python_source, python_toolkit_spec, PyToolkit};
 pub use source_map::{SourceMap, SourceMapError, SECTION as SOURCE_MAP_SECTION};
 pub use toolkit::{
-    error_chain, installed_toolkits, toolkits_dir, Ensured, InstalledToolkit, KitFile, Requirement,
-    Toolkit, ToolkitError, ToolkitSpec, ToolkitState,
+    error_chain, installed_toolkits, pip_install, toolkits_dir, Ensured, InstalledToolkit, KitFile,
+    Requirement, Toolkit, ToolkitError, ToolkitSpec, ToolkitState,
 };
 pub use vm::{FailureCause, KillSwitch, RunEnd, RunReport, TaskCode, TaskInput, TaskVm, VmLimits};
 pub use vm_cache::{idle_vms_per_runner, VmCache};

@@ -7,7 +7,7 @@
 use super::cache::ComponentCache;
 use super::cache_entry::hex;
 use super::source_key::collect_module_files;
-use super::toolkit::{error_chain, KitFile, Requirement, Toolkit, ToolkitSpec};
+use super::toolkit::{error_chain, pip_install, KitFile, Requirement, Toolkit, ToolkitSpec};
 use super::trust::PrivateTempDir;
 use super::WasmError;
 use sha2::{Digest, Sha256};
@@ -61,22 +61,7 @@ pub fn python_toolkit_spec() -> ToolkitSpec {
             .collect(),
         workdir: PY_WORKDIR.into(),
         requires: vec![Requirement::python3(hint)],
-        install: vec![[
-            "python3",
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--only-binary=:all:",
-            "--target",
-            DEPS,
-            "-r",
-            "requirements.txt",
-        ]
-        .map(String::from)
-        .to_vec()],
+        install: vec![pip_install(DEPS, "requirements.txt")],
         ready: vec![format!("{DEPS}/componentize_py/__init__.py")],
     }
 }

@@ -92,6 +92,30 @@ fn major_version(printed: &str) -> Option<u32> {
         .and_then(|major| major.parse().ok())
 }
 
+/// The install command of a pip-based toolkit: the wheels (never a build from source)
+/// that `requirements` lists, into the folder `target` (relative to the working
+/// folder), which users put on `PYTHONPATH`. A folder, not a virtual environment: the
+/// installer renames the toolkit into place after the install, and a virtual
+/// environment's scripts hold their absolute paths.
+pub fn pip_install(target: &str, requirements: &str) -> Vec<String> {
+    [
+        "python3",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--only-binary=:all:",
+        "--target",
+        target,
+        "-r",
+        requirements,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// An error and its causes, `: `-separated, for messages that must say why.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
