@@ -17,6 +17,9 @@
 //!   `WARREN_BENCH_PAUSED_TASKS` (default 10,000; 0 leaves it out) due tasks sort before
 //!   the work: what a large paused backlog at the head of a cluster costs each claim
 //!   (`Store::pause`).
+//! - bulk actions (`Store::bulk`) on `WARREN_BENCH_BULK_TASKS` (default 100,000; 0
+//!   leaves them out) pending tasks: cancel them all, retry them all, delete them all;
+//!   each row also gives the longest of the action's batch transactions.
 //!
 //! The queue is pre-filled with `schedule_batch` before each claim measurement, outside
 //! the timed section, and emptied between measurements.
@@ -43,8 +46,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warren::clock::SystemClock;
 use warren::store::{
-    AnyConn, NewTask, PauseTarget, ResolveOutcome, ScheduleOptions, Store, StoreConfig,
-    TypeRegistration,
+    AnyConn, BulkAction, BulkOptions, NewTask, PauseTarget, ResolveOutcome, ScheduleOptions,
+    StateFilter, Store, StoreConfig, TaskFilter, TypeRegistration,
 };
 use warren::task::{Priority, Resolution, RetryPolicy, TaskType};
 
@@ -94,6 +97,14 @@ impl Sizes {
     }
 }
 
+/// A count from the environment where 0 is allowed (it leaves a measurement out).
+fn env_count_or_zero(name: &str) -> BenchResult<Option<usize>> {
+    match std::env::var(name) {
+        Ok(v) if v.trim() == "0" => Ok(Some(0)),
+        _ => env_count(name),
+    }
+}
+
 fn env_count(name: &str) -> BenchResult<Option<usize>> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => {
@@ -118,6 +129,8 @@ struct Measurement {
     seconds: f64,
     /// Mean completions per statement and commit, where completions were grouped.
     completions_per_commit: Option<f64>,
+    /// The longest transaction of a bulk action, in ms.
+    longest_tx_ms: Option<u64>,
 }
 
 impl Measurement {
@@ -133,6 +146,7 @@ impl Measurement {
             "seconds": (self.seconds * 1000.0).round() / 1000.0,
             "tasks_per_s": self.per_second().round(),
             "completions_per_commit": self.completions_per_commit,
+            "longest_tx_ms": self.longest_tx_ms,
         })
         .to_string()
     }
@@ -391,6 +405,7 @@ async fn run_all(
             tasks,
             seconds: elapsed.as_secs_f64(),
             completions_per_commit: shared,
+            longest_tx_ms: None,
         };
         println!("{}", m.json_line());
         out.push(m);
@@ -467,7 +482,7 @@ async fn run_all(
     }
     // 0 leaves the measurement out (for instruction counts comparable with builds
     // that do not have it).
-    let paused = env_count("WARREN_BENCH_PAUSED_TASKS")?.unwrap_or(10_000);
+    let paused = env_count_or_zero("WARREN_BENCH_PAUSED_TASKS")?.unwrap_or(10_000);
     if paused > 0 {
         reset(store, postgres).await?;
         let elapsed = claim_past_paused(store, postgres, paused, sizes.claim).await?;
@@ -477,6 +492,40 @@ async fn run_all(
             elapsed,
             None,
         );
+    }
+    let bulk = env_count_or_zero("WARREN_BENCH_BULK_TASKS")?.unwrap_or(100_000);
+    if bulk > 0 {
+        reset(store, postgres).await?;
+        prefill(store, postgres, bulk).await?;
+        for (action, state) in [
+            (BulkAction::Cancel, StateFilter::Pending),
+            (BulkAction::Retry, StateFilter::Cancelled),
+            (BulkAction::Delete, StateFilter::All),
+        ] {
+            let filter = TaskFilter {
+                type_mask: Some("bench:*".into()),
+                state,
+                ..TaskFilter::default()
+            };
+            let start = Instant::now();
+            let report = store.bulk(action, &filter, &BulkOptions::default()).await?;
+            let elapsed = start.elapsed();
+            if report.changed != bulk as u64 {
+                return Err(
+                    format!("bulk {action} changed {} of {bulk} tasks", report.changed).into(),
+                );
+            }
+            let m = Measurement {
+                backend,
+                name: format!("bulk {action} of every matching task ({state:?})"),
+                tasks: bulk,
+                seconds: elapsed.as_secs_f64(),
+                completions_per_commit: None,
+                longest_tx_ms: Some(report.longest_batch_ms),
+            };
+            println!("{}", m.json_line());
+            out.push(m);
+        }
     }
     Ok(())
 }
@@ -561,30 +610,36 @@ fn print_table(rows: &[Measurement]) {
         .max(11);
     println!();
     println!(
-        "{:<8}  {:<width$}  {:>8}  {:>8}  {:>9}  {:>10}",
-        "backend", "measurement", "tasks", "seconds", "tasks/s", "per commit"
+        "{:<8}  {:<width$}  {:>8}  {:>8}  {:>9}  {:>10}  {:>10}",
+        "backend", "measurement", "tasks", "seconds", "tasks/s", "per commit", "longest tx"
     );
     println!(
         "{}",
-        "-".repeat(8 + 2 + width + 2 + 8 + 2 + 8 + 2 + 9 + 2 + 10)
+        "-".repeat(8 + 2 + width + 2 + 8 + 2 + 8 + 2 + 9 + 2 + 10 + 2 + 10)
     );
     for m in rows {
         let shared = m
             .completions_per_commit
             .map(|c| format!("{c:.1}"))
             .unwrap_or_default();
+        let longest = m
+            .longest_tx_ms
+            .map(|ms| format!("{ms} ms"))
+            .unwrap_or_default();
         println!(
-            "{:<8}  {:<width$}  {:>8}  {:>8.3}  {:>9.0}  {:>10}",
+            "{:<8}  {:<width$}  {:>8}  {:>8.3}  {:>9.0}  {:>10}  {:>10}",
             m.backend,
             m.name,
             m.tasks,
             m.seconds,
             m.per_second(),
-            shared
+            shared,
+            longest
         );
     }
     println!();
     println!("per commit: mean completions that shared one statement and commit (PostgreSQL)");
+    println!("longest tx: the longest of a bulk action's batch transactions");
 }
 
 /// The cost of the task SQL policy on PostgreSQL: a verdict from the cache (what a

@@ -255,6 +255,8 @@ impl fmt::Display for Priority {
     PartialEq,
     Eq,
     Hash,
+    PartialOrd,
+    Ord,
     Serialize,
     Deserialize,
     diesel::expression::AsExpression,

@@ -57,6 +57,7 @@ mod restart;
 mod runner;
 mod scheduler;
 mod supervisor;
+pub mod task_filter;
 pub mod task_spec;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;

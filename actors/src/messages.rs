@@ -158,6 +158,19 @@ pub struct Kill(pub TaskId);
 #[rtype(result = "Vec<String>")]
 pub struct RunDueScheduled;
 
+/// Applies a bulk action to every task a filter matches (see `Store::bulk`); running
+/// tasks it cancels that run on this node are killed.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<warren::store::BulkReport, StoreError>")]
+pub struct BulkTasks {
+    /// Retry, cancel or delete.
+    pub action: warren::store::BulkAction,
+    /// The tasks to act on.
+    pub filter: warren::store::TaskFilter,
+    /// Batch size and cancel reason.
+    pub options: warren::store::BulkOptions,
+}
+
 /// Retries a task now (see `Store::retry_now`).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<warren::task::Millis, StoreError>")]

@@ -19,6 +19,7 @@ pub struct Metrics {
     scheduled: Mutex<BTreeMap<String, u64>>,
     finished: Mutex<BTreeMap<(String, &'static str), u64>>,
     durations: Mutex<BTreeMap<String, Histogram>>,
+    bulk_changed: Mutex<BTreeMap<&'static str, u64>>,
     vm_instantiations: AtomicU64,
     vm_reuses: AtomicU64,
 }
@@ -84,6 +85,12 @@ impl Metrics {
         h.count += 1;
     }
 
+    /// Counts tasks a bulk action through this node changed; `action` is `retry`,
+    /// `cancel` or `delete`.
+    pub fn bulk_changed(&self, action: &'static str, count: u64) {
+        *lock(&self.bulk_changed).entry(action).or_default() += count;
+    }
+
     /// Counts a VM created for a run.
     pub fn vm_instantiated(&self) {
         self.vm_instantiations.fetch_add(1, Ordering::Relaxed);
@@ -122,6 +129,20 @@ impl Metrics {
                 &mut out,
                 "warren_tasks_finished_total",
                 &[("type", task_type), ("outcome", outcome)],
+                *n,
+            );
+        }
+        header(
+            &mut out,
+            "warren_bulk_changed_tasks_total",
+            "counter",
+            "Tasks changed by bulk actions through this node, by action.",
+        );
+        for (action, n) in lock(&self.bulk_changed).iter() {
+            sample(
+                &mut out,
+                "warren_bulk_changed_tasks_total",
+                &[("action", action)],
                 *n,
             );
         }

@@ -1201,6 +1201,187 @@ async fn a_running_task_shows_as_a_busy_runner_and_cancel_kills_it() {
 }
 
 #[actix_rt::test]
+async fn tasks_are_searched_counted_and_acted_on_in_bulk() {
+    let n = TestNode::start("bulk").await;
+    let app = test::init_service(app(n.state.clone())).await;
+    let mut ids = Vec::new();
+    for (ty, data) in [
+        (
+            "apitest:count",
+            json!({"to": {"domain": "example.com"}, "n": 1}),
+        ),
+        (
+            "apitest:count",
+            json!({"to": {"domain": "example.org"}, "n": 2}),
+        ),
+        (
+            "apitest:other",
+            json!({"to": {"domain": "example.com"}, "n": 3}),
+        ),
+    ] {
+        let a = send(
+            &app,
+            post(
+                "/api/tasks",
+                json!({"type": ty, "data": data, "cluster": "parked", "allow_unknown_type": true}),
+            )
+            .to_request(),
+        )
+        .await;
+        ids.push(a.json()["id"].as_i64().unwrap());
+    }
+    // The listing and the count take the same filter fields.
+    let a = send(
+        &app,
+        get("/api/tasks?data=to.domain%3Dexample.com&type=apitest:*").to_request(),
+    )
+    .await;
+    let listed: Vec<i64> = a.json()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[2], ids[0]]);
+    let a = send(
+        &app,
+        get("/api/tasks/count?data_contains=EXAMPLE.ORG").to_request(),
+    )
+    .await;
+    assert_eq!(a.json(), json!({"count": 1}));
+    // Bad filters name their field.
+    for (uri, field) in [
+        ("/api/tasks?data=to.domain", "data"),
+        ("/api/tasks/count?state=done", "state"),
+        ("/api/tasks/count?from=soon", "from"),
+    ] {
+        let body = send(&app, get(uri).to_request()).await.assert_error(400);
+        assert_eq!(body["error"]["field"], json!(field), "{uri}: {body}");
+    }
+    for (body, field) in [
+        (json!({"action": "retry", "filter": {}}), "filter"),
+        (
+            json!({"action": "purge", "filter": {"state": "failed"}}),
+            "action",
+        ),
+        (
+            json!({"action": "retry", "filter": {"colour": "red"}}),
+            "filter",
+        ),
+        (
+            json!({"action": "retry", "filter": {"state": "failed"}, "reason": "x"}),
+            "reason",
+        ),
+        (json!({"action": "delete", "filter": {"data": "n"}}), "data"),
+    ] {
+        let answer = send(&app, post("/api/tasks/bulk", body.clone()).to_request())
+            .await
+            .assert_error(400);
+        assert_eq!(answer["error"]["field"], json!(field), "{body}: {answer}");
+    }
+    assert_eq!(
+        n.task_count().await,
+        3,
+        "refused bulk requests change nothing"
+    );
+
+    // A running task (the endless loop) cancelled in bulk is stopped on this node.
+    let a = send(
+        &app,
+        post(
+            "/api/tasks",
+            json!({"type": "apitest:loop", "data": {"n": 9}}),
+        )
+        .to_request(),
+    )
+    .await;
+    let looping = a.json()["id"].as_i64().unwrap();
+    eventually("the endless task to run", || async {
+        n.store.describe(TaskId(looping)).await.unwrap().state == TaskState::Running
+    })
+    .await;
+    let a = send(
+        &app,
+        post(
+            "/api/tasks/bulk",
+            json!({"action": "cancel", "filter": {"data_contains": "\"n\""}, "reason": "maintenance"}),
+        )
+        .to_request(),
+    )
+    .await;
+    let report = a.json();
+    assert_eq!(a.status, StatusCode::OK, "{report}");
+    assert_eq!(
+        (&report["matched"], &report["changed"]),
+        (&json!(4), &json!(4))
+    );
+    assert_eq!(report["cancelled_running"], json!([looping]));
+    let outcome = n
+        .store
+        .wait(TaskId(looping), Duration::from_secs(10), WaitFor::Finished)
+        .await
+        .unwrap();
+    assert_eq!(outcome.state, TaskState::Cancelled);
+    assert_eq!(outcome.error.as_deref(), Some("maintenance"));
+    eventually("the runner to be free", || async {
+        let nodes = send(&app, get("/api/nodes").to_request()).await.json();
+        nodes["runners"][0]["task_id"].is_null()
+    })
+    .await;
+
+    // Retry the cancelled tasks of one domain, then delete the rest.
+    let a = send(
+        &app,
+        post(
+            "/api/tasks/bulk",
+            json!({"action": "retry", "filter": {"state": "cancelled", "data": "to.domain=example.com"}}),
+        )
+        .to_request(),
+    )
+    .await;
+    let report = a.json();
+    assert_eq!(
+        (&report["matched"], &report["changed"]),
+        (&json!(2), &json!(2)),
+        "{report}"
+    );
+    for id in [ids[0], ids[2]] {
+        assert_eq!(
+            n.store.describe(TaskId(id)).await.unwrap().state,
+            TaskState::Pending
+        );
+    }
+    let a = send(
+        &app,
+        post(
+            "/api/tasks/bulk",
+            json!({"action": "delete", "filter": {"state": "all"}}),
+        )
+        .to_request(),
+    )
+    .await;
+    let report = a.json();
+    assert_eq!(
+        (&report["matched"], &report["changed"]),
+        (&json!(4), &json!(4)),
+        "{report}"
+    );
+    assert_eq!(n.task_count().await, 0);
+    let metrics = send(&app, get("/metrics").to_request()).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert_eq!(
+        sample(&text, "warren_bulk_changed_tasks_total{action=\"cancel\"}"),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "warren_bulk_changed_tasks_total{action=\"delete\"}"),
+        Some(4.0)
+    );
+    n.stop().await;
+}
+
+#[actix_rt::test]
 async fn nodes_include_the_runners_other_nodes_publish() {
     let n = TestNode::start("nodes").await;
     n.scheduled_recorded().await;
@@ -1686,6 +1867,8 @@ async fn unknown_routes_and_methods_are_json_errors() {
     assert_eq!(doc["openapi"], "3.1.0");
     for path in [
         "/api/tasks",
+        "/api/tasks/count",
+        "/api/tasks/bulk",
         "/api/tasks/{id}",
         "/api/tasks/{id}/retry",
         "/api/tasks/{id}/reschedule",

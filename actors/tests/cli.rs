@@ -459,7 +459,7 @@ fn tasks_list_shows_a_table_or_json_with_filters() {
     let o = warren(&["tasks", "list", "--database", &url, "--state", "sleeping"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("invalid state: 'sleeping'"),
+        stderr(&o).contains("invalid --state: 'sleeping' is not one of"),
         "{}",
         stderr(&o)
     );
@@ -617,6 +617,93 @@ fn tasks_show_retry_cancel_and_delete() {
     }
     let o = warren(&["tasks", "show", "seven", "--database", &url]);
     assert_eq!(o.status.code(), Some(2));
+    remove_db(&path);
+}
+
+#[test]
+fn tasks_retry_cancel_and_delete_every_task_a_filter_matches() {
+    let (path, url) = temp_db("tasks-bulk");
+    register_types(&url, &["mail:send", "demo:ping"]);
+    let mut mail = Vec::new();
+    for domain in ["example.com", "example.com", "example.org"] {
+        let data = format!(r#"{{"to": {{"domain": "{domain}"}}}}"#);
+        mail.push(schedule(&url, &["mail:send", &data]));
+    }
+    let ping = schedule(&url, &["demo:ping", "{}"]);
+    let bulk = |args: &[&str]| {
+        let mut all = vec!["tasks"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--database", &url]);
+        warren(&all)
+    };
+    // Listing takes the same filter options.
+    let listed = json_out(&bulk(&[
+        "list",
+        "--data",
+        "to.domain=example.com",
+        "--json",
+    ]));
+    let listed: Vec<i64> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed, [mail[1], mail[0]]);
+    // Without a terminal to ask on, a bulk action wants --yes, and changes nothing.
+    let o = bulk(&["cancel", "--type", "mail:*"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("3 tasks match; add --yes to cancel them (nothing was changed)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = bulk(&["cancel", "--yes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("give a task id, or filter options"),
+        "{}",
+        stderr(&o)
+    );
+    let o = bulk(&["cancel", &ping.to_string(), "--state", "failed"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not both"), "{}", stderr(&o));
+    let o = bulk(&["cancel", "--data", "to.domain", "--yes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid --data: 'to.domain' has no '='"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        json_out(&bulk(&["list", "--state", "cancelled", "--json"])),
+        serde_json::json!([])
+    );
+
+    let o = bulk(&["cancel", "--type", "mail:*", "--yes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "cancelled 3 tasks of 3 matching\n");
+    let report = json_out(&bulk(&[
+        "retry",
+        "--state",
+        "cancelled",
+        "--data-contains",
+        "EXAMPLE.COM",
+        "--yes",
+        "--json",
+    ]));
+    assert_eq!(
+        (&report["action"], &report["matched"], &report["changed"]),
+        (
+            &serde_json::json!("retry"),
+            &serde_json::json!(2),
+            &serde_json::json!(2)
+        )
+    );
+    let o = bulk(&["delete", "--state", "all", "--yes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "deleted 4 tasks of 4 matching\n");
+    assert_eq!(task_count(&url), 0);
     remove_db(&path);
 }
 

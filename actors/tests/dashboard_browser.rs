@@ -483,6 +483,21 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         text(&o)
     );
 
+    // Cancelled tasks for a bulk retry from the task list: three of batch 1 (due in an
+    // hour, so that retried they wait) and one of batch 2, which must stay cancelled.
+    let bulk: Vec<i64> = (0..4)
+        .map(|i| {
+            let batch = if i < 3 { 1 } else { 2 };
+            let data = format!("{{\"batch\": {batch}, \"i\": {i}}}");
+            schedule(&db, &["dash:done", &data, "--not-before", &later])
+        })
+        .collect();
+    let o = warren(&db)
+        .args(["tasks", "cancel", "--data-contains", "\"batch\"", "--yes"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "bulk cancel: {}", text(&o));
+
     let _stuck = publish_a_runner_with_a_long_transaction(&db);
 
     let mut node = Command::new("node");
@@ -498,6 +513,8 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         .env("WARREN_KEYED_TYPE", "dash:keyed")
         .env("WARREN_RATED_TYPE", "dash:rated")
         .env("WARREN_LEAVE_PAUSED", "1")
+        .env("WARREN_BULK_DATA", "batch=1")
+        .env("WARREN_BULK_COUNT", "3")
         .env("WARREN_SCREENSHOTS", repo().join("target/screenshots"));
     let (status, output) = run_with_limit(node, Duration::from_secs(240));
     println!("{output}");
@@ -533,6 +550,17 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
+
+    // The bulk retry requeued batch 1 (waiting for its not-before time) and left batch 2.
+    for (i, id) in bulk.iter().enumerate() {
+        let o = warren(&db)
+            .args(["tasks", "show", &id.to_string(), "--json"])
+            .output()
+            .unwrap();
+        let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let expected = if i < 3 { "pending" } else { "cancelled" };
+        assert_eq!(shown["state"], expected, "bulk task {i}: {shown}");
+    }
 
     // The retry the browser made really completed the task.
     let o = wait(&db, flaky);

@@ -14,6 +14,7 @@
 //! (PostgreSQL's grouped completions in `completions.rs` and one-statement scheduling
 //! in `schedule_alone.rs`); they are optimisations, never needed for correctness.
 
+use super::bulk::BulkCandidate;
 use super::claim::ClaimParams;
 use super::model::TaskRow;
 use super::pg_policy::PgStatementPolicy;
@@ -87,6 +88,18 @@ pub(crate) trait Dialect {
 
     /// The tasks matching `filter` at `now`, newest first.
     async fn list_tasks(&mut self, filter: &TaskFilter, now: Millis) -> QueryResult<Vec<TaskRow>>;
+
+    /// How many tasks match `filter` at `now` (its limit aside).
+    async fn count_tasks(&mut self, filter: &TaskFilter, now: Millis) -> QueryResult<i64>;
+
+    /// Up to `limit` of the tasks matching `filter` at `now`, newest first, as a bulk
+    /// action reads them.
+    async fn bulk_candidates(
+        &mut self,
+        filter: &TaskFilter,
+        now: Millis,
+        limit: i64,
+    ) -> QueryResult<Vec<BulkCandidate>>;
 
     /// Sends `announce` with the open transaction's commit (PostgreSQL: a `NOTIFY`
     /// inside it), or queues it in `pending` for the store to deliver after the commit.

@@ -93,21 +93,22 @@ pub(super) async fn set_metadata_on(
     super::schedule::insert_metadata(conn, rows).await
 }
 
-/// The listing query for `filter`, boxed for backend `$db` (a boxed query is tied to
-/// one backend, so it is built once per backend from this one definition).
-macro_rules! list_query {
-    ($db:ty, $filter:expr, $now:expr) => {{
+/// The tasks matching `filter` (and below its `before_id`), as a boxed query for
+/// backend `$db` with no select, order or limit yet: a listing, a count and a bulk
+/// action each add their own. (A boxed query is tied to one backend, so it is built
+/// once per backend from this one definition; `$data_equals` is that backend's data
+/// search.)
+macro_rules! filtered_tasks {
+    ($db:ty, $filter:expr, $now:expr, $data_equals:path) => {{
         use diesel::prelude::*;
         use $crate::store::manage::{like_pattern, lower};
-        use $crate::store::model::TaskRow;
         use $crate::store::schema::warren_tasks::dsl as t;
+        use $crate::store::search::contains_pattern;
         use $crate::store::{StateFilter, TaskFilter};
         use $crate::task::{Millis, TaskState};
         let filter: &TaskFilter = $filter;
         let now: Millis = $now;
-        let mut query = t::warren_tasks
-            .select(TaskRow::as_select())
-            .into_boxed::<$db>();
+        let mut query = t::warren_tasks.into_boxed::<$db>();
         if let Some(mask) = &filter.type_mask {
             query = query.filter(lower(t::task_type).like(like_pattern(mask)).escape('\\'));
         }
@@ -137,13 +138,26 @@ macro_rules! list_query {
         if let Some(until) = filter.created_until {
             query = query.filter(t::created_at.lt(until));
         }
+        if let Some(search) = &filter.data_equals {
+            query = query.filter($data_equals(search));
+        }
+        if let Some(needle) = &filter.data_contains {
+            query = query.filter(lower(t::data).like(contains_pattern(needle)).escape('\\'));
+        }
+        if let Some(needle) = &filter.error_contains {
+            query = query.filter(
+                lower(t::last_error.assume_not_null())
+                    .like(contains_pattern(needle))
+                    .escape('\\'),
+            );
+        }
         if let Some(before) = filter.before_id {
             query = query.filter(t::id.lt(before));
         }
-        query.order(t::id.desc()).limit(filter.limit)
+        query
     }};
 }
-pub(super) use list_query;
+pub(super) use filtered_tasks;
 
 /// Why a task is queued again, for the errors of [`Store::requeue`].
 #[derive(Debug, Clone, Copy)]

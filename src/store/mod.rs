@@ -47,6 +47,7 @@ macro_rules! pg_statement {
 }
 pub(crate) use pg_statement;
 
+mod bulk;
 pub(crate) mod claim;
 mod completions;
 mod conn;
@@ -72,6 +73,7 @@ mod schedule;
 mod schedule_alone;
 pub(crate) mod scheduled;
 pub(crate) mod schema;
+mod search;
 pub mod signals;
 mod sql_types;
 mod sqlite;
@@ -87,6 +89,7 @@ mod types_registry;
 mod unique;
 mod wait;
 
+pub use bulk::{BulkAction, BulkOptions, BulkReport, DEFAULT_BULK_BATCH};
 pub use claim::ExpiredLease;
 pub use completions::CompletionStats;
 pub use conn::{AnyConn, SqliteConn};
@@ -102,6 +105,7 @@ pub use rate_limit::PRUNE_BUCKETS_AFTER_MS;
 pub use run::{bounded_text, ResolveOutcome, TaskRun, MAX_ERROR_BYTES, MAX_RESULT_BYTES};
 pub use schedule::json_kind;
 pub use scheduled::{ScheduledEnd, ScheduledOutcome, ScheduledRun, ScheduledSpec, ScheduledState};
+pub use search::{DataEquals, DataValue};
 pub use task_sql::{
     SqlCanceller, TaskSqlError, TaskSqlOutput, TaskSqlWant, TaskStatement, DEFAULT_MAX_ROWS_BYTES,
 };

@@ -270,7 +270,7 @@ impl std::str::FromStr for StateFilter {
     }
 }
 
-/// What a task listing selects; newest first.
+/// What a task listing, count or bulk action selects (listings newest first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskFilter {
     /// Task type mask; `*` matches any run of characters (`mymodule:*`).
@@ -281,6 +281,13 @@ pub struct TaskFilter {
     pub created_from: Option<Millis>,
     /// Only tasks created before this instant.
     pub created_until: Option<Millis>,
+    /// Only tasks whose data has this field with this value.
+    pub data_equals: Option<super::DataEquals>,
+    /// Only tasks whose data, as JSON text, contains this (case-insensitive for ASCII
+    /// letters everywhere, for all letters on PostgreSQL).
+    pub data_contains: Option<String>,
+    /// Only tasks whose last error contains this (case as for `data_contains`).
+    pub error_contains: Option<String>,
     /// Paging: only tasks with an id below this one (the last id of the previous page).
     pub before_id: Option<TaskId>,
     /// Page size (1–10,000).
@@ -294,6 +301,9 @@ impl Default for TaskFilter {
             state: StateFilter::All,
             created_from: None,
             created_until: None,
+            data_equals: None,
+            data_contains: None,
+            error_contains: None,
             before_id: None,
             limit: 100,
         }

@@ -2,9 +2,10 @@
 //! connection, rows sent as one array per column, `FOR UPDATE SKIP LOCKED` claims,
 //! `NOTIFY` inside the transaction, and task SQL checked by PostgreSQL's own parser.
 
+use super::bulk::BulkCandidate;
 use super::claim::{ClaimParams, PgClaim};
 use super::dialect::{Announce, Dialect, LockWhen};
-use super::manage::list_query;
+use super::manage::filtered_tasks;
 use super::model::TaskRow;
 use super::pg_policy::PgStatementPolicy;
 use super::schedule::{MetadataInsert, PgInsertTasks, TaskInsert, BATCH_CHUNK};
@@ -15,7 +16,9 @@ use super::TaskFilter;
 use super::{dynamic, StoreResult};
 use crate::task::{Millis, TaskId, TaskState};
 use diesel::sql_types::BigInt;
-use diesel::{OptionalExtension, QueryResult, QueryableByName};
+use diesel::{
+    ExpressionMethods, OptionalExtension, QueryDsl, QueryResult, QueryableByName, SelectableHelper,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
 
 impl Dialect for AsyncPgConnection {
@@ -76,7 +79,33 @@ impl Dialect for AsyncPgConnection {
     }
 
     async fn list_tasks(&mut self, filter: &TaskFilter, now: Millis) -> QueryResult<Vec<TaskRow>> {
-        list_query!(diesel::pg::Pg, filter, now).load(self).await
+        filtered_tasks!(diesel::pg::Pg, filter, now, super::search::pg_data_equals)
+            .select(TaskRow::as_select())
+            .order(warren_tasks::id.desc())
+            .limit(filter.limit)
+            .load(self)
+            .await
+    }
+
+    async fn count_tasks(&mut self, filter: &TaskFilter, now: Millis) -> QueryResult<i64> {
+        filtered_tasks!(diesel::pg::Pg, filter, now, super::search::pg_data_equals)
+            .count()
+            .get_result(self)
+            .await
+    }
+
+    async fn bulk_candidates(
+        &mut self,
+        filter: &TaskFilter,
+        now: Millis,
+        limit: i64,
+    ) -> QueryResult<Vec<BulkCandidate>> {
+        filtered_tasks!(diesel::pg::Pg, filter, now, super::search::pg_data_equals)
+            .select(BulkCandidate::as_select())
+            .order(warren_tasks::id.desc())
+            .limit(limit)
+            .load(self)
+            .await
     }
 
     async fn announce(

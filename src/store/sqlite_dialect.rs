@@ -3,11 +3,12 @@
 //! synchronous API on the connection's blocking thread, wake-ups delivered by the
 //! store after the commit, and task SQL checked by the connection's guard.
 
+use super::bulk::BulkCandidate;
 use super::claim::ClaimParams;
 use super::conn::{finish, SqliteConn};
 use super::dialect::{Announce, Dialect, LockWhen};
 use super::flow::sqlite_flow_candidates;
-use super::manage::list_query;
+use super::manage::filtered_tasks;
 use super::model::TaskRow;
 use super::pg_policy::PgStatementPolicy;
 use super::schedule::{MetadataInsert, TaskInsert, BATCH_CHUNK};
@@ -129,9 +130,48 @@ impl Dialect for SqliteConn {
     }
 
     async fn list_tasks(&mut self, filter: &TaskFilter, now: Millis) -> QueryResult<Vec<TaskRow>> {
-        list_query!(diesel::sqlite::Sqlite, filter, now)
-            .load(self)
-            .await
+        filtered_tasks!(
+            diesel::sqlite::Sqlite,
+            filter,
+            now,
+            super::search::sqlite_data_equals
+        )
+        .select(TaskRow::as_select())
+        .order(warren_tasks::id.desc())
+        .limit(filter.limit)
+        .load(self)
+        .await
+    }
+
+    async fn count_tasks(&mut self, filter: &TaskFilter, now: Millis) -> QueryResult<i64> {
+        filtered_tasks!(
+            diesel::sqlite::Sqlite,
+            filter,
+            now,
+            super::search::sqlite_data_equals
+        )
+        .count()
+        .get_result(self)
+        .await
+    }
+
+    async fn bulk_candidates(
+        &mut self,
+        filter: &TaskFilter,
+        now: Millis,
+        limit: i64,
+    ) -> QueryResult<Vec<BulkCandidate>> {
+        filtered_tasks!(
+            diesel::sqlite::Sqlite,
+            filter,
+            now,
+            super::search::sqlite_data_equals
+        )
+        .select(BulkCandidate::as_select())
+        .order(warren_tasks::id.desc())
+        .limit(limit)
+        .load(self)
+        .await
     }
 
     async fn announce(&mut self, pending: &mut Pending, announce: Announce<'_>) -> QueryResult<()> {

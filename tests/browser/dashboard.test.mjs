@@ -15,6 +15,9 @@
 //   WARREN_LEAVE_PAUSED=1, for the caller to check;
 // - with WARREN_KEYED_TYPE, a task type with `concurrency="1" concurrencykey="tenant"`
 //   and three tasks waiting: two of tenant a, one of tenant b;
+// - with WARREN_BULK_DATA (a `PATH=VALUE` data search), cancelled tasks of
+//   WARREN_BULK_COUNT (default 3) that match it, which the test retries in bulk from the
+//   filtered task list; other cancelled tasks that do not match must stay cancelled;
 // - with WARREN_RATED_TYPE, a task type with `ratelimit="1/h" ratelimitkey="tenant"`
 //   and two tasks of tenant c scheduled due now: one runs, the other waits for the rate.
 // Screenshots of every page go to WARREN_SCREENSHOTS (default: <repo>/target/screenshots).
@@ -36,6 +39,8 @@ const pauseType = process.env.WARREN_PAUSE_TYPE || '';
 const leavePaused = process.env.WARREN_LEAVE_PAUSED === '1';
 const keyedType = process.env.WARREN_KEYED_TYPE || '';
 const ratedType = process.env.WARREN_RATED_TYPE || '';
+const bulkData = process.env.WARREN_BULK_DATA || '';
+const bulkCount = Number(process.env.WARREN_BULK_COUNT || '3');
 const shots = resolve(process.env.WARREN_SCREENSHOTS || join(here, '..', '..', 'target', 'screenshots'));
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_MS = 20_000;
@@ -187,6 +192,37 @@ async function main() {
     check(value === 'failed', `the state filter is "${value}" after going back`);
     await page.waitForFunction((id) => !document.querySelector(`[data-testid="task-row"][data-id="${id}"]`), taskId, { timeout: STEP_MS });
   });
+
+  if (bulkData) {
+    await step(`managed tasks: retry every cancelled task with ${bulkData} in bulk`, async () => {
+      await page.locator('[data-testid="filter-clear"]').click();
+      // Without a filter, bulk actions are off.
+      check(await page.locator('[data-testid="bulk-retry"]').isDisabled(), 'bulk retry is enabled with no filter');
+      await page.locator('[data-testid="filter-state"]').selectOption('cancelled');
+      await page.locator('[data-testid="filter-data"]').fill(bulkData);
+      await page.locator('[data-testid="filter-data"]').press('Enter');
+      await page.waitForURL(/data=/);
+      await page.waitForFunction((n) => {
+        const all = [...document.querySelectorAll('[data-testid="task-row"]')];
+        return all.length === n && all.every((r) => r.dataset.state === 'cancelled');
+      }, bulkCount, { timeout: STEP_MS });
+      await page.locator('[data-testid="bulk-retry"]:not([disabled])').click();
+      const dialog = page.locator('[data-testid="confirm-dialog"]');
+      await dialog.waitFor({ state: 'visible' });
+      const title = (await page.locator('#confirm-title').textContent()).trim();
+      check(title === `Retry ${bulkCount} tasks?`, `the confirmation asks "${title}"`);
+      await screenshot('tasks-bulk-confirm');
+      await page.locator('[data-testid="confirm-yes"]').click();
+      const done = page.locator('[data-testid="bulk-out"] .message-ok');
+      await done.waitFor();
+      const said = (await done.textContent()).trim();
+      check(said.startsWith(`Retried ${bulkCount} of ${bulkCount} matching tasks.`), `the bulk retry says "${said}"`);
+      // The list (still filtered on cancelled) empties.
+      await page.locator('[data-testid="tasks-empty"]').waitFor({ state: 'visible' });
+      await screenshot('tasks-bulk-retried');
+      await page.locator('[data-testid="filter-clear"]').click();
+    });
+  }
 
   await step('scheduled tasks: Run now and wait for the run to finish', async () => {
     await page.locator('[data-testid="nav-scheduled"]').click();

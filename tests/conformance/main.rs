@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bulk;
 mod claims;
 mod flow;
 mod listing;

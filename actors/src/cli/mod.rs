@@ -2,8 +2,10 @@
 
 mod batch;
 mod build;
+mod bulk_action;
 mod cron;
 mod durations;
+mod filter_args;
 mod migrate;
 mod modules;
 mod pauses;

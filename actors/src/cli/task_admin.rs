@@ -2,10 +2,11 @@
 //! database directly, whether or not a node runs. A node notices a cancelled task it
 //! runs at its next lease renewal and stops it.
 
+use super::filter_args::FilterArgs;
 use super::{table, terminal, Failure};
 use clap::{Args, Subcommand};
-use warren::store::{PauseTarget, StateFilter, Store, StoreError, Task, TaskFilter};
-use warren::task::{Millis, TaskId, TaskState};
+use warren::store::{BulkAction, PauseTarget, Store, StoreError, Task, TaskFilter};
+use warren::task::{TaskId, TaskState};
 
 /// Task commands.
 #[derive(Debug, Subcommand)]
@@ -20,48 +21,42 @@ pub enum TasksCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Run a pending, failed or cancelled task now.
-    Retry {
-        /// The task id.
-        id: TaskId,
-        /// Print JSON (`{"id", "state", "next_attempt"}`) instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Cancel a pending or running task (a running one is stopped by its node).
-    Cancel {
-        /// The task id.
-        id: TaskId,
-        /// Print JSON (`{"id", "state", "was"}`) instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Delete a task that is not running.
-    Delete {
-        /// The task id.
-        id: TaskId,
-        /// Print JSON (`{"id", "deleted"}`) instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Run a pending, failed or cancelled task now; or, given filter options instead
+    /// of an id, every task they match (`--state failed --type 'mail:*'`).
+    Retry(ActionArgs),
+    /// Cancel a pending or running task (a running one is stopped by its node); or
+    /// every task the filter options match.
+    Cancel(ActionArgs),
+    /// Delete a task that is not running; or every task the filter options match.
+    Delete(ActionArgs),
+}
+
+/// Arguments of `warren tasks retry|cancel|delete`: one task by id, or every task a
+/// filter matches.
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    /// The task id; leave it out and give filter options to act on every task they
+    /// match.
+    pub id: Option<TaskId>,
+    /// Which tasks, when no id is given.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Act on every matching task without asking first (needed when not on a
+    /// terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Print JSON instead of text: for one task `{"id", "state", …}`, for a filter the
+    /// bulk report (`{"action", "matched", "changed", "skipped", …}`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `warren tasks list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Task type mask; `*` matches any run of characters (`demo:*`).
-    #[arg(long = "type", value_name = "MASK")]
-    pub type_mask: Option<String>,
-    /// all, pending (due now), future, running, completed, failed, cancelled or
-    /// unfinished.
-    #[arg(long, default_value = "all")]
-    pub state: String,
-    /// Only tasks created at or after this instant (RFC 3339 or milliseconds).
-    #[arg(long)]
-    pub from: Option<String>,
-    /// Only tasks created before this instant (RFC 3339 or milliseconds).
-    #[arg(long)]
-    pub until: Option<String>,
+    /// Which tasks.
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// How many tasks to show (1-10000).
     #[arg(long, default_value_t = 50)]
     pub limit: i64,
@@ -86,19 +81,34 @@ pub(super) fn store_failure(e: StoreError) -> Failure {
     }
 }
 
-/// An instant argument: RFC 3339 text or milliseconds since the Unix epoch (read as the
-/// API and `warren schedule` read them).
-fn instant(option: &'static str, text: &str) -> Result<Millis, Failure> {
-    warren_actors::task_spec::instant(option, text).map_err(|e| Failure::Invalid(e.message))
-}
-
 /// Runs a task command.
 pub async fn run(database: &str, cmd: TasksCommand) -> Result<(), Failure> {
-    match cmd {
-        TasksCommand::List(args) => list(database, args).await,
-        TasksCommand::Show { id, json } => show(database, id, json).await,
-        TasksCommand::Retry { id, json } => {
-            let store = Store::open(database).await?;
+    let (action, args) = match cmd {
+        TasksCommand::List(args) => return list(database, args).await,
+        TasksCommand::Show { id, json } => return show(database, id, json).await,
+        TasksCommand::Retry(args) => (BulkAction::Retry, args),
+        TasksCommand::Cancel(args) => (BulkAction::Cancel, args),
+        TasksCommand::Delete(args) => (BulkAction::Delete, args),
+    };
+    match args.id {
+        None => super::bulk_action::run(database, action, &args.filter, args.yes, args.json).await,
+        Some(_) if !args.filter.text().is_empty() => Err(Failure::Invalid(format!(
+            "give a task id or filter options, not both: `warren tasks {action} ID` acts on one task, `warren tasks {action} --state failed …` on every task that matches"
+        ))),
+        Some(id) => act_on_one(database, action, id, args.json).await,
+    }
+}
+
+/// `retry`, `cancel` or `delete` of one task.
+async fn act_on_one(
+    database: &str,
+    action: BulkAction,
+    id: TaskId,
+    json: bool,
+) -> Result<(), Failure> {
+    let store = Store::open(database).await?;
+    match action {
+        BulkAction::Retry => {
             let at = store.retry_now(id).await.map_err(store_failure)?;
             if json {
                 let done =
@@ -109,10 +119,8 @@ pub async fn run(database: &str, cmd: TasksCommand) -> Result<(), Failure> {
             } else {
                 println!("task {id} is pending and runs at {}", table::time(at));
             }
-            Ok(())
         }
-        TasksCommand::Cancel { id, json } => {
-            let store = Store::open(database).await?;
+        BulkAction::Cancel => {
             let was = store
                 .cancel(id, "cancelled from the command line")
                 .await
@@ -128,10 +136,8 @@ pub async fn run(database: &str, cmd: TasksCommand) -> Result<(), Failure> {
                 }
                 _ => println!("task {id} cancelled (it was {was})"),
             }
-            Ok(())
         }
-        TasksCommand::Delete { id, json } => {
-            let store = Store::open(database).await?;
+        BulkAction::Delete => {
             store.delete(id).await.map_err(store_failure)?;
             match json {
                 true => println!(
@@ -140,27 +146,16 @@ pub async fn run(database: &str, cmd: TasksCommand) -> Result<(), Failure> {
                 ),
                 false => println!("task {id} deleted"),
             }
-            Ok(())
         }
     }
+    Ok(())
 }
 
 async fn list(database: &str, args: ListArgs) -> Result<(), Failure> {
     let filter = TaskFilter {
-        type_mask: args.type_mask,
-        state: args.state.parse::<StateFilter>().map_err(store_failure)?,
-        created_from: args
-            .from
-            .as_deref()
-            .map(|t| instant("--from", t))
-            .transpose()?,
-        created_until: args
-            .until
-            .as_deref()
-            .map(|t| instant("--until", t))
-            .transpose()?,
         before_id: args.before,
         limit: args.limit,
+        ..args.filter.filter()?
     };
     if !(1..=10_000).contains(&filter.limit) {
         return Err(Failure::Invalid(format!(

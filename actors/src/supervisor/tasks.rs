@@ -4,14 +4,14 @@
 use super::Supervisor;
 use crate::error::Error;
 use crate::messages::{
-    CancelTask, EphemeralTask, Kill, RetryTask, RunEphemeralTask, ScheduleTask, ScheduleTasks,
-    ScheduleTasksReporting,
+    BulkTasks, CancelTask, EphemeralTask, Kill, RetryTask, RunEphemeralTask, ScheduleTask,
+    ScheduleTasks, ScheduleTasksReporting,
 };
 use crate::metrics::Metrics;
 use crate::queue::{Cancelled, EphemeralRequest, KillRun};
 use actix::prelude::*;
 use std::collections::BTreeMap;
-use warren::store::{NewTask, Scheduled, Store, StoreError};
+use warren::store::{BulkReport, NewTask, Scheduled, Store, StoreError};
 use warren::task::{Millis, TaskId, TaskState};
 use warren::wasm::KillSwitch;
 
@@ -105,6 +105,22 @@ impl Handler<CancelTask> for Supervisor {
                 let _ = queue.send(Cancelled(msg.0)).await;
             }
             Ok(was)
+        })
+    }
+}
+
+impl Handler<BulkTasks> for Supervisor {
+    type Result = ResponseFuture<Result<BulkReport, StoreError>>;
+    fn handle(&mut self, msg: BulkTasks, _: &mut Context<Self>) -> Self::Result {
+        let (store, queue, metrics) =
+            (self.store.clone(), self.queue.clone(), self.metrics.clone());
+        Box::pin(async move {
+            let report = store.bulk(msg.action, &msg.filter, &msg.options).await?;
+            metrics.bulk_changed(report.action.verb(), report.changed);
+            for id in &report.cancelled_running {
+                let _ = queue.send(Cancelled(*id)).await;
+            }
+            Ok(report)
         })
     }
 }

@@ -9,7 +9,7 @@ use warren::task::TaskId;
 
 /// Instants in query parameters and bodies: the task spec's, so the API reads them one
 /// way everywhere.
-pub use crate::task_spec::{instant, json_instant};
+pub use crate::task_spec::json_instant;
 
 /// The query string's parameters (the last value wins when one repeats).
 pub fn query(req: &HttpRequest) -> Result<HashMap<String, String>, ApiError> {

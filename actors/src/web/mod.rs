@@ -145,6 +145,9 @@ pub fn app(
                         .route(web::post().to(tasks::schedule))
                         .default_service(web::to(not_allowed)),
                 )
+                // Before `/tasks/{id}`, which would take these names for ids.
+                .service(single("/tasks/count", web::get().to(tasks::count)))
+                .service(single("/tasks/bulk", web::post().to(tasks::bulk)))
                 .service(single("/tasks/{id}", web::get().to(tasks::show)))
                 .service(single("/tasks/{id}/retry", web::post().to(tasks::retry)))
                 .service(single(

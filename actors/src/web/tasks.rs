@@ -5,12 +5,13 @@
 use super::error::ApiError;
 use super::input;
 use super::WebState;
-use crate::messages::{CancelTask, RetryTask, ScheduleTasksReporting};
+use crate::messages::{BulkTasks, CancelTask, RetryTask, ScheduleTasksReporting};
+use crate::task_filter::{empty_filter_error, FilterText};
 use crate::task_spec::{self, check_task_types, BatchError, TaskSpec, MAX_BATCH};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use warren::store::{Scheduled, StateFilter, Task, TaskFilter, TaskTypeCheck};
+use warren::store::{BulkAction, BulkOptions, Scheduled, Task, TaskFilter, TaskTypeCheck};
 use warren::task::TaskType;
 
 /// Largest page of a listing.
@@ -38,29 +39,13 @@ pub async fn list(state: web::Data<WebState>, req: HttpRequest) -> Result<HttpRe
             })?,
     };
     let filter = TaskFilter {
-        type_mask: q
-            .get("type")
-            .map(|m| m.trim().to_string())
-            .filter(|m| !m.is_empty()),
-        state: q
-            .get("state")
-            .map(|s| s.parse::<StateFilter>())
-            .transpose()?
-            .unwrap_or_default(),
-        created_from: q
-            .get("from")
-            .map(|t| input::instant("from", t))
-            .transpose()?,
-        created_until: q
-            .get("until")
-            .map(|t| input::instant("until", t))
-            .transpose()?,
         before_id: q
             .get("before")
             .map(|t| input::task_id("before", t))
             .transpose()?,
         // One more than asked for tells whether another page follows.
         limit: limit + 1,
+        ..FilterText::from_query(&q).to_filter()?
     };
     let mut tasks = state.store.list(&filter).await?;
     let more = tasks.len() as i64 > limit;
@@ -72,6 +57,64 @@ pub async fn list(state: web::Data<WebState>, req: HttpRequest) -> Result<HttpRe
     };
     let tasks: Vec<Value> = tasks.iter().map(summary).collect();
     Ok(HttpResponse::Ok().json(json!({ "tasks": tasks, "next_before": next_before })))
+}
+
+/// `GET /api/tasks/count`: `{"count"}`, the number of tasks the filter (the listing's
+/// query parameters) matches; the dashboard shows it before a bulk action.
+pub async fn count(state: web::Data<WebState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let filter = FilterText::from_query(&input::query(&req)?).to_filter()?;
+    let count = state.store.count(&filter).await?;
+    Ok(HttpResponse::Ok().json(json!({ "count": count })))
+}
+
+/// The body of `POST /api/tasks/bulk`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    action: String,
+    filter: Value,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /api/tasks/bulk`: `{"action": "retry" | "cancel" | "delete", "filter": {…},
+/// "reason"?}` retries, cancels or deletes every task the filter (the listing's fields)
+/// matches, in batches of short transactions; answers with the report (matched,
+/// changed, skipped by state, …). A filter with no field is refused: `"state": "all"`
+/// acts on every task.
+pub async fn bulk(
+    state: web::Data<WebState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let body: BulkBody = input::body(body.into_inner())?;
+    let action = body.action.parse::<BulkAction>()?;
+    let text = FilterText::from_json(&body.filter)?;
+    if text.is_empty() {
+        return Err(empty_filter_error().into());
+    }
+    let filter = text.to_filter()?;
+    let mut options = BulkOptions {
+        reason: "cancelled in bulk by an operator".to_string(),
+        ..BulkOptions::default()
+    };
+    if let Some(reason) = body.reason.filter(|r| !r.trim().is_empty()) {
+        if action != BulkAction::Cancel {
+            return Err(ApiError::bad_field(
+                "reason",
+                "only a cancel takes a reason",
+            ));
+        }
+        options.reason = reason;
+    }
+    let report = state
+        .supervisor
+        .send(BulkTasks {
+            action,
+            filter,
+            options,
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(report))
 }
 
 /// A task without its large fields.

@@ -671,6 +671,9 @@ function tasksPage(root, query) {
     state: LIST_STATES.includes(query.get('state')) ? query.get('state') : 'all',
     from: query.get('from') || '',
     until: query.get('until') || '',
+    data: query.get('data') || '',
+    data_contains: query.get('data_contains') || '',
+    error_contains: query.get('error_contains') || '',
     before: query.get('before') || '',
   };
   // Pages visited before this one ("newer" goes back through them).
@@ -683,6 +686,9 @@ function tasksPage(root, query) {
     LIST_STATES.map((st) => h('option', { value: st, text: st === 'all' ? 'all states' : st, selected: st === f.state })));
   const fromInput = h('input', { id: 'filter-from', type: 'datetime-local', value: f.from, testid: 'filter-from' });
   const untilInput = h('input', { id: 'filter-until', type: 'datetime-local', value: f.until, testid: 'filter-until' });
+  const dataInput = h('input', { id: 'filter-data', type: 'search', value: f.data, placeholder: 'order.id=42', spellcheck: 'false', testid: 'filter-data' });
+  const dataContainsInput = h('input', { id: 'filter-data-contains', type: 'search', value: f.data_contains, placeholder: 'any text in the data', spellcheck: 'false', testid: 'filter-data-contains' });
+  const errorContainsInput = h('input', { id: 'filter-error-contains', type: 'search', value: f.error_contains, placeholder: 'any text in the last error', spellcheck: 'false', testid: 'filter-error-contains' });
   const clear = h('button', { type: 'button', class: 'btn', text: 'Clear', testid: 'filter-clear' });
   const filterError = h('div', { class: 'filter-error', hidden: true, testid: 'filter-error' });
   const datalist = typeDatalist('task-types');
@@ -693,8 +699,20 @@ function tasksPage(root, query) {
       field('State', stateSelect, 'filter-state'),
       field('Created from', fromInput, 'filter-from'),
       field('Created until', untilInput, 'filter-until'),
+      field('Data field', dataInput, 'filter-data'),
+      field('Data contains', dataContainsInput, 'filter-data-contains'),
+      field('Error contains', errorContainsInput, 'filter-error-contains'),
       h('div', { class: 'field' }, h('span', { class: 'label', text: '\u00a0' }), clear)),
     filterError, datalist);
+
+  // Bulk actions on every task the filter matches.
+  const bulkButtons = ['retry', 'cancel', 'delete'].map((action) => h('button', {
+    type: 'button', class: `btn btn-small${action === 'delete' ? ' btn-danger' : ''}`,
+    text: `${action[0].toUpperCase()}${action.slice(1)} all matching`, testid: `bulk-${action}`,
+  }));
+  const bulkHint = h('span', { class: 'muted small', testid: 'bulk-hint' });
+  const bulkOut = h('div', { class: 'bulk-out', testid: 'bulk-out' });
+  const bulkBar = h('div', { class: 'bulk-bar', testid: 'bulk-bar' }, bulkHint, h('div', { class: 'pager' }, ...bulkButtons));
 
   // Table.
   const tbody = h('tbody');
@@ -710,7 +728,9 @@ function tasksPage(root, query) {
   const range = h('span', { class: 'muted small', testid: 'paging-info' });
   const listCard = h('section', { class: 'card' },
     h('div', { class: 'card-body flush table-wrap' }, table, empty),
-    h('div', { class: 'table-foot' }, range, h('div', { class: 'pager' }, newest, newer, older)));
+    h('div', { class: 'table-foot' }, range, h('div', { class: 'pager' }, newest, newer, older)),
+    h('div', { class: 'table-foot' }, bulkBar),
+    bulkOut);
 
   // Schedule form.
   const scheduleToggle = h('button', { type: 'button', class: 'btn btn-primary', text: 'Schedule task', testid: 'schedule-toggle', 'aria-expanded': 'false' });
@@ -733,12 +753,29 @@ function tasksPage(root, query) {
 
   // Filters → URL (so Back from a task returns here) → refresh.
   function current() {
-    return { type: typeInput.value.trim(), state: stateSelect.value, from: fromInput.value, until: untilInput.value, before: f.before };
+    return {
+      type: typeInput.value.trim(), state: stateSelect.value, from: fromInput.value, until: untilInput.value,
+      data: dataInput.value.trim(), data_contains: dataContainsInput.value, error_contains: errorContainsInput.value,
+      before: f.before,
+    };
+  }
+  /** The filter as the API reads it (query parameters and a bulk request's `filter`), without paging. */
+  function apiFilter() {
+    const c = current();
+    const out = {};
+    if (c.type) out.type = c.type;
+    if (c.state !== 'all') out.state = c.state;
+    const from = localInputToMs(c.from);
+    const until = localInputToMs(c.until);
+    if (from) out.from = String(from);
+    if (until) out.until = String(until);
+    for (const k of ['data', 'data_contains', 'error_contains']) if (c[k].trim()) out[k] = c[k];
+    return out;
   }
   function writeUrl() {
     const q = new URLSearchParams();
     const c = current();
-    for (const k of ['type', 'state', 'from', 'until', 'before']) {
+    for (const k of ['type', 'state', 'from', 'until', 'data', 'data_contains', 'error_contains', 'before']) {
       if (c[k] && !(k === 'state' && c[k] === 'all')) q.set(k, c[k]);
     }
     const qs = q.toString();
@@ -760,14 +797,60 @@ function tasksPage(root, query) {
     debounce = setTimeout(applyFilters, 350);
   });
   typeInput.addEventListener('change', () => { clearTimeout(debounce); applyFilters(); });
-  for (const el of [stateSelect, fromInput, untilInput]) el.addEventListener('change', applyFilters);
+  for (const el of [stateSelect, fromInput, untilInput, dataInput, dataContainsInput, errorContainsInput]) el.addEventListener('change', applyFilters);
   clear.addEventListener('click', () => {
-    typeInput.value = '';
+    for (const el of [typeInput, fromInput, untilInput, dataInput, dataContainsInput, errorContainsInput]) el.value = '';
     stateSelect.value = 'all';
-    fromInput.value = '';
-    untilInput.value = '';
     applyFilters();
   });
+  const pastTense = { retry: 'Retried', cancel: 'Cancelled', delete: 'Deleted' };
+  const consequence = {
+    retry: 'Pending, failed and cancelled tasks among them run again as soon as possible; running and completed ones are left alone.',
+    cancel: 'Pending and running tasks among them are cancelled (running ones are stopped and their work rolled back); finished ones are left alone.',
+    delete: 'Every one that is not running is removed from the database with its data and result. This cannot be undone.',
+  };
+  bulkButtons.forEach((button, i) => {
+    const action = ['retry', 'cancel', 'delete'][i];
+    button.addEventListener('click', async () => {
+      const filter = apiFilter();
+      let count;
+      try {
+        count = (await api(`/api/tasks/count?${new URLSearchParams(filter)}`)).count;
+      } catch (e) {
+        if (e instanceof SignedOut) return;
+        bulkOut.replaceChildren(message('error', e instanceof ApiError ? e.message : String(e)));
+        return;
+      }
+      if (count === 0) {
+        bulkOut.replaceChildren(message('ok', 'No tasks match this filter: nothing to do.'));
+        return;
+      }
+      const verb = `${action[0].toUpperCase()}${action.slice(1)} ${fmtNum(count)} ${count === 1 ? 'task' : 'tasks'}`;
+      if (!await confirmAction(`${verb}?`, `${fmtNum(count)} ${count === 1 ? 'task matches' : 'tasks match'} this filter. ${consequence[action]}`, verb)) return;
+      const ok = await runAction(button, bulkOut, async () => {
+        const r = await api('/api/tasks/bulk', { method: 'POST', body: { action, filter } });
+        const skipped = Object.entries(r.skipped || {}).map(([st, n]) => `${fmtNum(n)} ${st}`);
+        return `${pastTense[action]} ${fmtNum(r.changed)} of ${fmtNum(r.matched)} matching tasks.`
+          + (skipped.length ? ` Left alone: ${skipped.join(', ')}.` : '')
+          + (r.moved_on ? ` ${fmtNum(r.moved_on)} changed state meanwhile and were left alone.` : '')
+          + (r.refused ? ` Refused: ${fmtNum(r.refused)} (${(r.refusals || []).join('; ')}).` : '');
+      });
+      if (ok) {
+        lastSig = '';
+        refreshNow();
+      }
+    });
+  });
+  function updateBulk() {
+    const none = Object.keys(apiFilter()).length === 0;
+    for (const b of bulkButtons) {
+      b.disabled = none;
+      b.title = none ? 'Filter the tasks first: a bulk action acts on every task the filter matches' : '';
+    }
+    bulkHint.textContent = none
+      ? 'Filter the list to act on every task that matches.'
+      : 'Act on every task this filter matches, on every page:';
+  }
   older.addEventListener('click', () => {
     if (!nextBefore) return;
     pages.push(f.before);
@@ -798,12 +881,8 @@ function tasksPage(root, query) {
     destroy() { clearTimeout(debounce); },
     async refresh(alive) {
       const c = current();
-      const q = new URLSearchParams({ state: c.state, limit: '50' });
-      if (c.type) q.set('type', c.type);
-      const from = localInputToMs(c.from);
-      const until = localInputToMs(c.until);
-      if (from) q.set('from', String(from));
-      if (until) q.set('until', String(until));
+      updateBulk();
+      const q = new URLSearchParams({ state: c.state, limit: '50', ...apiFilter() });
       if (c.before) q.set('before', c.before);
       let answer;
       try {
@@ -813,7 +892,8 @@ function tasksPage(root, query) {
           if (!alive()) return;
           filterError.hidden = false;
           filterError.replaceChildren(message('error', e.message));
-          for (const [name, el] of [['type', typeInput], ['from', fromInput], ['until', untilInput], ['state', stateSelect]]) {
+          for (const [name, el] of [['type', typeInput], ['from', fromInput], ['until', untilInput], ['state', stateSelect],
+            ['data', dataInput], ['data_contains', dataContainsInput], ['error_contains', errorContainsInput]]) {
             el.setAttribute('aria-invalid', String(e.field === name));
           }
           return;
@@ -822,7 +902,7 @@ function tasksPage(root, query) {
       }
       if (!alive()) return;
       filterError.hidden = true;
-      for (const el of [typeInput, fromInput, untilInput, stateSelect]) el.removeAttribute('aria-invalid');
+      for (const el of [typeInput, fromInput, untilInput, stateSelect, dataInput, dataContainsInput, errorContainsInput]) el.removeAttribute('aria-invalid');
 
       const tasks = answer.tasks || [];
       nextBefore = answer.next_before ?? null;
@@ -857,7 +937,7 @@ function tasksPage(root, query) {
 }
 
 function filterKey(f) {
-  return JSON.stringify([f.type || '', f.state || 'all', f.from || '', f.until || '']);
+  return JSON.stringify([f.type || '', f.state || 'all', f.from || '', f.until || '', f.data || '', f.data_contains || '', f.error_contains || '']);
 }
 
 function field(label, input, id, hint) {
