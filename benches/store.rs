@@ -192,14 +192,15 @@ async fn reset(store: &Store, postgres: bool) -> BenchResult<()> {
         exec(
             store,
             "CREATE TABLE IF NOT EXISTS bench_effects (task_id BIGINT NOT NULL); \
-             TRUNCATE bench_effects, warren_task_metadata, warren_tasks",
+             TRUNCATE bench_effects, warren_task_runs, warren_task_metadata, warren_tasks",
         )
         .await
     } else {
         exec(
             store,
             "CREATE TABLE IF NOT EXISTS bench_effects (task_id BIGINT NOT NULL); \
-             DELETE FROM bench_effects; DELETE FROM warren_task_metadata; \
+             DELETE FROM bench_effects; DELETE FROM warren_task_runs; \
+             DELETE FROM warren_task_metadata; \
              DELETE FROM warren_tasks",
         )
         .await

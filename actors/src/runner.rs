@@ -17,7 +17,8 @@ use warren::catalog::{Catalog, CatalogScheduled, CatalogType};
 use warren::clock::SharedClock;
 use warren::executor::RunFailure;
 use warren::store::{
-    ClaimedTask, ResolveOutcome, ScheduledEnd, ScheduledOutcome, Store, StoreError, Transaction,
+    ClaimedTask, ResolveOutcome, RunLogLine, RunOutcome, RunRecord, ScheduledEnd, ScheduledOutcome,
+    Store, StoreError, Transaction,
 };
 use warren::task::{LeaseToken, Resolution, TaskId};
 use warren::wasm::{
@@ -360,17 +361,60 @@ impl ManagedOutcome {
         }
     }
 
-    /// The label of this outcome in `warren_tasks_finished_total`: how the run ended,
-    /// `requeued` (`restarted`, `snoozed`) when its resolution asked to run again later,
-    /// `lost` when nothing could be committed (the lease was lost, or the store failed).
-    pub(crate) fn label(&self, requeued: Option<&'static str>) -> &'static str {
+    /// How the run ended, as its history records it and as `warren_tasks_finished_total`
+    /// labels it: `requeued` (restarted, snoozed) when its resolution asked to run again
+    /// later, `lost` when nothing could be committed (the lease was lost, or the store
+    /// failed).
+    pub(crate) fn run_outcome(&self, requeued: Option<RunOutcome>) -> RunOutcome {
         match self {
-            ManagedOutcome::Resolved(ResolveOutcome::Completed) => "completed",
-            ManagedOutcome::Resolved(ResolveOutcome::Failed) => "failed",
-            ManagedOutcome::Resolved(ResolveOutcome::Cancelled) => "cancelled",
-            ManagedOutcome::Resolved(ResolveOutcome::Pending { .. }) => requeued.unwrap_or("retry"),
-            ManagedOutcome::LeaseLost | ManagedOutcome::Unresolved(_) => "lost",
+            ManagedOutcome::Resolved(ResolveOutcome::Completed) => RunOutcome::Completed,
+            ManagedOutcome::Resolved(ResolveOutcome::Failed) => RunOutcome::Failed,
+            ManagedOutcome::Resolved(ResolveOutcome::Cancelled) => RunOutcome::Cancelled,
+            ManagedOutcome::Resolved(ResolveOutcome::Pending { .. }) => {
+                requeued.unwrap_or(RunOutcome::Retry)
+            }
+            ManagedOutcome::LeaseLost | ManagedOutcome::Unresolved(_) => RunOutcome::Lost,
         }
+    }
+}
+
+impl RunManaged {
+    /// Records this run in its task's history (`Store::record_run`). The history is for
+    /// people: a run whose record cannot be written still ran, and says so in the log.
+    async fn record(
+        &self,
+        env: &RunnerEnv,
+        started_at: warren::task::Millis,
+        outcome: RunOutcome,
+        error: Option<String>,
+        log: Vec<RunLogLine>,
+    ) {
+        let task = &self.0.task;
+        let record = RunRecord {
+            task_id: task.id,
+            lease_token: self.0.token,
+            node: task.lease_owner.clone().unwrap_or_default(),
+            started_at,
+            finished_at: env.store.now(),
+            outcome,
+            error,
+            log,
+        };
+        if let Err(e) = env.store.record_run(record).await {
+            tracing::warn!(task = %task.id, "the run's history was not recorded: {e}");
+        }
+    }
+}
+
+/// The error a run's history shows: the resolution's, or why nothing committed.
+fn run_error(outcome: &ManagedOutcome, resolution_error: Option<String>) -> Option<String> {
+    match outcome {
+        ManagedOutcome::LeaseLost => Some(
+            "the lease was lost (the task was cancelled or taken over meanwhile): nothing committed"
+                .to_string(),
+        ),
+        ManagedOutcome::Unresolved(e) => Some(format!("nothing committed: {e}")),
+        ManagedOutcome::Resolved(_) => resolution_error,
     }
 }
 
@@ -427,27 +471,66 @@ impl RunKind for RunManaged {
             )
             .await;
         let outcome = ManagedOutcome::of(recorded);
-        env.metrics.run_finished(self.name(), outcome.label(None));
+        let run_outcome = outcome.run_outcome(None);
+        env.metrics.run_finished(self.name(), run_outcome.as_str());
+        let now = env.store.now();
+        let error = run_error(&outcome, Some(why.to_string()));
+        self.record(env, now, run_outcome, error, Vec::new()).await;
         outcome
     }
 
     /// Resolves the run in its transaction (fenced by the lease token).
     async fn settle(self, env: &RunnerEnv, report: RunReport) -> ManagedOutcome {
+        let log = run_log(&report);
         let TaskDb::Managed(run) = report.db else {
             env.metrics.run_finished(self.name(), "lost");
             return ManagedOutcome::Unresolved(Error::TransactionLost);
         };
+        let started_at = run.started_at();
         let policy = env.catalog.retry_policy(&self.0.task.task_type);
         let resolution = report.end.into_resolution();
         let requeued = match resolution {
-            Resolution::Restart { .. } => Some("restarted"),
-            Resolution::Snooze { .. } => Some("snoozed"),
+            Resolution::Restart { .. } => Some(RunOutcome::Restarted),
+            Resolution::Snooze { .. } => Some(RunOutcome::Snoozed),
             _ => None,
         };
+        let error = resolution_error(&resolution);
         let outcome = ManagedOutcome::of(run.resolve(resolution, policy).await);
-        env.metrics
-            .run_finished(self.name(), outcome.label(requeued));
+        let run_outcome = outcome.run_outcome(requeued);
+        env.metrics.run_finished(self.name(), run_outcome.as_str());
+        let error = run_error(&outcome, error);
+        self.record(env, started_at, run_outcome, error, log).await;
         outcome
+    }
+}
+
+/// What a run's code logged, then what it wrote to stdout and stderr, as history lines.
+fn run_log(report: &RunReport) -> Vec<RunLogLine> {
+    const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+    let mut log: Vec<RunLogLine> = report
+        .logs
+        .iter()
+        .map(|line| RunLogLine {
+            level: LEVELS[usize::from(line.level.min(4))].to_string(),
+            message: line.message.clone(),
+        })
+        .collect();
+    for (level, text) in [("stdout", &report.stdout), ("stderr", &report.stderr)] {
+        log.extend(text.lines().map(|line| RunLogLine {
+            level: level.to_string(),
+            message: line.to_string(),
+        }));
+    }
+    log
+}
+
+/// The error a resolution stores, if it carries one.
+fn resolution_error(resolution: &Resolution) -> Option<String> {
+    match resolution {
+        Resolution::TemporaryFailure { error, .. }
+        | Resolution::PermanentFailure { error, .. }
+        | Resolution::Cancellation { error } => Some(error.clone()),
+        _ => None,
     }
 }
 
@@ -612,16 +695,19 @@ mod tests {
     #[test]
     fn managed_outcomes_are_labelled_for_the_metrics() {
         let pending = ResolveOutcome::Pending { next_attempt: 0 };
-        let label = |stored, requeued| ManagedOutcome::of(stored).label(requeued);
+        let label = |stored, requeued| ManagedOutcome::of(stored).run_outcome(requeued).as_str();
         assert_eq!(label(Ok(ResolveOutcome::Completed), None), "completed");
         assert_eq!(label(Ok(ResolveOutcome::Failed), None), "failed");
         assert_eq!(label(Ok(ResolveOutcome::Cancelled), None), "cancelled");
         assert_eq!(label(Ok(pending), None), "retry");
-        assert_eq!(label(Ok(pending), Some("restarted")), "restarted");
-        assert_eq!(label(Ok(pending), Some("snoozed")), "snoozed");
+        assert_eq!(label(Ok(pending), Some(RunOutcome::Restarted)), "restarted");
+        assert_eq!(label(Ok(pending), Some(RunOutcome::Snoozed)), "snoozed");
         let lost = ManagedOutcome::Unresolved(Error::TransactionLost);
-        assert_eq!(lost.label(None), "lost");
-        assert_eq!(ManagedOutcome::LeaseLost.label(None), "lost");
+        assert_eq!(lost.run_outcome(None), RunOutcome::Lost);
+        assert_eq!(
+            ManagedOutcome::LeaseLost.run_outcome(None),
+            RunOutcome::Lost
+        );
     }
 
     #[test]

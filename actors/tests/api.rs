@@ -35,6 +35,7 @@ fn modules() -> &'static PathBuf {
         for (from, to) in [
             ("tests/guests/infinite_loop.js", "tasks/loop.js"),
             ("tests/guests/counter.js", "tasks/counter.js"),
+            ("tests/guests/logs_then_fails_once.js", "tasks/flaky.js"),
         ] {
             std::fs::copy(repo().join(from), module.join(to)).unwrap();
         }
@@ -44,6 +45,7 @@ fn modules() -> &'static PathBuf {
                  <taskcluster tag="default" workers="1"/>
                  <managedtask type="loop" code="tasks/loop.js"/>
                  <managedtask type="count" code="tasks/counter.js"/>
+                 <managedtask type="flaky" code="tasks/flaky.js"/>
                  <task tag="manual" code="tasks/counter.js"/>
                </servicemanager></module>"#,
         )
@@ -1248,7 +1250,7 @@ async fn tasks_are_searched_counted_and_acted_on_in_bulk() {
         get("/api/tasks/count?data_contains=EXAMPLE.ORG").to_request(),
     )
     .await;
-    assert_eq!(a.json(), json!({"count": 1}));
+    assert_eq!(a.json(), json!({"count": 1, "newest_id": ids[1]}));
     // Bad filters name their field.
     for (uri, field) in [
         ("/api/tasks?data=to.domain", "data"),
@@ -1284,6 +1286,19 @@ async fn tasks_are_searched_counted_and_acted_on_in_bulk() {
         3,
         "refused bulk requests change nothing"
     );
+    for id in &ids {
+        assert_eq!(
+            n.store.describe(TaskId(*id)).await.unwrap().state,
+            TaskState::Pending
+        );
+    }
+    let counted = send(
+        &app,
+        get("/api/tasks/count?type=apitest:count").to_request(),
+    )
+    .await
+    .json();
+    assert_eq!(counted, json!({"count": 2, "newest_id": ids[1]}));
 
     // A running task (the endless loop) cancelled in bulk is stopped on this node.
     let a = send(
@@ -1378,6 +1393,64 @@ async fn tasks_are_searched_counted_and_acted_on_in_bulk() {
         sample(&text, "warren_bulk_changed_tasks_total{action=\"delete\"}"),
         Some(4.0)
     );
+    n.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_tasks_runs_are_shown_with_their_outcomes_errors_and_logs() {
+    let n = TestNode::start("runs").await;
+    let app = test::init_service(app(n.state.clone())).await;
+    let a = send(
+        &app,
+        post("/api/tasks", json!({"type": "apitest:flaky"})).to_request(),
+    )
+    .await;
+    let id = a.json()["id"].as_i64().unwrap();
+    let outcome = n
+        .store
+        .wait(TaskId(id), Duration::from_secs(60), WaitFor::Finished)
+        .await
+        .unwrap();
+    assert_eq!(outcome.state, TaskState::Completed);
+    // The last run's record is written just after its completion commits.
+    eventually("both runs to be recorded", || async {
+        n.store.task_runs(TaskId(id)).await.unwrap().len() == 2
+    })
+    .await;
+    let runs = send(&app, get(&format!("/api/tasks/{id}/runs")).to_request())
+        .await
+        .json();
+    let runs = runs["runs"].as_array().unwrap().clone();
+    assert_eq!(runs[0]["outcome"], "retry", "{runs:?}");
+    assert_eq!(runs[0]["error"], "first run fails");
+    assert_eq!(runs[0]["node"], "api-node");
+    assert_eq!(
+        runs[0]["log"],
+        json!([{"level": "info", "message": "run after 0 failure(s)"}])
+    );
+    assert_eq!(runs[1]["outcome"], "completed");
+    assert_eq!(runs[1]["error"], Value::Null);
+    assert_eq!(runs[1]["log"][0]["message"], "run after 1 failure(s)");
+    assert!(runs[1]["lease_token"].as_i64() > runs[0]["lease_token"].as_i64());
+    assert!(runs[0]["finished_at"].as_i64() >= runs[0]["started_at"].as_i64());
+    // A quiet completion is not recorded.
+    let a = send(
+        &app,
+        post("/api/tasks", json!({"type": "apitest:count"})).to_request(),
+    )
+    .await;
+    let quiet = a.json()["id"].as_i64().unwrap();
+    n.store
+        .wait(TaskId(quiet), Duration::from_secs(60), WaitFor::Finished)
+        .await
+        .unwrap();
+    let runs = send(&app, get(&format!("/api/tasks/{quiet}/runs")).to_request())
+        .await
+        .json();
+    assert_eq!(runs, json!({"runs": []}));
+    send(&app, get("/api/tasks/999999/runs").to_request())
+        .await
+        .assert_error(404);
     n.stop().await;
 }
 
@@ -1576,7 +1649,7 @@ async fn clusters_and_types_are_listed_paused_and_resumed() {
     assert_eq!(default["paused_since"], Value::Null);
     assert_eq!(
         default["task_types"],
-        json!(["apitest:count", "apitest:loop"])
+        json!(["apitest:count", "apitest:flaky", "apitest:loop"])
     );
     assert_eq!(default["live_nodes"], 1);
 
@@ -1640,6 +1713,7 @@ async fn clusters_and_types_are_listed_paused_and_resumed() {
         shown,
         [
             ("apitest:count", "task", true, true),
+            ("apitest:flaky", "task", false, true),
             ("apitest:loop", "task", false, true),
             ("apitest:manual", "scheduled", true, false)
         ]
@@ -1870,6 +1944,7 @@ async fn unknown_routes_and_methods_are_json_errors() {
         "/api/tasks/count",
         "/api/tasks/bulk",
         "/api/tasks/{id}",
+        "/api/tasks/{id}/runs",
         "/api/tasks/{id}/retry",
         "/api/tasks/{id}/reschedule",
         "/api/tasks/{id}/cancel",

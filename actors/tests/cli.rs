@@ -708,6 +708,111 @@ fn tasks_retry_cancel_and_delete_every_task_a_filter_matches() {
 }
 
 #[test]
+fn tasks_logs_prints_each_recorded_run_and_follow_stops_when_the_task_is_done() {
+    let (path, url) = temp_db("tasks-logs");
+    register_types(&url, &["demo:ping"]);
+    let id = schedule(&url, &["demo:ping", "{}"]);
+    let logs = |extra: &[&str]| {
+        let ids = id.to_string();
+        let mut args = vec!["tasks", "logs", ids.as_str(), "--database", &url];
+        args.extend_from_slice(extra);
+        warren(&args)
+    };
+    let o = logs(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("task {id} is pending and has no recorded runs")),
+        "{}",
+        stdout(&o)
+    );
+    // Two runs as a node records them: a retry that logged (with an escape sequence
+    // the terminal must not act on), then a completion that logged nothing.
+    with_store(&url, async |store| {
+        use warren::store::{RunLogLine, RunOutcome, RunRecord};
+        let claimed = store
+            .claim("node-a", &["default".to_string()], 1, 30_000)
+            .await
+            .unwrap();
+        let token = claimed[0].token;
+        store
+            .record_failure(
+                &warren::executor::RunFailure::new(warren::task::TaskId(id), token, "boom"),
+                warren::task::RetryPolicy::default(),
+            )
+            .await
+            .unwrap();
+        store
+            .record_run(RunRecord {
+                task_id: warren::task::TaskId(id),
+                lease_token: token,
+                node: "node-a".into(),
+                started_at: 1_764_900_000_000,
+                finished_at: 1_764_900_000_250,
+                outcome: RunOutcome::Retry,
+                error: Some("boom".into()),
+                log: vec![
+                    RunLogLine {
+                        level: "info".into(),
+                        message: "step 1 \x1b[2J".into(),
+                    },
+                    RunLogLine {
+                        level: "stdout".into(),
+                        message: "printed".into(),
+                    },
+                ],
+            })
+            .await
+            .unwrap();
+        store.retry_now(warren::task::TaskId(id)).await.unwrap();
+        let claimed = store
+            .claim("node-a", &["default".to_string()], 1, 30_000)
+            .await
+            .unwrap();
+        let run = store
+            .begin_run(claimed.into_iter().next().unwrap())
+            .await
+            .unwrap();
+        run.resolve(
+            warren::task::Resolution::Completion {
+                result: "{}".into(),
+            },
+            warren::task::RetryPolicy::default(),
+        )
+        .await
+        .unwrap();
+    });
+    let o = logs(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("run 1 · retry · node-a · started 2025-12-05 02:00:00Z · 250 ms"),
+        "{out}"
+    );
+    assert_eq!(lines[1], "  error: boom", "{out}");
+    assert_eq!(lines[2], "  [info] step 1 \\u{1b}[2J", "{out}");
+    assert_eq!(lines[3], "  [stdout] printed", "{out}");
+    assert!(
+        lines[4].starts_with(&format!("task {id} completed at "))
+            && lines[4].ends_with("(that run logged nothing)"),
+        "{out}"
+    );
+    // --json: one line per run; --follow ends once the task has finished.
+    let o = logs(&["--json", "--follow"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let runs: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 1, "{}", stdout(&o));
+    assert_eq!(runs[0]["outcome"], "retry");
+    assert_eq!(runs[0]["log"][0]["message"], "step 1 \u{1b}[2J");
+    let o = warren(&["tasks", "logs", "999", "--database", &url]);
+    assert_eq!(o.status.code(), Some(2));
+    remove_db(&path);
+}
+
+#[test]
 fn scheduled_list_run_enable_and_disable() {
     let (path, url) = temp_db("scheduled");
     // A node records the declared tags when it starts; do what it does.

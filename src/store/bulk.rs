@@ -195,9 +195,23 @@ fn plan_batch(action: BulkAction, page: Vec<BulkCandidate>, report: &mut BulkRep
 impl Store {
     /// How many tasks match `filter` (its `before_id` counts, its `limit` does not).
     pub async fn count(&self, filter: &TaskFilter) -> StoreResult<i64> {
+        super::search::check_filter(filter)?;
         let now = self.now();
         let mut pooled = self.conn().await?;
         Ok(on_conn!(&mut pooled.any(), c => Dialect::count_tasks(c, filter, now).await?))
+    }
+
+    /// The newest task `filter` matches: a bulk action asked for after a person saw the
+    /// count passes it on (as `before_id`, one past it), so that it acts on no task
+    /// scheduled since.
+    pub async fn newest_matching(&self, filter: &TaskFilter) -> StoreResult<Option<TaskId>> {
+        let newest = self
+            .list(&TaskFilter {
+                limit: 1,
+                ..filter.clone()
+            })
+            .await?;
+        Ok(newest.into_iter().next().map(|task| task.id))
     }
 
     /// Applies `action` to every task `filter` matches (its `limit` is ignored), in
@@ -214,6 +228,14 @@ impl Store {
             return Err(StoreError::Invalid {
                 field: "batch",
                 message: format!("{} is outside 1–10000", options.batch),
+            });
+        }
+        super::search::check_filter(filter)?;
+        let reason = super::bounded_text(options.reason.clone(), super::MAX_ERROR_BYTES);
+        if reason.contains('\0') {
+            return Err(StoreError::Invalid {
+                field: "reason",
+                message: "holds a NUL character, which cannot be stored".to_string(),
             });
         }
         let mut report = BulkReport::new(action);
@@ -235,31 +257,30 @@ impl Store {
             let plan = plan_batch(action, page, &mut report);
             if !plan.together.is_empty() {
                 let started = Instant::now();
-                let changed = self
+                let written = self
                     .in_transaction(async |conn, pending| {
-                        write_batch(conn, pending, action, &plan.together, now, options).await
+                        let now = self.now();
+                        write_batch(conn, pending, action, &plan.together, now, &reason).await
                     })
                     .await?;
                 report.longest_batch_ms = report.longest_batch_ms.max(millis(started.elapsed()));
                 report.batches += 1;
-                report.changed += changed as u64;
-                report.moved_on += plan.together.len().saturating_sub(changed) as u64;
-                if action == BulkAction::Cancel {
-                    report.cancelled_running.extend(
-                        plan.together
-                            .iter()
-                            .filter(|task| task.state == TaskState::Running)
-                            .map(|task| task.id),
-                    );
-                }
+                report.changed += written.changed as u64;
+                report.moved_on += plan.together.len().saturating_sub(written.changed) as u64;
+                report.cancelled_running.extend(written.cancelled_running);
             }
             for id in plan.one_by_one {
                 match self.retry_now(id).await {
                     Ok(_) => report.changed += 1,
-                    Err(StoreError::WrongState { .. }) => report.moved_on += 1,
-                    Err(e @ (StoreError::UniqueConflict { .. } | StoreError::Contended { .. })) => {
-                        report.refuse(e)
+                    // Moved on, or gone, since the page was read.
+                    Err(StoreError::WrongState { .. } | StoreError::NotFound(_)) => {
+                        report.moved_on += 1
                     }
+                    Err(
+                        e @ (StoreError::UniqueConflict { .. }
+                        | StoreError::Contended { .. }
+                        | StoreError::Corrupt { .. }),
+                    ) => report.refuse(e),
                     Err(e) => return Err(e),
                 }
             }
@@ -275,54 +296,29 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Writes one batch of `action` in the open transaction; returns how many tasks it
-/// changed (each statement tests the state again).
+/// What one batch's transaction changed.
+struct BatchWritten {
+    /// Tasks changed.
+    changed: usize,
+    /// Running tasks it cancelled (their runners are to be stopped).
+    cancelled_running: Vec<TaskId>,
+}
+
+/// Writes one batch of `action` in the open transaction; each statement tests the
+/// state again, so a task that moved on since the page was read is left alone.
 async fn write_batch(
     conn: &mut AnyConn<'_>,
     pending: &mut Pending,
     action: BulkAction,
     tasks: &[BulkCandidate],
     now: Millis,
-    options: &BulkOptions,
-) -> StoreResult<usize> {
+    reason: &str,
+) -> StoreResult<BatchWritten> {
     let ids: Vec<TaskId> = tasks.iter().map(|task| task.id).collect();
-    match action {
-        BulkAction::Retry => retry_batch(conn, pending, tasks, now).await,
-        BulkAction::Cancel => {
-            let changed = on_conn!(conn, c => {
-                diesel::update(
-                    t::warren_tasks
-                        .filter(t::id.eq_any(&ids))
-                        .filter(t::state.eq_any([TaskState::Pending, TaskState::Running])),
-                )
-                .set((
-                    t::state.eq(TaskState::Cancelled),
-                    t::finished_at.eq(now),
-                    t::last_error.eq(&options.reason),
-                    t::lease_token.eq(t::lease_token + 1),
-                    t::lease_owner.eq(None::<String>),
-                    t::lease_until.eq(None::<i64>),
-                ))
-                .execute(c)
-                .await?
-            });
-            // Read after the UPDATE, under its row locks: a waiter that marked a task
-            // before it is seen here, and one that marks it later finds it cancelled.
-            let waited: Vec<TaskId> = on_conn!(conn, c => {
-                t::warren_tasks
-                    .select(t::id)
-                    .filter(t::id.eq_any(&ids))
-                    .filter(t::state.eq(TaskState::Cancelled))
-                    .filter(t::waited.eq(true))
-                    .load(c)
-                    .await?
-            });
-            for id in waited {
-                announce_outcome_waited(conn, pending, id, true).await?;
-            }
-            Ok(changed)
-        }
-        BulkAction::Delete => Ok(on_conn!(conn, c => {
+    let changed = match action {
+        BulkAction::Retry => retry_batch(conn, pending, tasks, now).await?,
+        BulkAction::Cancel => return cancel_batch(conn, pending, &ids, now, reason).await,
+        BulkAction::Delete => on_conn!(conn, c => {
             diesel::delete(
                 t::warren_tasks
                     .filter(t::id.eq_any(&ids))
@@ -330,8 +326,72 @@ async fn write_batch(
             )
             .execute(c)
             .await?
-        })),
+        }),
+    };
+    Ok(BatchWritten {
+        changed,
+        cancelled_running: Vec::new(),
+    })
+}
+
+/// Cancels the batch's pending and running tasks. They are read first under the
+/// transaction's locks (`FOR UPDATE` on PostgreSQL; SQLite's transaction holds the
+/// write lock), so the running ones reported are exactly the running ones cancelled,
+/// a task claimed since the page was read included.
+async fn cancel_batch(
+    conn: &mut AnyConn<'_>,
+    pending: &mut Pending,
+    ids: &[TaskId],
+    now: Millis,
+    reason: &str,
+) -> StoreResult<BatchWritten> {
+    let cancellable = t::warren_tasks
+        .select((t::id, t::state))
+        .filter(t::id.eq_any(ids))
+        .filter(t::state.eq_any([TaskState::Pending, TaskState::Running]));
+    let locked: Vec<(TaskId, TaskState)> = match conn {
+        AnyConn::Postgres(c) => cancellable.for_update().load(*c).await?,
+        AnyConn::Sqlite(c) => cancellable.load(*c).await?,
+    };
+    let cancelled: Vec<TaskId> = locked.iter().map(|(id, _)| *id).collect();
+    let changed = on_conn!(conn, c => {
+        diesel::update(t::warren_tasks.filter(t::id.eq_any(&cancelled)))
+            .set((
+                t::state.eq(TaskState::Cancelled),
+                t::finished_at.eq(now),
+                t::last_error.eq(reason),
+                t::lease_token.eq(t::lease_token + 1),
+                t::lease_owner.eq(None::<String>),
+                t::lease_until.eq(None::<i64>),
+            ))
+            .execute(c)
+            .await?
+    });
+    // Waiters: on PostgreSQL a NOTIFY for the tasks someone waits for, read after the
+    // UPDATE under its row locks (a waiter that marks a task later finds it
+    // cancelled); on SQLite the outcome is announced after the commit, to every waiter.
+    let waited: Vec<TaskId> = match conn {
+        AnyConn::Postgres(c) => {
+            t::warren_tasks
+                .select(t::id)
+                .filter(t::id.eq_any(&cancelled))
+                .filter(t::waited.eq(true))
+                .load(*c)
+                .await?
+        }
+        AnyConn::Sqlite(_) => cancelled.clone(),
+    };
+    for id in waited {
+        announce_outcome_waited(conn, pending, id, true).await?;
     }
+    Ok(BatchWritten {
+        changed,
+        cancelled_running: locked
+            .into_iter()
+            .filter(|(_, state)| *state == TaskState::Running)
+            .map(|(id, _)| id)
+            .collect(),
+    })
 }
 
 /// Retries a batch: pending tasks are due now, failed and cancelled ones (without a
@@ -391,7 +451,16 @@ async fn retry_batch(
                     .await?
         });
         // Their keys are as old as their last runs; the rules may have changed since.
-        super::flow::rekey_tasks(conn, &finished).await?;
+        // Only those now pending: one another node claimed meanwhile keeps its key.
+        let requeued: Vec<TaskId> = on_conn!(conn, c => {
+            t::warren_tasks
+                .select(t::id)
+                .filter(t::id.eq_any(&finished))
+                .filter(t::state.eq(TaskState::Pending))
+                .load(c)
+                .await?
+        });
+        super::flow::rekey_tasks(conn, &requeued).await?;
     }
     let mut clusters: Vec<&str> = tasks.iter().map(|task| task.cluster.as_str()).collect();
     clusters.sort_unstable();

@@ -142,12 +142,16 @@ macro_rules! filtered_tasks {
             query = query.filter($data_equals(search));
         }
         if let Some(needle) = &filter.data_contains {
-            query = query.filter(lower(t::data).like(contains_pattern(needle)).escape('\\'));
+            query = query.filter(
+                lower(t::data)
+                    .like(lower(contains_pattern(needle)))
+                    .escape('\\'),
+            );
         }
         if let Some(needle) = &filter.error_contains {
             query = query.filter(
                 lower(t::last_error.assume_not_null())
-                    .like(contains_pattern(needle))
+                    .like(lower(contains_pattern(needle)))
                     .escape('\\'),
             );
         }
@@ -207,6 +211,7 @@ impl Store {
 
     /// Lists tasks matching `filter`, newest first (metadata not filled in).
     pub async fn list(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>> {
+        super::search::check_filter(filter)?;
         if !(1..=10_000).contains(&filter.limit) {
             return Err(StoreError::Invalid {
                 field: "limit",

@@ -69,6 +69,7 @@ mod postgres;
 mod postgres_dialect;
 mod rate_limit;
 pub(crate) mod run;
+mod run_history;
 mod schedule;
 mod schedule_alone;
 pub(crate) mod scheduled;
@@ -103,6 +104,9 @@ pub use pauses::{ClusterInfo, Pause, PauseTarget, Pauses, TypeInfo, TypeKind};
 pub use pg_policy::{PgStatementPolicy, Refusal, Verdict};
 pub use rate_limit::PRUNE_BUCKETS_AFTER_MS;
 pub use run::{bounded_text, ResolveOutcome, TaskRun, MAX_ERROR_BYTES, MAX_RESULT_BYTES};
+pub use run_history::{
+    RunLogLine, RunOutcome, RunRecord, KEPT_RUNS_PER_TASK, MAX_STORED_LOG_BYTES,
+};
 pub use schedule::json_kind;
 pub use scheduled::{ScheduledEnd, ScheduledOutcome, ScheduledRun, ScheduledSpec, ScheduledState};
 pub use search::{DataEquals, DataValue};

@@ -201,6 +201,11 @@ impl TaskRun {
         &self.claimed
     }
 
+    /// When the run began.
+    pub fn started_at(&self) -> Millis {
+        self.started_at
+    }
+
     /// The run's transaction, opened now if this is its first database work. Task
     /// code's SQL goes through its [`Transaction::task_sql`].
     pub async fn transaction(&mut self) -> StoreResult<&mut Transaction> {

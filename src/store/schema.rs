@@ -115,9 +115,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The runs of a task worth recording (see `run_history.rs`), newest ones kept.
+    warren_task_runs (task_id, lease_token) {
+        task_id -> BigInt,
+        lease_token -> BigInt,
+        node -> Text,
+        started_at -> BigInt,
+        finished_at -> BigInt,
+        outcome -> Text,
+        error -> Nullable<Text>,
+        log -> Text,
+    }
+}
+
 diesel::joinable!(warren_task_metadata -> warren_tasks (task_id));
+diesel::joinable!(warren_task_runs -> warren_tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
     warren_tasks,
+    warren_task_runs,
     warren_task_metadata,
     warren_scheduled,
     warren_nodes,

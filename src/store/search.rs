@@ -3,8 +3,14 @@
 //!
 //! A data search compares one JSON field with a scalar (`order.id=42`) as JSON does:
 //! a string equals only a string, a number equals a number of the same value (`42`
-//! and `42.0` are equal), `true`, `false` and `null` only themselves. Both backends
-//! give the same answer; each has its own SQL for it here.
+//! and `42.0` are equal), `true`, `false` and `null` only themselves. Each backend has
+//! its own SQL for it here, and they agree but for two edges: a key of digits picks an
+//! array element on SQLite, and an element or an object key on PostgreSQL; numbers
+//! beyond 64-bit integers compare as doubles on SQLite, exactly on PostgreSQL.
+//!
+//! Text searches (`data_contains`, `error_contains`) ignore case as the database's
+//! `lower()` does, on the column and on the text searched for alike: every letter on
+//! PostgreSQL (by its locale), ASCII letters on SQLite.
 
 use super::schema::warren_tasks;
 use super::{StoreError, StoreResult};
@@ -95,12 +101,39 @@ impl std::fmt::Display for DataEquals {
     }
 }
 
-/// A `LIKE` pattern matching text that contains `needle` (lower-cased; LIKE's own
-/// wildcards in it are matched literally, with `\` as the escape).
+/// Refuses a filter the databases cannot take: a NUL character in a searched text
+/// (PostgreSQL refuses it in any text), naming the field.
+pub(super) fn check_filter(filter: &super::TaskFilter) -> StoreResult<()> {
+    let texts = [
+        ("type", filter.type_mask.as_deref()),
+        ("data_contains", filter.data_contains.as_deref()),
+        ("error_contains", filter.error_contains.as_deref()),
+        (
+            "data",
+            filter.data_equals.as_ref().and_then(|d| match &d.value {
+                DataValue::String(s) => Some(s.as_str()),
+                _ => None,
+            }),
+        ),
+    ];
+    for (field, text) in texts {
+        if text.is_some_and(|t| t.contains('\0')) {
+            return Err(StoreError::Invalid {
+                field,
+                message: "holds a NUL character, which no stored text can".to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A `LIKE` pattern matching text that contains `needle` (LIKE's own wildcards in it
+/// are matched literally, with `\` as the escape). Compared under `lower()` on both
+/// sides, so case is folded by the database alone.
 pub(super) fn contains_pattern(needle: &str) -> String {
     let mut out = String::with_capacity(needle.len() + 2);
     out.push('%');
-    for ch in needle.to_lowercase().chars() {
+    for ch in needle.chars() {
         if matches!(ch, '%' | '_' | '\\') {
             out.push('\\');
         }
@@ -129,11 +162,16 @@ pub(super) fn pg_data_equals(search: &DataEquals) -> Condition<diesel::pg::Pg> {
                 .sql(" END) #>> '{}' = ")
                 .bind::<Text, _>(s.clone()),
         ),
+        // The cast only where the type test holds: PostgreSQL may test the two
+        // conditions in either order, and `"abc"` is no number.
         DataValue::Number(n) => Box::new(
-            of_kind("number", "(")
-                .sql(" END) #>> '{}')::numeric = ")
+            of_kind("number", "CASE WHEN json_typeof(")
+                .sql(" END)) = 'number' THEN ")
+                .sql(FIELD)
+                .bind::<Array<Text>, _>(path())
+                .sql(" END #>> '{}')::numeric = ")
                 .bind::<Text, _>(n.to_string())
-                .sql("::numeric"),
+                .sql("::numeric END"),
         ),
         DataValue::Bool(b) => Box::new(
             of_kind("boolean", "")
@@ -249,7 +287,7 @@ mod tests {
 
     #[test]
     fn contains_patterns_escape_like_wildcards() {
-        assert_eq!(contains_pattern("Time%out_x\\"), "%time\\%out\\_x\\\\%");
+        assert_eq!(contains_pattern("Time%out_x\\"), "%Time\\%out\\_x\\\\%");
     }
 
     #[test]

@@ -182,6 +182,14 @@ async function main() {
     const finished = await page.locator('[data-testid="field-finished"]').getAttribute('data-ms');
     check(finished && Number(finished) > 0, 'the completed task has no finish time');
     check(await page.locator('[data-testid="action-retry"]').isDisabled(), 'Retry stays enabled for a completed task');
+    // The timeline: the failed first run (recorded, with its error), then the run the
+    // retry made.
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('[data-testid="run-row"]')];
+      return rows.length >= 2 && rows[0].dataset.outcome === 'failed' && rows[rows.length - 1].dataset.outcome === 'completed';
+    }, null, { timeout: STEP_MS });
+    const firstError = (await page.locator('[data-testid="run-row"]').first().locator('[data-testid="run-error"]').textContent()).trim();
+    check(firstError.length > 0, 'the failed run shows no error');
     await screenshot('task');
   });
 

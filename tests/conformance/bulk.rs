@@ -44,6 +44,8 @@ async fn data_searches_compare_json_scalars_alike_on_both_backends(b: Backend) {
         json!({"order": {"id": 42.0}, "vip": null, "items": [{"sku": "A-1"}]}),
         json!({"order": {"id": 7}, "note": "it's \"quoted\" and 100% sure"}),
         json!({"order": 42}),
+        // Not a number: a numeric search passes it by without an error.
+        json!({"order": {"id": "abc"}, "city": "ÉCOLE"}),
     ] {
         ids.push(s.schedule(task(data)).await.unwrap());
     }
@@ -68,6 +70,46 @@ async fn data_searches_compare_json_scalars_alike_on_both_backends(b: Backend) {
     // A path through a scalar, or to nothing, matches nothing.
     assert!(listed(s, data_is("order.id.x=42")).await.is_empty());
     assert!(listed(s, data_is("missing=1")).await.is_empty());
+    assert_eq!(listed(s, data_is("order.id=abc")).await, [ids[5]]);
+    // The same text, case and all, matches on both backends (case folding beyond
+    // ASCII is PostgreSQL's alone).
+    let city = TaskFilter {
+        data_contains: Some("ÉCOLE".into()),
+        ..TaskFilter::default()
+    };
+    assert_eq!(listed(s, city).await, [ids[5]]);
+    // A NUL in a search is refused, naming the field, on both backends.
+    for filter in [
+        TaskFilter {
+            data_contains: Some("a\0b".into()),
+            ..TaskFilter::default()
+        },
+        TaskFilter {
+            error_contains: Some("\0".into()),
+            ..TaskFilter::default()
+        },
+        data_is("k=\"\\u0000\""),
+    ] {
+        for err in [
+            s.list(&filter).await.map(|_| ()).unwrap_err(),
+            s.count(&filter).await.map(|_| ()).unwrap_err(),
+            s.bulk(BulkAction::Delete, &filter, &BulkOptions::default())
+                .await
+                .map(|_| ())
+                .unwrap_err(),
+        ] {
+            assert!(
+                matches!(
+                    err,
+                    StoreError::Invalid {
+                        field: "data_contains" | "error_contains" | "data",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
+    }
     // It combines with the other criteria, counts agree with listings, and paging
     // keeps the search.
     let mut filter = data_is("order.id=42");
@@ -94,6 +136,8 @@ async fn text_searches_match_data_and_errors_ignoring_case_and_wildcards(b: Back
         .await
         .unwrap();
     let plain = s.schedule(task(json!({"note": "100 done"}))).await.unwrap();
+    // Matched by `e_o` only if `_` were a wildcard.
+    s.schedule(task(json!({"note": "eXo"}))).await.unwrap();
     for (id, why) in [(smtp, "SMTP Timeout after 30 s"), (plain, "refused")] {
         s.cancel(id, why).await.unwrap();
     }
@@ -261,6 +305,7 @@ async fn bulk_cancel_and_delete_leave_what_they_cannot_change(b: Backend) {
         batch: 2,
         reason: "stopped in bulk".into(),
     };
+    let committed = Instant::now();
     let report = s.bulk(BulkAction::Cancel, &filter, &options).await.unwrap();
     assert_eq!((report.matched, report.changed), (6, 6), "{report:?}");
     assert_eq!(report.cancelled_running, [running]);
@@ -277,6 +322,13 @@ async fn bulk_cancel_and_delete_leave_what_they_cannot_change(b: Backend) {
     ));
     let outcome = waiter.await.unwrap().unwrap();
     assert_eq!(outcome.state, TaskState::Cancelled);
+    // Woken by the cancellation, well inside SQLite's 1 s safety re-check (PostgreSQL
+    // waiters have none).
+    let took = committed.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "the waiter heard after {took:?}"
+    );
     assert_eq!(
         s.describe(untouched).await.unwrap().state,
         TaskState::Pending

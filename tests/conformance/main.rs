@@ -14,6 +14,7 @@ mod nodes;
 mod pauses;
 mod rate_limits;
 mod retries;
+mod run_history;
 mod runs;
 mod schedule;
 mod scheduled;

@@ -7,6 +7,7 @@ use super::task_admin::{store_failure, to_json};
 use super::Failure;
 use std::io::{BufRead, IsTerminal, Write};
 use warren::store::{BulkAction, BulkOptions, BulkReport, Store};
+use warren::task::TaskId;
 
 /// Runs a bulk action from the command line.
 pub async fn run(
@@ -21,9 +22,15 @@ pub async fn run(
             "give a task id, or filter options saying which tasks to {action}: --type, --state, --from, --until, --data, --data-contains, --error-contains (--state all for every task)"
         )));
     }
-    let filter = filter.filter()?;
+    let mut filter = filter.filter()?;
     let store = Store::open(database).await?;
     let matching = store.count(&filter).await.map_err(store_failure)?;
+    // What was counted is what is acted on: no task scheduled from now on.
+    let newest = store
+        .newest_matching(&filter)
+        .await
+        .map_err(store_failure)?;
+    filter.before_id = Some(TaskId(newest.map_or(0, |id| id.0) + 1));
     if !yes && matching > 0 {
         confirm(action, matching)?;
     }

@@ -9,6 +9,7 @@ mod filter_args;
 mod migrate;
 mod modules;
 mod pauses;
+mod run_logs;
 mod scheduled;
 pub mod serve;
 mod table;

@@ -21,6 +21,18 @@ pub enum TasksCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show a task's recorded runs (each run but a completion that logged nothing):
+    /// when and where each ran, how it ended, and what its code logged.
+    Logs {
+        /// The task id.
+        id: TaskId,
+        /// Keep printing runs as they are recorded, until the task has finished.
+        #[arg(long)]
+        follow: bool,
+        /// Print each run as a JSON line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a pending, failed or cancelled task now; or, given filter options instead
     /// of an id, every task they match (`--state failed --type 'mail:*'`).
     Retry(ActionArgs),
@@ -86,6 +98,9 @@ pub async fn run(database: &str, cmd: TasksCommand) -> Result<(), Failure> {
     let (action, args) = match cmd {
         TasksCommand::List(args) => return list(database, args).await,
         TasksCommand::Show { id, json } => return show(database, id, json).await,
+        TasksCommand::Logs { id, follow, json } => {
+            return super::run_logs::run(database, id, follow, json).await
+        }
         TasksCommand::Retry(args) => (BulkAction::Retry, args),
         TasksCommand::Cancel(args) => (BulkAction::Cancel, args),
         TasksCommand::Delete(args) => (BulkAction::Delete, args),

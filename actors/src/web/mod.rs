@@ -149,6 +149,7 @@ pub fn app(
                 .service(single("/tasks/count", web::get().to(tasks::count)))
                 .service(single("/tasks/bulk", web::post().to(tasks::bulk)))
                 .service(single("/tasks/{id}", web::get().to(tasks::show)))
+                .service(single("/tasks/{id}/runs", web::get().to(tasks::runs)))
                 .service(single("/tasks/{id}/retry", web::post().to(tasks::retry)))
                 .service(single(
                     "/tasks/{id}/reschedule",

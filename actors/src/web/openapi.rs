@@ -20,7 +20,7 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("valid JSON");
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().expect("paths");
-        assert_eq!(paths.len(), 24, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(paths.len(), 25, "{:?}", paths.keys().collect::<Vec<_>>());
         // POST /api/tasks takes one task or an array of them, and answers either.
         let post = &doc["paths"]["/api/tasks"]["post"];
         let body = &post["requestBody"]["content"]["application/json"]["schema"]["oneOf"];

@@ -59,12 +59,14 @@ pub async fn list(state: web::Data<WebState>, req: HttpRequest) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(json!({ "tasks": tasks, "next_before": next_before })))
 }
 
-/// `GET /api/tasks/count`: `{"count"}`, the number of tasks the filter (the listing's
-/// query parameters) matches; the dashboard shows it before a bulk action.
+/// `GET /api/tasks/count`: `{"count", "newest_id"}`, the number of tasks the filter (the
+/// listing's query parameters) matches and the newest of them; the dashboard shows the
+/// count before a bulk action and passes `newest_id` on as its `up_to`.
 pub async fn count(state: web::Data<WebState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let filter = FilterText::from_query(&input::query(&req)?).to_filter()?;
     let count = state.store.count(&filter).await?;
-    Ok(HttpResponse::Ok().json(json!({ "count": count })))
+    let newest = state.store.newest_matching(&filter).await?;
+    Ok(HttpResponse::Ok().json(json!({ "count": count, "newest_id": newest })))
 }
 
 /// The body of `POST /api/tasks/bulk`.
@@ -75,10 +77,13 @@ struct BulkBody {
     filter: Value,
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    up_to: Option<i64>,
 }
 
 /// `POST /api/tasks/bulk`: `{"action": "retry" | "cancel" | "delete", "filter": {…},
-/// "reason"?}` retries, cancels or deletes every task the filter (the listing's fields)
+/// "reason"?, "up_to"?}` (`up_to`: act on no task newer than this id, the count's
+/// `newest_id`) retries, cancels or deletes every task the filter (the listing's fields)
 /// matches, in batches of short transactions; answers with the report (matched,
 /// changed, skipped by state, …). A filter with no field is refused: `"state": "all"`
 /// acts on every task.
@@ -92,7 +97,10 @@ pub async fn bulk(
     if text.is_empty() {
         return Err(empty_filter_error().into());
     }
-    let filter = text.to_filter()?;
+    let mut filter = text.to_filter()?;
+    if let Some(up_to) = body.up_to {
+        filter.before_id = Some(warren::task::TaskId(up_to.saturating_add(1)));
+    }
     let mut options = BulkOptions {
         reason: "cancelled in bulk by an operator".to_string(),
         ..BulkOptions::default()
@@ -141,6 +149,20 @@ pub async fn show(
     shown["held_by"] =
         serde_json::to_value(held_by).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(HttpResponse::Ok().json(shown))
+}
+
+/// `GET /api/tasks/{id}/runs`: `{"runs": [run…]}`, oldest first: the task's recorded
+/// runs (every run but a completion that logged nothing; the newest ten), each with
+/// its node, times, outcome, error and what its code logged.
+pub async fn runs(
+    state: web::Data<WebState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = input::task_id("id", &id)?;
+    // An unknown task is a 404, not an empty history.
+    state.store.describe(id).await?;
+    let runs = state.store.task_runs(id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "runs": runs })))
 }
 
 /// How the API's caller schedules a task of a type no node has registered anyway.

@@ -814,8 +814,11 @@ function tasksPage(root, query) {
     button.addEventListener('click', async () => {
       const filter = apiFilter();
       let count;
+      let upTo;
       try {
-        count = (await api(`/api/tasks/count?${new URLSearchParams(filter)}`)).count;
+        const counted = await api(`/api/tasks/count?${new URLSearchParams(filter)}`);
+        count = counted.count;
+        upTo = counted.newest_id;
       } catch (e) {
         if (e instanceof SignedOut) return;
         bulkOut.replaceChildren(message('error', e instanceof ApiError ? e.message : String(e)));
@@ -828,7 +831,8 @@ function tasksPage(root, query) {
       const verb = `${action[0].toUpperCase()}${action.slice(1)} ${fmtNum(count)} ${count === 1 ? 'task' : 'tasks'}`;
       if (!await confirmAction(`${verb}?`, `${fmtNum(count)} ${count === 1 ? 'task matches' : 'tasks match'} this filter. ${consequence[action]}`, verb)) return;
       const ok = await runAction(button, bulkOut, async () => {
-        const r = await api('/api/tasks/bulk', { method: 'POST', body: { action, filter } });
+        // `up_to`: what was counted and confirmed is what is acted on, nothing scheduled since.
+        const r = await api('/api/tasks/bulk', { method: 'POST', body: { action, filter, up_to: upTo } });
         const skipped = Object.entries(r.skipped || {}).map(([st, n]) => `${fmtNum(n)} ${st}`);
         return `${pastTense[action]} ${fmtNum(r.changed)} of ${fmtNum(r.matched)} matching tasks.`
           + (skipped.length ? ` Left alone: ${skipped.join(', ')}.` : '')
@@ -1163,8 +1167,9 @@ function taskPage(root, id) {
     async refresh(alive) {
       if (deleted) return;
       let t;
+      let runs;
       try {
-        t = await api(`/api/tasks/${id}`);
+        [t, runs] = await Promise.all([api(`/api/tasks/${id}`), api(`/api/tasks/${id}/runs`)]);
       } catch (e) {
         if (e instanceof ApiError && e.status === 404) {
           if (!alive()) return;
@@ -1180,18 +1185,58 @@ function taskPage(root, id) {
       if (!alive()) return;
       task = t;
       updateButtons();
-      const sig = JSON.stringify(t);
+      const sig = JSON.stringify([t, runs]);
       if (sig === lastSig) return;
       lastSig = sig;
       stateHolder.replaceChildren(stateBadge(displayState(t), { large: true, testid: 'task-state' }));
       subtitle.textContent = t.task_type;
       if (!at.value && t.next_attempt) at.value = msToLocalInput(Math.max(t.next_attempt, serverNow() + 3_600_000));
-      renderTask(body, t);
+      renderTask(body, t, runs.runs || []);
     },
   };
 }
 
-function renderTask(body, t) {
+/** The badge class of a run's outcome. */
+const RUN_OUTCOME_CLASS = { completed: 'completed', failed: 'failed', cancelled: 'cancelled', retry: 'failed', lost: 'failed', restarted: 'pending', snoozed: 'pending' };
+
+/**
+ * The task's timeline: each recorded run (start, duration, node, outcome, error, and
+ * its log to unfold), and the task's last run from its own row when it completed
+ * without logging (such runs are not recorded).
+ */
+function runsCard(t, runs) {
+  const rows = runs.slice();
+  const last = rows[rows.length - 1];
+  if (t.state === 'completed' && t.started_at != null && !(last && last.lease_token === t.lease_token)) {
+    rows.push({ lease_token: t.lease_token, node: null, started_at: t.started_at, finished_at: t.finished_at, outcome: 'completed', error: null, log: [], quiet: true });
+  }
+  const runRow = (r) => {
+    const took = r.finished_at != null && r.started_at != null && r.finished_at >= r.started_at ? duration(r.finished_at - r.started_at) : '—';
+    const log = r.log || [];
+    const detail = log.length
+      ? h('details', { class: 'run-log', testid: 'run-log' },
+        h('summary', { text: `${log.length} log ${log.length === 1 ? 'line' : 'lines'}` }),
+        h('pre', { class: 'code', text: log.map((l) => `[${l.level}] ${l.message}`).join('\n') }))
+      : h('span', { class: 'muted', text: r.quiet ? 'logged nothing' : 'no log' });
+    return h('tr', { testid: 'run-row', dataset: { outcome: r.outcome, token: String(r.lease_token) } },
+      h('td', { class: 'mono', text: String(r.lease_token) }),
+      h('td', { title: fullTime(r.started_at), text: fullFmt.format(new Date(r.started_at)) }),
+      h('td', { class: 'num', text: took }),
+      h('td', { class: 'mono', text: r.node || '—' }),
+      h('td', null, h('span', { class: `badge badge-${RUN_OUTCOME_CLASS[r.outcome] || 'pending'}`, text: r.outcome })),
+      h('td', null, r.error ? h('div', { class: 'error-text', text: r.error, testid: 'run-error' }) : null, detail));
+  };
+  const note = rows.length >= 10 ? 'newest 10 runs' : `${rows.length} ${rows.length === 1 ? 'run' : 'runs'}`;
+  return card('Runs', h('span', { class: 'muted', text: note }),
+    h('div', { class: 'card-body flush table-wrap' }, rows.length
+      ? h('table', { testid: 'task-runs' },
+        h('thead', null, h('tr', null, h('th', { text: 'Lease' }), h('th', { text: 'Started' }), h('th', { class: 'num', text: 'Took' }),
+          h('th', { text: 'Node' }), h('th', { text: 'Outcome' }), h('th', { text: 'Error and log' }))),
+        h('tbody', null, rows.map(runRow)))
+      : h('div', { class: 'empty', testid: 'task-runs' }, 'No runs yet.')));
+}
+
+function renderTask(body, t, runs) {
   const prop = (label, ...value) => [h('dt', { text: label }), h('dd', null, ...value)];
   const time = (ms, testid) => (ms == null ? h('span', { class: 'muted', text: '—', testid }) : [
     h('span', { title: fullTime(ms), testid, dataset: { ms: String(ms) }, text: fullFmt.format(new Date(ms)) }), relSpan(ms)]);
@@ -1224,7 +1269,7 @@ function renderTask(body, t) {
     prop('Took', plain(t.started_at && t.finished_at && t.finished_at >= t.started_at ? duration(t.finished_at - t.started_at) : null, 'field-took')),
   )));
 
-  const parts = [h('div', { class: 'grid-2' }, details, times)];
+  const parts = [h('div', { class: 'grid-2' }, details, times), runsCard(t, runs)];
 
   if (t.last_error || t.last_stack) {
     parts.push(card(h('h2', { text: t.state === 'completed' ? 'Last error (before it completed)' : 'Last error' }), null, h('div', { class: 'card-body' },

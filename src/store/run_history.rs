@@ -1,0 +1,337 @@
+//! The history of a task's runs: when each ran, on which node, how it ended, its error
+//! and what its code logged — the task view's timeline and `warren tasks logs`.
+//!
+//! A run is recorded when it has something to tell that the task's own row does not:
+//! every run except a completion that logged nothing (the task's row holds that run's
+//! times, and a completed task runs no more). The queue's fast path, tasks that
+//! complete quietly, so writes nothing here. A run is recorded after its outcome
+//! committed, in a short transaction of its own that also drops the task's runs past
+//! the newest [`KEPT_RUNS_PER_TASK`]; a node that dies between the two loses that one
+//! record, never the outcome.
+
+use super::conn::on_conn;
+use super::schema::warren_task_runs::dsl as r;
+use super::{Store, StoreError, StoreResult};
+use crate::task::{LeaseToken, Millis, TaskId};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+
+/// Runs kept per task: the newest ones.
+pub const KEPT_RUNS_PER_TASK: usize = 10;
+
+/// Bytes of log kept per run (message text); what is past it is dropped, with a last
+/// line saying how much.
+pub const MAX_STORED_LOG_BYTES: usize = 64 << 10;
+
+/// How a run ended, as its history and the metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcome {
+    /// Completed; its work committed.
+    Completed,
+    /// Failed for good.
+    Failed,
+    /// Cancelled by its own resolution.
+    Cancelled,
+    /// Failed and queued for a retry.
+    Retry,
+    /// Asked to run again (restart).
+    Restarted,
+    /// Asked to run again later (snooze).
+    Snoozed,
+    /// Nothing committed: the lease was lost (the task was cancelled or taken over
+    /// meanwhile) or the database failed.
+    Lost,
+}
+
+impl RunOutcome {
+    /// The outcome's name (`retry`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Completed => "completed",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Cancelled => "cancelled",
+            RunOutcome::Retry => "retry",
+            RunOutcome::Restarted => "restarted",
+            RunOutcome::Snoozed => "snoozed",
+            RunOutcome::Lost => "lost",
+        }
+    }
+
+    fn parse(text: &str) -> Option<RunOutcome> {
+        [
+            RunOutcome::Completed,
+            RunOutcome::Failed,
+            RunOutcome::Cancelled,
+            RunOutcome::Retry,
+            RunOutcome::Restarted,
+            RunOutcome::Snoozed,
+            RunOutcome::Lost,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line a run's code logged or wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunLogLine {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or `stdout`/`stderr` for what the code
+    /// wrote to its output.
+    pub level: String,
+    /// The text.
+    pub message: String,
+}
+
+/// One run of a task, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    /// The task.
+    pub task_id: TaskId,
+    /// The run's lease token: runs of a task are ordered by it.
+    pub lease_token: LeaseToken,
+    /// The node that ran it.
+    pub node: String,
+    /// When it started.
+    pub started_at: Millis,
+    /// When it ended.
+    pub finished_at: Millis,
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// Its error, if it failed or was cancelled or lost.
+    pub error: Option<String>,
+    /// What its code logged, bounded by [`MAX_STORED_LOG_BYTES`].
+    pub log: Vec<RunLogLine>,
+}
+
+impl RunRecord {
+    /// Whether the run is worth a record: all but a completion that logged nothing.
+    pub fn worth_recording(&self) -> bool {
+        self.outcome != RunOutcome::Completed || !self.log.is_empty()
+    }
+}
+
+/// `log` cut to [`MAX_STORED_LOG_BYTES`] of message text, whole lines first, with a last
+/// line saying what was dropped.
+fn bounded_log(log: Vec<RunLogLine>) -> Vec<RunLogLine> {
+    let total: usize = log.iter().map(|l| l.message.len()).sum();
+    if total <= MAX_STORED_LOG_BYTES {
+        return log;
+    }
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    let lines = log.len();
+    for line in log {
+        if bytes + line.message.len() > MAX_STORED_LOG_BYTES {
+            break;
+        }
+        bytes += line.message.len();
+        kept.push(line);
+    }
+    let dropped = lines - kept.len();
+    kept.push(RunLogLine {
+        level: "warn".to_string(),
+        message: format!(
+            "{dropped} more log line(s) ({} bytes) not kept: a run's history keeps {MAX_STORED_LOG_BYTES} bytes of log",
+            total - bytes
+        ),
+    });
+    kept
+}
+
+impl Store {
+    /// Records a run (see the module's documentation); a run that is not
+    /// [worth recording](RunRecord::worth_recording) is skipped. A task deleted
+    /// meanwhile gets no record.
+    pub async fn record_run(&self, record: RunRecord) -> StoreResult<()> {
+        if !record.worth_recording() {
+            return Ok(());
+        }
+        let log =
+            serde_json::to_string(&bounded_log(record.log)).map_err(|e| StoreError::Corrupt {
+                id: record.task_id,
+                field: "run log",
+                message: e.to_string(),
+            })?;
+        let error = record
+            .error
+            .map(|e| super::bounded_text(e, super::MAX_ERROR_BYTES));
+        let id = record.task_id;
+        let written = self
+            .in_transaction(async |conn, _| {
+                on_conn!(conn, c => {
+                    diesel::insert_into(r::warren_task_runs)
+                        .values((
+                            r::task_id.eq(id),
+                            r::lease_token.eq(record.lease_token),
+                            r::node.eq(&record.node),
+                            r::started_at.eq(record.started_at),
+                            r::finished_at.eq(record.finished_at),
+                            r::outcome.eq(record.outcome.as_str()),
+                            r::error.eq(&error),
+                            r::log.eq(&log),
+                        ))
+                        .execute(c)
+                        .await?;
+                    // The oldest token kept; older runs go.
+                    let kept: Vec<LeaseToken> = r::warren_task_runs
+                        .select(r::lease_token)
+                        .filter(r::task_id.eq(id))
+                        .order(r::lease_token.desc())
+                        .limit(KEPT_RUNS_PER_TASK as i64)
+                        .load(c)
+                        .await?;
+                    if kept.len() == KEPT_RUNS_PER_TASK {
+                        let oldest = kept[KEPT_RUNS_PER_TASK - 1];
+                        diesel::delete(
+                            r::warren_task_runs
+                                .filter(r::task_id.eq(id))
+                                .filter(r::lease_token.lt(oldest)),
+                        )
+                        .execute(c)
+                        .await?;
+                    }
+                });
+                Ok(())
+            })
+            .await;
+        match written {
+            // The task is gone (deleted while it ran): nothing to record it under.
+            Err(StoreError::Database(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                _,
+            ))) => Ok(()),
+            // Recorded already (the same run reported twice).
+            Err(StoreError::Database(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ))) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The recorded runs of task `id`, oldest first (at most [`KEPT_RUNS_PER_TASK`]).
+    pub async fn task_runs(&self, id: TaskId) -> StoreResult<Vec<RunRecord>> {
+        let mut pooled = self.conn().await?;
+        let rows: Vec<RunRow> = on_conn!(&mut pooled.any(), c => {
+            r::warren_task_runs
+                .filter(r::task_id.eq(id))
+                .order(r::lease_token.asc())
+                .select(RunRow::as_select())
+                .load(c)
+                .await?
+        });
+        rows.into_iter().map(RunRecord::try_from).collect()
+    }
+}
+
+/// A row of `warren_task_runs`.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = super::schema::warren_task_runs)]
+struct RunRow {
+    task_id: TaskId,
+    lease_token: LeaseToken,
+    node: String,
+    started_at: Millis,
+    finished_at: Millis,
+    outcome: String,
+    error: Option<String>,
+    log: String,
+}
+
+impl TryFrom<RunRow> for RunRecord {
+    type Error = StoreError;
+    fn try_from(row: RunRow) -> StoreResult<RunRecord> {
+        let corrupt = |field, message: String| StoreError::Corrupt {
+            id: row.task_id,
+            field,
+            message,
+        };
+        let outcome = RunOutcome::parse(&row.outcome).ok_or_else(|| {
+            corrupt(
+                "run outcome",
+                format!("'{}' is not one Warren writes", row.outcome),
+            )
+        })?;
+        let log = serde_json::from_str(&row.log).map_err(|e| corrupt("run log", e.to_string()))?;
+        Ok(RunRecord {
+            task_id: row.task_id,
+            lease_token: row.lease_token,
+            node: row.node,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            outcome,
+            error: row.error,
+            log,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(message: String) -> RunLogLine {
+        RunLogLine {
+            level: "info".into(),
+            message,
+        }
+    }
+
+    #[test]
+    fn quiet_completions_are_not_recorded_and_everything_else_is() {
+        let mut record = RunRecord {
+            task_id: TaskId(1),
+            lease_token: LeaseToken(1),
+            node: "n".into(),
+            started_at: 0,
+            finished_at: 1,
+            outcome: RunOutcome::Completed,
+            error: None,
+            log: vec![],
+        };
+        assert!(!record.worth_recording());
+        record.log.push(line("hello".into()));
+        assert!(record.worth_recording());
+        record.log.clear();
+        for outcome in [
+            RunOutcome::Failed,
+            RunOutcome::Cancelled,
+            RunOutcome::Retry,
+            RunOutcome::Restarted,
+            RunOutcome::Snoozed,
+            RunOutcome::Lost,
+        ] {
+            record.outcome = outcome;
+            assert!(record.worth_recording(), "{outcome}");
+            assert_eq!(RunOutcome::parse(outcome.as_str()), Some(outcome));
+        }
+    }
+
+    #[test]
+    fn a_long_log_keeps_whole_lines_and_says_what_it_dropped() {
+        let log: Vec<RunLogLine> = (0..100).map(|_| line("x".repeat(1000))).collect();
+        let kept = bounded_log(log);
+        assert_eq!(kept.len(), MAX_STORED_LOG_BYTES / 1000 + 1);
+        let last = kept.last().unwrap();
+        assert_eq!(last.level, "warn");
+        let dropped = 100 - MAX_STORED_LOG_BYTES / 1000;
+        assert!(
+            last.message.starts_with(&format!(
+                "{dropped} more log line(s) ({} bytes)",
+                dropped * 1000
+            )),
+            "{}",
+            last.message
+        );
+        let short = vec![line("a".into())];
+        assert_eq!(bounded_log(short.clone()), short);
+    }
+}

@@ -1,0 +1,86 @@
+//! The history of a task's runs: what is recorded, what is kept, and what goes with
+//! the task.
+
+use crate::support::conformance::*;
+use warren::store::{RunLogLine, RunOutcome, RunRecord, KEPT_RUNS_PER_TASK};
+
+crate::conformance!(
+    runs_are_recorded_oldest_first_and_only_the_newest_are_kept,
+    a_quiet_completion_is_not_recorded_and_a_deleted_task_records_nothing,
+);
+
+fn record(id: TaskId, token: i64, outcome: RunOutcome, log: &[&str]) -> RunRecord {
+    RunRecord {
+        task_id: id,
+        lease_token: LeaseToken(token),
+        node: "node-a".into(),
+        started_at: T0 + token * 1000,
+        finished_at: T0 + token * 1000 + 250,
+        outcome,
+        error: (outcome != RunOutcome::Completed).then(|| format!("attempt {token} failed")),
+        log: log
+            .iter()
+            .map(|m| RunLogLine {
+                level: "info".into(),
+                message: m.to_string(),
+            })
+            .collect(),
+    }
+}
+
+async fn runs_are_recorded_oldest_first_and_only_the_newest_are_kept(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let other = s.schedule(task(json!({}))).await.unwrap();
+    s.record_run(record(other, 1, RunOutcome::Failed, &[]))
+        .await
+        .unwrap();
+    let first = record(id, 1, RunOutcome::Retry, &["hello", "it's \"quoted\""]);
+    s.record_run(first.clone()).await.unwrap();
+    // The same run reported twice is kept once.
+    s.record_run(first.clone()).await.unwrap();
+    assert_eq!(s.task_runs(id).await.unwrap(), vec![first.clone()]);
+    let total = KEPT_RUNS_PER_TASK as i64 + 3;
+    for token in 2..=total {
+        s.record_run(record(id, token, RunOutcome::Retry, &["again"]))
+            .await
+            .unwrap();
+    }
+    let runs = s.task_runs(id).await.unwrap();
+    let tokens: Vec<i64> = runs.iter().map(|r| r.lease_token.0).collect();
+    let newest: Vec<i64> = (total - KEPT_RUNS_PER_TASK as i64 + 1..=total).collect();
+    assert_eq!(tokens, newest);
+    assert_eq!(runs[0].error.as_deref(), Some("attempt 4 failed"));
+    assert_eq!(runs[0].log[0].message, "again");
+    // Another task's history is its own.
+    assert_eq!(s.task_runs(other).await.unwrap().len(), 1);
+    // Its runs go with the task.
+    s.cancel(id, "done").await.unwrap();
+    s.delete(id).await.unwrap();
+    assert!(s.task_runs(id).await.unwrap().is_empty());
+    assert_eq!(s.task_runs(other).await.unwrap().len(), 1);
+}
+
+async fn a_quiet_completion_is_not_recorded_and_a_deleted_task_records_nothing(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    s.record_run(record(id, 1, RunOutcome::Completed, &[]))
+        .await
+        .unwrap();
+    assert!(s.task_runs(id).await.unwrap().is_empty());
+    let logged = record(id, 2, RunOutcome::Completed, &["done"]);
+    s.record_run(logged.clone()).await.unwrap();
+    assert_eq!(s.task_runs(id).await.unwrap(), vec![logged]);
+    // A task deleted while it ran: its run has nothing to be recorded under.
+    s.delete(id).await.unwrap();
+    s.record_run(record(id, 3, RunOutcome::Failed, &[]))
+        .await
+        .unwrap();
+    assert!(s.task_runs(id).await.unwrap().is_empty());
+}
