@@ -379,25 +379,31 @@ impl ManagedOutcome {
 }
 
 impl RunManaged {
-    /// Records this run in its task's history (`Store::record_run`). The history is for
-    /// people: a run whose record cannot be written still ran, and says so in the log.
+    /// Records this run in its task's history (`Store::record_run`), with its start and
+    /// end. The history is for people: a run whose record cannot be written still ran,
+    /// and says so in the node's log. A run whose outcome the store could not write is
+    /// not recorded either: the database is failing, and the runner does not wait on it
+    /// twice (the lease expires and the task runs again).
     async fn record(
         &self,
         env: &RunnerEnv,
-        started_at: warren::task::Millis,
-        outcome: RunOutcome,
+        (started_at, finished_at): (warren::task::Millis, warren::task::Millis),
+        (outcome, run_outcome): (&ManagedOutcome, RunOutcome),
         error: Option<String>,
         log: Vec<RunLogLine>,
     ) {
+        if matches!(outcome, ManagedOutcome::Unresolved(_)) {
+            return;
+        }
         let task = &self.0.task;
         let record = RunRecord {
             task_id: task.id,
             lease_token: self.0.token,
             node: task.lease_owner.clone().unwrap_or_default(),
             started_at,
-            finished_at: env.store.now(),
-            outcome,
-            error,
+            finished_at,
+            outcome: run_outcome,
+            error: run_error(outcome, error),
             log,
         };
         if let Err(e) = env.store.record_run(record).await {
@@ -474,8 +480,9 @@ impl RunKind for RunManaged {
         let run_outcome = outcome.run_outcome(None);
         env.metrics.run_finished(self.name(), run_outcome.as_str());
         let now = env.store.now();
-        let error = run_error(&outcome, Some(why.to_string()));
-        self.record(env, now, run_outcome, error, Vec::new()).await;
+        let ended = (&outcome, run_outcome);
+        self.record(env, (now, now), ended, Some(why.to_string()), Vec::new())
+            .await;
         outcome
     }
 
@@ -487,19 +494,19 @@ impl RunKind for RunManaged {
             return ManagedOutcome::Unresolved(Error::TransactionLost);
         };
         let started_at = run.started_at();
+        // The run's end, before its resolution waits for a commit.
+        let finished_at = env.store.now();
         let policy = env.catalog.retry_policy(&self.0.task.task_type);
         let resolution = report.end.into_resolution();
-        let requeued = match resolution {
-            Resolution::Restart { .. } => Some(RunOutcome::Restarted),
-            Resolution::Snooze { .. } => Some(RunOutcome::Snoozed),
-            _ => None,
-        };
-        let error = resolution_error(&resolution);
-        let outcome = ManagedOutcome::of(run.resolve(resolution, policy).await);
-        let run_outcome = outcome.run_outcome(requeued);
+        // What was stored, which may differ from what task code sent (an oversized
+        // result becomes a temporary failure, and so on).
+        let (stored, applied) = run.resolve_applied(resolution, policy).await;
+        let outcome = ManagedOutcome::of(stored);
+        let run_outcome = outcome.run_outcome(applied.requeued);
         env.metrics.run_finished(self.name(), run_outcome.as_str());
-        let error = run_error(&outcome, error);
-        self.record(env, started_at, run_outcome, error, log).await;
+        let times = (started_at, finished_at);
+        self.record(env, times, (&outcome, run_outcome), applied.error, log)
+            .await;
         outcome
     }
 }
@@ -522,16 +529,6 @@ fn run_log(report: &RunReport) -> Vec<RunLogLine> {
         }));
     }
     log
-}
-
-/// The error a resolution stores, if it carries one.
-fn resolution_error(resolution: &Resolution) -> Option<String> {
-    match resolution {
-        Resolution::TemporaryFailure { error, .. }
-        | Resolution::PermanentFailure { error, .. }
-        | Resolution::Cancellation { error } => Some(error.clone()),
-        _ => None,
-    }
 }
 
 impl Handler<RunManaged> for TaskRunner {

@@ -721,7 +721,9 @@ fn tasks_logs_prints_each_recorded_run_and_follow_stops_when_the_task_is_done() 
     let o = logs(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains(&format!("task {id} is pending and has no recorded runs")),
+        stdout(&o).contains(&format!(
+            "task {id} is pending and has no recorded runs yet"
+        )),
         "{}",
         stdout(&o)
     );
@@ -794,7 +796,9 @@ fn tasks_logs_prints_each_recorded_run_and_follow_stops_when_the_task_is_done() 
     assert_eq!(lines[3], "  [stdout] printed", "{out}");
     assert!(
         lines[4].starts_with(&format!("task {id} completed at "))
-            && lines[4].ends_with("(that run logged nothing)"),
+            && lines[4].ends_with(
+                "that run has no record (it logged nothing, or its record was not written)"
+            ),
         "{out}"
     );
     // --json: one line per run; --follow ends once the task has finished.

@@ -182,7 +182,10 @@ pub(super) fn push_plain_candidates<'b>(
     out.push_sql(" AND (NOT c.any OR task_type <> ALL(c.types)) AND flow_key IS NULL");
     out.push_sql(" ORDER BY priority, next_attempt, id LIMIT ");
     out.push_sql(&p.limit.to_string());
-    out.push_sql(" FOR UPDATE SKIP LOCKED) AS d");
+    // `NO KEY UPDATE`: the claim changes no key, so the row lock it takes does not
+    // conflict with the `KEY SHARE` lock a foreign key check takes on the task (a run's
+    // history written just after its outcome), which `FOR UPDATE` would skip past.
+    out.push_sql(" FOR NO KEY UPDATE SKIP LOCKED) AS d");
     Ok(())
 }
 

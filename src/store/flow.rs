@@ -299,7 +299,7 @@ impl QueryFragment<Pg> for PgFlowClaim<'_> {
         out.push_bind_param::<BigInt, _>(&p.now)?;
         out.push_sql(&format!(
             " ORDER BY priority, next_attempt, id LIMIT least(f.free, {limit}) \
-             FOR UPDATE SKIP LOCKED) AS d) AS x WHERE x.rn <= x.free UNION ALL "
+             FOR NO KEY UPDATE SKIP LOCKED) AS d) AS x WHERE x.rn <= x.free UNION ALL "
         ));
         push_plain_candidates(&mut out, p)?;
         push_take_end(&mut out, p);

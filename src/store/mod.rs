@@ -103,9 +103,10 @@ pub use nodes::NodeInfo;
 pub use pauses::{ClusterInfo, Pause, PauseTarget, Pauses, TypeInfo, TypeKind};
 pub use pg_policy::{PgStatementPolicy, Refusal, Verdict};
 pub use rate_limit::PRUNE_BUCKETS_AFTER_MS;
-pub use run::{bounded_text, ResolveOutcome, TaskRun, MAX_ERROR_BYTES, MAX_RESULT_BYTES};
+pub use run::{bounded_text, Applied, ResolveOutcome, TaskRun, MAX_ERROR_BYTES, MAX_RESULT_BYTES};
 pub use run_history::{
     RunLogLine, RunOutcome, RunRecord, KEPT_RUNS_PER_TASK, MAX_STORED_LOG_BYTES,
+    MAX_STORED_LOG_LINES,
 };
 pub use schedule::json_kind;
 pub use scheduled::{ScheduledEnd, ScheduledOutcome, ScheduledRun, ScheduledSpec, ScheduledState};

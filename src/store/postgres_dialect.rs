@@ -1,5 +1,5 @@
 //! What PostgreSQL does its own way (see `dialect.rs`): statements prepared once per
-//! connection, rows sent as one array per column, `FOR UPDATE SKIP LOCKED` claims,
+//! connection, rows sent as one array per column, `FOR NO KEY UPDATE SKIP LOCKED` claims,
 //! `NOTIFY` inside the transaction, and task SQL checked by PostgreSQL's own parser.
 
 use super::bulk::BulkCandidate;

@@ -4,6 +4,7 @@
 use super::conn::on_conn;
 use super::dialect::Dialect;
 use super::pg_run_tx::RunCompletion;
+use super::run_history::RunOutcome;
 use super::schema::warren_tasks::dsl as t;
 use super::signals::{announce_outcome_waited, announce_work, Pending};
 use super::transaction::{CompletedEnd, Transaction};
@@ -255,16 +256,43 @@ impl TaskRun {
         resolution: Resolution,
         policy: RetryPolicy,
     ) -> StoreResult<ResolveOutcome> {
+        self.resolve_applied(resolution, policy).await.0
+    }
+
+    /// [`TaskRun::resolve`], also telling what the resolution amounted to once the
+    /// store had checked it (see [`Applied`]).
+    pub async fn resolve_applied(
+        self,
+        resolution: Resolution,
+        policy: RetryPolicy,
+    ) -> (StoreResult<ResolveOutcome>, Applied) {
+        let id = self.claimed.task.id;
+        let resolution = check_json(id, resolution);
+        let mut applied = Applied::of(&resolution);
+        let outcome = self.resolve_checked(resolution, policy, &mut applied).await;
+        (outcome, applied)
+    }
+
+    /// Applies a checked resolution; `applied` is rewritten when the transaction turns
+    /// out to have been ended by task code.
+    async fn resolve_checked(
+        self,
+        resolution: Resolution,
+        policy: RetryPolicy,
+        applied: &mut Applied,
+    ) -> StoreResult<ResolveOutcome> {
         let (id, token) = (self.claimed.task.id, self.claimed.token);
         let started_at = self.started_at;
-        let resolution = check_json(id, resolution);
         let store = self.store;
         // A transaction that task SQL never opened (PostgreSQL opens it with the first
         // statement) holds nothing: the run resolves as one that did no database work.
         let tx = self.tx.filter(|tx| tx.opened() || tx.task_ended_it());
         if tx.as_ref().is_some_and(Transaction::task_ended_it) {
             drop(tx);
-            return fail_ended_transaction(&store, id, token, started_at).await;
+            return {
+                *applied = Applied::ended(id);
+                fail_ended_transaction(&store, id, token, started_at).await
+            };
         }
         if let Resolution::TemporaryFailure {
             error,
@@ -275,7 +303,10 @@ impl TaskRun {
             if let Some(tx) = tx {
                 match tx.rollback().await {
                     Err(StoreError::TaskSql(super::TaskSqlError::TransactionEnded)) => {
-                        return fail_ended_transaction(&store, id, token, started_at).await;
+                        return {
+                            *applied = Applied::ended(id);
+                            fail_ended_transaction(&store, id, token, started_at).await
+                        };
                     }
                     other => other?,
                 }
@@ -316,6 +347,7 @@ impl TaskRun {
                     CompletedEnd::Committed => Ok(ResolveOutcome::Completed),
                     CompletedEnd::LeaseLost => Err(StoreError::LeaseLost { id, token }),
                     CompletedEnd::TransactionEnded => {
+                        *applied = Applied::ended(id);
                         fail_ended_transaction(&store, id, token, started_at).await
                     }
                 };
@@ -328,6 +360,7 @@ impl TaskRun {
             .await;
         match written {
             Err(StoreError::TaskSql(super::TaskSqlError::TransactionEnded)) => {
+                *applied = Applied::ended(id);
                 fail_ended_transaction(&store, id, token, started_at).await
             }
             other => other,
@@ -354,7 +387,7 @@ async fn fail_ended_transaction(
     started_at: Millis,
 ) -> StoreResult<ResolveOutcome> {
     let now = store.now();
-    let error = format!("task {id}: {}", super::TaskSqlError::TransactionEnded);
+    let error = ended_error(id);
     store
         .begin_transaction()
         .await?
@@ -367,6 +400,53 @@ async fn fail_ended_transaction(
             write_resolution(conn, pending, id, token, failure, run).await
         })
         .await
+}
+
+/// The error stored for a run whose transaction task code ended.
+fn ended_error(id: TaskId) -> String {
+    format!("task {id}: {}", super::TaskSqlError::TransactionEnded)
+}
+
+/// What a run's resolution amounted to once the store had checked it: task code's
+/// resolution may be replaced (an oversized result or bad JSON becomes a temporary
+/// failure saying so; an ended transaction a permanent failure), and a run's history
+/// records what was stored, not what was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// The error stored with the outcome, if any.
+    pub error: Option<String>,
+    /// The resolution asked to run again: [`RunOutcome::Restarted`] or
+    /// [`RunOutcome::Snoozed`].
+    pub requeued: Option<RunOutcome>,
+}
+
+impl Applied {
+    fn of(resolution: &Resolution) -> Applied {
+        match resolution {
+            Resolution::TemporaryFailure { error, .. }
+            | Resolution::PermanentFailure { error, .. }
+            | Resolution::Cancellation { error } => Applied {
+                error: Some(error.clone()),
+                requeued: None,
+            },
+            Resolution::Restart { .. } => Applied {
+                error: None,
+                requeued: Some(RunOutcome::Restarted),
+            },
+            Resolution::Snooze { .. } => Applied {
+                error: None,
+                requeued: Some(RunOutcome::Snoozed),
+            },
+            Resolution::Completion { .. } => Applied::default(),
+        }
+    }
+
+    fn ended(id: TaskId) -> Applied {
+        Applied {
+            error: Some(ended_error(id)),
+            requeued: None,
+        }
+    }
 }
 
 /// The completion of a run that did no database work, on PostgreSQL: one fenced

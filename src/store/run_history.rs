@@ -11,18 +11,24 @@
 
 use super::conn::on_conn;
 use super::schema::warren_task_runs::dsl as r;
-use super::{Store, StoreError, StoreResult};
+use super::{AnyConn, Store, StoreError, StoreResult};
 use crate::task::{LeaseToken, Millis, TaskId};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 
 /// Runs kept per task: the newest ones.
 pub const KEPT_RUNS_PER_TASK: usize = 10;
 
-/// Bytes of log kept per run (message text); what is past it is dropped, with a last
+/// Bytes of log kept per run, as stored (JSON); what is past it is dropped, with a last
 /// line saying how much.
 pub const MAX_STORED_LOG_BYTES: usize = 64 << 10;
+
+/// Lines of log kept per run.
+pub const MAX_STORED_LOG_LINES: usize = 1000;
 
 /// How a run ended, as its history and the metrics name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,33 +124,145 @@ impl RunRecord {
     }
 }
 
-/// `log` cut to [`MAX_STORED_LOG_BYTES`] of message text, whole lines first, with a last
-/// line saying what was dropped.
+/// `log` cut to [`MAX_STORED_LOG_LINES`] lines and [`MAX_STORED_LOG_BYTES`] bytes as
+/// stored (each line as JSON, escapes and all), whole lines first, the line that does
+/// not fit cut; a last line says what was dropped.
 fn bounded_log(log: Vec<RunLogLine>) -> Vec<RunLogLine> {
-    let total: usize = log.iter().map(|l| l.message.len()).sum();
-    if total <= MAX_STORED_LOG_BYTES {
-        return log;
-    }
+    let stored = |line: &RunLogLine| serde_json::to_string(line).map_or(usize::MAX, |s| s.len());
+    let lines = log.len();
     let mut kept = Vec::new();
     let mut bytes = 0;
-    let lines = log.len();
-    for line in log {
-        if bytes + line.message.len() > MAX_STORED_LOG_BYTES {
+    let mut dropped_bytes = 0;
+    let mut iter = log.into_iter();
+    for line in iter.by_ref() {
+        let size = stored(&line);
+        if kept.len() < MAX_STORED_LOG_LINES && bytes + size <= MAX_STORED_LOG_BYTES {
+            bytes += size;
+            kept.push(line);
+            continue;
+        }
+        // Room for part of this line: keep its head (a long line is often one that
+        // matters, such as a dump before a failure).
+        let room = MAX_STORED_LOG_BYTES.saturating_sub(bytes + 256);
+        if kept.len() < MAX_STORED_LOG_LINES && room > 1024 {
+            // A sixth of the room: escaped, a character takes at most six bytes.
+            let message = super::bounded_text(line.message.clone(), room / 6);
+            dropped_bytes += line.message.len() - message.len().min(line.message.len());
+            kept.push(RunLogLine {
+                level: line.level,
+                message,
+            });
+            bytes = MAX_STORED_LOG_BYTES;
+        } else {
+            dropped_bytes += line.message.len();
             break;
         }
-        bytes += line.message.len();
-        kept.push(line);
     }
-    let dropped = lines - kept.len();
+    let rest: Vec<RunLogLine> = iter.collect();
+    let whole = lines - kept.len();
+    if whole == 0 && dropped_bytes == 0 {
+        return kept;
+    }
+    dropped_bytes += rest.iter().map(|l| l.message.len()).sum::<usize>();
     kept.push(RunLogLine {
         level: "warn".to_string(),
         message: format!(
-            "{dropped} more log line(s) ({} bytes) not kept: a run's history keeps {MAX_STORED_LOG_BYTES} bytes of log",
-            total - bytes
+            "{whole} more log line(s) and {dropped_bytes} bytes of text not kept: a run's history keeps {MAX_STORED_LOG_LINES} lines and {MAX_STORED_LOG_BYTES} bytes of log"
         ),
     });
     kept
 }
+
+/// The columns of a recorded run.
+struct RunInsert<'a> {
+    task_id: TaskId,
+    lease_token: LeaseToken,
+    node: &'a str,
+    started_at: Millis,
+    finished_at: Millis,
+    outcome: &'a str,
+    error: Option<&'a str>,
+    log: &'a str,
+}
+
+/// Inserts a run and drops the task's runs past the newest [`KEPT_RUNS_PER_TASK`], in
+/// the open SQLite transaction.
+async fn sqlite_record_run(c: &mut super::SqliteConn, row: &RunInsert<'_>) -> QueryResult<()> {
+    diesel::insert_or_ignore_into(r::warren_task_runs)
+        .values((
+            r::task_id.eq(row.task_id),
+            r::lease_token.eq(row.lease_token),
+            r::node.eq(row.node),
+            r::started_at.eq(row.started_at),
+            r::finished_at.eq(row.finished_at),
+            r::outcome.eq(row.outcome),
+            r::error.eq(row.error),
+            r::log.eq(row.log),
+        ))
+        .execute(c)
+        .await?;
+    let kept: Vec<LeaseToken> = r::warren_task_runs
+        .select(r::lease_token)
+        .filter(r::task_id.eq(row.task_id))
+        .order(r::lease_token.desc())
+        .limit(KEPT_RUNS_PER_TASK as i64)
+        .load(c)
+        .await?;
+    if let Some(oldest) = kept.get(KEPT_RUNS_PER_TASK - 1) {
+        diesel::delete(
+            r::warren_task_runs
+                .filter(r::task_id.eq(row.task_id))
+                .filter(r::lease_token.lt(oldest)),
+        )
+        .execute(c)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The PostgreSQL statement that records a run: the insert (a run already recorded is
+/// left as it is) and, in the same statement, the deletion of the task's runs past the
+/// newest [`KEPT_RUNS_PER_TASK`]. The deletion reads the table as it was before the
+/// insert (one snapshot), so it keeps one run fewer there.
+struct PgRecordRun<'a>(RunInsert<'a>);
+
+impl QueryFragment<Pg> for PgRecordRun<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let row = &self.0;
+        out.push_sql(
+            "WITH added AS (INSERT INTO warren_task_runs \
+             (task_id, lease_token, node, started_at, finished_at, outcome, error, log) VALUES (",
+        );
+        out.push_bind_param::<BigInt, _>(&row.task_id.0)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&row.lease_token.0)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(row.node)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&row.started_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&row.finished_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(row.outcome)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&row.error)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(row.log)?;
+        out.push_sql(
+            ") ON CONFLICT DO NOTHING RETURNING task_id) \
+             DELETE FROM warren_task_runs WHERE task_id = (SELECT task_id FROM added) \
+             AND lease_token < (SELECT lease_token FROM warren_task_runs WHERE task_id = ",
+        );
+        out.push_bind_param::<BigInt, _>(&row.task_id.0)?;
+        out.push_sql(&format!(
+            " ORDER BY lease_token DESC OFFSET {} LIMIT 1)",
+            KEPT_RUNS_PER_TASK - 2
+        ));
+        Ok(())
+    }
+}
+
+super::pg_statement!(PgRecordRun<'_>);
 
 impl Store {
     /// Records a run (see the module's documentation); a run that is not
@@ -164,44 +282,37 @@ impl Store {
             .error
             .map(|e| super::bounded_text(e, super::MAX_ERROR_BYTES));
         let id = record.task_id;
-        let written = self
-            .in_transaction(async |conn, _| {
-                on_conn!(conn, c => {
-                    diesel::insert_into(r::warren_task_runs)
-                        .values((
-                            r::task_id.eq(id),
-                            r::lease_token.eq(record.lease_token),
-                            r::node.eq(&record.node),
-                            r::started_at.eq(record.started_at),
-                            r::finished_at.eq(record.finished_at),
-                            r::outcome.eq(record.outcome.as_str()),
-                            r::error.eq(&error),
-                            r::log.eq(&log),
-                        ))
-                        .execute(c)
-                        .await?;
-                    // The oldest token kept; older runs go.
-                    let kept: Vec<LeaseToken> = r::warren_task_runs
-                        .select(r::lease_token)
-                        .filter(r::task_id.eq(id))
-                        .order(r::lease_token.desc())
-                        .limit(KEPT_RUNS_PER_TASK as i64)
-                        .load(c)
-                        .await?;
-                    if kept.len() == KEPT_RUNS_PER_TASK {
-                        let oldest = kept[KEPT_RUNS_PER_TASK - 1];
-                        diesel::delete(
-                            r::warren_task_runs
-                                .filter(r::task_id.eq(id))
-                                .filter(r::lease_token.lt(oldest)),
-                        )
-                        .execute(c)
-                        .await?;
-                    }
-                });
-                Ok(())
-            })
-            .await;
+        let row = RunInsert {
+            task_id: id,
+            lease_token: record.lease_token,
+            node: &record.node,
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+            outcome: record.outcome.as_str(),
+            error: error.as_deref(),
+            log: &log,
+        };
+        let written = match self.backend() {
+            // One statement, committed alone: the insert and the trim.
+            super::BackendKind::Postgres => {
+                let mut pooled = self.conn().await?;
+                match &mut pooled.any() {
+                    AnyConn::Postgres(c) => PgRecordRun(row).execute(*c).await.map(drop),
+                    AnyConn::Sqlite(_) => unreachable!("a PostgreSQL store"),
+                }
+                .map_err(StoreError::from)
+            }
+            super::BackendKind::Sqlite => {
+                self.in_transaction(async |conn, _| {
+                    let AnyConn::Sqlite(c) = conn else {
+                        unreachable!("a SQLite store")
+                    };
+                    sqlite_record_run(c, &row).await?;
+                    Ok(())
+                })
+                .await
+            }
+        };
         match written {
             // The task is gone (deleted while it ran): nothing to record it under.
             Err(StoreError::Database(diesel::result::Error::DatabaseError(
@@ -317,20 +428,38 @@ mod tests {
 
     #[test]
     fn a_long_log_keeps_whole_lines_and_says_what_it_dropped() {
+        let size = |log: &[RunLogLine]| serde_json::to_string(log).unwrap().len();
+        // Lines of 1,000 bytes: as many whole ones as fit, the next one's head, a note.
         let log: Vec<RunLogLine> = (0..100).map(|_| line("x".repeat(1000))).collect();
         let kept = bounded_log(log);
-        assert_eq!(kept.len(), MAX_STORED_LOG_BYTES / 1000 + 1);
+        assert!(
+            size(&kept) <= MAX_STORED_LOG_BYTES + 1024,
+            "{}",
+            size(&kept)
+        );
+        assert!(kept.len() > 50, "{}", kept.len());
         let last = kept.last().unwrap();
         assert_eq!(last.level, "warn");
-        let dropped = 100 - MAX_STORED_LOG_BYTES / 1000;
         assert!(
-            last.message.starts_with(&format!(
-                "{dropped} more log line(s) ({} bytes)",
-                dropped * 1000
-            )),
+            last.message.contains("more log line(s)"),
             "{}",
             last.message
         );
+        // A million empty lines are bounded by the line count.
+        let empty: Vec<RunLogLine> = (0..1_000_000).map(|_| line(String::new())).collect();
+        let kept = bounded_log(empty);
+        assert_eq!(kept.len(), MAX_STORED_LOG_LINES + 1);
+        assert!(
+            kept[MAX_STORED_LOG_LINES].message.starts_with(&format!(
+                "{} more log line(s)",
+                1_000_000 - MAX_STORED_LOG_LINES
+            )),
+            "{}",
+            kept[MAX_STORED_LOG_LINES].message
+        );
+        // Escapes count as stored: control characters take six bytes each.
+        let escaped: Vec<RunLogLine> = (0..100).map(|_| line("\u{1}".repeat(1000))).collect();
+        assert!(size(&bounded_log(escaped)) <= MAX_STORED_LOG_BYTES + 1024);
         let short = vec![line("a".into())];
         assert_eq!(bounded_log(short.clone()), short);
     }

@@ -7,7 +7,53 @@ use warren::store::{RunLogLine, RunOutcome, RunRecord, KEPT_RUNS_PER_TASK};
 crate::conformance!(
     runs_are_recorded_oldest_first_and_only_the_newest_are_kept,
     a_quiet_completion_is_not_recorded_and_a_deleted_task_records_nothing,
+    a_resolution_the_store_replaces_is_reported_as_stored,
 );
+
+/// What a run's history records is what the store wrote: a completion whose result is
+/// too large was stored as a temporary failure saying so, a restart as a restart.
+async fn a_resolution_the_store_replaces_is_reported_as_stored(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    s.schedule(task(json!({}))).await.unwrap();
+    let huge = format!("\"{}\"", "x".repeat(warren::store::MAX_RESULT_BYTES));
+    let (stored, applied) = claim_one(s)
+        .await
+        .resolve_applied(
+            Resolution::Completion { result: huge },
+            RetryPolicy::default(),
+        )
+        .await;
+    assert!(
+        matches!(stored, Ok(ResolveOutcome::Pending { .. })),
+        "{stored:?}"
+    );
+    let error = applied.error.unwrap();
+    assert!(error.contains("bytes of JSON"), "{error}");
+    assert_eq!(applied.requeued, None);
+    let task = s.list(&TaskFilter::default()).await.unwrap().remove(0);
+    assert_eq!(task.last_error.as_deref(), Some(error.as_str()));
+    db.clock.set(task.next_attempt.max(s.now()));
+    let (stored, applied) = claim_one(s)
+        .await
+        .resolve_applied(
+            Resolution::Restart {
+                at: 0,
+                new_data: None,
+                new_aux_data: None,
+            },
+            RetryPolicy::default(),
+        )
+        .await;
+    assert!(
+        matches!(stored, Ok(ResolveOutcome::Pending { .. })),
+        "{stored:?}"
+    );
+    assert_eq!(applied.requeued, Some(RunOutcome::Restarted));
+    assert_eq!(applied.error, None);
+}
 
 fn record(id: TaskId, token: i64, outcome: RunOutcome, log: &[&str]) -> RunRecord {
     RunRecord {

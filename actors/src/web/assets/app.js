@@ -1167,9 +1167,14 @@ function taskPage(root, id) {
     async refresh(alive) {
       if (deleted) return;
       let t;
-      let runs;
+      // The runs apart: a history that cannot be read (say, a corrupt row) leaves the
+      // task's own view whole and says so in its card.
+      const runs = api(`/api/tasks/${id}/runs`).then((r) => r.runs || [], (e) => {
+        if (e instanceof SignedOut) throw e;
+        return { error: e instanceof ApiError ? e.message : String(e) };
+      });
       try {
-        [t, runs] = await Promise.all([api(`/api/tasks/${id}`), api(`/api/tasks/${id}/runs`)]);
+        t = await api(`/api/tasks/${id}`);
       } catch (e) {
         if (e instanceof ApiError && e.status === 404) {
           if (!alive()) return;
@@ -1183,18 +1188,25 @@ function taskPage(root, id) {
         throw e;
       }
       if (!alive()) return;
+      const history = await runs;
+      if (!alive()) return;
       task = t;
       updateButtons();
-      const sig = JSON.stringify([t, runs]);
+      // The lease's renewal alone is no reason to draw the page again (it would fold
+      // an unfolded log).
+      const sig = JSON.stringify([{ ...t, lease_until: null }, history]);
       if (sig === lastSig) return;
       lastSig = sig;
       stateHolder.replaceChildren(stateBadge(displayState(t), { large: true, testid: 'task-state' }));
       subtitle.textContent = t.task_type;
       if (!at.value && t.next_attempt) at.value = msToLocalInput(Math.max(t.next_attempt, serverNow() + 3_600_000));
-      renderTask(body, t, runs.runs || []);
+      renderTask(body, t, history);
     },
   };
 }
+
+/** Unfolded run logs (task id and lease token), kept open across refreshes. */
+const openRunLogs = new Set();
 
 /** The badge class of a run's outcome. */
 const RUN_OUTCOME_CLASS = { completed: 'completed', failed: 'failed', cancelled: 'cancelled', retry: 'failed', lost: 'failed', restarted: 'pending', snoozed: 'pending' };
@@ -1205,6 +1217,9 @@ const RUN_OUTCOME_CLASS = { completed: 'completed', failed: 'failed', cancelled:
  * without logging (such runs are not recorded).
  */
 function runsCard(t, runs) {
+  if (!Array.isArray(runs)) {
+    return card('Runs', null, h('div', { class: 'card-body' }, message('error', `The runs could not be read: ${runs.error}`)));
+  }
   const rows = runs.slice();
   const last = rows[rows.length - 1];
   if (t.state === 'completed' && t.started_at != null && !(last && last.lease_token === t.lease_token)) {
@@ -1213,8 +1228,11 @@ function runsCard(t, runs) {
   const runRow = (r) => {
     const took = r.finished_at != null && r.started_at != null && r.finished_at >= r.started_at ? duration(r.finished_at - r.started_at) : '—';
     const log = r.log || [];
+    const key = `${t.id}:${r.lease_token}`;
     const detail = log.length
-      ? h('details', { class: 'run-log', testid: 'run-log' },
+      ? h('details', { class: 'run-log', testid: 'run-log', open: openRunLogs.has(key), ontoggle: (e) => {
+        if (e.target.open) openRunLogs.add(key); else openRunLogs.delete(key);
+      } },
         h('summary', { text: `${log.length} log ${log.length === 1 ? 'line' : 'lines'}` }),
         h('pre', { class: 'code', text: log.map((l) => `[${l.level}] ${l.message}`).join('\n') }))
       : h('span', { class: 'muted', text: r.quiet ? 'logged nothing' : 'no log' });
@@ -1226,7 +1244,8 @@ function runsCard(t, runs) {
       h('td', null, h('span', { class: `badge badge-${RUN_OUTCOME_CLASS[r.outcome] || 'pending'}`, text: r.outcome })),
       h('td', null, r.error ? h('div', { class: 'error-text', text: r.error, testid: 'run-error' }) : null, detail));
   };
-  const note = rows.length >= 10 ? 'newest 10 runs' : `${rows.length} ${rows.length === 1 ? 'run' : 'runs'}`;
+  // A task keeps its newest 10 recorded runs (KEPT_RUNS_PER_TASK).
+  const note = runs.length >= 10 ? 'the newest recorded runs' : `${rows.length} ${rows.length === 1 ? 'run' : 'runs'}`;
   return card('Runs', h('span', { class: 'muted', text: note }),
     h('div', { class: 'card-body flush table-wrap' }, rows.length
       ? h('table', { testid: 'task-runs' },
