@@ -5,7 +5,7 @@
 
 use super::failure::{record_failure_on, RunFailure};
 use crate::store::claim::take_expired_lease;
-use crate::store::{ExpiredLease, Store, StoreError, StoreResult};
+use crate::store::{ExpiredLease, RunOutcome, RunRecord, Store, StoreError, StoreResult};
 use crate::task::{Millis, RetryPolicy, TaskId, TaskType};
 
 /// The failure recorded for a task whose lease expired: it names the runner, and the
@@ -21,6 +21,21 @@ fn expired_lease_failure(lease: &ExpiredLease, now: Millis) -> RunFailure {
                 lease.owner.as_deref().unwrap_or_default()
             ),
         )
+    }
+}
+
+/// The history record of a run whose lease expired: lost (nothing it did committed),
+/// on the node that held the lease, from its start until its recovery.
+fn lost_run(lease: &ExpiredLease, error: &str, now: Millis) -> RunRecord {
+    RunRecord {
+        task_id: lease.id,
+        lease_token: lease.token,
+        node: lease.owner.clone().unwrap_or_default(),
+        started_at: lease.started_at.unwrap_or(now),
+        finished_at: now,
+        outcome: RunOutcome::Lost,
+        error: Some(error.to_string()),
+        log: Vec::new(),
     }
 }
 
@@ -82,11 +97,20 @@ impl Store {
                 Ok(true)
             })
             .await;
-        match recovered {
+        let recovered = match recovered {
             // Taken over in the meantime (cannot happen under the row lock; kept safe).
             Err(StoreError::LeaseLost { .. }) => Ok(false),
             other => other,
+        }?;
+        if recovered {
+            // The run no node ended, in the task's history: the failure is committed
+            // already, so a record that cannot be written loses only itself.
+            let record = lost_run(lease, &failure.error, now);
+            if let Err(e) = self.record_run(record).await {
+                tracing::warn!(task = %lease.id, "the recovered run's history was not recorded: {e}");
+            }
         }
+        Ok(recovered)
     }
 }
 
@@ -101,6 +125,7 @@ mod tests {
             task_type: task_type.map(|t| t.parse().unwrap()),
             token: LeaseToken(9),
             owner: Some("node-a".into()),
+            started_at: Some(1_000),
         }
     }
 
@@ -111,6 +136,20 @@ mod tests {
         assert_eq!(failure.next_retry, Some(1234));
         assert!(failure.error.contains("runner 'node-a' expired"));
         assert_eq!(failure.stack, None);
+    }
+
+    #[test]
+    fn a_recovered_run_is_recorded_as_lost_on_the_node_that_held_it() {
+        let failure = expired_lease_failure(&lease(None), 5_000);
+        let record = lost_run(&lease(None), &failure.error, 5_000);
+        assert_eq!(
+            (record.task_id, record.lease_token),
+            (TaskId(4), LeaseToken(9))
+        );
+        assert_eq!(record.node, "node-a");
+        assert_eq!((record.started_at, record.finished_at), (1_000, 5_000));
+        assert_eq!(record.outcome, RunOutcome::Lost);
+        assert_eq!(record.error.as_deref(), Some(failure.error.as_str()));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct ExpiredLease {
     pub token: LeaseToken,
     /// The runner that held the lease, for the error message.
     pub owner: Option<String>,
+    /// When the run started, as its claim estimated it (for the run's history).
+    pub started_at: Option<Millis>,
 }
 
 /// The PostgreSQL claim: lock due rows in queue order, skipping rows other claimers
@@ -305,9 +307,10 @@ impl Store {
         let now: Millis = self.now();
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
-        let rows: Vec<(TaskId, String, LeaseToken, Option<String>)> = on_conn!(&mut conn, c => {
+        type Row = (TaskId, String, LeaseToken, Option<String>, Option<Millis>);
+        let rows: Vec<Row> = on_conn!(&mut conn, c => {
             t::warren_tasks
-                .select((t::id, t::task_type, t::lease_token, t::lease_owner))
+                .select((t::id, t::task_type, t::lease_token, t::lease_owner, t::started_at))
                 .filter(t::state.eq(TaskState::Running))
                 .filter(t::lease_until.lt(now))
                 .load(c)
@@ -315,11 +318,12 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|(id, task_type, token, owner)| ExpiredLease {
+            .map(|(id, task_type, token, owner, started_at)| ExpiredLease {
                 id,
                 task_type: task_type.parse().ok(),
                 token,
                 owner,
+                started_at,
             })
             .collect())
     }

@@ -8,7 +8,46 @@ crate::conformance!(
     runs_are_recorded_oldest_first_and_only_the_newest_are_kept,
     a_quiet_completion_is_not_recorded_and_a_deleted_task_records_nothing,
     a_resolution_the_store_replaces_is_reported_as_stored,
+    a_run_whose_lease_expired_is_recorded_as_lost_when_it_is_recovered,
 );
+
+async fn a_run_whose_lease_expired_is_recorded_as_lost_when_it_is_recovered(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    let claimed = s.claim("node-gone", &clusters(), 1, LEASE).await.unwrap();
+    let started = s.now();
+    db.clock.advance(LEASE + 1);
+    let recovered = s
+        .recover_expired_leases(&|_| RetryPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(recovered, vec![id]);
+    let runs = s.task_runs(id).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = &runs[0];
+    assert_eq!(
+        (run.lease_token, run.node.as_str(), run.outcome),
+        (claimed[0].token, "node-gone", RunOutcome::Lost)
+    );
+    assert_eq!((run.started_at, run.finished_at), (started, s.now()));
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap()
+            .contains("runner 'node-gone' expired"),
+        "{run:?}"
+    );
+    // Recovering again finds nothing and records nothing.
+    assert!(s
+        .recover_expired_leases(&|_| RetryPolicy::default())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.task_runs(id).await.unwrap().len(), 1);
+}
 
 /// What a run's history records is what the store wrote: a completion whose result is
 /// too large was stored as a temporary failure saying so, a restart as a restart.
