@@ -13,8 +13,10 @@
 //! - ephemeral round trip on warm runners: `RunEphemeralTask` sent and its result
 //!   received by one caller in a loop (p50/p99), and the throughput of 4 callers;
 //! - with 16 runners, the drain of a backlog of 10,000 tasks scheduled in one commit
-//!   (`WARREN_BENCH_DRAIN_TASKS`): no-op tasks, and tasks that insert one row in their
-//!   own transaction (checked to leave every row exactly once);
+//!   (`WARREN_BENCH_DRAIN_TASKS`): no-op tasks, tasks that insert one row in their
+//!   own transaction (checked to leave every row exactly once), and tasks that log a
+//!   line, so that every run is recorded in its task's history (what a recorded run
+//!   costs beside the no-op, which is not recorded);
 //! - on PostgreSQL, the peer graphile-worker in the same run when Node.js and its
 //!   folder are present (see `runtime/graphile.rs`), its configurations A–D, and the
 //!   ratios the performance goals are stated in: Warren's no-op drain to A and B, its
@@ -64,6 +66,15 @@ export const runTask = defineTask((task, ctx) => {
 });
 "#;
 
+/// `bench:log`: logs one line and completes, so that each run is recorded in the task's
+/// history (a quiet completion is not): what a recorded run costs, beside the no-op.
+const LOG_JS: &str = r#"import { defineTask } from 'warren';
+export const runTask = defineTask((task, ctx) => {
+  console.log(`task ${task.id} ran`);
+  ctx.resolveByCompletion({});
+});
+"#;
+
 /// A modules folder with a `bench` module: managed `bench:ping` and ephemeral
 /// `bench:echo` (both the demo's ping code), and managed `bench:insert` (one row per
 /// task), in a cluster of `runners`.
@@ -77,6 +88,7 @@ fn modules(runners: usize) -> BenchResult<PathBuf> {
         module.join("ping.js"),
     )?;
     std::fs::write(module.join("insert.js"), INSERT_JS)?;
+    std::fs::write(module.join("log.js"), LOG_JS)?;
     std::fs::write(
         module.join("moduledefinition.xml"),
         format!(
@@ -84,6 +96,7 @@ fn modules(runners: usize) -> BenchResult<PathBuf> {
                  <taskcluster tag="bench" workers="{runners}"/>
                  <managedtask type="ping" code="ping.js" cluster="bench"/>
                  <managedtask type="insert" code="insert.js" cluster="bench"/>
+                 <managedtask type="log" code="log.js" cluster="bench"/>
                  <ephemeraltask type="echo" code="ping.js" cluster="bench"/>
                </servicemanager></module>"#
         ),
@@ -130,6 +143,8 @@ fn ping(n: usize) -> NewTask {
 const PING: &str = "bench:ping";
 /// Managed task type inserting one row.
 const INSERT: &str = "bench:insert";
+/// Managed task type that logs one line (each run recorded in the history).
+const LOG: &str = "bench:log";
 
 fn task(task_type: &str, n: usize) -> NewTask {
     NewTask::new(task_type.parse().expect("valid type"), json!({ "ping": n }))
@@ -257,10 +272,20 @@ async fn drain(
             .into());
         }
     }
-    let what = if task_type == INSERT {
-        "insert one row"
-    } else {
-        "no-op"
+    if task_type == LOG {
+        // Each run logged a line, so each is in its task's history.
+        let last = *ids.last().ok_or("no tasks")?;
+        let runs = store.task_runs(last).await?;
+        if runs.len() != 1 || runs[0].log.is_empty() {
+            return Err(
+                format!("task {last}'s run was not recorded with its log: {runs:?}").into(),
+            );
+        }
+    }
+    let what = match task_type {
+        INSERT => "insert one row",
+        LOG => "log-one-line (each run recorded)",
+        _ => "no-op",
     };
     record(
         rows,
@@ -443,6 +468,7 @@ async fn bench_backend(
             create_effects_table(&store).await?;
             drained.no_op = drain(&store, backend, runners, drain_tasks, PING, rows).await?;
             drained.insert = drain(&store, backend, runners, drain_tasks, INSERT, rows).await?;
+            drain(&store, backend, runners, drain_tasks, LOG, rows).await?;
         } else {
             managed_throughput(&store, backend, runners, tasks, rows).await?;
         }
