@@ -52,6 +52,17 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
+    /// Every outcome.
+    pub const ALL: [RunOutcome; 7] = [
+        RunOutcome::Completed,
+        RunOutcome::Failed,
+        RunOutcome::Cancelled,
+        RunOutcome::Retry,
+        RunOutcome::Restarted,
+        RunOutcome::Snoozed,
+        RunOutcome::Lost,
+    ];
+
     /// The outcome's name (`retry`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -66,17 +77,7 @@ impl RunOutcome {
     }
 
     fn parse(text: &str) -> Option<RunOutcome> {
-        [
-            RunOutcome::Completed,
-            RunOutcome::Failed,
-            RunOutcome::Cancelled,
-            RunOutcome::Retry,
-            RunOutcome::Restarted,
-            RunOutcome::Snoozed,
-            RunOutcome::Lost,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == text)
+        RunOutcome::ALL.into_iter().find(|o| o.as_str() == text)
     }
 }
 
@@ -412,14 +413,10 @@ mod tests {
         record.log.push(line("hello".into()));
         assert!(record.worth_recording());
         record.log.clear();
-        for outcome in [
-            RunOutcome::Failed,
-            RunOutcome::Cancelled,
-            RunOutcome::Retry,
-            RunOutcome::Restarted,
-            RunOutcome::Snoozed,
-            RunOutcome::Lost,
-        ] {
+        for outcome in RunOutcome::ALL
+            .into_iter()
+            .filter(|o| *o != RunOutcome::Completed)
+        {
             record.outcome = outcome;
             assert!(record.worth_recording(), "{outcome}");
             assert_eq!(RunOutcome::parse(outcome.as_str()), Some(outcome));
