@@ -10,7 +10,45 @@ crate::conformance!(
     bulk_retry_requeues_failed_and_cancelled_matches_in_batches,
     bulk_cancel_and_delete_leave_what_they_cannot_change,
     bulk_retry_of_a_keyed_task_whose_key_is_taken_is_refused_alone,
+    a_bulk_action_bounded_by_the_count_leaves_tasks_scheduled_after_it,
 );
+
+/// What the CLI and the dashboard do: count, note the newest match, act up to it. A
+/// matching task scheduled after the count (while a person reads it) is not touched.
+async fn a_bulk_action_bounded_by_the_count_leaves_tasks_scheduled_after_it(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let counted: Vec<TaskId> = {
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(s.schedule(task(json!({ "i": i }))).await.unwrap());
+        }
+        ids
+    };
+    let filter = TaskFilter {
+        state: StateFilter::Pending,
+        ..TaskFilter::default()
+    };
+    assert_eq!(s.count(&filter).await.unwrap(), 3);
+    let newest = s.newest_matching(&filter).await.unwrap().unwrap();
+    assert_eq!(newest, counted[2]);
+    let later = s.schedule(task(json!({ "i": 3 }))).await.unwrap();
+    let bounded = TaskFilter {
+        before_id: Some(TaskId(newest.0 + 1)),
+        ..filter
+    };
+    let report = s
+        .bulk(BulkAction::Cancel, &bounded, &BulkOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((report.matched, report.changed), (3, 3));
+    for id in counted {
+        assert_eq!(s.describe(id).await.unwrap().state, TaskState::Cancelled);
+    }
+    assert_eq!(s.describe(later).await.unwrap().state, TaskState::Pending);
+}
 
 /// The ids a filter lists, oldest first.
 async fn listed(s: &Store, filter: TaskFilter) -> Vec<TaskId> {
