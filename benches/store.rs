@@ -466,9 +466,9 @@ async fn run_all(
                 Work::Insert => "insert + complete in the run's tx",
             };
             let plural = if workers == 1 { "" } else { "s" };
-            let statements = after.statements - before.statements;
+            let statements = after.groups - before.groups;
             let shared = if statements > 0 {
-                let per = (after.completions - before.completions) as f64 / statements as f64;
+                let per = (after.items - before.items) as f64 / statements as f64;
                 Some((per * 10.0).round() / 10.0)
             } else {
                 None

@@ -57,6 +57,7 @@ mod error;
 mod flow;
 #[cfg(target_os = "linux")]
 mod folder_watch;
+mod group_write;
 mod manage;
 mod model;
 mod nodes;
@@ -97,6 +98,7 @@ pub use conn::{AnyConn, SqliteConn};
 pub use diesel_async::AsyncPgConnection as PgConn;
 pub use error::{ConnectError, MigrationError, StoreError};
 pub use flow::{KeyLoad, KEYS_SHOWN};
+pub use group_write::GroupStats;
 pub use manage::DEFAULT_RETENTION_MS;
 pub use model::*;
 pub use nodes::NodeInfo;
@@ -191,6 +193,8 @@ struct Inner {
     task_types_read_at: std::sync::atomic::AtomicI64,
     /// Completions waiting to share a statement (PostgreSQL; see `completions.rs`).
     completions: completions::CompletionQueue,
+    /// Run records waiting to share a commit (see `run_history.rs`).
+    run_records: run_history::RunRecordQueue,
     /// Verdicts on task SQL statements (PostgreSQL; see `pg_policy.rs`).
     policy: PgStatementPolicy,
 }
@@ -253,6 +257,7 @@ impl Store {
                 task_types: Default::default(),
                 task_types_read_at: Default::default(),
                 completions: Default::default(),
+                run_records: Default::default(),
                 policy: Default::default(),
             }),
         };

@@ -91,7 +91,8 @@ pub(super) async fn dedicated(url: &str) -> diesel::ConnectionResult<AsyncPgConn
 /// background, which would kill the sockets of connections, grouped completions and
 /// listeners still finishing their work for a store's last users; and one thread
 /// serves every store's sockets as well as one per store would. It is created on first
-/// use by a PostgreSQL store and holds no state of any store.
+/// use and holds no state of any store. Grouped writes (`group_write.rs`) run here on
+/// both backends, for the same reason: a caller that goes away must not strand them.
 pub(super) fn io_runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     RUNTIME.get_or_init(|| {

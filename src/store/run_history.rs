@@ -5,19 +5,23 @@
 //! every run except a completion that logged nothing (the task's row holds that run's
 //! times, and a completed task runs no more). The queue's fast path, tasks that
 //! complete quietly, so writes nothing here. A run is recorded after its outcome
-//! committed, in a short transaction of its own that also drops the task's runs past
-//! the newest [`KEPT_RUNS_PER_TASK`]; a node that dies between the two loses that one
-//! record, never the outcome.
+//! committed, by a statement that also drops the task's runs past the newest
+//! [`KEPT_RUNS_PER_TASK`]; records of runs that end at the same time share that
+//! statement and its commit (see `group_write.rs`). A node that dies between the
+//! outcome and the record loses that one record, never the outcome.
 
-use super::conn::on_conn;
+use super::conn::{begin, finish, on_conn, PooledConn};
+use super::group_write::{GroupQueue, GroupStats, Grouping};
 use super::schema::warren_task_runs::dsl as r;
+use super::schema::warren_tasks::dsl as t;
 use super::{AnyConn, Store, StoreError, StoreResult};
 use crate::task::{LeaseToken, Millis, TaskId};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment};
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Nullable, Text};
 use diesel_async::RunQueryDsl;
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 /// Runs kept per task: the newest ones.
@@ -174,31 +178,104 @@ fn bounded_log(log: Vec<RunLogLine>) -> Vec<RunLogLine> {
     kept
 }
 
-/// The columns of a recorded run.
-struct RunInsert<'a> {
+/// A run ready to write: its columns, the error bounded and the log as stored JSON.
+#[derive(Debug, Clone)]
+pub(super) struct PreparedRun {
     task_id: TaskId,
     lease_token: LeaseToken,
-    node: &'a str,
+    node: String,
     started_at: Millis,
     finished_at: Millis,
-    outcome: &'a str,
-    error: Option<&'a str>,
-    log: &'a str,
+    outcome: RunOutcome,
+    error: Option<String>,
+    log: String,
+}
+
+/// The store's queue of run records waiting to share a commit.
+pub(super) type RunRecordQueue = GroupQueue<PreparedRun, ()>;
+
+/// Records share commits in groups of up to 64 (a record's log is at most
+/// [`MAX_STORED_LOG_BYTES`], so a group's statement stays within a few MiB).
+static RECORDS: Grouping<PreparedRun, ()> = Grouping {
+    queue: |store| &store.inner.run_records,
+    write: write_records,
+    max_group: 64,
+    what: "run records",
+};
+
+/// Writes a group of records, in one commit when no task has two runs in it (the
+/// usual case); a task's later run goes into a later statement, so that each
+/// statement's trim sees the runs before it.
+fn write_records<'a>(
+    _: &'a Store,
+    pooled: &'a mut PooledConn,
+    records: &'a [PreparedRun],
+) -> BoxFuture<'a, StoreResult<Vec<()>>> {
+    Box::pin(async move {
+        match &mut pooled.any() {
+            AnyConn::Postgres(c) => {
+                for round in rounds_of_distinct_tasks(records) {
+                    PgRecordRuns::of(&round).execute(*c).await?;
+                }
+            }
+            AnyConn::Sqlite(c) => {
+                let mut conn = AnyConn::Sqlite(c);
+                begin(&mut conn).await?;
+                let AnyConn::Sqlite(c) = &mut conn else {
+                    unreachable!("a SQLite connection")
+                };
+                let mut written = Ok(());
+                for record in records {
+                    written = sqlite_record_run(c, record).await;
+                    if written.is_err() {
+                        break;
+                    }
+                }
+                finish(&mut conn, written.map_err(StoreError::from)).await?;
+            }
+        }
+        Ok(vec![(); records.len()])
+    })
+}
+
+/// `records` split into runs of statements in which no task appears twice, each
+/// task's records in their order.
+fn rounds_of_distinct_tasks(records: &[PreparedRun]) -> Vec<Vec<&PreparedRun>> {
+    let mut rounds: Vec<Vec<&PreparedRun>> = Vec::new();
+    let mut round_of: std::collections::HashMap<TaskId, usize> = Default::default();
+    for record in records {
+        let round = round_of.get(&record.task_id).map_or(0, |last| last + 1);
+        round_of.insert(record.task_id, round);
+        if rounds.len() <= round {
+            rounds.push(Vec::new());
+        }
+        rounds[round].push(record);
+    }
+    rounds
 }
 
 /// Inserts a run and drops the task's runs past the newest [`KEPT_RUNS_PER_TASK`], in
-/// the open SQLite transaction.
-async fn sqlite_record_run(c: &mut super::SqliteConn, row: &RunInsert<'_>) -> QueryResult<()> {
+/// the open SQLite transaction. A task that is gone (deleted while it ran) gets no
+/// record.
+async fn sqlite_record_run(c: &mut super::SqliteConn, row: &PreparedRun) -> QueryResult<()> {
+    let exists: i64 = t::warren_tasks
+        .filter(t::id.eq(row.task_id))
+        .count()
+        .get_result(c)
+        .await?;
+    if exists == 0 {
+        return Ok(());
+    }
     diesel::insert_or_ignore_into(r::warren_task_runs)
         .values((
             r::task_id.eq(row.task_id),
             r::lease_token.eq(row.lease_token),
-            r::node.eq(row.node),
+            r::node.eq(&row.node),
             r::started_at.eq(row.started_at),
             r::finished_at.eq(row.finished_at),
-            r::outcome.eq(row.outcome),
-            r::error.eq(row.error),
-            r::log.eq(row.log),
+            r::outcome.eq(row.outcome.as_str()),
+            r::error.eq(&row.error),
+            r::log.eq(&row.log),
         ))
         .execute(c)
         .await?;
@@ -221,52 +298,79 @@ async fn sqlite_record_run(c: &mut super::SqliteConn, row: &RunInsert<'_>) -> Qu
     Ok(())
 }
 
-/// The PostgreSQL statement that records a run: the insert (a run already recorded is
-/// left as it is) and, in the same statement, the deletion of the task's runs past the
-/// newest [`KEPT_RUNS_PER_TASK`]. The deletion reads the table as it was before the
-/// insert (one snapshot), so it keeps one run fewer there.
-struct PgRecordRun<'a>(RunInsert<'a>);
+/// The PostgreSQL statement that records runs of distinct tasks: the insert of those
+/// whose task still exists (a run already recorded is left as it is) and, in the same
+/// statement, the deletion of each such task's runs past the newest
+/// [`KEPT_RUNS_PER_TASK`]. The deletion reads the table as it was before the insert
+/// (one snapshot), so it keeps one run fewer there.
+struct PgRecordRuns<'a> {
+    task_ids: Vec<i64>,
+    tokens: Vec<i64>,
+    nodes: Vec<&'a str>,
+    started: Vec<Millis>,
+    finished: Vec<Millis>,
+    outcomes: Vec<&'static str>,
+    errors: Vec<Option<&'a str>>,
+    logs: Vec<&'a str>,
+}
 
-impl QueryFragment<Pg> for PgRecordRun<'_> {
+impl<'a> PgRecordRuns<'a> {
+    /// The statement for `rows`, of distinct tasks.
+    fn of(rows: &[&'a PreparedRun]) -> PgRecordRuns<'a> {
+        PgRecordRuns {
+            task_ids: rows.iter().map(|r| r.task_id.0).collect(),
+            tokens: rows.iter().map(|r| r.lease_token.0).collect(),
+            nodes: rows.iter().map(|r| r.node.as_str()).collect(),
+            started: rows.iter().map(|r| r.started_at).collect(),
+            finished: rows.iter().map(|r| r.finished_at).collect(),
+            outcomes: rows.iter().map(|r| r.outcome.as_str()).collect(),
+            errors: rows.iter().map(|r| r.error.as_deref()).collect(),
+            logs: rows.iter().map(|r| r.log.as_str()).collect(),
+        }
+    }
+}
+
+impl QueryFragment<Pg> for PgRecordRuns<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let row = &self.0;
         out.push_sql(
             "WITH added AS (INSERT INTO warren_task_runs \
-             (task_id, lease_token, node, started_at, finished_at, outcome, error, log) VALUES (",
+             (task_id, lease_token, node, started_at, finished_at, outcome, error, log) \
+             SELECT i.* FROM unnest(",
         );
-        out.push_bind_param::<BigInt, _>(&row.task_id.0)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&row.lease_token.0)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(row.node)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&row.started_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&row.finished_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(row.outcome)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&row.error)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(row.log)?;
-        out.push_sql(
-            ") ON CONFLICT DO NOTHING RETURNING task_id) \
-             DELETE FROM warren_task_runs WHERE task_id = (SELECT task_id FROM added) \
-             AND lease_token < (SELECT lease_token FROM warren_task_runs WHERE task_id = ",
-        );
-        out.push_bind_param::<BigInt, _>(&row.task_id.0)?;
+        out.push_bind_param::<Array<BigInt>, _>(&self.task_ids)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.tokens)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.nodes)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.started)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.finished)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.outcomes)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.errors)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.logs)?;
         out.push_sql(&format!(
-            " ORDER BY lease_token DESC OFFSET {} LIMIT 1)",
+            "::text[]) AS i(task_id, lease_token, node, started_at, finished_at, outcome, error, log) \
+             WHERE EXISTS (SELECT 1 FROM warren_tasks t WHERE t.id = i.task_id) \
+             ON CONFLICT DO NOTHING RETURNING task_id) \
+             DELETE FROM warren_task_runs old USING added \
+             WHERE old.task_id = added.task_id \
+             AND old.lease_token < (SELECT k.lease_token FROM warren_task_runs k \
+             WHERE k.task_id = added.task_id ORDER BY k.lease_token DESC OFFSET {} LIMIT 1)",
             KEPT_RUNS_PER_TASK - 2
         ));
         Ok(())
     }
 }
 
-super::pg_statement!(PgRecordRun<'_>);
+super::pg_statement!(PgRecordRuns<'_>);
 
 impl Store {
-    /// Records a run (see the module's documentation); a run that is not
+    /// Records a run (see the module's documentation), sharing the commit with the
+    /// records of runs that end at the same time; a run that is not
     /// [worth recording](RunRecord::worth_recording) is skipped. A task deleted
     /// meanwhile gets no record.
     pub async fn record_run(&self, record: RunRecord) -> StoreResult<()> {
@@ -279,54 +383,32 @@ impl Store {
                 field: "run log",
                 message: e.to_string(),
             })?;
-        let error = record
-            .error
-            .map(|e| super::bounded_text(e, super::MAX_ERROR_BYTES));
-        let id = record.task_id;
-        let row = RunInsert {
-            task_id: id,
+        let prepared = PreparedRun {
+            task_id: record.task_id,
             lease_token: record.lease_token,
-            node: &record.node,
+            node: record.node,
             started_at: record.started_at,
             finished_at: record.finished_at,
-            outcome: record.outcome.as_str(),
-            error: error.as_deref(),
-            log: &log,
+            outcome: record.outcome,
+            error: record
+                .error
+                .map(|e| super::bounded_text(e, super::MAX_ERROR_BYTES)),
+            log,
         };
-        let written = match self.backend() {
-            // One statement, committed alone: the insert and the trim.
-            super::BackendKind::Postgres => {
-                let mut pooled = self.conn().await?;
-                match &mut pooled.any() {
-                    AnyConn::Postgres(c) => PgRecordRun(row).execute(*c).await.map(drop),
-                    AnyConn::Sqlite(_) => unreachable!("a PostgreSQL store"),
-                }
-                .map_err(StoreError::from)
-            }
-            super::BackendKind::Sqlite => {
-                self.in_transaction(async |conn, _| {
-                    let AnyConn::Sqlite(c) = conn else {
-                        unreachable!("a SQLite store")
-                    };
-                    sqlite_record_run(c, &row).await?;
-                    Ok(())
-                })
-                .await
-            }
-        };
-        match written {
-            // The task is gone (deleted while it ran): nothing to record it under.
+        match RECORDS.submit(self, prepared).await {
+            // The task is gone (deleted between the check and the insert): nothing to
+            // record it under.
             Err(StoreError::Database(diesel::result::Error::DatabaseError(
                 diesel::result::DatabaseErrorKind::ForeignKeyViolation,
                 _,
             ))) => Ok(()),
-            // Recorded already (the same run reported twice).
-            Err(StoreError::Database(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            ))) => Ok(()),
             other => other,
         }
+    }
+
+    /// How this store's run records were grouped into commits.
+    pub fn run_record_stats(&self) -> GroupStats {
+        self.inner.run_records.stats()
     }
 
     /// The recorded runs of task `id`, oldest first (at most [`KEPT_RUNS_PER_TASK`]).
@@ -421,6 +503,45 @@ mod tests {
             assert!(record.worth_recording(), "{outcome}");
             assert_eq!(RunOutcome::parse(outcome.as_str()), Some(outcome));
         }
+    }
+
+    #[test]
+    fn a_group_is_split_so_that_no_statement_holds_a_task_twice() {
+        let run = |task: i64, token: i64| PreparedRun {
+            task_id: TaskId(task),
+            lease_token: LeaseToken(token),
+            node: "n".into(),
+            started_at: 0,
+            finished_at: 1,
+            outcome: RunOutcome::Retry,
+            error: None,
+            log: "[]".into(),
+        };
+        let group = [
+            run(1, 1),
+            run(2, 1),
+            run(1, 2),
+            run(3, 1),
+            run(1, 3),
+            run(2, 2),
+        ];
+        let rounds: Vec<Vec<(i64, i64)>> = rounds_of_distinct_tasks(&group)
+            .into_iter()
+            .map(|round| {
+                round
+                    .into_iter()
+                    .map(|r| (r.task_id.0, r.lease_token.0))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            rounds,
+            vec![
+                vec![(1, 1), (2, 1), (3, 1)],
+                vec![(1, 2), (2, 2)],
+                vec![(1, 3)],
+            ]
+        );
     }
 
     #[test]

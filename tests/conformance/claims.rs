@@ -393,8 +393,8 @@ async fn completions_finishing_together_each_commit_and_stale_ones_are_refused(b
 
     let stats = s.completion_stats();
     match b {
-        Backend::Postgres => assert_eq!((stats.statements, stats.completions), (1, 21)),
-        Backend::Sqlite => assert_eq!((stats.statements, stats.completions), (0, 0)),
+        Backend::Postgres => assert_eq!((stats.groups, stats.items), (1, 21)),
+        Backend::Sqlite => assert_eq!((stats.groups, stats.items), (0, 0)),
     }
 }
 

@@ -9,7 +9,70 @@ crate::conformance!(
     a_quiet_completion_is_not_recorded_and_a_deleted_task_records_nothing,
     a_resolution_the_store_replaces_is_reported_as_stored,
     a_run_whose_lease_expired_is_recorded_as_lost_when_it_is_recovered,
+    records_of_runs_that_end_together_share_one_commit,
 );
+
+/// Records that arrive while an earlier write waits are written as one group, in one
+/// commit: two runs of one task in one group both land in order and the trim still
+/// keeps the newest, and a deleted task's record is dropped without failing the rest.
+async fn records_of_runs_that_end_together_share_one_commit(b: Backend) {
+    let Some(db) = TestDb::with_config(b, |c| c.max_connections = 1).await else {
+        return;
+    };
+    let s = &db.store;
+    let twice = s.schedule(task(json!({}))).await.unwrap();
+    let once = s.schedule(task(json!({}))).await.unwrap();
+    let full = s.schedule(task(json!({}))).await.unwrap();
+    let gone = s.schedule(task(json!({}))).await.unwrap();
+    let kept = KEPT_RUNS_PER_TASK as i64;
+    for token in 1..=kept {
+        s.record_run(record(full, token, RunOutcome::Retry, &[]))
+            .await
+            .unwrap();
+    }
+    s.delete(gone).await.unwrap();
+    let before = s.run_record_stats();
+
+    let group = [
+        record(twice, 1, RunOutcome::Retry, &["first"]),
+        record(once, 1, RunOutcome::Failed, &[]),
+        record(full, kept + 1, RunOutcome::Retry, &[]),
+        record(gone, 1, RunOutcome::Failed, &[]),
+        record(twice, 2, RunOutcome::Completed, &["second"]),
+        record(full, kept + 2, RunOutcome::Completed, &["last"]),
+    ];
+    // With the pool's only connection held, the writer waits for it and every record
+    // queues behind it.
+    let held = s.connection().await.unwrap();
+    let mut recording = Box::pin(futures_util::future::join_all(
+        group.iter().cloned().map(|r| s.record_run(r)),
+    ));
+    assert!(futures_util::poll!(&mut recording).is_pending());
+    drop(held);
+    for (n, recorded) in recording.await.into_iter().enumerate() {
+        recorded.unwrap_or_else(|e| panic!("record {n}: {e}"));
+    }
+
+    let after = s.run_record_stats();
+    assert_eq!(
+        (after.groups - before.groups, after.items - before.items),
+        (1, group.len() as u64)
+    );
+    assert_eq!(
+        s.task_runs(twice).await.unwrap(),
+        vec![group[0].clone(), group[4].clone()]
+    );
+    assert_eq!(s.task_runs(once).await.unwrap(), vec![group[1].clone()]);
+    assert!(s.task_runs(gone).await.unwrap().is_empty());
+    let tokens: Vec<i64> = s
+        .task_runs(full)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.lease_token.0)
+        .collect();
+    assert_eq!(tokens, (3..=kept + 2).collect::<Vec<_>>());
+}
 
 async fn a_run_whose_lease_expired_is_recorded_as_lost_when_it_is_recovered(b: Backend) {
     let Some(db) = TestDb::new(b).await else {
