@@ -335,9 +335,10 @@ async fn write_batch(
 }
 
 /// Cancels the batch's pending and running tasks. They are read first under the
-/// transaction's locks (`FOR UPDATE` on PostgreSQL; SQLite's transaction holds the
-/// write lock), so the running ones reported are exactly the running ones cancelled,
-/// a task claimed since the page was read included.
+/// transaction's locks (`FOR UPDATE` on PostgreSQL, in ascending id order like every
+/// grouped write; SQLite's transaction holds the write lock), so the running ones
+/// reported are exactly the running ones cancelled, a task claimed since the page was
+/// read included.
 async fn cancel_batch(
     conn: &mut AnyConn<'_>,
     pending: &mut Pending,
@@ -348,7 +349,8 @@ async fn cancel_batch(
     let cancellable = t::warren_tasks
         .select((t::id, t::state))
         .filter(t::id.eq_any(ids))
-        .filter(t::state.eq_any([TaskState::Pending, TaskState::Running]));
+        .filter(t::state.eq_any([TaskState::Pending, TaskState::Running]))
+        .order(t::id.asc());
     let locked: Vec<(TaskId, TaskState)> = match conn {
         AnyConn::Postgres(c) => cancellable.for_update().load(*c).await?,
         AnyConn::Sqlite(c) => cancellable.load(*c).await?,

@@ -6,7 +6,8 @@
 //! `group_write.rs`): one statement, one commit, each row still fenced by its own lease
 //! token. Nothing is weaker than completing each alone: every caller waits until its
 //! own completion has committed before it learns the outcome, and a completion whose
-//! token is stale is refused alone while the others commit.
+//! token is stale is refused alone while the others commit. A group's rows are given
+//! in ascending id order, the order in which bulk actions lock tasks.
 
 use super::conn::PooledConn;
 use super::group_write::{GroupQueue, GroupStats, Grouping};
@@ -83,6 +84,9 @@ fn write<'a>(
         let rows: Vec<Row> = match completions {
             [one] => PgCompleteOne { completion: one }.load(c).await?,
             many => {
+                // In ascending id order, the order in which bulk actions lock tasks.
+                let mut many: Vec<&Completion> = many.iter().collect();
+                many.sort_by_key(|c| c.id);
                 PgCompleteMany {
                     ids: many.iter().map(|c| c.id.0).collect(),
                     tokens: many.iter().map(|c| c.token.0).collect(),

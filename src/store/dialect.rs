@@ -13,6 +13,8 @@
 //! A backend may also offer faster paths the store uses when it knows the backend
 //! (PostgreSQL's grouped completions in `completions.rs` and one-statement scheduling
 //! in `schedule_alone.rs`); they are optimisations, never needed for correctness.
+//! Grouped run records (`run_history.rs`) write on any connection by a match on
+//! [`super::AnyConn`], to which a third backend adds its arm.
 
 use super::bulk::BulkCandidate;
 use super::claim::ClaimParams;

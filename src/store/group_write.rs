@@ -10,8 +10,12 @@
 //! succeeds when another item caused the failure. A lone write is written at once, so
 //! a quiet store pays no extra latency.
 //!
-//! The writes run on the store's I/O runtime, so a caller that gives up (its future is
-//! dropped) cannot strand the writes of others queued behind it.
+//! A writer that locks task rows locks them in ascending id order, the order in which
+//! bulk actions lock theirs, so that two groups, or a group and a bulk batch, do not
+//! deadlock.
+//!
+//! The writes run on the process's I/O runtime (`postgres.rs`), so a caller that gives
+//! up (its future is dropped) cannot strand the writes of others queued behind it.
 
 use super::conn::PooledConn;
 use super::postgres::io_runtime;
@@ -179,7 +183,7 @@ impl<I: Clone + Send + Sync + 'static, R: Send + 'static> Grouping<I, R> {
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(
+                    tracing::warn!(
                         "a grouped write of {} {} failed ({e}); each is written alone",
                         items.len(),
                         self.what
@@ -193,9 +197,9 @@ impl<I: Clone + Send + Sync + 'static, R: Send + 'static> Grouping<I, R> {
     }
 }
 
-/// Clears the queue if the writer ends without emptying it (it panicked, or its runtime
-/// shut down), so no item is left without a writer: the callers of those queued see
-/// their reply dropped and write alone, and the next item starts a writer.
+/// Clears the queue if the writer ends without emptying it (it panicked), so no item is
+/// left without a writer: the callers of those queued see their reply dropped and
+/// write alone, and the next item starts a writer.
 struct WriterGuard<I: 'static, R: 'static> {
     grouping: &'static Grouping<I, R>,
     store: Store,

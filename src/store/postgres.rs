@@ -98,7 +98,7 @@ pub(super) fn io_runtime() -> &'static tokio::runtime::Runtime {
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name("warren-pg-io")
+            .thread_name("warren-io")
             .enable_all()
             .build()
             .expect("the PostgreSQL I/O runtime starts (a thread and an epoll instance)")

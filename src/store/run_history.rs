@@ -5,10 +5,10 @@
 //! every run except a completion that logged nothing (the task's row holds that run's
 //! times, and a completed task runs no more). The queue's fast path, tasks that
 //! complete quietly, so writes nothing here. A run is recorded after its outcome
-//! committed, by a statement that also drops the task's runs past the newest
-//! [`KEPT_RUNS_PER_TASK`]; records of runs that end at the same time share that
-//! statement and its commit (see `group_write.rs`). A node that dies between the
-//! outcome and the record loses that one record, never the outcome.
+//! committed, together with the deletion of the task's runs past the newest
+//! [`KEPT_RUNS_PER_TASK`]; records of runs that end at the same time share one commit
+//! (see `group_write.rs`). A node that dies between the outcome and the record loses
+//! the records not yet committed, never an outcome.
 
 use super::conn::{begin, finish, on_conn, PooledConn};
 use super::group_write::{GroupQueue, GroupStats, Grouping};
@@ -194,8 +194,9 @@ pub(super) struct PreparedRun {
 /// The store's queue of run records waiting to share a commit.
 pub(super) type RunRecordQueue = GroupQueue<PreparedRun, ()>;
 
-/// Records share commits in groups of up to 64 (a record's log is at most
-/// [`MAX_STORED_LOG_BYTES`], so a group's statement stays within a few MiB).
+/// Records share commits in groups of up to 64 (a record's log and error are at most
+/// [`MAX_STORED_LOG_BYTES`] and [`super::MAX_ERROR_BYTES`], so a group's statement
+/// stays within 8 MiB).
 static RECORDS: Grouping<PreparedRun, ()> = Grouping {
     queue: |store| &store.inner.run_records,
     write: write_records,
@@ -203,43 +204,58 @@ static RECORDS: Grouping<PreparedRun, ()> = Grouping {
     what: "run records",
 };
 
-/// Writes a group of records, in one commit when no task has two runs in it (the
-/// usual case); a task's later run goes into a later statement, so that each
-/// statement's trim sees the runs before it.
+/// Writes a group of records in one commit. On PostgreSQL that is one statement when
+/// no task has two runs in the group (the usual case); a task's later run goes into a
+/// later statement of the same transaction, so that each statement's trim sees the
+/// runs before it. On SQLite it is one transaction of a few statements per record.
 fn write_records<'a>(
     _: &'a Store,
     pooled: &'a mut PooledConn,
     records: &'a [PreparedRun],
 ) -> BoxFuture<'a, StoreResult<Vec<()>>> {
     Box::pin(async move {
-        match &mut pooled.any() {
-            AnyConn::Postgres(c) => {
-                for round in rounds_of_distinct_tasks(records) {
-                    PgRecordRuns::of(&round).execute(*c).await?;
-                }
+        let rounds = rounds_of_distinct_tasks(records);
+        let mut conn = pooled.any();
+        match (&mut conn, rounds.as_slice()) {
+            (AnyConn::Postgres(c), [one]) => {
+                PgRecordRuns::of(one).execute(*c).await?;
             }
-            AnyConn::Sqlite(c) => {
-                let mut conn = AnyConn::Sqlite(c);
-                begin(&mut conn).await?;
-                let AnyConn::Sqlite(c) = &mut conn else {
-                    unreachable!("a SQLite connection")
-                };
-                let mut written = Ok(());
-                for record in records {
-                    written = sqlite_record_run(c, record).await;
-                    if written.is_err() {
-                        break;
-                    }
-                }
-                finish(&mut conn, written.map_err(StoreError::from)).await?;
+            (conn, _) => {
+                begin(conn).await?;
+                let written = write_in_transaction(conn, records, &rounds).await;
+                finish(conn, written).await?;
             }
         }
         Ok(vec![(); records.len()])
     })
 }
 
-/// `records` split into runs of statements in which no task appears twice, each
-/// task's records in their order.
+/// The records of a group, in the open transaction: by rounds on PostgreSQL, one by
+/// one on SQLite.
+async fn write_in_transaction(
+    conn: &mut AnyConn<'_>,
+    records: &[PreparedRun],
+    rounds: &[Vec<&PreparedRun>],
+) -> StoreResult<()> {
+    match conn {
+        AnyConn::Postgres(c) => {
+            for round in rounds {
+                PgRecordRuns::of(round).execute(*c).await?;
+            }
+        }
+        AnyConn::Sqlite(c) => {
+            for record in records {
+                sqlite_record_run(c, record).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `records` split into rounds in which no task appears twice, each task's records in
+/// their order, each round in ascending task id order (the order in which bulk actions
+/// lock tasks, so that the foreign-key checks' locks on the tasks are taken in the same
+/// order and cannot deadlock with them).
 fn rounds_of_distinct_tasks(records: &[PreparedRun]) -> Vec<Vec<&PreparedRun>> {
     let mut rounds: Vec<Vec<&PreparedRun>> = Vec::new();
     let mut round_of: std::collections::HashMap<TaskId, usize> = Default::default();
@@ -250,6 +266,9 @@ fn rounds_of_distinct_tasks(records: &[PreparedRun]) -> Vec<Vec<&PreparedRun>> {
             rounds.push(Vec::new());
         }
         rounds[round].push(record);
+    }
+    for round in &mut rounds {
+        round.sort_by_key(|record| record.task_id);
     }
     rounds
 }
@@ -406,7 +425,7 @@ impl Store {
         }
     }
 
-    /// How this store's run records were grouped into commits.
+    /// How this store's run records were grouped: each group is one commit.
     pub fn run_record_stats(&self) -> GroupStats {
         self.inner.run_records.stats()
     }
