@@ -44,6 +44,11 @@ pub(crate) struct Running {
 /// Shared view of a runner's current run.
 pub(crate) type CurrentRun = Arc<Mutex<Option<Running>>>;
 
+/// The answer of the last run record a runner queued, not yet collected: the runner
+/// goes on with its next task while the record is written, and collects it before it
+/// queues the next one, so each runner has at most one record in flight.
+pub(crate) type RecordInFlight = Arc<Mutex<Option<futures_util::future::BoxFuture<'static, ()>>>>;
+
 /// Everything a runner needs; cheap to clone into each run.
 #[derive(Clone)]
 pub(crate) struct RunnerEnv {
@@ -62,6 +67,9 @@ pub(crate) struct RunnerEnv {
     /// Idle VMs each runner keeps: its share of the engine's pool, less the VM it runs
     /// (see [`warren::wasm::idle_vms_per_runner`]).
     pub idle_vms: usize,
+    /// This runner's run record in flight (each runner gets its own in
+    /// [`TaskRunner::new`]).
+    pub record_in_flight: RecordInFlight,
     /// Where managed runs report their start (tests and benchmarks).
     #[cfg(feature = "test-hooks")]
     pub run_starts: Option<crate::test_hooks::RunStarts>,
@@ -77,7 +85,8 @@ pub(crate) struct TaskRunner {
 
 impl TaskRunner {
     /// A runner publishing its current run in `current`.
-    pub(crate) fn new(env: RunnerEnv, current: CurrentRun) -> TaskRunner {
+    pub(crate) fn new(mut env: RunnerEnv, current: CurrentRun) -> TaskRunner {
+        env.record_in_flight = RecordInFlight::default();
         TaskRunner {
             vms: VmCache::new(env.idle_vms),
             env,
@@ -379,11 +388,14 @@ impl ManagedOutcome {
 }
 
 impl RunManaged {
-    /// Records this run in its task's history (`Store::record_run`), with its start and
-    /// end. The history is for people: a run whose record cannot be written still ran,
-    /// and says so in the node's log. A run whose outcome the store could not write is
-    /// not recorded either: the database is failing, and the runner does not wait on it
-    /// twice (the lease expires and the task runs again).
+    /// Records this run in its task's history (`Store::queue_run_record`), with its
+    /// start and end. The record shares a commit with other runs' records and the
+    /// runner does not wait for it: it waits for its previous record, if still in
+    /// flight, queues this one, and goes on (see [`RecordInFlight`]). The history is for
+    /// people: a run whose record cannot be written still ran, and says so in the
+    /// node's log. A run whose outcome the store could not write is not recorded
+    /// either: the database is failing, and the runner does not wait on it twice (the
+    /// lease expires and the task runs again).
     async fn record(
         &self,
         env: &RunnerEnv,
@@ -406,9 +418,24 @@ impl RunManaged {
             error: run_error(outcome, error),
             log,
         };
-        if let Err(e) = env.store.record_run(record).await {
-            tracing::warn!(task = %task.id, "the run's history was not recorded: {e}");
+        let previous = env
+            .record_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(previous) = previous {
+            previous.await;
         }
+        let id = task.id;
+        let written = env.store.queue_run_record(record);
+        let collected = Box::pin(async move {
+            if let Err(e) = written.await {
+                tracing::warn!(task = %id, "the run's history was not recorded: {e}");
+            }
+        });
+        *env.record_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(collected);
     }
 }
 

@@ -21,9 +21,10 @@ use super::conn::PooledConn;
 use super::postgres::io_runtime;
 use super::{Store, StoreError, StoreResult};
 use futures_util::future::BoxFuture;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 /// Writes a group of items on `conn` and commits, answering one reply per item, in
 /// order.
@@ -55,6 +56,8 @@ enum Written<R> {
 /// was written.
 pub(super) struct GroupQueue<I, R> {
     state: Mutex<QueueState<I, R>>,
+    /// Told when the writer stops with the queue empty.
+    idle: Notify,
     statements: AtomicU64,
     items: AtomicU64,
 }
@@ -66,6 +69,7 @@ impl<I, R> Default for GroupQueue<I, R> {
                 waiting: Vec::new(),
                 writing: false,
             }),
+            idle: Notify::new(),
             statements: AtomicU64::new(0),
             items: AtomicU64::new(0),
         }
@@ -96,12 +100,38 @@ impl<I, R> GroupQueue<I, R> {
             items: self.items.load(Ordering::Relaxed),
         }
     }
+
+    /// Waits until nothing is queued and no group is being written (a node that shuts
+    /// down waits for writes its runners queued without waiting for them).
+    pub(super) async fn idle(&self) {
+        loop {
+            let told = self.idle.notified();
+            tokio::pin!(told);
+            told.as_mut().enable();
+            {
+                let state = self.state.lock().expect("group queue lock");
+                if !state.writing && state.waiting.is_empty() {
+                    return;
+                }
+            }
+            told.await;
+        }
+    }
 }
 
 impl<I: Clone + Send + Sync + 'static, R: Send + 'static> Grouping<I, R> {
     /// Writes `item`, sharing the commit with the items that arrive at the same time;
     /// answers once it has committed.
-    pub(super) async fn submit(&'static self, store: &Store, item: I) -> StoreResult<R> {
+    ///
+    /// The item is queued when this is called, not when the answer is first polled: a
+    /// caller may go on with other work and collect the answer later, and an answer
+    /// never collected still leaves the item written (unless its group fails: the
+    /// caller writes it alone when it collects the answer).
+    pub(super) fn submit(
+        &'static self,
+        store: &Store,
+        item: I,
+    ) -> impl Future<Output = StoreResult<R>> + Send + 'static {
         let (reply, written) = oneshot::channel();
         let start_writer = {
             let mut state = (self.queue)(store).state.lock().expect("group queue lock");
@@ -111,13 +141,16 @@ impl<I: Clone + Send + Sync + 'static, R: Send + 'static> Grouping<I, R> {
         if start_writer {
             io_runtime().spawn(self.write_queued(store.clone()));
         }
-        match written.await {
-            Ok(Written::Done(reply)) => Ok(reply),
-            // The writer failed or was torn down: write this one alone.
-            Ok(Written::WriteAlone) | Err(_) => {
-                let mut pooled = store.conn().await?;
-                let mut replies = self.write_counted(store, &mut pooled, &[item]).await?;
-                Ok(replies.remove(0))
+        let store = store.clone();
+        async move {
+            match written.await {
+                Ok(Written::Done(reply)) => Ok(reply),
+                // The writer failed or was torn down: write this one alone.
+                Ok(Written::WriteAlone) | Err(_) => {
+                    let mut pooled = store.conn().await?;
+                    let mut replies = self.write_counted(&store, &mut pooled, &[item]).await?;
+                    Ok(replies.remove(0))
+                }
             }
         }
     }
@@ -166,6 +199,7 @@ impl<I: Clone + Send + Sync + 'static, R: Send + 'static> Grouping<I, R> {
                     state.writing = false;
                     drop(state);
                     guard.finished = true;
+                    (self.queue)(store).idle.notify_waiters();
                     return;
                 }
                 let n = state.waiting.len().min(self.max_group);
@@ -211,9 +245,11 @@ impl<I, R> Drop for WriterGuard<I, R> {
         if self.finished {
             return;
         }
-        if let Ok(mut state) = (self.grouping.queue)(&self.store).state.lock() {
+        let queue = (self.grouping.queue)(&self.store);
+        if let Ok(mut state) = queue.state.lock() {
             state.waiting.clear();
             state.writing = false;
         }
+        queue.idle.notify_waiters();
     }
 }

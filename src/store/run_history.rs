@@ -393,8 +393,46 @@ impl Store {
     /// [worth recording](RunRecord::worth_recording) is skipped. A task deleted
     /// meanwhile gets no record.
     pub async fn record_run(&self, record: RunRecord) -> StoreResult<()> {
+        self.queue_run_record(record).await
+    }
+
+    /// [`Store::record_run`], with the record queued for writing at once and the
+    /// answer (written, or why not) collected whenever the caller likes: a runner goes
+    /// on with its next task meanwhile. A record whose answer is never collected is
+    /// still written, unless its group's write fails. [`Store::flush_run_records`]
+    /// waits for every queued record.
+    pub fn queue_run_record(
+        &self,
+        record: RunRecord,
+    ) -> impl std::future::Future<Output = StoreResult<()>> + Send + 'static {
+        let queued = self
+            .prepare_run(record)
+            .map(|run| run.map(|prepared| RECORDS.submit(self, prepared)));
+        async move {
+            let Some(written) = queued? else {
+                return Ok(());
+            };
+            match written.await {
+                // The task is gone (deleted between the check and the insert): nothing
+                // to record it under.
+                Err(StoreError::Database(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                    _,
+                ))) => Ok(()),
+                other => other,
+            }
+        }
+    }
+
+    /// Waits until every queued run record is written (or has failed).
+    pub async fn flush_run_records(&self) {
+        self.inner.run_records.idle().await;
+    }
+
+    /// The record as written, or `None` when it is not worth recording.
+    fn prepare_run(&self, record: RunRecord) -> StoreResult<Option<PreparedRun>> {
         if !record.worth_recording() {
-            return Ok(());
+            return Ok(None);
         }
         let log =
             serde_json::to_string(&bounded_log(record.log)).map_err(|e| StoreError::Corrupt {
@@ -414,15 +452,7 @@ impl Store {
                 .map(|e| super::bounded_text(e, super::MAX_ERROR_BYTES)),
             log,
         };
-        match RECORDS.submit(self, prepared).await {
-            // The task is gone (deleted between the check and the insert): nothing to
-            // record it under.
-            Err(StoreError::Database(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::ForeignKeyViolation,
-                _,
-            ))) => Ok(()),
-            other => other,
-        }
+        Ok(Some(prepared))
     }
 
     /// How this store's run records were grouped: each group is one commit.

@@ -10,7 +10,30 @@ crate::conformance!(
     a_resolution_the_store_replaces_is_reported_as_stored,
     a_run_whose_lease_expired_is_recorded_as_lost_when_it_is_recovered,
     records_of_runs_that_end_together_share_one_commit,
+    a_queued_record_nobody_waits_for_is_written_and_flushed,
 );
+
+/// A runner queues its run's record and goes on without waiting for it: the record
+/// is written all the same, and a flush returns once it is.
+async fn a_queued_record_nobody_waits_for_is_written_and_flushed(b: Backend) {
+    let Some(db) = TestDb::with_config(b, |c| c.max_connections = 1).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s.schedule(task(json!({}))).await.unwrap();
+    // The writer waits for the pool's only connection, so the record is still queued
+    // when its answer is dropped and when the flush starts.
+    let held = s.connection().await.unwrap();
+    let queued = record(id, 1, RunOutcome::Retry, &["not waited for"]);
+    drop(s.queue_run_record(queued.clone()));
+    let mut flush = Box::pin(s.flush_run_records());
+    assert!(futures_util::poll!(&mut flush).is_pending());
+    drop(held);
+    flush.await;
+    assert_eq!(s.task_runs(id).await.unwrap(), vec![queued]);
+    // With nothing queued, a flush returns at once.
+    s.flush_run_records().await;
+}
 
 /// Records that arrive while an earlier write waits are written as one group, in one
 /// commit: two runs of one task in one group both land in order and the trim still

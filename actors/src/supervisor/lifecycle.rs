@@ -164,6 +164,15 @@ impl Handler<Shutdown> for Supervisor {
                     let _ =
                         actix_rt::time::timeout(Duration::from_secs(5), queue.send(Drain)).await;
                 }
+                // The runs' history records the runners queued without waiting.
+                if actix_rt::time::timeout(Duration::from_secs(5), store.flush_run_records())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "run history records still unwritten after 5 s: some may be lost"
+                    );
+                }
                 if let Err(e) = store.remove_node(&node).await {
                     tracing::warn!(error = %e, "could not unregister the node");
                 }
