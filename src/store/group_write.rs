@@ -58,7 +58,7 @@ pub(super) struct GroupQueue<I, R> {
     state: Mutex<QueueState<I, R>>,
     /// Told when the writer stops with the queue empty.
     idle: Notify,
-    statements: AtomicU64,
+    groups: AtomicU64,
     items: AtomicU64,
 }
 
@@ -70,7 +70,7 @@ impl<I, R> Default for GroupQueue<I, R> {
                 writing: false,
             }),
             idle: Notify::new(),
-            statements: AtomicU64::new(0),
+            groups: AtomicU64::new(0),
             items: AtomicU64::new(0),
         }
     }
@@ -96,7 +96,7 @@ impl<I, R> GroupQueue<I, R> {
     /// What this queue has written so far.
     pub(super) fn stats(&self) -> GroupStats {
         GroupStats {
-            groups: self.statements.load(Ordering::Relaxed),
+            groups: self.groups.load(Ordering::Relaxed),
             items: self.items.load(Ordering::Relaxed),
         }
     }
@@ -176,7 +176,7 @@ impl<I: Clone + Send + Sync + 'static, R: Send + 'static> Grouping<I, R> {
             });
         }
         let queue = (self.queue)(store);
-        queue.statements.fetch_add(1, Ordering::Relaxed);
+        queue.groups.fetch_add(1, Ordering::Relaxed);
         queue.items.fetch_add(items.len() as u64, Ordering::Relaxed);
         Ok(replies)
     }
