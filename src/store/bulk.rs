@@ -358,14 +358,7 @@ async fn cancel_batch(
     let cancelled: Vec<TaskId> = locked.iter().map(|(id, _)| *id).collect();
     let changed = on_conn!(conn, c => {
         diesel::update(t::warren_tasks.filter(t::id.eq_any(&cancelled)))
-            .set((
-                t::state.eq(TaskState::Cancelled),
-                t::finished_at.eq(now),
-                t::last_error.eq(reason),
-                t::lease_token.eq(t::lease_token + 1),
-                t::lease_owner.eq(None::<String>),
-                t::lease_until.eq(None::<i64>),
-            ))
+            .set(super::manage::cancelled_columns!(now, reason))
             .execute(c)
             .await?
     });

@@ -163,6 +163,24 @@ macro_rules! filtered_tasks {
 }
 pub(super) use filtered_tasks;
 
+/// What cancelling a task sets, for `diesel::update(…).set(…)`: cancelled now with
+/// `$reason` as its error, its lease cleared and its token bumped, so that a runner
+/// still holding the old token can commit nothing. One cancel for the single and the
+/// bulk form.
+macro_rules! cancelled_columns {
+    ($now:expr, $reason:expr) => {
+        (
+            t::state.eq(TaskState::Cancelled),
+            t::finished_at.eq($now),
+            t::last_error.eq($reason),
+            t::lease_token.eq(t::lease_token + 1),
+            t::lease_owner.eq(None::<String>),
+            t::lease_until.eq(None::<i64>),
+        )
+    };
+}
+pub(super) use cancelled_columns;
+
 /// Why a task is queued again, for the errors of [`Store::requeue`].
 #[derive(Debug, Clone, Copy)]
 enum Requeue {
@@ -414,14 +432,7 @@ impl Store {
                         .filter(t::lease_token.eq(task.lease_token))
                         .filter(t::state.eq(task.state)),
                 )
-                .set((
-                    t::state.eq(TaskState::Cancelled),
-                    t::finished_at.eq(now),
-                    t::last_error.eq(reason),
-                    t::lease_token.eq(t::lease_token + 1),
-                    t::lease_owner.eq(None::<String>),
-                    t::lease_until.eq(None::<i64>),
-                ))
+                .set(cancelled_columns!(now, reason))
                 .execute(c)
                 .await?
             });
