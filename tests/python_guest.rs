@@ -352,6 +352,16 @@ async fn python_sql_commits_with_the_run_and_rolls_back_on_an_exception(b: Backe
         (&r["meta_before"], &r["meta_after"]),
         (&Value::Null, &json!("v"))
     );
+    assert_eq!(
+        r["bad_progress"],
+        json!("set_progress failed: progress must be a fraction from 0 to 1, not 2")
+    );
+    s.flush_progress().await;
+    let progress = s.describe(id).await.unwrap().progress.unwrap();
+    assert_eq!(
+        (progress.fraction, progress.message.as_deref()),
+        (0.25, Some("a quarter"))
+    );
     let child = s
         .describe(TaskId(r["child"].as_i64().unwrap()))
         .await
@@ -384,7 +394,7 @@ async fn python_sql_commits_with_the_run_and_rolls_back_on_an_exception(b: Backe
     );
     let stack = t.last_stack.unwrap();
     assert!(
-        stack.contains("File \"/py/kit_cases.py\", line 75, in run_task"),
+        stack.contains("File \"/py/kit_cases.py\", line 82, in run_task"),
         "{stack}"
     );
     assert!(

@@ -13,12 +13,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use support::{count, exec, Backend, TestDb};
 use warren::clock::SystemClock;
-use warren::store::{NewTask, ResolveOutcome, Store};
+use warren::store::{NewTask, ResolveOutcome, Store, StoreConfig};
 use warren::task::{Resolution, RetryPolicy, TaskId, TaskState};
 use warren::wasm::{
     FailureCause, KillSwitch, RunEnd, TaskCode, TaskDb, TaskInput, TaskVm, VmLimits, WasmEngine,
     WasmError,
 };
+use warren_testkit::eventually;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -98,6 +99,10 @@ fn temporary_error(end: &RunEnd) -> (String, Option<String>) {
 #[tokio::test]
 async fn wat_component_completes_and_echoes() {
     let mut v = vm("complete.wat").await;
+    assert_eq!(completion(&run(&mut v, json!({})).await), json!({}));
+    // Built against the 0.2.0 world, it calls the 0.2.0 host interface: served by the
+    // host's 0.2.1 one.
+    let mut v = vm("old_world_host.wat").await;
     assert_eq!(completion(&run(&mut v, json!({})).await), json!({}));
     let mut v = vm("echo.wat").await;
     assert_eq!(
@@ -543,7 +548,81 @@ async fn a_snooze_commits_the_work_and_keeps_the_failure_count(b: Backend) {
     );
 }
 
+/// Task code's `setProgress` while its run holds its transaction open: this node sees
+/// each report at once, another process sees it on PostgreSQL (written outside the
+/// run's transaction) and after the run on SQLite; a bad report throws in the task
+/// with the host's reason, and the last report is kept.
+async fn task_code_reports_progress_while_it_runs(b: Backend) {
+    let Some(db) = effects_db(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let other = Store::open_with(StoreConfig::new(&db.url), db.clock.clone())
+        .await
+        .unwrap();
+    let until = s.now() + 60_000;
+    let id = s
+        .schedule(NewTask::new(
+            "guests:progress".parse().unwrap(),
+            json!({"steps": 4, "insert": true, "until": until, "bad": 2}),
+        ))
+        .await
+        .unwrap();
+    // The VM reads the test's clock: the run spins until the clock reaches `until`.
+    let vm = TaskVm::new(
+        engine(),
+        load("progress.js"),
+        VmLimits::default(),
+        db.clock.clone(),
+    )
+    .await
+    .expect("instantiate");
+    let running = tokio::spawn({
+        let s = s.clone();
+        async move { support::run_managed_on(&s, vm).await }
+    });
+    eventually(
+        "the run's latest report",
+        Duration::from_secs(60),
+        || async {
+            s.describe(id)
+                .await
+                .unwrap()
+                .progress
+                .is_some_and(|p| p.fraction == 0.75)
+        },
+    )
+    .await;
+    let live = s.describe(id).await.unwrap().progress.unwrap();
+    assert_eq!(live.message.as_deref(), Some("step 3 of 4"));
+    s.flush_progress().await;
+    let outside = other.describe(id).await.unwrap().progress;
+    match b {
+        Backend::Postgres => assert_eq!(outside, Some(live)),
+        Backend::Sqlite => assert_eq!(outside, None),
+    }
+    db.clock.set(until);
+    assert_eq!(running.await.unwrap(), ResolveOutcome::Completed);
+    s.flush_progress().await;
+    let t = other.describe(id).await.unwrap();
+    assert_eq!(
+        t.result.unwrap(),
+        json!({
+            "badError": "setProgress failed: progress must be a fraction from 0 to 1, not 2",
+            "typeError": "progress must be a number from 0 to 1, not string",
+        })
+    );
+    let kept = t.progress.unwrap();
+    assert_eq!((kept.fraction, kept.message), (1.0, None));
+    assert_eq!(
+        count(s, "SELECT COUNT(*) AS n FROM guest_effects").await,
+        1,
+        "the run's own work committed with it"
+    );
+}
+
 conformance!(
+    task_code_reports_progress_while_it_runs,
     effects_commit_with_completion,
     effects_vanish_when_the_task_throws,
     host_functions_work_on_the_run_transaction,

@@ -36,6 +36,7 @@ fn modules() -> &'static PathBuf {
             ("tests/guests/infinite_loop.js", "tasks/loop.js"),
             ("tests/guests/counter.js", "tasks/counter.js"),
             ("tests/guests/logs_then_fails_once.js", "tasks/flaky.js"),
+            ("tests/guests/progress.js", "tasks/progress.js"),
         ] {
             std::fs::copy(repo().join(from), module.join(to)).unwrap();
         }
@@ -46,6 +47,7 @@ fn modules() -> &'static PathBuf {
                  <managedtask type="loop" code="tasks/loop.js"/>
                  <managedtask type="count" code="tasks/counter.js"/>
                  <managedtask type="flaky" code="tasks/flaky.js"/>
+                 <managedtask type="progress" code="tasks/progress.js"/>
                  <task tag="manual" code="tasks/counter.js"/>
                </servicemanager></module>"#,
         )
@@ -1202,6 +1204,93 @@ async fn a_running_task_shows_as_a_busy_runner_and_cancel_kills_it() {
     n.stop().await;
 }
 
+/// A task's progress is served live while it runs (on SQLite from the node's memory:
+/// the run may hold the only write lock), stays after the run ends, is left out of
+/// listings, and `warren tasks show` (another process, reading the database) prints it.
+#[actix_rt::test]
+async fn a_running_tasks_progress_is_served_live_and_kept() {
+    let n = TestNode::start("progress").await;
+    let app = test::init_service(app(n.state.clone())).await;
+    // It reports steps 0–3 of 4, then spins until cancelled (its `until` is far off).
+    let until = n.store.now() + 3_600_000;
+    let a = send(
+        &app,
+        post(
+            "/api/tasks",
+            json!({"type": "apitest:progress", "data": {"steps": 4, "until": until}}),
+        )
+        .to_request(),
+    )
+    .await;
+    let id = a.json()["id"].as_i64().unwrap();
+    eventually("the running task's last report", || async {
+        let t = send(&app, get(&format!("/api/tasks/{id}")).to_request())
+            .await
+            .json();
+        t["state"] == "running" && t["progress"]["fraction"] == json!(0.75)
+    })
+    .await;
+    let t = send(&app, get(&format!("/api/tasks/{id}")).to_request())
+        .await
+        .json();
+    assert_eq!(t["progress"]["message"], "step 3 of 4", "{t}");
+    assert!(t["progress"]["at"].as_i64().unwrap() > 0, "{t}");
+    let listed = send(&app, get("/api/tasks?type=apitest:progress").to_request())
+        .await
+        .json();
+    assert_eq!(listed["tasks"][0]["id"], json!(id));
+    assert!(listed["tasks"][0].get("progress").is_none(), "{listed}");
+
+    send(
+        &app,
+        post(&format!("/api/tasks/{id}/cancel"), json!({})).to_request(),
+    )
+    .await;
+    n.store
+        .wait(TaskId(id), Duration::from_secs(10), WaitFor::Finished)
+        .await
+        .unwrap();
+    // The killed run's last report is written once its runner has let go of the run
+    // (just after the cancel committed): what another process reads.
+    let elsewhere = Store::open(&format!("sqlite://{}", n.db.display()))
+        .await
+        .unwrap();
+    eventually("the last report to be written", || async {
+        elsewhere
+            .describe(TaskId(id))
+            .await
+            .unwrap()
+            .progress
+            .is_some()
+    })
+    .await;
+    let t = send(&app, get(&format!("/api/tasks/{id}")).to_request())
+        .await
+        .json();
+    assert_eq!(t["state"], "cancelled");
+    assert_eq!(
+        (&t["progress"]["fraction"], &t["progress"]["message"]),
+        (&json!(0.75), &json!("step 3 of 4")),
+        "the last report stays: {t}"
+    );
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["tasks", "show", &id.to_string()])
+        .env(
+            "WARREN_DATABASE_URL",
+            format!("sqlite://{}", n.db.display()),
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("progress"))
+        .unwrap_or_else(|| panic!("no progress line in:\n{text}"));
+    assert!(line.contains("75% step 3 of 4 (last reported "), "{line}");
+    n.stop().await;
+}
+
 #[actix_rt::test]
 async fn tasks_are_searched_counted_and_acted_on_in_bulk() {
     let n = TestNode::start("bulk").await;
@@ -1650,7 +1739,12 @@ async fn clusters_and_types_are_listed_paused_and_resumed() {
     assert_eq!(default["paused_since"], Value::Null);
     assert_eq!(
         default["task_types"],
-        json!(["apitest:count", "apitest:flaky", "apitest:loop"])
+        json!([
+            "apitest:count",
+            "apitest:flaky",
+            "apitest:loop",
+            "apitest:progress"
+        ])
     );
     assert_eq!(default["live_nodes"], 1);
 
@@ -1716,7 +1810,8 @@ async fn clusters_and_types_are_listed_paused_and_resumed() {
             ("apitest:count", "task", true, true),
             ("apitest:flaky", "task", false, true),
             ("apitest:loop", "task", false, true),
-            ("apitest:manual", "scheduled", true, false)
+            ("apitest:manual", "scheduled", true, false),
+            ("apitest:progress", "task", false, true)
         ]
     );
 

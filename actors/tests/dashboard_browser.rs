@@ -96,12 +96,20 @@ fn wat_string(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
+/// What the flaky task reports as its progress: on its first run (before it fails),
+/// and on later runs (before it completes).
+const FLAKY_PROGRESS: [(f64, &str); 2] = [(0.4, "copying files"), (1.0, "done")];
+
 /// A hand-written task component: a permanent failure on its first run (iteration 0),
 /// a completion with a result on every later run — so a retry from the dashboard
-/// completes it. (Its layout follows tests/guests/wat/complete.wat.)
+/// completes it. Each run first reports its progress (`FLAKY_PROGRESS`) through the
+/// host's `set-progress`. (Its layout follows tests/guests/wat/complete.wat, with the
+/// memory and allocator in a module of their own, instantiated first, so that the host
+/// function can be lowered with them before the task's module is instantiated.)
 fn flaky_wat() -> String {
     let error = "dash:flaky fails its first run on purpose; retry it to complete it";
     let result = r#"{"completed":"on a retry"}"#;
+    let [(first_fraction, first_message), (later_fraction, later_message)] = FLAKY_PROGRESS;
     format!(
         r#"(component
   (type $types-iface
@@ -135,17 +143,19 @@ fn flaky_wat() -> String {
         (case "restart" $restart)
         (case "snooze" u64)))
       (export "resolution" (type (eq $resolution-var)))))
-  (import "warren:task/types@0.2.0" (instance $types (type $types-iface)))
+  (import "warren:task/types@0.2.1" (instance $types (type $types-iface)))
   (alias export $types "task" (type $task))
   (alias export $types "resolution" (type $resolution))
   (import "task" (type $task-t (eq $task)))
   (import "resolution" (type $resolution-t (eq $resolution)))
+  (import "warren:task/host@0.2.1" (instance $host
+    (export "set-progress"
+      (func (param "fraction" f64) (param "message" (option string)) (result (result (error string)))))))
+  (alias export $host "set-progress" (func $set-progress))
 
-  (core module $m
+  (core module $libc-module
     (memory (export "memory") 1)
-    (data (i32.const 16) "{result}")
-    (data (i32.const 128) "{error}")
-    (global $next (mut i32) (i32.const 1024))
+    (global $next (mut i32) (i32.const 4096))
     (func (export "cabi_realloc") (param $old i32) (param $old-size i32) (param $align i32) (param $size i32) (result i32)
       (local $ptr i32) (local $end i32)
       (local.set $ptr
@@ -164,8 +174,25 @@ fn flaky_wat() -> String {
             (then unreachable))))
       (global.set $next (local.get $end))
       (local.get $ptr))
+    (func (export "reset")
+      (global.set $next (i32.const 4096))))
+  (core instance $libc (instantiate $libc-module))
+  (alias core export $libc "memory" (core memory $mem))
+  (alias core export $libc "cabi_realloc" (core func $realloc))
+  (core func $set-progress-core (canon lower (func $set-progress) (memory $mem) (realloc $realloc)))
+  (core instance $host-core (export "set-progress" (func $set-progress-core)))
+
+  (core module $m
+    (import "libc" "memory" (memory 1))
+    (import "libc" "reset" (func $reset))
+    ;; fraction, message (some, pointer, length), where the result goes
+    (import "host" "set-progress" (func $set-progress (param f64 i32 i32 i32 i32)))
+    (data (i32.const 16) "{result}")
+    (data (i32.const 128) "{error}")
+    (data (i32.const 1024) "{first_message}")
+    (data (i32.const 1280) "{later_message}")
     (func (export "cabi_post_run-task") (param $ret i32)
-      (global.set $next (i32.const 1024)))
+      (call $reset))
     ;; The resolution goes to 512: discriminant at +0, payload at +8.
     (func (export "run-task")
       (param $id i64) (param $type-ptr i32) (param $type-len i32)
@@ -175,18 +202,18 @@ fn flaky_wat() -> String {
       (result i32)
       (if (i32.eqz (local.get $iteration))
         (then
+          (call $set-progress (f64.const {first_fraction}) (i32.const 1) (i32.const 1024) (i32.const {first_len}) (i32.const 2048))
           (i32.store8 (i32.const 512) (i32.const 1))     ;; case 1: permanent-failure
           (i32.store (i32.const 520) (i32.const 128))    ;; error: pointer
           (i32.store (i32.const 524) (i32.const {error_len})) ;; error: length
           (i32.store8 (i32.const 528) (i32.const 0))     ;; result: none
           (return (i32.const 512))))
+      (call $set-progress (f64.const {later_fraction}) (i32.const 1) (i32.const 1280) (i32.const {later_len}) (i32.const 2048))
       (i32.store8 (i32.const 512) (i32.const 0))         ;; case 0: completion
       (i32.store (i32.const 520) (i32.const 16))         ;; result: pointer
       (i32.store (i32.const 524) (i32.const {result_len})) ;; result: length
       (i32.const 512)))
-  (core instance $i (instantiate $m))
-  (alias core export $i "memory" (core memory $mem))
-  (alias core export $i "cabi_realloc" (core func $realloc))
+  (core instance $i (instantiate $m (with "libc" (instance $libc)) (with "host" (instance $host-core))))
   (alias core export $i "run-task" (core func $run-task-core))
   (alias core export $i "cabi_post_run-task" (core func $post-return))
   (type $run-task-t (func (param "t" $task-t) (result $resolution-t)))
@@ -199,6 +226,10 @@ fn flaky_wat() -> String {
         error = wat_string(error),
         result_len = result.len(),
         error_len = error.len(),
+        first_message = wat_string(first_message),
+        first_len = first_message.len(),
+        later_message = wat_string(later_message),
+        later_len = later_message.len(),
     )
 }
 
@@ -515,6 +546,10 @@ fn dashboard_retries_a_failed_task_and_runs_a_scheduled_task_in_a_browser() {
         .env("WARREN_LEAVE_PAUSED", "1")
         .env("WARREN_BULK_DATA", "batch=1")
         .env("WARREN_BULK_COUNT", "3")
+        .env(
+            "WARREN_FLAKY_PROGRESS",
+            serde_json::json!(FLAKY_PROGRESS).to_string(),
+        )
         .env("WARREN_SCREENSHOTS", repo().join("target/screenshots"));
     let (status, output) = run_with_limit(node, Duration::from_secs(240));
     println!("{output}");

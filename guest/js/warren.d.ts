@@ -109,6 +109,14 @@ export interface TaskContext {
   getMetadata(key: string): string | null;
   /** Sets a metadata value of this task (in its transaction). */
   setMetadata(key: string, value: string): void;
+  /**
+   * Reports how far the run has got: `fraction` from 0 to 1 and, optionally, what it is
+   * doing (at most 1024 bytes). Shown while the task runs (by its node's API and dashboard;
+   * on PostgreSQL everywhere) and kept after it ends, whatever its outcome (it is not part
+   * of the task's transaction). Only the latest report counts, so calling it often is
+   * cheap. Throws on a fraction outside 0–1 or a longer message.
+   */
+  setProgress(fraction: number, message?: string | null): void;
   /** The host's clock (which tests may control). */
   now(): Date;
   /** The host's clock in milliseconds since the epoch. */
@@ -150,7 +158,7 @@ export declare const console: {
 };
 
 // ---------------------------------------------------------------------------
-// The raw world (`warren:task@0.2.0`), as componentize-qjs maps it to JavaScript:
+// The raw world (`warren:task@0.2.1`), as componentize-qjs maps it to JavaScript:
 // records are objects with camelCase fields, variants `{ tag, val }`, option<T> is
 // `T | null` (`undefined` accepted), tuples are arrays, u64 is a Number (QuickJS;
 // StarlingMonkey passes BigInts in and accepts either back), and an import returning
@@ -185,13 +193,14 @@ export type RawResolution =
   | { tag: 'restart'; val: RawRestart }
   | { tag: 'snooze'; val: number };
 
-/** `warren:task/host@0.2.0`; also importable directly from that module name. */
+/** `warren:task/host@0.2.1`; also importable directly from that module name. */
 export declare const host: {
   execute(sql: string, paramsJson: string): number;
   query(sql: string, paramsJson: string): string;
   scheduleTask(taskType: string, dataJson: string, optionsJson: string): number;
   getMetadata(key: string): string | null;
   setMetadata(key: string, value: string): void;
+  setProgress(fraction: number, message: string | null): void;
   log(level: number, message: string): void;
   nowMs(): number;
 };

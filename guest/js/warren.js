@@ -21,7 +21,7 @@
 // compiler, and the resulting heap is snapshotted into the component. Host functions do
 // not exist at that point, so nothing here calls the host outside of a run.
 
-import * as host from 'warren:task/host@0.2.0';
+import * as host from 'warren:task/host@0.2.1';
 
 export { host };
 
@@ -305,6 +305,12 @@ function makeContext(state) {
     setMetadata(key, value) {
       requireString(key, 'metadata key');
       callHost('setMetadata failed', () => host.setMetadata(key, String(value)));
+    },
+    setProgress(fraction, message) {
+      const f = toNumber(fraction);
+      if (typeof f !== 'number') throw new TypeError(`progress must be a number from 0 to 1, not ${typeof fraction}`);
+      const text = message === undefined || message === null ? null : String(message);
+      callHost('setProgress failed', () => host.setProgress(f, text));
     },
     now() {
       return new Date(toNumber(host.nowMs()));

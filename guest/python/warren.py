@@ -317,6 +317,17 @@ class Context:
         text = _checked(str(value), "metadata value")
         _host_call("set_metadata failed", host.set_metadata, _require_str(key, "metadata key"), text)
 
+    def set_progress(self, fraction, message=None):
+        """Reports how far the run has got: ``fraction`` from 0 to 1 and, optionally, what
+        it is doing (at most 1024 bytes). Shown while the task runs and kept after it ends,
+        whatever its outcome (it is not part of the task's transaction). Only the latest
+        report counts, so calling it often is cheap. Raises HostError when the host
+        refuses it (a fraction outside 0–1, a longer message)."""
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+            raise TypeError(f"progress must be a number from 0 to 1, not {type(fraction).__name__}")
+        text = None if message is None else _checked(str(message), "progress message")
+        _host_call("set_progress failed", host.set_progress, float(fraction), text)
+
     def now(self):
         """The host's current time, a timezone-aware UTC datetime (tests may control
         the host's clock; prefer it for times the host compares with)."""

@@ -211,7 +211,8 @@ impl Requeue {
 }
 
 impl Store {
-    /// Every field of a task, metadata included.
+    /// Every field of a task, metadata and progress included (the progress of a run
+    /// this node is running as this node knows it: see `progress.rs`).
     pub async fn describe(&self, id: TaskId) -> StoreResult<Task> {
         let mut pooled = self.conn().await?;
         let mut conn = pooled.any();
@@ -224,6 +225,7 @@ impl Store {
                 .load(c)
                 .await?
         });
+        task.progress = self.progress_of(&mut conn, &task).await?;
         Ok(task)
     }
 

@@ -68,6 +68,8 @@ mod pg_statement_cache;
 pub use pg_statement_cache::MAX_PREPARED_STATEMENTS;
 mod postgres;
 mod postgres_dialect;
+mod progress;
+mod progress_board;
 mod rate_limit;
 pub(crate) mod run;
 mod run_history;
@@ -104,6 +106,7 @@ pub use model::*;
 pub use nodes::NodeInfo;
 pub use pauses::{ClusterInfo, Pause, PauseTarget, Pauses, TypeInfo, TypeKind};
 pub use pg_policy::{PgStatementPolicy, Refusal, Verdict};
+pub use progress::PROGRESS_WRITE_EVERY;
 pub use rate_limit::PRUNE_BUCKETS_AFTER_MS;
 pub use run::{bounded_text, Applied, ResolveOutcome, TaskRun, MAX_ERROR_BYTES, MAX_RESULT_BYTES};
 pub use run_history::{
@@ -197,6 +200,8 @@ struct Inner {
     run_records: run_history::RunRecordQueue,
     /// Verdicts on task SQL statements (PostgreSQL; see `pg_policy.rs`).
     policy: PgStatementPolicy,
+    /// The progress of this node's runs (see `progress_board.rs`).
+    progress: progress_board::ProgressBoard,
 }
 
 enum Backend {
@@ -248,8 +253,13 @@ impl Store {
             // Stores of one process on one file share their wake-ups.
             Backend::Sqlite(_) => signals::for_sqlite_file(&sqlite::path_from_url(&config.url)?),
         };
+        let progress = progress_board::ProgressBoard::new(match &backend {
+            Backend::Postgres(_) => progress_board::WriteWhen::WhileRunning,
+            Backend::Sqlite(_) => progress_board::WriteWhen::AfterTheRun,
+        });
         let store = Store {
             inner: Arc::new(Inner {
+                progress,
                 backend,
                 clock,
                 signals,

@@ -112,6 +112,59 @@ pub struct Task {
     /// when its type has one (`''` for rules without a key field); `None` for every
     /// other task.
     pub flow_key: Option<String>,
+    /// How far its latest run said it had got (filled by [`super::Store::describe`];
+    /// `None` when that run reported nothing).
+    pub progress: Option<Progress>,
+}
+
+/// The most bytes of a progress message.
+pub const MAX_PROGRESS_MESSAGE_BYTES: usize = 1024;
+
+/// How far a run says it has got: what task code last passed to `set-progress`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    /// From 0.0 (nothing done) to 1.0 (all done).
+    pub fraction: f64,
+    /// What the run is doing, in a few words.
+    pub message: Option<String>,
+    /// When it was reported (the store's clock, ms since the epoch).
+    pub at: Millis,
+}
+
+/// Why a progress report was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidProgress {
+    /// The fraction is not a number from 0 to 1.
+    #[error("progress must be a fraction from 0 to 1, not {0}")]
+    Fraction(f64),
+    /// The message is too long.
+    #[error("the progress message is {0} bytes; at most {MAX_PROGRESS_MESSAGE_BYTES} are kept")]
+    MessageTooLong(usize),
+}
+
+impl Progress {
+    /// A progress report, checked: `fraction` from 0 to 1, `message` at most
+    /// [`MAX_PROGRESS_MESSAGE_BYTES`] (an empty message counts as none).
+    pub fn new(
+        fraction: f64,
+        message: Option<String>,
+        at: Millis,
+    ) -> Result<Progress, InvalidProgress> {
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(InvalidProgress::Fraction(fraction));
+        }
+        let message = message.filter(|m| !m.is_empty());
+        if let Some(m) = &message {
+            if m.len() > MAX_PROGRESS_MESSAGE_BYTES {
+                return Err(InvalidProgress::MessageTooLong(m.len()));
+            }
+        }
+        Ok(Progress {
+            fraction,
+            message,
+            at,
+        })
+    }
 }
 
 impl Task {
@@ -209,6 +262,7 @@ impl TryFrom<TaskRow> for Task {
             metadata: Vec::new(),
             unique: super::TaskUnique::from_columns(r.unique_key.as_deref(), r.unique_states),
             flow_key: r.flow_key,
+            progress: None,
         })
     }
 }

@@ -51,6 +51,9 @@ pub struct TaskRun {
     claimed: ClaimedTask,
     /// When the run began (written with its end).
     started_at: Millis,
+    /// Set by the run's first progress report; writes the last one when the run is
+    /// over (see `progress.rs`).
+    progress: Option<super::progress::ProgressGuard>,
 }
 
 impl std::fmt::Debug for TaskRun {
@@ -71,6 +74,7 @@ impl Store {
             tx: None,
             claimed,
             started_at: self.now(),
+            progress: None,
         })
     }
 }
@@ -236,6 +240,22 @@ impl TaskRun {
     pub async fn metadata(&mut self, key: &str) -> StoreResult<Option<String>> {
         let id = self.claimed.task.id;
         super::manage::get_metadata_on(&mut self.conn().await?, id, key).await
+    }
+
+    /// Reports how far the run has got. Outside the run's transaction: it is seen while
+    /// the run goes on, and stays whatever the run's outcome (see `progress.rs`). It
+    /// never waits for the database.
+    pub fn report_progress(
+        &mut self,
+        fraction: f64,
+        message: Option<String>,
+    ) -> Result<(), super::InvalidProgress> {
+        let progress = super::Progress::new(fraction, message, self.store.now())?;
+        let (id, token) = (self.claimed.task.id, self.claimed.token);
+        self.progress
+            .get_or_insert_with(|| super::progress::ProgressGuard::new(&self.store, id, token));
+        self.store.report_progress(id, token, progress);
+        Ok(())
     }
 
     /// Sets a metadata value of this task in the run's transaction.

@@ -130,10 +130,23 @@ diesel::table! {
 }
 
 diesel::joinable!(warren_task_metadata -> warren_tasks (task_id));
+diesel::table! {
+    /// How far the latest run of a task said it had got (see `progress.rs`).
+    warren_task_progress (task_id) {
+        task_id -> BigInt,
+        lease_token -> BigInt,
+        fraction -> Double,
+        message -> Nullable<Text>,
+        reported_at -> BigInt,
+    }
+}
+
 diesel::joinable!(warren_task_runs -> warren_tasks (task_id));
+diesel::joinable!(warren_task_progress -> warren_tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
     warren_tasks,
     warren_task_runs,
+    warren_task_progress,
     warren_task_metadata,
     warren_scheduled,
     warren_nodes,

@@ -368,6 +368,19 @@ impl host::Host for HostState {
         self.log_line(level, message);
     }
 
+    async fn set_progress(&mut self, fraction: f64, message: Option<String>) -> Result<(), String> {
+        match &mut self.db {
+            TaskDb::Managed(run) => run
+                .report_progress(fraction, message)
+                .map_err(|e| e.to_string()),
+            // Nobody watches the progress of an ephemeral or scheduled run: it is
+            // checked, then let go, so that code shared with managed tasks works.
+            _ => crate::store::Progress::new(fraction, message, 0)
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
     async fn now_ms(&mut self) -> u64 {
         self.clock.now().max(0) as u64
     }

@@ -41,6 +41,8 @@ const keyedType = process.env.WARREN_KEYED_TYPE || '';
 const ratedType = process.env.WARREN_RATED_TYPE || '';
 const bulkData = process.env.WARREN_BULK_DATA || '';
 const bulkCount = Number(process.env.WARREN_BULK_COUNT || '3');
+// [[fraction, message] of the failed task's first run, the same of its retry], or [].
+const flakyProgress = JSON.parse(process.env.WARREN_FLAKY_PROGRESS || '[]');
 const shots = resolve(process.env.WARREN_SCREENSHOTS || join(here, '..', '..', 'target', 'screenshots'));
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_MS = 20_000;
@@ -75,6 +77,20 @@ async function step(name, fn) {
 
 function check(condition, message) {
   if (!condition) throw new Error(message);
+}
+
+/** Waits until the task view's progress bar shows `[fraction, message]`. */
+async function expectProgress([fraction, message], whose) {
+  const bar = page.locator(`[data-testid="task-progress"][data-fraction="${fraction}"]`);
+  await bar.waitFor({ timeout: STEP_MS }).catch(() => {
+    throw new Error(`the progress bar does not show ${whose}'s ${fraction} (${message})`);
+  });
+  const percent = (await bar.locator('[data-testid="progress-percent"]').textContent()).trim();
+  check(percent === `${Math.round(fraction * 1000) / 10}%`, `the progress reads "${percent}" for ${fraction}`);
+  const shown = (await bar.locator('[data-testid="progress-message"]').textContent()).trim();
+  check(shown === message, `the progress message reads "${shown}", expected "${message}"`);
+  const width = await bar.locator('.meter > span').evaluate((el) => el.style.width);
+  check(width === `${Math.round(fraction * 1000) / 10}%`, `the bar is ${width} wide for ${fraction}`);
 }
 
 async function screenshot(name) {
@@ -172,6 +188,9 @@ async function main() {
       const shown = (await key.textContent()).trim();
       check(shown === uniqueKey, `the unique key shows "${shown}", expected "${uniqueKey}"`);
     }
+    if (flakyProgress.length) {
+      await expectProgress(flakyProgress[0], 'the failed run');
+    }
     await screenshot('task-failed');
   });
 
@@ -190,6 +209,9 @@ async function main() {
     }, null, { timeout: STEP_MS });
     const firstError = (await page.locator('[data-testid="run-row"]').first().locator('[data-testid="run-error"]').textContent()).trim();
     check(firstError.length > 0, 'the failed run shows no error');
+    if (flakyProgress.length) {
+      await expectProgress(flakyProgress[1], 'the retried run');
+    }
     await screenshot('task');
   });
 

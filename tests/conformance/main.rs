@@ -12,6 +12,7 @@ mod listing;
 mod manage;
 mod nodes;
 mod pauses;
+mod progress;
 mod rate_limits;
 mod retries;
 mod run_history;

@@ -5,7 +5,7 @@
 use super::filter_args::FilterArgs;
 use super::{table, terminal, Failure};
 use clap::{Args, Subcommand};
-use warren::store::{BulkAction, PauseTarget, Store, StoreError, Task, TaskFilter};
+use warren::store::{BulkAction, PauseTarget, Progress, Store, StoreError, Task, TaskFilter};
 use warren::task::{TaskId, TaskState};
 
 /// Task commands.
@@ -248,6 +248,22 @@ async fn show(database: &str, id: TaskId, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `42.5% copying files (reported 2026-12-06 12:00:01)`.
+fn progress_line(progress: &Progress, state: TaskState) -> String {
+    let percent = (progress.fraction * 1000.0).round() / 10.0;
+    let message = progress
+        .message
+        .as_deref()
+        .map(|m| format!(" {m}"))
+        .unwrap_or_default();
+    let when = if state == TaskState::Running {
+        "reported"
+    } else {
+        "last reported"
+    };
+    format!("{percent}%{message} ({when} {})", table::time(progress.at))
+}
+
 fn print_task(t: &Task, held_by: Option<&PauseTarget>) {
     let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     // Every value goes through `terminal::printable` below: errors, stacks, data and
@@ -278,6 +294,9 @@ fn print_task(t: &Task, held_by: Option<&PauseTarget>) {
             "held",
             format!("{pause} is paused: the task starts once it is resumed"),
         ));
+    }
+    if let Some(progress) = &t.progress {
+        fields.push(("progress", progress_line(progress, t.state)));
     }
     if let Some(owner) = &t.lease_owner {
         fields.push((

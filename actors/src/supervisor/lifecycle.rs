@@ -164,13 +164,17 @@ impl Handler<Shutdown> for Supervisor {
                     let _ =
                         actix_rt::time::timeout(Duration::from_secs(5), queue.send(Drain)).await;
                 }
-                // The runs' history records the runners queued without waiting.
-                if actix_rt::time::timeout(Duration::from_secs(5), store.flush_run_records())
+                // The runs' history records the runners queued without waiting, and
+                // the last progress of the runs that ended.
+                let flushed = async {
+                    futures_util::join!(store.flush_run_records(), store.flush_progress());
+                };
+                if actix_rt::time::timeout(Duration::from_secs(5), flushed)
                     .await
                     .is_err()
                 {
                     tracing::warn!(
-                        "run history records still unwritten after 5 s: some may be lost"
+                        "run history records or progress still unwritten after 5 s: some may be lost"
                     );
                 }
                 if let Err(e) = store.remove_node(&node).await {

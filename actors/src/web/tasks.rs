@@ -18,8 +18,16 @@ use warren::task::TaskType;
 const MAX_LIMIT: i64 = 1000;
 /// Page size when none is asked for.
 const DEFAULT_LIMIT: i64 = 50;
-/// Fields left out of listed tasks (they can be large); `GET /api/tasks/{id}` has them.
-const HEAVY_FIELDS: [&str; 5] = ["data", "aux_data", "result", "last_stack", "metadata"];
+/// Fields left out of listed tasks (they can be large, or are read for one task only);
+/// `GET /api/tasks/{id}` has them.
+const HEAVY_FIELDS: [&str; 6] = [
+    "data",
+    "aux_data",
+    "result",
+    "last_stack",
+    "metadata",
+    "progress",
+];
 
 /// `GET /api/tasks`: a page of tasks, newest first.
 pub async fn list(state: web::Data<WebState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {

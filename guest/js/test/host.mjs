@@ -6,5 +6,6 @@ export const query = (sql, params) => h().query(sql, params);
 export const scheduleTask = (type, data, options) => h().scheduleTask(type, data, options);
 export const getMetadata = (key) => h().getMetadata(key);
 export const setMetadata = (key, value) => h().setMetadata(key, value);
+export const setProgress = (fraction, message) => h().setProgress(fraction, message);
 export const log = (level, message) => h().log(level, message);
 export const nowMs = () => h().nowMs();

@@ -59,6 +59,10 @@ class FakeHost {
   log(level, message) {
     this.logs.push([level, message]);
   }
+  setProgress(fraction, message) {
+    this.calls.push(['progress', fraction, message ?? null]);
+    if (!(fraction >= 0 && fraction <= 1)) throw hostError(`progress must be a fraction from 0 to 1, not ${fraction}`);
+  }
   nowMs() {
     return 1700000000000n;
   }
@@ -92,6 +96,7 @@ const SOURCES = {
   no_resolution: ['tests/guests/no_resolution.js'],
   restart: ['tests/guests/restart.js'],
   snooze: ['tests/guests/snooze.js'],
+  progress: ['tests/guests/progress.js'],
   raw_throw: ['tests/guests/raw_throw.js'],
 };
 
@@ -119,8 +124,8 @@ for (const engine of ENGINES) {
       execFileSync(
         process.execPath,
         [JCO, 'transpile', wasm, '-o', js, '--name', 'guest', '--quiet',
-          '--map', `warren:task/host@0.2.0=${path.join(HERE, 'host.mjs')}`,
-          '--map', `warren:task/types@0.2.0=${path.join(HERE, 'types.mjs')}`],
+          '--map', `warren:task/host@0.2.1=${path.join(HERE, 'host.mjs')}`,
+          '--map', `warren:task/types@0.2.1=${path.join(HERE, 'types.mjs')}`],
         { stdio: ['ignore', 'ignore', 'inherit'] },
       );
       host = new FakeHost();
@@ -256,6 +261,22 @@ for (const engine of ENGINES) {
         'schedule', 'guests:echo', { n: 2 }, { uniqueKey: 'guest-unique', uniqueStates: ['completed'] },
       ]);
       assert.deepEqual(host.logs, [[2, 'host_calls done'], [0, 'an error line {"id":12}']]);
+    });
+
+    it('progress reaches the host; a bad one throws an Error with its text', async () => {
+      const run = await instance('progress');
+      const r = run(task({ steps: 2, bad: 1.5 }));
+      assert.equal(r.tag, 'completion', JSON.stringify(r));
+      assert.deepEqual(JSON.parse(r.val), {
+        badError: 'setProgress failed: progress must be a fraction from 0 to 1, not 1.5',
+        typeError: 'progress must be a number from 0 to 1, not string',
+      });
+      assert.deepEqual(host.calls, [
+        ['progress', 0, 'step 0 of 2'],
+        ['progress', 0.5, 'step 1 of 2'],
+        ['progress', 1.5, null],
+        ['progress', 1, null],
+      ]);
     });
 
     it('without the kit an exception is a trap', async () => {

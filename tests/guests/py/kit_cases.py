@@ -34,6 +34,12 @@ def host_calls(task, ctx):
     )
     before = ctx.get_metadata("Py-Key")
     ctx.set_metadata("py-key", "v")
+    try:
+        ctx.set_progress(2)
+        bad_progress = None
+    except HostError as e:
+        bad_progress = str(e)
+    ctx.set_progress(0.25, "a quarter")
     return {
         "inserted": inserted,
         "rows": rows,
@@ -42,6 +48,7 @@ def host_calls(task, ctx):
         "child": child,
         "meta_before": before,
         "meta_after": ctx.get_metadata("PY-KEY"),
+        "bad_progress": bad_progress,
     }
 
 

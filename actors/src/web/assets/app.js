@@ -1205,6 +1205,25 @@ function taskPage(root, id) {
   };
 }
 
+/**
+ * How far the task's latest run said it had got (`setProgress`), as a bar: live while
+ * the task runs (the page refreshes), the last report once it has ended.
+ */
+function progressCard(t) {
+  const p = t.progress;
+  const pct = Math.round(p.fraction * 1000) / 10;
+  const meter = h('div', { class: 'meter meter-large', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': String(pct) }, h('span'));
+  meter.firstChild.style.width = `${pct}%`;
+  const when = t.state === 'running' ? 'reported' : 'last reported';
+  return card('Progress', h('span', { class: 'muted', text: t.state === 'running' ? 'live' : 'as the run left it' }),
+    h('div', { class: 'card-body', testid: 'task-progress', dataset: { fraction: String(p.fraction) } },
+      meter,
+      h('div', { class: 'progress-text' },
+        h('strong', { text: `${pct}%`, testid: 'progress-percent' }),
+        p.message ? h('span', { text: p.message, testid: 'progress-message' }) : null,
+        h('span', { class: 'muted', text: when }), relSpan(p.at))));
+}
+
 /** Unfolded run logs (task id and lease token), kept open across refreshes. */
 const openRunLogs = new Set();
 
@@ -1289,6 +1308,7 @@ function renderTask(body, t, runs) {
   )));
 
   const parts = [h('div', { class: 'grid-2' }, details, times), runsCard(t, runs)];
+  if (t.progress) parts.unshift(progressCard(t));
 
   if (t.last_error || t.last_stack) {
     parts.push(card(h('h2', { text: t.state === 'completed' ? 'Last error (before it completed)' : 'Last error' }), null, h('div', { class: 'card-body' },

@@ -1,0 +1,1 @@
+DROP TABLE warren_task_progress;
