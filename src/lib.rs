@@ -24,4 +24,5 @@ pub mod rate_limit;
 pub mod retry;
 pub mod store;
 pub mod task;
+pub mod trace;
 pub mod wasm;

@@ -54,6 +54,7 @@ mod metrics;
 mod pool;
 mod queue;
 mod restart;
+mod run_span;
 mod runner;
 mod scheduler;
 mod supervisor;

@@ -10,9 +10,11 @@
 use crate::code::CodeCache;
 use crate::error::{Error, RunnerCrash};
 use crate::metrics::Metrics;
+use crate::run_span;
 use actix::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 use warren::catalog::{Catalog, CatalogScheduled, CatalogType};
 use warren::clock::SharedClock;
 use warren::executor::RunFailure;
@@ -21,6 +23,7 @@ use warren::store::{
     Store, StoreError, Transaction,
 };
 use warren::task::{LeaseToken, Resolution, TaskId};
+use warren::trace::{TraceParent, TRACEPARENT};
 use warren::wasm::{
     FailureCause, KillSwitch, RunEnd, RunReport, TaskDb, TaskInput, TaskVm, VmCache, VmLimits,
 };
@@ -190,6 +193,12 @@ pub(crate) trait RunKind: Sized {
     }
     /// Task type or scheduled tag: names the current run and its metrics.
     fn name(&self) -> &str;
+    /// The run's trace span (see `run_span.rs`).
+    fn span(&self) -> tracing::Span;
+    /// The trace context the run's span links to: a managed task's, kept with it.
+    async fn trace_parent(&self, _env: &RunnerEnv) -> Option<TraceParent> {
+        None
+    }
     /// The code to run, the input and the timeout; an error ends the run unstarted
     /// (see [`RunKind::not_started`]). May take the run's data out of `self`.
     fn plan<'e>(&mut self, env: &'e RunnerEnv) -> Result<Plan<'e>, Error>;
@@ -206,17 +215,43 @@ pub(crate) trait RunKind: Sized {
 /// database, run the guest, hand the VM back, settle.
 async fn run<K: RunKind>(
     env: RunnerEnv,
+    kind: K,
+    vms: VmCache<TaskVm>,
+    kill: KillSwitch,
+) -> (VmCache<TaskVm>, K::Answer) {
+    let span = kind.span();
+    // The task's trace context is read only when a tracing layer records the span.
+    if run_span::is_traced(&span) {
+        if let Some(parent) = kind.trace_parent(&env).await {
+            run_span::link_to(&span, parent);
+        }
+    }
+    run_in_span(env, kind, vms, kill, &span)
+        .instrument(span.clone())
+        .await
+}
+
+/// [`run`], inside the run's span.
+async fn run_in_span<K: RunKind>(
+    env: RunnerEnv,
     mut kind: K,
     mut vms: VmCache<TaskVm>,
     kill: KillSwitch,
+    span: &tracing::Span,
 ) -> (VmCache<TaskVm>, K::Answer) {
     let plan = match kind.plan(&env) {
         Ok(plan) => plan,
-        Err(why) => return (vms, kind.not_started(&env, why).await),
+        Err(why) => {
+            run_span::record_not_started(span, &why);
+            return (vms, kind.not_started(&env, why).await);
+        }
     };
     let mut vm = match vm_for(&env, plan.code, &mut vms).await {
         Ok(vm) => vm,
-        Err(why) => return (vms, kind.not_started(&env, why).await),
+        Err(why) => {
+            run_span::record_not_started(span, &why);
+            return (vms, kind.not_started(&env, why).await);
+        }
     };
     let db = match kind.database(&env).await {
         Ok(db) => db,
@@ -230,6 +265,7 @@ async fn run<K: RunKind>(
         let _ = probe.send((id, std::time::Instant::now()));
     }
     let report = vm.run(plan.input, db, plan.timeout, kill).await;
+    run_span::record_end(span, &report.end);
     vms.check_in(vm);
     let answer = kind.settle(&env, report).await;
     (vms, answer)
@@ -462,6 +498,23 @@ impl RunKind for RunManaged {
         self.0.task.task_type.as_str()
     }
 
+    fn span(&self) -> tracing::Span {
+        let task = &self.0.task;
+        let attempt = i64::from(task.iterations.max(0)) + 1;
+        run_span::run_span("managed", self.name(), Some(task.id), Some(attempt))
+    }
+
+    async fn trace_parent(&self, env: &RunnerEnv) -> Option<TraceParent> {
+        let id = self.0.task.id;
+        match env.store.metadata(id, TRACEPARENT).await {
+            Ok(text) => text?.parse().ok(),
+            Err(e) => {
+                tracing::debug!(task = %id, error = %e, "the task's trace context could not be read");
+                None
+            }
+        }
+    }
+
     fn plan<'e>(&mut self, env: &'e RunnerEnv) -> Result<Plan<'e>, Error> {
         let task = &self.0.task;
         let ct = env
@@ -588,6 +641,10 @@ impl RunKind for RunEphemeral {
         &self.task_type
     }
 
+    fn span(&self) -> tracing::Span {
+        run_span::run_span("ephemeral", self.name(), None, None)
+    }
+
     fn plan<'e>(&mut self, env: &'e RunnerEnv) -> Result<Plan<'e>, Error> {
         let ct = env
             .catalog
@@ -645,6 +702,10 @@ impl RunKind for RunScheduled {
 
     fn name(&self) -> &str {
         &self.tag
+    }
+
+    fn span(&self) -> tracing::Span {
+        run_span::run_span("scheduled", self.name(), None, None)
     }
 
     fn plan<'e>(&mut self, env: &'e RunnerEnv) -> Result<Plan<'e>, Error> {

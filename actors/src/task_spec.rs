@@ -25,6 +25,7 @@ use warren::store::{
     UniqueStates,
 };
 use warren::task::{Millis, Priority, TaskType};
+use warren::trace::{add_trace, TraceParent, TRACEPARENT};
 
 /// Most tasks one request schedules, and the size of the transactions `warren
 /// schedule --batch` schedules in.
@@ -32,7 +33,8 @@ pub const MAX_BATCH: usize = 10_000;
 
 /// The fields a task spec may have.
 const FIELDS: &str = "type, data, priority, not_before, timeout_ms, aux_data, metadata, cluster, \
-     unique_key, unique_states, unique_period_ms, debounce_ms, debounce_max_ms, allow_unknown_type";
+     unique_key, unique_states, unique_period_ms, debounce_ms, debounce_max_ms, traceparent, \
+     allow_unknown_type";
 
 /// What is wrong with a task spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +96,12 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
+    /// Gives the task the trace context `parent` unless it has one (a request's
+    /// `traceparent` header, for the tasks of its body).
+    pub fn trace_from(&mut self, parent: TraceParent) {
+        add_trace(&mut self.task.options.metadata, parent);
+    }
+
     /// Reads a task spec from a JSON object and validates the task.
     pub fn from_json(value: Value) -> Result<TaskSpec, SpecError> {
         let Value::Object(fields) = value else {
@@ -119,6 +127,7 @@ fn from_object(fields: Map<String, Value>) -> Result<TaskSpec, SpecError> {
     let mut options = ScheduleOptions::default();
     let mut unique = UniqueParts::default();
     let mut allow_unknown_type = false;
+    let mut traceparent = None;
     for (key, value) in fields {
         if value.is_null() {
             continue;
@@ -140,6 +149,12 @@ fn from_object(fields: Map<String, Value>) -> Result<TaskSpec, SpecError> {
                 })?)
             }
             "aux_data" => options.aux_data = Some(value),
+            "traceparent" => {
+                let text = string("traceparent", &value)?;
+                traceparent = Some(text.parse::<TraceParent>().map_err(|e| {
+                    SpecError::in_field("traceparent", format!("invalid traceparent: {e}"))
+                })?);
+            }
             "metadata" => options.metadata = metadata(value)?,
             "cluster" => options.cluster = Some(string("cluster", &value)?.to_string()),
             "unique_key" => unique.key = Some(string("unique_key", &value)?.to_string()),
@@ -163,6 +178,13 @@ fn from_object(fields: Map<String, Value>) -> Result<TaskSpec, SpecError> {
                 )))
             }
         }
+    }
+    if let Some(parent) = traceparent {
+        // The field wins over a `traceparent` metadata entry.
+        options
+            .metadata
+            .retain(|(key, _)| !key.eq_ignore_ascii_case(TRACEPARENT));
+        add_trace(&mut options.metadata, parent);
     }
     options.unique = unique.build().map_err(|e| {
         let field = e.part.api_name();

@@ -1291,6 +1291,92 @@ async fn a_running_tasks_progress_is_served_live_and_kept() {
     n.stop().await;
 }
 
+/// A task's trace context comes from its `traceparent` field, else the request's
+/// `traceparent` header, and is kept as its `traceparent` metadata; a bad one is
+/// refused naming where it was, and nothing is scheduled.
+#[actix_rt::test]
+async fn a_traceparent_field_or_header_is_kept_with_the_task() {
+    const FIELD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const HEADER: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let n = TestNode::start("traceparent").await;
+    let app = test::init_service(app(n.state.clone())).await;
+    let traced = |body: Value, header: Option<&str>| {
+        let mut req = post("/api/tasks", body);
+        if let Some(value) = header {
+            req = req.insert_header(("traceparent", value));
+        }
+        req.to_request()
+    };
+    let mut with_field = parked("apitest:count");
+    with_field["traceparent"] = json!(FIELD);
+    let a = send(&app, traced(with_field.clone(), Some(HEADER))).await;
+    let id = TaskId(a.json()["id"].as_i64().unwrap());
+    assert_eq!(
+        n.store
+            .metadata(id, "traceparent")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(FIELD),
+        "the field wins over the header"
+    );
+    let a = send(
+        &app,
+        traced(json!([parked("apitest:count"), with_field]), Some(HEADER)),
+    )
+    .await;
+    let ids: Vec<TaskId> = a.json()["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| TaskId(id.as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        n.store
+            .metadata(ids[0], "traceparent")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(HEADER)
+    );
+    assert_eq!(
+        n.store
+            .metadata(ids[1], "traceparent")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(FIELD)
+    );
+    let before = n.task_count().await;
+    let mut bad_field = parked("apitest:count");
+    bad_field["traceparent"] = json!("00-nope");
+    let body = send(&app, traced(bad_field, None)).await.assert_error(400);
+    assert_eq!(body["error"]["field"], "traceparent", "{body}");
+    let body = send(&app, traced(parked("apitest:count"), Some("01-zz")))
+        .await
+        .assert_error(400);
+    assert_eq!(body["error"]["field"], "traceparent", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the traceparent header"),
+        "{body}"
+    );
+    let mut bad_metadata = parked("apitest:count");
+    bad_metadata["metadata"] = json!({"TraceParent": "not one"});
+    let body = send(&app, traced(bad_metadata, None))
+        .await
+        .assert_error(400);
+    assert_eq!(body["error"]["field"], "metadata", "{body}");
+    assert_eq!(
+        n.task_count().await,
+        before,
+        "nothing refused was scheduled"
+    );
+    n.stop().await;
+}
+
 #[actix_rt::test]
 async fn tasks_are_searched_counted_and_acted_on_in_bulk() {
     let n = TestNode::start("bulk").await;

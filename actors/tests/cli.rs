@@ -1631,3 +1631,46 @@ fn every_command_that_prints_data_takes_json() {
     let _ = std::fs::remove_dir_all(&cache);
     remove_db(&path);
 }
+
+#[test]
+fn schedule_keeps_a_traceparent_given_by_flag_or_environment() {
+    const FLAG: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const ENV: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let (path, url) = temp_db("traceparent");
+    register_types(&url, &["demo:ping"]);
+    let by_flag = schedule(&url, &["demo:ping", "--traceparent", FLAG]);
+    let o = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["schedule", "--database", &url, "demo:ping"])
+        .env("TRACEPARENT", ENV)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let by_env: i64 = stdout(&o).trim().parse().unwrap();
+    let bad = warren(&[
+        "schedule",
+        "--database",
+        &url,
+        "demo:ping",
+        "--traceparent",
+        "00-abc",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("'00-abc' is not a W3C traceparent"),
+        "{}",
+        stderr(&bad)
+    );
+    let kept = with_store(&url, async |store| {
+        let mut kept = Vec::new();
+        for id in [by_flag, by_env] {
+            let value = store
+                .metadata(warren::task::TaskId(id), "traceparent")
+                .await
+                .unwrap();
+            kept.push(value);
+        }
+        kept
+    });
+    assert_eq!(kept, [Some(FLAG.to_string()), Some(ENV.to_string())]);
+    remove_db(&path);
+}

@@ -103,6 +103,16 @@ impl NewTask {
         if o.metadata.iter().any(|(key, _)| key.trim().is_empty()) {
             return Err(empty_metadata_key());
         }
+        for (key, value) in &o.metadata {
+            if key.eq_ignore_ascii_case(crate::trace::TRACEPARENT) {
+                value
+                    .parse::<crate::trace::TraceParent>()
+                    .map_err(|e| StoreError::Invalid {
+                        field: "metadata",
+                        message: format!("the {key} entry: {e}"),
+                    })?;
+            }
+        }
         if let Some(unique) = &o.unique {
             unique.validate()?;
         }
@@ -318,6 +328,7 @@ pub(super) async fn insert_tasks_reporting(
     tasks: &[NewTask],
     store: &Store,
 ) -> StoreResult<Vec<Scheduled>> {
+    let tasks = &*traced(tasks);
     let now = store.now();
     let rows = rows_for(tasks, store, now)?;
     let mut scheduled: Vec<Scheduled> = Vec::with_capacity(rows.len());
@@ -366,6 +377,19 @@ pub(super) async fn insert_tasks_reporting(
     Ok(scheduled)
 }
 
+/// `tasks`, each with the trace context of the current span in its metadata unless it
+/// has one (see `crate::trace`); `tasks` as they are when there is none.
+fn traced(tasks: &[NewTask]) -> std::borrow::Cow<'_, [NewTask]> {
+    let Some(parent) = crate::trace::TraceParent::current() else {
+        return std::borrow::Cow::Borrowed(tasks);
+    };
+    let mut traced = tasks.to_vec();
+    for task in &mut traced {
+        crate::trace::add_trace(&mut task.options.metadata, parent);
+    }
+    std::borrow::Cow::Owned(traced)
+}
+
 impl Store {
     /// Schedules a managed task in a transaction of its own.
     pub async fn schedule(&self, task: NewTask) -> StoreResult<TaskId> {
@@ -379,6 +403,7 @@ impl Store {
     /// them and sends the wake-up (see `schedule_alone.rs`): one round trip instead of
     /// four (begin, insert, notify, commit).
     pub async fn schedule_batch(&self, tasks: &[NewTask]) -> StoreResult<Vec<TaskId>> {
+        let tasks = &*traced(tasks);
         if self.backend() == super::BackendKind::Postgres
             && tasks
                 .iter()
@@ -393,6 +418,7 @@ impl Store {
     /// As [`Store::schedule_batch`], saying for each task whether it was created or a
     /// duplicate with the same unique key was found (see [`super::Unique`]).
     pub async fn schedule_batch_reporting(&self, tasks: &[NewTask]) -> StoreResult<Vec<Scheduled>> {
+        let tasks = &*traced(tasks);
         if tasks.iter().all(|t| t.options.unique.is_none()) {
             let ids = self.schedule_batch(tasks).await?;
             return Ok(ids

@@ -11,6 +11,7 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -63,6 +64,15 @@ pub const MAX_RUN_LOG_LINES: usize = 10_000;
 
 /// The longest log line written to the node's own log (8 KiB); longer ones are cut.
 pub const MAX_LOGGED_LINE_BYTES: usize = 8 << 10;
+
+/// The most bytes of a statement's text a trace span carries.
+const SPAN_SQL_BYTES: usize = 2048;
+
+/// The span of one host call of task code that reaches the database (a child of its
+/// run's span; see `crate::trace`).
+fn host_call_span(call: &'static str) -> tracing::Span {
+    tracing::info_span!(target: crate::trace::TARGET, "warren.host", otel.name = call)
+}
 
 /// How often a statement blocked in the database checks for a kill or a timeout.
 const SQL_STOP_CHECK: std::time::Duration = std::time::Duration::from_millis(5);
@@ -319,19 +329,23 @@ impl host::Host for HostState {
         let data: Value = serde_json::from_str(&data_json)
             .map_err(|e| format!("task data is not valid JSON: {e}"))?;
         let task = NewTask::new(task_type, data).with_options(schedule_options(&options_json)?);
-        self.db.open().await?;
-        if matches!(self.db, TaskDb::Managed(_) | TaskDb::Ephemeral(_)) {
-            self.transaction_in_use();
-        }
-        let id = match &mut self.db {
-            TaskDb::Managed(run) => run.schedule(task).await,
-            TaskDb::Ephemeral(tx) => tx.schedule(task).await,
-            TaskDb::None | TaskDb::Deferred(_) => {
-                return Err("this task runs without a database transaction".into())
+        async {
+            self.db.open().await?;
+            if matches!(self.db, TaskDb::Managed(_) | TaskDb::Ephemeral(_)) {
+                self.transaction_in_use();
             }
+            let id = match &mut self.db {
+                TaskDb::Managed(run) => run.schedule(task).await,
+                TaskDb::Ephemeral(tx) => tx.schedule(task).await,
+                TaskDb::None | TaskDb::Deferred(_) => {
+                    return Err("this task runs without a database transaction".into())
+                }
+            }
+            .map_err(|e| e.to_string())?;
+            Ok(id.0 as u64)
         }
-        .map_err(|e| e.to_string())?;
-        Ok(id.0 as u64)
+        .instrument(host_call_span("schedule-task"))
+        .await
     }
 
     async fn get_metadata(&mut self, key: String) -> Option<String> {
@@ -340,7 +354,11 @@ impl host::Host for HostState {
             self.transaction_in_use();
         }
         match &mut self.db {
-            TaskDb::Managed(run) => match run.metadata(&key).await {
+            TaskDb::Managed(run) => match run
+                .metadata(&key)
+                .instrument(host_call_span("get-metadata"))
+                .await
+            {
                 Ok(value) => value,
                 Err(e) => {
                     self.log_line(1, format!("get-metadata('{key}') failed: {e}"));
@@ -358,6 +376,7 @@ impl host::Host for HostState {
         match &mut self.db {
             TaskDb::Managed(run) => run
                 .set_metadata(&key, &value)
+                .instrument(host_call_span("set-metadata"))
                 .await
                 .map_err(|e| e.to_string()),
             _ => Err("only managed tasks have metadata".into()),
@@ -415,6 +434,22 @@ impl HostState {
     /// Runs one task statement on the run's transaction; a kill, the timeout or the
     /// transaction's time limit stops it.
     async fn task_sql(&mut self, statement: TaskStatement) -> Result<TaskSqlOutput, String> {
+        let span = tracing::info_span!(
+            target: crate::trace::TARGET,
+            "warren.sql",
+            otel.name = "task sql",
+            otel.kind = "client",
+            db.query.text = %crate::store::bounded_text(statement.sql.clone(), SPAN_SQL_BYTES),
+            otel.status_description = tracing::field::Empty,
+        );
+        let ran = self.task_sql_in(statement).instrument(span.clone()).await;
+        if let Err(e) = &ran {
+            span.record("otel.status_description", e.as_str());
+        }
+        ran
+    }
+
+    async fn task_sql_in(&mut self, statement: TaskStatement) -> Result<TaskSqlOutput, String> {
         self.db.transaction().await?;
         self.transaction_in_use();
         let (kill, deadline, transaction_deadline) =

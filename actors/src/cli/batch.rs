@@ -14,6 +14,7 @@ use super::Failure;
 use std::io::{Read, Write};
 use warren::store::Store;
 use warren::task::TaskId;
+use warren::trace::TraceParent;
 use warren_actors::task_spec::{check_task_types, BatchError, SpecError, TaskSpec, MAX_BATCH};
 
 /// The name standard input goes by in messages.
@@ -21,10 +22,12 @@ const STDIN: &str = "<stdin>";
 
 /// Reads, checks and schedules the tasks of `source` (a file, or `-` for standard
 /// input).
+/// `parent` is the trace context of lines that name none (`--traceparent`).
 pub async fn schedule(
     database: &str,
     source: &str,
     allow_unknown_type: bool,
+    parent: Option<TraceParent>,
     json: bool,
 ) -> Result<(), Failure> {
     let (name, text) = read(source)?;
@@ -37,7 +40,10 @@ pub async fn schedule(
             continue;
         }
         match TaskSpec::from_json_text(line) {
-            Ok(spec) => {
+            Ok(mut spec) => {
+                if let Some(parent) = parent {
+                    spec.trace_from(parent);
+                }
                 specs.push(spec);
                 lines.push(index + 1);
             }

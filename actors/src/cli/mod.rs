@@ -8,6 +8,7 @@ mod durations;
 mod filter_args;
 mod migrate;
 mod modules;
+mod otel;
 mod pauses;
 mod run_logs;
 mod scheduled;

@@ -91,21 +91,36 @@ fn token(given: Option<String>) -> Result<(String, bool), Failure> {
 
 /// Starts logging to stderr: `RUST_LOG` filters (default `info`), with the usual
 /// `target=level` directives (`warren=debug,info`). A value that does not parse is
-/// reported on stderr and `info` is used instead.
-pub fn init_logging(format: LogFormat) {
-    use tracing_subscriber::layer::SubscriberExt;
+/// reported on stderr and `info` is used instead. With `export`, the spans of runs
+/// (target `warren::trace`) go to it; the log leaves them out unless `RUST_LOG` names
+/// that target.
+pub fn init_logging(format: LogFormat, export: Option<&super::otel::Export>) {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref()).unwrap_or_else(|e| {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let mut filter = log_filter(rust_log.as_deref()).unwrap_or_else(|e| {
         eprintln!("warren: {e}; logging at info");
         log_filter(None).expect("the default filter")
     });
+    if !rust_log.is_some_and(|v| v.contains(warren::trace::TARGET)) {
+        filter = filter.with_target(warren::trace::TARGET, LevelFilter::OFF);
+    }
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let registry = tracing_subscriber::registry().with(filter);
+    let traces = export.map(|export| {
+        tracing_opentelemetry::layer()
+            .with_tracer(export.tracer())
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target(warren::trace::TARGET, LevelFilter::INFO),
+            )
+    });
+    let registry = tracing_subscriber::registry().with(traces);
     let _ = match format {
-        LogFormat::Json => registry.with(layer.json()).try_init(),
-        LogFormat::Text => registry.with(layer).try_init(),
+        LogFormat::Json => registry.with(layer.json().with_filter(filter)).try_init(),
+        LogFormat::Text => registry.with(layer.with_filter(filter)).try_init(),
     };
 }
 
@@ -135,7 +150,8 @@ pub fn run(
         Some(listen_address(&args.listen, args.allow_remote)?)
     };
     let (token, generated) = token(args.token.clone())?;
-    init_logging(args.log_format);
+    let export = super::otel::Export::start().map_err(Failure::Error)?;
+    init_logging(args.log_format, export.as_ref());
     let system = actix_rt::System::new();
     system.block_on(async move {
         let mut builder = Warren::builder()
@@ -178,9 +194,13 @@ pub fn run(
         });
         Ok::<_, Failure>(())
     })?;
-    system
+    let ran = system
         .run()
-        .map_err(|e| Failure::Error(format!("the actor system failed: {e}")))
+        .map_err(|e| Failure::Error(format!("the actor system failed: {e}")));
+    if let Some(export) = export {
+        export.shutdown();
+    }
+    ran
 }
 
 /// Starts the dashboard and says where it is: on stderr for the person who started the

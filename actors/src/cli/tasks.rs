@@ -10,6 +10,7 @@ use warren::store::{
     WaitFor,
 };
 use warren::task::TaskId;
+use warren::trace::{add_trace, TraceParent};
 use warren_actors::task_spec::{self, BatchError, SpecError, TaskSpec};
 
 /// How the command line schedules a task of a type no node has registered anyway.
@@ -58,6 +59,10 @@ pub struct ScheduleArgs {
     /// was first scheduled [default: ten times --debounce].
     #[arg(long, value_name = "MS", value_parser = durations::millis)]
     pub debounce_max: Option<i64>,
+    /// The W3C trace context to link the task's runs to (`00-<trace id>-<span id>-<flags>`),
+    /// kept as its `traceparent` metadata; with --batch, of the lines that name none.
+    #[arg(long, env = "TRACEPARENT", value_name = "TRACEPARENT", value_parser = traceparent)]
+    pub traceparent: Option<TraceParent>,
     /// Also wait this many seconds (at most one year) for the outcome and print it.
     #[arg(long, value_name = "SECONDS", value_parser = durations::seconds)]
     pub wait: Option<u64>,
@@ -84,6 +89,12 @@ pub struct ScheduleArgs {
     /// --batch, the ids as one array.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Reads `--traceparent`.
+fn traceparent(text: &str) -> Result<TraceParent, String> {
+    text.parse()
+        .map_err(|e: warren::trace::TraceParentError| e.to_string())
 }
 
 /// Arguments of `warren wait`.
@@ -132,7 +143,14 @@ fn unique_flag(part: UniquePart) -> &'static str {
 /// the tasks of a file.
 pub async fn schedule(database: &str, args: ScheduleArgs) -> Result<(), Failure> {
     if let Some(source) = &args.batch {
-        return batch::schedule(database, source, args.allow_unknown_type, args.json).await;
+        return batch::schedule(
+            database,
+            source,
+            args.allow_unknown_type,
+            args.traceparent,
+            args.json,
+        )
+        .await;
     }
     let Some(task_type) = &args.task_type else {
         return Err(Failure::Invalid(
@@ -172,12 +190,17 @@ pub async fn schedule(database: &str, args: ScheduleArgs) -> Result<(), Failure>
     }
     .build()
     .map_err(|e| Failure::Invalid(format!("invalid {}: {}", unique_flag(e.part), e.message)))?;
+    let mut metadata = Vec::new();
+    if let Some(parent) = args.traceparent {
+        add_trace(&mut metadata, parent);
+    }
     let task = NewTask::new(task_type, data).with_options(ScheduleOptions {
         not_before,
         priority,
         timeout_ms: args.timeout,
         aux_data,
         unique,
+        metadata,
         ..ScheduleOptions::default()
     });
     task.validate().map_err(invalid)?;

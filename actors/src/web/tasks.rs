@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use warren::store::{BulkAction, BulkOptions, Scheduled, Task, TaskFilter, TaskTypeCheck};
 use warren::task::TaskType;
+use warren::trace::TraceParent;
 
 /// Largest page of a listing.
 const MAX_LIMIT: i64 = 1000;
@@ -200,19 +201,42 @@ async fn check_new_task(
 /// refused naming its position and field (`[3].priority`), and nothing is scheduled.
 pub async fn schedule(
     state: web::Data<WebState>,
+    req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
+    let parent = trace_header(&req)?;
     match body.into_inner() {
-        one @ Value::Object(_) => schedule_one(&state, one).await,
-        Value::Array(items) => schedule_many(&state, items).await,
+        one @ Value::Object(_) => schedule_one(&state, one, parent).await,
+        Value::Array(items) => schedule_many(&state, items, parent).await,
         _ => Err(ApiError::bad_request(
             "the body must be a task (a JSON object) or an array of tasks",
         )),
     }
 }
 
-async fn schedule_one(state: &WebState, body: Value) -> Result<HttpResponse, ApiError> {
-    let spec = TaskSpec::from_json(body)?;
+/// The request's W3C `traceparent` header: the trace context of the tasks it
+/// schedules that name none themselves.
+fn trace_header(req: &HttpRequest) -> Result<Option<TraceParent>, ApiError> {
+    let Some(value) = req.headers().get("traceparent") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_field("traceparent", "the traceparent header is not text"))?;
+    text.parse()
+        .map(Some)
+        .map_err(|e| ApiError::bad_field("traceparent", format!("the traceparent header: {e}")))
+}
+
+async fn schedule_one(
+    state: &WebState,
+    body: Value,
+    parent: Option<TraceParent>,
+) -> Result<HttpResponse, ApiError> {
+    let mut spec = TaskSpec::from_json(body)?;
+    if let Some(parent) = parent {
+        spec.trace_from(parent);
+    }
     let checked = check_task_types(&state.store, vec![spec], false, HOW_TO_ALLOW)
         .await
         .map_err(|e| batch_error(e, false))?;
@@ -235,7 +259,11 @@ async fn schedule_one(state: &WebState, body: Value) -> Result<HttpResponse, Api
     Ok(response.json(json!({ "id": id, "created": created, "warnings": checked.warnings })))
 }
 
-async fn schedule_many(state: &WebState, items: Vec<Value>) -> Result<HttpResponse, ApiError> {
+async fn schedule_many(
+    state: &WebState,
+    items: Vec<Value>,
+    parent: Option<TraceParent>,
+) -> Result<HttpResponse, ApiError> {
     if items.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
             "too many tasks: {} in one request, at most {MAX_BATCH}; send them in several",
@@ -246,7 +274,12 @@ async fn schedule_many(state: &WebState, items: Vec<Value>) -> Result<HttpRespon
     let mut refused = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         match TaskSpec::from_json(item) {
-            Ok(spec) => specs.push(spec),
+            Ok(mut spec) => {
+                if let Some(parent) = parent {
+                    spec.trace_from(parent);
+                }
+                specs.push(spec)
+            }
             Err(e) => refused.push((index, e)),
         }
     }
