@@ -7,8 +7,10 @@
 //! `metadata` of `warren_schedule` in SQL). Each run of the task is a span that links
 //! to that context, a retry too; task SQL statements and host calls are its children.
 //! All of it goes through `tracing`, with OpenTelemetry's context read through
-//! tracing-opentelemetry: with no OpenTelemetry layer installed nothing is captured,
-//! read or made beyond a disabled span.
+//! tracing-opentelemetry: with no OpenTelemetry layer installed nothing is captured or
+//! read. The spans are made whenever a subscriber wants target [`TARGET`]: an
+//! embedding application that logs every target at info should turn it off
+//! (`warren::trace=off`) unless it exports traces.
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use std::fmt;
@@ -57,6 +59,11 @@ impl TraceParent {
             span_id: span_context.span_id(),
             flags: span_context.trace_flags(),
         })
+    }
+
+    /// Whether the span it names was sampled (its trace is being recorded).
+    pub fn is_sampled(&self) -> bool {
+        self.flags.is_sampled()
     }
 
     /// The span it names, as a remote span context (what a link points at).
@@ -130,13 +137,17 @@ impl FromStr for TraceParent {
     }
 }
 
+/// Whether `metadata` holds a trace context.
+pub fn has_trace(metadata: &[(String, String)]) -> bool {
+    metadata
+        .iter()
+        .any(|(key, _)| key.eq_ignore_ascii_case(TRACEPARENT))
+}
+
 /// Adds `parent` to `metadata` as [`TRACEPARENT`], unless it holds a trace context
 /// already (one given explicitly wins).
 pub fn add_trace(metadata: &mut Vec<(String, String)>, parent: TraceParent) {
-    if !metadata
-        .iter()
-        .any(|(key, _)| key.eq_ignore_ascii_case(TRACEPARENT))
-    {
+    if !has_trace(metadata) {
         metadata.push((TRACEPARENT.to_string(), parent.to_string()));
     }
 }
@@ -202,8 +213,15 @@ mod tests {
 
     #[test]
     fn without_an_opentelemetry_layer_nothing_is_captured() {
-        let _span = tracing::info_span!("outside").entered();
-        assert_eq!(TraceParent::current(), None);
+        // A subscriber that wants every span (as a log would), but no OpenTelemetry layer.
+        use tracing_subscriber::layer::SubscriberExt;
+        let logging = tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
+        tracing::subscriber::with_default(logging, || {
+            let span = tracing::info_span!(target: TARGET, "outside").entered();
+            assert!(!span.is_disabled(), "the log wants the span");
+            assert_eq!(TraceParent::current(), None);
+        });
     }
 
     #[test]

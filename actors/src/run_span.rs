@@ -4,6 +4,7 @@
 
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use warren::store::RunOutcome;
 use warren::task::{Resolution, TaskId};
 use warren::trace::{TraceParent, TARGET};
 use warren::wasm::{FailureCause, RunEnd};
@@ -31,10 +32,10 @@ pub(crate) fn run_span(
     )
 }
 
-/// Whether an OpenTelemetry layer records `span` (only then is a run's trace context
-/// worth reading).
+/// Whether an OpenTelemetry layer records `span`, sampled (only then is a run's trace
+/// context worth reading).
 pub(crate) fn is_traced(span: &tracing::Span) -> bool {
-    TraceParent::of_span(span).is_some()
+    TraceParent::of_span(span).is_some_and(|span| span.is_sampled())
 }
 
 /// Links the run's span to the context its task was scheduled in.
@@ -58,6 +59,15 @@ pub(crate) fn record_end(span: &tracing::Span, end: &RunEnd) {
     span.record("task.outcome", outcome);
     if let Some(error) = error {
         // (An OpenTelemetry layer reads a description as an error status.)
+        span.record("otel.status_description", error);
+    }
+}
+
+/// Records what a managed run's end stored: its outcome as its history names it, and
+/// an error status with the error, when there is one.
+pub(crate) fn record_settled(span: &tracing::Span, outcome: RunOutcome, error: Option<&str>) {
+    span.record("task.outcome", outcome.as_str());
+    if let Some(error) = error {
         span.record("otel.status_description", error);
     }
 }

@@ -195,6 +195,16 @@ pub(crate) trait RunKind: Sized {
     fn name(&self) -> &str;
     /// The run's trace span (see `run_span.rs`).
     fn span(&self) -> tracing::Span;
+    /// Records on the run's span how the guest ended it. A managed run records what was
+    /// stored instead, once it is (see `RunManaged::record`).
+    fn end_span(&self, span: &tracing::Span, end: &RunEnd) {
+        run_span::record_end(span, end);
+    }
+    /// Records on the run's span that it did not start, and why (a managed run records
+    /// what was stored instead).
+    fn span_not_started(&self, span: &tracing::Span, why: &Error) {
+        run_span::record_not_started(span, why);
+    }
     /// The trace context the run's span links to: a managed task's, kept with it.
     async fn trace_parent(&self, _env: &RunnerEnv) -> Option<TraceParent> {
         None
@@ -242,20 +252,21 @@ async fn run_in_span<K: RunKind>(
     let plan = match kind.plan(&env) {
         Ok(plan) => plan,
         Err(why) => {
-            run_span::record_not_started(span, &why);
+            kind.span_not_started(span, &why);
             return (vms, kind.not_started(&env, why).await);
         }
     };
     let mut vm = match vm_for(&env, plan.code, &mut vms).await {
         Ok(vm) => vm,
         Err(why) => {
-            run_span::record_not_started(span, &why);
+            kind.span_not_started(span, &why);
             return (vms, kind.not_started(&env, why).await);
         }
     };
     let db = match kind.database(&env).await {
         Ok(db) => db,
         Err(answer) => {
+            run_span::record_not_started(span, &"its database work could not begin");
             vms.check_in(vm);
             return (vms, answer);
         }
@@ -265,7 +276,7 @@ async fn run_in_span<K: RunKind>(
         let _ = probe.send((id, std::time::Instant::now()));
     }
     let report = vm.run(plan.input, db, plan.timeout, kill).await;
-    run_span::record_end(span, &report.end);
+    kind.end_span(span, &report.end);
     vms.check_in(vm);
     let answer = kind.settle(&env, report).await;
     (vms, answer)
@@ -440,6 +451,9 @@ impl RunManaged {
         error: Option<String>,
         log: Vec<RunLogLine>,
     ) {
+        let error = run_error(outcome, error);
+        // The run's span (current: the run is instrumented with it) says what was stored.
+        run_span::record_settled(&tracing::Span::current(), run_outcome, error.as_deref());
         if matches!(outcome, ManagedOutcome::Unresolved(_)) {
             return;
         }
@@ -451,7 +465,7 @@ impl RunManaged {
             started_at,
             finished_at,
             outcome: run_outcome,
-            error: run_error(outcome, error),
+            error,
             log,
         };
         let previous = env
@@ -497,6 +511,10 @@ impl RunKind for RunManaged {
     fn name(&self) -> &str {
         self.0.task.task_type.as_str()
     }
+
+    fn end_span(&self, _span: &tracing::Span, _end: &RunEnd) {}
+
+    fn span_not_started(&self, _span: &tracing::Span, _why: &Error) {}
 
     fn span(&self) -> tracing::Span {
         let task = &self.0.task;

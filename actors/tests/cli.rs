@@ -1660,6 +1660,18 @@ fn schedule_keeps_a_traceparent_given_by_flag_or_environment() {
         "{}",
         stderr(&bad)
     );
+    // A TRACEPARENT that is not one was set by another tool: ignored, with a warning.
+    let o = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["schedule", "--database", &url, "demo:ping"])
+        .env("TRACEPARENT", "garbage")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warren: TRACEPARENT ignored: 'garbage' is not a W3C traceparent"),
+        "{}",
+        stderr(&o)
+    );
     let kept = with_store(&url, async |store| {
         let mut kept = Vec::new();
         for id in [by_flag, by_env] {

@@ -1,7 +1,7 @@
 //! Traces of runs with OpenTelemetry, through the SDK's in-memory exporter installed as
 //! the OpenTelemetry layer of this test binary's global subscriber (the node's runners
-//! work on threads of their own, so the subscriber must be global: this binary has one
-//! test). A task scheduled inside an application's span gets that span's context as its
+//! work on threads of their own, so the subscriber must be global: one test of this
+//! binary installs it; the other runs `warren serve` in a process of its own). A task scheduled inside an application's span gets that span's context as its
 //! `traceparent` metadata; each run (the retry too) is a span linked to it, with the
 //! task's id, type, attempt and outcome; its SQL statements and host calls are child
 //! spans; and a task scheduled by task code links to the run's `schedule-task` span.
@@ -154,10 +154,7 @@ async fn runs_are_spans_linked_to_where_their_task_was_scheduled() {
         parent.span_context().trace_id().to_string(),
         parent.span_context().span_id(),
     );
-    for (run, (attempt, outcome)) in runs
-        .iter()
-        .zip([(1, "temporary failure"), (2, "completion")])
-    {
+    for (run, (attempt, outcome)) in runs.iter().zip([(1, "retry"), (2, "completed")]) {
         assert_eq!(
             links(run),
             vec![scheduled_in.clone()],
@@ -168,7 +165,16 @@ async fn runs_are_spans_linked_to_where_their_task_was_scheduled() {
             Some(&Value::from("traced:flaky"))
         );
         assert_eq!(attribute(run, "task.attempt"), Some(&Value::I64(attempt)));
+        // What was stored, as the run history names it (not what the code asked for).
         assert_eq!(attribute(run, "task.outcome"), Some(&Value::from(outcome)));
+        assert_eq!(
+            run.attributes
+                .iter()
+                .filter(|kv| kv.key.as_str() == "task.outcome")
+                .count(),
+            1,
+            "recorded once"
+        );
         // Its SQL statement is a child of it.
         let sql: Vec<&SpanData> = spans
             .iter()

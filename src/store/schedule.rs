@@ -103,16 +103,6 @@ impl NewTask {
         if o.metadata.iter().any(|(key, _)| key.trim().is_empty()) {
             return Err(empty_metadata_key());
         }
-        for (key, value) in &o.metadata {
-            if key.eq_ignore_ascii_case(crate::trace::TRACEPARENT) {
-                value
-                    .parse::<crate::trace::TraceParent>()
-                    .map_err(|e| StoreError::Invalid {
-                        field: "metadata",
-                        message: format!("the {key} entry: {e}"),
-                    })?;
-            }
-        }
         if let Some(unique) = &o.unique {
             unique.validate()?;
         }
@@ -380,8 +370,10 @@ pub(super) async fn insert_tasks_reporting(
 /// `tasks`, each with the trace context of the current span in its metadata unless it
 /// has one (see `crate::trace`); `tasks` as they are when there is none.
 fn traced(tasks: &[NewTask]) -> std::borrow::Cow<'_, [NewTask]> {
-    let Some(parent) = crate::trace::TraceParent::current() else {
-        return std::borrow::Cow::Borrowed(tasks);
+    let has_trace = |task: &NewTask| crate::trace::has_trace(&task.options.metadata);
+    let parent = match crate::trace::TraceParent::current() {
+        Some(parent) if !tasks.iter().all(has_trace) => parent,
+        _ => return std::borrow::Cow::Borrowed(tasks),
     };
     let mut traced = tasks.to_vec();
     for task in &mut traced {

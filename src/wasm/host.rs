@@ -68,6 +68,18 @@ pub const MAX_LOGGED_LINE_BYTES: usize = 8 << 10;
 /// The most bytes of a statement's text a trace span carries.
 const SPAN_SQL_BYTES: usize = 2048;
 
+/// The first `max` bytes of `text`, cut at a character boundary.
+fn text_head(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// The span of one host call of task code that reaches the database (a child of its
 /// run's span; see `crate::trace`).
 fn host_call_span(call: &'static str) -> tracing::Span {
@@ -439,9 +451,14 @@ impl HostState {
             "warren.sql",
             otel.name = "task sql",
             otel.kind = "client",
-            db.query.text = %crate::store::bounded_text(statement.sql.clone(), SPAN_SQL_BYTES),
+            db.query.text = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,
         );
+        // The text only for a trace that records it (a log that wants the span does
+        // not get the statement).
+        if crate::trace::TraceParent::of_span(&span).is_some_and(|s| s.is_sampled()) {
+            span.record("db.query.text", text_head(&statement.sql, SPAN_SQL_BYTES));
+        }
         let ran = self.task_sql_in(statement).instrument(span.clone()).await;
         if let Err(e) = &ran {
             span.record("otel.status_description", e.as_str());

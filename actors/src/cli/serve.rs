@@ -106,22 +106,49 @@ pub fn init_logging(format: LogFormat, export: Option<&super::otel::Export>) {
     if !rust_log.is_some_and(|v| v.contains(warren::trace::TARGET)) {
         filter = filter.with_target(warren::trace::TARGET, LevelFilter::OFF);
     }
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let traces = export.map(|export| {
-        tracing_opentelemetry::layer()
-            .with_tracer(export.tracer())
-            .with_filter(
-                tracing_subscriber::filter::Targets::new()
-                    .with_target(warren::trace::TARGET, LevelFilter::INFO),
-            )
-    });
-    let registry = tracing_subscriber::registry().with(traces);
-    let _ = match format {
-        LogFormat::Json => registry.with(layer.json().with_filter(filter)).try_init(),
-        LogFormat::Text => registry.with(layer.with_filter(filter)).try_init(),
+    let registry = tracing_subscriber::registry();
+    // Without export no layer stands in for the traces' (an empty one would make the
+    // log's filter ask about every event it turns away).
+    let _ = match (format, export) {
+        (LogFormat::Json, None) => registry
+            .with(log_layer().json().with_filter(filter))
+            .try_init(),
+        (LogFormat::Text, None) => registry.with(log_layer().with_filter(filter)).try_init(),
+        (LogFormat::Json, Some(export)) => registry
+            .with(traces_layer(export))
+            .with(log_layer().json().with_filter(filter))
+            .try_init(),
+        (LogFormat::Text, Some(export)) => registry
+            .with(traces_layer(export))
+            .with(log_layer().with_filter(filter))
+            .try_init(),
     };
+}
+
+/// The log's layer: stderr, in colour on a terminal.
+fn log_layer<S>() -> tracing_subscriber::fmt::Layer<
+    S,
+    tracing_subscriber::fmt::format::DefaultFields,
+    tracing_subscriber::fmt::format::Format,
+    fn() -> std::io::Stderr,
+> {
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr as fn() -> std::io::Stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+}
+
+/// The layer that hands Warren's trace spans (target `warren::trace`) to `export`.
+fn traces_layer<S>(export: &super::otel::Export) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::layer::Layer;
+    tracing_opentelemetry::layer()
+        .with_tracer(export.tracer())
+        .with_filter(tracing_subscriber::filter::Targets::new().with_target(
+            warren::trace::TARGET,
+            tracing::level_filters::LevelFilter::INFO,
+        ))
 }
 
 /// The log filter for a `RUST_LOG` value (`None` or blank: `info`). `Targets` rather

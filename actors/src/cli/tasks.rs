@@ -61,7 +61,9 @@ pub struct ScheduleArgs {
     pub debounce_max: Option<i64>,
     /// The W3C trace context to link the task's runs to (`00-<trace id>-<span id>-<flags>`),
     /// kept as its `traceparent` metadata; with --batch, of the lines that name none.
-    #[arg(long, env = "TRACEPARENT", value_name = "TRACEPARENT", value_parser = traceparent)]
+    /// Without it, the TRACEPARENT environment variable's (ignored, with a warning, when
+    /// it is not one).
+    #[arg(long, value_name = "TRACEPARENT", value_parser = traceparent)]
     pub traceparent: Option<TraceParent>,
     /// Also wait this many seconds (at most one year) for the outcome and print it.
     #[arg(long, value_name = "SECONDS", value_parser = durations::seconds)]
@@ -139,6 +141,22 @@ fn unique_flag(part: UniquePart) -> &'static str {
     }
 }
 
+/// The trace context of `--traceparent`, else of the TRACEPARENT variable (a value
+/// that is not one is ignored with a warning: another tool set it, not the user).
+fn trace_context(args: &ScheduleArgs) -> Option<TraceParent> {
+    if args.traceparent.is_some() {
+        return args.traceparent;
+    }
+    let text = std::env::var("TRACEPARENT").ok()?;
+    match text.parse() {
+        Ok(parent) => Some(parent),
+        Err(e) => {
+            eprintln!("warren: TRACEPARENT ignored: {e}");
+            None
+        }
+    }
+}
+
 /// Schedules the task and prints its id (and, with --wait, its outcome); with --batch,
 /// the tasks of a file.
 pub async fn schedule(database: &str, args: ScheduleArgs) -> Result<(), Failure> {
@@ -147,7 +165,7 @@ pub async fn schedule(database: &str, args: ScheduleArgs) -> Result<(), Failure>
             database,
             source,
             args.allow_unknown_type,
-            args.traceparent,
+            trace_context(&args),
             args.json,
         )
         .await;
@@ -191,7 +209,7 @@ pub async fn schedule(database: &str, args: ScheduleArgs) -> Result<(), Failure>
     .build()
     .map_err(|e| Failure::Invalid(format!("invalid {}: {}", unique_flag(e.part), e.message)))?;
     let mut metadata = Vec::new();
-    if let Some(parent) = args.traceparent {
+    if let Some(parent) = trace_context(&args) {
         add_trace(&mut metadata, parent);
     }
     let task = NewTask::new(task_type, data).with_options(ScheduleOptions {

@@ -204,7 +204,7 @@ pub async fn schedule(
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let parent = trace_header(&req)?;
+    let parent = trace_header(&req);
     match body.into_inner() {
         one @ Value::Object(_) => schedule_one(&state, one, parent).await,
         Value::Array(items) => schedule_many(&state, items, parent).await,
@@ -215,17 +215,21 @@ pub async fn schedule(
 }
 
 /// The request's W3C `traceparent` header: the trace context of the tasks it
-/// schedules that name none themselves.
-fn trace_header(req: &HttpRequest) -> Result<Option<TraceParent>, ApiError> {
-    let Some(value) = req.headers().get("traceparent") else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::bad_field("traceparent", "the traceparent header is not text"))?;
-    text.parse()
-        .map(Some)
-        .map_err(|e| ApiError::bad_field("traceparent", format!("the traceparent header: {e}")))
+/// schedules that name none themselves. One that does not parse is ignored, as the W3C
+/// recommendation asks of a receiver (a `traceparent` field is refused instead).
+fn trace_header(req: &HttpRequest) -> Option<TraceParent> {
+    let value = req.headers().get("traceparent")?;
+    match value.to_str().map(str::parse::<TraceParent>) {
+        Ok(Ok(parent)) => Some(parent),
+        Ok(Err(e)) => {
+            tracing::debug!("traceparent header ignored: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("traceparent header ignored: it is not text");
+            None
+        }
+    }
 }
 
 async fn schedule_one(
