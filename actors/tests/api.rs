@@ -62,6 +62,10 @@ struct TestNode {
     store: Store,
     state: WebState,
     db: PathBuf,
+    /// The database's URL (SQLite: the file `db`).
+    url: String,
+    /// A PostgreSQL node's database, dropped with the node.
+    _postgres: Option<warren_testkit::FreshDatabase>,
 }
 
 impl TestNode {
@@ -69,6 +73,25 @@ impl TestNode {
         let db = std::env::temp_dir().join(format!("warren-api-{name}-{}.db", std::process::id()));
         remove_db(&db);
         let url = format!("sqlite://{}", db.display());
+        TestNode::start_on(url, db, None).await
+    }
+
+    /// A node on a fresh PostgreSQL database, or `None` when PostgreSQL tests are
+    /// skipped (see `warren_testkit::admin_url`).
+    async fn start_on_postgres(what: &str) -> Option<TestNode> {
+        let server = warren_testkit::admin_url(what)?;
+        let fresh = warren_testkit::FreshDatabase::create(&server, "warren_t_api")
+            .await
+            .unwrap();
+        let url = fresh.url().to_string();
+        Some(TestNode::start_on(url, PathBuf::new(), Some(fresh)).await)
+    }
+
+    async fn start_on(
+        url: String,
+        db: PathBuf,
+        postgres: Option<warren_testkit::FreshDatabase>,
+    ) -> TestNode {
         let (node, broken) = Warren::builder()
             .database(&url)
             .modules_dir(modules())
@@ -85,6 +108,8 @@ impl TestNode {
             store,
             state,
             db,
+            url,
+            _postgres: postgres,
         }
     }
 
@@ -113,7 +138,9 @@ impl TestNode {
             })
             .await
             .unwrap();
-        remove_db(&self.db);
+        if self._postgres.is_none() {
+            remove_db(&self.db);
+        }
     }
 }
 
@@ -1206,10 +1233,38 @@ async fn a_running_task_shows_as_a_busy_runner_and_cancel_kills_it() {
 
 /// A task's progress is served live while it runs (on SQLite from the node's memory:
 /// the run may hold the only write lock), stays after the run ends, is left out of
-/// listings, and `warren tasks show` (another process, reading the database) prints it.
+/// listings, and `warren tasks show` (another process, reading the database) prints it:
+/// on PostgreSQL while the task runs, on SQLite once it has ended.
 #[actix_rt::test]
-async fn a_running_tasks_progress_is_served_live_and_kept() {
-    let n = TestNode::start("progress").await;
+async fn a_running_tasks_progress_is_served_live_and_kept_on_sqlite() {
+    progress_is_served_live_and_kept(TestNode::start("progress").await).await;
+}
+
+/// [`a_running_tasks_progress_is_served_live_and_kept_on_sqlite`] on PostgreSQL.
+#[actix_rt::test]
+async fn a_running_tasks_progress_is_served_live_and_kept_on_postgres() {
+    if let Some(n) = TestNode::start_on_postgres("the API's progress test").await {
+        progress_is_served_live_and_kept(n).await;
+    }
+}
+
+/// `warren tasks show ID` on the node's database: the line that starts with
+/// `progress`, if any.
+fn progress_line_shown(url: &str, id: i64) -> Option<String> {
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["tasks", "show", &id.to_string()])
+        .env("WARREN_DATABASE_URL", url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{text}");
+    text.lines()
+        .find(|l| l.starts_with("progress"))
+        .map(str::to_string)
+}
+
+async fn progress_is_served_live_and_kept(n: TestNode) {
+    let on_postgres = n.url.starts_with("postgres");
     let app = test::init_service(app(n.state.clone())).await;
     // It reports steps 0–3 of 4, then spins until cancelled (its `until` is far off).
     let until = n.store.now() + 3_600_000;
@@ -1240,6 +1295,20 @@ async fn a_running_tasks_progress_is_served_live_and_kept() {
         .json();
     assert_eq!(listed["tasks"][0]["id"], json!(id));
     assert!(listed["tasks"][0].get("progress").is_none(), "{listed}");
+    if on_postgres {
+        // Written outside the run's transaction while it runs: the CLI sees it.
+        eventually("the CLI to show the running task's progress", || async {
+            progress_line_shown(&n.url, id)
+                .is_some_and(|line| line.contains("75% step 3 of 4 (reported "))
+        })
+        .await;
+    } else {
+        assert_eq!(
+            progress_line_shown(&n.url, id),
+            None,
+            "SQLite: in the node's memory"
+        );
+    }
 
     send(
         &app,
@@ -1252,9 +1321,7 @@ async fn a_running_tasks_progress_is_served_live_and_kept() {
         .unwrap();
     // The killed run's last report is written once its runner has let go of the run
     // (just after the cancel committed): what another process reads.
-    let elsewhere = Store::open(&format!("sqlite://{}", n.db.display()))
-        .await
-        .unwrap();
+    let elsewhere = Store::open(&n.url).await.unwrap();
     eventually("the last report to be written", || async {
         elsewhere
             .describe(TaskId(id))
@@ -1273,20 +1340,7 @@ async fn a_running_tasks_progress_is_served_live_and_kept() {
         (&json!(0.75), &json!("step 3 of 4")),
         "the last report stays: {t}"
     );
-    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["tasks", "show", &id.to_string()])
-        .env(
-            "WARREN_DATABASE_URL",
-            format!("sqlite://{}", n.db.display()),
-        )
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&shown.stdout);
-    assert!(shown.status.success(), "{text}");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("progress"))
-        .unwrap_or_else(|| panic!("no progress line in:\n{text}"));
+    let line = progress_line_shown(&n.url, id).expect("a progress line");
     assert!(line.contains("75% step 3 of 4 (last reported "), "{line}");
     n.stop().await;
 }
