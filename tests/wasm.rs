@@ -621,8 +621,41 @@ async fn task_code_reports_progress_while_it_runs(b: Backend) {
     );
 }
 
+/// Hostile or careless task code reporting on every step of a long loop: the run is not
+/// held up by it (reports go to memory, the writer takes only the latest), and the last
+/// report is the one kept.
+async fn a_flood_of_progress_reports_keeps_only_the_last(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let id = s
+        .schedule(NewTask::new(
+            "guests:progress".parse().unwrap(),
+            json!({"steps": 50_000}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        run_managed(s, "progress.js").await,
+        ResolveOutcome::Completed
+    );
+    s.flush_progress().await;
+    let other = Store::open_with(StoreConfig::new(&db.url), db.clock.clone())
+        .await
+        .unwrap();
+    let kept = other.describe(id).await.unwrap().progress.unwrap();
+    assert_eq!((kept.fraction, kept.message), (1.0, None));
+    assert_eq!(
+        count(s, "SELECT COUNT(*) AS n FROM warren_task_progress").await,
+        1,
+        "one row per task, however many reports"
+    );
+}
+
 conformance!(
     task_code_reports_progress_while_it_runs,
+    a_flood_of_progress_reports_keeps_only_the_last,
     effects_commit_with_completion,
     effects_vanish_when_the_task_throws,
     host_functions_work_on_the_run_transaction,
