@@ -27,7 +27,8 @@
 //! `postgres://postgres@127.0.0.1/postgres`; the bench creates `warren_rt_<pid>` there
 //! and drops it at the end. `WARREN_BENCH_BACKENDS=sqlite|postgres` runs one backend;
 //! `WARREN_BENCH_TASKS=N` sets the managed task count (default 4,000; SQLite 2,000);
-//! `WARREN_BENCH_SAMPLES=N` the latency samples (default 300 / 3,000 ephemeral).
+//! `WARREN_BENCH_SAMPLES=N` the latency samples (default 300 / 3,000 ephemeral);
+//! `WARREN_BENCH_NODES` and `WARREN_BENCH_DRAINS` run a part alone (see `Parts`).
 //! JavaScript is compiled with the toolkit embedded in warren, installed (needs Node.js
 //! 18 or later and npm) under the tests' cache folder (`warren_testkit::test_cache_dir`) like the tests' before any
 //! node starts.
@@ -230,6 +231,7 @@ async fn managed_throughput(
     let started = Instant::now();
     let ids = store.schedule_batch(&batch).await?;
     wait_all(store, &ids, PING).await?;
+
     let seconds = started.elapsed().as_secs_f64();
     record(
         rows,
@@ -261,6 +263,7 @@ async fn drain(
     let ids = store.schedule_batch(&batch).await?;
     wait_all(store, &ids, task_type).await?;
     let per_second = tasks as f64 / started.elapsed().as_secs_f64();
+
     if task_type == INSERT {
         let after = effects(store).await?;
         let (rows_added, distinct_added) = (after.0 - before.0, after.1 - before.1);
@@ -444,6 +447,45 @@ async fn ephemeral(
     Ok(())
 }
 
+/// Which parts of the bench run: by default all of them. `WARREN_BENCH_NODES=1,4,16`
+/// picks the nodes (1 and 4 runners: throughput and latencies; 16: the drains) and
+/// `WARREN_BENCH_DRAINS=ping,insert,log` the drains, so that a profile can run one
+/// part alone.
+struct Parts {
+    nodes: Vec<usize>,
+    drains: Vec<&'static str>,
+}
+
+impl Parts {
+    fn from_env() -> BenchResult<Parts> {
+        let nodes = match std::env::var("WARREN_BENCH_NODES") {
+            Ok(list) => list
+                .split(',')
+                .map(|n| match n.trim().parse() {
+                    Ok(r @ (1 | 4 | 16)) => Ok(r),
+                    _ => Err(format!("WARREN_BENCH_NODES: {n:?} is not 1, 4 or 16")),
+                })
+                .collect::<Result<_, _>>()?,
+            Err(_) => vec![1, 4, 16],
+        };
+        let drains = match std::env::var("WARREN_BENCH_DRAINS") {
+            Ok(list) => list
+                .split(',')
+                .map(|d| match d.trim() {
+                    "ping" => Ok(PING),
+                    "insert" => Ok(INSERT),
+                    "log" => Ok(LOG),
+                    other => Err(format!(
+                        "WARREN_BENCH_DRAINS: {other:?} is not ping, insert or log"
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Err(_) => vec![PING, INSERT, LOG],
+        };
+        Ok(Parts { nodes, drains })
+    }
+}
+
 /// Drain rates of the 16-runner node, for the ratios to the peer.
 #[derive(Debug, Default, Clone, Copy)]
 struct Drained {
@@ -460,15 +502,25 @@ async fn bench_backend(
     let tasks = env_count("WARREN_BENCH_TASKS", default_tasks)?;
     let samples = env_count("WARREN_BENCH_SAMPLES", 300)?;
     let drain_tasks = env_count("WARREN_BENCH_DRAIN_TASKS", 10_000)?;
+    let parts = Parts::from_env()?;
     let mut drained = Drained::default();
     for runners in [1, 4, 16] {
+        if !parts.nodes.contains(&runners) {
+            continue;
+        }
         let (node, mut starts) = start(url, runners).await?;
         let store = node.send(GetNodeContext).await?.store;
         if runners == 16 {
             create_effects_table(&store).await?;
-            drained.no_op = drain(&store, backend, runners, drain_tasks, PING, rows).await?;
-            drained.insert = drain(&store, backend, runners, drain_tasks, INSERT, rows).await?;
-            drain(&store, backend, runners, drain_tasks, LOG, rows).await?;
+            if parts.drains.contains(&PING) {
+                drained.no_op = drain(&store, backend, runners, drain_tasks, PING, rows).await?;
+            }
+            if parts.drains.contains(&INSERT) {
+                drained.insert = drain(&store, backend, runners, drain_tasks, INSERT, rows).await?;
+            }
+            if parts.drains.contains(&LOG) {
+                drain(&store, backend, runners, drain_tasks, LOG, rows).await?;
+            }
         } else {
             managed_throughput(&store, backend, runners, tasks, rows).await?;
         }
@@ -532,6 +584,9 @@ async fn bench_postgres(server: &str, rows: &mut Vec<Row>) -> BenchResult<()> {
         ("insert one row", drained.insert, "D", rates[3]),
     ];
     for (what, ours, config, theirs) in pairs {
+        if ours == 0.0 {
+            continue; // that drain did not run (`WARREN_BENCH_DRAINS`)
+        }
         record(
             rows,
             "ratio",
