@@ -195,10 +195,10 @@ pub(super) fn push_plain_candidates<'b>(
 /// The claimed clusters' names as a one-column list (`name`), without repeats.
 ///
 /// One cluster, which is every claim a node's queue makes, is a single text parameter,
-/// not an array: in a generic plan PostgreSQL guesses that an array parameter unnests
-/// to a hundred rows, and so counts the per-cluster scan a hundred times. It then
-/// judged the generic plan dearer than planning each call anew, and planned every claim
-/// afresh (about 0.25 ms a claim, as long as running it, by the server's
+/// not an array: a generic plan cannot see an array parameter's length, so PostgreSQL
+/// guesses that it unnests to many rows and counts the per-cluster scan that many
+/// times. It then judged the generic plan dearer than planning each call anew (for a
+/// claim of more than a few tasks), and planned every claim afresh (about 0.25 ms a claim, as long as running it, by the server's
 /// `log_min_duration_statement`: the `bind` step of each claim). With one parameter the
 /// generic plan costs what a custom one does, and PostgreSQL keeps it after a few
 /// calls (bind then takes about 0.01 ms).
