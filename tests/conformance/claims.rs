@@ -1,10 +1,12 @@
 //! Claims, leases and fencing tokens: order, clusters, concurrency, releases, recovery of expired leases.
 
 use crate::support::conformance::*;
+use warren::store::PauseTarget;
 
 crate::conformance!(
     claims_follow_priority_then_next_attempt_then_id,
     claims_respect_not_before_and_clusters,
+    a_claim_over_several_clusters_takes_each_once_in_queue_order,
     tasks_without_a_cluster_get_their_types_registered_cluster,
     released_claims_are_pending_again_without_a_failure,
     concurrent_claimers_never_share_a_task,
@@ -216,6 +218,84 @@ async fn claims_respect_not_before_and_clusters(b: Backend) {
     assert_eq!(
         got.iter().map(|c| c.task.id).collect::<Vec<_>>(),
         vec![later]
+    );
+}
+
+/// A claim for several clusters (the store API allows it; a node's queue claims one
+/// at a time, which PostgreSQL runs as a statement of another shape: see
+/// `push_cluster_names`) takes from each, in one queue order, never a task twice
+/// when a cluster is named twice, and nothing of a paused cluster.
+async fn a_claim_over_several_clusters_takes_each_once_in_queue_order(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    // A cluster can be paused once a node knows it.
+    s.register_task_types(&[TypeRegistration::new("demo:slow", "slow")])
+        .await
+        .unwrap();
+    let in_cluster = |cluster: &str, priority: Priority| {
+        task_with(
+            json!({ "cluster": cluster }),
+            ScheduleOptions {
+                cluster: Some(cluster.into()),
+                priority: Some(priority),
+                ..Default::default()
+            },
+        )
+    };
+    let mail_low = s
+        .schedule(in_cluster("mail", Priority::BACKGROUND))
+        .await
+        .unwrap();
+    let default_normal = s
+        .schedule(in_cluster("default", Priority::NORMAL))
+        .await
+        .unwrap();
+    let mail_urgent = s
+        .schedule(in_cluster("mail", Priority::UPDATE_INTERACTIVE))
+        .await
+        .unwrap();
+    let slow = s
+        .schedule(in_cluster("slow", Priority::UPDATE_INTERACTIVE))
+        .await
+        .unwrap();
+    s.pause(&PauseTarget::Cluster("slow".into())).await.unwrap();
+
+    let names: Vec<String> = ["mail", "default", "mail", "slow"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    // A repeated name must not make a task count twice against the limit.
+    let got = s.claim("n", &names, 2, LEASE).await.unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![mail_urgent, default_normal],
+        "both clusters, each task once, in queue order, nothing of the paused one"
+    );
+    let got = s.claim("n", &names, 10, LEASE).await.unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![mail_low]
+    );
+    assert_eq!(got[0].token, LeaseToken(1));
+    // The limit applies to the claim as a whole.
+    s.resume(&PauseTarget::Cluster("slow".into()))
+        .await
+        .unwrap();
+    let again = s
+        .schedule(in_cluster("mail", Priority::NORMAL))
+        .await
+        .unwrap();
+    let got = s.claim("n", &names, 1, LEASE).await.unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![slow]
+    );
+    let got = s.claim("n", &names, 5, LEASE).await.unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![again]
     );
 }
 
