@@ -53,7 +53,22 @@ impl Store {
     /// the statement and commit with completions that arrive at the same time. Returns
     /// false when the token is stale.
     pub(super) async fn complete_grouped(&self, completion: Completion) -> StoreResult<bool> {
-        COMPLETIONS.submit(self, completion).await
+        self.queue_completion(completion).await
+    }
+
+    /// [`Store::complete_grouped`], with the completion queued at once and the answer
+    /// collected whenever the caller likes (see `TaskRun::complete_queued`).
+    pub(super) fn queue_completion(
+        &self,
+        completion: Completion,
+    ) -> impl std::future::Future<Output = StoreResult<bool>> + Send + 'static {
+        COMPLETIONS.submit(self, completion)
+    }
+
+    /// Waits until every queued completion is written (or has failed): a node that
+    /// shuts down waits for the completions its runners did not wait for.
+    pub async fn flush_completions(&self) {
+        self.inner.completions.idle().await;
     }
 
     /// How this store's completions of runs without database work were grouped

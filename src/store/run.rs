@@ -293,6 +293,54 @@ impl TaskRun {
         (outcome, applied)
     }
 
+    /// Completes a run that did no database work without waiting for the commit: on
+    /// PostgreSQL its fenced completion joins the next shared commit (see
+    /// `completions.rs`) before this returns, and the future answers once it has
+    /// committed (or was refused: the lease was lost). The completion is written
+    /// whether or not the future is polled, so a runner can start its next task while
+    /// this one's commit is under way and collect the answer later.
+    ///
+    /// Gives the run and its resolution back when they do not qualify: the run did
+    /// database work, the resolution is not a completion or its result was refused, or
+    /// the store is SQLite (where a completion is a write of its own). Resolve those
+    /// with [`TaskRun::resolve_applied`].
+    #[allow(clippy::result_large_err)]
+    pub fn complete_queued(
+        self,
+        resolution: Resolution,
+    ) -> Result<
+        impl std::future::Future<Output = StoreResult<ResolveOutcome>> + Send + 'static,
+        (TaskRun, Resolution),
+    > {
+        let (id, token) = (self.claimed.task.id, self.claimed.token);
+        let resolution = check_json(id, resolution);
+        let quiet = self
+            .tx
+            .as_ref()
+            .is_none_or(|tx| !tx.opened() && !tx.task_ended_it());
+        let Resolution::Completion { result } = &resolution else {
+            return Err((self, resolution));
+        };
+        if !quiet || self.store.backend() != super::BackendKind::Postgres {
+            return Err((self, resolution));
+        }
+        let completion = super::completions::Completion {
+            id,
+            token,
+            result: result.clone(),
+            started_at: self.started_at,
+            finished_at: self.store.now(),
+        };
+        let committed = self.store.queue_completion(completion);
+        Ok(async move {
+            if committed.await? {
+                Ok(ResolveOutcome::Completed)
+            } else {
+                Err(StoreError::LeaseLost { id, token })
+            }
+        })
+    }
+
     /// Applies a checked resolution; `applied` is rewritten when the transaction turns
     /// out to have been ended by task code.
     async fn resolve_checked(

@@ -12,6 +12,7 @@ crate::conformance!(
     concurrent_claimers_never_share_a_task,
     stale_fencing_token_cannot_resolve,
     completions_finishing_together_each_commit_and_stale_ones_are_refused,
+    a_queued_completion_commits_without_its_caller_and_only_quiet_completions_queue,
     expired_lease_is_recovered_and_claimed_again,
     a_lease_renewed_after_recovery_read_it_keeps_its_task,
 );
@@ -476,6 +477,98 @@ async fn completions_finishing_together_each_commit_and_stale_ones_are_refused(b
         Backend::Postgres => assert_eq!((stats.groups, stats.items), (1, 21)),
         Backend::Sqlite => assert_eq!((stats.groups, stats.items), (0, 0)),
     }
+}
+
+async fn a_queued_completion_commits_without_its_caller_and_only_quiet_completions_queue(
+    b: Backend,
+) {
+    let Some(db) = TestDb::with_config(b, |c| c.max_connections = 1).await else {
+        return;
+    };
+    let s = &db.store;
+    setup_effects_table(s).await;
+    for i in 0..5 {
+        s.schedule(task(json!({ "i": i }))).await.unwrap();
+    }
+    let claimed = s.claim("a", &clusters(), 5, LEASE).await.unwrap();
+    let id = |n: usize| claimed[n].task.id;
+    let mut runs = Vec::new();
+    for c in claimed.iter().cloned() {
+        runs.push(s.begin_run(c).await.unwrap());
+    }
+    let mut runs = runs.into_iter();
+    let mut run = || runs.next().unwrap();
+    let (quiet, nobody_waits, stale, mut wrote, fails) = (run(), run(), run(), run(), run());
+    // The third task is cancelled before its run ends: its token is stale.
+    s.cancel(id(2), "test").await.unwrap();
+
+    // A run that did database work is not queued: it commits with its completion.
+    exec(
+        &mut wrote.conn().await.unwrap(),
+        &format!("INSERT INTO effects VALUES ({})", id(3)),
+    )
+    .await;
+    let Err((wrote, resolution)) = wrote.complete_queued(complete(json!({"n": 3}))) else {
+        panic!("a run with database work was queued");
+    };
+    assert_eq!(resolution, complete(json!({"n": 3})));
+    let policy = RetryPolicy::default();
+    let outcome = wrote.resolve(resolution, policy).await.unwrap();
+    assert_eq!(outcome, ResolveOutcome::Completed);
+    assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 1);
+    // Nor is another resolution.
+    let failure = Resolution::PermanentFailure {
+        error: "no".into(),
+        result: None,
+    };
+    let Err((fails, resolution)) = fails.complete_queued(failure.clone()) else {
+        panic!("a failure was queued");
+    };
+    assert_eq!(resolution, failure);
+    let outcome = fails.resolve(resolution, policy).await.unwrap();
+    assert_eq!(outcome, ResolveOutcome::Failed);
+
+    // The pool's one connection, held while the quiet runs complete: nothing can be
+    // written before their callers have gone on.
+    let held = s.connection().await.unwrap();
+    let queued = [
+        quiet.complete_queued(complete(json!({"n": 0}))),
+        nobody_waits.complete_queued(complete(json!({"n": 1}))),
+        stale.complete_queued(complete(json!({"n": 2}))),
+    ];
+    drop(held);
+    match b {
+        Backend::Postgres => {
+            let [quiet, nobody_waits, stale] = queued.map(|q| q.expect("queued"));
+            drop(nobody_waits);
+            assert_eq!(quiet.await.unwrap(), ResolveOutcome::Completed);
+            let refused = stale.await.unwrap_err();
+            assert!(
+                matches!(refused, StoreError::LeaseLost { id: lost, .. } if lost == id(2)),
+                "{refused}"
+            );
+            // A completion nobody waits for is written all the same.
+            s.flush_completions().await;
+        }
+        Backend::Sqlite => {
+            // Each completion is a write of its own: the caller resolves it as usual.
+            for (n, q) in queued.into_iter().enumerate() {
+                let Err((run, resolution)) = q else {
+                    panic!("a completion was queued on SQLite");
+                };
+                assert_eq!(resolution, complete(json!({ "n": n })));
+                let outcome = run.resolve(resolution, policy).await;
+                assert_eq!(outcome.is_ok(), n != 2, "run {n}: {outcome:?}");
+            }
+        }
+    }
+    for n in 0..2 {
+        let t = s.describe(id(n)).await.unwrap();
+        assert_eq!(t.state, TaskState::Completed, "task {n}");
+        assert_eq!(t.result, Some(json!({ "n": n })), "task {n}");
+    }
+    let t = s.describe(id(2)).await.unwrap();
+    assert_eq!((t.state, t.result), (TaskState::Cancelled, None));
 }
 
 async fn expired_lease_is_recovered_and_claimed_again(b: Backend) {

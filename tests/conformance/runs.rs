@@ -17,15 +17,6 @@ crate::conformance!(
     a_run_dropped_unresolved_leaves_nothing_and_holds_nothing,
 );
 
-async fn setup_effects_table(s: &Store) {
-    let mut conn = s.connection().await.unwrap();
-    exec(
-        &mut conn.as_any(),
-        "CREATE TABLE effects (task_id BIGINT NOT NULL)",
-    )
-    .await;
-}
-
 /// A database with the `effects` table and one task, claimed: its id and its run.
 async fn one_run_with_effects(b: Backend) -> Option<(TestDb, TaskId, warren::store::TaskRun)> {
     let db = TestDb::new(b).await?;

@@ -100,3 +100,13 @@ pub async fn fail_once(db: &TestDb, policy: RetryPolicy) -> ResolveOutcome {
         .await
         .unwrap()
 }
+
+/// Creates the table `effects (task_id)` that tests' task work inserts into.
+pub async fn setup_effects_table(s: &Store) {
+    let mut conn = s.connection().await.unwrap();
+    exec(
+        &mut conn.as_any(),
+        "CREATE TABLE effects (task_id BIGINT NOT NULL)",
+    )
+    .await;
+}
