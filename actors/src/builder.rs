@@ -252,7 +252,7 @@ impl WarrenBuilder {
             vm_limits: self.vm_limits,
             metrics: self.metrics.clone(),
             idle_vms,
-            record_in_flight: Default::default(),
+            in_flight: Default::default(),
             #[cfg(feature = "test-hooks")]
             run_starts: self.run_starts.clone(),
         };

@@ -19,7 +19,7 @@ use crate::cluster_queue::{Busy, ClusterQueue};
 use crate::error::Error;
 use crate::pool::{Group, RunnerPool};
 use crate::restart::{Child, ChildStopped, Crashed};
-use crate::runner::{CurrentRun, ManagedOutcome, RunEphemeral, RunManaged, Running};
+use crate::runner::{CurrentRun, ManagedOutcome, RunEphemeral, RunManaged, Running, Settle};
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -243,6 +243,9 @@ impl QueueActor {
                 match result {
                     Ok(Ok(ManagedOutcome::Resolved(outcome))) => {
                         tracing::debug!(task = id.0, %task_type, ?outcome, "task resolved")
+                    }
+                    Ok(Ok(ManagedOutcome::Committing)) => {
+                        tracing::debug!(task = id.0, %task_type, "task completed; its commit is under way")
                     }
                     Ok(Ok(ManagedOutcome::LeaseLost)) => {
                         tracing::info!(task = id.0, %task_type, "task lost its lease (cancelled or taken over)")
@@ -744,6 +747,20 @@ impl Handler<Drain> for QueueActor {
                         .map(|s| s.runner.current.clone())
                         .collect();
                     wait_idle(currents).into_actor(act)
+                })
+                .then(|_, act, _| {
+                    // Then what the runs that ended left under way: quiet completions
+                    // committing, history records being written.
+                    let settled: Vec<_> = act
+                        .clusters
+                        .iter()
+                        .flat_map(|c| &c.slots)
+                        .map(|s| s.runner.addr.send(Settle))
+                        .collect();
+                    async move {
+                        futures_util::future::join_all(settled).await;
+                    }
+                    .into_actor(act)
                 }),
         )
     }

@@ -9,6 +9,7 @@
 
 use crate::code::CodeCache;
 use crate::error::{Error, RunnerCrash};
+use crate::in_flight::{InFlight, RecordWrite};
 use crate::metrics::Metrics;
 use crate::run_span;
 use actix::prelude::*;
@@ -47,11 +48,6 @@ pub(crate) struct Running {
 /// Shared view of a runner's current run.
 pub(crate) type CurrentRun = Arc<Mutex<Option<Running>>>;
 
-/// The answer of the last run record a runner queued, not yet collected: the runner
-/// goes on with its next task while the record is written, and collects it before it
-/// queues the next one, so each runner has at most one record in flight.
-pub(crate) type RecordInFlight = Arc<Mutex<Option<futures_util::future::BoxFuture<'static, ()>>>>;
-
 /// Everything a runner needs; cheap to clone into each run.
 #[derive(Clone)]
 pub(crate) struct RunnerEnv {
@@ -70,9 +66,9 @@ pub(crate) struct RunnerEnv {
     /// Idle VMs each runner keeps: its share of the engine's pool, less the VM it runs
     /// (see [`warren::wasm::idle_vms_per_runner`]).
     pub idle_vms: usize,
-    /// This runner's run record in flight (each runner gets its own in
+    /// What this runner's last run still has under way (each runner gets its own in
     /// [`TaskRunner::new`]).
-    pub record_in_flight: RecordInFlight,
+    pub in_flight: InFlight,
     /// Where managed runs report their start (tests and benchmarks).
     #[cfg(feature = "test-hooks")]
     pub run_starts: Option<crate::test_hooks::RunStarts>,
@@ -89,7 +85,7 @@ pub(crate) struct TaskRunner {
 impl TaskRunner {
     /// A runner publishing its current run in `current`.
     pub(crate) fn new(mut env: RunnerEnv, current: CurrentRun) -> TaskRunner {
-        env.record_in_flight = RecordInFlight::default();
+        env.in_flight = InFlight::default();
         TaskRunner {
             vms: VmCache::new(env.idle_vms),
             env,
@@ -405,6 +401,12 @@ pub(crate) enum ManagedOutcome {
     /// Nothing could be recorded (the store failed); the lease will expire and the
     /// task run again.
     Unresolved(Error),
+    /// Completed without database work: the completion is queued for the next shared
+    /// commit and the runner is free; the runner logs and records what the commit
+    /// answers (see [`TaskRun::complete_queued`]).
+    ///
+    /// [`TaskRun::complete_queued`]: warren::store::TaskRun::complete_queued
+    Committing,
 }
 
 impl ManagedOutcome {
@@ -430,6 +432,8 @@ impl ManagedOutcome {
                 requeued.unwrap_or(RunOutcome::Retry)
             }
             ManagedOutcome::LeaseLost | ManagedOutcome::Unresolved(_) => RunOutcome::Lost,
+            // Not an outcome yet: it is the commit's answer that is recorded.
+            ManagedOutcome::Committing => RunOutcome::Completed,
         }
     }
 }
@@ -438,7 +442,7 @@ impl RunManaged {
     /// Records this run in its task's history (`Store::queue_run_record`), with its
     /// start and end. The record shares a commit with other runs' records and the
     /// runner does not wait for it: it waits for its previous record, if still in
-    /// flight, queues this one, and goes on (see [`RecordInFlight`]). The history is for
+    /// flight, queues this one, and goes on (see [`InFlight`]). The history is for
     /// people: a run whose record cannot be written still ran, and says so in the
     /// node's log. A run whose outcome the store could not write is not recorded
     /// either: the database is failing, and the runner does not wait on it twice (the
@@ -446,16 +450,31 @@ impl RunManaged {
     async fn record(
         &self,
         env: &RunnerEnv,
+        times: (warren::task::Millis, warren::task::Millis),
+        ended: (&ManagedOutcome, RunOutcome),
+        error: Option<String>,
+        log: Vec<RunLogLine>,
+    ) {
+        if let Some(written) = self.queue_record(env, times, ended, error, log) {
+            env.in_flight.keep_record(written).await;
+        }
+    }
+
+    /// Queues the run's history record; the future answers once it is written (and
+    /// logs why when it could not be). `None`: nothing to record.
+    fn queue_record(
+        &self,
+        env: &RunnerEnv,
         (started_at, finished_at): (warren::task::Millis, warren::task::Millis),
         (outcome, run_outcome): (&ManagedOutcome, RunOutcome),
         error: Option<String>,
         log: Vec<RunLogLine>,
-    ) {
+    ) -> Option<RecordWrite> {
         let error = run_error(outcome, error);
         // The run's span (current: the run is instrumented with it) says what was stored.
         run_span::record_settled(&tracing::Span::current(), run_outcome, error.as_deref());
         if matches!(outcome, ManagedOutcome::Unresolved(_)) {
-            return;
+            return None;
         }
         let task = &self.0.task;
         let record = RunRecord {
@@ -468,24 +487,50 @@ impl RunManaged {
             error,
             log,
         };
-        let previous = env
-            .record_in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(previous) = previous {
-            previous.await;
-        }
         let id = task.id;
         let written = env.store.queue_run_record(record);
-        let collected = Box::pin(async move {
+        Some(Box::pin(async move {
             if let Err(e) = written.await {
                 tracing::warn!(task = %id, "the run's history was not recorded: {e}");
             }
-        });
-        *env.record_in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(collected);
+        }))
+    }
+
+    /// Settles a quiet completion whose commit is under way (`committed`): the runner
+    /// answers at once, and a task of its own waits for the commit, counts the run's
+    /// outcome, logs a lost lease, and queues the run's record. That task is the
+    /// runner's completion in flight (see `in_flight.rs`).
+    fn settle_committing(
+        self,
+        env: &RunnerEnv,
+        committed: impl std::future::Future<Output = Result<ResolveOutcome, StoreError>> + 'static,
+        times: (warren::task::Millis, warren::task::Millis),
+        log: Vec<RunLogLine>,
+    ) -> ManagedOutcome {
+        let env_later = env.clone();
+        let settled = async move {
+            let env = env_later;
+            let outcome = ManagedOutcome::of(committed.await);
+            let run_outcome = outcome.run_outcome(None);
+            env.metrics.run_finished(self.name(), run_outcome.as_str());
+            let (id, task_type) = (self.0.task.id, self.name());
+            match &outcome {
+                ManagedOutcome::LeaseLost => tracing::info!(
+                    task = id.0, %task_type, "task lost its lease (cancelled or taken over)"
+                ),
+                ManagedOutcome::Unresolved(e) => tracing::warn!(
+                    task = id.0, %task_type, error = %e,
+                    "task could not be resolved; its lease will expire"
+                ),
+                _ => {}
+            }
+            self.queue_record(&env, times, (&outcome, run_outcome), None, log)
+        }
+        .instrument(tracing::Span::current());
+        let handle = actix::spawn(settled);
+        env.in_flight
+            .keep_completion(Box::pin(async move { handle.await.ok().flatten() }));
+        ManagedOutcome::Committing
     }
 }
 
@@ -497,7 +542,7 @@ fn run_error(outcome: &ManagedOutcome, resolution_error: Option<String>) -> Opti
                 .to_string(),
         ),
         ManagedOutcome::Unresolved(e) => Some(format!("nothing committed: {e}")),
-        ManagedOutcome::Resolved(_) => resolution_error,
+        ManagedOutcome::Resolved(_) | ManagedOutcome::Committing => resolution_error,
     }
 }
 
@@ -596,13 +641,24 @@ impl RunKind for RunManaged {
         let finished_at = env.store.now();
         let policy = env.catalog.retry_policy(&self.0.task.task_type);
         let resolution = report.end.into_resolution();
+        let times = (started_at, finished_at);
+        // A quiet completion is not waited for, unless the task has a concurrency key:
+        // the queue claims more of a key when one ends, which must see it ended.
+        let (run, resolution) = if self.0.task.flow_key.is_none() {
+            env.in_flight.collect_completion().await;
+            match run.complete_queued(resolution) {
+                Ok(committed) => return self.settle_committing(env, committed, times, log),
+                Err(back) => back,
+            }
+        } else {
+            (run, resolution)
+        };
         // What was stored, which may differ from what task code sent (an oversized
         // result becomes a temporary failure, and so on).
         let (stored, applied) = run.resolve_applied(resolution, policy).await;
         let outcome = ManagedOutcome::of(stored);
         let run_outcome = outcome.run_outcome(applied.requeued);
         env.metrics.run_finished(self.name(), run_outcome.as_str());
-        let times = (started_at, finished_at);
         self.record(env, times, (&outcome, run_outcome), applied.error, log)
             .await;
         outcome
@@ -634,6 +690,23 @@ impl Handler<RunManaged> for TaskRunner {
 
     fn handle(&mut self, msg: RunManaged, _: &mut Context<Self>) -> Self::Result {
         self.launch(msg, KillSwitch::new())
+    }
+}
+
+/// Waits until the runner's last run has nothing under way (its completion committed,
+/// its record written): a node that drains for a shutdown sends it to every runner.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Settle;
+
+impl Handler<Settle> for TaskRunner {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: Settle, _: &mut Context<Self>) -> Self::Result {
+        let in_flight = self.env.in_flight.clone();
+        AtomicResponse::new(Box::pin(
+            async move { in_flight.collect_all().await }.into_actor(self),
+        ))
     }
 }
 
