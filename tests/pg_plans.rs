@@ -198,16 +198,24 @@ async fn the_constrained_claim_probes_each_key_and_never_reads_the_queue() {
         1,
         "one constrained claim statement per limit"
     );
+    // Eight claims of 5 on one connection: PostgreSQL plans the first five, then keeps
+    // the generic plan (a claim of one cluster passes it as a scalar, not an array).
+    assert!(
+        prepared[0].generic_plans >= 3,
+        "the constrained claim was planned anew on every call: {} generic, {} custom plans",
+        prepared[0].generic_plans,
+        prepared[0].custom_plans
+    );
     diesel::sql_query("SET plan_cache_mode = force_generic_plan")
         .execute(c)
         .await
         .unwrap();
-    // ($1 owner, $2 lease until, $3 now, $4 clusters, $5 now for the rate-limit
-    // buckets, $6 clusters, $7 now, and again for the tasks without a key: $8 clusters,
-    // $9 now; then $10 to $12 now, for spending the tokens).
+    // ($1 owner, $2 lease until, $3 now, $4 the cluster, $5 now for the rate-limit
+    // buckets, $6 the cluster, $7 now, and again for the tasks without a key: $8 the
+    // cluster, $9 now; then $10 to $12 now, for spending the tokens).
     let now = 4_000_000_000_000_i64;
     let plan: Vec<PlanLine> = diesel::sql_query(format!(
-        "EXPLAIN EXECUTE {}('node-b', {}, {now}, ARRAY['default'], {now}, ARRAY['default'], {now}, ARRAY['default'], {now}, {now}, {now}, {now})",
+        "EXPLAIN EXECUTE {}('node-b', {}, {now}, 'default', {now}, 'default', {now}, 'default', {now}, {now}, {now}, {now})",
         prepared[0].name,
         i64::MAX,
     ))

@@ -202,7 +202,7 @@ pub(super) fn push_plain_candidates<'b>(
 /// `log_min_duration_statement`: the `bind` step of each claim). With one parameter the
 /// generic plan costs what a custom one does, and PostgreSQL keeps it after a few
 /// calls (bind then takes about 0.01 ms).
-fn push_cluster_names<'b>(
+pub(super) fn push_cluster_names<'b>(
     out: &mut AstPass<'_, 'b, Pg>,
     clusters: &'b [String],
 ) -> QueryResult<()> {

@@ -27,7 +27,9 @@
 //! no runner. The caps come from the registry in the same statement, so every node
 //! applies the rule in force.
 
-use super::claim::{push_plain_candidates, push_take, push_take_end, ClaimParams, PAUSED_CTE};
+use super::claim::{
+    push_cluster_names, push_plain_candidates, push_take, push_take_end, ClaimParams, PAUSED_CTE,
+};
 use super::conn::on_conn;
 use super::model::TaskRow;
 use super::schema::warren_rate_buckets::dsl as b;
@@ -257,16 +259,18 @@ impl QueryFragment<Pg> for PgFlowClaim<'_> {
              FROM keys CROSS JOIN paused \
              JOIN warren_task_types tt ON tt.task_type = keys.task_type \
              AND {HAS_RULE_SQL} \
-             AND (NOT paused.any OR keys.task_type <> ALL(paused.types)) AND tt.cluster = ANY(",
+             AND (NOT paused.any OR keys.task_type <> ALL(paused.types)) AND tt.cluster IN (",
         ));
-        out.push_bind_param::<Array<Text>, _>(p.clusters)?;
+        // One cluster is a scalar, as in the plain claim: a generic plan cannot see an
+        // array's length, and planned each claim anew for it.
+        push_cluster_names(&mut out, p.clusters)?;
         // Free slots: the fewer of the concurrency rule's and the rate limit's, each
         // `limit` when the type has no such rule. The concurrency rule's are none (not
         // fewer) when more run than it allows, as after a lower limit was registered;
         // the rate limit's are the tokens in the key's bucket (`rate_limit.rs`: a
         // bucket with no row, or whose TAT has passed, is full).
         out.push_sql(&format!(
-            "::text[]) \
+            ") \
              CROSS JOIN LATERAL (SELECT least(\
              CASE WHEN tt.concurrency IS NULL THEN {limit} \
              ELSE greatest(tt.concurrency - count(*), 0) END, \
@@ -283,13 +287,13 @@ impl QueryFragment<Pg> for PgFlowClaim<'_> {
              FROM warren_tasks w \
              WHERE tt.concurrency IS NOT NULL AND w.state = '{running}' AND w.flow_key IS NOT NULL \
              AND w.task_type = keys.task_type AND w.flow_key = keys.k) AS f \
-             CROSS JOIN (SELECT DISTINCT unnest("
+             CROSS JOIN ("
         ));
-        out.push_bind_param::<Array<Text>, _>(p.clusters)?;
+        push_cluster_names(&mut out, p.clusters)?;
         // Each cluster's share of a key is read on its own, in the index's order, so
         // the scan stops after the rows it takes.
         out.push_sql(&format!(
-            "::text[])) AS cl(name) \
+            ") AS cl(name) \
              CROSS JOIN LATERAL (SELECT id, priority, next_attempt FROM warren_tasks w \
              WHERE w.state = '{pending}' AND w.flow_key IS NOT NULL \
              AND w.task_type = keys.task_type AND w.flow_key = keys.k AND w.cluster = cl.name \
