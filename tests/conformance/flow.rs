@@ -17,6 +17,7 @@ crate::conformance!(
     keyed_and_plain_tasks_are_taken_in_queue_order,
     a_finished_task_put_back_is_keyed_by_the_rule_in_force,
     data_a_key_cannot_be_read_from_still_schedules,
+    a_claim_over_several_clusters_holds_each_type_s_limit_per_key,
 );
 
 /// Registers `demo:ping` in `default` with `limit` running per value of `key`.
@@ -439,4 +440,52 @@ async fn a_lowered_limit_takes_nothing_until_the_running_tasks_are_under_it(b: B
     assert!(claim_data(s, 10).await.is_empty(), "one of a still runs");
     finish(s, running[2].0, running[2].1).await;
     assert_eq!(claim_data(s, 10).await.len(), 1);
+}
+
+async fn a_claim_over_several_clusters_holds_each_type_s_limit_per_key(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let one_per_tenant = || {
+        Some(ConcurrencyLimit {
+            limit: 1,
+            key: Some("tenant".into()),
+        })
+    };
+    s.register_task_types(&[
+        TypeRegistration {
+            concurrency: one_per_tenant(),
+            ..TypeRegistration::new("demo:ping", "default")
+        },
+        TypeRegistration {
+            concurrency: one_per_tenant(),
+            ..TypeRegistration::new("demo:mail", "mail")
+        },
+    ])
+    .await
+    .unwrap();
+    for tenant in ["a", "a", "b", "b"] {
+        s.schedule(task(json!({ "tenant": tenant }))).await.unwrap();
+    }
+    for _ in 0..3 {
+        let mail = NewTask::new("demo:mail".parse().unwrap(), json!({ "tenant": "a" }));
+        s.schedule(mail).await.unwrap();
+    }
+    // Several clusters (a name given twice too) are the array form of the claim.
+    let clusters = ["default", "mail", "default"].map(String::from);
+    let first = s.claim("node-x", &clusters, 10, LEASE).await.unwrap();
+    let mut taken: Vec<(String, String)> = first
+        .iter()
+        .map(|c| {
+            let tenant = c.task.data["tenant"].as_str().unwrap().to_string();
+            (c.task.task_type.to_string(), tenant)
+        })
+        .collect();
+    taken.sort();
+    let expected = [("demo:mail", "a"), ("demo:ping", "a"), ("demo:ping", "b")]
+        .map(|(t, k)| (t.to_string(), k.to_string()));
+    assert_eq!(taken, expected, "one running task per type and tenant");
+    let second = s.claim("node-x", &clusters, 10, LEASE).await.unwrap();
+    assert!(second.is_empty(), "every key is full: {second:?}");
 }
