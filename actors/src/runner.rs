@@ -21,7 +21,7 @@ use warren::clock::SharedClock;
 use warren::executor::RunFailure;
 use warren::store::{
     ClaimedTask, ResolveOutcome, RunLogLine, RunOutcome, RunRecord, ScheduledEnd, ScheduledOutcome,
-    Store, StoreError, Transaction,
+    Store, StoreError, TaskRun, Transaction,
 };
 use warren::task::{LeaseToken, Resolution, TaskId};
 use warren::trace::{TraceParent, TRACEPARENT};
@@ -136,7 +136,9 @@ impl TaskRunner {
         let name = kind.name().to_string();
         let vms = self.begin(kind.task(), &name, &kill);
         let env = self.env.clone();
-        guarded(self, name, run(env, kind, vms, kill))
+        // On the heap at once: the pipeline's future is several KiB, and each wrapper
+        // around it (panic guard, actor future, response) would otherwise copy it.
+        guarded(self, name, Box::pin(run(env, kind, vms, kill)))
     }
 }
 
@@ -228,7 +230,8 @@ async fn run<K: RunKind>(
     let span = kind.span();
     // The task's trace context is read only when a tracing layer records the span.
     if run_span::is_traced(&span) {
-        if let Some(parent) = kind.trace_parent(&env).await {
+        // Boxed: a database read's future, which the untraced run should not carry.
+        if let Some(parent) = Box::pin(kind.trace_parent(&env)).await {
             run_span::link_to(&span, parent);
         }
     }
@@ -249,14 +252,14 @@ async fn run_in_span<K: RunKind>(
         Ok(plan) => plan,
         Err(why) => {
             kind.span_not_started(span, &why);
-            return (vms, kind.not_started(&env, why).await);
+            return (vms, Box::pin(kind.not_started(&env, why)).await);
         }
     };
     let mut vm = match vm_for(&env, plan.code, &mut vms).await {
         Ok(vm) => vm,
         Err(why) => {
             kind.span_not_started(span, &why);
-            return (vms, kind.not_started(&env, why).await);
+            return (vms, Box::pin(kind.not_started(&env, why)).await);
         }
     };
     let db = match kind.database(&env).await {
@@ -496,6 +499,27 @@ impl RunManaged {
         }))
     }
 
+    /// Resolves the run in its transaction and waits for the commit, then records it.
+    async fn resolve(
+        self,
+        env: &RunnerEnv,
+        run: TaskRun,
+        resolution: Resolution,
+        times: (warren::task::Millis, warren::task::Millis),
+        log: Vec<RunLogLine>,
+    ) -> ManagedOutcome {
+        let policy = env.catalog.retry_policy(&self.0.task.task_type);
+        // What was stored, which may differ from what task code sent (an oversized
+        // result becomes a temporary failure, and so on).
+        let (stored, applied) = run.resolve_applied(resolution, policy).await;
+        let outcome = ManagedOutcome::of(stored);
+        let run_outcome = outcome.run_outcome(applied.requeued);
+        env.metrics.run_finished(self.name(), run_outcome.as_str());
+        self.record(env, times, (&outcome, run_outcome), applied.error, log)
+            .await;
+        outcome
+    }
+
     /// Settles a quiet completion whose commit is under way (`committed`): the runner
     /// answers at once, and a task of its own waits for the commit, counts the run's
     /// outcome, logs a lost lease, and queues the run's record. That task is the
@@ -639,7 +663,6 @@ impl RunKind for RunManaged {
         let started_at = run.started_at();
         // The run's end, before its resolution waits for a commit.
         let finished_at = env.store.now();
-        let policy = env.catalog.retry_policy(&self.0.task.task_type);
         let resolution = report.end.into_resolution();
         let times = (started_at, finished_at);
         // A quiet completion is not waited for, unless the task has a concurrency key:
@@ -653,15 +676,9 @@ impl RunKind for RunManaged {
         } else {
             (run, resolution)
         };
-        // What was stored, which may differ from what task code sent (an oversized
-        // result becomes a temporary failure, and so on).
-        let (stored, applied) = run.resolve_applied(resolution, policy).await;
-        let outcome = ManagedOutcome::of(stored);
-        let run_outcome = outcome.run_outcome(applied.requeued);
-        env.metrics.run_finished(self.name(), run_outcome.as_str());
-        self.record(env, times, (&outcome, run_outcome), applied.error, log)
-            .await;
-        outcome
+        // On the heap: its database futures are large, and the quiet path above,
+        // the common one, should not carry (and copy) them.
+        Box::pin(self.resolve(env, run, resolution, times, log)).await
     }
 }
 

@@ -145,14 +145,19 @@ impl<I: Clone + Send + Sync + 'static, R: Send + 'static> Grouping<I, R> {
         async move {
             match written.await {
                 Ok(Written::Done(reply)) => Ok(reply),
-                // The writer failed or was torn down: write this one alone.
-                Ok(Written::WriteAlone) | Err(_) => {
-                    let mut pooled = store.conn().await?;
-                    let mut replies = self.write_counted(&store, &mut pooled, &[item]).await?;
-                    Ok(replies.remove(0))
-                }
+                // The writer failed or was torn down: write this one alone. On the
+                // heap: the common path above should not carry (and copy) its
+                // database futures.
+                Ok(Written::WriteAlone) | Err(_) => Box::pin(self.write_alone(&store, item)).await,
             }
         }
+    }
+
+    /// Writes `item` in a group of its own, on a connection of its own.
+    async fn write_alone(&self, store: &Store, item: I) -> StoreResult<R> {
+        let mut pooled = store.conn().await?;
+        let mut replies = self.write_counted(store, &mut pooled, &[item]).await?;
+        Ok(replies.remove(0))
     }
 
     /// Calls the writer and counts what it wrote; a writer that answers for the wrong
