@@ -76,7 +76,19 @@ impl ClaimAhead {
 
     /// How many tasks to claim now (0: no claim): one per idle runner plus
     /// [`ClaimAhead::ahead`], when the cluster may have work.
+    ///
+    /// While runs are short, one claim is out at a time: runners that go idle while
+    /// it is out wait for it (it claims ahead, and what it brings beyond its own
+    /// runners is handed to them when it is back). Otherwise runners that finish
+    /// faster than a claim returns would each send a claim of one or two tasks, and
+    /// a claim out holds back the next claim ahead: the queue would then run on many
+    /// small claims, each a commit, which cost the database several times the work
+    /// of a few large ones. Long runs claim for each idle runner at once, as they
+    /// end seldom and a runner should not wait for another's claim.
     pub(crate) fn claim_count(&self, view: &ClusterView) -> usize {
+        if view.claims_out > 0 && self.runs_are_short() {
+            return 0;
+        }
         let want = view.idle + self.ahead(view);
         if want == 0 || !view.maybe_work {
             0
@@ -156,14 +168,20 @@ mod tests {
     }
 
     #[test]
-    fn no_claim_ahead_while_a_claim_is_out() {
-        let pace = short();
+    fn while_runs_are_short_idle_runners_wait_for_the_claim_out() {
         let out = ClusterView {
             claims_out: 1,
             ..view(1)
         };
-        assert_eq!(pace.claim_count(&out), 1);
-        assert_eq!(pace.claim_count(&ClusterView { idle: 0, ..out }), 0);
+        assert_eq!(short().claim_count(&out), 0);
+        assert_eq!(short().claim_count(&ClusterView { idle: 2, ..out }), 0);
+        // Long runs: each idle runner claims at once, without claiming ahead.
+        let mut long = ClaimAhead::new();
+        long.ran(Duration::from_secs(1));
+        assert_eq!(long.claim_count(&out), 1);
+        assert_eq!(long.claim_count(&ClusterView { idle: 0, ..out }), 0);
+        // No run seen yet counts as long.
+        assert_eq!(ClaimAhead::new().claim_count(&out), 1);
     }
 
     #[test]

@@ -1,14 +1,24 @@
 //! What a runner's last runs still have under way while the runner goes on with its
-//! next task: a quiet completion's shared commit (a run without database work, see
-//! `TaskRun::complete_queued`) and a run's history record. Each is collected, that is
-//! waited for, before the runner queues the next of its kind, so a runner has at most
-//! one of each in flight; a node that drains for a shutdown collects both.
+//! next tasks: quiet completions' shared commits (runs without database work, see
+//! `TaskRun::complete_queued`) and a run's history record. A runner keeps at most
+//! [`COMPLETIONS_IN_FLIGHT`] completions and one record in flight: it collects (waits
+//! for) the oldest completion before it queues one past the bound, and the record in
+//! flight before it queues the next; a node that drains for a shutdown collects all.
+//!
+//! Why more than one completion: a shared commit takes longer than a short run, so a
+//! runner that waited for its previous completion before it queued the next would
+//! run at the pace of commits, not of its tasks, and its thread would sleep on
+//! every task.
 //!
 //! Both writes are queued when they are handed over, not when they are collected: a
 //! runner that is never asked again still has them written.
 
 use futures_util::future::BoxFuture;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+
+/// Quiet completions a runner may have committing at once.
+pub(crate) const COMPLETIONS_IN_FLIGHT: usize = 4;
 
 /// A history record being written: resolves once it is (it logs why when it was not).
 pub(crate) type RecordWrite = BoxFuture<'static, ()>;
@@ -24,7 +34,8 @@ pub(crate) struct InFlight(Arc<Mutex<Slots>>);
 
 #[derive(Default)]
 struct Slots {
-    completion: Option<CompletionWrite>,
+    /// Oldest first.
+    completions: VecDeque<CompletionWrite>,
     record: Option<RecordWrite>,
 }
 
@@ -33,21 +44,39 @@ impl InFlight {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for the last quiet completion to commit; its record becomes the record
-    /// in flight.
-    pub(crate) async fn collect_completion(&self) {
-        let completion = self.slots().completion.take();
-        if let Some(completion) = completion {
-            if let Some(record) = completion.await {
+    /// Collects completions, oldest first, until at most `keep` are in flight; the
+    /// record of each becomes the record in flight.
+    async fn collect_completions_down_to(&self, keep: usize) {
+        loop {
+            let oldest = {
+                let mut slots = self.slots();
+                if slots.completions.len() <= keep {
+                    return;
+                }
+                slots.completions.pop_front()
+            };
+            if let Some(record) = oldest.expect("more completions than kept").await {
                 self.keep_record(record).await;
             }
         }
     }
 
-    /// Keeps `completion` in flight; the previous one must have been collected.
+    /// Makes room for one more completion: collects the oldest while
+    /// [`COMPLETIONS_IN_FLIGHT`] are in flight.
+    pub(crate) async fn make_room_for_completion(&self) {
+        self.collect_completions_down_to(COMPLETIONS_IN_FLIGHT - 1)
+            .await;
+    }
+
+    /// Keeps `completion` in flight; there must be room for it (see
+    /// [`InFlight::make_room_for_completion`]).
     pub(crate) fn keep_completion(&self, completion: CompletionWrite) {
-        let previous = self.slots().completion.replace(completion);
-        debug_assert!(previous.is_none(), "a completion was not collected");
+        let mut slots = self.slots();
+        debug_assert!(
+            slots.completions.len() < COMPLETIONS_IN_FLIGHT,
+            "no room was made for a completion"
+        );
+        slots.completions.push_back(completion);
     }
 
     /// Waits for the record in flight, then keeps `record` in flight instead.
@@ -61,7 +90,7 @@ impl InFlight {
 
     /// Waits until nothing is in flight.
     pub(crate) async fn collect_all(&self) {
-        self.collect_completion().await;
+        self.collect_completions_down_to(0).await;
         let record = self.slots().record.take();
         if let Some(record) = record {
             record.await;
@@ -99,10 +128,38 @@ mod tests {
         // The commit landed and the completion is collected; its record is not written
         // yet, and the drain waits for it.
         assert!(futures_util::poll!(&mut drained).is_pending());
-        assert!(in_flight.slots().completion.is_none());
+        assert!(in_flight.slots().completions.is_empty());
         record_written.send(()).unwrap();
         drained.await;
         assert!(in_flight.slots().record.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_runner_waits_for_its_oldest_completion_only_when_the_bound_is_reached() {
+        let in_flight = InFlight::default();
+        let mut commits = Vec::new();
+        for _ in 0..COMPLETIONS_IN_FLIGHT {
+            // Room without waiting: none of these has committed.
+            assert!(in_flight
+                .make_room_for_completion()
+                .now_or_never()
+                .is_some());
+            let (commit, committed) = oneshot::channel();
+            in_flight.keep_completion(write(committed, None));
+            commits.push(commit);
+        }
+        // Full: room is made once the oldest commits, and not before (a later one
+        // committing does not make room: they are collected oldest first).
+        let mut room = Box::pin(in_flight.make_room_for_completion());
+        assert!(futures_util::poll!(&mut room).is_pending());
+        commits.pop().unwrap().send(()).unwrap();
+        assert!(futures_util::poll!(&mut room).is_pending());
+        commits.remove(0).send(()).unwrap();
+        assert!(room.now_or_never().is_some());
+        assert_eq!(
+            in_flight.slots().completions.len(),
+            COMPLETIONS_IN_FLIGHT - 1
+        );
     }
 
     #[tokio::test]

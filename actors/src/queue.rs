@@ -166,9 +166,10 @@ impl QueueActor {
     }
 
     /// Claims `want` tasks of cluster `c` for the runners `idle` (reserved meanwhile);
-    /// the rest wait as claimed ahead. Several claims may be out at once, each for
-    /// the runners it reserved: a runner that finishes claims its next task without
-    /// waiting for the others' claims.
+    /// the rest wait as claimed ahead. While runs are long, several claims may be out
+    /// at once, each for the runners it reserved: a runner that finishes claims its
+    /// next task without waiting for the others' claims. While they are short, one
+    /// is out at a time (see [`crate::claim_ahead::ClaimAhead::claim_count`]).
     fn claim(&mut self, c: ClusterIndex, idle: Vec<usize>, want: usize, ctx: &mut Context<Self>) {
         let cluster = &mut self.clusters[c];
         cluster.claim_sent(&idle);
@@ -205,7 +206,7 @@ impl QueueActor {
                         act.clusters[c].drained();
                         act.arm_timer(ctx);
                     }
-                    if !drained || woken {
+                    if !drained || woken || !act.clusters[c].ready.is_empty() {
                         // Runners that went idle, or work that arrived, while this
                         // claim was out are served now, not at the next wake-up.
                         act.dispatch(ctx);

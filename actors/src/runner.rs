@@ -522,8 +522,8 @@ impl RunManaged {
 
     /// Settles a quiet completion whose commit is under way (`committed`): the runner
     /// answers at once, and a task of its own waits for the commit, counts the run's
-    /// outcome, logs a lost lease, and queues the run's record. That task is the
-    /// runner's completion in flight (see `in_flight.rs`).
+    /// outcome, logs a lost lease, and queues the run's record. That task is one of the
+    /// runner's completions in flight (see `in_flight.rs`).
     fn settle_committing(
         self,
         env: &RunnerEnv,
@@ -668,7 +668,7 @@ impl RunKind for RunManaged {
         // A quiet completion is not waited for, unless the task has a concurrency key:
         // the queue claims more of a key when one ends, which must see it ended.
         let (run, resolution) = if self.0.task.flow_key.is_none() {
-            env.in_flight.collect_completion().await;
+            env.in_flight.make_room_for_completion().await;
             match run.complete_queued(resolution) {
                 Ok(committed) => return self.settle_committing(env, committed, times, log),
                 Err(back) => back,
