@@ -8,8 +8,10 @@ use crate::metrics::Metrics;
 use crate::pool::{Group, RunnerPool};
 use crate::restart::RestartPolicy;
 use crate::runner::RunnerEnv;
+use crate::runner_threads::RunnerThreads;
 use crate::supervisor::{Children, GiveUp, Supervisor};
 use actix::System;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +41,7 @@ pub struct WarrenBuilder {
     scheduler_poll: Option<Duration>,
     queue_poll: Duration,
     maintenance_offset: Option<u32>,
+    runner_threads: Option<NonZeroUsize>,
     on_give_up: GiveUp,
     metrics: Arc<Metrics>,
     #[cfg(feature = "test-hooks")]
@@ -55,6 +58,7 @@ impl std::fmt::Debug for WarrenBuilder {
             .field("retention_ms", &self.retention_ms)
             .field("restart", &self.restart)
             .field("maintenance_offset", &self.maintenance_offset)
+            .field("runner_threads", &self.runner_threads)
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +83,7 @@ impl Warren {
             scheduler_poll: Some(Duration::from_secs(1)),
             queue_poll: crate::queue::SAFETY_POLL,
             maintenance_offset: None,
+            runner_threads: None,
             on_give_up: Arc::new(|_| System::current().stop_with_code(1)),
             metrics: Arc::new(Metrics::new()),
             #[cfg(feature = "test-hooks")]
@@ -187,6 +192,15 @@ impl WarrenBuilder {
         self
     }
 
+    /// How many threads the node's runners share (default: one per core, and never
+    /// more than there are runners). Guests yield to their thread at every epoch tick
+    /// and while they wait for the database, so a few threads serve many runners; more
+    /// threads than cores only add the kernel's work of switching between them.
+    pub fn runner_threads(mut self, threads: NonZeroUsize) -> Self {
+        self.runner_threads = Some(threads);
+        self
+    }
+
     /// The metrics registry the node counts into (a fresh one by default); the
     /// dashboard gets it through [`crate::GetNodeContext`].
     pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
@@ -236,11 +250,16 @@ impl WarrenBuilder {
             self.engine.clone().sized_for_runners(runners),
         )?);
         let idle_vms = idle_vms_per_runner(engine.vm_slots(), runners);
+        let threads = RunnerThreads::new(match self.runner_threads {
+            Some(threads) => threads.get().min(runners.max(1)),
+            None => crate::runner_threads::default_count(runners),
+        });
         tracing::debug!(
             runners,
+            runner_threads = threads.count(),
             vm_slots = engine.vm_slots(),
             idle_vms,
-            "VM pool sized"
+            "VM pool and runner threads sized"
         );
         let code = CodeCache::new(engine);
         code.warm_up(&catalog);
@@ -269,7 +288,8 @@ impl WarrenBuilder {
             })
             .collect();
         store.register_task_types(&clusters_of_types).await?;
-        let pool = RunnerPool::new(env);
+        let runner_threads = threads.count();
+        let pool = RunnerPool::new(env, threads);
         for (cluster, workers) in catalog.clusters() {
             pool.add(Group::Cluster(cluster.clone()), *workers as usize);
         }
@@ -280,6 +300,7 @@ impl WarrenBuilder {
             "pid": std::process::id(),
             "version": env!("CARGO_PKG_VERSION"),
             "clusters": catalog.clusters(),
+            "runner_threads": runner_threads,
             "modules": modules.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
         });
         store.register_node(&self.node, &info).await?;

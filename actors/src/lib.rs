@@ -4,7 +4,7 @@
 //! ```text
 //! Supervisor ──starts──> QueueActor      claims due managed tasks, hands them to runners
 //!                  ├──> SchedulerActor  cron timers for <task>s, each tick once cluster-wide
-//!                  └──> TaskRunner × N  per cluster, each on a thread of its own
+//!                  └──> TaskRunner × N  per cluster, on threads the runners share
 //! ```
 //!
 //! `warren serve` also serves a dashboard, a JSON API and Prometheus metrics over HTTP
@@ -57,6 +57,7 @@ mod queue;
 mod restart;
 mod run_span;
 mod runner;
+mod runner_threads;
 mod scheduler;
 mod supervisor;
 pub mod task_filter;

@@ -3,6 +3,7 @@
 //! they are running), and a crashed runner is replaced in place.
 
 use crate::runner::{CurrentRun, RunnerEnv, TaskRunner};
+use crate::runner_threads::RunnerThreads;
 use actix::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,29 +26,24 @@ impl std::fmt::Display for Group {
     }
 }
 
-/// One runner: its address, its current run, and the thread it lives on.
+/// One runner: its address and its current run.
 #[derive(Clone)]
 pub(crate) struct RunnerHandle {
     /// The runner.
     pub addr: Addr<TaskRunner>,
     /// Its current run, shared with the runner.
     pub current: CurrentRun,
-    arbiter: ArbiterHandle,
 }
 
 impl RunnerHandle {
-    /// Starts a runner on an arbiter (a thread) of its own, so guest code never stalls
-    /// the other actors.
-    fn start(env: &RunnerEnv) -> RunnerHandle {
+    /// Starts a runner on one of the runners' threads (never the thread of the other
+    /// actors, so guest code never stalls them).
+    fn start(env: &RunnerEnv, threads: &RunnerThreads) -> RunnerHandle {
         let current = CurrentRun::default();
-        let arbiter = Arbiter::new().handle();
         let (env, shared) = (env.clone(), current.clone());
-        let addr = TaskRunner::start_in_arbiter(&arbiter, move |_| TaskRunner::new(env, shared));
-        RunnerHandle {
-            addr,
-            current,
-            arbiter,
-        }
+        let addr =
+            TaskRunner::start_in_arbiter(&threads.next(), move |_| TaskRunner::new(env, shared));
+        RunnerHandle { addr, current }
     }
 
     /// What the runner is running now, if anything.
@@ -63,14 +59,16 @@ impl RunnerHandle {
 #[derive(Clone)]
 pub(crate) struct RunnerPool {
     env: RunnerEnv,
+    threads: RunnerThreads,
     groups: Arc<Mutex<BTreeMap<Group, Vec<RunnerHandle>>>>,
 }
 
 impl RunnerPool {
-    /// An empty pool whose runners get `env`.
-    pub(crate) fn new(env: RunnerEnv) -> RunnerPool {
+    /// An empty pool whose runners get `env` and live on `threads`.
+    pub(crate) fn new(env: RunnerEnv, threads: RunnerThreads) -> RunnerPool {
         RunnerPool {
             env,
+            threads,
             groups: Arc::default(),
         }
     }
@@ -81,7 +79,9 @@ impl RunnerPool {
 
     /// Starts `count` runners for `group`.
     pub(crate) fn add(&self, group: Group, count: usize) {
-        let runners = (0..count).map(|_| RunnerHandle::start(&self.env)).collect();
+        let runners = (0..count)
+            .map(|_| RunnerHandle::start(&self.env, &self.threads))
+            .collect();
         self.groups().insert(group, runners);
     }
 
@@ -90,22 +90,17 @@ impl RunnerPool {
         self.groups().get(group).cloned().unwrap_or_default()
     }
 
-    /// Replaces runner `index` of `group` (after it crashed) with a fresh one on a
-    /// fresh thread, stopping the old thread; returns the new runner.
+    /// Replaces runner `index` of `group` (after it crashed: a crashed runner stops
+    /// itself, and its thread goes on serving the others) with a fresh one; returns
+    /// the new runner.
     pub(crate) fn replace(&self, group: &Group, index: usize) -> RunnerHandle {
-        let fresh = RunnerHandle::start(&self.env);
-        let old = {
-            let mut groups = self.groups();
-            let runners = groups.entry(group.clone()).or_default();
-            if index < runners.len() {
-                Some(std::mem::replace(&mut runners[index], fresh.clone()))
-            } else {
-                runners.push(fresh.clone());
-                None
-            }
-        };
-        if let Some(old) = old {
-            old.arbiter.stop();
+        let fresh = RunnerHandle::start(&self.env, &self.threads);
+        let mut groups = self.groups();
+        let runners = groups.entry(group.clone()).or_default();
+        if index < runners.len() {
+            runners[index] = fresh.clone();
+        } else {
+            runners.push(fresh.clone());
         }
         fresh
     }

@@ -1,6 +1,7 @@
-//! TaskRunner: runs one task at a time on a thread of its own, keeping idle VMs (at most
-//! one per task type, at most [`RunnerEnv::idle_vms`] in all, least recently used
-//! dropped first) and reusing them for the next task of their type.
+//! TaskRunner: runs one task at a time on a thread it shares with other runners (see
+//! `runner_threads.rs`), keeping idle VMs (at most one per task type, at most
+//! [`RunnerEnv::idle_vms`] in all, least recently used dropped first) and reusing them
+//! for the next task of their type.
 //!
 //! Every run goes through one pipeline, [`run`]: plan (code, input, timeout) → a VM →
 //! the task's database → the guest runs → the VM goes back → settle. The three kinds of

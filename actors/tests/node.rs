@@ -519,3 +519,78 @@ async fn a_pause_gives_back_the_tasks_a_node_claimed_ahead() {
     .unwrap();
     support::remove_sqlite(&db);
 }
+
+/// Runners share threads (`runner_threads`): with one thread for three runners, two
+/// guests that compute forever (no host call, so they give the thread back only at the
+/// engine's epoch ticks) still leave the third runner its turns. It would never run its
+/// task if a guest held its thread until it ended.
+#[actix_rt::test]
+async fn runners_sharing_one_thread_take_turns_with_endless_guests() {
+    let dir = std::env::temp_dir().join(format!("warren-node-threads-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let module = dir.join("spin");
+    std::fs::create_dir_all(module.join("tasks")).unwrap();
+    for (from, to) in [
+        ("infinite_loop.js", "loop.js"),
+        ("counter.js", "counter.js"),
+    ] {
+        std::fs::copy(
+            repo().join("tests/guests").join(from),
+            module.join("tasks").join(to),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        module.join("moduledefinition.xml"),
+        r#"<module name="spin"><servicemanager>
+             <taskcluster tag="shared" workers="3"/>
+             <managedtask type="loop" code="tasks/loop.js" cluster="shared"/>
+             <managedtask type="count" code="tasks/counter.js" cluster="shared"/>
+           </servicemanager></module>"#,
+    )
+    .unwrap();
+    let db = dir.join("node.db");
+    let url = format!("sqlite://{}", db.display());
+    let (node, broken) = Warren::builder()
+        .database(&url)
+        .modules_dir(&dir)
+        .node_name("threads-node")
+        .engine(support::engine_config())
+        .runner_threads(std::num::NonZeroUsize::MIN)
+        .start()
+        .await
+        .expect("node starts");
+    assert!(broken.is_empty(), "{broken:?}");
+    let store = Store::open(&url).await.unwrap();
+    let schedule = |task_type: &'static str| {
+        let node = node.clone();
+        async move {
+            node.send(ScheduleTask::managed(task_type.parse().unwrap(), json!({})))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+
+    let endless = [schedule("spin:loop").await, schedule("spin:loop").await];
+    for id in endless {
+        running_on_a_runner(&node, id).await;
+    }
+    let count = schedule("spin:count").await;
+    let outcome = store
+        .wait(count, Duration::from_secs(60), WaitFor::Finished)
+        .await
+        .unwrap();
+    assert_eq!(outcome.state, TaskState::Completed, "{outcome:?}");
+    for id in endless {
+        assert_eq!(store.describe(id).await.unwrap().state, TaskState::Running);
+        node.send(CancelTask(id)).await.unwrap().unwrap();
+    }
+
+    node.send(Shutdown {
+        grace: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Run without the dashboard, its API and /metrics.
     #[arg(long)]
     pub no_dashboard: bool,
+    /// Threads the node's runners share (default: one per core, never more than
+    /// there are runners).
+    #[arg(long, value_name = "N", env = "WARREN_RUNNER_THREADS")]
+    pub runner_threads: Option<std::num::NonZeroUsize>,
 }
 
 /// The address to listen on, checked: `ADDR:PORT` (or `localhost:PORT`), loopback
@@ -188,6 +192,9 @@ pub fn run(
             .maintenance_offset(maintenance_offset);
         if let Some(node) = args.node {
             builder = builder.node_name(node);
+        }
+        if let Some(threads) = args.runner_threads {
+            builder = builder.runner_threads(threads);
         }
         let (supervisor, broken) = builder
             .start()
