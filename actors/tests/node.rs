@@ -40,18 +40,45 @@ fn modules() -> PathBuf {
     dir
 }
 
+/// Starts the node "test-node" on [`modules`], with its SQLite database at `db`.
 async fn start(db: &std::path::Path) -> (actix::Addr<Supervisor>, Store) {
+    start_on(db, &modules(), Warren::builder().node_name("test-node")).await
+}
+
+/// Starts `builder`'s node on the module folders in `dir`, with its SQLite database in
+/// `dir` too; returns the node and a store on the same file.
+async fn start_in(
+    dir: &std::path::Path,
+    builder: WarrenBuilder,
+) -> (actix::Addr<Supervisor>, Store) {
+    start_on(&dir.join("node.db"), dir, builder).await
+}
+
+/// Starts `builder`'s node on the module folders in `modules`, with its SQLite database
+/// at `db`; returns the node and a store on the same file.
+async fn start_on(
+    db: &std::path::Path,
+    modules: &std::path::Path,
+    builder: WarrenBuilder,
+) -> (actix::Addr<Supervisor>, Store) {
     let url = format!("sqlite://{}", db.display());
-    let (node, broken) = Warren::builder()
+    let (node, broken) = builder
         .database(&url)
-        .modules_dir(modules())
-        .node_name("test-node")
+        .modules_dir(modules)
         .engine(support::engine_config())
         .start()
         .await
         .expect("node starts");
     assert!(broken.is_empty(), "{broken:?}");
     (node, Store::open(&url).await.unwrap())
+}
+
+/// Schedules a managed task of `task_type` with `{}` on `node`.
+async fn schedule(node: &actix::Addr<Supervisor>, task_type: &str) -> warren::task::TaskId {
+    node.send(ScheduleTask::managed(task_type.parse().unwrap(), json!({})))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// Waits (bounded) until `check` holds.
@@ -296,17 +323,7 @@ async fn one_runner_serves_150_task_types() {
         format!(r#"<module name="many"><servicemanager>{types}</servicemanager></module>"#),
     )
     .unwrap();
-    let db = dir.join("node.db");
-    let url = format!("sqlite://{}", db.display());
-    let (node, broken) = Warren::builder()
-        .database(&url)
-        .modules_dir(&dir)
-        .node_name("many-types")
-        .engine(support::engine_config())
-        .start()
-        .await
-        .expect("node starts");
-    assert!(broken.is_empty(), "{broken:?}");
+    let (node, _) = start_in(&dir, Warren::builder().node_name("many-types")).await;
     let run = |task_type: String| {
         let node = node.clone();
         async move {
@@ -447,15 +464,6 @@ async fn paused_types_and_clusters_hold_their_work_until_resumed() {
 async fn a_pause_gives_back_the_tasks_a_node_claimed_ahead() {
     let db = std::env::temp_dir().join(format!("warren-node-ahead-{}.db", std::process::id()));
     let (node, store) = start(&db).await;
-    let schedule = |task_type: &'static str| {
-        let node = node.clone();
-        async move {
-            node.send(ScheduleTask::managed(task_type.parse().unwrap(), json!({})))
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
     let finished = |id| {
         let store = store.clone();
         async move {
@@ -469,15 +477,15 @@ async fn a_pause_gives_back_the_tasks_a_node_claimed_ahead() {
     // Short runs first (enough to outweigh the first one's instantiation in the moving
     // average), so the cluster claims ahead of its (one) runner.
     for _ in 0..40 {
-        let id = schedule("slow:count").await;
+        let id = schedule(&node, "slow:count").await;
         assert_eq!(finished(id).await, TaskState::Completed);
     }
     // The runner is busy with an endless task; three more tasks are claimed ahead.
-    let looping = schedule("slow:loop").await;
+    let looping = schedule(&node, "slow:loop").await;
     running_on_a_runner(&node, looping).await;
     let mut ahead = Vec::new();
     for _ in 0..3 {
-        ahead.push(schedule("slow:count").await);
+        ahead.push(schedule(&node, "slow:count").await);
     }
     eventually("the node to claim them ahead", || async {
         let mut all = true;
@@ -549,34 +557,19 @@ async fn runners_sharing_one_thread_take_turns_with_endless_guests() {
            </servicemanager></module>"#,
     )
     .unwrap();
-    let db = dir.join("node.db");
-    let url = format!("sqlite://{}", db.display());
-    let (node, broken) = Warren::builder()
-        .database(&url)
-        .modules_dir(&dir)
+    let builder = Warren::builder()
         .node_name("threads-node")
-        .engine(support::engine_config())
-        .runner_threads(std::num::NonZeroUsize::MIN)
-        .start()
-        .await
-        .expect("node starts");
-    assert!(broken.is_empty(), "{broken:?}");
-    let store = Store::open(&url).await.unwrap();
-    let schedule = |task_type: &'static str| {
-        let node = node.clone();
-        async move {
-            node.send(ScheduleTask::managed(task_type.parse().unwrap(), json!({})))
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
+        .runner_threads(std::num::NonZeroUsize::MIN);
+    let (node, store) = start_in(&dir, builder).await;
 
-    let endless = [schedule("spin:loop").await, schedule("spin:loop").await];
+    let endless = [
+        schedule(&node, "spin:loop").await,
+        schedule(&node, "spin:loop").await,
+    ];
     for id in endless {
         running_on_a_runner(&node, id).await;
     }
-    let count = schedule("spin:count").await;
+    let count = schedule(&node, "spin:count").await;
     let outcome = store
         .wait(count, Duration::from_secs(60), WaitFor::Finished)
         .await
