@@ -1137,7 +1137,7 @@ fn task_text_with_escape_sequences_is_shown_escaped() {
 }
 
 #[test]
-fn huge_durations_are_refused_naming_the_flag_before_anything_is_done() {
+fn huge_durations_and_bad_counts_are_refused_naming_the_flag_before_anything_is_done() {
     let (path, url) = temp_db("durations");
     register_types(&url, &["demo:ping"]);
     let huge = "18446744073709551615";
@@ -1152,6 +1152,10 @@ fn huge_durations_are_refused_naming_the_flag_before_anything_is_done() {
         (vec!["serve", "--modules", "x", "--lease", huge], "--lease"),
         (vec!["serve", "--modules", "x", "--lease", "0"], "--lease"),
         (vec!["serve", "--modules", "x", "--grace", huge], "--grace"),
+        (
+            vec!["serve", "--modules", "x", "--runner-threads", "0"],
+            "--runner-threads",
+        ),
     ] {
         let mut all = args.clone();
         all.extend(["--database", &url]);
