@@ -27,6 +27,7 @@ fn scratch(name: &str) -> PathBuf {
 
 /// A modules folder with the demo module and a `sup` module: `sup:say` logs its
 /// `say` field and completes; `sup:loop` never ends; `sup:spin` is an ephemeral loop.
+/// `sup:pairloop` and `sup:pairsay` are the same codes on a second one-runner cluster.
 fn modules(dir: &Path) -> PathBuf {
     let modules = dir.join("modules");
     copy_demo_module(&modules);
@@ -50,8 +51,11 @@ fn modules(dir: &Path) -> PathBuf {
         sup.join("moduledefinition.xml"),
         r#"<module name="sup"><servicemanager>
              <taskcluster tag="solo" workers="1"/>
+             <taskcluster tag="pair" workers="1"/>
              <managedtask type="say" code="say.js" cluster="solo"/>
              <managedtask type="loop" code="loop.js"/>
+             <managedtask type="pairloop" code="loop.js" cluster="pair"/>
+             <managedtask type="pairsay" code="say.js" cluster="pair"/>
              <ephemeraltask type="echo" code="say.js"/>
              <ephemeraltask type="spin" code="loop.js" cluster="solo"/>
              <ephemeraltask type="soloecho" code="say.js" cluster="solo"/>
@@ -210,6 +214,88 @@ async fn a_runner_whose_host_code_panics_is_replaced() {
         .await
         .unwrap();
     assert_eq!(ok, json!({"said": "again"}));
+    node.send(Shutdown {
+        grace: Duration::from_secs(10),
+    })
+    .await
+    .unwrap();
+}
+
+/// Runners share threads: a runner that crashes stops only itself, never the thread it
+/// shares. With one thread for every runner, a crash of the `solo` runner leaves the
+/// `pair` runner's run going: it is cancelled later without a crash on its record, and
+/// that runner then serves the next task of its cluster.
+#[actix_rt::test]
+async fn a_crashed_runner_leaves_the_runners_of_its_thread_running() {
+    let dir = scratch("shared-thread");
+    let limits = VmLimits {
+        panic_on_log: Some("panic the host"),
+        ..VmLimits::default()
+    };
+    let one_thread = builder(&dir, "n1")
+        .vm_limits(limits)
+        .runner_threads(std::num::NonZeroUsize::MIN);
+    let node = start(one_thread).await;
+    let store = store(&dir).await;
+    let managed = |task_type: &str, data| ScheduleTask::managed(task_type.parse().unwrap(), data);
+
+    let endless = node
+        .send(managed("sup:pairloop", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    running(&node, endless).await;
+    let crash = node
+        .send(managed("sup:say", json!({"say": "panic the host"})))
+        .await
+        .unwrap()
+        .unwrap();
+    let crashed = store
+        .wait(crash, Duration::from_secs(60), WaitFor::AnyOutcome)
+        .await
+        .unwrap();
+    assert!(
+        crashed
+            .error
+            .unwrap_or_default()
+            .contains("the runner crashed"),
+        "the solo runner did not crash"
+    );
+    // The replacement, on the same thread, serves the solo cluster.
+    let after = node
+        .send(managed("sup:say", json!({"say": "after"})))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        finished(&store, &[after]).await[0].state,
+        TaskState::Completed
+    );
+
+    // The pair runner's endless run went on through the crash beside it.
+    let next = node
+        .send(managed("sup:pairsay", json!({"say": "next"})))
+        .await
+        .unwrap()
+        .unwrap();
+    let described = store.describe(endless).await.unwrap();
+    assert_eq!(
+        (described.state, described.failures),
+        (TaskState::Running, 0),
+        "the endless run stopped with the crash beside it"
+    );
+    node.send(CancelTask(endless)).await.unwrap().unwrap();
+    let outcomes = finished(&store, &[endless, next]).await;
+    assert_eq!(
+        (outcomes[0].state, outcomes[0].failures),
+        (TaskState::Cancelled, 0),
+        "{:?}",
+        outcomes[0]
+    );
+    assert_eq!(
+        (outcomes[1].state, outcomes[1].result.clone()),
+        (TaskState::Completed, Some(json!({"said": "next"})))
+    );
     node.send(Shutdown {
         grace: Duration::from_secs(10),
     })
