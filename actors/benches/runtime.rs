@@ -29,7 +29,9 @@
 //! and drops it at the end. `WARREN_BENCH_BACKENDS=sqlite|postgres` runs one backend;
 //! `WARREN_BENCH_TASKS=N` sets the managed task count (default 4,000; SQLite 2,000);
 //! `WARREN_BENCH_SAMPLES=N` the latency samples (default 300 / 3,000 ephemeral);
-//! `WARREN_BENCH_NODES` and `WARREN_BENCH_DRAINS` run a part alone (see `Parts`).
+//! `WARREN_BENCH_NODES` and `WARREN_BENCH_DRAINS` run a part alone (see `Parts`);
+//! `WARREN_BENCH_IDLE_SPIN_US=N` sets the nodes' idle spin (`WarrenBuilder::idle_spin`;
+//! 0 measures without it).
 //! JavaScript is compiled with the toolkit embedded in warren, installed (needs Node.js
 //! 18 or later and npm) under the tests' cache folder (`warren_testkit::test_cache_dir`) like the tests' before any
 //! node starts.
@@ -119,7 +121,12 @@ type Starts = tokio::sync::mpsc::UnboundedReceiver<(TaskId, Instant)>;
 
 async fn start(url: &str, runners: usize) -> BenchResult<(actix::Addr<Supervisor>, Starts)> {
     let (probe, starts) = tokio::sync::mpsc::unbounded_channel();
-    let (node, broken) = Warren::builder()
+    let mut builder = Warren::builder();
+    if std::env::var_os("WARREN_BENCH_IDLE_SPIN_US").is_some() {
+        let us = env_count("WARREN_BENCH_IDLE_SPIN_US", 0)?;
+        builder = builder.idle_spin(Duration::from_micros(us as u64));
+    }
+    let (node, broken) = builder
         .database(url)
         .modules_dir(modules(runners)?)
         .node_name(format!("bench-{runners}"))

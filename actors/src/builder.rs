@@ -4,6 +4,7 @@
 
 use crate::code::CodeCache;
 use crate::error::Error;
+use crate::idle_spin::IdleSpin;
 use crate::metrics::Metrics;
 use crate::pool::{Group, RunnerPool};
 use crate::restart::RestartPolicy;
@@ -42,6 +43,7 @@ pub struct WarrenBuilder {
     queue_poll: Duration,
     maintenance_offset: Option<u32>,
     runner_threads: Option<NonZeroUsize>,
+    idle_spin: Option<Duration>,
     on_give_up: GiveUp,
     metrics: Arc<Metrics>,
     #[cfg(feature = "test-hooks")]
@@ -59,6 +61,7 @@ impl std::fmt::Debug for WarrenBuilder {
             .field("restart", &self.restart)
             .field("maintenance_offset", &self.maintenance_offset)
             .field("runner_threads", &self.runner_threads)
+            .field("idle_spin", &self.idle_spin)
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +87,7 @@ impl Warren {
             queue_poll: crate::queue::SAFETY_POLL,
             maintenance_offset: None,
             runner_threads: None,
+            idle_spin: None,
             on_give_up: Arc::new(|_| System::current().stop_with_code(1)),
             metrics: Arc::new(Metrics::new()),
             #[cfg(feature = "test-hooks")]
@@ -201,6 +205,18 @@ impl WarrenBuilder {
         self
     }
 
+    /// How long a thread of the node that is about to sleep keeps polling for work
+    /// instead (default 250 µs when the process may use two or more cores, zero
+    /// with one; zero turns it off): a runners' thread after its last run ended, and
+    /// the queue's thread while an ephemeral run it dispatched is out. A thread that
+    /// still polls needs no interrupt from another core to wake, which on virtual
+    /// machines took most of an ephemeral call's time. It costs that core's time, at
+    /// most this long per spin; it delays no other task of the thread.
+    pub fn idle_spin(mut self, budget: Duration) -> Self {
+        self.idle_spin = Some(budget);
+        self
+    }
+
     /// The metrics registry the node counts into (a fresh one by default); the
     /// dashboard gets it through [`crate::GetNodeContext`].
     pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
@@ -261,6 +277,8 @@ impl WarrenBuilder {
             idle_vms,
             "VM pool and runner threads sized"
         );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let idle_spin = IdleSpin::new(self.idle_spin, cores);
         let code = CodeCache::new(engine);
         code.warm_up(&catalog);
         let env = RunnerEnv {
@@ -272,6 +290,7 @@ impl WarrenBuilder {
             metrics: self.metrics.clone(),
             idle_vms,
             in_flight: Default::default(),
+            idle_spin,
             #[cfg(feature = "test-hooks")]
             run_starts: self.run_starts.clone(),
         };
@@ -301,6 +320,7 @@ impl WarrenBuilder {
             "version": env!("CARGO_PKG_VERSION"),
             "clusters": catalog.clusters(),
             "runner_threads": runner_threads,
+            "idle_spin_us": idle_spin.budget().as_micros() as u64,
             "modules": modules.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
         });
         store.register_node(&self.node, &info).await?;

@@ -49,6 +49,7 @@ mod claim_ahead;
 mod cluster_queue;
 mod code;
 mod error;
+mod idle_spin;
 mod in_flight;
 mod messages;
 mod metrics;

@@ -90,6 +90,12 @@ impl RunnerPool {
         self.groups().get(group).cloned().unwrap_or_default()
     }
 
+    /// How long the runners' threads, and the queue waiting for an ephemeral answer,
+    /// keep polling before they sleep (see `idle_spin.rs`).
+    pub(crate) fn idle_spin(&self) -> crate::idle_spin::IdleSpin {
+        self.env.idle_spin
+    }
+
     /// Replaces runner `index` of `group` (after it crashed: a crashed runner stops
     /// itself, and its thread goes on serving the others) with a fresh one; returns
     /// the new runner.

@@ -17,10 +17,13 @@
 pub(crate) use crate::cluster_queue::EphemeralRequest;
 use crate::cluster_queue::{Busy, ClusterQueue};
 use crate::error::Error;
+use crate::idle_spin::Spinner;
 use crate::pool::{Group, RunnerPool};
 use crate::restart::{Child, ChildStopped, Crashed};
 use crate::runner::{CurrentRun, ManagedOutcome, RunEphemeral, RunManaged, Running, Settle};
 use actix::prelude::*;
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warren::catalog::Catalog;
@@ -66,6 +69,12 @@ pub(crate) struct QueueActor {
     /// Bumped whenever the pauses as read change: a claim sent before a change is
     /// checked against them when it returns.
     pauses_version: u64,
+    /// Ephemeral runs dispatched and not answered yet: while there are some, the
+    /// queue's thread keeps polling (at most the pool's idle spin each time), so an
+    /// answer finds it awake.
+    ephemeral_out: Rc<Cell<usize>>,
+    /// Keeps the queue's thread polling while `ephemeral_out` is above zero.
+    spinner: Spinner,
 }
 
 impl QueueActor {
@@ -104,6 +113,8 @@ impl QueueActor {
             pauses_started: 0,
             pauses_applied: 0,
             pauses_version: 0,
+            ephemeral_out: Rc::default(),
+            spinner: Spinner::default(),
         }
     }
 
@@ -291,6 +302,11 @@ impl QueueActor {
             let _ = reply.send(Err(Error::CallerGone));
             return;
         }
+        let out = self.ephemeral_out.clone();
+        out.set(out.get() + 1);
+        let waiting = out.clone();
+        self.spinner
+            .spin(self.pool.idle_spin(), move || waiting.get() > 0);
         let s = &mut self.clusters[c].slots[slot];
         s.busy = Some(Busy::Ephemeral);
         let msg = RunEphemeral {
@@ -305,6 +321,7 @@ impl QueueActor {
                 .send(msg)
                 .into_actor(self)
                 .map(move |result, act, ctx| {
+                    out.set(out.get() - 1);
                     act.clusters[c].slots[slot].busy = None;
                     let answer = match result {
                         Ok(Ok(answer)) => answer,

@@ -10,6 +10,7 @@
 
 use crate::code::CodeCache;
 use crate::error::{Error, RunnerCrash};
+use crate::idle_spin::{self, IdleSpin};
 use crate::in_flight::{InFlight, RecordWrite};
 use crate::metrics::Metrics;
 use crate::run_span;
@@ -70,6 +71,8 @@ pub(crate) struct RunnerEnv {
     /// What this runner's last run still has under way (each runner gets its own in
     /// [`TaskRunner::new`]).
     pub in_flight: InFlight,
+    /// How long a runners' thread whose last run ended keeps polling for the next.
+    pub idle_spin: IdleSpin,
     /// Where managed runs report their start (tests and benchmarks).
     #[cfg(feature = "test-hooks")]
     pub run_starts: Option<crate::test_hooks::RunStarts>,
@@ -108,12 +111,14 @@ impl TaskRunner {
             kill: kill.clone(),
             started: Instant::now(),
         });
+        idle_spin::run_started();
         std::mem::replace(&mut self.vms, VmCache::new(self.env.idle_vms))
     }
 
     /// Takes the idle VMs back and clears the current run.
     fn end(&mut self, name: String, vms: VmCache<TaskVm>) {
         self.vms = vms;
+        idle_spin::run_ended(self.env.idle_spin);
         let run = self
             .current
             .lock()
@@ -167,6 +172,7 @@ fn guarded<T: 'static>(
                 tracing::error!(run = %name, %reason, "the runner crashed; it will be replaced");
                 act.vms.clear();
                 *act.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                idle_spin::run_ended(act.env.idle_spin);
                 ctx.stop();
                 Err(RunnerCrash(reason))
             }

@@ -1156,6 +1156,14 @@ fn huge_durations_and_bad_counts_are_refused_naming_the_flag_before_anything_is_
             vec!["serve", "--modules", "x", "--runner-threads", "0"],
             "--runner-threads",
         ),
+        (
+            vec!["serve", "--modules", "x", "--idle-spin-us", "10001"],
+            "--idle-spin-us",
+        ),
+        (
+            vec!["serve", "--modules", "x", "--idle-spin-us=-1"],
+            "--idle-spin-us",
+        ),
     ] {
         let mut all = args.clone();
         all.extend(["--database", &url]);
