@@ -175,6 +175,24 @@ mod tests {
         assert!(Instant::now() >= first_deadline);
     }
 
+    /// The README's promise: a spin delays no other task of its thread. The other task
+    /// runs while the spin goes on; a spin that held the thread would let it run only
+    /// after its end.
+    #[actix_rt::test]
+    async fn other_tasks_of_the_thread_run_while_it_spins() {
+        let spinner = Spinner::default();
+        let waiting = Rc::new(Cell::new(true));
+        let keep = waiting.clone();
+        spinner.spin(IdleSpin(Duration::from_secs(2)), move || keep.get());
+        let watched = spinner.clone();
+        let ran_during_spin = tokio::task::spawn_local(async move { watched.spinning() })
+            .await
+            .unwrap();
+        assert!(ran_during_spin, "the other task waited for the spin's end");
+        waiting.set(false);
+        until_stopped(&spinner).await;
+    }
+
     #[actix_rt::test]
     async fn no_budget_spins_nothing() {
         let spinner = Spinner::default();
