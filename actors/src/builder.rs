@@ -266,10 +266,13 @@ impl WarrenBuilder {
             self.engine.clone().sized_for_runners(runners),
         )?);
         let idle_vms = idle_vms_per_runner(engine.vm_slots(), runners);
-        let threads = RunnerThreads::new(match self.runner_threads {
-            Some(threads) => threads.get().min(runners.max(1)),
-            None => crate::runner_threads::default_count(runners),
-        });
+        let threads = RunnerThreads::new(
+            match self.runner_threads {
+                Some(threads) => threads.get().min(runners.max(1)),
+                None => crate::runner_threads::default_count(runners),
+            },
+            Some(store.clone()),
+        );
         tracing::debug!(
             runners,
             runner_threads = threads.count(),
@@ -291,6 +294,7 @@ impl WarrenBuilder {
             idle_vms,
             in_flight: Default::default(),
             idle_spin,
+            thread_connections: None,
             #[cfg(feature = "test-hooks")]
             run_starts: self.run_starts.clone(),
         };

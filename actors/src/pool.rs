@@ -40,9 +40,11 @@ impl RunnerHandle {
     /// actors, so guest code never stalls them).
     fn start(env: &RunnerEnv, threads: &RunnerThreads) -> RunnerHandle {
         let current = CurrentRun::default();
-        let (env, shared) = (env.clone(), current.clone());
+        let placement = threads.next();
+        let (mut env, shared) = (env.clone(), current.clone());
+        env.thread_connections = placement.connections;
         let addr =
-            TaskRunner::start_in_arbiter(&threads.next(), move |_| TaskRunner::new(env, shared));
+            TaskRunner::start_in_arbiter(&placement.arbiter, move |_| TaskRunner::new(env, shared));
         RunnerHandle { addr, current }
     }
 

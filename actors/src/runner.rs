@@ -23,7 +23,7 @@ use warren::clock::SharedClock;
 use warren::executor::RunFailure;
 use warren::store::{
     ClaimedTask, ResolveOutcome, RunLogLine, RunOutcome, RunRecord, ScheduledEnd, ScheduledOutcome,
-    Store, StoreError, TaskRun, Transaction,
+    Store, StoreError, TaskRun, ThreadConnections, Transaction,
 };
 use warren::task::{LeaseToken, Resolution, TaskId};
 use warren::trace::{TraceParent, TRACEPARENT};
@@ -73,6 +73,9 @@ pub(crate) struct RunnerEnv {
     pub in_flight: InFlight,
     /// How long a runners' thread whose last run ended keeps polling for the next.
     pub idle_spin: IdleSpin,
+    /// The connections of this runner's thread, which managed runs' transactions take
+    /// (PostgreSQL; set when the runner is placed on its thread, see `pool.rs`).
+    pub thread_connections: Option<ThreadConnections>,
     /// Where managed runs report their start (tests and benchmarks).
     #[cfg(feature = "test-hooks")]
     pub run_starts: Option<crate::test_hooks::RunStarts>,
@@ -630,7 +633,8 @@ impl RunKind for RunManaged {
     }
 
     async fn database(&self, env: &RunnerEnv) -> Result<TaskDb, ManagedOutcome> {
-        match env.store.begin_run(self.0.clone()).await {
+        let thread = env.thread_connections.clone();
+        match env.store.begin_run_on(self.0.clone(), thread).await {
             Ok(run) => Ok(TaskDb::Managed(run)),
             Err(e) => {
                 env.metrics.run_finished(self.name(), "lost");

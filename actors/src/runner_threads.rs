@@ -8,9 +8,14 @@
 //! saves the kernel's work of waking a sleeping thread for each database answer and
 //! preempting it for the next: on a machine with fewer cores than runners that work
 //! cost more CPU per task than the task itself (issue 13's measurements).
+//!
+//! On PostgreSQL each thread also has connections of its own, which its runtime
+//! drives, for its runs' transactions ([`ThreadConnections`]): a run's statements then
+//! go out and come back on its own thread, with no hand-off to the I/O thread.
 
 use actix::prelude::*;
 use std::sync::{Arc, Mutex};
+use warren::store::{Store, ThreadConnections};
 
 /// How many threads a node gives its runners when the builder does not say: one per
 /// core the process may use, and never more than there are runners.
@@ -27,18 +32,31 @@ pub(crate) struct RunnerThreads {
 
 struct Threads {
     count: usize,
-    started: Vec<ArbiterHandle>,
+    started: Vec<Placement>,
     next: usize,
+    /// The store whose connections each thread gets (none in unit tests).
+    store: Option<Store>,
+}
+
+/// Where a runner goes: a thread, and the connections its runs take there.
+#[derive(Clone)]
+pub(crate) struct Placement {
+    /// The thread.
+    pub arbiter: ArbiterHandle,
+    /// The thread's own connections (PostgreSQL), bounded by the runners placed on it.
+    pub connections: Option<ThreadConnections>,
 }
 
 impl RunnerThreads {
-    /// At most `count` threads (at least one), started as runners need them.
-    pub(crate) fn new(count: usize) -> RunnerThreads {
+    /// At most `count` threads (at least one), started as runners need them, each with
+    /// connections of its own to `store` when it is PostgreSQL.
+    pub(crate) fn new(count: usize, store: Option<Store>) -> RunnerThreads {
         RunnerThreads {
             inner: Arc::new(Mutex::new(Threads {
                 count: count.max(1),
                 started: Vec::new(),
                 next: 0,
+                store,
             })),
         }
     }
@@ -49,30 +67,54 @@ impl RunnerThreads {
     }
 
     /// The thread the next runner goes on: each in turn, so runners spread evenly. A
-    /// thread that has stopped (its arbiter gone) is replaced by a fresh one, so a
-    /// runner is never placed where it cannot start.
-    pub(crate) fn next(&self) -> ArbiterHandle {
+    /// thread that has stopped (its arbiter gone) is replaced by a fresh one, with
+    /// fresh connections (the old ones' sockets were driven by the stopped thread), so
+    /// a runner is never placed where it cannot start.
+    pub(crate) fn next(&self) -> Placement {
         let mut threads = self.lock();
         let slot = threads.next % threads.count;
         threads.next = threads.next.wrapping_add(1);
-        match threads.started.get(slot) {
+        let placement = match threads.started.get(slot) {
             // `spawn` answers whether the arbiter still takes work.
-            Some(arbiter) if arbiter.spawn(async {}) => arbiter.clone(),
+            Some(placement) if placement.arbiter.spawn(async {}) => placement.clone(),
             Some(_) => {
-                let fresh = Arbiter::new().handle();
+                let fresh = threads.fresh();
                 threads.started[slot] = fresh.clone();
                 fresh
             }
             None => {
-                let fresh = Arbiter::new().handle();
+                let fresh = threads.fresh();
                 threads.started.push(fresh.clone());
                 fresh
             }
+        };
+        if let Some(connections) = &placement.connections {
+            connections.add_runner();
         }
+        placement
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Threads> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Threads {
+    /// A new thread with no runner yet, and its connections. A pool that cannot be
+    /// made leaves the thread's runs on the store's pool.
+    fn fresh(&self) -> Placement {
+        let connections = match self.store.as_ref().map(Store::thread_connections) {
+            Some(Ok(connections)) => connections,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "runners' thread without connections of its own");
+                None
+            }
+            None => None,
+        };
+        Placement {
+            arbiter: Arbiter::new().handle(),
+            connections,
+        }
     }
 }
 
@@ -90,10 +132,10 @@ mod tests {
 
     #[actix_rt::test]
     async fn runners_are_spread_over_the_threads_in_turn() {
-        let threads = RunnerThreads::new(3);
+        let threads = RunnerThreads::new(3, None);
         let ids: Vec<_> = (0..7)
             .map(|_| {
-                let arbiter = threads.next();
+                let arbiter = threads.next().arbiter;
                 let (tx, rx) = std::sync::mpsc::channel();
                 assert!(arbiter.spawn_fn(move || tx.send(std::thread::current().id()).unwrap()));
                 rx.recv().unwrap()
@@ -109,14 +151,14 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_stopped_thread_is_replaced() {
-        let threads = RunnerThreads::new(1);
-        let first = threads.next();
+        let threads = RunnerThreads::new(1, None);
+        let first = threads.next().arbiter;
         assert!(first.stop());
         // The arbiter stops asynchronously: wait until it no longer takes work.
         while first.spawn(async {}) {
             actix_rt::task::yield_now().await;
         }
-        let second = threads.next();
+        let second = threads.next().arbiter;
         assert!(second.spawn(async {}), "a stopped thread was handed out");
     }
 }

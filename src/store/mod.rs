@@ -87,6 +87,7 @@ mod sqlite_guard;
 mod sqlite_wake;
 mod task_sql;
 mod task_types;
+mod thread_connections;
 mod throughput;
 mod transaction;
 mod types_registry;
@@ -120,6 +121,7 @@ pub use task_sql::{
     SqlCanceller, TaskSqlError, TaskSqlOutput, TaskSqlWant, TaskStatement, DEFAULT_MAX_ROWS_BYTES,
 };
 pub use task_types::TypeRegistration;
+pub use thread_connections::ThreadConnections;
 pub use throughput::ThroughputPoint;
 pub use transaction::Transaction;
 pub use types_registry::{TaskTypeCheck, NODE_LIVENESS_MS};

@@ -12,37 +12,64 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
-/// Builds the connection pool (connections are opened lazily).
+/// Builds the connection pool (connections are opened lazily, on [`io_runtime`]).
 pub(super) fn pool(config: &StoreConfig) -> StoreResult<Pool<AsyncPgConnection>> {
+    pool_driven_by(
+        config.url.clone(),
+        config.max_connections,
+        Driver::IoRuntime,
+    )
+}
+
+/// Which runtime drives the sockets of a pool's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Driver {
+    /// The process's I/O runtime ([`io_runtime`]): any thread may use the connections.
+    IoRuntime,
+    /// The runtime of the task that opens each connection (see
+    /// `thread_connections.rs`).
+    Opener,
+}
+
+/// A pool of at most `max` connections to `url`, driven by `driver`.
+pub(super) fn pool_driven_by(
+    url: String,
+    max: usize,
+    driver: Driver,
+) -> StoreResult<Pool<AsyncPgConnection>> {
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
     // Reusing a connection checks that it holds no broken transaction and that its
     // socket is still open, but sends no test query: that query would add a round trip
     // to every claim and every run. A connection whose server went away fails its next
     // statement; its socket is closed by then, so the pool drops it on return.
     manager_config.recycling_method = RecyclingMethod::Fast;
-    manager_config.custom_setup = Box::new(|url| {
+    manager_config.custom_setup = Box::new(move |url| {
         let url = url.to_string();
         Box::pin(async move {
-            io_runtime()
-                .spawn(async move {
-                    use diesel_async::AsyncConnection;
-                    let mut conn = AsyncPgConnection::establish(&url).await?;
-                    super::pg_statement_cache::count_prepared(&mut conn);
-                    Ok(conn)
-                })
-                .await
-                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?
+            let open = async move {
+                use diesel_async::AsyncConnection;
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                super::pg_statement_cache::count_prepared(&mut conn);
+                Ok(conn)
+            };
+            match driver {
+                Driver::IoRuntime => io_runtime()
+                    .spawn(open)
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?,
+                // The connection's background task is spawned on the current runtime.
+                Driver::Opener => open.await,
+            }
         })
     });
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-        config.url.clone(),
-        manager_config,
-    );
+    let redacted = redact_url(&url);
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
     Pool::builder(manager)
-        .max_size(config.max_connections)
+        .max_size(max)
         .build()
         .map_err(|e| StoreError::Pool {
-            url: redact_url(&config.url),
+            url: redacted,
             source: e.into(),
         })
 }

@@ -8,7 +8,7 @@ use super::run_history::RunOutcome;
 use super::schema::warren_tasks::dsl as t;
 use super::signals::{announce_outcome_waited, announce_work, Pending};
 use super::transaction::{CompletedEnd, Transaction};
-use super::{AnyConn, ClaimedTask, Store, StoreError, StoreResult};
+use super::{AnyConn, ClaimedTask, Store, StoreError, StoreResult, ThreadConnections};
 use crate::executor::RunFailure;
 use crate::task::{LeaseToken, Millis, Resolution, RetryPolicy, TaskId, TaskState};
 use diesel::prelude::*;
@@ -48,6 +48,8 @@ pub enum ResolveOutcome {
 pub struct TaskRun {
     store: Store,
     tx: Option<Transaction>,
+    /// The connections of the runner's thread, where the transaction opens when given.
+    thread: Option<ThreadConnections>,
     claimed: ClaimedTask,
     /// When the run began (written with its end).
     started_at: Millis,
@@ -67,11 +69,24 @@ impl std::fmt::Debug for TaskRun {
 
 impl Store {
     /// Starts the run of a claimed task (its transaction opens at its first database
-    /// work).
+    /// work, on a connection of the store's pool).
     pub async fn begin_run(&self, claimed: ClaimedTask) -> StoreResult<TaskRun> {
+        self.begin_run_on(claimed, None).await
+    }
+
+    /// [`Store::begin_run`] for a runner of a runners' thread: the run's transaction
+    /// takes its connection from `thread`, the connections that thread drives, when one
+    /// is to be had (see [`ThreadConnections`]). The run must then be used on that
+    /// thread only.
+    pub async fn begin_run_on(
+        &self,
+        claimed: ClaimedTask,
+        thread: Option<ThreadConnections>,
+    ) -> StoreResult<TaskRun> {
         Ok(TaskRun {
             store: self.clone(),
             tx: None,
+            thread,
             claimed,
             started_at: self.now(),
             progress: None,
@@ -220,7 +235,11 @@ impl TaskRun {
     /// The run's transaction, opened now if this is its first database work.
     async fn tx(&mut self) -> StoreResult<&mut Transaction> {
         if self.tx.is_none() {
-            self.tx = Some(self.store.begin_transaction().await?);
+            let tx = self
+                .store
+                .begin_transaction_on(self.thread.as_ref())
+                .await?;
+            self.tx = Some(tx);
         }
         Ok(self.tx.as_mut().expect("opened above"))
     }

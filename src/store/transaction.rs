@@ -86,7 +86,16 @@ impl Store {
     /// Opens a transaction on a connection of its own (deferred on SQLite: it takes the
     /// write lock at its first write).
     pub async fn begin_transaction(&self) -> StoreResult<Transaction> {
-        let mut pooled = self.conn().await?;
+        self.begin_transaction_on(None).await
+    }
+
+    /// [`Store::begin_transaction`] on a connection of `thread` when given (see
+    /// `thread_connections.rs`).
+    pub(super) async fn begin_transaction_on(
+        &self,
+        thread: Option<&super::ThreadConnections>,
+    ) -> StoreResult<Transaction> {
+        let mut pooled = self.run_conn(thread).await?;
         let canceller = begin_for_task_sql(&mut pooled.any()).await?;
         Ok(Transaction {
             store: self.clone(),

@@ -20,5 +20,6 @@ mod runs;
 mod schedule;
 mod scheduled;
 mod task_sql;
+mod thread_connections;
 mod unique;
 mod waiting;
