@@ -70,9 +70,9 @@ pub mod web;
 pub use builder::{Warren, WarrenBuilder};
 pub use error::{Error, RunnerCrash};
 pub use messages::{
-    CancelTask, EphemeralTask, GetNodeContext, Kill, NodeContext, NodeStatus, QueueState,
-    QueueStatus, RetryTask, RunDueScheduled, RunEphemeralTask, RunScheduledNow, RunnerStatus,
-    ScheduleTask, ScheduleTasks, Shutdown, Status,
+    CancelTask, ConnectionUse, EphemeralTask, GetNodeContext, Kill, NodeContext, NodeStatus,
+    QueueState, QueueStatus, RetryTask, RunDueScheduled, RunEphemeralTask, RunScheduledNow,
+    RunnerStatus, ScheduleTask, ScheduleTasks, Shutdown, Status,
 };
 pub use metrics::{Gauges, Metrics};
 pub use supervisor::Supervisor;

@@ -7,8 +7,8 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 use warren::store::{
-    CommitSignal, NewTask, NodeInfo, QueueCounts, ScheduleOptions, Scheduled, ScheduledState,
-    Store, StoreError,
+    CommitSignal, NewTask, NodeInfo, PoolUse, QueueCounts, ScheduleOptions, Scheduled,
+    ScheduledState, Store, StoreError,
 };
 use warren::task::{Millis, TaskId, TaskType};
 use warren::wasm::KillSwitch;
@@ -279,6 +279,18 @@ pub struct QueueState {
     pub completed: u64,
     /// Whether it stopped claiming (shutting down).
     pub draining: bool,
+    /// The database connections the node holds.
+    pub connections: ConnectionUse,
+}
+
+/// The database connections a node holds, by pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectionUse {
+    /// The store's own pool (claims, completions, the API, everything but runs).
+    pub store: PoolUse,
+    /// The runners' threads' pools, for their runs' transactions, together
+    /// (PostgreSQL; none on SQLite).
+    pub runner_threads: PoolUse,
 }
 
 /// Asks the Supervisor for what a dashboard serving its node needs

@@ -40,6 +40,8 @@ pub struct Gauges {
     pub queue_depth: Vec<(&'static str, i64)>,
     /// Per cluster: its runners, and how many of them are busy.
     pub runners: Vec<(String, usize, usize)>,
+    /// The database connections the node holds, by pool.
+    pub connections: crate::messages::ConnectionUse,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -215,6 +217,38 @@ impl Metrics {
                 *busy,
             );
         }
+        let pools = [
+            ("store", gauges.connections.store),
+            ("runner_threads", gauges.connections.runner_threads),
+        ];
+        header(
+            &mut out,
+            "warren_db_connections",
+            "gauge",
+            "Database connections the node holds open, per pool.",
+        );
+        for (pool, used) in pools {
+            sample(
+                &mut out,
+                "warren_db_connections",
+                &[("pool", pool)],
+                used.open,
+            );
+        }
+        header(
+            &mut out,
+            "warren_db_connections_max",
+            "gauge",
+            "The most database connections each pool of the node may hold.",
+        );
+        for (pool, used) in pools {
+            sample(
+                &mut out,
+                "warren_db_connections_max",
+                &[("pool", pool)],
+                used.max,
+            );
+        }
         header(
             &mut out,
             "warren_vm_instantiations_total",
@@ -290,11 +324,19 @@ mod tests {
         let text = m.render(&Gauges {
             queue_depth: vec![("pending", 4)],
             runners: vec![("default".into(), 2, 1)],
+            connections: crate::messages::ConnectionUse {
+                store: warren::store::PoolUse { open: 3, max: 16 },
+                runner_threads: warren::store::PoolUse { open: 5, max: 8 },
+            },
         });
         for line in [
             "warren_tasks_scheduled_total{type=\"demo:ping\"} 2",
             "warren_tasks_finished_total{type=\"demo:ping\",outcome=\"completed\"} 1",
             "warren_queue_depth{state=\"pending\"} 4",
+            "warren_db_connections{pool=\"store\"} 3",
+            "warren_db_connections{pool=\"runner_threads\"} 5",
+            "warren_db_connections_max{pool=\"store\"} 16",
+            "warren_db_connections_max{pool=\"runner_threads\"} 8",
             "warren_run_duration_seconds_bucket{type=\"demo:ping\",le=\"0.25\"} 0",
             "warren_run_duration_seconds_bucket{type=\"demo:ping\",le=\"0.5\"} 1",
             "warren_run_duration_seconds_bucket{type=\"demo:ping\",le=\"5\"} 2",

@@ -92,6 +92,11 @@ impl RunnerPool {
         self.groups().get(group).cloned().unwrap_or_default()
     }
 
+    /// The connections the runners' threads hold for their runs (PostgreSQL).
+    pub(crate) fn thread_connections_use(&self) -> warren::store::PoolUse {
+        self.threads.connections_use()
+    }
+
     /// How long the runners' threads, and the queue waiting for an ephemeral answer,
     /// keep polling before they sleep (see `idle_spin.rs`).
     pub(crate) fn idle_spin(&self) -> crate::idle_spin::IdleSpin {

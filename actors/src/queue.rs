@@ -729,6 +729,10 @@ impl Handler<crate::messages::QueueStatus> for QueueActor {
             runners,
             completed: self.completed,
             draining: self.draining,
+            connections: crate::messages::ConnectionUse {
+                store: self.store.pool_use(),
+                runner_threads: self.pool.thread_connections_use(),
+            },
         })
     }
 }

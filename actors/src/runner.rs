@@ -784,7 +784,10 @@ impl RunKind for RunEphemeral {
     }
 
     async fn database(&self, env: &RunnerEnv) -> Result<TaskDb, Self::Answer> {
-        Ok(TaskDb::Deferred(env.store.clone()))
+        Ok(TaskDb::Deferred {
+            store: env.store.clone(),
+            thread: env.thread_connections.clone(),
+        })
     }
 
     async fn not_started(self, _: &RunnerEnv, why: Error) -> Self::Answer {
@@ -847,7 +850,10 @@ impl RunKind for RunScheduled {
     }
 
     async fn database(&self, env: &RunnerEnv) -> Result<TaskDb, Self::Answer> {
-        Ok(TaskDb::Deferred(env.store.clone()))
+        Ok(TaskDb::Deferred {
+            store: env.store.clone(),
+            thread: env.thread_connections.clone(),
+        })
     }
 
     async fn not_started(self, _: &RunnerEnv, why: Error) -> ScheduledEnd {

@@ -15,7 +15,7 @@
 
 use actix::prelude::*;
 use std::sync::{Arc, Mutex};
-use warren::store::{Store, ThreadConnections};
+use warren::store::{PoolUse, Store, ThreadConnections};
 
 /// How many threads a node gives its runners when the builder does not say: one per
 /// core the process may use, and never more than there are runners.
@@ -92,6 +92,16 @@ impl RunnerThreads {
             connections.add_runner();
         }
         placement
+    }
+
+    /// The connections of every thread together (none on SQLite).
+    pub(crate) fn connections_use(&self) -> PoolUse {
+        self.lock()
+            .started
+            .iter()
+            .filter_map(|placement| placement.connections.as_ref())
+            .map(ThreadConnections::usage)
+            .fold(PoolUse::default(), |sum, one| sum + one)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Threads> {

@@ -2130,6 +2130,14 @@ async fn metrics_count_scheduling_runs_and_vms() {
     assert!(value("warren_run_duration_seconds_sum{type=\"apitest:count\"}") > 0.0);
     assert_eq!(value("warren_runners{cluster=\"default\"}"), 1.0);
     assert_eq!(value("warren_runners_busy{cluster=\"default\"}"), 0.0);
+    // SQLite: the store's pool of 8, and no connections of the runners' threads.
+    assert_eq!(value("warren_db_connections_max{pool=\"store\"}"), 8.0);
+    assert!(value("warren_db_connections{pool=\"store\"}") >= 1.0);
+    assert_eq!(value("warren_db_connections{pool=\"runner_threads\"}"), 0.0);
+    assert_eq!(
+        value("warren_db_connections_max{pool=\"runner_threads\"}"),
+        0.0
+    );
     // One runner: the first run creates the VM, the second reuses it.
     assert_eq!(value("warren_vm_instantiations_total"), 1.0);
     assert_eq!(value("warren_vm_reuses_total"), 1.0);

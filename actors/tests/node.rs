@@ -587,3 +587,73 @@ async fn runners_sharing_one_thread_take_turns_with_endless_guests() {
     .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On PostgreSQL a managed run's transaction is carried by a connection of its runners'
+/// thread, which the node's status counts apart from the store's pool (bounded by the
+/// runners); a SQLite node has no such connections.
+#[actix_rt::test]
+async fn runs_take_their_runners_threads_connections_on_postgres() {
+    let dir = std::env::temp_dir().join(format!("warren-node-conns-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    copy_demo_module(&dir);
+    let sqlite = format!("sqlite://{}", dir.join("node.db").display());
+    let fresh = match warren_testkit::admin_url("the runner threads' connections test") {
+        Some(server) => Some(
+            warren_testkit::FreshDatabase::create(&server, "warren_t_node")
+                .await
+                .unwrap(),
+        ),
+        None => None,
+    };
+    let mut urls = vec![sqlite];
+    urls.extend(fresh.as_ref().map(|f| f.url().to_string()));
+    for url in urls {
+        let on_postgres = url.starts_with("postgres");
+        let (node, broken) = Warren::builder()
+            .node_name("conns-node")
+            .database(&url)
+            .modules_dir(&dir)
+            .engine(support::engine_config())
+            .start()
+            .await
+            .expect("node starts");
+        assert!(broken.is_empty(), "{broken:?}");
+        let store = Store::open(&url).await.unwrap();
+        let id = node
+            .send(ScheduleTask::managed(
+                "demo:record".parse().unwrap(),
+                json!({ "message": "on the thread" }),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let outcome = store
+            .wait(id, Duration::from_secs(60), WaitFor::Finished)
+            .await
+            .unwrap();
+        assert_eq!(outcome.state, TaskState::Completed, "{outcome:?}");
+        let status = node.send(Status).await.unwrap().unwrap();
+        let (threads, runners) = (
+            status.queue.connections.runner_threads,
+            status.queue.runners,
+        );
+        if on_postgres {
+            // The run's connection went back to its thread's pool, open for the next.
+            assert_eq!(threads.open, 1, "{threads:?}");
+            // One per runner on the threads: the clusters' runners listed here, and
+            // the scheduled tasks' runners (the demo module has scheduled tasks).
+            assert!(threads.max > runners.len(), "one per runner: {threads:?}");
+        } else {
+            assert_eq!((threads.open, threads.max), (0, 0), "{threads:?}");
+        }
+        let pool = status.queue.connections.store;
+        assert!(pool.open >= 1 && pool.open <= pool.max, "{pool:?}");
+        node.send(Shutdown {
+            grace: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

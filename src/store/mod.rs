@@ -121,7 +121,7 @@ pub use task_sql::{
     SqlCanceller, TaskSqlError, TaskSqlOutput, TaskSqlWant, TaskStatement, DEFAULT_MAX_ROWS_BYTES,
 };
 pub use task_types::TypeRegistration;
-pub use thread_connections::ThreadConnections;
+pub use thread_connections::{PoolUse, ThreadConnections};
 pub use throughput::ThroughputPoint;
 pub use transaction::Transaction;
 pub use types_registry::{TaskTypeCheck, NODE_LIVENESS_MS};

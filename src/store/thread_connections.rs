@@ -48,6 +48,25 @@ impl std::fmt::Debug for ThreadConnections {
     }
 }
 
+/// How many connections a pool holds now, and the most it may hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PoolUse {
+    /// Connections open now, idle or in use.
+    pub open: usize,
+    /// The most it may hold.
+    pub max: usize,
+}
+
+impl std::ops::Add for PoolUse {
+    type Output = PoolUse;
+    fn add(self, other: PoolUse) -> PoolUse {
+        PoolUse {
+            open: self.open + other.open,
+            max: self.max + other.max,
+        }
+    }
+}
+
 impl ThreadConnections {
     /// Makes room for one more runner on the thread: one more connection may be open.
     pub fn add_runner(&self) {
@@ -65,9 +84,30 @@ impl ThreadConnections {
     pub fn max(&self) -> usize {
         self.pool.status().max_size
     }
+
+    /// Both counts at once.
+    pub fn usage(&self) -> PoolUse {
+        let status = self.pool.status();
+        PoolUse {
+            open: status.size,
+            max: status.max_size,
+        }
+    }
 }
 
 impl Store {
+    /// The store's own pool: connections open now, and its bound.
+    pub fn pool_use(&self) -> PoolUse {
+        let status = match &self.inner.backend {
+            Backend::Postgres(pool) => pool.status(),
+            Backend::Sqlite(pool) => pool.status(),
+        };
+        PoolUse {
+            open: status.size,
+            max: status.max_size,
+        }
+    }
+
     /// A pool for the runs of one runners' thread, empty and bounded by the runners
     /// added to it; `None` on SQLite, whose connections run on tokio's blocking pool
     /// whatever thread uses them.

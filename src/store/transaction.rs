@@ -90,8 +90,8 @@ impl Store {
     }
 
     /// [`Store::begin_transaction`] on a connection of `thread` when given (see
-    /// `thread_connections.rs`).
-    pub(super) async fn begin_transaction_on(
+    /// [`super::ThreadConnections`]); the transaction must then be used on that thread.
+    pub async fn begin_transaction_on(
         &self,
         thread: Option<&super::ThreadConnections>,
     ) -> StoreResult<Transaction> {

@@ -30,14 +30,21 @@ pub enum TaskDb {
     /// An ephemeral or scheduled task whose transaction is opened by its first SQL
     /// statement or scheduled task (then it becomes [`TaskDb::Ephemeral`]), so that a
     /// task that does not use the database costs no round trip to it.
-    Deferred(crate::store::Store),
+    Deferred {
+        /// The store the transaction opens on.
+        store: crate::store::Store,
+        /// The connections of the runner's thread, which the transaction takes when
+        /// given (see [`crate::store::ThreadConnections`]).
+        thread: Option<crate::store::ThreadConnections>,
+    },
 }
 
 impl TaskDb {
     /// Opens the deferred transaction, if this is the first use.
     async fn open(&mut self) -> Result<(), String> {
-        if let TaskDb::Deferred(store) = self {
-            let tx = store.begin_transaction().await.map_err(|e| e.to_string())?;
+        if let TaskDb::Deferred { store, thread } = self {
+            let tx = store.begin_transaction_on(thread.as_ref());
+            let tx = tx.await.map_err(|e| e.to_string())?;
             *self = TaskDb::Ephemeral(tx);
         }
         Ok(())
@@ -49,7 +56,7 @@ impl TaskDb {
         match self {
             TaskDb::Managed(run) => run.transaction().await.map_err(|e| e.to_string()),
             TaskDb::Ephemeral(tx) => Ok(tx),
-            TaskDb::None | TaskDb::Deferred(_) => {
+            TaskDb::None | TaskDb::Deferred { .. } => {
                 Err("this task runs without a database transaction".into())
             }
         }
@@ -349,7 +356,7 @@ impl host::Host for HostState {
             let id = match &mut self.db {
                 TaskDb::Managed(run) => run.schedule(task).await,
                 TaskDb::Ephemeral(tx) => tx.schedule(task).await,
-                TaskDb::None | TaskDb::Deferred(_) => {
+                TaskDb::None | TaskDb::Deferred { .. } => {
                     return Err("this task runs without a database transaction".into())
                 }
             }

@@ -9,6 +9,7 @@ crate::conformance!(
     runs_on_a_threads_connections_commit_once_and_give_the_connection_back,
     a_run_that_finds_its_threads_connections_taken_uses_the_stores_pool,
     a_run_dropped_midway_closes_its_threads_connection,
+    an_ephemeral_transaction_on_a_threads_connections_commits_and_gives_it_back,
 );
 
 /// The connections of a thread with one runner: `Some` on PostgreSQL only.
@@ -165,4 +166,25 @@ async fn a_run_dropped_midway_closes_its_threads_connection(b: Backend) {
         .unwrap();
     assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, 1);
     assert_eq!(s.describe(id).await.unwrap().state, TaskState::Completed);
+}
+
+/// An ephemeral or scheduled task's transaction (opened by its first SQL statement)
+/// takes the thread's connection as a managed run's does.
+async fn an_ephemeral_transaction_on_a_threads_connections_commits_and_gives_it_back(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    setup_effects_table(s).await;
+    let thread = one_runner_thread(s, b);
+    let on_thread = usize::from(thread.is_some());
+    for n in 1..=2 {
+        let mut tx = s.begin_transaction_on(thread.as_ref()).await.unwrap();
+        let insert = TaskStatement::execute("INSERT INTO effects VALUES ($1)", &format!("[{n}]"));
+        tx.task_sql(&insert.unwrap()).await.unwrap();
+        assert_eq!(open(&thread), on_thread, "the transaction is on the thread");
+        tx.commit().await.unwrap();
+        assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, n);
+        assert_eq!(open(&thread), on_thread, "given back, not closed");
+    }
 }

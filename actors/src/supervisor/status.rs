@@ -33,6 +33,7 @@ impl Handler<QueueStatus> for Supervisor {
                 runners: Vec::new(),
                 completed: 0,
                 draining: true,
+                connections: Default::default(),
             })
         })
     }

@@ -1,5 +1,5 @@
-//! `/metrics`: the node's metrics in Prometheus' text format, with the queue depth and
-//! the runners read at scrape time.
+//! `/metrics`: the node's metrics in Prometheus' text format, with the queue depth, the
+//! runners and the database connections read at scrape time.
 
 use super::error::ApiError;
 use super::queue::totals;
@@ -24,7 +24,8 @@ pub async fn metrics(state: web::Data<WebState>) -> Result<HttpResponse, ApiErro
         ("cancelled", t.cancelled),
     ];
     let mut clusters: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for r in state.supervisor.send(QueueStatus).await?.runners {
+    let queue = state.supervisor.send(QueueStatus).await?;
+    for r in queue.runners {
         let entry = clusters.entry(r.cluster).or_default();
         entry.0 += 1;
         if r.task_type.is_some() {
@@ -37,6 +38,7 @@ pub async fn metrics(state: web::Data<WebState>) -> Result<HttpResponse, ApiErro
             .into_iter()
             .map(|(cluster, (total, busy))| (cluster, total, busy))
             .collect(),
+        connections: queue.connections,
     };
     Ok(HttpResponse::Ok()
         .content_type(CONTENT_TYPE)
