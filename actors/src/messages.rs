@@ -286,8 +286,11 @@ pub struct QueueState {
 /// The database connections a node holds, by pool.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ConnectionUse {
-    /// The store's own pool (claims, completions, the API, everything but runs).
+    /// The store's own pool (completions, maintenance, the API: all but claims and
+    /// runs' transactions).
     pub store: PoolUse,
+    /// The queue's thread's pool, for its claims (PostgreSQL; none on SQLite).
+    pub queue: PoolUse,
     /// The runners' threads' pools, for their runs' transactions, together
     /// (PostgreSQL; none on SQLite).
     pub runner_threads: PoolUse,

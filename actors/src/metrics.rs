@@ -219,6 +219,7 @@ impl Metrics {
         }
         let pools = [
             ("store", gauges.connections.store),
+            ("queue", gauges.connections.queue),
             ("runner_threads", gauges.connections.runner_threads),
         ];
         header(
@@ -326,6 +327,7 @@ mod tests {
             runners: vec![("default".into(), 2, 1)],
             connections: crate::messages::ConnectionUse {
                 store: warren::store::PoolUse { open: 3, max: 16 },
+                queue: warren::store::PoolUse { open: 1, max: 2 },
                 runner_threads: warren::store::PoolUse { open: 5, max: 8 },
             },
         });
@@ -334,7 +336,9 @@ mod tests {
             "warren_tasks_finished_total{type=\"demo:ping\",outcome=\"completed\"} 1",
             "warren_queue_depth{state=\"pending\"} 4",
             "warren_db_connections{pool=\"store\"} 3",
+            "warren_db_connections{pool=\"queue\"} 1",
             "warren_db_connections{pool=\"runner_threads\"} 5",
+            "warren_db_connections_max{pool=\"queue\"} 2",
             "warren_db_connections_max{pool=\"store\"} 16",
             "warren_db_connections_max{pool=\"runner_threads\"} 8",
             "warren_run_duration_seconds_bucket{type=\"demo:ping\",le=\"0.25\"} 0",

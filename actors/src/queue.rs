@@ -74,6 +74,9 @@ pub(crate) struct QueueActor {
     /// answer finds it awake.
     ephemeral_out: Rc<Cell<usize>>,
     /// Keeps the queue's thread polling while `ephemeral_out` is above zero.
+    /// Connections this thread drives, for the claims (one per cluster; PostgreSQL):
+    /// a claim's statement and answer then cross no thread.
+    claim_connections: Option<warren::store::ThreadConnections>,
     spinner: Spinner,
 }
 
@@ -115,6 +118,7 @@ impl QueueActor {
             pauses_version: 0,
             ephemeral_out: Rc::default(),
             spinner: Spinner::default(),
+            claim_connections: None,
         }
     }
 
@@ -190,7 +194,11 @@ impl QueueActor {
         // Rate-limit tokens that come back after this instant may be for tasks this
         // claim leaves waiting (see `arm_timer`).
         cluster.rate_mark = self.store.now();
-        let claim = async move { store.claim(&node, &names, want, lease).await };
+        let thread = self.claim_connections.clone();
+        let claim = async move {
+            let claimed = store.claim_on(&node, &names, want, lease, thread.as_ref());
+            claimed.await
+        };
         ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
             let woken = act.clusters[c].claim_back(&idle);
             match result {
@@ -603,6 +611,19 @@ impl Actor for QueueActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Opened by the claims, which run on this thread: its runtime drives them.
+        self.claim_connections = match self.store.thread_connections() {
+            Ok(connections) => connections,
+            Err(e) => {
+                tracing::warn!(error = %e, "the queue claims on the store's pool");
+                None
+            }
+        };
+        if let Some(connections) = &self.claim_connections {
+            for _ in &self.clusters {
+                connections.add_user();
+            }
+        }
         let addr = ctx.address();
         let store = self.store.clone();
         // New work anywhere (NOTIFY on PostgreSQL; on SQLite a signal from this
@@ -731,6 +752,11 @@ impl Handler<crate::messages::QueueStatus> for QueueActor {
             draining: self.draining,
             connections: crate::messages::ConnectionUse {
                 store: self.store.pool_use(),
+                queue: self
+                    .claim_connections
+                    .as_ref()
+                    .map(warren::store::ThreadConnections::usage)
+                    .unwrap_or_default(),
                 runner_threads: self.pool.thread_connections_use(),
             },
         })

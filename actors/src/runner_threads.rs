@@ -89,7 +89,7 @@ impl RunnerThreads {
             }
         };
         if let Some(connections) = &placement.connections {
-            connections.add_runner();
+            connections.add_user();
         }
         placement
     }

@@ -2134,6 +2134,7 @@ async fn metrics_count_scheduling_runs_and_vms() {
     assert_eq!(value("warren_db_connections_max{pool=\"store\"}"), 8.0);
     assert!(value("warren_db_connections{pool=\"store\"}") >= 1.0);
     assert_eq!(value("warren_db_connections{pool=\"runner_threads\"}"), 0.0);
+    assert_eq!(value("warren_db_connections_max{pool=\"queue\"}"), 0.0);
     assert_eq!(
         value("warren_db_connections_max{pool=\"runner_threads\"}"),
         0.0

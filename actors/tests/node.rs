@@ -589,8 +589,9 @@ async fn runners_sharing_one_thread_take_turns_with_endless_guests() {
 }
 
 /// On PostgreSQL a managed run's transaction is carried by a connection of its runners'
-/// thread, which the node's status counts apart from the store's pool (bounded by the
-/// runners); a SQLite node has no such connections.
+/// thread, and its claim by one of the queue's thread, which the node's status counts
+/// apart from the store's pool (bounded by the runners, and by the clusters); a SQLite
+/// node has no such connections.
 #[actix_rt::test]
 async fn runs_take_their_runners_threads_connections_on_postgres() {
     let dir = std::env::temp_dir().join(format!("warren-node-conns-{}", std::process::id()));
@@ -649,6 +650,16 @@ async fn runs_take_their_runners_threads_connections_on_postgres() {
         }
         let pool = status.queue.connections.store;
         assert!(pool.open >= 1 && pool.open <= pool.max, "{pool:?}");
+        // The queue claimed on a connection of its own thread: one per cluster.
+        let queue = status.queue.connections.queue;
+        if on_postgres {
+            assert_eq!(queue.open, 1, "{queue:?}");
+            let clusters: std::collections::BTreeSet<_> =
+                runners.iter().map(|r| r.cluster.clone()).collect();
+            assert_eq!(queue.max, clusters.len(), "{queue:?}");
+        } else {
+            assert_eq!((queue.open, queue.max), (0, 0), "{queue:?}");
+        }
         node.send(Shutdown {
             grace: Duration::from_secs(5),
         })

@@ -232,6 +232,20 @@ impl Store {
         limit: usize,
         lease_ms: i64,
     ) -> StoreResult<Vec<ClaimedTask>> {
+        self.claim_on(owner, clusters, limit, lease_ms, None).await
+    }
+
+    /// [`Store::claim`] on a connection of `thread` when given and one is to be had
+    /// (the queue's thread's own: see [`super::ThreadConnections`]), else on one of the
+    /// store's pool.
+    pub async fn claim_on(
+        &self,
+        owner: &str,
+        clusters: &[String],
+        limit: usize,
+        lease_ms: i64,
+        thread: Option<&super::ThreadConnections>,
+    ) -> StoreResult<Vec<ClaimedTask>> {
         if limit == 0 || clusters.is_empty() {
             return Ok(Vec::new());
         }
@@ -248,7 +262,7 @@ impl Store {
             clock: self.clock(),
             lease_ms,
         };
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.run_conn(thread).await?;
         let rows: Vec<TaskRow> =
             on_conn!(&mut pooled.any(), c => Dialect::claim(c, &params).await?);
         let mut claimed = rows

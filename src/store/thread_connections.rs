@@ -8,16 +8,19 @@
 //! transaction is only ever used by its runner, on its runner's thread, so the runs of
 //! one thread can take their connections from a pool of that thread's own, whose
 //! sockets its runtime drives: the statement goes out and its answer comes in on the
-//! runner's thread. (Issue 13 measured node CPU per writing task −8% and the writing
-//! drain +10% from this.)
+//! runner's thread. (Issue 13 measured node CPU per writing task −12 to −18% and the
+//! writing drain +11 to +18% from this.)
 //!
 //! Such a connection stalls while its thread runs guest code. Only the runs of that
 //! thread use it, and they wait for the thread anyway: a guest yields to the others at
 //! every host call that waits and every epoch tick.
 //!
 //! The pool holds at most one connection per runner placed on the thread (a run holds
-//! one transaction at a time), on top of the store's own pool. A connection that
-//! cannot be opened here (the server's connection limit reached, say) is taken from the
+//! one transaction at a time), on top of the store's own pool. The queue's thread has
+//! such a pool too, for its claims (one connection per cluster): a claim is one round
+//! trip on the path from a task's commit to its start, and between two short runs.
+//!
+//! A connection that cannot be opened here (the server's connection limit reached, say) is taken from the
 //! store's pool instead, so a run is never refused for it.
 
 use super::conn::PooledConn;
@@ -34,8 +37,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone)]
 pub struct ThreadConnections {
     pool: Pool<AsyncPgConnection>,
-    /// Runners placed on the thread: the pool's bound.
-    runners: Arc<Mutex<usize>>,
+    /// Users on the thread: the pool's bound.
+    users: Arc<Mutex<usize>>,
 }
 
 impl std::fmt::Debug for ThreadConnections {
@@ -68,11 +71,12 @@ impl std::ops::Add for PoolUse {
 }
 
 impl ThreadConnections {
-    /// Makes room for one more runner on the thread: one more connection may be open.
-    pub fn add_runner(&self) {
-        let mut runners = self.runners.lock().unwrap_or_else(|p| p.into_inner());
-        *runners += 1;
-        self.pool.resize(*runners);
+    /// Makes room for one more user on the thread (a runner, or the claims of one of
+    /// the queue's clusters): one more connection may be open.
+    pub fn add_user(&self) {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        *users += 1;
+        self.pool.resize(*users);
     }
 
     /// Connections open now (idle or in use).
@@ -80,7 +84,7 @@ impl ThreadConnections {
         self.pool.status().size
     }
 
-    /// The most connections the pool may hold: one per runner placed on the thread.
+    /// The most connections the pool may hold: one per user on the thread.
     pub fn max(&self) -> usize {
         self.pool.status().max_size
     }
@@ -108,23 +112,24 @@ impl Store {
         }
     }
 
-    /// A pool for the runs of one runners' thread, empty and bounded by the runners
-    /// added to it; `None` on SQLite, whose connections run on tokio's blocking pool
-    /// whatever thread uses them.
+    /// A pool for the runs of one runners' thread (or the claims of the queue's
+    /// thread), empty and bounded by the users added to it; `None` on SQLite, whose
+    /// connections run on tokio's blocking pool whatever thread uses them.
     pub fn thread_connections(&self) -> StoreResult<Option<ThreadConnections>> {
         match &self.inner.backend {
             Backend::Sqlite(_) => Ok(None),
             Backend::Postgres(_) => Ok(Some(ThreadConnections {
                 pool: pool_driven_by(self.inner.url.clone(), 0, Driver::Opener)?,
-                runners: Arc::default(),
+                users: Arc::default(),
             })),
         }
     }
 
-    /// A connection for a run's transaction: from `thread` when given and one is free
-    /// there or can be opened, else from the store's pool. Never waits for one of
-    /// `thread`'s to be given back: a run that finds them all taken (more runs at once
-    /// than runners, which only a run abandoned mid-way can cause) uses the store's.
+    /// A connection for a run's transaction (or a claim): from `thread` when given and
+    /// one is free there or can be opened, else from the store's pool. Never waits for
+    /// one of `thread`'s to be given back: a run that finds them all taken (more runs
+    /// at once than runners, which only a run abandoned mid-way can cause; more claims
+    /// at once than clusters) uses the store's.
     pub(super) async fn run_conn(
         &self,
         thread: Option<&ThreadConnections>,

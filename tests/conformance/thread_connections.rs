@@ -1,6 +1,6 @@
-//! Runs on the connections of a runners' thread (PostgreSQL; SQLite has none, and its
-//! runs take the store's pool): they commit exactly as runs on the store's pool do,
-//! give their connection back, never wait for one, and close one they abandon.
+//! Runs and claims on the connections of a thread (PostgreSQL; SQLite has none, and its
+//! runs take the store's pool): they commit exactly as on the store's pool, give their
+//! connection back, never wait for one, and close one they abandon.
 
 use crate::support::conformance::*;
 use warren::store::{TaskRun, ThreadConnections};
@@ -10,6 +10,7 @@ crate::conformance!(
     a_run_that_finds_its_threads_connections_taken_uses_the_stores_pool,
     a_run_dropped_midway_closes_its_threads_connection,
     an_ephemeral_transaction_on_a_threads_connections_commits_and_gives_it_back,
+    claims_on_a_threads_connections_reuse_one,
 );
 
 /// The connections of a thread with one runner: `Some` on PostgreSQL only.
@@ -18,7 +19,7 @@ fn one_runner_thread(store: &Store, b: Backend) -> Option<ThreadConnections> {
     assert_eq!(thread.is_some(), b == Backend::Postgres);
     if let Some(thread) = &thread {
         assert_eq!((thread.open(), thread.max()), (0, 0));
-        thread.add_runner();
+        thread.add_user();
         assert_eq!((thread.open(), thread.max()), (0, 1));
     }
     thread
@@ -187,4 +188,33 @@ async fn an_ephemeral_transaction_on_a_threads_connections_commits_and_gives_it_
         assert_eq!(count(s, "SELECT COUNT(*) AS n FROM effects").await, n);
         assert_eq!(open(&thread), on_thread, "given back, not closed");
     }
+}
+
+/// The queue's claims on its thread's connections: each claim takes the same one.
+async fn claims_on_a_threads_connections_reuse_one(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let thread = one_runner_thread(s, b);
+    let on_thread = usize::from(thread.is_some());
+    let mut ids = HashSet::new();
+    for _ in 0..2 {
+        ids.insert(s.schedule(task(json!({}))).await.unwrap());
+    }
+    let (mut claimed, clusters) = (HashSet::new(), clusters());
+    for _ in 0..2 {
+        let tasks = s.claim_on("node-a", &clusters, 1, LEASE, thread.as_ref());
+        let tasks = tasks.await.unwrap();
+        assert_eq!(tasks.len(), 1);
+        claimed.insert(tasks[0].task.id);
+        assert_eq!(
+            open(&thread),
+            on_thread,
+            "claimed on the thread's connection"
+        );
+    }
+    assert_eq!(claimed, ids, "each task claimed once");
+    let none_left = s.claim_on("node-a", &clusters, 1, LEASE, thread.as_ref());
+    assert!(none_left.await.unwrap().is_empty());
 }
