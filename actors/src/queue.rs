@@ -74,10 +74,10 @@ pub(crate) struct QueueActor {
     /// answer finds it awake.
     ephemeral_out: Rc<Cell<usize>>,
     /// Keeps the queue's thread polling while `ephemeral_out` is above zero.
+    spinner: Spinner,
     /// Connections this thread drives, for the claims (one per cluster; PostgreSQL):
     /// a claim's statement and answer then cross no thread.
     claim_connections: Option<warren::store::ThreadConnections>,
-    spinner: Spinner,
 }
 
 impl QueueActor {

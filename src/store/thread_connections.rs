@@ -1,5 +1,5 @@
-//! PostgreSQL connections driven by the thread that uses them, for the runs of one
-//! runners' thread.
+//! PostgreSQL connections driven by the thread that uses them: a runners' thread's, for
+//! its runs' transactions, and the queue's thread's, for its claims.
 //!
 //! The store's pool opens every connection on the process's I/O runtime
 //! (`postgres.rs`), so any thread may use any connection. That costs each statement of
@@ -20,8 +20,8 @@
 //! such a pool too, for its claims (one connection per cluster): a claim is one round
 //! trip on the path from a task's commit to its start, and between two short runs.
 //!
-//! A connection that cannot be opened here (the server's connection limit reached, say) is taken from the
-//! store's pool instead, so a run is never refused for it.
+//! A connection that cannot be opened here (the server's connection limit reached,
+//! say) is taken from the store's pool instead, so a run is never refused for it.
 
 use super::conn::PooledConn;
 use super::postgres::{pool_driven_by, Driver};
@@ -31,9 +31,10 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::AsyncPgConnection;
 use std::sync::{Arc, Mutex};
 
-/// The connections of one runners' thread (PostgreSQL only). Cheap to clone; every
-/// runner of the thread holds a clone. Its connections must be opened and used on the
-/// thread whose runtime drives them: runs take them through [`Store::begin_run_on`].
+/// The connections of one thread (PostgreSQL only): a runners' thread, or the queue's.
+/// Cheap to clone; every runner of the thread holds a clone. Its connections must be
+/// opened and used on the thread whose runtime drives them: runs take them through
+/// [`Store::begin_run_on`], claims through [`Store::claim_on`].
 #[derive(Clone)]
 pub struct ThreadConnections {
     pool: Pool<AsyncPgConnection>,

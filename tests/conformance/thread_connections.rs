@@ -25,6 +25,15 @@ fn one_runner_thread(store: &Store, b: Backend) -> Option<ThreadConnections> {
     thread
 }
 
+/// A database with the `effects` table, and the connections of a thread with one
+/// runner (`None` on SQLite); `None` when the backend is not available.
+async fn with_effects_and_a_thread(b: Backend) -> Option<(TestDb, Option<ThreadConnections>)> {
+    let db = TestDb::new(b).await?;
+    setup_effects_table(&db.store).await;
+    let thread = one_runner_thread(&db.store, b);
+    Some((db, thread))
+}
+
 /// Schedules a task and begins its run on `thread`.
 async fn run_on(store: &Store, thread: &Option<ThreadConnections>) -> (TaskId, TaskRun) {
     store.schedule(task(json!({}))).await.unwrap();
@@ -56,12 +65,10 @@ fn open(thread: &Option<ThreadConnections>) -> usize {
 }
 
 async fn runs_on_a_threads_connections_commit_once_and_give_the_connection_back(b: Backend) {
-    let Some(db) = TestDb::new(b).await else {
+    let Some((db, thread)) = with_effects_and_a_thread(b).await else {
         return;
     };
     let s = &db.store;
-    setup_effects_table(s).await;
-    let thread = one_runner_thread(s, b);
     let on_thread = usize::from(thread.is_some());
     for n in 1..=3 {
         let (id, mut run) = run_on(s, &thread).await;
@@ -90,12 +97,10 @@ async fn runs_on_a_threads_connections_commit_once_and_give_the_connection_back(
 }
 
 async fn a_run_that_finds_its_threads_connections_taken_uses_the_stores_pool(b: Backend) {
-    let Some(db) = TestDb::new(b).await else {
+    let Some((db, thread)) = with_effects_and_a_thread(b).await else {
         return;
     };
     let s = &db.store;
-    setup_effects_table(s).await;
-    let thread = one_runner_thread(s, b);
     for _ in 0..2 {
         s.schedule(task(json!({}))).await.unwrap();
     }
@@ -142,12 +147,10 @@ async fn a_run_that_finds_its_threads_connections_taken_uses_the_stores_pool(b: 
 }
 
 async fn a_run_dropped_midway_closes_its_threads_connection(b: Backend) {
-    let Some(db) = TestDb::new(b).await else {
+    let Some((db, thread)) = with_effects_and_a_thread(b).await else {
         return;
     };
     let s = &db.store;
-    setup_effects_table(s).await;
-    let thread = one_runner_thread(s, b);
     let (id, mut run) = run_on(s, &thread).await;
     insert_effect(&mut run, id).await;
     let token = run.claimed().token;
@@ -172,12 +175,10 @@ async fn a_run_dropped_midway_closes_its_threads_connection(b: Backend) {
 /// An ephemeral or scheduled task's transaction (opened by its first SQL statement)
 /// takes the thread's connection as a managed run's does.
 async fn an_ephemeral_transaction_on_a_threads_connections_commits_and_gives_it_back(b: Backend) {
-    let Some(db) = TestDb::new(b).await else {
+    let Some((db, thread)) = with_effects_and_a_thread(b).await else {
         return;
     };
     let s = &db.store;
-    setup_effects_table(s).await;
-    let thread = one_runner_thread(s, b);
     let on_thread = usize::from(thread.is_some());
     for n in 1..=2 {
         let mut tx = s.begin_transaction_on(thread.as_ref()).await.unwrap();
