@@ -204,6 +204,9 @@ struct Inner {
     policy: PgStatementPolicy,
     /// The progress of this node's runs (see `progress_board.rs`).
     progress: progress_board::ProgressBoard,
+    /// The threads' pools made from this store, so that their idle connections can be
+    /// closed when this store's own pool cannot open one (see `thread_connections.rs`).
+    thread_pools: thread_connections::ThreadPools,
 }
 
 enum Backend {
@@ -271,6 +274,7 @@ impl Store {
                 completions: Default::default(),
                 run_records: Default::default(),
                 policy: Default::default(),
+                thread_pools: Default::default(),
             }),
         };
         // Fail early, with the URL in the message, when the database cannot be reached.
@@ -335,7 +339,15 @@ impl Store {
             source: e.into(),
         };
         Ok(match &self.inner.backend {
-            Backend::Postgres(pool) => PooledConn::Postgres(pool.get().await.map_err(map)?),
+            Backend::Postgres(pool) => match pool.get().await {
+                Ok(conn) => PooledConn::Postgres(conn),
+                Err(e) => {
+                    // The server may refuse new sessions because the threads' pools
+                    // hold idle ones: give those back, so the next try gets one.
+                    self.inner.thread_pools.close_idle();
+                    return Err(map(e));
+                }
+            },
             Backend::Sqlite(pool) => PooledConn::Sqlite(pool.get().await.map_err(map)?),
         })
     }

@@ -21,15 +21,50 @@
 //! trip on the path from a task's commit to its start, and between two short runs.
 //!
 //! A connection that cannot be opened here (the server's connection limit reached,
-//! say) is taken from the store's pool instead, so a run is never refused for it.
+//! say) is taken from the store's pool instead, so a run is never refused for it. The
+//! other way round, idle connections of these pools must not starve the store's own
+//! pool (completions, lease renewals, heartbeats) when the server has no session left
+//! to give: when the store's pool cannot open a connection, every thread's pool closes
+//! its idle ones ([`ThreadPools::close_idle`]). The chaos harness's pool-exhaustion
+//! scenario lost tasks without this: idle sessions of the runners' threads held the
+//! slots the store's pool needed to renew leases.
 
 use super::conn::PooledConn;
 use super::postgres::{pool_driven_by, Driver};
 use super::{Backend, Store, StoreResult};
 use deadpool::managed::Timeouts;
+use deadpool::managed::WeakPool;
 use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::AsyncPgConnection;
 use std::sync::{Arc, Mutex};
+
+/// The threads' pools of one store, held weakly (a pool goes when its thread's users
+/// drop it).
+#[derive(Default)]
+pub(super) struct ThreadPools {
+    pools: Mutex<Vec<WeakPool<AsyncDieselConnectionManager<AsyncPgConnection>>>>,
+}
+
+impl ThreadPools {
+    fn add(&self, pool: &Pool<AsyncPgConnection>) {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.retain(|weak| weak.upgrade().is_some());
+        pools.push(pool.weak());
+    }
+
+    /// Closes every idle connection of every thread's pool (those in use stay with
+    /// their runs), giving their sessions back to the server.
+    pub(super) fn close_idle(&self) {
+        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        for pool in pools.iter().filter_map(WeakPool::upgrade) {
+            let closed = pool.retain(|_, _| false).removed.len();
+            if closed > 0 {
+                tracing::debug!(closed, "idle connections of a thread's pool closed");
+            }
+        }
+    }
+}
 
 /// The connections of one thread (PostgreSQL only): a runners' thread, or the queue's.
 /// Cheap to clone; every runner of the thread holds a clone. Its connections must be
@@ -119,10 +154,14 @@ impl Store {
     pub fn thread_connections(&self) -> StoreResult<Option<ThreadConnections>> {
         match &self.inner.backend {
             Backend::Sqlite(_) => Ok(None),
-            Backend::Postgres(_) => Ok(Some(ThreadConnections {
-                pool: pool_driven_by(self.inner.url.clone(), 0, Driver::Opener)?,
-                users: Arc::default(),
-            })),
+            Backend::Postgres(_) => {
+                let pool = pool_driven_by(self.inner.url.clone(), 0, Driver::Opener)?;
+                self.inner.thread_pools.add(&pool);
+                Ok(Some(ThreadConnections {
+                    pool,
+                    users: Arc::default(),
+                }))
+            }
         }
     }
 
