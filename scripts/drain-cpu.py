@@ -12,13 +12,24 @@ until 2,000 tasks have completed, and then, over a window of WINDOW seconds (def
 - the CPU time of the bench process and of every `postgres` process (/proc);
 - the machine's busy time (/proc/stat);
 - the context switches of the node's threads, voluntary (`.v`: the thread slept) and
-  not (`.nv`: it was preempted), by thread kind (`runner` for the runners' threads).
+  not (`.nv`: it was preempted), by thread kind (`runner` for the runners' threads);
+- the WAL bytes the server wrote (its WAL position, so vacuum's share too).
 Each is printed per task, with the bench's own drain rate.
 
 Why: on a small, shared machine the drain rate of one run varies by 10-20%, so two
 builds are hard to tell apart by their rates. The CPU a task costs varies much less,
-and says where it goes. Compare two builds in alternating runs, both orders.
-DRAIN=insert or DRAIN=log drains those tasks instead of no-op ones.
+and says where it goes. Compare two builds in alternating runs, both orders. The WAL
+written per task does not depend on how fast the machine runs: a change to what the
+database writes (statements, indexes) shows in it in a single run (repeat runs of one
+build read within 2% of each other).
+(PostgreSQL's per-database counters, commits and rows, are not read: each backend
+publishes them about once a second, an idle one up to ten seconds late, so over a
+window of seconds they read 20% apart from run to run.)
+
+DRAIN=insert or DRAIN=log drains those tasks instead of no-op ones. SCHEMA_SQL, when
+set, is run on the bench's database as soon as the backlog's first tasks are in it (so
+after the migrations), before the window: a schema variant (an index dropped or added)
+measured without a rebuild.
 """
 
 import glob
@@ -88,6 +99,15 @@ def switches(pid):
     return counts
 
 
+def wal_position(database):
+    """The server's WAL position in bytes; `None` when it cannot be read."""
+    position = psql(database, "SELECT pg_current_wal_lsn() - '0/0'")
+    try:
+        return float(position)
+    except ValueError:
+        return None
+
+
 def completed(database):
     """Tasks completed so far; `None` once the bench has dropped its database."""
     count = psql(database, "SELECT count(*) FROM warren_tasks WHERE state = 'completed'")
@@ -111,23 +131,33 @@ def main():
         [binary, "--bench"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     database = None
+    schema_sql = os.environ.get("SCHEMA_SQL")
     deadline = time.time() + 120
     while time.time() < deadline:
         time.sleep(0.1)
         names = psql("postgres", "SELECT datname FROM pg_database WHERE datname LIKE 'warren_rt_%'")
         ours = [n for n in names.split() if n.startswith(f"warren_rt_{bench.pid}")]
+        if ours and schema_sql and psql(ours[0], "SELECT EXISTS (SELECT 1 FROM warren_tasks)") == "t":
+            server = DATABASE.rsplit("/", 1)[0]
+            subprocess.run(["psql", f"{server}/{ours[0]}", "-qAtc", schema_sql], check=True)
+            schema_sql = None
         if ours and (completed(ours[0]) or 0) > 2000:
             database = ours[0]
             break
     if database is None:
         bench.kill()
         sys.exit("the drain did not start within 2 minutes (is the binary the runtime bench?)")
+    if schema_sql is not None:
+        bench.kill()
+        sys.exit("SCHEMA_SQL was not run: the drain started before its backlog was seen")
     window = float(os.environ.get("WINDOW", "5"))
+    wal_before = wal_position(database)
     before = (time.time(), completed(database), cpu_seconds(bench.pid), postgres_seconds(),
               machine_busy_seconds(), switches(bench.pid))
     time.sleep(window)
     after = (time.time(), completed(database), cpu_seconds(bench.pid), postgres_seconds(),
              machine_busy_seconds(), switches(bench.pid))
+    wal_after = wal_position(database)
     output = bench.communicate()[0]
     if after[1] is None:
         sys.exit("the drain ended inside the window: give more TASKS")
@@ -137,11 +167,12 @@ def main():
     per_task = lambda i: 1e6 * (after[i] - before[i]) / n
     per_switch = {k: round((after[5][k] - before[5].get(k, 0)) / n, 2) for k in sorted(after[5])}
     rate = [line for line in output.splitlines() if line.startswith("{")]
+    wal = "not read" if None in (wal_before, wal_after) else f"{(wal_after - wal_before) / n:.0f}"
     print(
         f"{n} tasks in {after[0] - before[0]:.1f} s ({n / (after[0] - before[0]):.0f}/s): "
         f"node {per_task(2):.0f} µs/task, postgres {per_task(3):.0f} µs/task, "
         f"machine busy {per_task(4):.0f} µs/task; switches/task {per_switch}; "
-        f"bench: {rate[-1] if rate else 'no result'}"
+        f"WAL {wal} B/task; bench: {rate[-1] if rate else 'no result'}"
     )
 
 

@@ -7,9 +7,18 @@
 #
 #   scripts/group-commit-ceiling.sh [SECONDS]      (default 10 s per figure)
 #
-# Three ways to commit, each at several numbers of tasks in flight:
+# Five ways to commit, each at several numbers of tasks in flight:
 #   solo        one transaction per task, as runs commit today: BEGIN and the insert in
 #               one round trip, the completion and COMMIT in the next;
+#   runner      each connection (a runner) runs GROUP tasks one after another in one
+#               transaction, each task in a savepoint of its own: its statement goes
+#               with the savepoint, its completion with the release (two round trips
+#               per task as solo, one commit per GROUP tasks). Nothing interleaves, so a
+#               task whose statement fails, whose lease is lost or that is killed rolls
+#               back to its own savepoint and the others keep their work;
+#   runner+     the same, with each task's completion and release sent in the message
+#               that carries the next task's savepoint and statement (one round trip
+#               per task, and one for the last completion with COMMIT);
 #   serialized  groups of GROUP tasks sharing one transaction, each task's work in a
 #               savepoint of its own, one task after another on the group's connection
 #               (what a group needs so that a failing member is undone alone);
@@ -17,7 +26,8 @@
 #               their inserts in one round trip and all completions with COMMIT in the
 #               next (the most a group could gain; a failing member would fail them all).
 # "in flight" is the number of tasks in progress at once: the number of connections for
-# solo, GROUP times that for the groups. A node with 16 runners has at most 16 in flight.
+# solo and the runner groups, GROUP times that for the others. A node with 16 runners
+# has at most 16 in flight.
 #
 # Environment: PGHOST (127.0.0.1), PGPORT (5432), PGUSER (postgres), GROUP (8),
 # IN_FLIGHT ("16 32 64"), DB (warren_group_commit_ceiling; dropped and made afresh).
@@ -92,6 +102,41 @@ WHERE id = :id$1;"
   echo "COMMIT;"
   echo "\\endpipeline"
 } >"$work/pipelined.sql"
+{
+  for m in $(seq 1 "$group"); do echo "\\set id$m random(1, $tasks)"; done
+  for m in $(seq 1 "$group"); do
+    echo "\\startpipeline"
+    [ "$m" = 1 ] && { echo "BEGIN;"; echo "SET LOCAL warren.run = '1';"; }
+    echo "SAVEPOINT task;"
+    echo "INSERT INTO effects (task) VALUES (:id$m);"
+    echo "\\endpipeline"
+    echo "\\startpipeline"
+    complete "$m"
+    echo "RELEASE SAVEPOINT task;"
+    [ "$m" = "$group" ] && echo "COMMIT;"
+    echo "\\endpipeline"
+  done
+} >"$work/runner.sql"
+{
+  for m in $(seq 1 "$group"); do echo "\\set id$m random(1, $tasks)"; done
+  for m in $(seq 1 "$group"); do
+    echo "\\startpipeline"
+    if [ "$m" = 1 ]; then
+      echo "BEGIN;"
+      echo "SET LOCAL warren.run = '1';"
+    else
+      complete $((m - 1))
+      echo "RELEASE SAVEPOINT task;"
+    fi
+    echo "SAVEPOINT task;"
+    echo "INSERT INTO effects (task) VALUES (:id$m);"
+    echo "\\endpipeline"
+  done
+  echo "\\startpipeline"
+  complete "$group"
+  echo "COMMIT;"
+  echo "\\endpipeline"
+} >"$work/runner_plus.sql"
 
 # Tasks per second of one script with `clients` connections, each transaction being
 # `per` tasks.
@@ -102,14 +147,22 @@ rate() {
   awk -v t="$tps" -v p="$per" 'BEGIN {printf "%.0f", t * p}'
 }
 
-printf '%-9s | %-8s | %-22s | %-22s\n' "in flight" solo "serialized groups of $group" "pipelined groups of $group"
+# "rate (ratio to solo)".
+versus() {
+  echo "$1 ($(awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}')x)"
+}
+
+printf '%-9s | %-8s | %-18s | %-18s | %-22s | %-22s\n' "in flight" solo "runner groups of $group" "runner+ groups of $group" \
+  "serialized groups of $group" "pipelined groups of $group"
 for n in $in_flight; do
   groups=$(( n / group ))
   [ "$groups" -lt 1 ] && groups=1
   solo=$(rate solo "$n" 1)
+  runner=$(rate runner "$n" "$group")
+  runner_plus=$(rate runner_plus "$n" "$group")
   serialized=$(rate serialized "$groups" "$group")
   pipelined=$(rate pipelined "$groups" "$group")
-  printf '%-9s | %-8s | %-22s | %-22s\n' "$n" "$solo" "$serialized ($(awk -v a="$serialized" -v b="$solo" 'BEGIN {printf "%.2f", a / b}')x)" \
-    "$pipelined ($(awk -v a="$pipelined" -v b="$solo" 'BEGIN {printf "%.2f", a / b}')x)"
+  printf '%-9s | %-8s | %-18s | %-18s | %-22s | %-22s\n' "$n" "$solo" "$(versus "$runner" "$solo")" \
+    "$(versus "$runner_plus" "$solo")" "$(versus "$serialized" "$solo")" "$(versus "$pipelined" "$solo")"
 done
 psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db"
