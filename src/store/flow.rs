@@ -31,6 +31,7 @@ use super::claim::{
     push_cluster_names, push_plain_candidates, push_take, push_take_end, ClaimParams, PAUSED_CTE,
 };
 use super::conn::on_conn;
+use super::live_tasks::{PG_LIVE_OF_TYPE, SQLITE_LIVE_OF_TYPE};
 use super::model::TaskRow;
 use super::schema::warren_rate_buckets::dsl as b;
 use super::schema::warren_task_types::dsl as tt;
@@ -136,30 +137,37 @@ pub(super) async fn rekey_tasks(conn: &mut AnyConn<'_>, ids: &[TaskId]) -> Store
 
 /// Keys again the pending and running tasks of `task_type` after what keys them
 /// changed (a NULL key when it has no rule now). Returns how many tasks were written.
+/// It reads only the live queue (`live_tasks.rs`): it runs holding the table's lock.
 pub(super) async fn rekey_type(conn: &mut AnyConn<'_>, task_type: &str) -> StoreResult<usize> {
-    let (pending, running) = (TaskState::Pending.as_str(), TaskState::Running.as_str());
-    let live = format!("state IN ('{pending}', '{running}')");
     let written = match conn {
         AnyConn::Postgres(c) => {
-            let sql = format!(
-                "UPDATE warren_tasks SET flow_key = {} WHERE task_type = $1 AND {live}",
-                pg_own_key_sql()
-            );
-            diesel::sql_query(sql)
+            diesel::sql_query(pg_rekey_sql())
                 .bind::<Text, _>(task_type)
                 .execute(*c)
                 .await?
         }
-        // Writing the data fires the trigger that keys the task.
         AnyConn::Sqlite(c) => {
-            let sql = format!("UPDATE warren_tasks SET data = data WHERE task_type = ? AND {live}");
-            diesel::sql_query(sql)
+            diesel::sql_query(sqlite_rekey_sql())
                 .bind::<Text, _>(task_type)
                 .execute(*c)
                 .await?
         }
     };
     Ok(written)
+}
+
+/// [`rekey_type`]'s statement on PostgreSQL: the type is `$1`.
+pub(super) fn pg_rekey_sql() -> String {
+    format!(
+        "UPDATE warren_tasks SET flow_key = {} WHERE id = ANY(ARRAY({PG_LIVE_OF_TYPE}))",
+        pg_own_key_sql()
+    )
+}
+
+/// [`rekey_type`]'s statement on SQLite, the type `?1`: writing the data fires the
+/// trigger that keys the task.
+pub(super) fn sqlite_rekey_sql() -> String {
+    format!("UPDATE warren_tasks SET data = data WHERE id IN ({SQLITE_LIVE_OF_TYPE})")
 }
 
 /// A rate limit's interval in nanoseconds from the registry row `tt` (PostgreSQL), as

@@ -58,6 +58,7 @@ mod flow;
 #[cfg(target_os = "linux")]
 mod folder_watch;
 mod group_write;
+mod live_tasks;
 mod manage;
 mod model;
 mod nodes;

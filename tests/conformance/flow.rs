@@ -202,7 +202,10 @@ async fn a_changed_rule_keys_the_waiting_tasks_again(b: Backend) {
     s.register_task_types(&[TypeRegistration::new("demo:ping", "default")])
         .await
         .unwrap();
-    schedule_tenant(s, "a", 3).await;
+    schedule_tenant(s, "a", 4).await;
+    // One finished before the rule came: it keeps the key it ran under (none).
+    let done = claim_data(s, 1).await;
+    finish(s, done[0].0, done[0].1).await;
     let running = claim_data(s, 1).await;
     assert_eq!(running.len(), 1);
     // The rule comes with a new module definition: what waits and what runs is keyed.
@@ -214,6 +217,14 @@ async fn a_changed_rule_keys_the_waiting_tasks_again(b: Backend) {
         )
         .await,
         3
+    );
+    assert_eq!(
+        count(
+            s,
+            "SELECT count(*) AS n FROM warren_tasks WHERE flow_key IS NULL AND state = 'completed'"
+        )
+        .await,
+        1
     );
     assert!(
         claim_data(s, 10).await.is_empty(),
