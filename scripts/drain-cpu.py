@@ -13,7 +13,8 @@ until 2,000 tasks have completed, and then, over a window of WINDOW seconds (def
 - the machine's busy time (/proc/stat);
 - the context switches of the node's threads, voluntary (`.v`: the thread slept) and
   not (`.nv`: it was preempted), by thread kind (`runner` for the runners' threads);
-- the WAL bytes the server wrote (its WAL position, so vacuum's share too).
+- the WAL bytes the server wrote (its WAL position, so vacuum's share too);
+- the transactions committed in the bench's database.
 Each is printed per task, with the bench's own drain rate.
 
 Why: on a small, shared machine the drain rate of one run varies by 10-20%, so two
@@ -22,9 +23,10 @@ and says where it goes. Compare two builds in alternating runs, both orders. The
 written per task does not depend on how fast the machine runs: a change to what the
 database writes (statements, indexes) shows in it in a single run (repeat runs of one
 build read within 2% of each other).
-(PostgreSQL's per-database counters, commits and rows, are not read: each backend
-publishes them about once a second, an idle one up to ten seconds late, so over a
-window of seconds they read 20% apart from run to run.)
+The commits per task come from PostgreSQL's per-database counter, which each backend
+publishes about once a second (an idle one up to ten seconds late): over a window of
+seconds it reads up to 20% apart from run to run, so it tells one commit per task from
+one per group of runs (see docs/state-machine.md), not finer changes.
 
 DRAIN=insert or DRAIN=log drains those tasks instead of no-op ones. SCHEMA_SQL, when
 set, is run on the bench's database as soon as the backlog's first tasks are in it (so
@@ -108,6 +110,14 @@ def wal_position(database):
         return None
 
 
+def commits(database):
+    """Transactions committed in the database so far, as PostgreSQL's statistics count
+    them (each backend reports within a second, so a window's count is close, not
+    exact); `None` when it cannot be read."""
+    count = psql(database, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+    return int(count) if count.isdigit() else None
+
+
 def completed(database):
     """Tasks completed so far; `None` once the bench has dropped its database."""
     count = psql(database, "SELECT count(*) FROM warren_tasks WHERE state = 'completed'")
@@ -151,13 +161,13 @@ def main():
         bench.kill()
         sys.exit("SCHEMA_SQL was not run: the drain started before its backlog was seen")
     window = float(os.environ.get("WINDOW", "5"))
-    wal_before = wal_position(database)
+    wal_before, commits_before = wal_position(database), commits(database)
     before = (time.time(), completed(database), cpu_seconds(bench.pid), postgres_seconds(),
               machine_busy_seconds(), switches(bench.pid))
     time.sleep(window)
     after = (time.time(), completed(database), cpu_seconds(bench.pid), postgres_seconds(),
              machine_busy_seconds(), switches(bench.pid))
-    wal_after = wal_position(database)
+    wal_after, commits_after = wal_position(database), commits(database)
     output = bench.communicate()[0]
     if after[1] is None:
         sys.exit("the drain ended inside the window: give more TASKS")
@@ -168,11 +178,13 @@ def main():
     per_switch = {k: round((after[5][k] - before[5].get(k, 0)) / n, 2) for k in sorted(after[5])}
     rate = [line for line in output.splitlines() if line.startswith("{")]
     wal = "not read" if None in (wal_before, wal_after) else f"{(wal_after - wal_before) / n:.0f}"
+    xacts = "not read" if None in (commits_before, commits_after) else \
+        f"{(commits_after - commits_before) / n:.2f}"
     print(
         f"{n} tasks in {after[0] - before[0]:.1f} s ({n / (after[0] - before[0]):.0f}/s): "
         f"node {per_task(2):.0f} µs/task, postgres {per_task(3):.0f} µs/task, "
         f"machine busy {per_task(4):.0f} µs/task; switches/task {per_switch}; "
-        f"WAL {wal} B/task; bench: {rate[-1] if rate else 'no result'}"
+        f"WAL {wal} B/task; commits/task {xacts}; bench: {rate[-1] if rate else 'no result'}"
     )
 
 

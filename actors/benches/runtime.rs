@@ -31,7 +31,8 @@
 //! `WARREN_BENCH_SAMPLES=N` the latency samples (default 300 / 3,000 ephemeral);
 //! `WARREN_BENCH_NODES` and `WARREN_BENCH_DRAINS` run a part alone (see `Parts`);
 //! `WARREN_BENCH_IDLE_SPIN_US=N` sets the nodes' idle spin (`WarrenBuilder::idle_spin`;
-//! 0 measures without it).
+//! 0 measures without it); `WARREN_BENCH_RUN_GROUP_SIZE=N` the most runs of a runner
+//! that share a commit (`WarrenBuilder::run_groups`; 1 measures without run groups).
 //! JavaScript is compiled with the toolkit embedded in warren, installed (needs Node.js
 //! 18 or later and npm) under the tests' cache folder (`warren_testkit::test_cache_dir`) like the tests' before any
 //! node starts.
@@ -125,6 +126,13 @@ async fn start(url: &str, runners: usize) -> BenchResult<(actix::Addr<Supervisor
     if std::env::var_os("WARREN_BENCH_IDLE_SPIN_US").is_some() {
         let us = env_count("WARREN_BENCH_IDLE_SPIN_US", 0)?;
         builder = builder.idle_spin(Duration::from_micros(us as u64));
+    }
+    if std::env::var_os("WARREN_BENCH_RUN_GROUP_SIZE").is_some() {
+        let runs = env_count("WARREN_BENCH_RUN_GROUP_SIZE", 8)?.max(1);
+        builder = builder.run_groups(warren::store::GroupBounds {
+            max_runs: runs,
+            ..Default::default()
+        });
     }
     let (node, broken) = builder
         .database(url)

@@ -20,7 +20,7 @@ use warren::catalog::Catalog;
 use warren::clock::{SharedClock, SystemClock};
 use warren::moduledef::{load_modules_dir, DefinitionError, LoadOptions, ModuleDefinition};
 use warren::store::{
-    Store, StoreConfig, TypeRegistration, DEFAULT_DATABASE_URL, DEFAULT_RETENTION_MS,
+    GroupBounds, Store, StoreConfig, TypeRegistration, DEFAULT_DATABASE_URL, DEFAULT_RETENTION_MS,
 };
 use warren::wasm::{idle_vms_per_runner, EngineConfig, VmLimits, WasmEngine};
 
@@ -44,6 +44,7 @@ pub struct WarrenBuilder {
     maintenance_offset: Option<u32>,
     runner_threads: Option<NonZeroUsize>,
     idle_spin: Option<Duration>,
+    run_groups: GroupBounds,
     on_give_up: GiveUp,
     metrics: Arc<Metrics>,
     #[cfg(feature = "test-hooks")]
@@ -62,6 +63,7 @@ impl std::fmt::Debug for WarrenBuilder {
             .field("maintenance_offset", &self.maintenance_offset)
             .field("runner_threads", &self.runner_threads)
             .field("idle_spin", &self.idle_spin)
+            .field("run_groups", &self.run_groups)
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +90,7 @@ impl Warren {
             maintenance_offset: None,
             runner_threads: None,
             idle_spin: None,
+            run_groups: GroupBounds::default(),
             on_give_up: Arc::new(|_| System::current().stop_with_code(1)),
             metrics: Arc::new(Metrics::new()),
             #[cfg(feature = "test-hooks")]
@@ -217,6 +220,17 @@ impl WarrenBuilder {
         self
     }
 
+    /// How a runner groups its consecutive runs that write on PostgreSQL (default:
+    /// up to 8 runs, joined within 20 ms of the group's first completion;
+    /// [`GroupBounds::OFF`] turns it off). A run group shares one transaction and one
+    /// commit, each run in a savepoint of its own, and tells each run its outcome
+    /// only once that commit landed; a run that fails is undone alone. See
+    /// docs/state-machine.md.
+    pub fn run_groups(mut self, bounds: GroupBounds) -> Self {
+        self.run_groups = bounds;
+        self
+    }
+
     /// The metrics registry the node counts into (a fresh one by default); the
     /// dashboard gets it through [`crate::GetNodeContext`].
     pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
@@ -295,6 +309,8 @@ impl WarrenBuilder {
             in_flight: Default::default(),
             idle_spin,
             thread_connections: None,
+            open_group: Default::default(),
+            group_bounds: self.run_groups,
             #[cfg(feature = "test-hooks")]
             run_starts: self.run_starts.clone(),
         };
@@ -325,6 +341,7 @@ impl WarrenBuilder {
             "clusters": catalog.clusters(),
             "runner_threads": runner_threads,
             "idle_spin_us": idle_spin.budget().as_micros() as u64,
+            "run_group_max_runs": self.run_groups.max_runs,
             "modules": modules.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
         });
         store.register_node(&self.node, &info).await?;

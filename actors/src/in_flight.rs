@@ -37,6 +37,9 @@ struct Slots {
     /// Oldest first.
     completions: VecDeque<CompletionWrite>,
     record: Option<RecordWrite>,
+    /// Completions in run groups, each settling (and writing its record) once its
+    /// group commits (see `warren::store::RunGroup`); the finished ones are dropped as more come.
+    grouped: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl InFlight {
@@ -88,8 +91,21 @@ impl InFlight {
         self.slots().record = Some(record);
     }
 
+    /// Keeps a completion of a run group in flight: it is not bounded like the
+    /// others, as it commits only when the runner commits its group (at most a group's
+    /// worth of them wait at once).
+    pub(crate) fn keep_grouped(&self, settled: tokio::task::JoinHandle<()>) {
+        let mut slots = self.slots();
+        slots.grouped.retain(|h| !h.is_finished());
+        slots.grouped.push(settled);
+    }
+
     /// Waits until nothing is in flight.
     pub(crate) async fn collect_all(&self) {
+        let grouped = std::mem::take(&mut self.slots().grouped);
+        for settled in grouped {
+            let _ = settled.await;
+        }
         self.collect_completions_down_to(0).await;
         let record = self.slots().record.take();
         if let Some(record) = record {

@@ -7,6 +7,7 @@ use crate::runner_threads::RunnerThreads;
 use actix::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use warren::store::GroupSlot;
 
 /// Which actor hands a group of runners its work.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,6 +34,9 @@ pub(crate) struct RunnerHandle {
     pub addr: Addr<TaskRunner>,
     /// Its current run, shared with the runner.
     pub current: CurrentRun,
+    /// The run group it keeps open between runs, shared with the runner: the queue
+    /// has it committed when it has no next task for the runner.
+    pub open_group: GroupSlot,
 }
 
 impl RunnerHandle {
@@ -40,12 +44,18 @@ impl RunnerHandle {
     /// actors, so guest code never stalls them).
     fn start(env: &RunnerEnv, threads: &RunnerThreads) -> RunnerHandle {
         let current = CurrentRun::default();
+        let open_group = GroupSlot::default();
         let placement = threads.next();
         let (mut env, shared) = (env.clone(), current.clone());
         env.thread_connections = placement.connections;
+        env.open_group = open_group.clone();
         let addr =
             TaskRunner::start_in_arbiter(&placement.arbiter, move |_| TaskRunner::new(env, shared));
-        RunnerHandle { addr, current }
+        RunnerHandle {
+            addr,
+            current,
+            open_group,
+        }
     }
 
     /// What the runner is running now, if anything.

@@ -20,7 +20,9 @@ use crate::error::Error;
 use crate::idle_spin::Spinner;
 use crate::pool::{Group, RunnerPool};
 use crate::restart::{Child, ChildStopped, Crashed};
-use crate::runner::{CurrentRun, ManagedOutcome, RunEphemeral, RunManaged, Running, Settle};
+use crate::runner::{
+    CurrentRun, FlushGroup, ManagedOutcome, RunEphemeral, RunManaged, Running, Settle,
+};
 use actix::prelude::*;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -176,7 +178,21 @@ impl QueueActor {
             .is_some_and(|p| p.clusters.contains(&self.clusters[c].name));
         let want = self.clusters[c].claim_count(idle.len());
         if want > 0 && !paused {
+            // The runners' run groups stay open for what the claim brings them.
             self.claim(c, idle, want, ctx);
+        } else {
+            self.flush_groups(c, &idle);
+        }
+    }
+
+    /// Has the runners `slots` of cluster `c`, which get no next task now, commit
+    /// their open run groups: no run's outcome waits for work that is not coming.
+    fn flush_groups(&self, c: ClusterIndex, slots: &[usize]) {
+        for &slot in slots {
+            let runner = &self.clusters[c].slots[slot].runner;
+            if runner.open_group.is_open() {
+                runner.addr.do_send(FlushGroup);
+            }
         }
     }
 
@@ -202,7 +218,10 @@ impl QueueActor {
         ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
             let woken = act.clusters[c].claim_back(&idle);
             match result {
-                Ok(tasks) if act.draining => act.release(tasks, ctx),
+                Ok(tasks) if act.draining => {
+                    act.flush_groups(c, &idle);
+                    act.release(tasks, ctx)
+                }
                 Ok(mut tasks) => {
                     let drained = tasks.len() < want;
                     if version != act.pauses_version {
@@ -216,9 +235,12 @@ impl QueueActor {
                     let mut tasks = tasks.into_iter();
                     // Slots first: zip stops at the last slot without taking a task
                     // it would then drop.
+                    let mut served = 0;
                     for (&slot, claimed) in idle.iter().zip(tasks.by_ref()) {
                         act.start_managed(c, slot, claimed, ctx);
+                        served += 1;
                     }
+                    act.flush_groups(c, &idle[served..]);
                     act.clusters[c].ready.extend(tasks);
                     if drained && !woken {
                         // Nothing more is due now: sleep until the next attempt.
@@ -233,6 +255,7 @@ impl QueueActor {
                 }
                 Err(e) => {
                     tracing::warn!(cluster = %act.clusters[c].name, error = %e, "claiming failed");
+                    act.flush_groups(c, &idle);
                     act.arm_timer(ctx);
                 }
             }

@@ -22,8 +22,9 @@ use warren::catalog::{Catalog, CatalogScheduled, CatalogType};
 use warren::clock::SharedClock;
 use warren::executor::RunFailure;
 use warren::store::{
-    ClaimedTask, ResolveOutcome, RunLogLine, RunOutcome, RunRecord, ScheduledEnd, ScheduledOutcome,
-    Store, StoreError, TaskRun, ThreadConnections, Transaction,
+    ClaimedTask, GroupBounds, GroupSlot, Grouped, MemberOutcome, ResolveOutcome, RunLogLine,
+    RunOutcome, RunRecord, ScheduledEnd, ScheduledOutcome, Store, StoreError, TaskRun,
+    ThreadConnections, Transaction,
 };
 use warren::task::{LeaseToken, Resolution, TaskId};
 use warren::trace::{TraceParent, TRACEPARENT};
@@ -76,6 +77,12 @@ pub(crate) struct RunnerEnv {
     /// The connections of this runner's thread, which managed runs' transactions take
     /// (PostgreSQL; set when the runner is placed on its thread, see `pool.rs`).
     pub thread_connections: Option<ThreadConnections>,
+    /// The run group this runner keeps open between its managed runs (each runner
+    /// gets its own when it is placed, see `pool.rs`).
+    pub open_group: GroupSlot,
+    /// How large and old a run group may grow ([`GroupBounds::OFF`]: every run commits
+    /// on its own).
+    pub group_bounds: GroupBounds,
     /// Where managed runs report their start (tests and benchmarks).
     #[cfg(feature = "test-hooks")]
     pub run_starts: Option<crate::test_hooks::RunStarts>,
@@ -143,6 +150,14 @@ impl TaskRunner {
         K::Answer: 'static,
     {
         let name = kind.name().to_string();
+        if !kind.joins_groups() {
+            // The group's runs should not wait for this run: commit alongside it.
+            if let Some(group) = self.env.open_group.take() {
+                actix::spawn(async move {
+                    group.commit().await;
+                });
+            }
+        }
         let vms = self.begin(kind.task(), &name, &kill);
         let env = self.env.clone();
         // On the heap at once: the pipeline's future is several KiB, and each wrapper
@@ -198,6 +213,11 @@ pub(crate) trait RunKind: Sized {
     /// The managed task (id, lease token) this run is, if it is one.
     fn task(&self) -> Option<(TaskId, LeaseToken)> {
         None
+    }
+    /// Whether the run may join the runner's open run group (a managed run); the
+    /// group commits before any other run.
+    fn joins_groups(&self) -> bool {
+        false
     }
     /// Task type or scheduled tag: names the current run and its metrics.
     fn name(&self) -> &str;
@@ -510,6 +530,9 @@ impl RunManaged {
     }
 
     /// Resolves the run in its transaction and waits for the commit, then records it.
+    /// With `may_group`, a completion that did database work may instead stay in the
+    /// runner's open run group: it is then settled like a quiet completion, once the
+    /// group commits ([`RunManaged::settle_committing`]).
     async fn resolve(
         self,
         env: &RunnerEnv,
@@ -517,11 +540,25 @@ impl RunManaged {
         resolution: Resolution,
         times: (warren::task::Millis, warren::task::Millis),
         log: Vec<RunLogLine>,
+        may_group: bool,
     ) -> ManagedOutcome {
         let policy = env.catalog.retry_policy(&self.0.task.task_type);
+        let keep_open = may_group && env.group_bounds.enabled();
         // What was stored, which may differ from what task code sent (an oversized
         // result becomes a temporary failure, and so on).
-        let (stored, applied) = run.resolve_applied(resolution, policy).await;
+        let (stored, applied) = match run.resolve_grouping(resolution, policy, keep_open).await {
+            Grouped::Open {
+                group,
+                outcome,
+                applied: _,
+            } => {
+                env.open_group.keep(*group);
+                commit_when_too_old(env);
+                let committed = MemberOutcome::committed(outcome);
+                return self.settle_committing(env, committed, times, log, true);
+            }
+            Grouped::Resolved { stored, applied } => (stored, applied),
+        };
         let outcome = ManagedOutcome::of(stored);
         let run_outcome = outcome.run_outcome(applied.requeued);
         env.metrics.run_finished(self.name(), run_outcome.as_str());
@@ -533,13 +570,17 @@ impl RunManaged {
     /// Settles a quiet completion whose commit is under way (`committed`): the runner
     /// answers at once, and a task of its own waits for the commit, counts the run's
     /// outcome, logs a lost lease, and queues the run's record. That task is one of the
-    /// runner's completions in flight (see `in_flight.rs`).
+    /// runner's completions in flight (see `in_flight.rs`). A completion in the
+    /// runner's open run group (`grouped`) commits only when the runner commits the
+    /// group, so the runner never waits for it before its next run: it is kept apart,
+    /// and writes its record itself.
     fn settle_committing(
         self,
         env: &RunnerEnv,
         committed: impl std::future::Future<Output = Result<ResolveOutcome, StoreError>> + 'static,
         times: (warren::task::Millis, warren::task::Millis),
         log: Vec<RunLogLine>,
+        grouped: bool,
     ) -> ManagedOutcome {
         let env_later = env.clone();
         let settled = async move {
@@ -561,11 +602,33 @@ impl RunManaged {
             self.queue_record(&env, times, (&outcome, run_outcome), None, log)
         }
         .instrument(tracing::Span::current());
+        if grouped {
+            let handle = actix::spawn(async move {
+                if let Some(record) = settled.await {
+                    record.await;
+                }
+            });
+            env.in_flight.keep_grouped(handle);
+            return ManagedOutcome::Committing;
+        }
         let handle = actix::spawn(settled);
         env.in_flight
             .keep_completion(Box::pin(async move { handle.await.ok().flatten() }));
         ManagedOutcome::Committing
     }
+}
+
+/// Commits the runner's open group once it is as old as its bounds allow, unless a run
+/// joined it by then (a run joins with its first database work): a next run that
+/// computes first, or does no database work, must not hold the group's runs back.
+fn commit_when_too_old(env: &RunnerEnv) {
+    let (slot, store) = (env.open_group.clone(), env.store.clone());
+    let max_age_ms = env.group_bounds.max_age_ms;
+    actix::spawn(async move {
+        let wait = Duration::from_millis(u64::try_from(max_age_ms).unwrap_or(0));
+        tokio::time::sleep(wait).await;
+        slot.commit_if_older(max_age_ms, store.now()).await;
+    });
 }
 
 /// The error a run's history shows: the resolution's, or why nothing committed.
@@ -585,6 +648,10 @@ impl RunKind for RunManaged {
 
     fn task(&self) -> Option<(TaskId, LeaseToken)> {
         Some((self.0.task.id, self.0.token))
+    }
+
+    fn joins_groups(&self) -> bool {
+        true
     }
 
     fn name(&self) -> &str {
@@ -634,7 +701,11 @@ impl RunKind for RunManaged {
 
     async fn database(&self, env: &RunnerEnv) -> Result<TaskDb, ManagedOutcome> {
         let thread = env.thread_connections.clone();
-        match env.store.begin_run_on(self.0.clone(), thread).await {
+        let slot = Some(env.open_group.clone());
+        let begun = env
+            .store
+            .begin_run_in_group(self.0.clone(), thread, slot, env.group_bounds);
+        match begun.await {
             Ok(run) => Ok(TaskDb::Managed(run)),
             Err(e) => {
                 env.metrics.run_finished(self.name(), "lost");
@@ -664,7 +735,8 @@ impl RunKind for RunManaged {
         outcome
     }
 
-    /// Resolves the run in its transaction (fenced by the lease token).
+    /// Resolves the run in its transaction (fenced by the lease token), or in the
+    /// runner's run group (see `warren::store::RunGroup`).
     async fn settle(self, env: &RunnerEnv, report: RunReport) -> ManagedOutcome {
         let log = run_log(&report);
         let TaskDb::Managed(run) = report.db else {
@@ -677,11 +749,13 @@ impl RunKind for RunManaged {
         let resolution = report.end.into_resolution();
         let times = (started_at, finished_at);
         // A quiet completion is not waited for, unless the task has a concurrency key:
-        // the queue claims more of a key when one ends, which must see it ended.
-        let (run, resolution) = if self.0.task.flow_key.is_none() {
+        // the queue claims more of a key when one ends, which must see it ended. For
+        // the same reason such a task's run group commits before it answers.
+        let keyed = self.0.task.flow_key.is_some();
+        let (run, resolution) = if !keyed {
             env.in_flight.make_room_for_completion().await;
             match run.complete_queued(resolution) {
-                Ok(committed) => return self.settle_committing(env, committed, times, log),
+                Ok(committed) => return self.settle_committing(env, committed, times, log, false),
                 Err(back) => back,
             }
         } else {
@@ -689,7 +763,7 @@ impl RunKind for RunManaged {
         };
         // On the heap: its database futures are large, and the quiet path above,
         // the common one, should not carry (and copy) them.
-        Box::pin(self.resolve(env, run, resolution, times, log)).await
+        Box::pin(self.resolve(env, run, resolution, times, log, !keyed)).await
     }
 }
 
@@ -731,9 +805,31 @@ impl Handler<Settle> for TaskRunner {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, _: Settle, _: &mut Context<Self>) -> Self::Result {
-        let in_flight = self.env.in_flight.clone();
+        let (in_flight, group) = (self.env.in_flight.clone(), self.env.open_group.clone());
         AtomicResponse::new(Box::pin(
-            async move { in_flight.collect_all().await }.into_actor(self),
+            async move {
+                group.commit().await;
+                in_flight.collect_all().await
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// Commits the runner's open run group, if any: the queue sends it when it has no
+/// next task for the runner, so that no run's outcome waits for work that is not
+/// coming.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct FlushGroup;
+
+impl Handler<FlushGroup> for TaskRunner {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: FlushGroup, _: &mut Context<Self>) -> Self::Result {
+        let group = self.env.open_group.clone();
+        AtomicResponse::new(Box::pin(
+            async move { group.commit().await }.into_actor(self),
         ))
     }
 }

@@ -129,6 +129,29 @@ async fn effects(store: &Store) -> (i64, i64) {
     (counts[0].rows, counts[0].distinct_tasks)
 }
 
+/// How many sessions wait for an advisory lock of the store's database.
+async fn lock_waiters(store: &Store) -> i64 {
+    let mut conn = store.connection().await.unwrap();
+    let warren::store::AnyConn::Postgres(c) = conn.as_any() else {
+        unreachable!("the multi-node tests run on PostgreSQL")
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows: Vec<Waiting> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT COUNT(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        ),
+        c,
+    )
+    .await
+    .unwrap();
+    rows[0].n
+}
+
 struct Nodes(Vec<Child>);
 
 /// Three `warren serve` nodes named `NAME1` to `NAME3`, once all three have registered.
@@ -282,6 +305,129 @@ async fn three_nodes_share_the_queue_and_survive_a_killed_node() {
         let status = nodes.0[i].wait().unwrap();
         assert!(status.success(), "node exit {status:?}");
     }
+    drop(store);
+    drop(fresh);
+    let _ = std::fs::remove_dir_all(modules);
+}
+
+/// A node SIGKILLed while one of its runners holds a run group open (a completed run's
+/// work and completion written, not committed, and the next run of the group under
+/// way): PostgreSQL rolls the group back, and both tasks run again on another node
+/// after their leases expire, each row written exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_while_a_run_group_is_open_loses_no_run_and_repeats_none() {
+    const WARM: usize = 3;
+    let Some(server) = warren_testkit::admin_url("the run group kill test") else {
+        return;
+    };
+    let modules = modules_with_guest(
+        "grp",
+        "grouped_insert.js",
+        r#"<module name="grp"><servicemanager>
+             <taskcluster tag="default" workers="1"/>
+             <managedtask type="insert" code="tasks/grouped_insert.js"/>
+           </servicemanager></module>"#,
+    );
+    let (fresh, db, store) = prepared(&server, "warren_t_group_kill", &modules).await;
+    // A group stays joinable for 10 s, so that the machine's speed cannot keep the
+    // second run out of it.
+    let args = ["--lease", "2", "--grace", "1", "--run-group-ms", "10000"];
+    let mut node1 = Nodes(vec![serve(&modules, &db, "gk1", &args)]);
+    let task = |hold: bool| NewTask::new("grp:insert".parse().unwrap(), json!({ "hold": hold }));
+    let completed = |id: warren::task::TaskId| {
+        let store = store.clone();
+        async move { store.describe(id).await.unwrap().state == TaskState::Completed }
+    };
+    // A few tasks first, so that the node has compiled the code and warmed a VM. (The
+    // two tasks below then reach the runner one after the other, claimed ahead or each
+    // by the claim its runner's last run left out, which keeps the group open.)
+    let warm = store
+        .schedule_batch(&(0..WARM).map(|_| task(false)).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    support::eventually(
+        "the first tasks to complete",
+        Duration::from_secs(120),
+        || {
+            let all = futures_util::future::join_all(warm.iter().map(|&id| completed(id)));
+            async move { all.await.into_iter().all(|done| done) }
+        },
+    )
+    .await;
+
+    // The test holds the advisory lock the second task waits for.
+    let mut holder = store.connection().await.unwrap();
+    let warren::store::AnyConn::Postgres(lock) = holder.as_any() else {
+        unreachable!("PostgreSQL")
+    };
+    lock.batch_execute("SELECT pg_advisory_lock(42)")
+        .await
+        .unwrap();
+    let ids = store
+        .schedule_batch(&[task(false), task(true)])
+        .await
+        .unwrap();
+    let (first, second) = (ids[0], ids[1]);
+    support::eventually(
+        "the second run to wait for the lock",
+        Duration::from_secs(60),
+        || {
+            let store = store.clone();
+            async move { lock_waiters(&store).await == 1 }
+        },
+    )
+    .await;
+    // The first run completed into the group: its row is still `running`, locked by
+    // the group's open transaction, and its row in `effects` is not visible. Alone,
+    // it would have committed before the second run began.
+    let t = store.describe(first).await.unwrap();
+    assert_eq!(t.state, TaskState::Running, "the first run committed alone");
+    let mut probe = store.connection().await.unwrap();
+    let warren::store::AnyConn::Postgres(p) = probe.as_any() else {
+        unreachable!("PostgreSQL")
+    };
+    let locked = p
+        .batch_execute(&format!(
+            "SELECT id FROM warren_tasks WHERE id = {first} FOR UPDATE NOWAIT"
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        locked.to_string().contains("could not obtain lock"),
+        "{locked}"
+    );
+    drop(probe);
+    assert_eq!(effects(&store).await, (WARM as i64, WARM as i64));
+
+    node1.0[0].kill().unwrap();
+    node1.0[0].wait().unwrap();
+    // The killed node's backend goes on waiting for the lock; once it has it, it finds
+    // its client gone and rolls the group back.
+    lock.batch_execute("SELECT pg_advisory_unlock(42)")
+        .await
+        .unwrap();
+    drop(holder);
+
+    let mut node2 = Nodes(vec![serve(&modules, &db, "gk2", &args)]);
+    support::eventually(
+        "both tasks to complete on the second node",
+        Duration::from_secs(120),
+        || {
+            let (a, b) = (completed(first), completed(second));
+            async move { a.await && b.await }
+        },
+    )
+    .await;
+    // Every row exactly once: the first few's, the first's and the second's.
+    let all = WARM as i64 + 2;
+    assert_eq!(effects(&store).await, (all, all));
+    for id in [first, second] {
+        let t = store.describe(id).await.unwrap();
+        assert!(t.failures >= 1, "task {id}: the lost run is counted");
+        assert_eq!(t.lease_owner, None);
+    }
+    node2.0[0].kill().unwrap();
+    node2.0[0].wait().unwrap();
     drop(store);
     drop(fresh);
     let _ = std::fs::remove_dir_all(modules);

@@ -307,8 +307,15 @@ impl Store {
     /// failure counted. Fenced by the token: a task taken over meanwhile is left alone.
     /// Returns how many were released.
     pub async fn release_claims(&self, claims: &[(TaskId, LeaseToken)]) -> StoreResult<usize> {
+        let released = self.release_each(claims).await?;
+        Ok(released.into_iter().filter(|&r| r).count())
+    }
+
+    /// [`Store::release_claims`], answering for each claim whether its task was given
+    /// back (it was still running under that token), in order.
+    pub async fn release_each(&self, claims: &[(TaskId, LeaseToken)]) -> StoreResult<Vec<bool>> {
         self.in_transaction(async |conn, pending| {
-            let mut released = 0;
+            let mut released = Vec::with_capacity(claims.len());
             let mut clusters = Vec::new();
             for &(id, token) in claims {
                 let cluster: Option<String> = on_conn!(conn, c => {
@@ -329,10 +336,8 @@ impl Store {
                     .await
                     .optional()?
                 });
-                if let Some(cluster) = cluster {
-                    released += 1;
-                    clusters.push(cluster);
-                }
+                released.push(cluster.is_some());
+                clusters.extend(cluster);
             }
             clusters.sort_unstable();
             clusters.dedup();

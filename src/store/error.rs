@@ -92,6 +92,37 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The run completed in a run group (runs of one runner sharing a transaction,
+    /// see `run_group.rs`) whose commit failed: nothing of the run committed, and the
+    /// task was given back to the queue (or its lease expires) to run again.
+    #[error("task {id}: the commit its run shared with others of its runner failed, so nothing of the run committed; the task runs again: {cause}")]
+    GroupNotCommitted {
+        /// The task.
+        id: TaskId,
+        /// Why the group did not commit (shared by every run of the group).
+        #[source]
+        cause: std::sync::Arc<StoreError>,
+    },
+    /// The transaction the run shared with others of its runner (a run group) ended
+    /// without a known outcome (`cause`: a later run's SQL ended it, or its commit
+    /// failed), and the task no longer runs under the run's lease: its completion
+    /// committed after all, or the task was cancelled or taken over meanwhile. The
+    /// task's row says which.
+    #[error("task {id}: the transaction its run shared with others of its runner ended without a known outcome, and the task no longer runs under the run's lease (its completion committed, or it was cancelled or taken over): {cause}")]
+    GroupInDoubt {
+        /// The task.
+        id: TaskId,
+        /// How the shared transaction ended.
+        #[source]
+        cause: std::sync::Arc<StoreError>,
+    },
+    /// The runner holding the task's run group stopped before the group committed:
+    /// nothing of the run committed, and the task's lease expires.
+    #[error("task {id}: the runner stopped before the commit its run shared with others; nothing of the run committed, and the task runs again once its lease expires")]
+    GroupAbandoned {
+        /// The task.
+        id: TaskId,
+    },
     /// Task code's SQL was refused or failed.
     #[error("task SQL: {0}")]
     TaskSql(#[source] super::task_sql::TaskSqlError),

@@ -73,6 +73,7 @@ mod progress;
 mod progress_board;
 mod rate_limit;
 pub(crate) mod run;
+mod run_group;
 mod run_history;
 mod schedule;
 mod schedule_alone;
@@ -110,7 +111,10 @@ pub use pauses::{ClusterInfo, Pause, PauseTarget, Pauses, TypeInfo, TypeKind};
 pub use pg_policy::{PgStatementPolicy, Refusal, Verdict};
 pub use progress::PROGRESS_WRITE_EVERY;
 pub use rate_limit::PRUNE_BUCKETS_AFTER_MS;
-pub use run::{bounded_text, Applied, ResolveOutcome, TaskRun, MAX_ERROR_BYTES, MAX_RESULT_BYTES};
+pub use run::{
+    bounded_text, Applied, Grouped, ResolveOutcome, TaskRun, MAX_ERROR_BYTES, MAX_RESULT_BYTES,
+};
+pub use run_group::{GroupBounds, GroupSlot, MemberOutcome, RunGroup, RunGroupStats};
 pub use run_history::{
     RunLogLine, RunOutcome, RunRecord, KEPT_RUNS_PER_TASK, MAX_STORED_LOG_BYTES,
     MAX_STORED_LOG_LINES,
@@ -208,6 +212,11 @@ struct Inner {
     /// The threads' pools made from this store, so that their idle connections can be
     /// closed when this store's own pool cannot open one (see `thread_connections.rs`).
     thread_pools: thread_connections::ThreadPools,
+    /// Until when (the store's clock, ms) runs do not group, after a group of several
+    /// runs failed to commit (see `run_group.rs`).
+    groups_paused_until: std::sync::atomic::AtomicI64,
+    /// Run groups committed, and the runs they held (see `run_group.rs`).
+    run_groups: run_group::RunGroupCounts,
 }
 
 enum Backend {
@@ -276,6 +285,8 @@ impl Store {
                 run_records: Default::default(),
                 policy: Default::default(),
                 thread_pools: Default::default(),
+                groups_paused_until: Default::default(),
+                run_groups: Default::default(),
             }),
         };
         // Fail early, with the URL in the message, when the database cannot be reached.

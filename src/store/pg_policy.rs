@@ -55,6 +55,18 @@ impl StatementSpan {
     }
 }
 
+/// A statement the policy lets run: its own text, and what it leaves behind (see
+/// [`Verdict::Allowed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Admitted<'a> {
+    /// The statement's text, without a trailing `;` or comment.
+    pub sql: &'a str,
+    /// It leaves state on the session beyond the transaction.
+    pub taints_session: bool,
+    /// It leaves state in the transaction that a later run sharing it would see.
+    pub binds_transaction: bool,
+}
+
 /// The verdict on one statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -67,6 +79,11 @@ pub enum Verdict {
         span: StatementSpan,
         /// Whether the connection must be closed after the run.
         taints_session: bool,
+        /// Whether the statement leaves state in the transaction that a later run
+        /// sharing it would inherit or wait for (SET LOCAL, SET CONSTRAINTS, LOCK, a
+        /// transaction-level advisory lock): such a run's group commits after it (see
+        /// `run_group.rs`).
+        binds_transaction: bool,
     },
     /// The statement must not run.
     Refused(Refusal),
@@ -152,12 +169,11 @@ const CACHE_LIMIT: usize = 4096;
 
 impl PgStatementPolicy {
     /// Admits `sql` for running, or refuses it with the error task code sees: the
-    /// statement's own text within `sql`, and whether it changes the session beyond
-    /// the transaction.
+    /// statement's own text within `sql`, and what it leaves behind.
     pub(super) fn admit<'a>(
         &self,
         sql: &'a str,
-    ) -> Result<(&'a str, bool), super::task_sql::TaskSqlError> {
+    ) -> Result<Admitted<'a>, super::task_sql::TaskSqlError> {
         match self.check(sql) {
             Verdict::Refused(refusal) => {
                 Err(super::task_sql::TaskSqlError::Refused(refusal.to_string()))
@@ -165,7 +181,12 @@ impl PgStatementPolicy {
             Verdict::Allowed {
                 span,
                 taints_session,
-            } => Ok((span.of(sql), taints_session)),
+                binds_transaction,
+            } => Ok(Admitted {
+                sql: span.of(sql),
+                taints_session,
+                binds_transaction,
+            }),
         }
     }
 
@@ -223,6 +244,11 @@ pub fn classify(sql: &str) -> Verdict {
         start: usize::try_from(raw.stmt_location).unwrap_or(0),
         len: usize::try_from(raw.stmt_len).unwrap_or(0),
     };
+    // SET LOCAL, SET CONSTRAINTS and LOCK hold until the transaction ends.
+    let binds_transaction = matches!(
+        node,
+        N::VariableSetStmt(_) | N::ConstraintsSetStmt(_) | N::LockStmt(_)
+    );
     let kind = match node {
         N::TransactionStmt(t) => return refused(transaction_kind(t.kind), TRANSACTION),
         N::VariableSetStmt(s) => {
@@ -318,7 +344,7 @@ pub fn classify(sql: &str) -> Verdict {
     if let Some((kind, reason)) = kind {
         return refused(kind, reason);
     }
-    walk(&parsed.protobuf, span)
+    walk(&parsed.protobuf, span, binds_transaction)
 }
 
 fn transaction_kind(kind: i32) -> &'static str {
@@ -341,7 +367,11 @@ fn transaction_kind(kind: i32) -> &'static str {
 /// Looks at every node of the tree (CTEs, subqueries and expressions included) for
 /// tables and functions the policy cares about. The tree is walked through its
 /// serialized form, so no kind of node is left out.
-fn walk(tree: &pg_query::protobuf::ParseResult, span: StatementSpan) -> Verdict {
+fn walk(
+    tree: &pg_query::protobuf::ParseResult,
+    span: StatementSpan,
+    mut binds_transaction: bool,
+) -> Verdict {
     let Ok(value) = serde_json::to_value(tree) else {
         return refused("a statement Warren cannot inspect", CODE);
     };
@@ -386,6 +416,11 @@ fn walk(tree: &pg_query::protobuf::ParseResult, span: StatementSpan) -> Verdict 
                     if SESSION_FUNCTIONS.contains(&name.as_str()) {
                         taints_session = true;
                     }
+                    if name.starts_with("pg_advisory_xact_lock")
+                        || name.starts_with("pg_try_advisory_xact_lock")
+                    {
+                        binds_transaction = true;
+                    }
                 }
                 stack.extend(map.values());
             }
@@ -396,6 +431,7 @@ fn walk(tree: &pg_query::protobuf::ParseResult, span: StatementSpan) -> Verdict 
     Verdict::Allowed {
         span,
         taints_session,
+        binds_transaction,
     }
 }
 
@@ -570,6 +606,34 @@ mod tests {
             Some("calling query_to_xml")
         );
         assert_eq!(kind("VACUUM").as_deref(), Some("VACUUM/ANALYZE"));
+    }
+
+    #[test]
+    fn state_that_lasts_until_the_transaction_ends_is_told_apart() {
+        let binds = |sql: &str| match classify(sql) {
+            Verdict::Allowed {
+                binds_transaction, ..
+            } => binds_transaction,
+            Verdict::Refused(r) => panic!("{sql}: refused: {r}"),
+        };
+        for sql in [
+            "SET LOCAL statement_timeout = '1s'",
+            "SET LOCAL app.tenant = 'a'",
+            "SET CONSTRAINTS ALL IMMEDIATE",
+            "LOCK TABLE t IN EXCLUSIVE MODE",
+            "SELECT pg_advisory_xact_lock(1)",
+            "SELECT pg_try_advisory_xact_lock_shared(1, 2)",
+            "WITH l AS (SELECT pg_advisory_xact_lock(7)) INSERT INTO t SELECT 1 FROM l",
+        ] {
+            assert!(binds(sql), "{sql}");
+        }
+        for sql in [
+            "INSERT INTO t VALUES (1)",
+            "SELECT * FROM t FOR UPDATE",
+            "UPDATE t SET a = a + 1 WHERE id = $1 RETURNING a",
+        ] {
+            assert!(!binds(sql), "{sql}");
+        }
     }
 
     #[test]

@@ -16,6 +16,12 @@
 //!   run lost its lease or task code ended its transaction; COMMIT ends the last
 //!   savepoint with the transaction.
 //!
+//! In a run group (`run_group.rs`) the transaction carries earlier runs' completed
+//! work: a run's first statement (or other work) sets the run's own savepoint
+//! ([`MEMBER_SAVEPOINT`]) in place of `BEGIN`, its statements nest theirs in it, and its
+//! completion ([`complete_in_group`]) releases it instead of committing; undoing the
+//! run ([`undo_member`]) rolls back to it, leaving the earlier runs' work.
+//!
 //! So a task that inserts one row takes two round trips. The rules stay those of
 //! `task_sql.rs`: a statement that ended the transaction is found by the next thing
 //! sent after it (the next statement's RELEASE, or the completion's check), and the run
@@ -33,6 +39,10 @@ use diesel_async::{
 
 /// The savepoint each task statement runs in.
 const SAVEPOINT: &str = "warren_task_sql";
+
+/// The savepoint a run's work is held in when its transaction carries earlier runs'
+/// completions (a run group, see `run_group.rs`): undoing the run undoes it alone.
+const MEMBER_SAVEPOINT: &str = "warren_task";
 
 /// What opens a run's transaction. `warren.run` marks it as the run's own for this
 /// transaction only, so that the checks before its end (`warren_run_open` in the
@@ -58,16 +68,46 @@ pub(super) struct RunTx {
     pub savepoint_set: bool,
     /// A statement prepared for reuse failed: close the connection after the run.
     pub prepared_failed: bool,
+    /// The transaction carries earlier runs' completed work (a run group): this run's
+    /// work goes in [`MEMBER_SAVEPOINT`], so that it can be undone alone.
+    pub in_group: bool,
+    /// This run's [`MEMBER_SAVEPOINT`] is set (it has done work in the group).
+    pub member_set: bool,
+}
+
+/// What goes before a task statement, in its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Before {
+    /// BEGIN: the run's first statement on a transaction of its own.
+    Begin,
+    /// The run's member savepoint: its first statement in a group's transaction.
+    Member,
+    /// A statement savepoint (after releasing the previous one, when set).
+    Statement,
 }
 
 impl RunTx {
+    /// What goes before the next task statement.
+    fn before(self) -> Before {
+        if !self.begun {
+            Before::Begin
+        } else if self.in_group && !self.member_set {
+            Before::Member
+        } else {
+            Before::Statement
+        }
+    }
+
     /// What to send before the next task statement, in the same message.
     fn before_statement(self) -> String {
-        if !self.begun {
+        if self.before() == Before::Begin {
             // The first statement needs no savepoint: the transaction holds nothing
             // else, so when it fails the whole transaction is rolled back instead.
             // (A savepoint costs a subtransaction, and writing in one a second id.)
             BEGIN.to_string()
+        } else if self.before() == Before::Member {
+            // Likewise in a group: the member's savepoint undoes its first statement.
+            format!("SAVEPOINT {MEMBER_SAVEPOINT}")
         } else if self.savepoint_set {
             format!("RELEASE SAVEPOINT {SAVEPOINT}; SAVEPOINT {SAVEPOINT}")
         } else {
@@ -82,8 +122,31 @@ impl RunTx {
             self.opening(c);
             c.batch_execute(BEGIN).await?;
             self.begun = true;
+        } else if self.in_group && !self.member_set {
+            c.batch_execute(&format!("SAVEPOINT {MEMBER_SAVEPOINT}"))
+                .await?;
+            self.member_set = true;
         }
         Ok(())
+    }
+
+    /// Whether the transaction holds work of the current run: on a transaction of its
+    /// own, once it is open; in a group, once the run's savepoint is set.
+    pub fn holds_run_work(&self) -> bool {
+        if self.in_group {
+            self.member_set
+        } else {
+            self.begun
+        }
+    }
+
+    /// Makes the open transaction carry the next run of its group: that run's work
+    /// goes in a savepoint of its own, set with its first work.
+    pub fn join_group(&mut self) {
+        debug_assert!(self.begun, "a group's transaction is open");
+        self.in_group = true;
+        self.member_set = false;
+        self.savepoint_set = false;
     }
 
     /// Notes, before a BEGIN goes out, that the transaction may be open from now on.
@@ -131,10 +194,12 @@ pub(super) async fn run_statement(
     statement: &TaskStatement,
     canceller: &SqlCanceller,
 ) -> Result<Ran, TaskSqlError> {
-    let (sql, taints_session) = policy.admit(&statement.sql)?;
+    let admitted = policy.admit(&statement.sql)?;
+    let sql = admitted.sql;
     let before = tx.before_statement();
+    let step = tx.before();
     let prepare = may_prepare(c, sql);
-    let first = !tx.begun;
+    let first = step == Before::Begin;
     if first {
         tx.opening(c);
     }
@@ -172,7 +237,8 @@ pub(super) async fn run_statement(
         },
         Ok(()) => {
             tx.begun = true;
-            tx.savepoint_set = !first;
+            tx.member_set |= step == Before::Member;
+            tx.savepoint_set = step == Before::Statement;
             match ran {
                 Err(TaskSqlError::Database(e)) => {
                     // A prepared statement can fail for good on its connection (a table
@@ -195,7 +261,8 @@ pub(super) async fn run_statement(
                 Err(e) => Err(e),
                 Ok(output) => Ok(Ran {
                     output,
-                    taints_session,
+                    taints_session: admitted.taints_session,
+                    binds_transaction: admitted.binds_transaction,
                 }),
             }
         }
@@ -214,6 +281,10 @@ pub(super) async fn run_statement(
 /// savepoint, or, for the run's first statement, rolls back the transaction it opened
 /// (the next statement opens another).
 async fn undo_statement(c: &mut AsyncPgConnection, tx: &mut RunTx) -> Result<(), TaskSqlError> {
+    if !tx.savepoint_set && tx.in_group {
+        // The run's first statement in a group: its savepoint undoes it.
+        return undo_member(c, tx).await;
+    }
     if !tx.savepoint_set {
         return match rollback(c).await {
             Ok(()) => {
@@ -223,18 +294,57 @@ async fn undo_statement(c: &mut AsyncPgConnection, tx: &mut RunTx) -> Result<(),
             Err(e) => Err(TaskSqlError::Database(e)),
         };
     }
-    let undo = format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}");
+    roll_back_to(c, tx, SAVEPOINT).await?;
+    tx.savepoint_set = false;
+    Ok(())
+}
+
+/// Rolls back to savepoint `name` and releases it. Fails with
+/// [`TaskSqlError::TransactionEnded`] when task SQL had ended the transaction (the
+/// savepoint is gone with it), with the database's error otherwise.
+async fn roll_back_to(
+    c: &mut AsyncPgConnection,
+    tx: &RunTx,
+    name: &str,
+) -> Result<(), TaskSqlError> {
+    let undo = format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}");
     match c.batch_execute(&undo).await {
-        Ok(()) => {
-            tx.savepoint_set = false;
-            Ok(())
-        }
-        // The statement ended the transaction, or the connection failed.
+        Ok(()) => Ok(()),
+        // A statement ended the transaction, or the connection failed.
         Err(e) => match tx.check_open(c).await {
             Err(TaskSqlError::TransactionEnded) => Err(TaskSqlError::TransactionEnded),
             _ => Err(TaskSqlError::Database(e)),
         },
     }
+}
+
+/// Undoes everything the current run of a group did (rolls back to its savepoint,
+/// which goes), leaving the group's earlier runs as they were. Nothing to undo when
+/// the run has not worked in the group yet.
+pub(super) async fn undo_member(
+    c: &mut AsyncPgConnection,
+    tx: &mut RunTx,
+) -> Result<(), TaskSqlError> {
+    if !tx.member_set {
+        return Ok(());
+    }
+    roll_back_to(c, tx, MEMBER_SAVEPOINT).await?;
+    tx.member_set = false;
+    tx.savepoint_set = false;
+    Ok(())
+}
+
+/// Keeps the current run's work in its group's transaction (releases its savepoints):
+/// the group's commit now commits it with the earlier runs'.
+pub(super) async fn keep_member(
+    c: &mut AsyncPgConnection,
+    tx: &mut RunTx,
+) -> diesel::QueryResult<()> {
+    if let Some(release) = tx.release_run_savepoints() {
+        c.batch_execute(&release).await?;
+    }
+    tx.join_group();
+    Ok(())
 }
 
 /// Tells diesel's transaction manager that a transaction is open on `c` (see
@@ -301,19 +411,69 @@ pub(super) async fn complete_and_commit(
     c: &mut AsyncPgConnection,
     completion: RunCompletion<'_>,
 ) -> diesel::QueryResult<CommitEnd> {
-    let RunCompletion {
-        id,
-        token,
-        result,
-        started_at,
-        finished_at,
-    } = completion;
     // The last savepoint needs no RELEASE: COMMIT ends it with the transaction.
-    let sql = format!(
-        "SELECT warren_complete_run({id}, {token}, {result}, {started_at}, {finished_at}); COMMIT",
-        result = text_literal(result),
-    );
+    let sql = format!("{}; COMMIT", completion.statement());
     send_commit(c, &sql).await
+}
+
+impl RunCompletion<'_> {
+    /// The statement that writes the completion (fenced, with its checks).
+    fn statement(&self) -> String {
+        let RunCompletion {
+            id,
+            token,
+            result,
+            started_at,
+            finished_at,
+        } = *self;
+        format!(
+            "SELECT warren_complete_run({id}, {token}, {result}, {started_at}, {finished_at})",
+            result = text_literal(result),
+        )
+    }
+}
+
+/// Completes the run (fenced by its token) in its transaction without committing, in
+/// one message: `warren_complete_run`, then the release of the run's savepoints. The
+/// transaction stays open for the next run of its group (see `run_group.rs`), which
+/// commits it. In a group the completion runs in the run's savepoint, so that a lost
+/// lease undoes this run alone ([`undo_member`]); a run on a transaction of its own
+/// rolls it all back then. Answers [`CommitEnd::Committed`] when the completion was
+/// written (it commits later, with the group).
+pub(super) async fn complete_in_group(
+    c: &mut AsyncPgConnection,
+    tx: &mut RunTx,
+    completion: RunCompletion<'_>,
+) -> diesel::QueryResult<CommitEnd> {
+    let mut sql = String::new();
+    if tx.in_group && !tx.member_set {
+        sql.push_str(&format!("SAVEPOINT {MEMBER_SAVEPOINT}; "));
+        tx.member_set = true;
+    }
+    sql.push_str(&completion.statement());
+    if let Some(release) = tx.release_run_savepoints() {
+        sql.push_str("; ");
+        sql.push_str(&release);
+    }
+    let end = send_commit(c, &sql).await?;
+    if end == CommitEnd::Committed {
+        tx.join_group();
+    }
+    Ok(end)
+}
+
+impl RunTx {
+    /// What releases the current run's savepoints (a group's member savepoint holds the
+    /// statement savepoint within it), if any is set.
+    fn release_run_savepoints(&self) -> Option<String> {
+        if self.in_group && self.member_set {
+            Some(format!("RELEASE SAVEPOINT {MEMBER_SAVEPOINT}"))
+        } else if self.savepoint_set {
+            Some(format!("RELEASE SAVEPOINT {SAVEPOINT}"))
+        } else {
+            None
+        }
+    }
 }
 
 /// Commits the run's transaction with nothing more to write, in one message: the check

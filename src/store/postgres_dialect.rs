@@ -165,11 +165,13 @@ impl Dialect for AsyncPgConnection {
         statement: &TaskStatement,
         canceller: Option<&SqlCanceller>,
     ) -> Result<Ran, TaskSqlError> {
-        let (sql, taints_session) = policy.admit(&statement.sql)?;
-        match dynamic::run_postgres(self, sql, statement.params.clone(), statement.want).await {
+        let admitted = policy.admit(&statement.sql)?;
+        let (sql, params) = (admitted.sql, statement.params.clone());
+        match dynamic::run_postgres(self, sql, params, statement.want).await {
             Ok(output) => Ok(Ran {
                 output,
-                taints_session,
+                taints_session: admitted.taints_session,
+                binds_transaction: admitted.binds_transaction,
             }),
             Err(_) if canceller.is_some_and(SqlCanceller::was_sent) => {
                 Err(TaskSqlError::Interrupted)

@@ -4,6 +4,7 @@
 use super::conn::on_conn;
 use super::dialect::Dialect;
 use super::pg_run_tx::RunCompletion;
+use super::run_group::{GroupBounds, GroupSlot, MemberOutcome, Members, RunGroup};
 use super::run_history::RunOutcome;
 use super::schema::warren_tasks::dsl as t;
 use super::signals::{announce_outcome_waited, announce_work, Pending};
@@ -56,6 +57,14 @@ pub struct TaskRun {
     /// Set by the run's first progress report; writes the last one when the run is
     /// over (see `progress.rs`).
     progress: Option<super::progress::ProgressGuard>,
+    /// Where the runner keeps its open run group: the run joins the group there with
+    /// its first database work, if any is open then (see `run_group.rs`).
+    offered: Option<GroupSlot>,
+    /// The earlier runs of the group this run joined, and when the group opened; the
+    /// run's transaction is the group's.
+    joined: Option<(Members, Millis)>,
+    /// How far a group may grow.
+    bounds: GroupBounds,
 }
 
 impl std::fmt::Debug for TaskRun {
@@ -83,6 +92,21 @@ impl Store {
         claimed: ClaimedTask,
         thread: Option<ThreadConnections>,
     ) -> StoreResult<TaskRun> {
+        self.begin_run_in_group(claimed, thread, None, GroupBounds::OFF)
+            .await
+    }
+
+    /// [`Store::begin_run_on`] for a runner that groups its runs (see `run_group.rs`):
+    /// with its first database work the run joins the group open in `slot`, if
+    /// `bounds` still allow (otherwise that group commits first). A run that never
+    /// works in the database leaves the slot as it is.
+    pub async fn begin_run_in_group(
+        &self,
+        claimed: ClaimedTask,
+        thread: Option<ThreadConnections>,
+        slot: Option<GroupSlot>,
+        bounds: GroupBounds,
+    ) -> StoreResult<TaskRun> {
         Ok(TaskRun {
             store: self.clone(),
             tx: None,
@@ -90,6 +114,9 @@ impl Store {
             claimed,
             started_at: self.now(),
             progress: None,
+            offered: slot,
+            joined: None,
+            bounds,
         })
     }
 }
@@ -235,6 +262,17 @@ impl TaskRun {
     /// The run's transaction, opened now if this is its first database work.
     async fn tx(&mut self) -> StoreResult<&mut Transaction> {
         if self.tx.is_none() {
+            if let Some(group) = self.offered.as_ref().and_then(GroupSlot::take) {
+                let now = self.store.now();
+                if group.may_take_another(self.bounds, now) && self.store.groups_allowed() {
+                    let (mut tx, members, opened_at) = group.into_parts();
+                    tx.join_group();
+                    self.tx = Some(tx);
+                    self.joined = Some((members, opened_at));
+                    return Ok(self.tx.as_mut().expect("joined above"));
+                }
+                group.commit().await;
+            }
             let tx = self
                 .store
                 .begin_transaction_on(self.thread.as_ref())
@@ -305,11 +343,10 @@ impl TaskRun {
         resolution: Resolution,
         policy: RetryPolicy,
     ) -> (StoreResult<ResolveOutcome>, Applied) {
-        let id = self.claimed.task.id;
-        let resolution = check_json(id, resolution);
-        let mut applied = Applied::of(&resolution);
-        let outcome = self.resolve_checked(resolution, policy, &mut applied).await;
-        (outcome, applied)
+        match self.resolve_grouping(resolution, policy, false).await {
+            Grouped::Resolved { stored, applied } => (stored, applied),
+            Grouped::Open { .. } => unreachable!("a group stays open only when asked to"),
+        }
     }
 
     /// Completes a run that did no database work without waiting for the commit: on
@@ -340,7 +377,9 @@ impl TaskRun {
         let Resolution::Completion { result } = &resolution else {
             return Err((self, resolution));
         };
-        if !quiet || self.store.backend() != super::BackendKind::Postgres {
+        // A run in a group resolves through it (see `run_group.rs`).
+        let grouped = self.joined.is_some();
+        if grouped || !quiet || self.store.backend() != super::BackendKind::Postgres {
             return Err((self, resolution));
         }
         let completion = super::completions::Completion {
@@ -358,6 +397,183 @@ impl TaskRun {
                 Err(StoreError::LeaseLost { id, token })
             }
         })
+    }
+
+    /// Resolves the run as [`TaskRun::resolve_applied`] does, in the runner's run
+    /// group when there is one (see `run_group.rs`). With `keep_open`, a completion of a
+    /// run that did database work on PostgreSQL is written without a commit and the
+    /// group stays open for the runner's next run ([`Grouped::Open`]); otherwise any
+    /// group the run joined commits before this answers.
+    pub async fn resolve_grouping(
+        self,
+        resolution: Resolution,
+        policy: RetryPolicy,
+        keep_open: bool,
+    ) -> Grouped {
+        let id = self.claimed.task.id;
+        let resolution = check_json(id, resolution);
+        let mut applied = Applied::of(&resolution);
+        let may_open = keep_open
+            && self.bounds.enabled()
+            && self.store.groups_allowed()
+            && matches!(resolution, Resolution::Completion { .. })
+            && self.tx.as_ref().is_some_and(|tx| {
+                tx.completes_in_one_message() && tx.holds_run_work() && tx.fit_for_next_run()
+            });
+        if self.joined.is_none() && !may_open {
+            let stored = self.resolve_checked(resolution, policy, &mut applied).await;
+            return Grouped::Resolved { stored, applied };
+        }
+        let stored = self
+            .resolve_in_group(resolution, policy, keep_open, &mut applied)
+            .await;
+        match stored {
+            InGroup::Open(group, outcome) => Grouped::Open {
+                group,
+                outcome,
+                applied,
+            },
+            InGroup::Resolved(stored) => Grouped::Resolved { stored, applied },
+        }
+    }
+
+    /// [`TaskRun::resolve_grouping`] for a run in a group (it joined one, or its
+    /// completion opens one).
+    async fn resolve_in_group(
+        mut self,
+        resolution: Resolution,
+        policy: RetryPolicy,
+        keep_open: bool,
+        applied: &mut Applied,
+    ) -> InGroup {
+        let (id, token) = (self.claimed.task.id, self.claimed.token);
+        let (store, started_at) = (self.store.clone(), self.started_at);
+        let (members, opened_at) = self
+            .joined
+            .take()
+            .unwrap_or_else(|| (Members::default(), store.now()));
+        let Some(mut tx) = self.tx.take() else {
+            unreachable!("a run in a group has its transaction");
+        };
+        if tx.task_ended_it() {
+            return InGroup::Resolved(
+                ended_in_group(&store, tx, members, applied, (id, token, started_at)).await,
+            );
+        }
+        let now = store.now();
+        let run = RunTimes { started_at, now };
+        // What the run wrote in the group (`None`: nothing, its failure is recorded
+        // after the group's commit).
+        let written: Option<StoreResult<ResolveOutcome>> = match &resolution {
+            Resolution::Completion { result } => {
+                let completion = RunCompletion {
+                    id,
+                    token,
+                    result,
+                    started_at,
+                    finished_at: now,
+                };
+                match tx.complete_in_group(completion).await {
+                    Ok(CompletedEnd::Committed) => Some(Ok(ResolveOutcome::Completed)),
+                    Ok(CompletedEnd::LeaseLost) if !tx.in_group() => {
+                        // The run's transaction holds nothing else: roll it back.
+                        let _ = tx.rollback().await;
+                        return InGroup::Resolved(Err(StoreError::LeaseLost { id, token }));
+                    }
+                    Ok(CompletedEnd::LeaseLost) => match tx.undo_member().await {
+                        Ok(()) => Some(Err(StoreError::LeaseLost { id, token })),
+                        Err(e) => Some(Err(e)),
+                    },
+                    Ok(CompletedEnd::TransactionEnded) => Some(Err(ended_error_of())),
+                    Err(e) => {
+                        let failed = self.group_failed(tx, members, e, applied).await;
+                        return InGroup::Resolved(failed);
+                    }
+                }
+            }
+            Resolution::TemporaryFailure { .. } => match tx.undo_member().await {
+                Ok(()) => None,
+                Err(e) => Some(Err(e)),
+            },
+            _ => {
+                let resolution = resolution.clone();
+                let written = tx
+                    .write_in_member(async |conn, pending| {
+                        write_resolution(conn, pending, id, token, resolution, run).await
+                    })
+                    .await;
+                Some(written)
+            }
+        };
+        let ended = matches!(
+            written,
+            Some(Err(StoreError::TaskSql(
+                super::TaskSqlError::TransactionEnded
+            )))
+        );
+        if ended {
+            let run = (id, token, started_at);
+            return InGroup::Resolved(ended_in_group(&store, tx, members, applied, run).await);
+        }
+        if let Some(Err(e)) = written {
+            if !matches!(e, StoreError::LeaseLost { .. }) && !tx.can_go_on() {
+                // The transaction may be in error: the group cannot commit.
+                return InGroup::Resolved(self.group_failed(tx, members, e, applied).await);
+            }
+            let group = RunGroup::from_parts(tx, members, opened_at);
+            group.commit().await;
+            return InGroup::Resolved(Err(e));
+        }
+        let mut group = RunGroup::from_parts(tx, members, opened_at);
+        let own = written.map(|w| group.add(id, token, w.expect("errors answered above")));
+        if let Some(own) = own {
+            let completed = matches!(resolution, Resolution::Completion { .. });
+            let room = group.len() < self.bounds.max_runs;
+            if keep_open && completed && room && group.fit_for_next_run() {
+                return InGroup::Open(Box::new(group), own);
+            }
+            group.commit().await;
+            return InGroup::Resolved(own.committed().await);
+        }
+        group.commit().await;
+        let Resolution::TemporaryFailure {
+            error,
+            stack,
+            next_retry,
+        } = resolution
+        else {
+            unreachable!("only a temporary failure writes nothing in the group");
+        };
+        let failure = RunFailure {
+            id,
+            token,
+            error,
+            stack,
+            next_retry,
+            started_at: Some(started_at),
+        };
+        InGroup::Resolved(store.record_failure(&failure, policy).await)
+    }
+
+    /// The group's transaction failed under this run (`cause`): nothing of the group
+    /// committed; its runs are given back to the queue, and so is this one.
+    async fn group_failed(
+        &self,
+        tx: Transaction,
+        members: Members,
+        cause: StoreError,
+        applied: &mut Applied,
+    ) -> StoreResult<ResolveOutcome> {
+        drop(tx);
+        let (id, token) = (self.claimed.task.id, self.claimed.token);
+        let mut members = members;
+        let own = members.add(id, token, ResolveOutcome::Completed);
+        *applied = Applied {
+            error: Some(cause.to_string()),
+            requeued: None,
+        };
+        members.not_committed(&self.store, cause).await;
+        own.committed().await
     }
 
     /// Applies a checked resolution; `applied` is rewritten when the transaction turns
@@ -456,12 +672,67 @@ impl TaskRun {
 
     /// Rolls back the task's transaction without resolving (the caller records the
     /// failure itself, e.g. after a timeout).
-    pub async fn rollback(self) -> StoreResult<()> {
-        match self.tx {
-            Some(tx) => tx.rollback().await,
-            None => Ok(()),
+    pub async fn rollback(mut self) -> StoreResult<()> {
+        match (self.tx.take(), self.joined.take()) {
+            (Some(mut tx), Some((members, opened_at))) => {
+                // Undo this run alone; the group's earlier runs commit.
+                let undone = tx.undo_member().await;
+                if undone.is_ok() {
+                    RunGroup::from_parts(tx, members, opened_at).commit().await;
+                } else {
+                    drop(tx);
+                    members.in_doubt(&self.store).await;
+                }
+                undone
+            }
+            (Some(tx), None) => tx.rollback().await,
+            (None, _) => Ok(()),
         }
     }
+}
+
+/// How a run resolved by [`TaskRun::resolve_grouping`] ended.
+pub enum Grouped {
+    /// The run's completion is written in the runner's open group, which the runner
+    /// keeps for its next run or commits; `outcome` answers once the group commits.
+    Open {
+        /// The open group, holding this run (boxed: it holds a connection).
+        group: Box<RunGroup>,
+        /// The run's outcome, once the group commits.
+        outcome: MemberOutcome,
+        /// What the resolution amounted to.
+        applied: Applied,
+    },
+    /// Resolved; any group the run was in has committed (or failed) and its runs were
+    /// told.
+    Resolved {
+        /// The run's outcome.
+        stored: StoreResult<ResolveOutcome>,
+        /// What the resolution amounted to.
+        applied: Applied,
+    },
+}
+
+/// [`TaskRun::resolve_in_group`]'s answer.
+enum InGroup {
+    Open(Box<RunGroup>, MemberOutcome),
+    Resolved(StoreResult<ResolveOutcome>),
+}
+
+/// Task code ended the group's transaction during run `id`: the earlier runs
+/// committed with it or not at all (those that did not are given back to the queue),
+/// and the run fails for good, as a lone run whose transaction task code ended.
+async fn ended_in_group(
+    store: &Store,
+    tx: Transaction,
+    members: Members,
+    applied: &mut Applied,
+    (id, token, started_at): (TaskId, LeaseToken, Millis),
+) -> StoreResult<ResolveOutcome> {
+    drop(tx);
+    members.in_doubt(store).await;
+    *applied = Applied::ended(id);
+    fail_ended_transaction(store, id, token, started_at).await
 }
 
 /// Fails for good a run whose transaction task code ended: whatever it did may have
@@ -487,6 +758,11 @@ async fn fail_ended_transaction(
             write_resolution(conn, pending, id, token, failure, run).await
         })
         .await
+}
+
+/// The error of a run whose transaction task code ended.
+fn ended_error_of() -> StoreError {
+    StoreError::TaskSql(super::TaskSqlError::TransactionEnded)
 }
 
 /// The error stored for a run whose transaction task code ended.

@@ -223,6 +223,8 @@ impl Dialect for SqliteConn {
                     sqlite_guard::Output::Rows(rows) => TaskSqlOutput::Rows(rows),
                 },
                 taints_session,
+                // SQLite never groups runs.
+                binds_transaction: false,
             }),
             Err(failure) => Err(match failure {
                 Failure::Refused(reason) => TaskSqlError::Refused(reason),

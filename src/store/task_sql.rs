@@ -202,6 +202,9 @@ pub(super) struct Ran {
     pub(super) output: TaskSqlOutput,
     /// The statement left state on the connection beyond the transaction.
     pub(super) taints_session: bool,
+    /// The statement left state in the transaction that a later run sharing it would
+    /// see (see `run_group.rs`).
+    pub(super) binds_transaction: bool,
 }
 
 /// Runs `statement` on `conn`, inside its open transaction (see

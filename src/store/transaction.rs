@@ -25,6 +25,13 @@ pub struct Transaction {
     tainted: bool,
     /// Task SQL ended the transaction; nothing more may run or commit on it.
     ended: bool,
+    /// Undoing or keeping a grouped run's savepoint failed: the transaction may be in
+    /// error, and must not commit.
+    broken: bool,
+    /// The current run left state in the transaction that a later run sharing it
+    /// would see, or had a statement fail (a lock wait that ended in a deadlock, say):
+    /// no later run joins it (see `run_group.rs`).
+    closes_group: bool,
     /// Where the transaction stands on PostgreSQL (SQLite's opens at once, so this
     /// stays at its default there).
     pg: RunTx,
@@ -104,6 +111,8 @@ impl Store {
             canceller,
             tainted: false,
             ended: false,
+            broken: false,
+            closes_group: false,
             pg: RunTx::default(),
         })
     }
@@ -149,13 +158,17 @@ impl Transaction {
         match result {
             Ok(ran) => {
                 self.tainted |= ran.taints_session;
+                self.closes_group |= ran.binds_transaction;
                 Ok(ran.output)
             }
             Err(TaskSqlError::TransactionEnded) => {
                 self.ended = true;
                 Err(TaskSqlError::TransactionEnded)
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                self.closes_group = true;
+                Err(e)
+            }
         }
     }
 
@@ -207,6 +220,11 @@ impl Transaction {
     pub async fn commit(mut self) -> StoreResult<()> {
         if self.ended {
             return Err(ended());
+        }
+        if self.broken {
+            return Err(StoreError::TaskSql(TaskSqlError::Database(
+                diesel::result::Error::BrokenTransactionManager,
+            )));
         }
         let mut pooled = self.conn.take().expect("open transaction");
         let committed = match &mut pooled {
@@ -307,6 +325,121 @@ impl Transaction {
             Err(e) => {
                 pooled.discard();
                 Err(e.into())
+            }
+        }
+    }
+
+    /// Makes this open transaction carry the next run of its run group: that run's
+    /// work goes in a savepoint of its own (see `run_group.rs`).
+    pub(super) fn join_group(&mut self) {
+        self.pg.join_group();
+        self.closes_group = false;
+    }
+
+    /// Whether a later run may join this transaction once the current run completed
+    /// in it: nothing of the current run would reach the next (no session or
+    /// transaction state it left, no cancel that could still land, no statement that
+    /// failed), and the connection is fit to go on.
+    pub(super) fn fit_for_next_run(&self) -> bool {
+        !self.tainted
+            && !self.closes_group
+            && !self.canceller.was_sent()
+            && !self.pg.prepared_failed
+            && self.can_go_on()
+    }
+
+    /// Whether the transaction carries earlier runs of a group.
+    pub(super) fn in_group(&self) -> bool {
+        self.pg.in_group
+    }
+
+    /// Whether the current run did work in the transaction (on PostgreSQL: opened
+    /// it, or, in a group, set its savepoint).
+    pub(super) fn holds_run_work(&self) -> bool {
+        matches!(self.conn, Some(PooledConn::Sqlite(_))) || self.pg.holds_run_work()
+    }
+
+    /// Completes the current run (fenced by its token) without committing, leaving the
+    /// transaction open for the next run of its group (see
+    /// [`pg_run_tx::complete_in_group`]). On [`CompletedEnd::LeaseLost`] the
+    /// transaction is in error: undo the run with [`Transaction::undo_member`] when it
+    /// is in a group; roll it back otherwise. On an error, drop it.
+    pub(super) async fn complete_in_group(
+        &mut self,
+        completion: RunCompletion<'_>,
+    ) -> StoreResult<CompletedEnd> {
+        let Some(PooledConn::Postgres(c)) = self.conn.as_mut() else {
+            unreachable!("only PostgreSQL transactions group runs");
+        };
+        match pg_run_tx::complete_in_group(c, &mut self.pg, completion).await? {
+            CommitEnd::Committed => Ok(CompletedEnd::Committed),
+            CommitEnd::LeaseLost => Ok(CompletedEnd::LeaseLost),
+            CommitEnd::TransactionEnded => {
+                self.ended = true;
+                Ok(CompletedEnd::TransactionEnded)
+            }
+        }
+    }
+
+    /// Undoes everything the current run of a group did, keeping the earlier runs'
+    /// work. Fails with [`TaskSqlError::TransactionEnded`] when task SQL had ended the
+    /// transaction.
+    pub(super) async fn undo_member(&mut self) -> StoreResult<()> {
+        if self.ended {
+            return Err(ended());
+        }
+        let Some(PooledConn::Postgres(c)) = self.conn.as_mut() else {
+            unreachable!("only PostgreSQL transactions group runs");
+        };
+        match pg_run_tx::undo_member(c, &mut self.pg).await {
+            Ok(()) => Ok(()),
+            Err(TaskSqlError::TransactionEnded) => {
+                self.ended = true;
+                Err(ended())
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(StoreError::TaskSql(e))
+            }
+        }
+    }
+
+    /// Whether the transaction can still take work and commit: task SQL did not end
+    /// it, and no grouped run's savepoint failed to be undone or kept.
+    pub(super) fn can_go_on(&self) -> bool {
+        !self.ended && !self.broken
+    }
+
+    /// Runs `body` as the current run's last work in its group's transaction, in the
+    /// run's savepoint: kept when `body` succeeds, undone when it fails (the earlier
+    /// runs' work stays). The transaction stays open for the group's commit.
+    pub(super) async fn write_in_member<R>(
+        &mut self,
+        body: impl AsyncFnOnce(&mut AnyConn<'_>, &mut Pending) -> Result<R, StoreError>,
+    ) -> StoreResult<R> {
+        if self.ended {
+            return Err(ended());
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        let result = match self.conn().await {
+            Ok(mut conn) => body(&mut conn, &mut pending).await,
+            Err(e) => Err(e),
+        };
+        self.pending = pending;
+        let Some(PooledConn::Postgres(c)) = self.conn.as_mut() else {
+            unreachable!("only PostgreSQL transactions group runs");
+        };
+        match result {
+            Ok(value) => match pg_run_tx::keep_member(c, &mut self.pg).await {
+                Ok(()) => Ok(value),
+                Err(e) => {
+                    self.broken = true;
+                    Err(e.into())
+                }
+            },
+            Err(e) => {
+                self.undo_member().await?;
+                Err(e)
             }
         }
     }

@@ -15,6 +15,7 @@ mod pauses;
 mod progress;
 mod rate_limits;
 mod retries;
+mod run_groups;
 mod run_history;
 mod runs;
 mod schedule;

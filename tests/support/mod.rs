@@ -128,6 +128,17 @@ pub async fn count(store: &Store, sql: &str) -> i64 {
     rows[0].n
 }
 
+/// Runs a `SELECT … AS n …` of integers on either backend: the column, row by row.
+pub async fn numbers(store: &Store, sql: &str) -> Vec<i64> {
+    let mut conn = store.connection().await.expect("connection");
+    let rows: Vec<Count> = match conn.as_any() {
+        AnyConn::Postgres(c) => diesel::sql_query(sql).load(c).await,
+        AnyConn::Sqlite(c) => diesel::sql_query(sql).load(c).await,
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.into_iter().map(|r| r.n).collect()
+}
+
 /// Generates one `#[tokio::test]` per backend for each listed test body
 /// (`async fn name(b: Backend)`), in modules `sqlite` and `postgres`.
 #[macro_export]

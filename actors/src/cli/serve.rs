@@ -63,6 +63,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MICROSECONDS", env = "WARREN_IDLE_SPIN_US",
           value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub idle_spin_us: Option<u64>,
+    /// Most consecutive runs of one runner that share a commit on PostgreSQL (a run
+    /// group; default 8, 1 turns grouping off). Each run's outcome is told only once
+    /// the shared commit landed, and a run that fails is undone alone.
+    #[arg(long, value_name = "N", env = "WARREN_RUN_GROUP_SIZE",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub run_group_size: Option<u16>,
+    /// How long after a run group's first completion a run may still join it, in
+    /// milliseconds (default 20). Each run's outcome waits for the group's commit, so
+    /// keep it far below the lease.
+    #[arg(long, value_name = "MS", env = "WARREN_RUN_GROUP_MS",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub run_group_ms: Option<u32>,
 }
 
 /// The address to listen on, checked: `ADDR:PORT` (or `localhost:PORT`), loopback
@@ -205,6 +217,14 @@ pub fn run(
         }
         if let Some(us) = args.idle_spin_us {
             builder = builder.idle_spin(std::time::Duration::from_micros(us));
+        }
+        if args.run_group_size.is_some() || args.run_group_ms.is_some() {
+            let default = warren::store::GroupBounds::default();
+            let bounds = warren::store::GroupBounds {
+                max_runs: args.run_group_size.map_or(default.max_runs, usize::from),
+                max_age_ms: args.run_group_ms.map_or(default.max_age_ms, i64::from),
+            };
+            builder = builder.run_groups(bounds);
         }
         let (supervisor, broken) = builder
             .start()
