@@ -311,6 +311,7 @@ impl WarrenBuilder {
             thread_connections: None,
             open_group: Default::default(),
             group_bounds: self.run_groups,
+            run_times: Default::default(),
             #[cfg(feature = "test-hooks")]
             run_starts: self.run_starts.clone(),
         };

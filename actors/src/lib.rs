@@ -57,6 +57,7 @@ mod pool;
 mod queue;
 mod restart;
 mod run_span;
+mod run_times;
 mod runner;
 mod runner_threads;
 mod scheduler;

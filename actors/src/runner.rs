@@ -14,6 +14,7 @@ use crate::idle_spin::{self, IdleSpin};
 use crate::in_flight::{InFlight, RecordWrite};
 use crate::metrics::Metrics;
 use crate::run_span;
+use crate::run_times::TypeRunTimes;
 use actix::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,6 +84,9 @@ pub(crate) struct RunnerEnv {
     /// How large and old a run group may grow ([`GroupBounds::OFF`]: every run commits
     /// on its own).
     pub group_bounds: GroupBounds,
+    /// How long each task type's runs take lately, shared by the node's runners: only
+    /// types whose runs are short group.
+    pub run_times: TypeRunTimes,
     /// Where managed runs report their start (tests and benchmarks).
     #[cfg(feature = "test-hooks")]
     pub run_starts: Option<crate::test_hooks::RunStarts>,
@@ -135,7 +139,11 @@ impl TaskRunner {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(run) = run {
-            self.env.metrics.run_duration(&name, run.started.elapsed());
+            let took = run.started.elapsed();
+            self.env.metrics.run_duration(&name, took);
+            if run.task_id.is_some() {
+                self.env.run_times.record(&name, took);
+            }
         }
     }
 
@@ -622,12 +630,19 @@ impl RunManaged {
 /// joined it by then (a run joins with its first database work): a next run that
 /// computes first, or does no database work, must not hold the group's runs back.
 fn commit_when_too_old(env: &RunnerEnv) {
+    /// Looks this many times at most (a clock that does not move, in tests, or steps
+    /// back); the queue's `FlushGroup` and the next runs still commit the group.
+    const LOOKS: usize = 20;
     let (slot, store) = (env.open_group.clone(), env.store.clone());
     let max_age_ms = env.group_bounds.max_age_ms;
     actix::spawn(async move {
         let wait = Duration::from_millis(u64::try_from(max_age_ms).unwrap_or(0));
-        tokio::time::sleep(wait).await;
-        slot.commit_if_older(max_age_ms, store.now()).await;
+        for _ in 0..LOOKS {
+            tokio::time::sleep(wait).await;
+            if !slot.is_open() || slot.commit_if_older(max_age_ms, store.now()).await {
+                return;
+            }
+        }
     });
 }
 
@@ -702,9 +717,15 @@ impl RunKind for RunManaged {
     async fn database(&self, env: &RunnerEnv) -> Result<TaskDb, ManagedOutcome> {
         let thread = env.thread_connections.clone();
         let slot = Some(env.open_group.clone());
+        // A type whose runs are long lately neither joins a group nor opens one.
+        let bounds = if env.run_times.are_short(self.name()) {
+            env.group_bounds
+        } else {
+            GroupBounds::OFF
+        };
         let begun = env
             .store
-            .begin_run_in_group(self.0.clone(), thread, slot, env.group_bounds);
+            .begin_run_in_group(self.0.clone(), thread, slot, bounds);
         match begun.await {
             Ok(run) => Ok(TaskDb::Managed(run)),
             Err(e) => {

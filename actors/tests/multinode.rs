@@ -316,7 +316,7 @@ async fn three_nodes_share_the_queue_and_survive_a_killed_node() {
 /// after their leases expire, each row written exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_while_a_run_group_is_open_loses_no_run_and_repeats_none() {
-    const WARM: usize = 3;
+    const WARM: usize = 10;
     let Some(server) = warren_testkit::admin_url("the run group kill test") else {
         return;
     };
@@ -338,9 +338,10 @@ async fn a_node_killed_while_a_run_group_is_open_loses_no_run_and_repeats_none()
         let store = store.clone();
         async move { store.describe(id).await.unwrap().state == TaskState::Completed }
     };
-    // A few tasks first, so that the node has compiled the code and warmed a VM. (The
-    // two tasks below then reach the runner one after the other, claimed ahead or each
-    // by the claim its runner's last run left out, which keeps the group open.)
+    // Ten tasks first, so that the node has compiled the code, warmed a VM, and counts
+    // the type's runs as short (only those group). (The two tasks below then reach the
+    // runner one after the other, claimed ahead or each by the claim its runner's last
+    // run left out, which keeps the group open.)
     let warm = store
         .schedule_batch(&(0..WARM).map(|_| task(false)).collect::<Vec<_>>())
         .await
@@ -418,7 +419,7 @@ async fn a_node_killed_while_a_run_group_is_open_loses_no_run_and_repeats_none()
         },
     )
     .await;
-    // Every row exactly once: the first few's, the first's and the second's.
+    // Every row exactly once: the first ten's, the first's and the second's.
     let all = WARM as i64 + 2;
     assert_eq!(effects(&store).await, (all, all));
     for id in [first, second] {

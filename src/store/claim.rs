@@ -221,6 +221,9 @@ pub(super) fn push_cluster_names<'b>(
     Ok(())
 }
 
+/// How long giving claims back waits for a locked task row (PostgreSQL).
+pub const RELEASE_LOCK_TIMEOUT: &str = "2s";
+
 impl Store {
     /// Claims up to `limit` due pending tasks of the given clusters for `owner`, in
     /// (priority, next attempt, id) order, each with a lease of `lease_ms` and a new
@@ -312,9 +315,16 @@ impl Store {
     }
 
     /// [`Store::release_claims`], answering for each claim whether its task was given
-    /// back (it was still running under that token), in order.
+    /// back (it was still running under that token), in order. On PostgreSQL it waits
+    /// at most [`RELEASE_LOCK_TIMEOUT`] for a row another transaction holds (a run
+    /// group whose connection failed, not yet rolled back by the server): it then
+    /// fails, and those leases expire instead.
     pub async fn release_each(&self, claims: &[(TaskId, LeaseToken)]) -> StoreResult<Vec<bool>> {
         self.in_transaction(async |conn, pending| {
+            if let AnyConn::Postgres(c) = conn {
+                let limit = format!("SET LOCAL lock_timeout = '{RELEASE_LOCK_TIMEOUT}'");
+                diesel_async::SimpleAsyncConnection::batch_execute(&mut **c, &limit).await?;
+            }
             let mut released = Vec::with_capacity(claims.len());
             let mut clusters = Vec::new();
             for &(id, token) in claims {

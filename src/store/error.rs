@@ -117,8 +117,9 @@ pub enum StoreError {
         cause: std::sync::Arc<StoreError>,
     },
     /// The runner holding the task's run group stopped before the group committed:
-    /// nothing of the run committed, and the task's lease expires.
-    #[error("task {id}: the runner stopped before the commit its run shared with others; nothing of the run committed, and the task runs again once its lease expires")]
+    /// nothing of the run committed, and the task was given back to the queue (or its
+    /// lease expires).
+    #[error("task {id}: the runner stopped before the commit its run shared with others; nothing of the run committed, and the task runs again")]
     GroupAbandoned {
         /// The task.
         id: TaskId,

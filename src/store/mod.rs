@@ -215,6 +215,9 @@ struct Inner {
     /// Until when (the store's clock, ms) runs do not group, after a group of several
     /// runs failed to commit (see `run_group.rs`).
     groups_paused_until: std::sync::atomic::AtomicI64,
+    /// Whether runs may group at all: PostgreSQL, with READ COMMITTED as the
+    /// transactions' default isolation (see `run_group.rs`).
+    groups_possible: std::sync::atomic::AtomicBool,
     /// Run groups committed, and the runs they held (see `run_group.rs`).
     run_groups: run_group::RunGroupCounts,
 }
@@ -286,11 +289,13 @@ impl Store {
                 policy: Default::default(),
                 thread_pools: Default::default(),
                 groups_paused_until: Default::default(),
+                groups_possible: Default::default(),
                 run_groups: Default::default(),
             }),
         };
         // Fail early, with the URL in the message, when the database cannot be reached.
         store.conn().await?;
+        store.check_group_isolation().await?;
         store.load_task_types().await?;
         Ok(store)
     }

@@ -80,9 +80,9 @@ pub enum Verdict {
         /// Whether the connection must be closed after the run.
         taints_session: bool,
         /// Whether the statement leaves state in the transaction that a later run
-        /// sharing it would inherit or wait for (SET LOCAL, SET CONSTRAINTS, LOCK, a
-        /// transaction-level advisory lock): such a run's group commits after it (see
-        /// `run_group.rs`).
+        /// sharing it would inherit or wait for (SET LOCAL, SET CONSTRAINTS, a table
+        /// lock of LOCK, TRUNCATE or a schema change, a transaction-level advisory
+        /// lock): such a run's group commits after it (see `run_group.rs`).
         binds_transaction: bool,
     },
     /// The statement must not run.
@@ -244,10 +244,23 @@ pub fn classify(sql: &str) -> Verdict {
         start: usize::try_from(raw.stmt_location).unwrap_or(0),
         len: usize::try_from(raw.stmt_len).unwrap_or(0),
     };
-    // SET LOCAL, SET CONSTRAINTS and LOCK hold until the transaction ends.
+    // SET LOCAL and SET CONSTRAINTS hold until the transaction ends, and so do the
+    // table locks of LOCK, TRUNCATE and schema changes (ACCESS EXCLUSIVE or SHARE).
     let binds_transaction = matches!(
         node,
-        N::VariableSetStmt(_) | N::ConstraintsSetStmt(_) | N::LockStmt(_)
+        N::VariableSetStmt(_)
+            | N::ConstraintsSetStmt(_)
+            | N::LockStmt(_)
+            | N::TruncateStmt(_)
+            | N::AlterTableStmt(_)
+            | N::DropStmt(_)
+            | N::IndexStmt(_)
+            | N::RenameStmt(_)
+            | N::RefreshMatViewStmt(_)
+            | N::ClusterStmt(_)
+            | N::ReindexStmt(_)
+            | N::CreateTrigStmt(_)
+            | N::AlterTableMoveAllStmt(_)
     );
     let kind = match node {
         N::TransactionStmt(t) => return refused(transaction_kind(t.kind), TRANSACTION),
@@ -621,6 +634,10 @@ mod tests {
             "SET LOCAL app.tenant = 'a'",
             "SET CONSTRAINTS ALL IMMEDIATE",
             "LOCK TABLE t IN EXCLUSIVE MODE",
+            "TRUNCATE t",
+            "ALTER TABLE t ADD COLUMN b INT",
+            "CREATE INDEX ON t (a)",
+            "DROP TABLE t",
             "SELECT pg_advisory_xact_lock(1)",
             "SELECT pg_try_advisory_xact_lock_shared(1, 2)",
             "WITH l AS (SELECT pg_advisory_xact_lock(7)) INSERT INTO t SELECT 1 FROM l",

@@ -567,7 +567,7 @@ impl TaskRun {
         drop(tx);
         let (id, token) = (self.claimed.task.id, self.claimed.token);
         let mut members = members;
-        let own = members.add(id, token, ResolveOutcome::Completed);
+        let own = members.add(&self.store, id, token, ResolveOutcome::Completed);
         *applied = Applied {
             error: Some(cause.to_string()),
             requeued: None,

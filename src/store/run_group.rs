@@ -30,11 +30,16 @@
 //!   came before): the earlier runs' completions committed with it or not at all; those
 //!   still running under their lease are given back to the queue, and the run itself
 //!   fails for good, as a lone run would;
+//! - a runner that panics mid-group drops it: the connection closes, PostgreSQL rolls
+//!   it back, and each run's task is given back to the queue (uncounted);
 //! - a node killed mid-group: PostgreSQL rolls the open transaction back, and the
-//!   runs' leases expire, as for lone runs.
+//!   runs' leases expire, as for lone runs (the retry rule counts each, the completed
+//!   runs of the group too).
 //!
-//! Only PostgreSQL groups runs: on SQLite one writer at a time already serializes
-//! commits, and a commit there costs little.
+//! Only PostgreSQL groups runs (on SQLite one writer at a time already serializes
+//! commits, and a commit there costs little), and only where transactions default to
+//! READ COMMITTED, as each statement of a later run then sees what committed before
+//! it, as it would alone.
 
 use super::run::ResolveOutcome;
 use super::transaction::Transaction;
@@ -117,16 +122,26 @@ struct Member {
 #[must_use = "the outcome says whether the run's work committed"]
 pub struct MemberOutcome {
     id: TaskId,
+    token: LeaseToken,
+    store: Store,
     told: oneshot::Receiver<StoreResult<ResolveOutcome>>,
 }
 
 impl MemberOutcome {
     /// Waits for the group's commit: the run's outcome when it committed, or why
-    /// nothing of it did.
+    /// nothing of it did. A group dropped before its commit (its runner panicked) was
+    /// rolled back with its connection: the run's task is then given back to the queue
+    /// (fenced by its token, no failure counted, as for a failed commit), so that a
+    /// run that did nothing wrong is not charged the lease expiry of a lost run.
     pub async fn committed(self) -> StoreResult<ResolveOutcome> {
         match self.told.await {
             Ok(told) => told,
-            Err(_) => Err(StoreError::GroupAbandoned { id: self.id }),
+            Err(_) => {
+                if let Err(e) = self.store.release_each(&[(self.id, self.token)]).await {
+                    tracing::warn!(task = %self.id, error = %e, "could not give back the task of a dropped run group; its lease will expire");
+                }
+                Err(StoreError::GroupAbandoned { id: self.id })
+            }
         }
     }
 }
@@ -154,7 +169,8 @@ impl RunGroup {
         token: LeaseToken,
         outcome: ResolveOutcome,
     ) -> MemberOutcome {
-        self.members.add(id, token, outcome)
+        let store = self.tx.store().clone();
+        self.members.add(&store, id, token, outcome)
     }
 
     /// Whether a later run may join the group (see [`Transaction::fit_for_next_run`]).
@@ -242,8 +258,8 @@ impl GroupSlot {
 
     /// Commits the open group if it opened `max_age_ms` or more before `now`: a run
     /// that has not joined it (it computes before its first database work, or does
-    /// none) must not hold it open for long.
-    pub async fn commit_if_older(&self, max_age_ms: i64, now: Millis) {
+    /// none) must not hold it open for long. Answers whether it committed one.
+    pub async fn commit_if_older(&self, max_age_ms: i64, now: Millis) -> bool {
         let group = {
             let mut slot = self.slot();
             match slot.as_ref() {
@@ -251,8 +267,12 @@ impl GroupSlot {
                 _ => None,
             }
         };
-        if let Some(group) = group {
-            group.commit().await;
+        match group {
+            Some(group) => {
+                group.commit().await;
+                true
+            }
+            None => false,
         }
     }
 }
@@ -261,6 +281,7 @@ impl Members {
     /// Adds a run that amounts to `outcome` if the group commits.
     pub(super) fn add(
         &mut self,
+        store: &Store,
         id: TaskId,
         token: LeaseToken,
         outcome: ResolveOutcome,
@@ -272,7 +293,12 @@ impl Members {
             outcome,
             tell,
         });
-        MemberOutcome { id, told }
+        MemberOutcome {
+            id,
+            token,
+            store: store.clone(),
+            told,
+        }
     }
 
     /// Tells every run that it committed. Answers how many there were.
@@ -383,13 +409,46 @@ impl Store {
             .fetch_max(until, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Whether runs may group now (no group failed to commit lately).
+    /// Whether runs may group now: the database's isolation allows it, and no group
+    /// failed to commit lately.
     pub(super) fn groups_allowed(&self) -> bool {
-        let until = self
-            .inner
-            .groups_paused_until
-            .load(std::sync::atomic::Ordering::Relaxed);
-        self.now() >= until
+        use std::sync::atomic::Ordering::Relaxed;
+        let until = self.inner.groups_paused_until.load(Relaxed);
+        self.inner.groups_possible.load(Relaxed) && self.now() >= until
+    }
+
+    /// Reads whether runs may group on this database: only under READ COMMITTED, the
+    /// transactions' default isolation unless the database or role sets another. Under
+    /// REPEATABLE READ or SERIALIZABLE a later run of a group would see the snapshot of
+    /// the group's first statement, missing what committed since (the commit that
+    /// scheduled it, say), where alone it would see a snapshot of its own.
+    pub(super) async fn check_group_isolation(&self) -> StoreResult<()> {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Isolation {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            level: String,
+        }
+        let mut pooled = self.conn().await?;
+        let possible = match pooled.any() {
+            super::AnyConn::Postgres(c) => {
+                let rows: Vec<Isolation> = diesel::sql_query(
+                    "SELECT current_setting('default_transaction_isolation') AS level",
+                )
+                .load(c)
+                .await?;
+                let level = rows.into_iter().next().map(|r| r.level).unwrap_or_default();
+                if level != "read committed" {
+                    tracing::info!(%level, "runs do not share commits (run groups): transactions default to another isolation than read committed");
+                }
+                level == "read committed"
+            }
+            super::AnyConn::Sqlite(_) => false,
+        };
+        self.inner
+            .groups_possible
+            .store(possible, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 }
 

@@ -420,6 +420,20 @@ impl Transaction {
         if self.ended {
             return Err(ended());
         }
+        // Task SQL may have ended the transaction with its last statement: what follows
+        // would then run on its own and commit.
+        if let Some(PooledConn::Postgres(c)) = self.conn.as_mut() {
+            if self.pg.begun {
+                match self.pg.check_open(c).await {
+                    Ok(()) => {}
+                    Err(TaskSqlError::TransactionEnded) => {
+                        self.ended = true;
+                        return Err(ended());
+                    }
+                    Err(e) => return Err(StoreError::TaskSql(e)),
+                }
+            }
+        }
         let mut pending = std::mem::take(&mut self.pending);
         let result = match self.conn().await {
             Ok(mut conn) => body(&mut conn, &mut pending).await,

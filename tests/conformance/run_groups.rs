@@ -13,6 +13,7 @@ crate::conformance!(
     a_group_whose_commit_fails_gives_its_runs_back_and_runs_them_alone,
     sql_that_ends_the_shared_transaction_settles_the_earlier_runs,
     a_group_past_its_age_takes_no_late_run_and_its_runner_commits_it,
+    runs_group_only_where_transactions_default_to_read_committed,
 );
 
 const BOUNDS: GroupBounds = GroupBounds {
@@ -455,11 +456,11 @@ async fn a_group_past_its_age_takes_no_late_run_and_its_runner_commits_it(b: Bac
     // Left in its runner's slot: not committed while young, committed once old.
     let slot = GroupSlot::default();
     slot.keep(group);
-    slot.commit_if_older(BOUNDS.max_age_ms, s.now()).await;
+    assert!(!slot.commit_if_older(BOUNDS.max_age_ms, s.now()).await);
     assert!(slot.is_open());
     assert_eq!(effects(s).await.len(), 1);
     db.clock.advance(BOUNDS.max_age_ms);
-    slot.commit_if_older(BOUNDS.max_age_ms, s.now()).await;
+    assert!(slot.commit_if_older(BOUNDS.max_age_ms, s.now()).await);
     assert!(!slot.is_open());
     assert_eq!(
         second_outcome.committed().await.unwrap(),
@@ -467,4 +468,34 @@ async fn a_group_past_its_age_takes_no_late_run_and_its_runner_commits_it(b: Bac
     );
     let ids: Vec<i64> = claimed.iter().map(|c| c.task.id.0).collect();
     assert_eq!(effects(s).await, ids);
+}
+
+/// Under REPEATABLE READ a later run of a group would see the group's first snapshot:
+/// a store on a database whose transactions default to it never groups.
+async fn runs_group_only_where_transactions_default_to_read_committed(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    setup_effects_table(&db.store).await;
+    if b == Backend::Postgres {
+        let mut conn = db.store.connection().await.unwrap();
+        exec(
+            &mut conn.as_any(),
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET \
+             default_transaction_isolation = ''repeatable read''', current_database()); END $$",
+        )
+        .await;
+    }
+    // A store opened now reads the default, as a node starting would.
+    let s = &db.another_node().await;
+    s.schedule(task(json!({}))).await.unwrap();
+    let claimed = s.claim("node-a", &clusters(), 1, LEASE).await.unwrap();
+    let run = run_with_effect(s, &claimed[0], None).await;
+    let kept = resolve_keeping(run, complete(json!({}))).await;
+    let why = "a group opened under repeatable read";
+    assert_eq!(
+        resolved_alone(kept, why).unwrap(),
+        ResolveOutcome::Completed
+    );
+    assert_eq!(effects(s).await, vec![claimed[0].task.id.0]);
 }
