@@ -560,8 +560,12 @@ impl RunManaged {
                 outcome,
                 applied: _,
             } => {
+                // A group this run opened is committed when too old (one timer a group).
+                let opened_by = (group.len() == 1).then(|| group.first_task()).flatten();
                 env.open_group.keep(*group);
-                commit_when_too_old(env);
+                if let Some(first) = opened_by {
+                    commit_when_too_old(env, first);
+                }
                 let committed = MemberOutcome::committed(outcome);
                 return self.settle_committing(env, committed, times, log, true);
             }
@@ -626,10 +630,11 @@ impl RunManaged {
     }
 }
 
-/// Commits the runner's open group once it is as old as its bounds allow, unless a run
-/// joined it by then (a run joins with its first database work): a next run that
-/// computes first, or does no database work, must not hold the group's runs back.
-fn commit_when_too_old(env: &RunnerEnv) {
+/// Commits the group that the run of task `first` opened once it is as old as its
+/// bounds allow, unless it committed earlier or a run joined it by then (a run joins
+/// with its first database work): a next run that computes first, or does no database
+/// work, must not hold the group's runs back.
+fn commit_when_too_old(env: &RunnerEnv, first: TaskId) {
     /// Looks this many times at most (a clock that does not move, in tests, or steps
     /// back); the queue's `FlushGroup` and the next runs still commit the group.
     const LOOKS: usize = 20;
@@ -639,7 +644,7 @@ fn commit_when_too_old(env: &RunnerEnv) {
         let wait = Duration::from_millis(u64::try_from(max_age_ms).unwrap_or(0));
         for _ in 0..LOOKS {
             tokio::time::sleep(wait).await;
-            if !slot.is_open() || slot.commit_if_older(max_age_ms, store.now()).await {
+            if !slot.commit_if_older(first, max_age_ms, store.now()).await {
                 return;
             }
         }

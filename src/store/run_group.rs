@@ -178,6 +178,11 @@ impl RunGroup {
         self.tx.fit_for_next_run()
     }
 
+    /// The task whose run opened the group (its first run).
+    pub fn first_task(&self) -> Option<TaskId> {
+        self.members.0.first().map(|m| m.id)
+    }
+
     /// How many runs the group holds.
     pub fn len(&self) -> usize {
         self.members.0.len()
@@ -256,24 +261,25 @@ impl GroupSlot {
         }
     }
 
-    /// Commits the open group if it opened `max_age_ms` or more before `now`: a run
-    /// that has not joined it (it computes before its first database work, or does
-    /// none) must not hold it open for long. Answers whether it committed one.
-    pub async fn commit_if_older(&self, max_age_ms: i64, now: Millis) -> bool {
+    /// Commits the group that opened with the run of task `first`, if it is still
+    /// open here and opened `max_age_ms` or more before `now`: a run that has not
+    /// joined it (it computes before its first database work, or does none) must not
+    /// hold it open for long. Answers whether that group is still open here, too young
+    /// to commit yet (worth looking again).
+    pub async fn commit_if_older(&self, first: TaskId, max_age_ms: i64, now: Millis) -> bool {
         let group = {
             let mut slot = self.slot();
             match slot.as_ref() {
-                Some(g) if now - g.opened_at >= max_age_ms => slot.take(),
-                _ => None,
+                Some(g) if g.first_task() != Some(first) => return false,
+                Some(g) if now - g.opened_at < max_age_ms => return true,
+                Some(_) => slot.take(),
+                None => return false,
             }
         };
-        match group {
-            Some(group) => {
-                group.commit().await;
-                true
-            }
-            None => false,
+        if let Some(group) = group {
+            group.commit().await;
         }
+        false
     }
 }
 

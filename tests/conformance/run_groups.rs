@@ -456,11 +456,21 @@ async fn a_group_past_its_age_takes_no_late_run_and_its_runner_commits_it(b: Bac
     // Left in its runner's slot: not committed while young, committed once old.
     let slot = GroupSlot::default();
     slot.keep(group);
-    assert!(!slot.commit_if_older(BOUNDS.max_age_ms, s.now()).await);
+    let (first, age) = (claimed[1].task.id, BOUNDS.max_age_ms);
+    assert!(
+        slot.commit_if_older(first, age, s.now()).await,
+        "young: look again"
+    );
     assert!(slot.is_open());
     assert_eq!(effects(s).await.len(), 1);
-    db.clock.advance(BOUNDS.max_age_ms);
-    assert!(slot.commit_if_older(BOUNDS.max_age_ms, s.now()).await);
+    db.clock.advance(age);
+    // Another group's timer leaves it alone.
+    assert!(!slot.commit_if_older(claimed[0].task.id, age, s.now()).await);
+    assert!(slot.is_open());
+    assert!(
+        !slot.commit_if_older(first, age, s.now()).await,
+        "committed"
+    );
     assert!(!slot.is_open());
     assert_eq!(
         second_outcome.committed().await.unwrap(),
