@@ -114,7 +114,7 @@ pub use rate_limit::PRUNE_BUCKETS_AFTER_MS;
 pub use run::{
     bounded_text, Applied, Grouped, ResolveOutcome, TaskRun, MAX_ERROR_BYTES, MAX_RESULT_BYTES,
 };
-pub use run_group::{GroupBounds, GroupSlot, MemberOutcome, RunGroup, RunGroupStats};
+pub use run_group::{GroupBounds, GroupSlot, MemberOutcome, RunGroup};
 pub use run_history::{
     RunLogLine, RunOutcome, RunRecord, KEPT_RUNS_PER_TASK, MAX_STORED_LOG_BYTES,
     MAX_STORED_LOG_LINES,
@@ -218,8 +218,6 @@ struct Inner {
     /// Whether runs may group at all: PostgreSQL, with READ COMMITTED as the
     /// transactions' default isolation (see `run_group.rs`).
     groups_possible: std::sync::atomic::AtomicBool,
-    /// Run groups committed, and the runs they held (see `run_group.rs`).
-    run_groups: run_group::RunGroupCounts,
 }
 
 enum Backend {
@@ -290,7 +288,6 @@ impl Store {
                 thread_pools: Default::default(),
                 groups_paused_until: Default::default(),
                 groups_possible: Default::default(),
-                run_groups: Default::default(),
             }),
         };
         // Fail early, with the URL in the message, when the database cannot be reached.

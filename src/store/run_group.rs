@@ -1,9 +1,10 @@
 //! A run group: consecutive runs of one runner that share one PostgreSQL transaction,
 //! and so one commit.
 //!
-//! A task that writes commits its work with its completion, and on PostgreSQL the
-//! commit (a WAL flush) is most of what such a short task costs. A runner whose next
-//! task is already waiting for it keeps its last run's transaction open instead: the
+//! A task that writes commits its work with its completion, and on PostgreSQL each
+//! commit costs a commit record, its round trip and a wait for a WAL flush (long on
+//! disks that flush slowly). A runner whose next task may come keeps its last run's
+//! transaction open instead: the
 //! run's completion is written in it but not committed, and the next run's work goes
 //! in the same transaction, in a savepoint of its own (`pg_run_tx.rs`). The group
 //! commits when its runner has no next task at hand, when it is as large or as old as
@@ -204,11 +205,7 @@ impl RunGroup {
     pub async fn commit(self) -> usize {
         let store = self.tx.store().clone();
         match self.tx.commit().await {
-            Ok(()) => {
-                let runs = self.members.committed();
-                store.inner.run_groups.count(runs);
-                runs
-            }
+            Ok(()) => self.members.committed(),
             Err(e) => {
                 tracing::warn!(runs = self.members.0.len(), error = %e, "a run group's commit failed; its tasks run again");
                 self.members.not_committed(&store, e).await;
@@ -372,41 +369,7 @@ impl Members {
     }
 }
 
-/// How many run groups committed, and how many runs they held.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RunGroupStats {
-    /// Groups committed.
-    pub groups: u64,
-    /// Runs those groups held.
-    pub runs: u64,
-}
-
-/// The store's counts of committed run groups.
-#[derive(Debug, Default)]
-pub(super) struct RunGroupCounts {
-    groups: std::sync::atomic::AtomicU64,
-    runs: std::sync::atomic::AtomicU64,
-}
-
-impl RunGroupCounts {
-    fn count(&self, runs: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.groups.fetch_add(1, Relaxed);
-        self.runs.fetch_add(runs as u64, Relaxed);
-    }
-}
-
 impl Store {
-    /// How many run groups this store committed, and the runs they held: their
-    /// average size says how much commits were shared.
-    pub fn run_group_stats(&self) -> RunGroupStats {
-        use std::sync::atomic::Ordering::Relaxed;
-        RunGroupStats {
-            groups: self.inner.run_groups.groups.load(Relaxed),
-            runs: self.inner.run_groups.runs.load(Relaxed),
-        }
-    }
-
     /// Keeps this node's runs from grouping for [`GROUP_PAUSE_MS`].
     fn pause_groups(&self) {
         let until = self.now() + GROUP_PAUSE_MS;
