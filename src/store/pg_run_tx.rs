@@ -18,9 +18,14 @@
 //!
 //! In a run group (`run_group.rs`) the transaction carries earlier runs' completed
 //! work: a run's first statement (or other work) sets the run's own savepoint
-//! ([`MEMBER_SAVEPOINT`]) in place of `BEGIN`, its statements nest theirs in it, and its
-//! completion ([`complete_in_group`]) releases it instead of committing; undoing the
-//! run ([`undo_member`]) rolls back to it, leaving the earlier runs' work.
+//! ([`MEMBER_SAVEPOINT`]) in place of `BEGIN`, its statements nest theirs in it, and
+//! undoing the run ([`undo_member`]) rolls back to it, leaving the earlier runs' work.
+//! A completed run sends nothing: its completion is held ([`DeferredCompletion`]) and
+//! its savepoint released in the message that sets the next run's; the group's
+//! commit writes all its held completions with one statement
+//! ([`complete_runs_and_commit`]), so a run that writes costs one round trip, its
+//! statement's. A completion that cannot be held (the run is the group's last, or
+//! must not be followed) is written at once ([`complete_in_group`]).
 //!
 //! So a task that inserts one row takes two round trips. The rules stay those of
 //! `task_sql.rs`: a statement that ended the transaction is found by the next thing
@@ -73,6 +78,9 @@ pub(super) struct RunTx {
     pub in_group: bool,
     /// This run's [`MEMBER_SAVEPOINT`] is set (it has done work in the group).
     pub member_set: bool,
+    /// The savepoint the previous run of the group left set when its completion was
+    /// held: released in the message that sets this run's own.
+    pub release_first: Option<&'static str>,
 }
 
 /// What goes before a task statement, in its message.
@@ -107,7 +115,7 @@ impl RunTx {
             BEGIN.to_string()
         } else if self.before() == Before::Member {
             // Likewise in a group: the member's savepoint undoes its first statement.
-            format!("SAVEPOINT {MEMBER_SAVEPOINT}")
+            self.member_savepoint()
         } else if self.savepoint_set {
             format!("RELEASE SAVEPOINT {SAVEPOINT}; SAVEPOINT {SAVEPOINT}")
         } else {
@@ -123,11 +131,31 @@ impl RunTx {
             c.batch_execute(BEGIN).await?;
             self.begun = true;
         } else if self.in_group && !self.member_set {
-            c.batch_execute(&format!("SAVEPOINT {MEMBER_SAVEPOINT}"))
-                .await?;
+            let set = self.member_savepoint();
+            self.release_first = None;
+            c.batch_execute(&set).await?;
             self.member_set = true;
         }
         Ok(())
+    }
+
+    /// What sets the current run's savepoint in a group: after the release of the
+    /// previous run's, when its completion was held.
+    fn member_savepoint(self) -> String {
+        match self.release_first {
+            Some(previous) => {
+                format!("RELEASE SAVEPOINT {previous}; SAVEPOINT {MEMBER_SAVEPOINT}")
+            }
+            None => format!("SAVEPOINT {MEMBER_SAVEPOINT}"),
+        }
+    }
+
+    /// Notes that the current run's completion is held until the group commits: its
+    /// savepoint stays set until the next run's first message releases it, and the
+    /// transaction is ready for that run.
+    pub fn hold_completion(&mut self) {
+        self.release_first = self.run_savepoint().or(self.release_first);
+        self.join_group();
     }
 
     /// Whether the transaction holds work of the current run: on a transaction of its
@@ -221,6 +249,11 @@ pub(super) async fn run_statement(
         ),
     )
     .await;
+    if step == Before::Member {
+        // Released by this message, or the transaction is in error and the group
+        // cannot commit: either way, nothing is left to release.
+        tx.release_first = None;
+    }
     let result = match set {
         // The run's first statement ran although its BEGIN failed: on its own, so it
         // committed; the run is over.
@@ -447,7 +480,9 @@ pub(super) async fn complete_in_group(
 ) -> diesel::QueryResult<CommitEnd> {
     let mut sql = String::new();
     if tx.in_group && !tx.member_set {
-        sql.push_str(&format!("SAVEPOINT {MEMBER_SAVEPOINT}; "));
+        sql.push_str(&tx.member_savepoint());
+        sql.push_str("; ");
+        tx.release_first = None;
         tx.member_set = true;
     }
     sql.push_str(&completion.statement());
@@ -463,17 +498,119 @@ pub(super) async fn complete_in_group(
 }
 
 impl RunTx {
-    /// What releases the current run's savepoints (a group's member savepoint holds the
+    /// The current run's outermost savepoint (a group's member savepoint holds the
     /// statement savepoint within it), if any is set.
-    fn release_run_savepoints(&self) -> Option<String> {
+    fn run_savepoint(&self) -> Option<&'static str> {
         if self.in_group && self.member_set {
-            Some(format!("RELEASE SAVEPOINT {MEMBER_SAVEPOINT}"))
+            Some(MEMBER_SAVEPOINT)
         } else if self.savepoint_set {
-            Some(format!("RELEASE SAVEPOINT {SAVEPOINT}"))
+            Some(SAVEPOINT)
         } else {
             None
         }
     }
+
+    /// What releases the current run's savepoints, if any is set.
+    fn release_run_savepoints(&self) -> Option<String> {
+        self.run_savepoint()
+            .map(|name| format!("RELEASE SAVEPOINT {name}"))
+    }
+}
+
+/// A completed run of a group whose completion is held until the group commits
+/// ([`complete_runs_and_commit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DeferredCompletion {
+    /// The task.
+    pub id: TaskId,
+    /// The run's fencing token.
+    pub token: LeaseToken,
+    /// The result (JSON text, already checked).
+    pub result: String,
+    /// When the run started.
+    pub started_at: Millis,
+    /// When it finished.
+    pub finished_at: Millis,
+}
+
+impl From<RunCompletion<'_>> for DeferredCompletion {
+    fn from(c: RunCompletion<'_>) -> DeferredCompletion {
+        DeferredCompletion {
+            id: c.id,
+            token: c.token,
+            result: c.result.to_string(),
+            started_at: c.started_at,
+            finished_at: c.finished_at,
+        }
+    }
+}
+
+/// How writing held completions ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HeldEnd {
+    /// Written (and committed, when asked).
+    Written,
+    /// This task's run no longer holds it: nothing was written, and the transaction
+    /// is in error.
+    LeaseLost(TaskId),
+    /// Task code ended the transaction earlier: nothing was written.
+    TransactionEnded,
+}
+
+/// The statement that writes held completions: `warren_complete_runs` with one
+/// array per column, in task id order (the order other writers lock task rows in).
+fn complete_runs_statement(runs: &[DeferredCompletion]) -> String {
+    let mut runs: Vec<&DeferredCompletion> = runs.iter().collect();
+    runs.sort_by_key(|r| r.id);
+    let numbers = |f: &dyn Fn(&DeferredCompletion) -> i64| {
+        let items: Vec<String> = runs.iter().map(|r| f(r).to_string()).collect();
+        format!("ARRAY[{}]::bigint[]", items.join(","))
+    };
+    let results: Vec<String> = runs.iter().map(|r| text_literal(&r.result)).collect();
+    format!(
+        "SELECT warren_complete_runs({}, {}, ARRAY[{}]::text[], {}, {})",
+        numbers(&|r| r.id.0),
+        numbers(&|r| r.token.0),
+        results.join(","),
+        numbers(&|r| r.started_at),
+        numbers(&|r| r.finished_at),
+    )
+}
+
+/// Writes held completions (fenced, with the check that the transaction is the run's
+/// own) and, with `commit`, commits, in one message. Without `commit` the transaction
+/// stays open: for work that could end it (task code's own connection), so that what
+/// it commits holds each run's completion with its work.
+pub(super) async fn complete_runs(
+    c: &mut AsyncPgConnection,
+    runs: &[DeferredCompletion],
+    commit: bool,
+) -> diesel::QueryResult<HeldEnd> {
+    let mut sql = complete_runs_statement(runs);
+    if commit {
+        sql.push_str("; COMMIT");
+    }
+    use diesel::result::Error::DatabaseError;
+    match c.batch_execute(&sql).await {
+        Ok(()) => Ok(HeldEnd::Written),
+        Err(DatabaseError(_, info)) if info.message().starts_with(ENDED) => {
+            Ok(HeldEnd::TransactionEnded)
+        }
+        Err(DatabaseError(kind, info)) if info.message().starts_with(LEASE_LOST) => {
+            match lost_task(info.message()) {
+                Some(id) => Ok(HeldEnd::LeaseLost(id)),
+                None => Err(DatabaseError(kind, info)),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The task a lost-lease error names (`warren: task 42 is no longer leased …`).
+fn lost_task(message: &str) -> Option<TaskId> {
+    let rest = message.strip_prefix(LEASE_LOST)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().map(TaskId)
 }
 
 /// Commits the run's transaction with nothing more to write, in one message: the check
@@ -531,6 +668,57 @@ mod tests {
         );
         assert_eq!(text_literal(""), "E''");
         assert_eq!(text_literal("ünï ✓"), "E'ünï ✓'");
+    }
+
+    #[test]
+    fn held_completions_go_in_one_statement_in_task_id_order() {
+        let run = |id: i64, result: &str| DeferredCompletion {
+            id: TaskId(id),
+            token: LeaseToken(id * 10),
+            result: result.into(),
+            started_at: id + 100,
+            finished_at: id + 200,
+        };
+        assert_eq!(
+            complete_runs_statement(&[run(9, "{}"), run(3, r#"{"a":"it's"}"#)]),
+            "SELECT warren_complete_runs(ARRAY[3,9]::bigint[], ARRAY[30,90]::bigint[], \
+             ARRAY[E'{\"a\":\"it''s\"}',E'{}']::text[], ARRAY[103,109]::bigint[], \
+             ARRAY[203,209]::bigint[])"
+        );
+    }
+
+    #[test]
+    fn a_lost_lease_names_its_task() {
+        assert_eq!(
+            lost_task("warren: task 42 is no longer leased to this run"),
+            Some(TaskId(42))
+        );
+        assert_eq!(lost_task("warren: the run's transaction ended"), None);
+    }
+
+    #[test]
+    fn a_held_completion_leaves_its_savepoint_for_the_next_run_to_release() {
+        let mut tx = RunTx {
+            begun: true,
+            savepoint_set: true,
+            ..RunTx::default()
+        };
+        tx.hold_completion();
+        assert_eq!(
+            tx.before_statement(),
+            "RELEASE SAVEPOINT warren_task_sql; SAVEPOINT warren_task"
+        );
+        // A run that worked in the group leaves its member savepoint instead.
+        tx.release_first = None;
+        tx.member_set = true;
+        tx.hold_completion();
+        assert_eq!(
+            tx.before_statement(),
+            "RELEASE SAVEPOINT warren_task; SAVEPOINT warren_task"
+        );
+        // A run that did nothing leaves the earlier one to release.
+        tx.hold_completion();
+        assert_eq!(tx.release_first, Some(MEMBER_SAVEPOINT));
     }
 
     #[test]

@@ -296,7 +296,7 @@ impl TaskRun {
     /// Reads a metadata value of this task in the run's transaction.
     pub async fn metadata(&mut self, key: &str) -> StoreResult<Option<String>> {
         let id = self.claimed.task.id;
-        super::manage::get_metadata_on(&mut self.conn().await?, id, key).await
+        super::manage::get_metadata_on(&mut self.tx().await?.work_conn().await?, id, key).await
     }
 
     /// Reports how far the run has got. Outside the run's transaction: it is seen while
@@ -318,7 +318,8 @@ impl TaskRun {
     /// Sets a metadata value of this task in the run's transaction.
     pub async fn set_metadata(&mut self, key: &str, value: &str) -> StoreResult<()> {
         let id = self.claimed.task.id;
-        super::manage::set_metadata_on(&mut self.conn().await?, id, key, value).await
+        super::manage::set_metadata_on(&mut self.tx().await?.work_conn().await?, id, key, value)
+            .await
     }
 
     /// Applies the run's resolution. Completion, permanent failure, cancellation,
@@ -473,21 +474,28 @@ impl TaskRun {
                     started_at,
                     finished_at: now,
                 };
-                match tx.complete_in_group(completion).await {
-                    Ok(CompletedEnd::Committed) => Some(Ok(ResolveOutcome::Completed)),
-                    Ok(CompletedEnd::LeaseLost) if !tx.in_group() => {
-                        // The run's transaction holds nothing else: roll it back.
-                        let _ = tx.rollback().await;
-                        return InGroup::Resolved(Err(StoreError::LeaseLost { id, token }));
-                    }
-                    Ok(CompletedEnd::LeaseLost) => match tx.undo_member().await {
-                        Ok(()) => Some(Err(StoreError::LeaseLost { id, token })),
-                        Err(e) => Some(Err(e)),
-                    },
-                    Ok(CompletedEnd::TransactionEnded) => Some(Err(ended_error_of())),
-                    Err(e) => {
-                        let failed = self.group_failed(tx, members, e, applied).await;
-                        return InGroup::Resolved(failed);
+                if tx.fit_for_next_run() {
+                    // Written with the group's commit, in one statement with the
+                    // other runs' held completions; a lost lease fails the commit.
+                    tx.hold_completion(completion);
+                    Some(Ok(ResolveOutcome::Completed))
+                } else {
+                    match tx.complete_in_group(completion).await {
+                        Ok(CompletedEnd::Committed) => Some(Ok(ResolveOutcome::Completed)),
+                        Ok(CompletedEnd::LeaseLost) if !tx.in_group() => {
+                            // The run's transaction holds nothing else: roll it back.
+                            let _ = tx.rollback().await;
+                            return InGroup::Resolved(Err(StoreError::LeaseLost { id, token }));
+                        }
+                        Ok(CompletedEnd::LeaseLost) => match tx.undo_member().await {
+                            Ok(()) => Some(Err(StoreError::LeaseLost { id, token })),
+                            Err(e) => Some(Err(e)),
+                        },
+                        Ok(CompletedEnd::TransactionEnded) => Some(Err(ended_error_of())),
+                        Err(e) => {
+                            let failed = self.group_failed(tx, members, e, applied).await;
+                            return InGroup::Resolved(failed);
+                        }
                     }
                 }
             }

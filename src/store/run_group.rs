@@ -4,9 +4,10 @@
 //! A task that writes commits its work with its completion, and on PostgreSQL each
 //! commit costs a commit record, its round trip and a wait for a WAL flush (long on
 //! disks that flush slowly). A runner whose next task may come keeps its last run's
-//! transaction open instead: the
-//! run's completion is written in it but not committed, and the next run's work goes
-//! in the same transaction, in a savepoint of its own (`pg_run_tx.rs`). The group
+//! transaction open instead, and the next run's work goes in the same transaction, in a
+//! savepoint of its own (`pg_run_tx.rs`). A completed run's completion is held, not
+//! sent: the group's commit writes all of them with one statement before its COMMIT,
+//! in one message, so each run saves a round trip and the database a statement. The group
 //! commits when its runner has no next task at hand, when it is as large or as old as
 //! its [`GroupBounds`] allow, or when a run ends other than by completing. Every run's
 //! outcome is told only once the commit that holds it has landed
@@ -15,9 +16,13 @@
 //!
 //! What happens to each run, whatever goes wrong:
 //! - a run whose statement fails is undone to that statement's savepoint, as alone;
-//! - a run that fails (temporary failure, timeout, kill), or whose lease was lost, is
-//!   undone to its own savepoint: the earlier runs keep their work, the group commits,
-//!   and the failure is then recorded as for a lone run;
+//! - a run that fails (temporary failure, timeout, kill) is undone to its own
+//!   savepoint: the earlier runs keep their work, the group commits, and the failure is
+//!   then recorded as for a lone run;
+//! - a completed run whose task was cancelled or recovered before the group commits:
+//!   its held completion raises at the commit, so nothing of the group commits; that
+//!   run is told its lease was lost, and the others are given back to the queue
+//!   ([`Members::lease_lost`]), uncounted;
 //! - a run that resolves otherwise (permanent failure, cancellation, restart, snooze)
 //!   writes its resolution in its savepoint and the group commits with it;
 //! - a group whose commit fails committed nothing. A group of one run is a lone run:
@@ -206,6 +211,11 @@ impl RunGroup {
         let store = self.tx.store().clone();
         match self.tx.commit().await {
             Ok(()) => self.members.committed(),
+            Err(StoreError::LeaseLost { id, token }) => {
+                tracing::info!(runs = self.members.0.len(), task = %id, "a run of a run group lost its lease before the group committed; the group's other tasks run again");
+                self.members.lease_lost(&store, id, token).await;
+                0
+            }
             Err(e) => {
                 tracing::warn!(runs = self.members.0.len(), error = %e, "a run group's commit failed; its tasks run again");
                 self.members.not_committed(&store, e).await;
@@ -332,6 +342,21 @@ impl Members {
         }
         store.pause_groups();
         self.give_back(store, Arc::new(cause)).await;
+    }
+
+    /// The group did not commit because the run of task `id` no longer held it (its
+    /// held completion found it cancelled or taken over): that run is told so, and the
+    /// others are given back to the queue, uncounted. Grouping goes on: the lost task
+    /// is no longer this node's to run.
+    pub(super) async fn lease_lost(mut self, store: &Store, id: TaskId, token: LeaseToken) {
+        let lost = StoreError::LeaseLost { id, token };
+        if let Some(at) = self.0.iter().position(|m| m.id == id) {
+            let m = self.0.remove(at);
+            let _ = m
+                .tell
+                .send(Err(StoreError::LeaseLost { id, token: m.token }));
+        }
+        self.give_back(store, Arc::new(lost)).await;
     }
 
     /// A later run's SQL ended the shared transaction, committing or rolling back the

@@ -2,7 +2,7 @@
 //! as one: an ephemeral task's SQL, or a managed task's run (see [`super::TaskRun`]).
 
 use super::conn::{begin, begin_for_task_sql, commit, finish, rollback, PooledConn};
-use super::pg_run_tx::{self, CommitEnd, RunCompletion, RunTx};
+use super::pg_run_tx::{self, CommitEnd, DeferredCompletion, HeldEnd, RunCompletion, RunTx};
 use super::signals::Pending;
 use super::task_sql::{SqlCanceller, TaskSqlError, TaskSqlOutput, TaskStatement};
 use super::{AnyConn, NewTask, Store, StoreError, StoreResult};
@@ -35,6 +35,9 @@ pub struct Transaction {
     /// Where the transaction stands on PostgreSQL (SQLite's opens at once, so this
     /// stays at its default there).
     pg: RunTx,
+    /// Completions of a group's runs held until the group commits (see
+    /// `pg_run_tx.rs`): the commit writes them first.
+    held: Vec<DeferredCompletion>,
 }
 
 /// How [`Transaction::complete_and_commit`] ended, when it did not fail.
@@ -114,6 +117,7 @@ impl Store {
             broken: false,
             closes_group: false,
             pg: RunTx::default(),
+            held: Vec::new(),
         })
     }
 }
@@ -124,8 +128,72 @@ impl Transaction {
         &self.store
     }
 
-    /// The connection carrying the transaction, opened by now.
+    /// The connection carrying the transaction, opened by now, for SQL the statement
+    /// policy does not see (an embedding application's own task code). Such SQL could
+    /// leave state in the transaction or end it, so no later run of a group joins it,
+    /// and the completions of the group's earlier runs are written first: whatever it
+    /// commits holds each run's completion with its work.
     pub async fn conn(&mut self) -> StoreResult<AnyConn<'_>> {
+        self.closes_group = true;
+        self.write_held().await?;
+        self.work_conn().await
+    }
+
+    /// Writes the held completions of the group's earlier runs into the transaction.
+    async fn write_held(&mut self) -> StoreResult<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        self.check_usable()?;
+        let Some(PooledConn::Postgres(c)) = self.conn.as_mut() else {
+            unreachable!("only PostgreSQL transactions hold completions");
+        };
+        match pg_run_tx::complete_runs(c, &self.held, false).await {
+            Ok(HeldEnd::Written) => {
+                self.held.clear();
+                Ok(())
+            }
+            Ok(HeldEnd::TransactionEnded) => {
+                self.ended = true;
+                Err(ended())
+            }
+            Ok(HeldEnd::LeaseLost(id)) => {
+                // The transaction is in error: the group cannot commit.
+                self.broken = true;
+                Err(self.lease_lost(id))
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The lost lease of the held completion of task `id`.
+    fn lease_lost(&self, id: TaskId) -> StoreError {
+        let token = self.held.iter().find(|h| h.id == id).map(|h| h.token);
+        StoreError::LeaseLost {
+            id,
+            token: token.unwrap_or(crate::task::LeaseToken(0)),
+        }
+    }
+
+    /// Fails unless the transaction can still take work and commit.
+    fn check_usable(&self) -> StoreResult<()> {
+        if self.ended {
+            return Err(ended());
+        }
+        if self.broken {
+            return Err(StoreError::TaskSql(TaskSqlError::Database(
+                diesel::result::Error::BrokenTransactionManager,
+            )));
+        }
+        Ok(())
+    }
+
+    /// The connection carrying the transaction, opened by now, for the store's own
+    /// statements.
+    pub(super) async fn work_conn(&mut self) -> StoreResult<AnyConn<'_>> {
         let pooled = self
             .conn
             .as_mut()
@@ -206,7 +274,7 @@ impl Transaction {
         let mut pending = std::mem::take(&mut self.pending);
         let store = self.store.clone();
         let ids = super::schedule::insert_tasks(
-            &mut self.conn().await?,
+            &mut self.work_conn().await?,
             &mut pending,
             std::slice::from_ref(&task),
             &store,
@@ -217,18 +285,28 @@ impl Transaction {
     }
 
     /// Commits, then wakes whoever waits for what it scheduled or resolved.
+    /// A group's transaction writes its runs' held completions with the commit, in
+    /// one message; [`StoreError::LeaseLost`] names a run that no longer held its task
+    /// (nothing committed then).
     pub async fn commit(mut self) -> StoreResult<()> {
-        if self.ended {
-            return Err(ended());
-        }
-        if self.broken {
-            return Err(StoreError::TaskSql(TaskSqlError::Database(
-                diesel::result::Error::BrokenTransactionManager,
-            )));
-        }
+        self.check_usable()?;
         let mut pooled = self.conn.take().expect("open transaction");
         let committed = match &mut pooled {
             PooledConn::Postgres(_) if !self.pg.begun => Ok(()),
+            PooledConn::Postgres(c) if !self.held.is_empty() => {
+                match pg_run_tx::complete_runs(c, &self.held, true).await {
+                    Ok(HeldEnd::Written) => {
+                        self.pg.closed(c);
+                        Ok(())
+                    }
+                    Ok(HeldEnd::LeaseLost(id)) => Err(self.lease_lost(id)),
+                    Ok(HeldEnd::TransactionEnded) => {
+                        self.ended = true;
+                        Err(ended())
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
             PooledConn::Postgres(c) => match pg_run_tx::commit(c).await {
                 Ok(CommitEnd::Committed) => {
                     self.pg.closed(c);
@@ -304,6 +382,10 @@ impl Transaction {
         mut self,
         completion: RunCompletion<'_>,
     ) -> StoreResult<CompletedEnd> {
+        debug_assert!(
+            self.held.is_empty(),
+            "a lone run's transaction holds no other run"
+        );
         let mut pooled = self.conn.take().expect("open transaction");
         let PooledConn::Postgres(c) = &mut pooled else {
             unreachable!("only PostgreSQL transactions complete in one message");
@@ -381,6 +463,17 @@ impl Transaction {
         }
     }
 
+    /// Holds the current run's completion until the group commits (see
+    /// `pg_run_tx.rs`): nothing is sent now, and the transaction is ready for the
+    /// next run. Only for a transaction fit for a next run
+    /// ([`Transaction::fit_for_next_run`]), whose task SQL could not have ended it.
+    pub(super) fn hold_completion(&mut self, completion: RunCompletion<'_>) {
+        debug_assert!(self.fit_for_next_run());
+        self.held.push(completion.into());
+        self.pg.hold_completion();
+        self.closes_group = false;
+    }
+
     /// Undoes everything the current run of a group did, keeping the earlier runs'
     /// work. Fails with [`TaskSqlError::TransactionEnded`] when task SQL had ended the
     /// transaction.
@@ -435,7 +528,7 @@ impl Transaction {
             }
         }
         let mut pending = std::mem::take(&mut self.pending);
-        let result = match self.conn().await {
+        let result = match self.work_conn().await {
             Ok(mut conn) => body(&mut conn, &mut pending).await,
             Err(e) => Err(e),
         };
@@ -481,6 +574,10 @@ impl Transaction {
         if self.ended {
             return Err(ended());
         }
+        debug_assert!(
+            self.held.is_empty(),
+            "a lone run's transaction holds no other run"
+        );
         let mut pending = std::mem::take(&mut self.pending);
         let mut pooled = self.conn.take().expect("open transaction");
         let result = match &mut pooled {

@@ -1,0 +1,1 @@
+DROP FUNCTION warren_complete_runs(BIGINT[], BIGINT[], TEXT[], BIGINT[], BIGINT[]);

@@ -1,0 +1,45 @@
+-- Completes the runs of a run group in one statement, in the group's transaction, just
+-- before it commits (see src/store/run_group.rs): each run's completion is held by
+-- the node until then rather than written when the run ends, which saves a round trip
+-- per run and writes the group's rows with one statement instead of one each.
+--
+-- Fenced like warren_complete_run: it raises when the transaction is not the run's
+-- own any more, or when any of the runs lost its lease (naming the first such task), so
+-- that the COMMIT sent after it in the same message never runs and nothing of the
+-- group commits. Sends the outcome's NOTIFY for each task someone waits for.
+CREATE FUNCTION warren_complete_runs(
+    task_ids BIGINT[],
+    run_tokens BIGINT[],
+    task_results TEXT[],
+    runs_started BIGINT[],
+    runs_finished BIGINT[]
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    done_ids BIGINT[];
+    waited_ids BIGINT[];
+    missing BIGINT;
+BEGIN
+    PERFORM warren_run_open();
+    WITH done AS (
+        UPDATE warren_tasks t
+        SET state = 'completed', finished_at = r.finished, result = r.result,
+            last_error = NULL, last_stack = NULL, lease_owner = NULL, lease_until = NULL,
+            iterations = t.iterations + 1, started_at = r.started
+        FROM unnest(task_ids, run_tokens, task_results, runs_started, runs_finished)
+            AS r(id, token, result, started, finished)
+        WHERE t.id = r.id AND t.lease_token = r.token AND t.state = 'running'
+        RETURNING t.id, t.waited
+    )
+    SELECT array_agg(id), array_agg(id) FILTER (WHERE waited)
+    INTO done_ids, waited_ids
+    FROM done;
+    SELECT x INTO missing
+    FROM unnest(task_ids) AS x
+    WHERE x <> ALL (coalesce(done_ids, '{}'))
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'warren: task % is no longer leased to this run', missing;
+    END IF;
+    PERFORM pg_notify('warren_outcomes', w::text) FROM unnest(waited_ids) AS w;
+END
+$$;
