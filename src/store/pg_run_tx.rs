@@ -22,10 +22,10 @@
 //! undoing the run ([`undo_member`]) rolls back to it, leaving the earlier runs' work.
 //! A completed run sends nothing: its completion is held ([`DeferredCompletion`]) and
 //! its savepoint released in the message that sets the next run's; the group's
-//! commit writes all its held completions with one statement
-//! ([`complete_runs_and_commit`]), so a run that writes costs one round trip, its
-//! statement's. A completion that cannot be held (the run is the group's last, or
-//! must not be followed) is written at once ([`complete_in_group`]).
+//! commit writes all its held completions with one statement before its COMMIT
+//! ([`complete_runs`]), so a run that writes costs one round trip, its statement's. A
+//! run that must not be followed ([`super::Transaction::fit_for_next_run`]) writes its
+//! completion at once ([`complete_in_group`]).
 //!
 //! So a task that inserts one row takes two round trips. The rules stay those of
 //! `task_sql.rs`: a statement that ended the transaction is found by the next thing
@@ -518,7 +518,7 @@ impl RunTx {
 }
 
 /// A completed run of a group whose completion is held until the group commits
-/// ([`complete_runs_and_commit`]).
+/// ([`complete_runs`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct DeferredCompletion {
     /// The task.
@@ -558,7 +558,8 @@ pub(super) enum HeldEnd {
 }
 
 /// The statement that writes held completions: `warren_complete_runs` with one
-/// array per column, in task id order (the order other writers lock task rows in).
+/// array per column, in task id order (so the statement's text does not depend on the
+/// order the runs ended in; the order its UPDATE locks rows in is the planner's).
 fn complete_runs_statement(runs: &[DeferredCompletion]) -> String {
     let mut runs: Vec<&DeferredCompletion> = runs.iter().collect();
     runs.sort_by_key(|r| r.id);

@@ -216,6 +216,16 @@ impl RunGroup {
                 self.members.lease_lost(&store, id, token).await;
                 0
             }
+            Err(StoreError::TaskSql(super::TaskSqlError::TransactionEnded)) => {
+                // Task SQL ended the transaction (past the statement policy): what it
+                // held committed with it or not at all.
+                tracing::warn!(
+                    runs = self.members.0.len(),
+                    "a run group's transaction was ended by task SQL"
+                );
+                self.members.in_doubt(&store).await;
+                0
+            }
             Err(e) => {
                 tracing::warn!(runs = self.members.0.len(), error = %e, "a run group's commit failed; its tasks run again");
                 self.members.not_committed(&store, e).await;

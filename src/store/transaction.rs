@@ -38,6 +38,13 @@ pub struct Transaction {
     /// Completions of a group's runs held until the group commits (see
     /// `pg_run_tx.rs`): the commit writes them first.
     held: Vec<DeferredCompletion>,
+    /// Held completions written inside the current run's savepoint (by
+    /// [`Transaction::conn`] or [`Transaction::schedule`]): held again if that run is
+    /// undone, which undoes their write with it.
+    written_in_run: Vec<DeferredCompletion>,
+    /// A held completion found its run's lease lost: nothing of the group may commit,
+    /// and the group's commit says which run it was.
+    lost_lease: Option<(TaskId, crate::task::LeaseToken)>,
 }
 
 /// How [`Transaction::complete_and_commit`] ended, when it did not fail.
@@ -118,6 +125,8 @@ impl Store {
             closes_group: false,
             pg: RunTx::default(),
             held: Vec::new(),
+            written_in_run: Vec::new(),
+            lost_lease: None,
         })
     }
 }
@@ -139,7 +148,8 @@ impl Transaction {
         self.work_conn().await
     }
 
-    /// Writes the held completions of the group's earlier runs into the transaction.
+    /// Writes the held completions of the group's earlier runs into the transaction,
+    /// before work that must see them written or could end the transaction.
     async fn write_held(&mut self) -> StoreResult<()> {
         if self.held.is_empty() {
             return Ok(());
@@ -150,7 +160,11 @@ impl Transaction {
         };
         match pg_run_tx::complete_runs(c, &self.held, false).await {
             Ok(HeldEnd::Written) => {
-                self.held.clear();
+                let written = std::mem::take(&mut self.held);
+                if self.pg.holds_run_work() {
+                    // In the current run's savepoint: undone with the run.
+                    self.written_in_run.extend(written);
+                }
                 Ok(())
             }
             Ok(HeldEnd::TransactionEnded) => {
@@ -160,7 +174,11 @@ impl Transaction {
             Ok(HeldEnd::LeaseLost(id)) => {
                 // The transaction is in error: the group cannot commit.
                 self.broken = true;
-                Err(self.lease_lost(id))
+                let lost = self.lease_lost(id);
+                if let StoreError::LeaseLost { id, token } = lost {
+                    self.lost_lease = Some((id, token));
+                }
+                Err(lost)
             }
             Err(e) => {
                 self.broken = true;
@@ -180,6 +198,9 @@ impl Transaction {
 
     /// Fails unless the transaction can still take work and commit.
     fn check_usable(&self) -> StoreResult<()> {
+        if let Some((id, token)) = self.lost_lease {
+            return Err(StoreError::LeaseLost { id, token });
+        }
         if self.ended {
             return Err(ended());
         }
@@ -270,7 +291,12 @@ impl Transaction {
     }
 
     /// Schedules a managed task in this transaction: it exists only if it commits.
+    ///
+    /// The held completions of a group's earlier runs are written first, so that
+    /// scheduling sees those tasks completed, as it would after their own commits (a
+    /// unique key counts a task by its state).
     pub async fn schedule(&mut self, task: NewTask) -> StoreResult<TaskId> {
+        self.write_held().await?;
         let mut pending = std::mem::take(&mut self.pending);
         let store = self.store.clone();
         let ids = super::schedule::insert_tasks(
@@ -292,7 +318,6 @@ impl Transaction {
         self.check_usable()?;
         let mut pooled = self.conn.take().expect("open transaction");
         let committed = match &mut pooled {
-            PooledConn::Postgres(_) if !self.pg.begun => Ok(()),
             PooledConn::Postgres(c) if !self.held.is_empty() => {
                 match pg_run_tx::complete_runs(c, &self.held, true).await {
                     Ok(HeldEnd::Written) => {
@@ -307,6 +332,7 @@ impl Transaction {
                     Err(e) => Err(e.into()),
                 }
             }
+            PooledConn::Postgres(_) if !self.pg.begun => Ok(()),
             PooledConn::Postgres(c) => match pg_run_tx::commit(c).await {
                 Ok(CommitEnd::Committed) => {
                     self.pg.closed(c);
@@ -454,7 +480,10 @@ impl Transaction {
             unreachable!("only PostgreSQL transactions group runs");
         };
         match pg_run_tx::complete_in_group(c, &mut self.pg, completion).await? {
-            CommitEnd::Committed => Ok(CompletedEnd::Committed),
+            CommitEnd::Committed => {
+                self.written_in_run.clear();
+                Ok(CompletedEnd::Committed)
+            }
             CommitEnd::LeaseLost => Ok(CompletedEnd::LeaseLost),
             CommitEnd::TransactionEnded => {
                 self.ended = true;
@@ -470,6 +499,7 @@ impl Transaction {
     pub(super) fn hold_completion(&mut self, completion: RunCompletion<'_>) {
         debug_assert!(self.fit_for_next_run());
         self.held.push(completion.into());
+        self.written_in_run.clear();
         self.pg.hold_completion();
         self.closes_group = false;
     }
@@ -485,7 +515,11 @@ impl Transaction {
             unreachable!("only PostgreSQL transactions group runs");
         };
         match pg_run_tx::undo_member(c, &mut self.pg).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Held completions written in the run's savepoint went with it.
+                self.held.append(&mut self.written_in_run);
+                Ok(())
+            }
             Err(TaskSqlError::TransactionEnded) => {
                 self.ended = true;
                 Err(ended())
@@ -538,7 +572,10 @@ impl Transaction {
         };
         match result {
             Ok(value) => match pg_run_tx::keep_member(c, &mut self.pg).await {
-                Ok(()) => Ok(value),
+                Ok(()) => {
+                    self.written_in_run.clear();
+                    Ok(value)
+                }
                 Err(e) => {
                     self.broken = true;
                     Err(e.into())

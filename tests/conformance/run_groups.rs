@@ -3,7 +3,7 @@
 //! and every body checks that both end with the same rows.
 
 use crate::support::conformance::*;
-use warren::store::{GroupBounds, GroupSlot, Grouped, MemberOutcome, RunGroup, TaskRun};
+use warren::store::{GroupBounds, GroupSlot, Grouped, MemberOutcome, RunGroup, TaskRun, Unique};
 
 crate::conformance!(
     runs_of_a_group_commit_together_and_learn_their_outcome_only_then,
@@ -14,6 +14,8 @@ crate::conformance!(
     sql_that_ends_the_shared_transaction_settles_the_earlier_runs,
     a_group_past_its_age_takes_no_late_run_and_its_runner_commits_it,
     runs_group_only_where_transactions_default_to_read_committed,
+    a_run_undone_after_using_its_own_connection_leaves_the_earlier_runs_whole,
+    a_later_run_schedules_against_the_earlier_runs_as_completed,
 );
 
 const BOUNDS: GroupBounds = GroupBounds {
@@ -537,4 +539,98 @@ async fn runs_group_only_where_transactions_default_to_read_committed(b: Backend
         ResolveOutcome::Completed
     );
     assert_eq!(effects(s).await, vec![claimed[0].task.id.0]);
+}
+
+/// A run that used its own connection (which writes the group's held completions into
+/// its savepoint) and is then undone: the earlier run's completion, undone with that
+/// savepoint, is held again, so the group still commits the earlier run whole.
+async fn a_run_undone_after_using_its_own_connection_leaves_the_earlier_runs_whole(b: Backend) {
+    let Some((db, claimed)) = claimed_tasks(b, 2).await else {
+        return;
+    };
+    let s = &db.store;
+    let run = run_with_effect(s, &claimed[0], None).await;
+    let first = open_or_completed(b, resolve_keeping(run, complete(json!({"n": 0}))).await);
+    let (group, first_outcome) = first.map_or((None, None), |(g, o)| (Some(g), Some(o)));
+
+    let mut run = run_with_effect(s, &claimed[1], group).await;
+    exec(&mut run.conn().await.unwrap(), "SELECT 1").await;
+    let kept = resolve_keeping(run, temporary("smtp down")).await;
+    assert_eq!(
+        resolved_alone(kept, "a failed run kept its group open").unwrap(),
+        ResolveOutcome::Pending {
+            next_attempt: T0 + 15 * MIN
+        }
+    );
+    if let Some(outcome) = first_outcome {
+        assert_eq!(
+            outcome.committed().await.unwrap(),
+            ResolveOutcome::Completed
+        );
+    }
+    assert_eq!(effects(s).await, vec![claimed[0].task.id.0]);
+    let t = s.describe(claimed[0].task.id).await.unwrap();
+    assert_eq!(
+        (t.state, t.result, t.lease_owner),
+        (TaskState::Completed, Some(json!({"n": 0})), None)
+    );
+    let failed = s.describe(claimed[1].task.id).await.unwrap();
+    assert_eq!((failed.state, failed.failures), (TaskState::Pending, 1));
+}
+
+/// A run scheduling a unique task sees the group's earlier runs as completed, as it
+/// would after their own commits: a key that counts only unfinished tasks makes a new
+/// task rather than returning the earlier run's.
+async fn a_later_run_schedules_against_the_earlier_runs_as_completed(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    setup_effects_table(s).await;
+    let keyed = |n: i64| {
+        task_with(
+            json!({ "n": n }),
+            ScheduleOptions {
+                unique: Some(Unique::key("report")),
+                ..Default::default()
+            },
+        )
+    };
+    let first_id = s.schedule(keyed(0)).await.unwrap();
+    let other_id = s.schedule(task(json!({ "n": 1 }))).await.unwrap();
+    let mut claimed = s.claim("node-a", &clusters(), 2, LEASE).await.unwrap();
+    claimed.sort_by_key(|c| c.task.id);
+    assert_eq!(
+        claimed.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![first_id, other_id]
+    );
+
+    let run = run_with_effect(s, &claimed[0], None).await;
+    let first = open_or_completed(b, resolve_keeping(run, complete(json!({}))).await);
+    let (group, first_outcome) = first.map_or((None, None), |(g, o)| (Some(g), Some(o)));
+
+    let mut run = run_with_effect(s, &claimed[1], group).await;
+    let scheduled = run.schedule(keyed(2)).await.unwrap();
+    assert_ne!(
+        scheduled, first_id,
+        "the key still counted the completed run's task"
+    );
+    let (stored, _) = run
+        .resolve_applied(complete(json!({})), RetryPolicy::default())
+        .await;
+    assert_eq!(stored.unwrap(), ResolveOutcome::Completed);
+    if let Some(outcome) = first_outcome {
+        assert_eq!(
+            outcome.committed().await.unwrap(),
+            ResolveOutcome::Completed
+        );
+    }
+    assert_eq!(
+        s.describe(first_id).await.unwrap().state,
+        TaskState::Completed
+    );
+    assert_eq!(
+        s.describe(scheduled).await.unwrap().state,
+        TaskState::Pending
+    );
 }

@@ -16,6 +16,7 @@ CREATE FUNCTION warren_complete_runs(
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     done_ids BIGINT[];
+    done_tokens BIGINT[];
     waited_ids BIGINT[];
     missing BIGINT;
 BEGIN
@@ -28,14 +29,18 @@ BEGIN
         FROM unnest(task_ids, run_tokens, task_results, runs_started, runs_finished)
             AS r(id, token, result, started, finished)
         WHERE t.id = r.id AND t.lease_token = r.token AND t.state = 'running'
-        RETURNING t.id, t.waited
+        RETURNING t.id, t.lease_token, t.waited
     )
-    SELECT array_agg(id), array_agg(id) FILTER (WHERE waited)
-    INTO done_ids, waited_ids
+    SELECT array_agg(id), array_agg(lease_token), array_agg(id) FILTER (WHERE waited)
+    INTO done_ids, done_tokens, waited_ids
     FROM done;
-    SELECT x INTO missing
-    FROM unnest(task_ids) AS x
-    WHERE x <> ALL (coalesce(done_ids, '{}'))
+    -- Each run by its task and token: a run whose token no longer holds its task.
+    SELECT r.id INTO missing
+    FROM unnest(task_ids, run_tokens) AS r(id, token)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM unnest(done_ids, done_tokens) AS d(id, token)
+        WHERE d.id = r.id AND d.token = r.token
+    )
     LIMIT 1;
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'warren: task % is no longer leased to this run', missing;
