@@ -7,7 +7,7 @@
 #
 #   scripts/group-commit-ceiling.sh [SECONDS]      (default 10 s per figure)
 #
-# Five ways to commit, each at several numbers of tasks in flight:
+# Six ways to commit, each at several numbers of tasks in flight:
 #   solo        one transaction per task, as runs commit today: BEGIN and the insert in
 #               one round trip, the completion and COMMIT in the next;
 #   runner      each connection (a runner) runs GROUP tasks one after another in one
@@ -19,6 +19,11 @@
 #   runner+     the same, with each task's completion and release sent in the message
 #               that carries the next task's savepoint and statement (one round trip
 #               per task, and one for the last completion with COMMIT);
+#   held        the same, with no completion per task: each task's message releases
+#               the previous task's savepoint and sets its own, and the group's
+#               completions go in one UPDATE sent with COMMIT (one round trip per task,
+#               one for the group's completions and commit: what Warren's run groups
+#               do, src/store/run_group.rs);
 #   serialized  groups of GROUP tasks sharing one transaction, each task's work in a
 #               savepoint of its own, one task after another on the group's connection
 #               (what a group needs so that a failing member is undone alone);
@@ -138,6 +143,30 @@ WHERE id = :id$1;"
   echo "\\endpipeline"
 } >"$work/runner_plus.sql"
 
+{
+  for m in $(seq 1 "$group"); do echo "\\set id$m random(1, $tasks)"; done
+  for m in $(seq 1 "$group"); do
+    echo "\\startpipeline"
+    if [ "$m" = 1 ]; then
+      echo "BEGIN;"
+      echo "SET LOCAL warren.run = '1';"
+    else
+      echo "RELEASE SAVEPOINT task;"
+    fi
+    echo "SAVEPOINT task;"
+    echo "INSERT INTO effects (task) VALUES (:id$m);"
+    echo "\\endpipeline"
+  done
+  ids=$(for m in $(seq 1 "$group"); do printf ':id%s,' "$m"; done)
+  echo "\\startpipeline"
+  echo "UPDATE warren_tasks SET state = CASE state WHEN 'running' THEN 'completed' ELSE 'running' END, \
+finished_at = 5, result = '{}', lease_owner = NULL, \
+lease_until = CASE WHEN lease_until IS NULL THEN 1 ELSE NULL END, iterations = iterations + 1 \
+WHERE id IN (${ids%,});"
+  echo "COMMIT;"
+  echo "\\endpipeline"
+} >"$work/held.sql"
+
 # Tasks per second of one script with `clients` connections, each transaction being
 # `per` tasks.
 rate() {
@@ -152,17 +181,19 @@ versus() {
   echo "$1 ($(awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}')x)"
 }
 
-printf '%-9s | %-8s | %-18s | %-18s | %-22s | %-22s\n' "in flight" solo "runner groups of $group" "runner+ groups of $group" \
-  "serialized groups of $group" "pipelined groups of $group"
+printf '%-9s | %-8s | %-18s | %-18s | %-18s | %-22s | %-22s\n' "in flight" solo "runner groups of $group" \
+  "runner+ groups of $group" "held groups of $group" "serialized groups of $group" "pipelined groups of $group"
 for n in $in_flight; do
   groups=$(( n / group ))
   [ "$groups" -lt 1 ] && groups=1
   solo=$(rate solo "$n" 1)
   runner=$(rate runner "$n" "$group")
   runner_plus=$(rate runner_plus "$n" "$group")
+  held=$(rate held "$n" "$group")
   serialized=$(rate serialized "$groups" "$group")
   pipelined=$(rate pipelined "$groups" "$group")
-  printf '%-9s | %-8s | %-18s | %-18s | %-22s | %-22s\n' "$n" "$solo" "$(versus "$runner" "$solo")" \
-    "$(versus "$runner_plus" "$solo")" "$(versus "$serialized" "$solo")" "$(versus "$pipelined" "$solo")"
+  printf '%-9s | %-8s | %-18s | %-18s | %-18s | %-22s | %-22s\n' "$n" "$solo" "$(versus "$runner" "$solo")" \
+    "$(versus "$runner_plus" "$solo")" "$(versus "$held" "$solo")" "$(versus "$serialized" "$solo")" \
+    "$(versus "$pipelined" "$solo")"
 done
 psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db"

@@ -7,13 +7,18 @@
 -- own any more, or when any of the runs lost its lease (naming the first such task), so
 -- that the COMMIT sent after it in the same message never runs and nothing of the
 -- group commits. Sends the outcome's NOTIFY for each task someone waits for.
+--
+-- It reads task rows by primary key only, and says so to the planner (`enable_seqscan`
+-- off for its statements): the function's plan is kept per connection, and one made
+-- while the table was small or not yet analyzed (a fresh database) would scan the whole
+-- table for every group, a cost that grows with the queue until the next ANALYZE.
 CREATE FUNCTION warren_complete_runs(
     task_ids BIGINT[],
     run_tokens BIGINT[],
     task_results TEXT[],
     runs_started BIGINT[],
     runs_finished BIGINT[]
-) RETURNS void LANGUAGE plpgsql AS $$
+) RETURNS void LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     done_ids BIGINT[];
     done_tokens BIGINT[];
