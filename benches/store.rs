@@ -192,7 +192,8 @@ async fn reset(store: &Store, postgres: bool) -> BenchResult<()> {
         exec(
             store,
             "CREATE TABLE IF NOT EXISTS bench_effects (task_id BIGINT NOT NULL); \
-             TRUNCATE bench_effects, warren_task_runs, warren_task_metadata, warren_tasks",
+             TRUNCATE bench_effects, warren_task_runs, warren_task_metadata, \
+             warren_task_progress, warren_tasks",
         )
         .await
     } else {
@@ -200,7 +201,7 @@ async fn reset(store: &Store, postgres: bool) -> BenchResult<()> {
             store,
             "CREATE TABLE IF NOT EXISTS bench_effects (task_id BIGINT NOT NULL); \
              DELETE FROM bench_effects; DELETE FROM warren_task_runs; \
-             DELETE FROM warren_task_metadata; \
+             DELETE FROM warren_task_metadata; DELETE FROM warren_task_progress; \
              DELETE FROM warren_tasks",
         )
         .await
