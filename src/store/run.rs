@@ -467,13 +467,7 @@ impl TaskRun {
         // after the group's commit).
         let written: Option<StoreResult<ResolveOutcome>> = match &resolution {
             Resolution::Completion { result } => {
-                let completion = RunCompletion {
-                    id,
-                    token,
-                    result,
-                    started_at,
-                    finished_at: now,
-                };
+                let completion = run.completion(id, token, result);
                 if tx.fit_for_next_run() {
                     // Written with the group's commit, in one statement with the
                     // other runs' held completions; a lost lease fails the commit.
@@ -647,13 +641,7 @@ impl TaskRun {
         };
         if let Resolution::Completion { result } = &resolution {
             if tx.completes_in_one_message() {
-                let completion = RunCompletion {
-                    id,
-                    token,
-                    result,
-                    started_at,
-                    finished_at: now,
-                };
+                let completion = run.completion(id, token, result);
                 return match tx.complete_and_commit(completion).await? {
                     CompletedEnd::Committed => Ok(ResolveOutcome::Completed),
                     CompletedEnd::LeaseLost => Err(StoreError::LeaseLost { id, token }),
@@ -954,6 +942,20 @@ fn check_json(id: TaskId, resolution: Resolution) -> Resolution {
 struct RunTimes {
     started_at: Millis,
     now: Millis,
+}
+
+impl RunTimes {
+    /// The completion of the run of task `id` under `token` with `result`, finishing
+    /// now.
+    fn completion<'a>(&self, id: TaskId, token: LeaseToken, result: &'a str) -> RunCompletion<'a> {
+        RunCompletion {
+            id,
+            token,
+            result,
+            started_at: self.started_at,
+            finished_at: self.now,
+        }
+    }
 }
 
 /// What a fenced outcome UPDATE did: the rows it changed (one, or none when the lease
