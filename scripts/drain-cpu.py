@@ -28,6 +28,11 @@ publishes about once a second (an idle one up to ten seconds late): over a windo
 seconds it reads up to 20% apart from run to run, so it tells one commit per task from
 one per group of runs (see docs/state-machine.md), not finer changes.
 
+PROFILE=FILE records a profile of the whole machine over the window with `perf record -a`
+(samples at 999 Hz, no call graphs: the bench is built without frame pointers) into
+FILE; read it with `perf report -i FILE --sort comm,dso,sym`. Sampling costs a few
+percent of the machine, so figures from a profiled run are not compared with others.
+
 DRAIN=insert or DRAIN=log drains those tasks instead of no-op ones. SCHEMA_SQL, when
 set, is run on the bench's database as soon as the backlog's first tasks are in it (so
 after the migrations), before the window: a schema variant (an index dropped or added)
@@ -164,7 +169,12 @@ def main():
     wal_before, commits_before = wal_position(database), commits(database)
     before = (time.time(), completed(database), cpu_seconds(bench.pid), postgres_seconds(),
               machine_busy_seconds(), switches(bench.pid))
-    time.sleep(window)
+    profile = os.environ.get("PROFILE")
+    if profile:
+        subprocess.run(["perf", "record", "-q", "-a", "-F", "999", "-o", profile, "--",
+                        "sleep", str(window)], check=True, stderr=subprocess.DEVNULL)
+    else:
+        time.sleep(window)
     after = (time.time(), completed(database), cpu_seconds(bench.pid), postgres_seconds(),
              machine_busy_seconds(), switches(bench.pid))
     wal_after, commits_after = wal_position(database), commits(database)

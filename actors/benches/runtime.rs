@@ -32,7 +32,9 @@
 //! `WARREN_BENCH_NODES` and `WARREN_BENCH_DRAINS` run a part alone (see `Parts`);
 //! `WARREN_BENCH_IDLE_SPIN_US=N` sets the nodes' idle spin (`WarrenBuilder::idle_spin`;
 //! 0 measures without it); `WARREN_BENCH_RUN_GROUP_SIZE=N` the most runs of a runner
-//! that share a commit (`WarrenBuilder::run_groups`; 1 measures without run groups).
+//! that share a commit (`WarrenBuilder::run_groups`; 1 measures without run groups), and
+//! `WARREN_BENCH_RUN_GROUP_MS=N` how long after its first completion a group may still
+//! take a run.
 //! JavaScript is compiled with the toolkit embedded in warren, installed (needs Node.js
 //! 18 or later and npm) under the tests' cache folder (`warren_testkit::test_cache_dir`) like the tests' before any
 //! node starts.
@@ -127,11 +129,13 @@ async fn start(url: &str, runners: usize) -> BenchResult<(actix::Addr<Supervisor
         let us = env_count("WARREN_BENCH_IDLE_SPIN_US", 0)?;
         builder = builder.idle_spin(Duration::from_micros(us as u64));
     }
-    if std::env::var_os("WARREN_BENCH_RUN_GROUP_SIZE").is_some() {
-        let runs = env_count("WARREN_BENCH_RUN_GROUP_SIZE", 8)?.max(1);
+    if std::env::var_os("WARREN_BENCH_RUN_GROUP_SIZE").is_some()
+        || std::env::var_os("WARREN_BENCH_RUN_GROUP_MS").is_some()
+    {
+        let default = warren::store::GroupBounds::default();
         builder = builder.run_groups(warren::store::GroupBounds {
-            max_runs: runs,
-            ..Default::default()
+            max_runs: env_count("WARREN_BENCH_RUN_GROUP_SIZE", default.max_runs)?.max(1),
+            max_age_ms: env_count("WARREN_BENCH_RUN_GROUP_MS", default.max_age_ms as usize)? as i64,
         });
     }
     let (node, broken) = builder
