@@ -544,24 +544,6 @@ impl Store {
         .await
     }
 
-    /// The earliest next attempt among pending tasks of `clusters` (possibly in the
-    /// past), so a queue can sleep until then; `None` when nothing is pending. Tasks
-    /// with a concurrency key are left out (their index is not ordered by cluster and
-    /// time): a keyed task due later is found by the queue's safety poll.
-    pub async fn next_due(&self, clusters: &[String]) -> StoreResult<Option<Millis>> {
-        let mut pooled = self.conn().await?;
-        let mut conn = pooled.any();
-        Ok(on_conn!(&mut conn, c => {
-            t::warren_tasks
-                .select(diesel::dsl::min(t::next_attempt))
-                .filter(t::state.eq(TaskState::Pending))
-                .filter(t::flow_key.is_null())
-                .filter(t::cluster.eq_any(clusters))
-                .first::<Option<i64>>(c)
-                .await?
-        }))
-    }
-
     /// Reads one metadata value of a task (keys compare case-insensitively).
     pub async fn metadata(&self, id: TaskId, key: &str) -> StoreResult<Option<String>> {
         let mut pooled = self.conn().await?;

@@ -61,6 +61,7 @@ mod group_write;
 mod live_tasks;
 mod manage;
 mod model;
+mod next_due;
 mod nodes;
 mod pauses;
 mod pg_policy;

@@ -15,7 +15,69 @@ crate::conformance!(
     a_queued_completion_commits_without_its_caller_and_only_quiet_completions_queue,
     expired_lease_is_recovered_and_claimed_again,
     a_lease_renewed_after_recovery_read_it_keeps_its_task,
+    the_next_due_attempt_is_the_earliest_over_every_priority_of_the_clusters_asked,
 );
+
+/// `next_due` finds the earliest next attempt whatever the priority it sits at (the
+/// index is ordered by priority first), only among pending tasks without a concurrency
+/// key, and only in the clusters asked.
+async fn the_next_due_attempt_is_the_earliest_over_every_priority_of_the_clusters_asked(
+    b: Backend,
+) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let s = &db.store;
+    let now = warren::clock::Clock::now(&*db.clock);
+    let at = |p: Priority, not_before: i64, cluster: &str| ScheduleOptions {
+        priority: Some(p),
+        not_before: Some(not_before),
+        cluster: Some(cluster.to_string()),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.next_due(&clusters()).await.unwrap(),
+        None,
+        "nothing pending"
+    );
+    // Due now, then claimed: a running task is not waited for.
+    s.schedule(task_with(
+        json!({"n": "claimed"}),
+        at(Priority::BACKGROUND, now, "default"),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(s.claim("n", &clusters(), 1, LEASE).await.unwrap().len(), 1);
+    for (n, p, offset) in [
+        ("urgent-late", Priority::UPDATE_INTERACTIVE, 9_000),
+        ("normal", Priority::NORMAL, 5_000),
+        ("background-early", Priority::BACKGROUND, 3_000),
+        ("background-late", Priority::BACKGROUND, 7_000),
+        ("interactive", Priority::INTERACTIVE, 4_000),
+    ] {
+        s.schedule(task_with(json!({ "n": n }), at(p, now + offset, "default")))
+            .await
+            .unwrap();
+    }
+    s.schedule(task_with(
+        json!({"n": "elsewhere"}),
+        at(Priority::NORMAL, now + 1_000, "other"),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(s.next_due(&clusters()).await.unwrap(), Some(now + 3_000));
+    assert_eq!(
+        s.next_due(&["other".to_string()]).await.unwrap(),
+        Some(now + 1_000)
+    );
+    assert_eq!(
+        s.next_due(&["default".to_string(), "other".to_string()])
+            .await
+            .unwrap(),
+        Some(now + 1_000)
+    );
+    assert_eq!(s.next_due(&["none".to_string()]).await.unwrap(), None);
+}
 
 async fn claims_follow_priority_then_next_attempt_then_id(b: Backend) {
     let Some(db) = TestDb::new(b).await else {
