@@ -30,8 +30,10 @@ one per group of runs (see docs/state-machine.md), not finer changes.
 
 PROFILE=FILE records a profile of the whole machine over the window with `perf record -a`
 (samples at 999 Hz, no call graphs: the bench is built without frame pointers) into
-FILE; read it with `perf report -i FILE --sort comm,dso,sym`. Sampling costs a few
-percent of the machine, so figures from a profiled run are not compared with others.
+FILE; read it with `perf report -i FILE --sort comm,dso,sym`. Sampling slows the drain
+(about 10% on a 2-core virtual machine), so figures from a profiled run are not compared
+with others. Guest code shows as `[JIT]` addresses: naming its functions needs wasmtime's
+perf map (`Config::profiler`), which the engine does not turn on.
 
 DRAIN=insert or DRAIN=log drains those tasks instead of no-op ones. SCHEMA_SQL, when
 set, is run on the bench's database as soon as the backlog's first tasks are in it (so
