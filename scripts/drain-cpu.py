@@ -32,8 +32,9 @@ PROFILE=FILE records a profile of the whole machine over the window with `perf r
 (samples at 999 Hz, no call graphs: the bench is built without frame pointers) into
 FILE; read it with `perf report -i FILE --sort comm,dso,sym`. Sampling slows the drain
 (about 10% on a 2-core virtual machine), so figures from a profiled run are not compared
-with others. Guest code shows as `[JIT]` addresses: naming its functions needs wasmtime's
-perf map (`Config::profiler`), which the engine does not turn on.
+with others. With PROFILE the bench's engine writes a perf map (`WARREN_BENCH_PERF_MAP`),
+so guest code shows by function (the toolkit's QuickJS functions are unnamed in its
+build: `wasm[2]::function[N]`), not as `[JIT]` addresses.
 
 DRAIN=insert or DRAIN=log drains those tasks instead of no-op ones. SCHEMA_SQL, when
 set, is run on the bench's database as soon as the backlog's first tasks are in it (so
@@ -144,6 +145,8 @@ def main():
         WARREN_BENCH_DRAIN_TASKS=tasks,
         WARREN_BENCH_GRAPHILE="/nonexistent",
     )
+    if os.environ.get("PROFILE"):
+        env["WARREN_BENCH_PERF_MAP"] = "1"
     bench = subprocess.Popen(
         [binary, "--bench"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )

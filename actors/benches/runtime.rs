@@ -34,7 +34,8 @@
 //! 0 measures without it); `WARREN_BENCH_RUN_GROUP_SIZE=N` the most runs of a runner
 //! that share a commit (`WarrenBuilder::run_groups`; 1 measures without run groups), and
 //! `WARREN_BENCH_RUN_GROUP_MS=N` how long after its first completion a group may still
-//! take a run.
+//! take a run; `WARREN_BENCH_PERF_MAP=1` has the engine write a perf map, so that a
+//! profile (`scripts/drain-cpu.py` with `PROFILE`) names guest functions.
 //! JavaScript is compiled with the toolkit embedded in warren, installed (needs Node.js
 //! 18 or later and npm) under the tests' cache folder (`warren_testkit::test_cache_dir`) like the tests' before any
 //! node starts.
@@ -145,6 +146,7 @@ async fn start(url: &str, runners: usize) -> BenchResult<(actix::Addr<Supervisor
         .engine(EngineConfig {
             cache_dir: Some(repo().join("target/warren-bench-cache")),
             js: Some(js_toolkit()?),
+            perf_map: std::env::var_os("WARREN_BENCH_PERF_MAP").is_some(),
             ..EngineConfig::default()
         })
         .probe_run_starts(probe)

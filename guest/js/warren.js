@@ -246,83 +246,89 @@ function makeTask(raw) {
   });
 }
 
-function makeContext(state) {
-  const select = (resolution) => {
-    if (state.resolution !== null) throw new Error('a resolution was already selected');
-    state.resolution = resolution;
-  };
-  return Object.freeze({
-    resolveByCompletion(result) {
-      select({ tag: 'completion', val: toJson(result) });
-    },
-    resolveByPermanentFailure(error, result) {
-      select({
-        tag: 'permanent-failure',
-        val: [errorText(error), result === undefined ? null : toJson(result)],
-      });
-    },
-    resolveByCancellation(error) {
-      select({ tag: 'cancellation', val: errorText(error) });
-    },
-    resolveByTemporaryFailure(error, options = {}) {
-      const next = options.nextRetry;
-      select(temporaryFailure(errorText(error), stackOf(error), next == null ? null : toEpochMs(next, 'nextRetry')));
-    },
-    resolveByRestart(when, options = {}) {
-      const newAuxData = options.newAuxData !== undefined ? options.newAuxData : options.auxData;
-      select({
-        tag: 'restart',
-        val: {
-          atMs: toEpochMs(when, 'restart time'),
-          newData: options.newData === undefined ? null : toJson(options.newData),
-          newAuxData: newAuxData === undefined ? null : toJson(newAuxData),
-        },
-      });
-    },
-    resolveBySnooze(when) {
-      select({ tag: 'snooze', val: toEpochMs(when, 'snooze time') });
-    },
-    get resolved() {
-      return state.resolution !== null;
-    },
-    execute(sql, params = []) {
-      requireString(sql, 'sql');
-      return toNumber(callHost('execute failed', () => host.execute(sql, toJson(params))));
-    },
-    query(sql, params = []) {
-      requireString(sql, 'sql');
-      return JSON.parse(callHost('query failed', () => host.query(sql, toJson(params))));
-    },
-    scheduleTask(taskType, data = {}, options = {}) {
-      requireString(taskType, 'task type');
-      const opts = { ...options };
-      if (opts.notBefore !== undefined) opts.notBefore = toEpochMs(opts.notBefore, 'notBefore');
-      return toNumber(callHost('scheduleTask failed', () => host.scheduleTask(taskType, toJson(data), toJson(opts))));
-    },
-    getMetadata(key) {
-      return host.getMetadata(requireString(key, 'metadata key')) ?? null;
-    },
-    setMetadata(key, value) {
-      requireString(key, 'metadata key');
-      callHost('setMetadata failed', () => host.setMetadata(key, String(value)));
-    },
-    setProgress(fraction, message) {
-      const f = toNumber(fraction);
-      if (typeof f !== 'number') throw new TypeError(`progress must be a number from 0 to 1, not ${typeof fraction}`);
-      const text = message === undefined || message === null ? null : String(message);
-      callHost('setProgress failed', () => host.setProgress(f, text));
-    },
-    now() {
-      return new Date(toNumber(host.nowMs()));
-    },
-    nowMs() {
-      return toNumber(host.nowMs());
-    },
-    log(level, ...args) {
-      hostLog(logLevel(level), formatArgs(args));
-    },
-  });
+// The run in progress (`{ resolution }`), or null between runs.
+let currentRun = null;
+
+function select(resolution) {
+  if (currentRun === null) throw new Error('ctx was used outside a run');
+  if (currentRun.resolution !== null) throw new Error('a resolution was already selected');
+  currentRun.resolution = resolution;
 }
+
+// The `ctx` every run of this instance is given. It acts on the run in progress: made
+// once instead of per run, as making its sixteen functions and freezing them was half
+// of the kit's own work per run (measured under QuickJS).
+const context = Object.freeze({
+  resolveByCompletion(result) {
+    select({ tag: 'completion', val: toJson(result) });
+  },
+  resolveByPermanentFailure(error, result) {
+    select({
+      tag: 'permanent-failure',
+      val: [errorText(error), result === undefined ? null : toJson(result)],
+    });
+  },
+  resolveByCancellation(error) {
+    select({ tag: 'cancellation', val: errorText(error) });
+  },
+  resolveByTemporaryFailure(error, options = {}) {
+    const next = options.nextRetry;
+    select(temporaryFailure(errorText(error), stackOf(error), next == null ? null : toEpochMs(next, 'nextRetry')));
+  },
+  resolveByRestart(when, options = {}) {
+    const newAuxData = options.newAuxData !== undefined ? options.newAuxData : options.auxData;
+    select({
+      tag: 'restart',
+      val: {
+        atMs: toEpochMs(when, 'restart time'),
+        newData: options.newData === undefined ? null : toJson(options.newData),
+        newAuxData: newAuxData === undefined ? null : toJson(newAuxData),
+      },
+    });
+  },
+  resolveBySnooze(when) {
+    select({ tag: 'snooze', val: toEpochMs(when, 'snooze time') });
+  },
+  get resolved() {
+    return currentRun !== null && currentRun.resolution !== null;
+  },
+  execute(sql, params = []) {
+    requireString(sql, 'sql');
+    return toNumber(callHost('execute failed', () => host.execute(sql, toJson(params))));
+  },
+  query(sql, params = []) {
+    requireString(sql, 'sql');
+    return JSON.parse(callHost('query failed', () => host.query(sql, toJson(params))));
+  },
+  scheduleTask(taskType, data = {}, options = {}) {
+    requireString(taskType, 'task type');
+    const opts = { ...options };
+    if (opts.notBefore !== undefined) opts.notBefore = toEpochMs(opts.notBefore, 'notBefore');
+    return toNumber(callHost('scheduleTask failed', () => host.scheduleTask(taskType, toJson(data), toJson(opts))));
+  },
+  getMetadata(key) {
+    return host.getMetadata(requireString(key, 'metadata key')) ?? null;
+  },
+  setMetadata(key, value) {
+    requireString(key, 'metadata key');
+    callHost('setMetadata failed', () => host.setMetadata(key, String(value)));
+  },
+  setProgress(fraction, message) {
+    const f = toNumber(fraction);
+    if (typeof f !== 'number') throw new TypeError(`progress must be a number from 0 to 1, not ${typeof fraction}`);
+    const text = message === undefined || message === null ? null : String(message);
+    callHost('setProgress failed', () => host.setProgress(f, text));
+  },
+  now() {
+    return new Date(toNumber(host.nowMs()));
+  },
+  nowMs() {
+    return toNumber(host.nowMs());
+  },
+  log(level, ...args) {
+    hostLog(logLevel(level), formatArgs(args));
+  },
+});
 
 function isAsyncFunction(fn) {
   return Object.prototype.toString.call(fn) === '[object AsyncFunction]';
@@ -351,7 +357,7 @@ export function defineTask(fn) {
         if (isQuickJs) seedRandom(toNumber(raw.id));
         for (const [level, message] of earlyLog.splice(0)) host.log(level, message);
       }
-      const state = { resolution: null };
+      const run = { resolution: null };
       let task;
       try {
         task = makeTask(raw);
@@ -363,18 +369,20 @@ export function defineTask(fn) {
         throw e;
       }
       let returned;
+      currentRun = run;
       try {
-        returned = fn(task, makeContext(state));
+        returned = fn(task, context);
       } catch (e) {
         // A throw that reached the host would be an opaque trap: keep the message and stack.
         return temporaryFailure(errorText(e), stackOf(e), null);
       }
       if (isThenable(returned)) return temporaryFailure(`${SYNC_ONLY} (the task function returned a promise)`, null, null);
-      return state.resolution ?? temporaryFailure('no resolution selected', null, null);
+      return run.resolution ?? temporaryFailure('no resolution selected', null, null);
     } catch (e) {
       return temporaryFailure(`internal error in the warren kit: ${errorText(e)}`, stackOf(e), null);
     } finally {
       inRun = false;
+      currentRun = null;
     }
   };
 }

@@ -38,6 +38,10 @@ pub struct EngineConfig {
     /// The Python toolkit, for `.py` task code; `None`: the embedded one, installed
     /// under the cache folder on first use.
     pub python: Option<PyToolkit>,
+    /// Write a perf map (`/tmp/perf-PID.map`) naming the compiled guest functions, so
+    /// that `perf` profiles show guest code by function instead of as bare addresses.
+    /// For profiling only: the map grows with every component compiled or loaded.
+    pub perf_map: bool,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +53,7 @@ impl Default for EngineConfig {
             pool_instances: 128,
             js: None,
             python: None,
+            perf_map: false,
         }
     }
 }
@@ -133,11 +138,14 @@ impl Drop for WasmEngine {
     }
 }
 
-fn base_config() -> Config {
+fn base_config(perf_map: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.memory_init_cow(true);
+    if perf_map {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 
@@ -153,17 +161,17 @@ impl WasmEngine {
             pool.total_memories(vms.saturating_mul(VM_BUDGET.memories));
             pool.total_tables(vms.saturating_mul(VM_BUDGET.tables));
             pool.max_memory_size(settings.max_memory_bytes);
-            let mut config = base_config();
+            let mut config = base_config(settings.perf_map);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
             match Engine::new(&config) {
                 Ok(engine) => (engine, true),
                 Err(e) => {
                     tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
-                    (Self::on_demand()?, false)
+                    (Self::on_demand(settings.perf_map)?, false)
                 }
             }
         } else {
-            (Self::on_demand()?, false)
+            (Self::on_demand(settings.perf_map)?, false)
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
@@ -189,8 +197,8 @@ impl WasmEngine {
         })
     }
 
-    fn on_demand() -> Result<Engine, WasmError> {
-        Engine::new(&base_config()).map_err(engine_error)
+    fn on_demand(perf_map: bool) -> Result<Engine, WasmError> {
+        Engine::new(&base_config(perf_map)).map_err(engine_error)
     }
 
     /// Whether instances come from the pooling allocator.

@@ -88,6 +88,7 @@ const SOURCES = {
   heartbeat: ['examples/modules/demo/tasks/heartbeat.js', 'examples/modules/demo'],
   mondays: ['examples/modules/demo/tasks/mondays.js', 'examples/modules/demo'],
   counter: ['tests/guests/counter.js'],
+  kept_context: ['tests/guests/kept_context.js'],
   echo: ['tests/guests/echo.js'],
   host_calls: ['tests/guests/host_calls.js'],
   insert_then_complete: ['tests/guests/insert_then_complete.js'],
@@ -177,6 +178,16 @@ for (const engine of ENGINES) {
       assert.equal(run(task({})).val, '{"count":2}');
       run = await instance('counter');
       assert.equal(run(task({})).val, '{"count":1}');
+    });
+
+    it('one ctx serves every run of an instance and acts on the run in progress', async () => {
+      const run = await instance('kept_context');
+      const expected = { tag: 'completion', val: '{"same":true,"resolvedBefore":false}' };
+      // The second and third runs resolve through the ctx kept from the first: each
+      // selects its own run's resolution, not the first run's (already selected).
+      assert.deepEqual(run(task({})), expected);
+      assert.deepEqual(run(task({})), expected);
+      assert.deepEqual(run(task({})), expected);
     });
 
     it('an exception becomes a temporary failure with message and stack', async () => {
