@@ -168,8 +168,8 @@ impl TaskRunner {
         }
         let vms = self.begin(kind.task(), &name, &kill);
         let env = self.env.clone();
-        // On the heap at once: the pipeline's future is several KiB, and each wrapper
-        // around it (panic guard, actor future, response) would otherwise copy it.
+        // On the heap: each wrapper around it (panic guard, actor future, response)
+        // would otherwise copy it. It is small (see `run`), so boxing copies little.
         guarded(self, name, Box::pin(run(env, kind, vms, kill)))
     }
 }
@@ -273,7 +273,11 @@ async fn run<K: RunKind>(
             run_span::link_to(&span, parent);
         }
     }
-    run_in_span(env, kind, vms, kill, &span)
+    // Boxed: the pipeline's future is 17 KiB (measured); inline, this future was twice
+    // that (37 KiB), and each move of it (into its box, into the span's wrapper) a
+    // copy of it all. With the boxes below, the node's memcpy fell from 2.8% of the
+    // machine in the insert drain to under 0.4%.
+    Box::pin(run_in_span(env, kind, vms, kill, &span))
         .instrument(span.clone())
         .await
 }
@@ -315,7 +319,9 @@ async fn run_in_span<K: RunKind>(
     let report = vm.run(plan.input, db, plan.timeout, kill).await;
     kind.end_span(span, &report.end);
     vms.check_in(vm);
-    let answer = kind.settle(&env, report).await;
+    // Boxed: settling is a 6 KiB future that would otherwise sit in this one (and be
+    // copied with it) for the whole run.
+    let answer = Box::pin(kind.settle(&env, report)).await;
     (vms, answer)
 }
 
@@ -614,6 +620,9 @@ impl RunManaged {
             self.queue_record(&env, times, (&outcome, run_outcome), None, log)
         }
         .instrument(tracing::Span::current());
+        // Boxed before it is spawned: the task then holds a pointer, not the 6 KiB
+        // future that spawning, finishing and dropping the task would each copy.
+        let settled = Box::pin(settled);
         if grouped {
             let handle = actix::spawn(async move {
                 if let Some(record) = settled.await {
