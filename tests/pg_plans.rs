@@ -8,8 +8,12 @@
 //! `src/store/claim.rs`), so the claims here take 1, 16 and 64 tasks (a node claims up
 //! to four per runner ahead).
 //!
+//! Also the other statements a busy node runs often, where a plan that reads a whole
+//! backlog would cost as much: the held completions of a run group, and `next_due`.
+//!
 //! PostgreSQL only (it is about its planner; 14 or later, for `pg_prepared_statements`'
-//! plan counts); skipped loudly without `WARREN_TEST_DATABASE_URL` (failing under
+//! plan counts, and 15 for `next_due`'s test, which reads the statistics' tuple counts
+//! after `pg_stat_force_next_flush`); skipped loudly without `WARREN_TEST_DATABASE_URL` (failing under
 //! `CI=true`).
 
 mod support;
@@ -357,4 +361,79 @@ async fn held_completions_read_tasks_by_key_on_a_fresh_database() {
 struct Setting {
     #[diesel(sql_type = Text)]
     setting: String,
+}
+
+/// The table and index tuples PostgreSQL's statistics say were read from
+/// `warren_tasks` so far, on a store of one connection (its own reads are flushed
+/// first, so the count includes everything it ran before).
+async fn tuples_read_from_tasks(store: &warren::store::Store) -> i64 {
+    #[derive(QueryableByName)]
+    struct Read {
+        #[diesel(sql_type = BigInt)]
+        tuples: i64,
+    }
+    let mut pooled = store.connection().await.unwrap();
+    let AnyConn::Postgres(c) = pooled.as_any() else {
+        unreachable!("a PostgreSQL store")
+    };
+    // Flushed when the connection is next idle, so before the next statement.
+    diesel::sql_query("SELECT pg_stat_force_next_flush()")
+        .execute(c)
+        .await
+        .unwrap();
+    let read: Read = diesel::sql_query(
+        "SELECT (coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) \
+          + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes \
+             WHERE relname = 'warren_tasks'))::bigint AS tuples \
+         FROM pg_stat_user_tables WHERE relname = 'warren_tasks'",
+    )
+    .get_result(c)
+    .await
+    .unwrap();
+    read.tuples
+}
+
+/// `next_due` (`src/store/next_due.rs`) finds the earliest next attempt of a cluster by
+/// a few index lookups: one per priority in use and one for the earliest attempt at
+/// each. A plain `min(next_attempt)` reads every pending entry of the cluster (the
+/// index is ordered by priority first), and the queue asks each time it runs out of
+/// due work: with a backlog scheduled for later, that was a scan each time.
+#[tokio::test]
+async fn next_due_reads_a_few_index_entries_per_priority_not_the_backlog() {
+    let Some(db) = TestDb::with_config(Backend::Postgres, |c| c.max_connections = 1).await else {
+        return;
+    };
+    let s = &db.store;
+    let now = warren::clock::Clock::now(&*db.clock);
+    // A backlog of 3,000 tasks at three priorities, all due later.
+    let priorities = [
+        warren::task::Priority::BACKGROUND,
+        warren::task::Priority::NORMAL,
+        warren::task::Priority::INTERACTIVE,
+    ];
+    let tasks: Vec<NewTask> = (0..3000)
+        .map(|i| {
+            let mut task = NewTask::new("demo:ping".parse().unwrap(), json!({ "i": i }));
+            task.options.priority = Some(priorities[i % 3]);
+            task.options.not_before = Some(now + 60_000 + i as i64);
+            task
+        })
+        .collect();
+    s.schedule_batch(&tasks).await.unwrap();
+    {
+        let mut conn = s.connection().await.unwrap();
+        exec(&mut conn.as_any(), "ANALYZE warren_tasks").await;
+    }
+    let clusters = vec!["default".to_string()];
+    // Once to settle (catalog reads, first plans), then counted.
+    assert_eq!(s.next_due(&clusters).await.unwrap(), Some(now + 60_000));
+    let before = tuples_read_from_tasks(s).await;
+    assert_eq!(s.next_due(&clusters).await.unwrap(), Some(now + 60_000));
+    let read = tuples_read_from_tasks(s).await - before;
+    // Three priorities: four lookups for the levels (the last finds none) and three for
+    // the earliest attempts, a tuple or two each.
+    assert!(
+        read <= 30,
+        "next_due read {read} tuples of warren_tasks for 3,000 pending tasks at 3 priorities"
+    );
 }
