@@ -223,23 +223,8 @@ impl QueryFragment<Pg> for PgInsertTasks<'_> {
 impl PgInsertTasks<'_> {
     /// The insert, without its `RETURNING` clause.
     pub(super) fn push_insert<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql(
-            "INSERT INTO warren_tasks (task_type, cluster, state, data, aux_data, priority, \
-             timeout_ms, created_at, not_before, next_attempt, flow_key) \
-             SELECT r.task_type, r.cluster, '",
-        );
-        out.push_sql(TaskState::Pending.as_str());
-        out.push_sql(
-            "', r.data, r.aux_data, r.priority, r.timeout_ms, \
-             r.created_at, r.not_before, r.next_attempt, ",
-        );
-        // The key of a task of a type with a flow rule (`flow.rs`), from the
-        // registry joined below: a join, not a sub-select per row, which made PostgreSQL
-        // plan each insert anew (single enqueue at 0.6×).
-        out.push_sql(
-            "CASE WHEN tt.task_type IS NULL THEN NULL \
-             ELSE warren_flow_key(r.data, tt.concurrency_key) END FROM unnest(",
-        );
+        Self::push_insert_head(out);
+        out.push_sql(" FROM unnest(");
         out.push_bind_param::<Array<Text>, _>(&self.task_types)?;
         out.push_sql("::text[], ");
         out.push_bind_param::<Array<Text>, _>(&self.clusters)?;
@@ -259,13 +244,42 @@ impl PgInsertTasks<'_> {
         out.push_bind_param::<Array<BigInt>, _>(&self.next_attempts)?;
         out.push_sql(
             "::bigint[]) WITH ORDINALITY AS r(task_type, cluster, data, aux_data, priority, \
-             timeout_ms, created_at, not_before, next_attempt, n) \
-             LEFT JOIN warren_task_types tt ON tt.task_type = r.task_type \
-             AND ",
+             timeout_ms, created_at, not_before, next_attempt, n) ",
         );
-        out.push_sql(super::flow::HAS_RULE_SQL);
-        out.push_sql(" AND tt.cluster = r.cluster ORDER BY r.n");
+        Self::push_flow_join(out);
+        out.push_sql(" ORDER BY r.n");
         Ok(())
+    }
+
+    /// `INSERT INTO warren_tasks (…) SELECT r.…, flow key`: the insert of rows `r` (a
+    /// source with the task columns, joined to their registry row `tt`), up to its
+    /// `FROM`.
+    pub(super) fn push_insert_head(out: &mut AstPass<'_, '_, Pg>) {
+        out.push_sql(
+            "INSERT INTO warren_tasks (task_type, cluster, state, data, aux_data, priority, \
+             timeout_ms, created_at, not_before, next_attempt, flow_key) \
+             SELECT r.task_type, r.cluster, '",
+        );
+        out.push_sql(TaskState::Pending.as_str());
+        out.push_sql(
+            "', r.data, r.aux_data, r.priority, r.timeout_ms, \
+             r.created_at, r.not_before, r.next_attempt, ",
+        );
+        // The key of a task of a type with a flow rule (`flow.rs`), from the
+        // registry joined below: a join, not a sub-select per row, which made PostgreSQL
+        // plan each insert anew (single enqueue at 0.6×).
+        out.push_sql(
+            "CASE WHEN tt.task_type IS NULL THEN NULL \
+             ELSE warren_flow_key(r.data, tt.concurrency_key) END",
+        );
+    }
+
+    /// `LEFT JOIN warren_task_types tt …`: each row's registry entry, if its type has a
+    /// flow rule in the row's cluster.
+    pub(super) fn push_flow_join(out: &mut AstPass<'_, '_, Pg>) {
+        out.push_sql("LEFT JOIN warren_task_types tt ON tt.task_type = r.task_type AND ");
+        out.push_sql(super::flow::HAS_RULE_SQL);
+        out.push_sql(" AND tt.cluster = r.cluster");
     }
 }
 
