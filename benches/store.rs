@@ -1,7 +1,9 @@
 //! Throughput of the task store on SQLite and PostgreSQL.
 //!
 //! Measures, per backend:
-//! - single enqueue: one `Store::schedule` per task, each in its own transaction;
+//! - single enqueue: one `Store::schedule` per task, each in its own transaction; on
+//!   PostgreSQL also with a second store listening for wake-ups, as a running node does
+//!   (each enqueue's `NOTIFY` then wakes that session);
 //! - batch enqueue: `Store::schedule_batch` of 1,000 tasks per call;
 //! - claim → complete with 1, 4 and 16 concurrent workers. Each worker loops
 //!   `claim(.., 1, ..)` (one task per claim), `begin_run`, `resolve(Completion)` until
@@ -392,8 +394,11 @@ fn worker_counts() -> BenchResult<Vec<usize>> {
 }
 
 /// Runs every measurement against an open store, printing a JSON line after each.
+/// `listener_url` (PostgreSQL) is the database a second store opens to listen for
+/// wake-ups while single enqueues are measured again.
 async fn run_all(
     store: &Store,
+    listener_url: Option<&str>,
     backend: &'static str,
     sizes: Sizes,
     out: &mut Vec<Measurement>,
@@ -439,6 +444,21 @@ async fn run_all(
         elapsed,
         None,
     );
+
+    if let Some(url) = listener_url {
+        // A running node listens for wake-ups, and PostgreSQL signals every listening
+        // session at each commit that notifies: what a single enqueue costs then.
+        let node = Store::open_with(StoreConfig::new(url), Arc::new(SystemClock)).await?;
+        let _wakeups = node.subscribe_work().await?;
+        reset(store, postgres).await?;
+        let elapsed = single_enqueue(store, sizes.single).await?;
+        record(
+            "single enqueue, another store listening for wake-ups".into(),
+            sizes.single,
+            elapsed,
+            None,
+        );
+    }
 
     reset(store, postgres).await?;
     let elapsed = batch_enqueue(store, sizes.batch).await?;
@@ -583,7 +603,7 @@ async fn bench_sqlite(out: &mut Vec<Measurement>) -> BenchResult<()> {
     let url = format!("sqlite://{}", path.display());
     let result = async {
         let store = Store::open_with(StoreConfig::new(url), Arc::new(SystemClock)).await?;
-        run_all(&store, "sqlite", sizes, out).await
+        run_all(&store, None, "sqlite", sizes, out).await
     }
     .await;
     remove();
@@ -599,7 +619,7 @@ async fn bench_postgres(server_url: &str, out: &mut Vec<Measurement>) -> BenchRe
         warren::store::redact_url(server_url)
     );
     let store = Store::open_with(StoreConfig::new(db.url()), Arc::new(SystemClock)).await?;
-    run_all(&store, "postgres", sizes, out).await
+    run_all(&store, Some(db.url()), "postgres", sizes, out).await
     // The store (and its pool) is dropped here, before the database.
 }
 
