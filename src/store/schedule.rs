@@ -220,6 +220,11 @@ impl QueryFragment<Pg> for PgInsertTasks<'_> {
     }
 }
 
+/// The columns of the row source `r` that [`PgInsertTasks::push_insert_head`] reads,
+/// in the order their values are given.
+pub(super) const ROW_COLUMNS: &str = "task_type, cluster, data, aux_data, priority, \
+     timeout_ms, created_at, not_before, next_attempt";
+
 impl PgInsertTasks<'_> {
     /// The insert, without its `RETURNING` clause.
     pub(super) fn push_insert<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
@@ -242,10 +247,9 @@ impl PgInsertTasks<'_> {
         out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.not_before)?;
         out.push_sql("::bigint[], ");
         out.push_bind_param::<Array<BigInt>, _>(&self.next_attempts)?;
-        out.push_sql(
-            "::bigint[]) WITH ORDINALITY AS r(task_type, cluster, data, aux_data, priority, \
-             timeout_ms, created_at, not_before, next_attempt, n) ",
-        );
+        out.push_sql("::bigint[]) WITH ORDINALITY AS r(");
+        out.push_sql(ROW_COLUMNS);
+        out.push_sql(", n) ");
         Self::push_flow_join(out);
         out.push_sql(" ORDER BY r.n");
         Ok(())
