@@ -24,7 +24,7 @@ use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 use support::{exec, Backend, TestDb};
-use warren::store::{AnyConn, NewTask, PauseTarget, TypeRegistration};
+use warren::store::{AnyConn, NewTask, PauseTarget, StoreError, TypeRegistration, WaitFor};
 
 #[derive(QueryableByName)]
 struct Prepared {
@@ -459,6 +459,60 @@ async fn next_due_reads_a_few_index_entries_per_priority_not_the_backlog() {
     assert!(
         prepared[0].generic_plans >= 4,
         "next_due was planned anew on every call: {} generic, {} custom plans",
+        prepared[0].generic_plans,
+        prepared[0].custom_plans
+    );
+}
+
+/// A waiter sets its task's `waited` flag (`mark_waited` in
+/// `src/store/postgres_dialect.rs`) with a statement prepared once per connection: sent
+/// as a one-off query it was planned on every wait, which cost about half as much
+/// again as running it, on the path from a task's commit to its waiter's answer.
+#[tokio::test]
+async fn marking_a_task_waited_is_prepared_once_not_planned_per_wait() {
+    let Some(db) = TestDb::with_config(Backend::Postgres, |c| c.max_connections = 1).await else {
+        return;
+    };
+    let s = &db.store;
+    let tasks: Vec<NewTask> = (0..8)
+        .map(|i| NewTask::new("demo:ping".parse().unwrap(), json!({ "i": i })))
+        .collect();
+    let ids = s.schedule_batch(&tasks).await.unwrap();
+    // No node runs them: each wait marks its task, then times out.
+    for &id in &ids {
+        let waited = s
+            .wait(id, std::time::Duration::from_millis(1), WaitFor::Finished)
+            .await;
+        assert!(
+            matches!(waited, Err(StoreError::WaitTimeout { id: timed_out, .. }) if timed_out == id),
+            "waiting for pending task {id}: {waited:?}"
+        );
+    }
+    let mut pooled = s.connection().await.unwrap();
+    let AnyConn::Postgres(c) = pooled.as_any() else {
+        unreachable!("a PostgreSQL store")
+    };
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let marked: Count = diesel::sql_query("SELECT count(*) AS n FROM warren_tasks WHERE waited")
+        .get_result(c)
+        .await
+        .unwrap();
+    assert_eq!(marked.n, 8, "every waited task has its flag set");
+    let prepared: Vec<Prepared> = diesel::sql_query(
+        "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements \
+         WHERE statement LIKE 'WITH marked AS (UPDATE warren_tasks SET waited%'",
+    )
+    .load(c)
+    .await
+    .unwrap();
+    assert_eq!(prepared.len(), 1, "mark_waited is not a prepared statement");
+    assert!(
+        prepared[0].generic_plans >= 2,
+        "mark_waited was planned anew on every wait: {} generic, {} custom plans",
         prepared[0].generic_plans,
         prepared[0].custom_plans
     );
