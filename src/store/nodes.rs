@@ -103,7 +103,7 @@ impl Store {
                 name,
                 started_at,
                 heartbeat_at,
-                info: serde_json::from_str(&info).unwrap_or(Value::String(info)),
+                info: node_info_value(info),
                 runners: serde_json::from_str(&runners).unwrap_or(Value::Array(Vec::new())),
             })
             .collect())
@@ -147,4 +147,9 @@ impl Store {
             s::warren_settings.select(s::value).find(key).first(c).await?
         }))
     }
+}
+
+/// A node's stored info as JSON (kept as a string when it is not JSON).
+pub(super) fn node_info_value(info: String) -> Value {
+    serde_json::from_str(&info).unwrap_or(Value::String(info))
 }

@@ -6,11 +6,15 @@
 //! for nodes that start later.
 
 use super::conn::on_conn;
+use super::nodes::node_info_value;
+use super::pauses::{pauses_from_rows, Pause, Pauses};
+use super::schema::warren_nodes::dsl as n;
+use super::schema::warren_paused::dsl as p;
 use super::schema::warren_task_types::dsl as tt;
-use super::{PauseTarget, Store, StoreResult};
-use crate::task::{TaskType, DEFAULT_CLUSTER};
+use super::{AnyConn, BackendKind, PauseTarget, Store, StoreResult};
+use crate::task::{Millis, TaskType, DEFAULT_CLUSTER};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
 /// How long a node may go without a heartbeat and still count as live. Nodes beat every
@@ -62,6 +66,14 @@ impl TaskTypeCheck {
     }
 }
 
+/// What [`Store::check_task_type`] reads: the type's registered cluster, each node's
+/// heartbeat and info, and the pauses.
+struct RegistryReads {
+    registered_cluster: Option<String>,
+    nodes: Vec<(Millis, Value)>,
+    pauses: Vec<Pause>,
+}
+
 impl Store {
     /// Checks a task of `task_type` about to be created in `cluster` (or, without one,
     /// its type's registered cluster, else `default`). The registration is read from
@@ -72,24 +84,29 @@ impl Store {
         task_type: &TaskType,
         cluster: Option<&str>,
     ) -> StoreResult<TaskTypeCheck> {
-        let registered_cluster: Option<String> = {
-            let mut pooled = self.conn().await?;
-            let mut conn = pooled.any();
-            on_conn!(&mut conn, c => {
-                tt::warren_task_types
-                    .select(tt::cluster)
-                    .find(task_type.as_str())
-                    .first(c)
-                    .await
-                    .optional()?
-            })
+        let reads = match self.backend() {
+            BackendKind::Postgres => self.registry_reads_pipelined(task_type).await?,
+            BackendKind::Sqlite => RegistryReads {
+                registered_cluster: self.registered_cluster(task_type).await?,
+                nodes: (self.list_nodes().await?)
+                    .into_iter()
+                    .map(|node| (node.heartbeat_at, node.info))
+                    .collect(),
+                pauses: self.pauses().await?,
+            },
         };
+        let registered_cluster = reads.registered_cluster;
         let cluster = cluster
             .map(str::to_string)
             .or_else(|| registered_cluster.clone())
             .unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
-        let served = self.cluster_is_served(&cluster).await?;
-        let paused = self.pause_holding(&cluster, task_type.as_str()).await?;
+        let since = self.now() - NODE_LIVENESS_MS;
+        let served = any_live_node_runs(
+            reads.nodes.iter().map(|(at, info)| (*at, info)),
+            &cluster,
+            since,
+        );
+        let paused = Pauses::from_list(&reads.pauses).holding(&cluster, task_type.as_str());
         Ok(TaskTypeCheck {
             task_type: task_type.clone(),
             registered_cluster,
@@ -99,14 +116,72 @@ impl Store {
         })
     }
 
+    /// The cluster a node registered for `task_type`, if any.
+    async fn registered_cluster(&self, task_type: &TaskType) -> StoreResult<Option<String>> {
+        let mut pooled = self.conn().await?;
+        let mut conn = pooled.any();
+        Ok(on_conn!(&mut conn, c => {
+            tt::warren_task_types
+                .select(tt::cluster)
+                .find(task_type.as_str())
+                .first(c)
+                .await
+                .optional()?
+        }))
+    }
+
+    /// The three reads of [`Store::check_task_type`] on PostgreSQL, sent together on one
+    /// connection: they are independent, so pipelined they cost one round trip and one
+    /// pool checkout where one after another they cost three of each (`POST
+    /// /api/tasks` makes them for every task it creates).
+    async fn registry_reads_pipelined(&self, task_type: &TaskType) -> StoreResult<RegistryReads> {
+        let mut pooled = self.conn().await?;
+        let AnyConn::Postgres(c) = pooled.any() else {
+            unreachable!("pipelined reads run on PostgreSQL only");
+        };
+        let conn: &AsyncPgConnection = c;
+        let registered = tt::warren_task_types
+            .select(tt::cluster)
+            .find(task_type.as_str())
+            .first::<String>(&mut &*conn);
+        let nodes = n::warren_nodes
+            .select((n::heartbeat_at, n::info))
+            .load::<(Millis, String)>(&mut &*conn);
+        let pauses = p::warren_paused
+            .select((p::kind, p::name, p::paused_at))
+            .load::<(String, String, Millis)>(&mut &*conn);
+        // All three are awaited to the end, even when one fails, so that no answer is
+        // left unread on the connection.
+        let (registered, nodes, pauses) = futures_util::join!(registered, nodes, pauses);
+        Ok(RegistryReads {
+            registered_cluster: registered.optional()?,
+            nodes: nodes?
+                .into_iter()
+                .map(|(heartbeat_at, info)| (heartbeat_at, node_info_value(info)))
+                .collect(),
+            pauses: pauses_from_rows(pauses?),
+        })
+    }
+
     /// Whether a live node (a heartbeat within [`NODE_LIVENESS_MS`]) runs `cluster`, as
     /// its registration says (`info.clusters`, `{"name": workers}`).
     pub async fn cluster_is_served(&self, cluster: &str) -> StoreResult<bool> {
         let since = self.now() - NODE_LIVENESS_MS;
-        Ok(self.list_nodes().await?.iter().any(|node| {
-            node.heartbeat_at >= since && node_clusters(&node.info).any(|c| c == cluster)
-        }))
+        let nodes = self.list_nodes().await?;
+        let nodes = nodes.iter().map(|node| (node.heartbeat_at, &node.info));
+        Ok(any_live_node_runs(nodes, cluster, since))
     }
+}
+
+/// Whether one of `nodes` (heartbeat, info) beat at `since` or later and runs `cluster`.
+fn any_live_node_runs<'a>(
+    mut nodes: impl Iterator<Item = (Millis, &'a Value)>,
+    cluster: &str,
+    since: Millis,
+) -> bool {
+    nodes.any(|(heartbeat_at, info)| {
+        heartbeat_at >= since && node_clusters(info).any(|c| c == cluster)
+    })
 }
 
 /// The clusters a node's info names (`clusters`: a map of cluster to workers, or a list

@@ -1,6 +1,7 @@
 //! The node registry, settings and task type checks.
 
 use crate::support::conformance::*;
+use warren::store::PauseTarget;
 
 crate::conformance!(
     nodes_heartbeat_and_settings,
@@ -90,8 +91,29 @@ async fn task_type_checks_see_registrations_and_live_nodes(b: Backend) {
     // Silent for longer than the liveness window: no longer live.
     db.clock.advance(warren::store::NODE_LIVENESS_MS);
     assert!(s.cluster_is_served("mail").await.unwrap());
+    assert!(s.check_task_type(&mail, None).await.unwrap().served);
     db.clock.advance(1);
     assert!(!s.cluster_is_served("mail").await.unwrap());
+    assert!(!s.check_task_type(&mail, None).await.unwrap().served);
     assert!(other.heartbeat("mailer").await.unwrap());
     assert!(s.cluster_is_served("mail").await.unwrap());
+    // A pause of the task's cluster holds it back before one of its type; another
+    // cluster's pause does not.
+    let pause = |target: PauseTarget| async move { s.pause(&target).await.unwrap() };
+    pause(PauseTarget::TaskType("demo:mail".into())).await;
+    let check = s.check_task_type(&mail, None).await.unwrap();
+    assert_eq!(
+        check.paused,
+        Some(PauseTarget::TaskType("demo:mail".into()))
+    );
+    pause(PauseTarget::Cluster("mail".into())).await;
+    let check = s.check_task_type(&mail, None).await.unwrap();
+    assert_eq!(check.paused, Some(PauseTarget::Cluster("mail".into())));
+    assert!(check.served, "a paused cluster is still served");
+    assert_eq!(check.warnings().len(), 1, "{:?}", check.warnings());
+    let check = s.check_task_type(&mail, Some("default")).await.unwrap();
+    assert_eq!(
+        check.paused,
+        Some(PauseTarget::TaskType("demo:mail".into()))
+    );
 }
