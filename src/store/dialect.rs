@@ -71,8 +71,15 @@ pub(crate) trait Dialect {
     /// (see `pg_run_tx.rs`).
     async fn begin_for_task_sql(&mut self) -> QueryResult<SqlCanceller>;
 
-    /// Inserts task rows with one statement; their ids in input order.
-    async fn insert_tasks(&mut self, rows: Vec<TaskInsert>) -> QueryResult<Vec<TaskId>>;
+    /// Inserts task rows (none with a unique key) and announces the clusters of those
+    /// due by `now`, delivered when the transaction commits; their ids in input order.
+    /// PostgreSQL does both in one statement (`schedule_alone.rs`).
+    async fn insert_tasks(
+        &mut self,
+        pending: &mut Pending,
+        rows: &[TaskInsert],
+        now: Millis,
+    ) -> QueryResult<Vec<TaskId>>;
 
     /// Inserts `row`, a task with a unique key, unless a task that counts as its
     /// duplicate exists (see `unique.rs`); its id, or `None`. PostgreSQL relies on the

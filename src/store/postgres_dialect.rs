@@ -8,7 +8,7 @@ use super::dialect::{Announce, Dialect, LockWhen};
 use super::manage::filtered_tasks;
 use super::model::TaskRow;
 use super::pg_policy::PgStatementPolicy;
-use super::schedule::{MetadataInsert, PgInsertTasks, TaskInsert, BATCH_CHUNK};
+use super::schedule::{MetadataInsert, TaskInsert, BATCH_CHUNK};
 use super::schema::{warren_task_metadata, warren_tasks};
 use super::signals::{Pending, PgNotify, PgNotifyOutcome, TASKS_CHANNEL};
 use super::task_sql::{Ran, SqlCanceller, TaskSqlError, TaskStatement};
@@ -16,9 +16,7 @@ use super::TaskFilter;
 use super::{dynamic, StoreResult};
 use crate::task::{Millis, TaskId, TaskState};
 use diesel::sql_types::BigInt;
-use diesel::{
-    ExpressionMethods, OptionalExtension, QueryDsl, QueryResult, QueryableByName, SelectableHelper,
-};
+use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult, SelectableHelper};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
 
 impl Dialect for AsyncPgConnection {
@@ -36,14 +34,14 @@ impl Dialect for AsyncPgConnection {
         Ok(SqlCanceller::postgres(self.cancel_token()))
     }
 
-    async fn insert_tasks(&mut self, rows: Vec<TaskInsert>) -> QueryResult<Vec<TaskId>> {
-        #[derive(QueryableByName)]
-        struct Inserted {
-            #[diesel(sql_type = BigInt)]
-            id: TaskId,
-        }
-        let inserted: Vec<Inserted> = PgInsertTasks::new(&rows).load(self).await?;
-        Ok(inserted.into_iter().map(|r| r.id).collect())
+    async fn insert_tasks(
+        &mut self,
+        _pending: &mut Pending,
+        rows: &[TaskInsert],
+        now: Millis,
+    ) -> QueryResult<Vec<TaskId>> {
+        // The wake-up travels in the insert statement: no NOTIFY of its own.
+        super::schedule_alone::insert_announcing(self, rows, now).await
     }
 
     async fn insert_unless_duplicate(&mut self, row: &TaskInsert) -> QueryResult<Option<TaskId>> {

@@ -15,7 +15,7 @@ use super::{AnyConn, NewTask, Store, StoreError, StoreResult, DEFAULT_CLUSTER};
 use crate::task::{is_valid_name_part, Millis, Priority, TaskId, TaskState};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment};
+use diesel::query_builder::AstPass;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use serde_json::Value;
 
@@ -171,14 +171,9 @@ pub(super) fn metadata_rows(
     Ok(rows)
 }
 
-/// Inserts task rows with one statement and returns their ids in input order (see
-/// [`Dialect::insert_tasks`]).
-async fn insert_rows(conn: &mut AnyConn<'_>, rows: Vec<TaskInsert>) -> StoreResult<Vec<TaskId>> {
-    Ok(on_conn!(conn, c => Dialect::insert_tasks(c, rows).await)?)
-}
-
-/// `INSERT … SELECT … FROM unnest(arrays) … RETURNING id`: the rows travel as one array per column, so
-/// the statement's text is the same for one task or a thousand. Each connection parses
+/// `INSERT … SELECT … FROM unnest(arrays)`, the insert of the batch statement in
+/// `schedule_alone.rs`: the rows travel as one array per column, so the statement's
+/// text is the same for one task or a thousand. Each connection parses
 /// it once and PostgreSQL keeps one plan for it, where a multi-row `VALUES` list is a
 /// new statement (and ten thousand parameters to plan) for every batch size. The rows
 /// are inserted, and their ids drawn, in input order.
@@ -207,16 +202,6 @@ impl<'a> PgInsertTasks<'a> {
             not_before: rows.iter().map(|r| r.not_before).collect(),
             next_attempts: rows.iter().map(|r| r.next_attempt).collect(),
         }
-    }
-}
-
-super::pg_statement!(PgInsertTasks<'_>);
-
-impl QueryFragment<Pg> for PgInsertTasks<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        self.push_insert(&mut out)?;
-        out.push_sql(" RETURNING id");
-        Ok(())
     }
 }
 
@@ -357,10 +342,8 @@ pub(super) async fn insert_tasks_reporting(
         let end = (start..rows.len())
             .find(|&i| tasks[i].options.unique.is_some() || i - start == BATCH_CHUNK)
             .unwrap_or(rows.len());
-        let mut ids = insert_rows(conn, rows[start..end].to_vec()).await?;
-        // One multi-row insert draws its ids in input order; RETURNING's order is not
-        // promised, so sort them back.
-        ids.sort_unstable();
+        let rows = &rows[start..end];
+        let ids = on_conn!(conn, c => Dialect::insert_tasks(c, pending, rows, now).await)?;
         scheduled.extend(ids.into_iter().map(|id| Scheduled { id, created: true }));
         start = end;
     }
@@ -371,18 +354,34 @@ pub(super) async fn insert_tasks_reporting(
         }
     }
     insert_metadata(conn, meta).await?;
-    let mut clusters: Vec<&str> = rows
+    // The tasks inserted without a unique key were announced with their insert.
+    let unique_created = rows
         .iter()
+        .zip(tasks)
         .zip(&scheduled)
-        .filter(|(r, s)| s.created && r.next_attempt <= now)
-        .map(|(r, _)| r.cluster.as_str())
+        .filter(|((_, task), s)| s.created && task.options.unique.is_some())
+        .map(|((row, _), _)| row);
+    announce_due(conn, pending, unique_created, now).await?;
+    Ok(scheduled)
+}
+
+/// Announces, once each, the clusters of `rows` that are due by `now`.
+async fn announce_due<'r>(
+    conn: &mut AnyConn<'_>,
+    pending: &mut Pending,
+    rows: impl Iterator<Item = &'r TaskInsert>,
+    now: Millis,
+) -> StoreResult<()> {
+    let mut clusters: Vec<&str> = rows
+        .filter(|r| r.next_attempt <= now)
+        .map(|r| r.cluster.as_str())
         .collect();
     clusters.sort_unstable();
     clusters.dedup();
     for cluster in clusters {
         announce_work(conn, pending, cluster).await?;
     }
-    Ok(scheduled)
+    Ok(())
 }
 
 /// `tasks`, each with the trace context of the current span in its metadata unless it

@@ -53,29 +53,49 @@ impl Dialect for SqliteConn {
         Ok(SqlCanceller::sqlite(guard))
     }
 
-    async fn insert_tasks(&mut self, rows: Vec<TaskInsert>) -> QueryResult<Vec<TaskId>> {
+    async fn insert_tasks(
+        &mut self,
+        pending: &mut Pending,
+        rows: &[TaskInsert],
+        now: Millis,
+    ) -> QueryResult<Vec<TaskId>> {
+        let mut clusters: Vec<String> = rows
+            .iter()
+            .filter(|r| r.next_attempt <= now)
+            .map(|r| r.cluster.clone())
+            .collect();
+        clusters.sort_unstable();
+        clusters.dedup();
+        let rows = rows.to_vec();
         // diesel-async cannot build a multi-row insert for SQLite.
-        self.spawn_blocking(move |inner| {
-            if let [row] = rows.as_slice() {
-                // One task (each single enqueue): a statement of one shape, which the
-                // connection prepares once, rather than a batch statement prepared
-                // anew each time (and with it the keying triggers compiled again:
-                // half the cost of an enqueue).
-                return diesel::RunQueryDsl::get_results(
+        let mut ids: Vec<TaskId> = self
+            .spawn_blocking(move |inner| {
+                if let [row] = rows.as_slice() {
+                    // One task (each single enqueue): a statement of one shape, which the
+                    // connection prepares once, rather than a batch statement prepared
+                    // anew each time (and with it the keying triggers compiled again:
+                    // half the cost of an enqueue).
+                    return diesel::RunQueryDsl::get_results(
+                        diesel::insert_into(warren_tasks::table)
+                            .values(row)
+                            .returning(warren_tasks::id),
+                        inner,
+                    );
+                }
+                diesel::RunQueryDsl::get_results(
                     diesel::insert_into(warren_tasks::table)
-                        .values(row)
+                        .values(&rows)
                         .returning(warren_tasks::id),
                     inner,
-                );
-            }
-            diesel::RunQueryDsl::get_results(
-                diesel::insert_into(warren_tasks::table)
-                    .values(&rows)
-                    .returning(warren_tasks::id),
-                inner,
-            )
-        })
-        .await
+                )
+            })
+            .await?;
+        // One multi-row insert draws its ids in input order; RETURNING's order is not
+        // promised, so sort them back.
+        ids.sort_unstable();
+        // Delivered by the store after the commit.
+        pending.clusters.extend(clusters);
+        Ok(ids)
     }
 
     async fn insert_unless_duplicate(&mut self, row: &TaskInsert) -> QueryResult<Option<TaskId>> {

@@ -324,8 +324,25 @@ async fn scheduling_wakes_the_clusters_with_work_due_now(b: Backend) {
     let mut with_metadata = in_cluster("meta", None);
     with_metadata.options.metadata = vec![("k".into(), "v".into())];
     s.schedule(with_metadata).await.unwrap();
+    // In a caller's transaction: woken when it commits, never when it rolls back.
+    let mut conn = s.connection().await.unwrap();
+    conn.begin().await.unwrap();
+    conn.schedule(in_cluster("rolled-back", None))
+        .await
+        .unwrap();
+    conn.rollback().await.unwrap();
+    conn.begin().await.unwrap();
+    conn.schedule_batch(&[in_cluster("tx", None), in_cluster("later", later)])
+        .await
+        .unwrap();
+    conn.commit().await.unwrap();
+    drop(conn);
+    // A task with a unique key is inserted alone, and announced apart.
+    let mut unique = in_cluster("unique", None);
+    unique.options.unique = Some(warren::store::Unique::key("once"));
+    s.schedule(unique).await.unwrap();
     let mut woken = Vec::new();
-    while woken.len() < 4 {
+    while woken.len() < 6 {
         let cluster = tokio::time::timeout(Duration::from_secs(30), wakeups.recv())
             .await
             .expect("a wake-up for each cluster with work due now")
@@ -333,7 +350,7 @@ async fn scheduling_wakes_the_clusters_with_work_due_now(b: Backend) {
         woken.push(cluster);
     }
     woken[1..3].sort();
-    assert_eq!(woken, ["alone", "a", "b", "meta"]);
+    assert_eq!(woken, ["alone", "a", "b", "meta", "tx", "unique"]);
     assert!(
         matches!(
             wakeups.try_recv(),
