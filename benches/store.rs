@@ -240,7 +240,7 @@ async fn single_enqueue(store: &Store, n: usize) -> BenchResult<Duration> {
 }
 
 /// Schedules `n` tasks one by one, each in a transaction the caller opens and commits
-/// on a connection of the store's (begin, insert, notify, commit).
+/// on a connection of the store's (begin, the insert that also sends the wake-up, commit).
 async fn single_enqueue_in_callers_tx(store: &Store, n: usize) -> BenchResult<Duration> {
     let mut conn = store.connection().await?;
     let start = Instant::now();
