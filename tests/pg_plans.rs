@@ -448,17 +448,30 @@ async fn next_due_reads_a_few_index_entries_per_priority_not_the_backlog() {
     let AnyConn::Postgres(c) = pooled.as_any() else {
         unreachable!("a PostgreSQL store")
     };
+    assert_prepared_once(c, "next_due", "WITH RECURSIVE levels%", 4).await;
+}
+
+/// Asserts that the connection `c` has prepared the statement whose text is `like`
+/// (`what`) once, and ran a generic plan for it at least `generic` times: it is no
+/// longer planned on every call.
+async fn assert_prepared_once(
+    c: &mut diesel_async::AsyncPgConnection,
+    what: &str,
+    like: &str,
+    generic: i64,
+) {
     let prepared: Vec<Prepared> = diesel::sql_query(
         "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements \
-         WHERE statement LIKE 'WITH RECURSIVE levels%'",
+         WHERE statement LIKE $1",
     )
+    .bind::<Text, _>(like)
     .load(c)
     .await
     .unwrap();
-    assert_eq!(prepared.len(), 1, "next_due is not a prepared statement");
+    assert_eq!(prepared.len(), 1, "{what} is not a prepared statement");
     assert!(
-        prepared[0].generic_plans >= 4,
-        "next_due was planned anew on every call: {} generic, {} custom plans",
+        prepared[0].generic_plans >= generic,
+        "{what} was planned anew on every call: {} generic, {} custom plans",
         prepared[0].generic_plans,
         prepared[0].custom_plans
     );
@@ -502,18 +515,6 @@ async fn marking_a_task_waited_is_prepared_once_not_planned_per_wait() {
         .await
         .unwrap();
     assert_eq!(marked.n, 8, "every waited task has its flag set");
-    let prepared: Vec<Prepared> = diesel::sql_query(
-        "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements \
-         WHERE statement LIKE 'WITH marked AS (UPDATE warren_tasks SET waited%'",
-    )
-    .load(c)
-    .await
-    .unwrap();
-    assert_eq!(prepared.len(), 1, "mark_waited is not a prepared statement");
-    assert!(
-        prepared[0].generic_plans >= 2,
-        "mark_waited was planned anew on every wait: {} generic, {} custom plans",
-        prepared[0].generic_plans,
-        prepared[0].custom_plans
-    );
+    let marking = "WITH marked AS (UPDATE warren_tasks SET waited%";
+    assert_prepared_once(c, "mark_waited", marking, 2).await;
 }
