@@ -477,8 +477,8 @@ async fn assert_prepared_once(
     );
 }
 
-/// A waiter sets its task's `waited` flag (`mark_waited` in
-/// `src/store/postgres_dialect.rs`) with a statement prepared once per connection: sent
+/// A waiter sets its task's `waited` flag (`PgMarkWaited` in `src/store/wait.rs`)
+/// with a statement prepared once per connection: sent
 /// as a one-off query it was planned on every wait, which cost about half as much
 /// again as running it, on the path from a task's commit to its waiter's answer.
 #[tokio::test]

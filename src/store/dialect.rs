@@ -114,10 +114,6 @@ pub(crate) trait Dialect {
     /// inside it), or queues it in `pending` for the store to deliver after the commit.
     async fn announce(&mut self, pending: &mut Pending, announce: Announce<'_>) -> QueryResult<()>;
 
-    /// Asks for an outcome notification of task `id` (and wakes its queue when it is
-    /// pending), where the backend sends outcomes only to those who ask.
-    async fn mark_waited(&mut self, id: TaskId) -> QueryResult<()>;
-
     /// Runs one statement of task code inside the open transaction, after the
     /// backend's statement policy allowed it.
     async fn run_task_statement(

@@ -14,8 +14,7 @@ use super::signals::{Pending, PgNotify, PgNotifyOutcome, TASKS_CHANNEL};
 use super::task_sql::{Ran, SqlCanceller, TaskSqlError, TaskStatement};
 use super::TaskFilter;
 use super::{dynamic, StoreResult};
-use crate::task::{Millis, TaskId, TaskState};
-use diesel::sql_types::BigInt;
+use crate::task::{Millis, TaskId};
 use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult, SelectableHelper};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
 
@@ -143,11 +142,6 @@ impl Dialect for AsyncPgConnection {
         Ok(())
     }
 
-    async fn mark_waited(&mut self, id: TaskId) -> QueryResult<()> {
-        PgMarkWaited { id }.execute(self).await?;
-        Ok(())
-    }
-
     async fn run_task_statement(
         &mut self,
         policy: &PgStatementPolicy,
@@ -167,33 +161,5 @@ impl Dialect for AsyncPgConnection {
             }
             Err(e) => Err(e),
         }
-    }
-}
-
-/// Sets a task's `waited` flag and, when the task is still pending, wakes its
-/// cluster's queues: `WITH marked AS (UPDATE … SET waited = true WHERE id = $1 AND NOT
-/// waited RETURNING cluster, state) SELECT pg_notify(…) FROM marked WHERE state =
-/// 'pending'`. A statement of its own, so that each connection prepares it once: sent
-/// as a one-off query it was planned on every wait (167 µs of planning against 289 µs
-/// of execution a call, `pg_stat_statements` over the runtime bench's 300 waits).
-struct PgMarkWaited {
-    id: TaskId,
-}
-
-super::pg_statement!(PgMarkWaited);
-
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PgMarkWaited {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> QueryResult<()> {
-        out.push_sql("WITH marked AS (UPDATE warren_tasks SET waited = true WHERE id = ");
-        out.push_bind_param::<BigInt, _>(&self.id)?;
-        out.push_sql(" AND NOT waited RETURNING cluster, state) SELECT pg_notify('");
-        out.push_sql(TASKS_CHANNEL);
-        out.push_sql("', cluster) FROM marked WHERE state = '");
-        out.push_sql(TaskState::Pending.as_str());
-        out.push_sql("'");
-        Ok(())
     }
 }

@@ -205,11 +205,6 @@ impl Dialect for SqliteConn {
         Ok(())
     }
 
-    async fn mark_waited(&mut self, _id: TaskId) -> QueryResult<()> {
-        // Every outcome is announced in this process and to the file's other processes.
-        Ok(())
-    }
-
     async fn run_task_statement(
         &mut self,
         _policy: &PgStatementPolicy,
