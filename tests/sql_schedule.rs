@@ -131,6 +131,8 @@ async fn the_function_writes_the_row_the_rust_api_writes() {
                 ],
                 cluster: Some("other".into()),
                 unique: None,
+                // SQL schedules for no waiter.
+                waited: false,
             },
             json!({"not_before": later.to_string(), "priority": "\tinteractive ",
                    "timeout_ms": 2500, "aux_data": {"extra": true},

@@ -509,6 +509,7 @@ impl Store {
                 cluster: Some(original.cluster),
                 // A copy made on purpose is not held back by the original's key.
                 unique: None,
+                waited: false,
             },
         };
         self.schedule(task).await

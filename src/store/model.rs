@@ -57,6 +57,14 @@ pub struct ScheduleOptions {
     /// A unique key: while a task of the same type has it (and is in one of the
     /// states that count), scheduling returns that task instead of a new one.
     pub unique: Option<super::Unique>,
+    /// The scheduler will wait for the task's outcome ([`super::Store::wait`]): the
+    /// task is stored as waited for, so its outcome announces itself from the start.
+    /// On PostgreSQL a wait otherwise marks the task first, a write that locks its row
+    /// and can make a claim running at that moment skip the task (see the waiter's
+    /// flag in `docs/state-machine.md`). A task found as a duplicate of a unique
+    /// key is returned as it is (a wait marks it). SQLite announces every outcome
+    /// anyway.
+    pub waited: bool,
 }
 
 /// A managed task as stored, every field included.

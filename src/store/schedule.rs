@@ -16,7 +16,7 @@ use crate::task::{is_valid_name_part, Millis, Priority, TaskId, TaskState};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::AstPass;
-use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
 use serde_json::Value;
 
 #[derive(Clone, Insertable)]
@@ -36,6 +36,8 @@ pub(super) struct TaskInsert {
     pub(super) unique_key: Option<String>,
     /// The states in which the task counts as a duplicate, if it has a key.
     pub(super) unique_states: Option<i32>,
+    /// Someone will wait for the outcome ([`super::ScheduleOptions::waited`]).
+    pub(super) waited: bool,
 }
 
 #[derive(Clone, Insertable)]
@@ -146,6 +148,7 @@ fn to_row(task: &NewTask, registered: Option<&String>, now: Millis) -> StoreResu
         next_attempt: o.not_before.map_or(earliest, |nb| nb.max(earliest)),
         unique_key: o.unique.as_ref().map(|u| u.stored_key(now)),
         unique_states: o.unique.as_ref().map(|u| u.states.bits()),
+        waited: o.waited,
     })
 }
 
@@ -187,6 +190,7 @@ pub(super) struct PgInsertTasks<'a> {
     created: Vec<i64>,
     not_before: Vec<Option<i64>>,
     next_attempts: Vec<i64>,
+    waited: Vec<bool>,
 }
 
 impl<'a> PgInsertTasks<'a> {
@@ -201,6 +205,7 @@ impl<'a> PgInsertTasks<'a> {
             created: rows.iter().map(|r| r.created_at).collect(),
             not_before: rows.iter().map(|r| r.not_before).collect(),
             next_attempts: rows.iter().map(|r| r.next_attempt).collect(),
+            waited: rows.iter().map(|r| r.waited).collect(),
         }
     }
 }
@@ -208,7 +213,7 @@ impl<'a> PgInsertTasks<'a> {
 /// The columns of the row source `r` that [`PgInsertTasks::push_insert_head`] reads,
 /// in the order their values are given.
 pub(super) const ROW_COLUMNS: &str = "task_type, cluster, data, aux_data, priority, \
-     timeout_ms, created_at, not_before, next_attempt";
+     timeout_ms, created_at, not_before, next_attempt, waited";
 
 impl PgInsertTasks<'_> {
     /// The insert, without its `RETURNING` clause.
@@ -232,7 +237,9 @@ impl PgInsertTasks<'_> {
         out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.not_before)?;
         out.push_sql("::bigint[], ");
         out.push_bind_param::<Array<BigInt>, _>(&self.next_attempts)?;
-        out.push_sql("::bigint[]) WITH ORDINALITY AS r(");
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<Bool>, _>(&self.waited)?;
+        out.push_sql("::boolean[]) WITH ORDINALITY AS r(");
         out.push_sql(ROW_COLUMNS);
         out.push_sql(", n) ");
         Self::push_flow_join(out);
@@ -246,13 +253,13 @@ impl PgInsertTasks<'_> {
     pub(super) fn push_insert_head(out: &mut AstPass<'_, '_, Pg>) {
         out.push_sql(
             "INSERT INTO warren_tasks (task_type, cluster, state, data, aux_data, priority, \
-             timeout_ms, created_at, not_before, next_attempt, flow_key) \
+             timeout_ms, created_at, not_before, next_attempt, waited, flow_key) \
              SELECT r.task_type, r.cluster, '",
         );
         out.push_sql(TaskState::Pending.as_str());
         out.push_sql(
             "', r.data, r.aux_data, r.priority, r.timeout_ms, \
-             r.created_at, r.not_before, r.next_attempt, ",
+             r.created_at, r.not_before, r.next_attempt, r.waited, ",
         );
         // The key of a task of a type with a flow rule (`flow.rs`), from the
         // registry joined below: a join, not a sub-select per row, which made PostgreSQL

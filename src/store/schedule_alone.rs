@@ -22,7 +22,7 @@ use super::{AnyConn, NewTask, Store, StoreResult};
 use crate::task::{Millis, TaskId};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment};
-use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 use diesel::{QueryResult, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -133,7 +133,9 @@ impl QueryFragment<Pg> for PgScheduleOne<'_> {
         out.push_bind_param::<Nullable<BigInt>, _>(&row.not_before)?;
         out.push_sql("::bigint, ");
         out.push_bind_param::<BigInt, _>(&row.next_attempt)?;
-        out.push_sql("::bigint)) AS r(");
+        out.push_sql("::bigint, ");
+        out.push_bind_param::<Bool, _>(&row.waited)?;
+        out.push_sql("::boolean)) AS r(");
         out.push_sql(ROW_COLUMNS);
         out.push_sql(") ");
         PgInsertTasks::push_flow_join(&mut out);

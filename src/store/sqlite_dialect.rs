@@ -24,7 +24,7 @@ use super::{dynamic, AnyConn, StoreResult};
 use crate::task::{Millis, TaskId, TaskState};
 use diesel::connection::AnsiTransactionManager;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
 impl Dialect for SqliteConn {
@@ -121,6 +121,7 @@ impl Dialect for SqliteConn {
             .bind::<BigInt, _>(row.next_attempt)
             .bind::<Nullable<Text>, _>(&row.unique_key)
             .bind::<Nullable<Integer>, _>(row.unique_states)
+            .bind::<Bool, _>(row.waited)
             .bind::<Text, _>(&row.task_type)
             .bind::<Nullable<Text>, _>(&row.unique_key)
             .load(self)
@@ -314,8 +315,8 @@ fn plain_due_sql(types_paused: bool) -> String {
 fn sqlite_insert_unless_duplicate() -> String {
     format!(
         "INSERT INTO warren_tasks (task_type, cluster, state, data, aux_data, priority, \
-         timeout_ms, created_at, not_before, next_attempt, unique_key, unique_states) \
-         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+         timeout_ms, created_at, not_before, next_attempt, unique_key, unique_states, waited) \
+         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
          WHERE NOT EXISTS (SELECT 1 FROM warren_tasks \
          WHERE task_type = ? AND unique_key = ? AND {COUNTS_AS_DUPLICATE}) RETURNING id"
     )

@@ -91,6 +91,8 @@ impl Store {
     /// Setting the flag locks the task's row for a moment, so a claim running just
     /// then skips the task; when it is pending, the same statement wakes the queues of
     /// its cluster (delivered as the lock is released), so it is claimed right away.
+    /// A task scheduled with the flag already set (`ScheduleOptions::waited`) is not
+    /// written or locked at all: the update's condition finds the flag set.
     async fn mark_waited_and_look(
         &self,
         id: TaskId,

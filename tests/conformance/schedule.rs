@@ -26,6 +26,7 @@ async fn schedule_and_describe_keep_every_field(b: Backend) {
                 metadata: vec![("Origin".into(), "test".into())],
                 cluster: Some("mail".into()),
                 unique: None,
+                waited: true,
             },
         ))
         .await
@@ -71,6 +72,7 @@ async fn schedule_and_describe_keep_every_field(b: Backend) {
                     metadata: vec![("k".into(), "v".into())],
                     cluster: Some("mail".into()),
                     unique: None,
+                    waited: true,
                 },
             ),
             task(json!({"n": 2})),
@@ -117,6 +119,15 @@ async fn schedule_and_describe_keep_every_field(b: Backend) {
         (Priority::INTERACTIVE, "mail")
     );
     assert_eq!(t.metadata, vec![("k".to_string(), "v".to_string())]);
+    // Stored as waited for: the first task and the batch's second, no other.
+    assert_eq!(
+        numbers(
+            s,
+            "SELECT id AS n FROM warren_tasks WHERE waited ORDER BY id"
+        )
+        .await,
+        vec![id.0, ids[1].0]
+    );
     assert!(matches!(
         s.describe(TaskId(999_999)).await,
         Err(StoreError::NotFound(TaskId(999_999)))

@@ -5,7 +5,7 @@
 
 // Every area imports this module whole; not every area uses every name.
 #[allow(unused_imports)]
-pub use crate::support::{count, exec, Backend, TestDb, MIN, T0};
+pub use crate::support::{count, exec, numbers, Backend, TestDb, MIN, T0};
 #[allow(unused_imports)]
 pub use serde_json::json;
 #[allow(unused_imports)]

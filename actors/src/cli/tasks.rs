@@ -219,6 +219,9 @@ pub async fn schedule(database: &str, args: ScheduleArgs) -> Result<(), Failure>
         aux_data,
         unique,
         metadata,
+        // `--wait` waits for the outcome: stored as waited for, the task's wait sets
+        // nothing (see `ScheduleOptions::waited`).
+        waited: args.wait.is_some(),
         ..ScheduleOptions::default()
     });
     task.validate().map_err(invalid)?;
